@@ -1,0 +1,306 @@
+/*
+ * paskdnn.h - the one public C header of paskdnn.
+ *
+ * paskdnn is a DNN primitive library (conv2d, gemm, pool2d) that routes every
+ * call through a solver registry and a cache of resident kernels, so that the
+ * first inference of a fresh process is nearly as fast as a warm one.
+ *
+ * Conventions
+ *  - Every function returns a pask_status_t; PASK_SUCCESS is 0. Outputs go
+ *    through pointer arguments. On failure nothing is written to any output
+ *    (tensors included) and pask_last_error_message() describes what failed.
+ *  - Handles are opaque; a const_ twin marks read-only use.
+ *  - Ownership is stated in each function's comment. Handles are freed by the
+ *    matching _destroy function; destroying NULL is a no-op.
+ *  - The API grows by adding functions (`_v2`), never by changing signatures.
+ *  - All functions are thread safe: a context may be used by many threads at
+ *    once; descriptors are immutable after creation.
+ *
+ * Apache-2.0. This header is also the source of the Python binding's cffi cdef:
+ * everything between PASK_CDEF_BEGIN and PASK_CDEF_END must stay plain C that
+ * pycparser reads once `#` lines and the PASK_API macro are removed.
+ */
+#ifndef PASKDNN_H
+#define PASKDNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define PASK_API __declspec(dllimport)
+#elif defined(PASK_BUILDING_LIBRARY)
+#define PASK_API __attribute__((visibility("default")))
+#else
+#define PASK_API
+#endif
+
+#define PASK_VERSION_MAJOR 0
+#define PASK_VERSION_MINOR 1
+#define PASK_VERSION_PATCH 0
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* PASK_CDEF_BEGIN */
+
+/* Status codes. Numbers are stable; new codes are appended. */
+typedef enum pask_status {
+    PASK_SUCCESS = 0,
+    PASK_ERROR_INVALID_ARGUMENT = 1,  /* a value out of range or inconsistent */
+    PASK_ERROR_NULL_POINTER = 2,      /* a required pointer or handle was NULL */
+    PASK_ERROR_SHAPE_MISMATCH = 3,    /* tensor shapes do not agree */
+    PASK_ERROR_UNSUPPORTED = 4,       /* valid, but not supported (dtype, layout, device...) */
+    PASK_ERROR_OVERFLOW = 5,          /* a size computation would overflow */
+    PASK_ERROR_OUT_OF_MEMORY = 6,     /* an allocation failed */
+    PASK_ERROR_BACKEND_UNAVAILABLE = 7, /* the device API or library could not be loaded */
+    PASK_ERROR_LOAD_FAILED = 8,       /* a kernel code object could not be found or loaded */
+    PASK_ERROR_INTERNAL = 9           /* a bug in paskdnn; please report it */
+} pask_status_t;
+
+typedef enum pask_dtype {
+    PASK_DTYPE_FLOAT32 = 0,
+    PASK_DTYPE_FLOAT16 = 1,
+    PASK_DTYPE_BFLOAT16 = 2,
+    PASK_DTYPE_FLOAT64 = 3
+} pask_dtype_t;
+
+/* Memory layout of a tensor. Dims are always given in logical order:
+ * 4-D activations as {N, C, H, W}, 4-D conv weights as {O, I/groups, KH, KW},
+ * whatever the layout. NCHW/NHWC apply to activations; for weights NCHW means
+ * OIHW and NHWC means OHWI ("channels last"). ROW_MAJOR is a packed C-order
+ * array of any rank (bias vectors, gemm matrices). */
+typedef enum pask_layout {
+    PASK_LAYOUT_ROW_MAJOR = 0,
+    PASK_LAYOUT_NCHW = 1,
+    PASK_LAYOUT_NHWC = 2
+} pask_layout_t;
+
+typedef enum pask_device_type {
+    PASK_DEVICE_CPU = 0,
+    PASK_DEVICE_CUDA = 1,
+    PASK_DEVICE_HIP = 2
+} pask_device_type_t;
+
+typedef enum pask_activation {
+    PASK_ACTIVATION_NONE = 0,
+    PASK_ACTIVATION_RELU = 1,
+    PASK_ACTIVATION_RELU6 = 2
+} pask_activation_t;
+
+typedef enum pask_pool_mode {
+    PASK_POOL_MAX = 0,
+    PASK_POOL_AVG = 1
+} pask_pool_mode_t;
+
+typedef enum pask_op {
+    PASK_OP_CONV2D = 0,
+    PASK_OP_GEMM = 1,
+    PASK_OP_POOL2D = 2
+} pask_op_t;
+
+typedef struct pask_context *pask_context_t;
+typedef const struct pask_context *const_pask_context_t;
+typedef struct pask_tensor_desc *pask_tensor_desc_t;
+typedef const struct pask_tensor_desc *const_pask_tensor_desc_t;
+typedef struct pask_options *pask_options_t;
+typedef const struct pask_options *const_pask_options_t;
+
+/* Fused epilogue applied to every output element:
+ *     out = act(alpha * acc + beta * out_before + bias + residual)
+ * acc is the raw convolution / matrix product. out_before is read only when
+ * beta != 0 (so an uninitialised output is fine with beta == 0). bias and
+ * residual are the optional tensors passed to the op. A NULL epilogue pointer
+ * means alpha = 1, beta = 0, activation none. */
+typedef struct pask_epilogue {
+    float alpha;
+    float beta;
+    pask_activation_t activation;
+} pask_epilogue_t;
+
+/* conv2d parameters, index 0 = height, 1 = width. Padding may be asymmetric:
+ * pad_pre is top/left, pad_post bottom/right. */
+typedef struct pask_conv2d_params {
+    int64_t stride[2];
+    int64_t pad_pre[2];
+    int64_t pad_post[2];
+    int64_t dilation[2];
+    int64_t groups;
+} pask_conv2d_params_t;
+
+/* pool2d parameters, index 0 = height, 1 = width. Output size follows
+ * PyTorch: floor (or ceil with ceil_mode) of
+ * (in + pad_pre + pad_post - dilation*(kernel-1) - 1) / stride + 1, and with
+ * ceil_mode a window that would start in the post padding is dropped.
+ * dilation applies to max pooling only (must be 1 for average).
+ * count_include_pad and divisor_override apply to average pooling;
+ * divisor_override 0 means none. */
+typedef struct pask_pool2d_params {
+    pask_pool_mode_t mode;
+    int64_t kernel[2];
+    int64_t stride[2];
+    int64_t pad_pre[2];
+    int64_t pad_post[2];
+    int64_t dilation[2];
+    int32_t ceil_mode;
+    int32_t count_include_pad;
+    int64_t divisor_override;
+} pask_pool2d_params_t;
+
+/* ---- status, errors, version ------------------------------------------ */
+
+/* A static, never-NULL name for a status code ("PASK_ERROR_SHAPE_MISMATCH"). */
+PASK_API const char *pask_status_string(pask_status_t status);
+
+/* The message of the last failed call made by the calling thread, or "" if
+ * none. The pointer stays valid until the calling thread's next paskdnn call. */
+PASK_API const char *pask_last_error_message(void);
+
+/* The library version as "MAJOR.MINOR.PATCH" (static string). */
+PASK_API const char *pask_version_string(void);
+
+/* ---- options (context configuration) ------------------------------------ */
+
+/* Creates an empty option set. The caller owns *options and frees it with
+ * pask_options_destroy. */
+PASK_API pask_status_t pask_options_create(pask_options_t *options);
+
+/* Frees an option set. NULL is a no-op. */
+PASK_API pask_status_t pask_options_destroy(pask_options_t options);
+
+/* Sets key to value (both copied). Known keys:
+ *   "policy"      reactive | proactive | reuse | pask   (default pask)
+ *   "num_threads" worker threads for CPU kernels, >= 1 (default: all cores)
+ *   "kernel_dir"  folder of prebuilt kernel code objects (default: the one
+ *                 installed beside libpaskdnn)
+ *   "cache_dir"   user kernel cache folder (default $PASKDNN_CACHE_DIR, else
+ *                 $XDG_CACHE_HOME/paskdnn, else ~/.cache/paskdnn)
+ *   "solvers"     comma-separated solver names the context may use
+ *                 (default: all); e.g. "conv2d.direct,gemm.small"
+ * Unknown keys and bad values are reported by pask_context_create. */
+PASK_API pask_status_t pask_options_set(pask_options_t options, const char *key,
+                                        const char *value);
+
+/* ---- contexts ------------------------------------------------------------ */
+
+/* Creates a context on a device. options may be NULL (all defaults) and is
+ * not retained. The caller owns *context and frees it with
+ * pask_context_destroy. device_index counts devices of that type from 0. */
+PASK_API pask_status_t pask_context_create(pask_context_t *context,
+                                           pask_device_type_t device_type,
+                                           int device_index,
+                                           const_pask_options_t options);
+
+/* Frees a context, its threads and its resident kernels. Calls running on
+ * other threads must have returned. NULL is a no-op. */
+PASK_API pask_status_t pask_context_destroy(pask_context_t context);
+
+/* Worker thread count of a CPU context (1 = the caller only). */
+PASK_API pask_status_t pask_context_get_num_threads(const_pask_context_t context,
+                                                    int *num_threads);
+
+/* ---- tensor descriptors --------------------------------------------------- */
+
+/* Creates a descriptor of a packed tensor. dims has ndim entries (1..8), each
+ * >= 1, in logical order (see pask_layout_t; NCHW/NHWC need ndim == 4). The
+ * dims are copied. The caller owns *desc and frees it with
+ * pask_tensor_desc_destroy. */
+PASK_API pask_status_t pask_tensor_desc_create(pask_tensor_desc_t *desc,
+                                               pask_dtype_t dtype,
+                                               pask_layout_t layout, int ndim,
+                                               const int64_t *dims);
+
+/* Frees a descriptor. NULL is a no-op. */
+PASK_API pask_status_t pask_tensor_desc_destroy(pask_tensor_desc_t desc);
+
+/* Reads a descriptor back. dims must hold 8 entries; any output pointer may
+ * be NULL. */
+PASK_API pask_status_t pask_tensor_desc_get(const_pask_tensor_desc_t desc,
+                                            pask_dtype_t *dtype,
+                                            pask_layout_t *layout, int *ndim,
+                                            int64_t *dims);
+
+/* Size in bytes of the described tensor. */
+PASK_API pask_status_t pask_tensor_desc_get_size(const_pask_tensor_desc_t desc,
+                                                 size_t *bytes);
+
+/* ---- conv2d --------------------------------------------------------------- */
+
+/* Output dims {N, O, OH, OW} of a convolution (logical order). */
+PASK_API pask_status_t pask_conv2d_output_dims(const pask_conv2d_params_t *params,
+                                               const_pask_tensor_desc_t x_desc,
+                                               const_pask_tensor_desc_t w_desc,
+                                               int64_t *out_dims);
+
+/* 2-D convolution (cross-correlation, like PyTorch) with a fused epilogue:
+ *   y = act(alpha * conv(x, w) + beta * y + bias + residual)
+ * x: {N, C, H, W} NCHW or NHWC. w: {O, C/groups, KH, KW}, layout NCHW (OIHW)
+ * or NHWC (OHWI). bias: {O} ROW_MAJOR or NULL (both desc and pointer).
+ * residual: same dims and layout as y, or NULL. y: {N, O, OH, OW}, same
+ * layout as x. y must not overlap x, w, bias or residual. epilogue may be
+ * NULL. No pointer is retained after the call returns. */
+PASK_API pask_status_t pask_conv2d_forward(pask_context_t context,
+                                           const pask_conv2d_params_t *params,
+                                           const pask_epilogue_t *epilogue,
+                                           const_pask_tensor_desc_t x_desc, const void *x,
+                                           const_pask_tensor_desc_t w_desc, const void *w,
+                                           const_pask_tensor_desc_t bias_desc, const void *bias,
+                                           const_pask_tensor_desc_t residual_desc, const void *residual,
+                                           const_pask_tensor_desc_t y_desc, void *y);
+
+/* ---- gemm ----------------------------------------------------------------- */
+
+/* Row-major matrix product with a fused epilogue:
+ *   C = act(alpha * op(A) @ op(B) + beta * C + bias)
+ * op(A) is M x K (A is M x K, or K x M when trans_a != 0), op(B) is K x N.
+ * lda/ldb/ldc are row strides in elements (>= the row length). bias is a
+ * length-N vector (added to every row) or NULL. C must not overlap A, B or
+ * bias. This is also `linear`: y = x @ W^T + b is gemm(trans_b = 1).
+ * No pointer is retained after the call returns. */
+PASK_API pask_status_t pask_gemm(pask_context_t context, pask_dtype_t dtype,
+                                 int trans_a, int trans_b,
+                                 int64_t m, int64_t n, int64_t k,
+                                 const pask_epilogue_t *epilogue,
+                                 const void *a, int64_t lda,
+                                 const void *b, int64_t ldb,
+                                 const void *bias,
+                                 void *c, int64_t ldc);
+
+/* ---- pool2d --------------------------------------------------------------- */
+
+/* Output dims {N, C, OH, OW} of a pooling (logical order). */
+PASK_API pask_status_t pask_pool2d_output_dims(const pask_pool2d_params_t *params,
+                                               const_pask_tensor_desc_t x_desc,
+                                               int64_t *out_dims);
+
+/* Max or average pooling. x: {N, C, H, W} NCHW or NHWC; y: {N, C, OH, OW}
+ * in the same layout and dtype. Global average pooling is average pooling
+ * with kernel = {H, W}. y must not overlap x. */
+PASK_API pask_status_t pask_pool2d_forward(pask_context_t context,
+                                           const pask_pool2d_params_t *params,
+                                           const_pask_tensor_desc_t x_desc, const void *x,
+                                           const_pask_tensor_desc_t y_desc, void *y);
+
+/* ---- solver registry ------------------------------------------------------ */
+
+/* Number of solvers in the registry (all devices). */
+PASK_API pask_status_t pask_solver_count(int *count);
+
+/* Describes solver number index (0 <= index < count): its stable numeric id,
+ * its name ("conv2d.im2col_gemm"), its op and its device type. Strings are
+ * static. Any output pointer may be NULL. */
+PASK_API pask_status_t pask_solver_info(int index, int *id, const char **name,
+                                        pask_op_t *op,
+                                        pask_device_type_t *device_type);
+
+/* Name of the solver that ran the calling thread's last successful op, or ""
+ * if none. Static string. */
+PASK_API const char *pask_last_solver(void);
+
+/* PASK_CDEF_END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PASKDNN_H */

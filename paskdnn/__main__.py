@@ -1,0 +1,122 @@
+"""``python -m paskdnn``: the demo job and build configuration queries.
+
+    python -m paskdnn demo            run each op, check it, print the solver chosen
+    python -m paskdnn config --pkgconfig-dir | --include-dir | --lib-dir
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import paskdnn
+
+    ctx = paskdnn.Context(num_threads=args.threads) if args.threads else paskdnn.get_default_context()
+    rng = np.random.default_rng(0)
+    print(f"paskdnn {paskdnn.version()} on {ctx.device}, {ctx.num_threads} threads, policy {ctx.policy}")
+
+    def run(label, fn, check):
+        t0 = time.perf_counter()
+        y = fn()
+        first = (time.perf_counter() - t0) * 1e3
+        solver = paskdnn.last_solver()
+        t0 = time.perf_counter()
+        reps = 5
+        for _ in range(reps):
+            fn()
+        steady = (time.perf_counter() - t0) * 1e3 / reps
+        err = check(y)
+        print(f"  {label:<44} {solver:<20} first {first:8.2f} ms  steady {steady:8.3f} ms  max|err| {err:.1e}")
+        if not err < 1e-3:
+            raise SystemExit(f"paskdnn demo: {label} disagrees with the numpy check (max error {err})")
+
+    def ref_conv(x, w, stride, pad):  # float64 im2col, the demo's own check
+        x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        o, c, kh, kw = w.shape
+        n, _, h, wd = x.shape
+        oh, ow = (h - kh) // stride + 1, (wd - kw) // stride + 1
+        cols = np.stack([x[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
+                         for i in range(kh) for j in range(kw)], axis=2)
+        return np.einsum("nckhw,ock->nohw", cols, w.reshape(o, c, kh * kw).astype(np.float64))
+
+    for (c, o, k, s, p, hw) in [(3, 64, 7, 2, 3, 224), (64, 64, 3, 1, 1, 56), (64, 256, 1, 1, 0, 56),
+                                (256, 512, 1, 2, 0, 56), (512, 512, 3, 1, 1, 7)]:
+        x = rng.standard_normal((1, c, hw, hw), dtype=np.float32)
+        w = (rng.standard_normal((o, c, k, k), dtype=np.float32) / np.sqrt(c * k * k)).astype(np.float32)
+        ref = ref_conv(x, w, s, p)
+        run(f"conv2d {c}->{o} {k}x{k}/{s} at {hw}x{hw}",
+            lambda: paskdnn.conv2d(x, w, stride=s, padding=p, context=ctx),
+            lambda y: float(np.abs(y - ref).max()))
+    xd = rng.standard_normal((1, 32, 112, 112), dtype=np.float32)
+    wd = rng.standard_normal((32, 1, 3, 3), dtype=np.float32)
+    refd = np.concatenate([ref_conv(xd[:, i:i + 1], wd[i:i + 1], 1, 1) for i in range(32)], axis=1)
+    run("conv2d depthwise 32ch 3x3 at 112x112", lambda: paskdnn.conv2d(xd, wd, padding=1, groups=32, context=ctx),
+        lambda y: float(np.abs(y - refd).max()))
+    a = rng.standard_normal((512, 512), dtype=np.float32)
+    b = rng.standard_normal((512, 512), dtype=np.float32)
+    refm = a.astype(np.float64) @ b
+    run("matmul 512x512x512", lambda: paskdnn.matmul(a, b, context=ctx),
+        lambda y: float(np.abs(y - refm).max() / np.abs(refm).max()))
+    xl = rng.standard_normal((1, 2048), dtype=np.float32)
+    wl = rng.standard_normal((1000, 2048), dtype=np.float32) / 45
+    refl = xl.astype(np.float64) @ wl.T.astype(np.float64)
+    run("linear 2048->1000 batch 1", lambda: paskdnn.linear(xl, wl, context=ctx),
+        lambda y: float(np.abs(y - refl).max()))
+    xp = rng.standard_normal((1, 64, 112, 112), dtype=np.float32)
+    refp = np.pad(xp, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    refp = np.max(np.stack([refp[:, :, i:i + 111:2, j:j + 111:2] for i in range(3) for j in range(3)]), axis=0)
+    run("max_pool2d 3x3/2 pad 1 at 112x112", lambda: paskdnn.max_pool2d(xp, 3, 2, 1, context=ctx),
+        lambda y: float(np.abs(y - refp).max()))
+    xg = rng.standard_normal((1, 2048, 7, 7), dtype=np.float32)
+    refg = xg.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+    run("adaptive_avg_pool2d 2048ch 7x7 -> 1x1", lambda: paskdnn.adaptive_avg_pool2d(xg, 1, context=ctx),
+        lambda y: float(np.abs(y - refg).max()))
+    print("demo OK: every op agreed with its float64 check")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from ._lib import library_dir
+
+    d = library_dir()
+    if args.pkgconfig_dir:
+        print(d / "pkgconfig")
+    elif args.include_dir:
+        print(d / "include")
+    else:
+        print(d)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m paskdnn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    demo = sub.add_parser("demo", help="run each op once, check it and print the solver the registry chose")
+    demo.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    cfg = sub.add_parser("config", help="print where the C library, header and pkg-config file are")
+    group = cfg.add_mutually_exclusive_group()
+    group.add_argument("--pkgconfig-dir", action="store_true")
+    group.add_argument("--include-dir", action="store_true")
+    group.add_argument("--lib-dir", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "config":
+        return _config(args)
+    if args.command in (None, "demo"):
+        if args.command is None:
+            args.threads = 0
+        try:
+            return _demo(args)
+        except Exception as e:  # a clear message and a non-zero exit, not a traceback
+            print(f"paskdnn demo failed: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

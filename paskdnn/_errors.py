@@ -1,0 +1,65 @@
+"""Exceptions raised by paskdnn. Every C status maps to one class here."""
+from __future__ import annotations
+
+
+class Error(Exception):
+    """Base class of paskdnn errors; ``status`` is the C status code, ``message`` the C message."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class InvalidArgumentError(Error, ValueError):
+    """A value out of range or inconsistent (PASK_ERROR_INVALID_ARGUMENT)."""
+
+
+class NullPointerError(Error, ValueError):
+    """A required argument was missing (PASK_ERROR_NULL_POINTER)."""
+
+
+class ShapeMismatchError(Error, ValueError):
+    """Tensor shapes do not agree (PASK_ERROR_SHAPE_MISMATCH)."""
+
+
+class UnsupportedError(Error, NotImplementedError):
+    """Valid, but not supported by this build or device (PASK_ERROR_UNSUPPORTED)."""
+
+
+class SizeOverflowError(Error, OverflowError):
+    """A size computation would overflow (PASK_ERROR_OVERFLOW)."""
+
+
+class OutOfMemoryError(Error, MemoryError):
+    """An allocation failed (PASK_ERROR_OUT_OF_MEMORY)."""
+
+
+class BackendUnavailableError(Error, RuntimeError):
+    """The device API or vendor library could not be loaded (PASK_ERROR_BACKEND_UNAVAILABLE)."""
+
+
+class LoadError(Error, RuntimeError):
+    """A kernel code object could not be found or loaded (PASK_ERROR_LOAD_FAILED)."""
+
+
+class InternalError(Error, RuntimeError):
+    """A bug in paskdnn (PASK_ERROR_INTERNAL); please report it."""
+
+
+_BY_STATUS = {
+    1: InvalidArgumentError,
+    2: NullPointerError,
+    3: ShapeMismatchError,
+    4: UnsupportedError,
+    5: SizeOverflowError,
+    6: OutOfMemoryError,
+    7: BackendUnavailableError,
+    8: LoadError,
+    9: InternalError,
+}
+
+
+def error_for_status(status: int, message: str) -> Error:
+    cls = _BY_STATUS.get(status, Error)
+    return cls(message or f"paskdnn status {status}", status)

@@ -1,0 +1,543 @@
+"""The functional API: torch.nn.functional's names, argument order and
+semantics, on numpy float32 arrays (CPU).
+
+Every op validates its Python arguments here (types, dtypes, contiguity) and
+leaves shape and parameter checks to the C core, whose messages come back as
+paskdnn.Error subclasses. On any error nothing is written to ``out``.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _lib
+from ._context import Context, resolve
+from ._errors import UnsupportedError
+
+IntPair = Union[int, Tuple[int, int]]
+Padding = Union[int, str, Sequence[Any]]
+
+_LAYOUTS = {"NCHW": 1, "NHWC": 2}
+_WEIGHT_LAYOUTS = {"OIHW": 1, "OHWI": 2}
+_ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "relu6": 2}
+_FLOAT32 = 0
+_ROW_MAJOR = 0
+
+__all__ = [
+    "conv2d",
+    "linear",
+    "matmul",
+    "gemm",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+]
+
+
+# ---- argument helpers -------------------------------------------------------
+
+
+def _array(a: Any, name: str, contiguous: bool = True) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != np.float32:
+        raise TypeError(f"{name} must be float32 on the CPU, got {a.dtype} (use {name}.astype(np.float32))")
+    if contiguous and not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray({name}))")
+    return a
+
+
+def _out_array(out: Any, shape: Tuple[int, ...]) -> np.ndarray:
+    _array(out, "out")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(out.shape)} but the result has shape {tuple(shape)}")
+    return out
+
+
+def _int(v: Any, name: str) -> int:
+    if isinstance(v, bool):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}") from None
+
+
+def _pair(v: Any, name: str) -> Tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+        return _int(v[0], name), _int(v[1], name)
+    i = _int(v, name)
+    return i, i
+
+
+def _padding(padding: Padding, kernel: Tuple[int, int], dilation: Tuple[int, int],
+             stride: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """((top, bottom), (left, right)) from torch's forms or explicit pairs."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            out = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                out.append((total // 2, total - total // 2))
+            return out[0], out[1]
+        raise ValueError(f"padding must be 'same', 'valid', an int or pairs, got {padding!r}")
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != 2:
+            raise ValueError(f"padding must be an int, (ph, pw) or ((top, bottom), (left, right)), got {padding!r}")
+        sides = []
+        for p in padding:
+            if isinstance(p, (tuple, list)):
+                if len(p) != 2:
+                    raise ValueError(f"padding pairs must be (before, after), got {p!r}")
+                sides.append((_int(p[0], "padding"), _int(p[1], "padding")))
+            else:
+                i = _int(p, "padding")
+                sides.append((i, i))
+        return sides[0], sides[1]
+    i = _int(padding, "padding")
+    return (i, i), (i, i)
+
+
+def _activation(activation: Optional[str]) -> int:
+    if activation is not None and not isinstance(activation, str):
+        raise TypeError("activation must be None, 'relu' or 'relu6'")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected None, 'relu' or 'relu6'")
+    return _ACTIVATIONS[activation]
+
+
+def _layout(layout: str, table: dict, name: str) -> int:
+    if not isinstance(layout, str):
+        raise TypeError(f"{name} must be a string")
+    if layout not in table:
+        raise ValueError(f"unknown {name} {layout!r}; expected one of {sorted(table)}")
+    return table[layout]
+
+
+def _float(v: Any, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number")
+    return float(v)
+
+
+class _Descs:
+    """Creates tensor descriptors and frees them on exit."""
+
+    def __init__(self) -> None:
+        self.ffi, self.lib = _lib.load()
+        self._made: list = []
+
+    def __enter__(self) -> "_Descs":
+        return self
+
+    def make(self, layout: int, dims: Sequence[int]) -> Any:
+        out = self.ffi.new("pask_tensor_desc_t *")
+        _lib.check(self.lib.pask_tensor_desc_create(out, _FLOAT32, layout, len(dims), list(dims)))
+        self._made.append(out[0])
+        return out[0]
+
+    def __exit__(self, *exc: Any) -> None:
+        for d in self._made:
+            self.lib.pask_tensor_desc_destroy(d)
+
+
+def _ptr(ffi: Any, a: Optional[np.ndarray]) -> Any:
+    if a is None:
+        return ffi.NULL
+    return ffi.cast("void *", a.__array_interface__["data"][0])
+
+
+def _nchw_dims(x: np.ndarray, layout: int) -> Tuple[int, int, int, int]:
+    if layout == 1:
+        n, c, h, w = x.shape
+    else:
+        n, h, w, c = x.shape
+    return n, c, h, w
+
+
+def _physical(dims: Sequence[int], layout: int) -> Tuple[int, ...]:
+    n, c, h, w = dims
+    return (n, c, h, w) if layout == 1 else (n, h, w, c)
+
+
+def _batched(x: np.ndarray, name: str) -> Tuple[np.ndarray, bool]:
+    if x.ndim == 3:
+        return x[None], True
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be 4-D (batched) or 3-D (unbatched), got {x.ndim}-D shape {x.shape}")
+    return x, False
+
+
+# ---- conv2d -----------------------------------------------------------------
+
+
+def conv2d(
+    input: np.ndarray,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray] = None,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    layout: str = "NCHW",
+    weight_layout: str = "OIHW",
+    activation: Optional[str] = None,
+    residual: Optional[np.ndarray] = None,
+    alpha: float = 1.0,
+    beta: float = 0.0,
+    out: Optional[np.ndarray] = None,
+    context: Optional[Context] = None,
+) -> np.ndarray:
+    """2-D convolution (cross-correlation), like ``torch.nn.functional.conv2d``,
+    with a fused epilogue: ``out = act(alpha*conv + beta*out + bias + residual)``.
+
+    Args:
+        input: (N, C, H, W) for ``layout="NCHW"`` or (N, H, W, C) for ``"NHWC"``;
+            3-D unbatched input gives unbatched output.
+        weight: (O, C/groups, kH, kW) for ``weight_layout="OIHW"`` or
+            (O, kH, kW, C/groups) for ``"OHWI"``.
+        bias: (O,) or None.
+        stride, dilation: int or (h, w).
+        padding: int, (ph, pw), ((top, bottom), (left, right)), ``"valid"`` or
+            ``"same"`` (stride 1 only; an odd total puts the extra row/column
+            at the bottom/right, as PyTorch does).
+        groups: input and output channels are split into this many groups.
+        activation: None, ``"relu"`` or ``"relu6"``.
+        residual: an array of the output's shape added before the activation.
+        alpha, beta: scale the convolution and the prior content of ``out``
+            (``beta != 0`` needs ``out``).
+        out: where to write the result (float32, C-contiguous, right shape).
+        context: a :class:`paskdnn.Context` (default: the process-wide one).
+
+    Returns:
+        The output array, (N, O, OH, OW) or (N, OH, OW, O) (``out`` if given).
+    """
+    handle = resolve(context)
+    lay = _layout(layout, _LAYOUTS, "layout")
+    wlay = _layout(weight_layout, _WEIGHT_LAYOUTS, "weight_layout")
+    x = _array(input, "input")
+    w = _array(weight, "weight")
+    x4, unbatched = _batched(x, "input")
+    if w.ndim != 4:
+        raise ValueError(f"weight must be 4-D, got shape {w.shape}")
+    if wlay == 1:
+        o, ig, kh, kw = w.shape
+    else:
+        o, kh, kw, ig = w.shape
+    st = _pair(stride, "stride")
+    dil = _pair(dilation, "dilation")
+    (pt, pb), (pl, pr) = _padding(padding, (kh, kw), dil, st)
+    g = _int(groups, "groups")
+    act = _activation(activation)
+    a = _float(alpha, "alpha")
+    b = _float(beta, "beta")
+    if b != 0.0 and out is None:
+        raise ValueError("beta != 0 reads the prior output: pass out=")
+    if bias is not None:
+        _array(bias, "bias")
+        if bias.ndim != 1:
+            raise ValueError(f"bias must be 1-D, got shape {bias.shape}")
+    ffi, lib = _lib.load()
+    with _Descs() as d:
+        xd = d.make(lay, _nchw_dims(x4, lay))
+        wd = d.make(wlay, (o, ig, kh, kw))
+        params = ffi.new("pask_conv2d_params_t *", {
+            "stride": st, "pad_pre": (pt, pl), "pad_post": (pb, pr), "dilation": dil, "groups": g})
+        dims = ffi.new("int64_t[4]")
+        _lib.check(lib.pask_conv2d_output_dims(params, xd, wd, dims))
+        ydims = tuple(int(v) for v in dims)
+        shape = _physical(ydims, lay)
+        user_shape = shape[1:] if unbatched else shape
+        y = np.empty(user_shape, np.float32) if out is None else _out_array(out, user_shape)
+        yd = d.make(lay, ydims)
+        bd = d.make(_ROW_MAJOR, (bias.shape[0],)) if bias is not None else ffi.NULL
+        rd = ffi.NULL
+        if residual is not None:
+            r = _array(residual, "residual")
+            if tuple(r.shape) != tuple(user_shape):
+                raise ValueError(f"residual has shape {r.shape} but the output has shape {tuple(user_shape)}")
+            rd = d.make(lay, ydims)
+        ep = ffi.new("pask_epilogue_t *", {"alpha": a, "beta": b, "activation": act})
+        _lib.check(lib.pask_conv2d_forward(
+            handle, params, ep, xd, _ptr(ffi, x), wd, _ptr(ffi, w), bd, _ptr(ffi, bias), rd,
+            _ptr(ffi, residual), yd, _ptr(ffi, y)))
+    return y
+
+
+# ---- gemm, linear, matmul -----------------------------------------------------
+
+
+def _matrix(a: Any, name: str) -> Tuple[np.ndarray, int]:
+    """A 2-D float32 array whose rows may be strided; returns (array, leading dim)."""
+    _array(a, name, contiguous=False)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+    s0, s1 = a.strides
+    if a.shape[1] > 1 and s1 != 4:
+        raise ValueError(f"{name} must have contiguous rows (unit column stride)")
+    if a.shape[0] > 1 and (s0 % 4 or s0 < 4 * a.shape[1]):
+        raise ValueError(f"{name} must have a positive row stride of whole elements (use np.ascontiguousarray)")
+    ld = s0 // 4 if a.shape[0] > 1 else a.shape[1]
+    return a, max(ld, 1)
+
+
+def _gemm_call(handle: Any, trans_a: bool, trans_b: bool, m: int, n: int, k: int, a: np.ndarray, lda: int,
+               b: np.ndarray, ldb: int, bias: Optional[np.ndarray], c: np.ndarray, ldc: int, alpha: float,
+               beta: float, act: int) -> None:
+    ffi, lib = _lib.load()
+    ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": act})
+    _lib.check(lib.pask_gemm(handle, _FLOAT32, int(trans_a), int(trans_b), m, n, k, ep, _ptr(ffi, a), lda,
+                             _ptr(ffi, b), ldb, _ptr(ffi, bias), _ptr(ffi, c), ldc))
+
+
+def gemm(
+    a: np.ndarray,
+    b: np.ndarray,
+    c: Optional[np.ndarray] = None,
+    *,
+    alpha: float = 1.0,
+    beta: float = 0.0,
+    trans_a: bool = False,
+    trans_b: bool = False,
+    bias: Optional[np.ndarray] = None,
+    activation: Optional[str] = None,
+    context: Optional[Context] = None,
+) -> np.ndarray:
+    """``C = act(alpha * op(a) @ op(b) + beta * C + bias)``, BLAS-style.
+
+    ``op(x)`` is ``x.T`` when the matching ``trans_*`` is true. Matrices may have
+    strided rows (e.g. column slices); the row stride becomes the leading
+    dimension. ``bias`` has length N and is added to every row. With ``c`` the
+    result is written into it and returned; ``beta != 0`` needs ``c``.
+    """
+    handle = resolve(context)
+    a, lda = _matrix(a, "a")
+    b, ldb = _matrix(b, "b")
+    m, ka = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if ka != kb:
+        raise ValueError(f"inner dimensions differ: op(a) is {m}x{ka}, op(b) is {kb}x{n}")
+    al, be = _float(alpha, "alpha"), _float(beta, "beta")
+    act = _activation(activation)
+    if bias is not None:
+        _array(bias, "bias")
+        if bias.shape != (n,):
+            raise ValueError(f"bias must have shape ({n},), got {bias.shape}")
+    if c is None:
+        if be != 0.0:
+            raise ValueError("beta != 0 reads c: pass c=")
+        c = np.empty((m, n), np.float32)
+        ldc = n
+    else:
+        c, ldc = _matrix(c, "c")
+        if not c.flags.writeable:
+            raise ValueError("c is read-only")
+        if c.shape != (m, n):
+            raise ValueError(f"c must have shape ({m}, {n}), got {c.shape}")
+    _gemm_call(handle, bool(trans_a), bool(trans_b), m, n, ka, a, lda, b, ldb, bias, c, ldc, al, be, act)
+    return c
+
+
+def linear(
+    input: np.ndarray,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray] = None,
+    *,
+    activation: Optional[str] = None,
+    out: Optional[np.ndarray] = None,
+    context: Optional[Context] = None,
+) -> np.ndarray:
+    """``y = act(input @ weight.T + bias)`` like ``torch.nn.functional.linear``:
+    input (..., in_features), weight (out_features, in_features), bias (out_features,)."""
+    handle = resolve(context)
+    x = _array(input, "input")
+    w = _array(weight, "weight")
+    if w.ndim != 2:
+        raise ValueError(f"weight must be 2-D, got shape {w.shape}")
+    if x.ndim < 1:
+        raise ValueError("input must have at least 1 dimension")
+    nout, nin = w.shape
+    if x.shape[-1] != nin:
+        raise ValueError(f"input has {x.shape[-1]} features but weight expects {nin}")
+    act = _activation(activation)
+    if bias is not None:
+        _array(bias, "bias")
+        if bias.shape != (nout,):
+            raise ValueError(f"bias must have shape ({nout},), got {bias.shape}")
+    shape = x.shape[:-1] + (nout,)
+    y = np.empty(shape, np.float32) if out is None else _out_array(out, shape)
+    rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+    if rows == 0:
+        return y
+    _gemm_call(handle, False, True, rows, nout, nin, x, nin, w, nin, bias, y, nout, 1.0, 0.0, act)
+    return y
+
+
+def matmul(a: np.ndarray, b: np.ndarray, *, out: Optional[np.ndarray] = None,
+           context: Optional[Context] = None) -> np.ndarray:
+    """``numpy.matmul`` semantics: 1-D operands are promoted and the added axis
+    removed, N-D operands are stacks of matrices broadcast over leading axes."""
+    handle = resolve(context)
+    a = _array(a, "a")
+    b = _array(b, "b")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul does not take scalars")
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    m, k = a2.shape[-2:]
+    kb, n = b2.shape[-2:]
+    if k != kb:
+        raise ValueError(f"matmul: a has {k} columns but b has {kb} rows")
+    try:
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions {a.shape[:-2]} and {b.shape[:-2]} do not broadcast") from None
+    shape = batch + (m, n)
+    final = shape
+    if a.ndim == 1:
+        final = final[:-2] + final[-1:]
+    if b.ndim == 1:
+        final = final[:-1]
+    y = np.empty(final, np.float32) if out is None else _out_array(out, final)
+    if 0 in shape or k == 0:
+        y[...] = 0
+        return y
+    y3 = y.reshape(shape)
+    if b2.ndim == 2 and a2.ndim >= 2 and a2.shape[:-2] == batch:
+        # one GEMM over all stacked rows
+        rows = int(np.prod(batch, dtype=np.int64)) * m
+        _gemm_call(handle, False, False, rows, n, k, a2, k, b2, n, None, y3, n, 1.0, 0.0, 0)
+        return y
+    ab = np.broadcast_to(a2, batch + (m, k))
+    bb = np.broadcast_to(b2, batch + (k, n))
+    for idx in np.ndindex(*batch):
+        _gemm_call(handle, False, False, m, n, k, ab[idx], k, bb[idx], n, None, y3[idx], n, 1.0, 0.0, 0)
+    return y
+
+
+# ---- pooling ----------------------------------------------------------------
+
+
+def _pool(handle: Any, x: np.ndarray, lay: int, mode: int, kernel: Tuple[int, int], stride: Tuple[int, int],
+          pads: Tuple[Tuple[int, int], Tuple[int, int]], dilation: Tuple[int, int], ceil_mode: bool,
+          count_include_pad: bool, divisor: int, out: Optional[np.ndarray]) -> np.ndarray:
+    x4, unbatched = _batched(x, "input")
+    ffi, lib = _lib.load()
+    (pt, pb), (pl, pr) = pads
+    with _Descs() as d:
+        xd = d.make(lay, _nchw_dims(x4, lay))
+        params = ffi.new("pask_pool2d_params_t *", {
+            "mode": mode, "kernel": kernel, "stride": stride, "pad_pre": (pt, pl), "pad_post": (pb, pr),
+            "dilation": dilation, "ceil_mode": int(bool(ceil_mode)),
+            "count_include_pad": int(bool(count_include_pad)), "divisor_override": divisor})
+        dims = ffi.new("int64_t[4]")
+        _lib.check(lib.pask_pool2d_output_dims(params, xd, dims))
+        ydims = tuple(int(v) for v in dims)
+        shape = _physical(ydims, lay)
+        user_shape = shape[1:] if unbatched else shape
+        y = np.empty(user_shape, np.float32) if out is None else _out_array(out, user_shape)
+        yd = d.make(lay, ydims)
+        _lib.check(lib.pask_pool2d_forward(handle, params, xd, _ptr(ffi, x), yd, _ptr(ffi, y)))
+    return y
+
+
+def _pool_padding(padding: Any) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    if isinstance(padding, str):
+        raise ValueError("pooling padding must be an int or pairs, not a string")
+    return _padding(padding, (1, 1), (1, 1), (1, 1))
+
+
+def max_pool2d(
+    input: np.ndarray,
+    kernel_size: IntPair,
+    stride: Optional[IntPair] = None,
+    padding: Any = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    *,
+    layout: str = "NCHW",
+    out: Optional[np.ndarray] = None,
+    context: Optional[Context] = None,
+) -> np.ndarray:
+    """Max pooling like ``torch.nn.functional.max_pool2d`` (stride defaults to
+    kernel_size; padding counts as -inf and is at most half the dilated kernel).
+    ``return_indices=True`` is not supported."""
+    handle = resolve(context)
+    if return_indices:
+        raise UnsupportedError("max_pool2d(return_indices=True) is not supported by paskdnn", 4)
+    lay = _layout(layout, _LAYOUTS, "layout")
+    x = _array(input, "input")
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None else _pair(stride, "stride")
+    return _pool(handle, x, lay, 0, k, s, _pool_padding(padding), _pair(dilation, "dilation"), ceil_mode, False, 0,
+                 out)
+
+
+def avg_pool2d(
+    input: np.ndarray,
+    kernel_size: IntPair,
+    stride: Optional[IntPair] = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: Optional[int] = None,
+    *,
+    layout: str = "NCHW",
+    out: Optional[np.ndarray] = None,
+    context: Optional[Context] = None,
+) -> np.ndarray:
+    """Average pooling like ``torch.nn.functional.avg_pool2d``."""
+    handle = resolve(context)
+    lay = _layout(layout, _LAYOUTS, "layout")
+    x = _array(input, "input")
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None else _pair(stride, "stride")
+    div = 0
+    if divisor_override is not None:
+        div = _int(divisor_override, "divisor_override")
+        if div <= 0:
+            raise ValueError(f"divisor_override must be a positive int, got {div}")
+    return _pool(handle, x, lay, 1, k, s, _pool_padding(padding), (1, 1), ceil_mode, count_include_pad, div, out)
+
+
+def adaptive_avg_pool2d(
+    input: np.ndarray,
+    output_size: Union[int, Tuple[Optional[int], Optional[int]]],
+    *,
+    layout: str = "NCHW",
+    out: Optional[np.ndarray] = None,
+    context: Optional[Context] = None,
+) -> np.ndarray:
+    """Adaptive average pooling for output (1, 1) (global average pooling) and
+    for output sizes that divide the input evenly (``None`` keeps a size)."""
+    handle = resolve(context)
+    lay = _layout(layout, _LAYOUTS, "layout")
+    x = _array(input, "input")
+    x4, _ = _batched(x, "input")
+    _, _, h, w = _nchw_dims(x4, lay)
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"output_size must be an int or a pair, got {output_size!r}")
+        oh = h if output_size[0] is None else _int(output_size[0], "output_size")
+        ow = w if output_size[1] is None else _int(output_size[1], "output_size")
+    else:
+        oh = ow = _int(output_size, "output_size")
+    if oh < 1 or ow < 1:
+        raise ValueError(f"output_size must be positive, got {(oh, ow)}")
+    if h % oh or w % ow:
+        raise UnsupportedError(
+            f"adaptive_avg_pool2d from {h}x{w} to {oh}x{ow}: only sizes that divide the input are supported", 4)
+    k = (h // oh, w // ow)
+    return _pool(handle, x, lay, 1, k, k, ((0, 0), (0, 0)), (1, 1), False, True, 0, out)

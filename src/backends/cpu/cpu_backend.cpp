@@ -1,0 +1,74 @@
+#include "cpu_backend.hpp"
+
+#include <dlfcn.h>
+
+#include "../../core/error.hpp"
+
+namespace pask {
+
+namespace {
+
+class SharedObject final : public CodeObject {
+public:
+    SharedObject(std::string path, void *handle) : CodeObject(std::move(path)), handle_(handle) {}
+    ~SharedObject() override { ::dlclose(handle_); }
+    void *symbol(const std::string &name) const override { return ::dlsym(handle_, name.c_str()); }
+
+private:
+    void *handle_;
+};
+
+void pool_parallel_for(void *self, int64_t ntasks, void (*fn)(void *, int64_t, int), void *arg) {
+    static_cast<ThreadPool *>(self)->parallel_for(ntasks, fn, arg);
+}
+
+}  // namespace
+
+bool CpuBackend::isa_supported(const std::string &isa) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (isa == "generic") return true;
+    if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == "avx512")
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return false;
+#else
+    return isa == "generic";
+#endif
+}
+
+CpuBackend::CpuBackend(int num_threads, const std::string &isa) : pool_(num_threads) {
+    runtime_.self = &pool_;
+    runtime_.num_threads = pool_.num_threads();
+    runtime_.parallel_for = &pool_parallel_for;
+    static const char *const order[] = {"avx512", "avx2", "generic"};
+    if (!isa.empty()) {
+        require(isa == "avx512" || isa == "avx2" || isa == "generic", PASK_ERROR_INVALID_ARGUMENT,
+                "cpu_isa must be avx512, avx2 or generic, got '" + isa + "'");
+        require(isa_supported(isa), PASK_ERROR_UNSUPPORTED, "this processor does not support cpu_isa=" + isa);
+    }
+    bool take = isa.empty();
+    for (const char *o : order) {
+        if (!take && isa == o) take = true;
+        if (take && isa_supported(o)) targets_.push_back(std::string("x86_64-") + o);
+    }
+}
+
+std::shared_ptr<CodeObject> CpuBackend::load_code_object(const std::string &path) {
+    ::dlerror();
+    void *handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+        const char *why = ::dlerror();
+        fail(PASK_ERROR_LOAD_FAILED, "cannot load " + path + ": " + (why ? why : "unknown dlopen error"));
+    }
+    auto obj = std::make_shared<SharedObject>(path, handle);
+    auto version = reinterpret_cast<pask_cpu_abi_version_fn>(obj->symbol("pask_cpu_abi_version"));
+    if (!version || version() != PASK_CPU_ABI_VERSION)
+        fail(PASK_ERROR_LOAD_FAILED, path + " is not a paskdnn CPU code object of ABI version " +
+                                         std::to_string(PASK_CPU_ABI_VERSION));
+    return obj;
+}
+
+}  // namespace pask

@@ -1,0 +1,498 @@
+// The C API: argument validation, Problem construction and the exception
+// boundary. Every entry point validates everything before anything is written.
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "../backends/cpu/cpu_backend.hpp"
+#include "context.hpp"
+#include "error.hpp"
+#include "problem.hpp"
+#include "registry.hpp"
+#include "tensor.hpp"
+
+#define PASK_STR2(x) #x
+#define PASK_STR(x) PASK_STR2(x)
+#define PASK_VERSION_STRING PASK_STR(PASK_VERSION_MAJOR) "." PASK_STR(PASK_VERSION_MINOR) "." PASK_STR(PASK_VERSION_PATCH)
+
+using pask::checked_add;
+using pask::checked_mul;
+using pask::fail;
+using pask::Problem;
+using pask::require;
+
+namespace {
+
+template <typename F>
+pask_status_t guarded(F &&body) {
+    try {
+        pask::clear_last_error();
+        body();
+        return PASK_SUCCESS;
+    } catch (const pask::Error &e) {
+        pask::set_last_error(e.what());
+        return e.status();
+    } catch (const std::bad_alloc &) {
+        pask::set_last_error("out of host memory");
+        return PASK_ERROR_OUT_OF_MEMORY;
+    } catch (const std::exception &e) {
+        pask::set_last_error(std::string("internal error: ") + e.what());
+        return PASK_ERROR_INTERNAL;
+    } catch (...) {
+        pask::set_last_error("internal error: unknown exception");
+        return PASK_ERROR_INTERNAL;
+    }
+}
+
+void need(const void *p, const char *what) {
+    if (!p) fail(PASK_ERROR_NULL_POINTER, std::string(what) + " is NULL");
+}
+
+std::string dims_str(const pask_tensor_desc &d) {
+    std::string s = "[";
+    for (int i = 0; i < d.ndim; ++i) s += (i ? "," : "") + std::to_string(d.dims[i]);
+    return s + "]";
+}
+
+bool valid_dtype(int v) { return v >= PASK_DTYPE_FLOAT32 && v <= PASK_DTYPE_FLOAT64; }
+bool valid_layout(int v) { return v >= PASK_LAYOUT_ROW_MAJOR && v <= PASK_LAYOUT_NHWC; }
+
+void check_activation(pask_activation_t a) {
+    require(a == PASK_ACTIVATION_NONE || a == PASK_ACTIVATION_RELU || a == PASK_ACTIVATION_RELU6,
+            PASK_ERROR_INVALID_ARGUMENT, "unknown activation " + std::to_string(int(a)));
+}
+
+void check_4d(const pask_tensor_desc &d, const char *what) {
+    require(d.ndim == 4 && (d.layout == PASK_LAYOUT_NCHW || d.layout == PASK_LAYOUT_NHWC),
+            PASK_ERROR_INVALID_ARGUMENT,
+            std::string(what) + " must be a 4-D NCHW or NHWC tensor, got " + std::to_string(d.ndim) + "-D " +
+                pask::layout_name(d.layout));
+}
+
+// Byte ranges [p, p + n) overlap?
+bool overlaps(const void *a, int64_t an, const void *b, int64_t bn) {
+    auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+    return x < y + static_cast<uintptr_t>(bn) && y < x + static_cast<uintptr_t>(an);
+}
+
+void check_no_overlap(void *out, int64_t out_bytes, const void *in, int64_t in_bytes, const char *out_name,
+                      const char *in_name) {
+    if (in && overlaps(out, out_bytes, in, in_bytes))
+        fail(PASK_ERROR_INVALID_ARGUMENT, std::string(out_name) + " overlaps " + in_name + " (in-place is not supported)");
+}
+
+void check_spatial(const int64_t stride[2], const int64_t pre[2], const int64_t post[2], const int64_t dil[2],
+                   const char *op) {
+    for (int i = 0; i < 2; ++i) {
+        require(stride[i] >= 1, PASK_ERROR_INVALID_ARGUMENT,
+                std::string(op) + " stride must be >= 1, got " + std::to_string(stride[i]));
+        require(dil[i] >= 1, PASK_ERROR_INVALID_ARGUMENT,
+                std::string(op) + " dilation must be >= 1, got " + std::to_string(dil[i]));
+        require(pre[i] >= 0 && post[i] >= 0, PASK_ERROR_INVALID_ARGUMENT,
+                std::string(op) + " padding must be >= 0, got " + std::to_string(pre[i]) + "/" + std::to_string(post[i]));
+    }
+}
+
+// Fills p's conv fields from the descriptors; validates shapes.
+void conv_problem(const pask_conv2d_params_t *params, const pask_tensor_desc *x, const pask_tensor_desc *w,
+                  Problem &p) {
+    need(params, "params");
+    need(x, "x_desc");
+    need(w, "w_desc");
+    check_4d(*x, "x");
+    check_4d(*w, "w");
+    check_spatial(params->stride, params->pad_pre, params->pad_post, params->dilation, "conv2d");
+    require(x->dtype == w->dtype, PASK_ERROR_INVALID_ARGUMENT,
+            std::string("x is ") + pask::dtype_name(x->dtype) + " but w is " + pask::dtype_name(w->dtype));
+    const int64_t g = params->groups;
+    require(g >= 1, PASK_ERROR_INVALID_ARGUMENT, "groups must be >= 1, got " + std::to_string(g));
+    p.op = PASK_OP_CONV2D;
+    p.dtype = x->dtype;
+    p.layout = x->layout;
+    p.weight_layout = w->layout;
+    p.n = x->dims[0]; p.c = x->dims[1]; p.h = x->dims[2]; p.w = x->dims[3];
+    p.o = w->dims[0]; p.kh = w->dims[2]; p.kw = w->dims[3];
+    require(p.c % g == 0, PASK_ERROR_SHAPE_MISMATCH,
+            "groups=" + std::to_string(g) + " does not divide the " + std::to_string(p.c) + " input channels");
+    require(p.o % g == 0, PASK_ERROR_SHAPE_MISMATCH,
+            "groups=" + std::to_string(g) + " does not divide the " + std::to_string(p.o) + " output channels");
+    require(w->dims[1] == p.c / g, PASK_ERROR_SHAPE_MISMATCH,
+            "weight " + dims_str(*w) + " expects " + std::to_string(w->dims[1]) + " input channels per group, but x " +
+                dims_str(*x) + " with groups=" + std::to_string(g) + " has " + std::to_string(p.c / g));
+    p.groups = g;
+    const int64_t k[2] = {p.kh, p.kw};
+    const int64_t in[2] = {p.h, p.w};
+    int64_t out[2];
+    for (int i = 0; i < 2; ++i) {
+        p.stride[i] = params->stride[i];
+        p.pad_pre[i] = params->pad_pre[i];
+        p.pad_post[i] = params->pad_post[i];
+        p.dilation[i] = params->dilation[i];
+        int64_t eff = checked_add(checked_mul(params->dilation[i], k[i] - 1, "dilated kernel"), 1, "dilated kernel");
+        int64_t padded = checked_add(checked_add(in[i], params->pad_pre[i], "padded input"), params->pad_post[i],
+                                     "padded input");
+        require(eff <= padded, PASK_ERROR_SHAPE_MISMATCH,
+                std::string("the dilated kernel (") + std::to_string(eff) + ") is larger than the padded input (" +
+                    std::to_string(padded) + ") along " + (i == 0 ? "height" : "width"));
+        out[i] = (padded - eff) / params->stride[i] + 1;
+    }
+    p.oh = out[0];
+    p.ow = out[1];
+    checked_mul(checked_mul(checked_mul(p.n, p.o, "output"), p.oh, "output"), checked_mul(p.ow, 8, "output"), "output");
+}
+
+void pool_problem(const pask_pool2d_params_t *params, const pask_tensor_desc *x, Problem &p) {
+    need(params, "params");
+    need(x, "x_desc");
+    check_4d(*x, "x");
+    require(params->mode == PASK_POOL_MAX || params->mode == PASK_POOL_AVG, PASK_ERROR_INVALID_ARGUMENT,
+            "unknown pool mode " + std::to_string(int(params->mode)));
+    check_spatial(params->stride, params->pad_pre, params->pad_post, params->dilation, "pool2d");
+    require(params->divisor_override >= 0, PASK_ERROR_INVALID_ARGUMENT,
+            "divisor_override must be >= 0 (0 = none), got " + std::to_string(params->divisor_override));
+    require(params->ceil_mode == 0 || params->ceil_mode == 1, PASK_ERROR_INVALID_ARGUMENT, "ceil_mode must be 0 or 1");
+    require(params->count_include_pad == 0 || params->count_include_pad == 1, PASK_ERROR_INVALID_ARGUMENT,
+            "count_include_pad must be 0 or 1");
+    if (params->mode == PASK_POOL_AVG)
+        require(params->dilation[0] == 1 && params->dilation[1] == 1, PASK_ERROR_INVALID_ARGUMENT,
+                "dilation applies to max pooling only; average pooling needs dilation 1");
+    p.op = PASK_OP_POOL2D;
+    p.dtype = x->dtype;
+    p.layout = x->layout;
+    p.n = x->dims[0]; p.c = x->dims[1]; p.h = x->dims[2]; p.w = x->dims[3];
+    p.o = p.c;
+    p.pool_mode = params->mode;
+    p.ceil_mode = params->ceil_mode;
+    p.count_include_pad = params->count_include_pad;
+    p.divisor_override = params->divisor_override;
+    const int64_t in[2] = {p.h, p.w};
+    int64_t out[2];
+    for (int i = 0; i < 2; ++i) {
+        require(params->kernel[i] >= 1, PASK_ERROR_INVALID_ARGUMENT,
+                "pool2d kernel must be >= 1, got " + std::to_string(params->kernel[i]));
+        p.stride[i] = params->stride[i];
+        p.pad_pre[i] = params->pad_pre[i];
+        p.pad_post[i] = params->pad_post[i];
+        p.dilation[i] = params->dilation[i];
+        int64_t eff = checked_add(checked_mul(params->dilation[i], params->kernel[i] - 1, "dilated kernel"), 1,
+                                  "dilated kernel");
+        require(params->pad_pre[i] <= eff / 2 && params->pad_post[i] <= eff / 2, PASK_ERROR_INVALID_ARGUMENT,
+                "pool2d padding must be at most half the (dilated) kernel size " + std::to_string(eff) + ", got " +
+                    std::to_string(params->pad_pre[i]) + "/" + std::to_string(params->pad_post[i]));
+        int64_t padded = checked_add(checked_add(in[i], params->pad_pre[i], "padded input"), params->pad_post[i],
+                                     "padded input");
+        require(eff <= padded, PASK_ERROR_SHAPE_MISMATCH,
+                std::string("the pool window (") + std::to_string(eff) + ") is larger than the padded input (" +
+                    std::to_string(padded) + ") along " + (i == 0 ? "height" : "width"));
+        int64_t span = padded - eff;
+        int64_t o = (params->ceil_mode ? (span + params->stride[i] - 1) / params->stride[i] : span / params->stride[i]) + 1;
+        if (params->ceil_mode && (o - 1) * params->stride[i] >= in[i] + params->pad_pre[i]) --o;
+        out[i] = o;
+    }
+    p.kh = params->kernel[0];
+    p.kw = params->kernel[1];
+    p.oh = out[0];
+    p.ow = out[1];
+}
+
+void check_output(const pask_tensor_desc *y, const Problem &p, int64_t c_out) {
+    need(y, "y_desc");
+    check_4d(*y, "y");
+    require(y->dtype == p.dtype, PASK_ERROR_INVALID_ARGUMENT,
+            std::string("y is ") + pask::dtype_name(y->dtype) + " but x is " + pask::dtype_name(p.dtype));
+    require(y->layout == p.layout, PASK_ERROR_INVALID_ARGUMENT,
+            std::string("y is ") + pask::layout_name(y->layout) + " but x is " + pask::layout_name(p.layout));
+    require(y->dims[0] == p.n && y->dims[1] == c_out && y->dims[2] == p.oh && y->dims[3] == p.ow,
+            PASK_ERROR_SHAPE_MISMATCH,
+            "y is " + dims_str(*y) + " but the output is [" + std::to_string(p.n) + "," + std::to_string(c_out) + "," +
+                std::to_string(p.oh) + "," + std::to_string(p.ow) + "]");
+}
+
+}  // namespace
+
+extern "C" {
+
+const char *pask_status_string(pask_status_t status) {
+    switch (status) {
+    case PASK_SUCCESS: return "PASK_SUCCESS";
+    case PASK_ERROR_INVALID_ARGUMENT: return "PASK_ERROR_INVALID_ARGUMENT";
+    case PASK_ERROR_NULL_POINTER: return "PASK_ERROR_NULL_POINTER";
+    case PASK_ERROR_SHAPE_MISMATCH: return "PASK_ERROR_SHAPE_MISMATCH";
+    case PASK_ERROR_UNSUPPORTED: return "PASK_ERROR_UNSUPPORTED";
+    case PASK_ERROR_OVERFLOW: return "PASK_ERROR_OVERFLOW";
+    case PASK_ERROR_OUT_OF_MEMORY: return "PASK_ERROR_OUT_OF_MEMORY";
+    case PASK_ERROR_BACKEND_UNAVAILABLE: return "PASK_ERROR_BACKEND_UNAVAILABLE";
+    case PASK_ERROR_LOAD_FAILED: return "PASK_ERROR_LOAD_FAILED";
+    case PASK_ERROR_INTERNAL: return "PASK_ERROR_INTERNAL";
+    }
+    return "PASK_ERROR_UNKNOWN_STATUS";
+}
+
+const char *pask_last_error_message(void) { return pask::last_error(); }
+
+const char *pask_version_string(void) { return PASK_VERSION_STRING; }
+
+const char *pask_last_solver(void) { return pask::last_solver(); }
+
+pask_status_t pask_options_create(pask_options_t *options) {
+    return guarded([&] {
+        need(options, "options");
+        *options = new pask_options();
+    });
+}
+
+pask_status_t pask_options_destroy(pask_options_t options) {
+    return guarded([&] { delete options; });
+}
+
+pask_status_t pask_options_set(pask_options_t options, const char *key, const char *value) {
+    return guarded([&] {
+        need(options, "options");
+        need(key, "key");
+        need(value, "value");
+        require(*key != '\0', PASK_ERROR_INVALID_ARGUMENT, "option key is empty");
+        options->values[key] = value;
+    });
+}
+
+pask_status_t pask_context_create(pask_context_t *context, pask_device_type_t device_type, int device_index,
+                                  const_pask_options_t options) {
+    return guarded([&] {
+        need(context, "context");
+        auto *ctx = new pask_context(device_type, device_index, options);
+        *context = ctx;
+    });
+}
+
+pask_status_t pask_context_destroy(pask_context_t context) {
+    return guarded([&] { delete context; });
+}
+
+pask_status_t pask_context_get_num_threads(const_pask_context_t context, int *num_threads) {
+    return guarded([&] {
+        need(context, "context");
+        need(num_threads, "num_threads");
+        *num_threads = static_cast<const pask::CpuBackend &>(*context->backend).num_threads();
+    });
+}
+
+pask_status_t pask_tensor_desc_create(pask_tensor_desc_t *desc, pask_dtype_t dtype, pask_layout_t layout, int ndim,
+                                      const int64_t *dims) {
+    return guarded([&] {
+        need(desc, "desc");
+        need(dims, "dims");
+        require(valid_dtype(dtype), PASK_ERROR_INVALID_ARGUMENT, "unknown dtype " + std::to_string(int(dtype)));
+        require(valid_layout(layout), PASK_ERROR_INVALID_ARGUMENT, "unknown layout " + std::to_string(int(layout)));
+        require(ndim >= 1 && ndim <= 8, PASK_ERROR_INVALID_ARGUMENT, "ndim must be in [1, 8], got " + std::to_string(ndim));
+        require(layout == PASK_LAYOUT_ROW_MAJOR || ndim == 4, PASK_ERROR_INVALID_ARGUMENT,
+                std::string(pask::layout_name(layout)) + " needs 4 dims, got " + std::to_string(ndim));
+        pask_tensor_desc d{};
+        d.dtype = dtype;
+        d.layout = layout;
+        d.ndim = ndim;
+        int64_t elements = 1;
+        for (int i = 0; i < ndim; ++i) {
+            require(dims[i] >= 1, PASK_ERROR_INVALID_ARGUMENT,
+                    "dims[" + std::to_string(i) + "] must be >= 1, got " + std::to_string(dims[i]));
+            d.dims[i] = dims[i];
+            elements = checked_mul(elements, dims[i], "tensor");
+        }
+        d.elements = elements;
+        // Keep byte offsets (and offsets times small factors) inside int64.
+        d.bytes = checked_mul(checked_mul(elements, pask::dtype_size(dtype), "tensor"), 8, "tensor") / 8;
+        *desc = new pask_tensor_desc(d);
+    });
+}
+
+pask_status_t pask_tensor_desc_destroy(pask_tensor_desc_t desc) {
+    return guarded([&] { delete desc; });
+}
+
+pask_status_t pask_tensor_desc_get(const_pask_tensor_desc_t desc, pask_dtype_t *dtype, pask_layout_t *layout,
+                                   int *ndim, int64_t *dims) {
+    return guarded([&] {
+        need(desc, "desc");
+        if (dtype) *dtype = desc->dtype;
+        if (layout) *layout = desc->layout;
+        if (ndim) *ndim = desc->ndim;
+        if (dims)
+            for (int i = 0; i < 8; ++i) dims[i] = i < desc->ndim ? desc->dims[i] : 0;
+    });
+}
+
+pask_status_t pask_tensor_desc_get_size(const_pask_tensor_desc_t desc, size_t *bytes) {
+    return guarded([&] {
+        need(desc, "desc");
+        need(bytes, "bytes");
+        *bytes = static_cast<size_t>(desc->bytes);
+    });
+}
+
+pask_status_t pask_conv2d_output_dims(const pask_conv2d_params_t *params, const_pask_tensor_desc_t x_desc,
+                                      const_pask_tensor_desc_t w_desc, int64_t *out_dims) {
+    return guarded([&] {
+        need(out_dims, "out_dims");
+        Problem p;
+        conv_problem(params, x_desc, w_desc, p);
+        out_dims[0] = p.n; out_dims[1] = p.o; out_dims[2] = p.oh; out_dims[3] = p.ow;
+    });
+}
+
+pask_status_t pask_conv2d_forward(pask_context_t context, const pask_conv2d_params_t *params,
+                                  const pask_epilogue_t *epilogue, const_pask_tensor_desc_t x_desc, const void *x,
+                                  const_pask_tensor_desc_t w_desc, const void *w, const_pask_tensor_desc_t bias_desc,
+                                  const void *bias, const_pask_tensor_desc_t residual_desc, const void *residual,
+                                  const_pask_tensor_desc_t y_desc, void *y) {
+    return guarded([&] {
+        need(context, "context");
+        Problem p;
+        conv_problem(params, x_desc, w_desc, p);
+        check_output(y_desc, p, p.o);
+        need(x, "x");
+        need(w, "w");
+        need(y, "y");
+        require((bias_desc == nullptr) == (bias == nullptr), PASK_ERROR_NULL_POINTER,
+                "bias and bias_desc must both be NULL or both be set");
+        require((residual_desc == nullptr) == (residual == nullptr), PASK_ERROR_NULL_POINTER,
+                "residual and residual_desc must both be NULL or both be set");
+        if (bias_desc) {
+            require(bias_desc->ndim == 1 && bias_desc->dims[0] == p.o, PASK_ERROR_SHAPE_MISMATCH,
+                    "bias must be [" + std::to_string(p.o) + "], got " + dims_str(*bias_desc));
+            require(bias_desc->dtype == p.dtype, PASK_ERROR_INVALID_ARGUMENT, "bias dtype differs from x");
+        }
+        if (residual_desc) {
+            require(residual_desc->ndim == 4 && residual_desc->layout == y_desc->layout &&
+                        std::memcmp(residual_desc->dims.data(), y_desc->dims.data(), 4 * sizeof(int64_t)) == 0,
+                    PASK_ERROR_SHAPE_MISMATCH,
+                    "residual must match y " + dims_str(*y_desc) + " " + pask::layout_name(y_desc->layout) + ", got " +
+                        dims_str(*residual_desc) + " " + pask::layout_name(residual_desc->layout));
+            require(residual_desc->dtype == p.dtype, PASK_ERROR_INVALID_ARGUMENT, "residual dtype differs from x");
+        }
+        pask::OpArgs args;
+        if (epilogue) {
+            check_activation(epilogue->activation);
+            p.activation = epilogue->activation;
+            args.alpha = epilogue->alpha;
+            args.beta = epilogue->beta;
+        }
+        p.has_bias = bias != nullptr;
+        p.has_residual = residual != nullptr;
+        p.has_beta = args.beta != 0.0f;
+        check_no_overlap(y, y_desc->bytes, x, x_desc->bytes, "y", "x");
+        check_no_overlap(y, y_desc->bytes, w, w_desc->bytes, "y", "w");
+        if (bias) check_no_overlap(y, y_desc->bytes, bias, bias_desc->bytes, "y", "bias");
+        if (residual) check_no_overlap(y, y_desc->bytes, residual, residual_desc->bytes, "y", "residual");
+        args.x = x;
+        args.w = w;
+        args.bias = bias;
+        args.residual = residual;
+        args.y = y;
+        context->execute(p, args);
+    });
+}
+
+pask_status_t pask_gemm(pask_context_t context, pask_dtype_t dtype, int trans_a, int trans_b, int64_t m, int64_t n,
+                        int64_t k, const pask_epilogue_t *epilogue, const void *a, int64_t lda, const void *b,
+                        int64_t ldb, const void *bias, void *c, int64_t ldc) {
+    return guarded([&] {
+        need(context, "context");
+        require(valid_dtype(dtype), PASK_ERROR_INVALID_ARGUMENT, "unknown dtype " + std::to_string(int(dtype)));
+        require(m >= 1 && n >= 1 && k >= 1, PASK_ERROR_INVALID_ARGUMENT,
+                "gemm sizes must be >= 1, got m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+        need(a, "a");
+        need(b, "b");
+        need(c, "c");
+        const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+        const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+        require(lda >= a_cols, PASK_ERROR_INVALID_ARGUMENT,
+                "lda=" + std::to_string(lda) + " is smaller than A's row length " + std::to_string(a_cols));
+        require(ldb >= b_cols, PASK_ERROR_INVALID_ARGUMENT,
+                "ldb=" + std::to_string(ldb) + " is smaller than B's row length " + std::to_string(b_cols));
+        require(ldc >= n, PASK_ERROR_INVALID_ARGUMENT,
+                "ldc=" + std::to_string(ldc) + " is smaller than C's row length " + std::to_string(n));
+        const int64_t es = pask::dtype_size(dtype);
+        auto extent = [&](int64_t rows, int64_t cols, int64_t ld, const char *what) {
+            int64_t e = checked_add(checked_mul(rows - 1, ld, what), cols, what);
+            return checked_mul(checked_mul(e, es, what), 8, what) / 8;
+        };
+        const int64_t a_bytes = extent(a_rows, a_cols, lda, "A");
+        const int64_t b_bytes = extent(b_rows, b_cols, ldb, "B");
+        const int64_t c_bytes = extent(m, n, ldc, "C");
+        const int64_t bias_bytes = checked_mul(n, es, "bias");
+        check_no_overlap(c, c_bytes, a, a_bytes, "C", "A");
+        check_no_overlap(c, c_bytes, b, b_bytes, "C", "B");
+        if (bias) check_no_overlap(c, c_bytes, bias, bias_bytes, "C", "bias");
+        Problem p;
+        p.op = PASK_OP_GEMM;
+        p.dtype = dtype;
+        p.trans_a = trans_a ? 1 : 0;
+        p.trans_b = trans_b ? 1 : 0;
+        p.gm = m; p.gn = n; p.gk = k;
+        p.lda = lda; p.ldb = ldb; p.ldc = ldc;
+        pask::OpArgs args;
+        if (epilogue) {
+            check_activation(epilogue->activation);
+            p.activation = epilogue->activation;
+            args.alpha = epilogue->alpha;
+            args.beta = epilogue->beta;
+        }
+        p.has_bias = bias != nullptr;
+        p.has_beta = args.beta != 0.0f;
+        args.x = a;
+        args.w = b;
+        args.bias = bias;
+        args.y = c;
+        context->execute(p, args);
+    });
+}
+
+pask_status_t pask_pool2d_output_dims(const pask_pool2d_params_t *params, const_pask_tensor_desc_t x_desc,
+                                      int64_t *out_dims) {
+    return guarded([&] {
+        need(out_dims, "out_dims");
+        Problem p;
+        pool_problem(params, x_desc, p);
+        out_dims[0] = p.n; out_dims[1] = p.c; out_dims[2] = p.oh; out_dims[3] = p.ow;
+    });
+}
+
+pask_status_t pask_pool2d_forward(pask_context_t context, const pask_pool2d_params_t *params,
+                                  const_pask_tensor_desc_t x_desc, const void *x, const_pask_tensor_desc_t y_desc,
+                                  void *y) {
+    return guarded([&] {
+        need(context, "context");
+        Problem p;
+        pool_problem(params, x_desc, p);
+        check_output(y_desc, p, p.c);
+        need(x, "x");
+        need(y, "y");
+        check_no_overlap(y, y_desc->bytes, x, x_desc->bytes, "y", "x");
+        pask::OpArgs args;
+        args.x = x;
+        args.y = y;
+        context->execute(p, args);
+    });
+}
+
+pask_status_t pask_solver_count(int *count) {
+    return guarded([&] {
+        need(count, "count");
+        *count = static_cast<int>(pask::all_solvers().size());
+    });
+}
+
+pask_status_t pask_solver_info(int index, int *id, const char **name, pask_op_t *op, pask_device_type_t *device_type) {
+    return guarded([&] {
+        const auto &all = pask::all_solvers();
+        require(index >= 0 && index < static_cast<int>(all.size()), PASK_ERROR_INVALID_ARGUMENT,
+                "solver index " + std::to_string(index) + " out of range [0, " + std::to_string(all.size()) + ")");
+        const pask::Solver *s = all[index];
+        if (id) *id = s->id();
+        if (name) *name = s->name();
+        if (op) *op = s->op();
+        if (device_type) *device_type = s->device();
+    });
+}
+
+}  // extern "C"

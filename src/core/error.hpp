@@ -1,0 +1,42 @@
+// Error reporting inside the core: code throws pask::Error, the C API boundary
+// (api.cpp) catches it, stores the message in a per-thread slot and returns the
+// status. No exception ever crosses the C boundary.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "paskdnn.h"
+
+namespace pask {
+
+class Error : public std::runtime_error {
+public:
+    Error(pask_status_t status, const std::string &message)
+        : std::runtime_error(message), status_(status) {}
+    pask_status_t status() const { return status_; }
+
+private:
+    pask_status_t status_;
+};
+
+[[noreturn]] inline void fail(pask_status_t status, const std::string &message) {
+    throw Error(status, message);
+}
+
+inline void require(bool ok, pask_status_t status, const std::string &message) {
+    if (!ok) fail(status, message);
+}
+
+// Per-thread slots read by pask_last_error_message() and pask_last_solver().
+void set_last_error(const std::string &message);
+void clear_last_error();
+const char *last_error();
+void set_last_solver(const char *name);
+const char *last_solver();
+
+// Checked size arithmetic: throws PASK_ERROR_OVERFLOW instead of wrapping.
+int64_t checked_mul(int64_t a, int64_t b, const char *what);
+int64_t checked_add(int64_t a, int64_t b, const char *what);
+
+}  // namespace pask

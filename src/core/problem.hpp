@@ -1,0 +1,90 @@
+// Problem: the canonical, owned, hashable description of one primitive call.
+// Every key the core derives (Bucket, hint matching, recorded traces) comes from
+// Problem::fields(), so a call is serialised in exactly one place.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "paskdnn.h"
+
+namespace pask {
+
+// The category a Problem and a resident kernel are filed under.
+struct Bucket {
+    pask_device_type_t device = PASK_DEVICE_CPU;
+    int device_index = 0;
+    pask_op_t op = PASK_OP_CONV2D;
+    pask_layout_t layout = PASK_LAYOUT_ROW_MAJOR;
+    pask_dtype_t dtype = PASK_DTYPE_FLOAT32;
+
+    bool operator==(const Bucket &o) const {
+        return device == o.device && device_index == o.device_index && op == o.op &&
+               layout == o.layout && dtype == o.dtype;
+    }
+    std::string str() const;
+};
+
+struct BucketHash {
+    size_t operator()(const Bucket &b) const {
+        return (size_t(b.device) * 131 + size_t(b.device_index)) * 131 * 131 * 131 +
+               (size_t(b.op) * 131 + size_t(b.layout)) * 131 + size_t(b.dtype);
+    }
+};
+
+struct Problem {
+    pask_op_t op = PASK_OP_CONV2D;
+    pask_device_type_t device = PASK_DEVICE_CPU;
+    int device_index = 0;
+    pask_dtype_t dtype = PASK_DTYPE_FLOAT32;
+    pask_layout_t layout = PASK_LAYOUT_ROW_MAJOR;         // activations (conv, pool)
+    pask_layout_t weight_layout = PASK_LAYOUT_ROW_MAJOR;  // conv weights
+
+    // conv2d and pool2d: input {n, c, h, w}, output {n, o, oh, ow} (o = c for pool)
+    int64_t n = 0, c = 0, h = 0, w = 0, o = 0, oh = 0, ow = 0;
+    int64_t kh = 0, kw = 0;
+    int64_t stride[2] = {1, 1};
+    int64_t pad_pre[2] = {0, 0};
+    int64_t pad_post[2] = {0, 0};
+    int64_t dilation[2] = {1, 1};
+    int64_t groups = 1;
+
+    // pool2d
+    pask_pool_mode_t pool_mode = PASK_POOL_MAX;
+    int ceil_mode = 0;
+    int count_include_pad = 0;
+    int64_t divisor_override = 0;
+
+    // gemm: C(m x n) = op(A)(m x k) @ op(B)(k x n)
+    int trans_a = 0, trans_b = 0;
+    int64_t gm = 0, gn = 0, gk = 0;
+    int64_t lda = 0, ldb = 0, ldc = 0;
+
+    // epilogue (conv2d, gemm)
+    bool has_bias = false;
+    bool has_residual = false;
+    bool has_beta = false;  // beta != 0: the output is read
+    pask_activation_t activation = PASK_ACTIVATION_NONE;
+
+    Bucket bucket() const {
+        return Bucket{device, device_index, op, op == PASK_OP_GEMM ? PASK_LAYOUT_ROW_MAJOR : layout, dtype};
+    }
+
+    // The canonical field list: hash, equality and serialisation all use it.
+    std::vector<int64_t> fields() const;
+    bool operator==(const Problem &other) const { return fields() == other.fields(); }
+    size_t hash() const;
+    std::string str() const;  // human-readable, for messages and traces
+
+    double flops() const;  // multiply-adds count twice
+};
+
+struct ProblemHash {
+    size_t operator()(const Problem &p) const { return p.hash(); }
+};
+
+const char *op_name(pask_op_t op);
+const char *device_name(pask_device_type_t device);
+
+}  // namespace pask

@@ -1,0 +1,30 @@
+#include "registry.hpp"
+
+#include "../providers/native/cpu_solvers.hpp"
+
+namespace pask {
+
+// The solver table. Ids are append-only and never reused: recorded hints,
+// persisted load costs and traces refer to them. To retire a solver, delete its
+// row and leave a comment with its id ("// 9 removed: ...").
+const std::vector<const Solver *> &all_solvers() {
+    static const std::vector<const Solver *> table = {
+        &native::cpu::conv2d_direct,       // 1  conv2d.direct       any conv, reference-grade loops
+        &native::cpu::conv2d_im2col_gemm,  // 2  conv2d.im2col_gemm  any conv, im2col + blocked GEMM
+        &native::cpu::conv2d_gemm_1x1,     // 3  conv2d.gemm_1x1     1x1, stride 1, no padding: one GEMM
+        &native::cpu::conv2d_depthwise,    // 4  conv2d.depthwise    groups == C, O multiple of C
+        &native::cpu::gemm_blocked,        // 5  gemm.blocked        packed, register-blocked GEMM
+        &native::cpu::gemm_small,          // 6  gemm.small          unpacked, for M or N <= 8 (GEMV)
+        &native::cpu::pool2d_direct,       // 7  pool2d.direct       max/avg, every parameter
+        &native::cpu::pool2d_global_avg,   // 8  pool2d.global_avg   average over the whole plane
+    };
+    return table;
+}
+
+const Solver *find_solver(const std::string &name) {
+    for (const Solver *s : all_solvers())
+        if (name == s->name()) return s;
+    return nullptr;
+}
+
+}  // namespace pask

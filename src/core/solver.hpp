@@ -1,0 +1,55 @@
+// Solver: a stateless algorithm with a stable numeric id (append-only, see
+// registry.cpp) and a name. The contract:
+//   applicable(P)      can this solver run Problem P?
+//   kernel_for(P, t)   the KernelKey it needs for target t (generic solvers map
+//                      many Problems to one key; specialised ones bake shapes in)
+//   cost_us(P)         estimated run time in microseconds, used to rank solvers
+//   workspace(P)       scratch bytes it needs (0 = none)
+//   run(K, P, args)    launch resident kernel K on P
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "backend.hpp"
+#include "kernel.hpp"
+#include "problem.hpp"
+
+namespace pask {
+
+// Data pointers of one call; which are used depends on the op.
+struct OpArgs {
+    const void *x = nullptr;         // conv/pool input, gemm A
+    const void *w = nullptr;         // conv weight, gemm B
+    const void *bias = nullptr;
+    const void *residual = nullptr;
+    void *y = nullptr;               // conv/pool output, gemm C
+    float alpha = 1.0f;
+    float beta = 0.0f;
+};
+
+class Solver {
+public:
+    constexpr Solver(int id, const char *name, pask_op_t op, pask_device_type_t device)
+        : id_(id), name_(name), op_(op), device_(device) {}
+    virtual ~Solver() = default;
+
+    int id() const { return id_; }
+    const char *name() const { return name_; }
+    pask_op_t op() const { return op_; }
+    pask_device_type_t device() const { return device_; }
+
+    virtual bool applicable(const Problem &p) const = 0;
+    virtual KernelKey kernel_for(const Problem &p, const std::string &target) const = 0;
+    virtual double cost_us(const Problem &p) const = 0;
+    virtual size_t workspace(const Problem &) const { return 0; }
+    virtual void run(const Kernel &kernel, const Problem &p, const OpArgs &args, Backend &backend) const = 0;
+
+private:
+    int id_;
+    const char *name_;
+    pask_op_t op_;
+    pask_device_type_t device_;
+};
+
+}  // namespace pask

@@ -1,0 +1,86 @@
+// Helpers shared by the CPU kernel code objects (each .so compiles its own copy;
+// everything here has internal linkage).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernel_abi.h"
+
+#define PASK_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+constexpr int kOutOfMemory = 6;  // PASK_ERROR_OUT_OF_MEMORY
+
+inline float apply_act(float v, int act) {
+    if (act == PASK_CPU_ACT_RELU) return v > 0.f ? v : 0.f;
+    if (act == PASK_CPU_ACT_RELU6) return std::min(std::max(v, 0.f), 6.f);
+    return v;
+}
+
+// out = act(alpha*acc + beta*out + bias + residual) for one element.
+inline float finish(float acc, const pask_cpu_epilogue &ep, float before, float bias, float residual) {
+    float v = ep.alpha * acc + bias + residual;
+    if (ep.beta != 0.f) v += ep.beta * before;
+    return apply_act(v, ep.activation);
+}
+
+// A growable, 64-byte aligned scratch buffer; one per thread and purpose.
+struct Scratch {
+    float *ptr = nullptr;
+    size_t cap = 0;
+    Scratch() = default;
+    Scratch(const Scratch &) = delete;
+    Scratch &operator=(const Scratch &) = delete;
+    ~Scratch() { std::free(ptr); }
+    // nullptr when the allocation fails.
+    float *get(size_t n) {
+        if (n <= cap) return ptr;
+        size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+        void *p = std::aligned_alloc(64, bytes);
+        if (!p) return nullptr;
+        std::free(ptr);
+        ptr = static_cast<float *>(p);
+        cap = bytes / sizeof(float);
+        return ptr;
+    }
+};
+
+template <typename F>
+void run_parallel(const pask_cpu_runtime *rt, int64_t ntasks, F &fn) {
+    if (!rt || rt->num_threads <= 1 || ntasks <= 1) {
+        for (int64_t t = 0; t < ntasks; ++t) fn(t, 0);
+        return;
+    }
+    rt->parallel_for(
+        rt->self, ntasks, [](void *arg, int64_t task, int thread) { (*static_cast<F *>(arg))(task, thread); }, &fn);
+}
+
+inline int nthreads(const pask_cpu_runtime *rt) { return rt && rt->num_threads > 1 ? rt->num_threads : 1; }
+
+// Conv weights in the order a kernel wants: OIHW for NCHW kernels, OHWI for NHWC
+// kernels. Returns the caller's pointer when it already matches, else a repacked
+// copy in scratch (nullptr on allocation failure).
+inline const float *weights_in(const pask_cpu_conv2d_args &a, int want, Scratch &scratch) {
+    if (a.weight_layout == want || (a.kh == 1 && a.kw == 1)) return a.weight;
+    const int64_t cg = a.c / a.groups, kk = a.kh * a.kw;
+    float *dst = scratch.get(size_t(a.o * cg * kk));
+    if (!dst) return nullptr;
+    for (int64_t o = 0; o < a.o; ++o)
+        for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t r = 0; r < kk; ++r) {
+                if (want == PASK_CPU_LAYOUT_NHWC)  // OIHW -> OHWI
+                    dst[(o * kk + r) * cg + ci] = a.weight[(o * cg + ci) * kk + r];
+                else  // OHWI -> OIHW
+                    dst[(o * cg + ci) * kk + r] = a.weight[(o * kk + r) * cg + ci];
+            }
+    return dst;
+}
+
+}  // namespace
+
+PASK_EXPORT uint32_t pask_cpu_abi_version(void);

@@ -1,0 +1,108 @@
+/*
+ * The binary interface between the paskdnn core and a CPU kernel code object.
+ *
+ * A CPU code object is a shared object installed with the package (never one
+ * from the user cache). The Loader dlopen()s it, checks
+ * pask_cpu_abi_version() == PASK_CPU_ABI_VERSION and looks up the entry point
+ * the solver's KernelKey names. Entry points return 0 on success or a
+ * pask_status_t code (e.g. PASK_ERROR_OUT_OF_MEMORY for scratch) and never
+ * throw, print or abort.
+ *
+ * Plain C so that a kernel can be written in C or C++ and compiled for any ISA
+ * variant (generic, avx2, avx512) without dragging the core's headers along.
+ */
+#ifndef PASK_CPU_KERNEL_ABI_H
+#define PASK_CPU_KERNEL_ABI_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PASK_CPU_ABI_VERSION 1u
+
+/* Work-sharing services the core lends a kernel for one call.
+ * parallel_for runs fn(arg, task, thread) for every task in [0, ntasks) on
+ * up to num_threads threads (the caller included) and returns when all are
+ * done; thread is in [0, num_threads) and identifies the running thread for
+ * per-thread scratch. A kernel calls parallel_for at most once at a time. */
+typedef struct pask_cpu_runtime {
+    void *self;
+    int num_threads;
+    void (*parallel_for)(void *self, int64_t ntasks,
+                         void (*fn)(void *arg, int64_t task, int thread), void *arg);
+} pask_cpu_runtime;
+
+/* Activation codes match pask_activation_t. */
+#define PASK_CPU_ACT_NONE 0
+#define PASK_CPU_ACT_RELU 1
+#define PASK_CPU_ACT_RELU6 2
+
+/* Layout codes: activations NCHW / NHWC; weights OIHW / OHWI. */
+#define PASK_CPU_LAYOUT_NCHW 0
+#define PASK_CPU_LAYOUT_NHWC 1
+
+/* Epilogue for every output element (see pask_epilogue_t):
+ *   out = act(alpha * acc + beta * out_before + bias + residual)
+ * out_before is read only when beta != 0. */
+typedef struct pask_cpu_epilogue {
+    float alpha;
+    float beta;
+    int activation;
+} pask_cpu_epilogue;
+
+typedef struct pask_cpu_conv2d_args {
+    int64_t n, c, h, w;          /* input, logical */
+    int64_t o, kh, kw;           /* weight {o, c/groups, kh, kw} */
+    int64_t oh, ow;              /* output spatial */
+    int64_t stride_h, stride_w;
+    int64_t pad_top, pad_left;   /* pad_bottom/right follow from oh/ow */
+    int64_t dil_h, dil_w;
+    int64_t groups;
+    int layout;                  /* activations x, y, residual */
+    int weight_layout;           /* OIHW (NCHW) or OHWI (NHWC) */
+    const float *x;
+    const float *weight;
+    const float *bias;           /* {o} or NULL */
+    const float *residual;       /* like y, or NULL */
+    float *y;
+    pask_cpu_epilogue ep;
+} pask_cpu_conv2d_args;
+
+/* Row-major C[m,n] = act(alpha * op(A) @ op(B) + beta*C + bias[n]). */
+typedef struct pask_cpu_gemm_args {
+    int trans_a, trans_b;
+    int64_t m, n, k;
+    const float *a; int64_t lda;
+    const float *b; int64_t ldb;
+    const float *bias;           /* {n} or NULL */
+    float *c; int64_t ldc;
+    pask_cpu_epilogue ep;
+} pask_cpu_gemm_args;
+
+typedef struct pask_cpu_pool2d_args {
+    int mode;                    /* 0 max, 1 avg */
+    int64_t n, c, h, w;
+    int64_t oh, ow;
+    int64_t kh, kw;
+    int64_t stride_h, stride_w;
+    int64_t pad_top, pad_left, pad_bottom, pad_right;
+    int64_t dil_h, dil_w;
+    int count_include_pad;
+    int64_t divisor_override;    /* 0 = none */
+    int layout;
+    const float *x;
+    float *y;
+} pask_cpu_pool2d_args;
+
+typedef int (*pask_cpu_conv2d_fn)(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *args);
+typedef int (*pask_cpu_gemm_fn)(const pask_cpu_runtime *rt, const pask_cpu_gemm_args *args);
+typedef int (*pask_cpu_pool2d_fn)(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args *args);
+typedef uint32_t (*pask_cpu_abi_version_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PASK_CPU_KERNEL_ABI_H */

@@ -1,0 +1,158 @@
+// pool2d.direct (max/avg with every parameter) and pool2d.global_avg. Built as
+// two code objects from this one source: PASK_POOL_GLOBAL selects which.
+#include <cmath>
+#include <limits>
+
+#include "common.hpp"
+
+PASK_EXPORT uint32_t pask_cpu_abi_version(void) { return PASK_CPU_ABI_VERSION; }
+
+namespace {
+
+// Window bounds along one axis, PyTorch's rules.
+struct Window {
+    int64_t lo, hi;   // clipped to the input
+    int64_t size;     // divisor extent for count_include_pad (clipped to the padded input)
+};
+
+inline Window window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in, int64_t pad_end) {
+    int64_t start = o * stride - pad;
+    int64_t end = std::min(start + k, in + pad_end);
+    Window w;
+    w.size = end - start;
+    w.lo = std::max<int64_t>(start, 0);
+    w.hi = std::min<int64_t>(end, in);
+    return w;
+}
+
+inline float divisor(const pask_cpu_pool2d_args &a, const Window &wh, const Window &ww) {
+    if (a.divisor_override) return float(a.divisor_override);
+    if (a.count_include_pad) return float(wh.size * ww.size);
+    return float((wh.hi - wh.lo) * (ww.hi - ww.lo));
+}
+
+inline void take_max(float &m, float v) {
+    if (v > m || std::isnan(v)) m = v;
+}
+
+#ifndef PASK_POOL_GLOBAL
+
+thread_local Scratch t_acc;
+
+int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
+    auto task = [&](int64_t t, int) {
+        const float *xp = a.x + t * a.h * a.w;
+        float *yp = a.y + t * a.oh * a.ow;
+        for (int64_t oh = 0; oh < a.oh; ++oh) {
+            for (int64_t ow = 0; ow < a.ow; ++ow) {
+                float out;
+                if (a.mode == 0) {
+                    float m = -std::numeric_limits<float>::infinity();
+                    for (int64_t r = 0; r < a.kh; ++r) {
+                        const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
+                        if (ih < 0 || ih >= a.h) continue;
+                        for (int64_t s = 0; s < a.kw; ++s) {
+                            const int64_t iw = ow * a.stride_w - a.pad_left + s * a.dil_w;
+                            if (iw < 0 || iw >= a.w) continue;
+                            take_max(m, xp[ih * a.w + iw]);
+                        }
+                    }
+                    out = m;
+                } else {
+                    Window wh = window(oh, a.stride_h, a.pad_top, a.kh, a.h, a.pad_bottom);
+                    Window ww = window(ow, a.stride_w, a.pad_left, a.kw, a.w, a.pad_right);
+                    float sum = 0.f;
+                    for (int64_t ih = wh.lo; ih < wh.hi; ++ih)
+                        for (int64_t iw = ww.lo; iw < ww.hi; ++iw) sum += xp[ih * a.w + iw];
+                    out = sum / divisor(a, wh, ww);
+                }
+                yp[oh * a.ow + ow] = out;
+            }
+        }
+    };
+    run_parallel(rt, a.n * a.c, task);
+    return 0;
+}
+
+int pool_nhwc(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
+    std::atomic<int> failed{0};
+    auto task = [&](int64_t t, int) {
+        const int64_t n = t / a.oh, oh = t % a.oh;
+        float *acc = t_acc.get(size_t(a.c));
+        if (!acc) { failed = 1; return; }
+        for (int64_t ow = 0; ow < a.ow; ++ow) {
+            float *yp = a.y + ((n * a.oh + oh) * a.ow + ow) * a.c;
+            if (a.mode == 0) {
+                std::fill(acc, acc + a.c, -std::numeric_limits<float>::infinity());
+                for (int64_t r = 0; r < a.kh; ++r) {
+                    const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
+                    if (ih < 0 || ih >= a.h) continue;
+                    for (int64_t s = 0; s < a.kw; ++s) {
+                        const int64_t iw = ow * a.stride_w - a.pad_left + s * a.dil_w;
+                        if (iw < 0 || iw >= a.w) continue;
+                        const float *xp = a.x + ((n * a.h + ih) * a.w + iw) * a.c;
+                        for (int64_t c = 0; c < a.c; ++c) take_max(acc[c], xp[c]);
+                    }
+                }
+                std::copy(acc, acc + a.c, yp);
+            } else {
+                Window wh = window(oh, a.stride_h, a.pad_top, a.kh, a.h, a.pad_bottom);
+                Window ww = window(ow, a.stride_w, a.pad_left, a.kw, a.w, a.pad_right);
+                std::fill(acc, acc + a.c, 0.f);
+                for (int64_t ih = wh.lo; ih < wh.hi; ++ih)
+                    for (int64_t iw = ww.lo; iw < ww.hi; ++iw) {
+                        const float *xp = a.x + ((n * a.h + ih) * a.w + iw) * a.c;
+                        for (int64_t c = 0; c < a.c; ++c) acc[c] += xp[c];
+                    }
+                const float inv = 1.f / divisor(a, wh, ww);
+                for (int64_t c = 0; c < a.c; ++c) yp[c] = acc[c] * inv;
+            }
+        }
+    };
+    run_parallel(rt, a.n * a.oh, task);
+    return failed ? kOutOfMemory : 0;
+}
+
+}  // namespace
+
+PASK_EXPORT int pask_pool2d_direct_f32(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args *a) {
+    return a->layout == PASK_CPU_LAYOUT_NHWC ? pool_nhwc(rt, *a) : pool_nchw(rt, *a);
+}
+
+#else  // PASK_POOL_GLOBAL
+
+constexpr int64_t kChannelBlock = 64;
+
+}  // namespace
+
+PASK_EXPORT int pask_pool2d_global_avg_f32(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args *a) {
+    const int64_t hw = a->h * a->w;
+    const float inv = 1.f / float(hw);
+    if (a->layout == PASK_CPU_LAYOUT_NCHW) {
+        auto task = [&](int64_t t, int) {
+            const float *xp = a->x + t * hw;
+            float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+            int64_t i = 0;
+            for (; i + 4 <= hw; i += 4) { s0 += xp[i]; s1 += xp[i + 1]; s2 += xp[i + 2]; s3 += xp[i + 3]; }
+            for (; i < hw; ++i) s0 += xp[i];
+            a->y[t] = ((s0 + s1) + (s2 + s3)) * inv;
+        };
+        run_parallel(rt, a->n * a->c, task);
+        return 0;
+    }
+    const int64_t blocks = (a->c + kChannelBlock - 1) / kChannelBlock;
+    auto task = [&](int64_t t, int) {
+        const int64_t n = t / blocks, c0 = (t % blocks) * kChannelBlock;
+        const int64_t cn = std::min(kChannelBlock, a->c - c0);
+        float acc[kChannelBlock] = {};
+        for (int64_t p = 0; p < hw; ++p) {
+            const float *xp = a->x + (n * hw + p) * a->c + c0;
+            for (int64_t c = 0; c < cn; ++c) acc[c] += xp[c];
+        }
+        for (int64_t c = 0; c < cn; ++c) a->y[n * a->c + c0 + c] = acc[c] * inv;
+    };
+    run_parallel(rt, a->n * blocks, task);
+    return 0;
+}
+
+#endif

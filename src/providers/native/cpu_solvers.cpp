@@ -1,0 +1,227 @@
+#include "cpu_solvers.hpp"
+
+#include <algorithm>
+
+#include "../../backends/cpu/cpu_backend.hpp"
+#include "../../core/error.hpp"
+#include "../../kernels/cpu/kernel_abi.h"
+
+namespace pask::native::cpu {
+
+namespace {
+
+// Rough rates of these kernels on a 2-core AVX-512 machine; they only need to
+// rank solvers correctly (measured run times refine them later).
+constexpr double kGemmFlopsPerUs = 140e3;
+constexpr double kDirectFlopsPerUs = 4e3;
+constexpr double kDepthwiseFlopsPerUs = 12e3;
+constexpr double kBytesPerUs = 8e3;
+
+pask_cpu_epilogue epilogue_of(const Problem &p, const OpArgs &a) {
+    pask_cpu_epilogue ep;
+    ep.alpha = a.alpha;
+    ep.beta = a.beta;
+    ep.activation = static_cast<int>(p.activation);
+    return ep;
+}
+
+void check_kernel_status(int rc, const Kernel &k) {
+    if (rc == 0) return;
+    if (rc == PASK_ERROR_OUT_OF_MEMORY) fail(PASK_ERROR_OUT_OF_MEMORY, "kernel " + k.key.str() + " ran out of memory for scratch");
+    fail(static_cast<pask_status_t>(rc), "kernel " + k.key.str() + " failed with status " + std::to_string(rc));
+}
+
+const pask_cpu_runtime *runtime_of(Backend &backend) {
+    return static_cast<CpuBackend &>(backend).runtime();
+}
+
+class CpuSolver : public Solver {
+public:
+    constexpr CpuSolver(int id, const char *name, pask_op_t op, const char *object, const char *entry)
+        : Solver(id, name, op, PASK_DEVICE_CPU), object_(object), entry_(entry) {}
+    KernelKey kernel_for(const Problem &, const std::string &target) const override {
+        return KernelKey{"native", "cpu", object_, entry_, target};
+    }
+
+private:
+    const char *object_;
+    const char *entry_;
+};
+
+// ---- conv2d ------------------------------------------------------------------
+
+class ConvSolver : public CpuSolver {
+public:
+    using CpuSolver::CpuSolver;
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &backend) const override {
+        pask_cpu_conv2d_args args;
+        args.n = p.n; args.c = p.c; args.h = p.h; args.w = p.w;
+        args.o = p.o; args.kh = p.kh; args.kw = p.kw; args.oh = p.oh; args.ow = p.ow;
+        args.stride_h = p.stride[0]; args.stride_w = p.stride[1];
+        args.pad_top = p.pad_pre[0]; args.pad_left = p.pad_pre[1];
+        args.dil_h = p.dilation[0]; args.dil_w = p.dilation[1];
+        args.groups = p.groups;
+        args.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CPU_LAYOUT_NHWC : PASK_CPU_LAYOUT_NCHW;
+        args.weight_layout = p.weight_layout == PASK_LAYOUT_NHWC ? PASK_CPU_LAYOUT_NHWC : PASK_CPU_LAYOUT_NCHW;
+        args.x = static_cast<const float *>(a.x);
+        args.weight = static_cast<const float *>(a.w);
+        args.bias = static_cast<const float *>(a.bias);
+        args.residual = static_cast<const float *>(a.residual);
+        args.y = static_cast<float *>(a.y);
+        args.ep = epilogue_of(p, a);
+        auto fn = reinterpret_cast<pask_cpu_conv2d_fn>(k.entry);
+        check_kernel_status(fn(runtime_of(backend), &args), k);
+    }
+};
+
+bool conv_f32(const Problem &p) { return p.op == PASK_OP_CONV2D && p.dtype == PASK_DTYPE_FLOAT32; }
+
+class ConvDirect final : public ConvSolver {
+public:
+    using ConvSolver::ConvSolver;
+    bool applicable(const Problem &p) const override { return conv_f32(p); }
+    double cost_us(const Problem &p) const override { return p.flops() / kDirectFlopsPerUs + 2; }
+};
+
+class ConvIm2col final : public ConvSolver {
+public:
+    using ConvSolver::ConvSolver;
+    bool applicable(const Problem &p) const override { return conv_f32(p); }
+    double cost_us(const Problem &p) const override {
+        double col = double(p.n) * p.oh * p.ow * (p.c / p.groups) * p.kh * p.kw * 4.0 * p.groups;
+        // small per-group GEMMs run far below peak
+        double eff = std::min(1.0, double(p.o / p.groups) / 32.0);
+        return p.flops() / (kGemmFlopsPerUs * std::max(eff, 0.05)) + 2 * col / kBytesPerUs + 5;
+    }
+};
+
+class ConvGemm1x1 final : public ConvSolver {
+public:
+    using ConvSolver::ConvSolver;
+    bool applicable(const Problem &p) const override {
+        return conv_f32(p) && p.kh == 1 && p.kw == 1 && p.stride[0] == 1 && p.stride[1] == 1 &&
+               p.pad_pre[0] == 0 && p.pad_pre[1] == 0 && p.pad_post[0] == 0 && p.pad_post[1] == 0 &&
+               p.groups == 1;
+    }
+    double cost_us(const Problem &p) const override { return p.flops() / kGemmFlopsPerUs + 3; }
+};
+
+class ConvDepthwise final : public ConvSolver {
+public:
+    using ConvSolver::ConvSolver;
+    bool applicable(const Problem &p) const override {
+        return conv_f32(p) && p.groups == p.c && p.groups > 1 && p.o % p.c == 0;
+    }
+    double cost_us(const Problem &p) const override {
+        double bytes = (double(p.n) * p.c * p.h * p.w + double(p.n) * p.o * p.oh * p.ow) * 4.0;
+        return p.flops() / kDepthwiseFlopsPerUs + bytes / kBytesPerUs + 2;
+    }
+};
+
+// ---- gemm --------------------------------------------------------------------
+
+class GemmSolver : public CpuSolver {
+public:
+    using CpuSolver::CpuSolver;
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &backend) const override {
+        pask_cpu_gemm_args args;
+        args.trans_a = p.trans_a; args.trans_b = p.trans_b;
+        args.m = p.gm; args.n = p.gn; args.k = p.gk;
+        args.a = static_cast<const float *>(a.x); args.lda = p.lda;
+        args.b = static_cast<const float *>(a.w); args.ldb = p.ldb;
+        args.bias = static_cast<const float *>(a.bias);
+        args.c = static_cast<float *>(a.y); args.ldc = p.ldc;
+        args.ep = epilogue_of(p, a);
+        auto fn = reinterpret_cast<pask_cpu_gemm_fn>(k.entry);
+        check_kernel_status(fn(runtime_of(backend), &args), k);
+    }
+};
+
+bool gemm_f32(const Problem &p) { return p.op == PASK_OP_GEMM && p.dtype == PASK_DTYPE_FLOAT32; }
+
+class GemmBlocked final : public GemmSolver {
+public:
+    using GemmSolver::GemmSolver;
+    bool applicable(const Problem &p) const override { return gemm_f32(p); }
+    double cost_us(const Problem &p) const override {
+        double pack = (double(p.gm) * p.gk + double(p.gk) * p.gn) * 4.0;
+        double eff = std::min(1.0, double(std::min(p.gm, p.gn)) / 48.0);
+        return p.flops() / (kGemmFlopsPerUs * std::max(eff, 0.02)) + pack / kBytesPerUs + 4;
+    }
+};
+
+class GemmSmall final : public GemmSolver {
+public:
+    using GemmSolver::GemmSolver;
+    bool applicable(const Problem &p) const override { return gemm_f32(p) && std::min(p.gm, p.gn) <= 8; }
+    double cost_us(const Problem &p) const override {
+        double bytes = (double(p.gm) * p.gk + double(p.gk) * p.gn + double(p.gm) * p.gn) * 4.0;
+        return std::max(p.flops() / (kGemmFlopsPerUs / 4), bytes / kBytesPerUs) + 1;
+    }
+};
+
+// ---- pool2d ------------------------------------------------------------------
+
+class PoolSolver : public CpuSolver {
+public:
+    using CpuSolver::CpuSolver;
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &backend) const override {
+        pask_cpu_pool2d_args args;
+        args.mode = p.pool_mode == PASK_POOL_MAX ? 0 : 1;
+        args.n = p.n; args.c = p.c; args.h = p.h; args.w = p.w;
+        args.oh = p.oh; args.ow = p.ow; args.kh = p.kh; args.kw = p.kw;
+        args.stride_h = p.stride[0]; args.stride_w = p.stride[1];
+        args.pad_top = p.pad_pre[0]; args.pad_left = p.pad_pre[1];
+        args.pad_bottom = p.pad_post[0]; args.pad_right = p.pad_post[1];
+        args.dil_h = p.dilation[0]; args.dil_w = p.dilation[1];
+        args.count_include_pad = p.count_include_pad;
+        args.divisor_override = p.divisor_override;
+        args.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CPU_LAYOUT_NHWC : PASK_CPU_LAYOUT_NCHW;
+        args.x = static_cast<const float *>(a.x);
+        args.y = static_cast<float *>(a.y);
+        auto fn = reinterpret_cast<pask_cpu_pool2d_fn>(k.entry);
+        check_kernel_status(fn(runtime_of(backend), &args), k);
+    }
+};
+
+bool pool_f32(const Problem &p) { return p.op == PASK_OP_POOL2D && p.dtype == PASK_DTYPE_FLOAT32; }
+
+class PoolDirect final : public PoolSolver {
+public:
+    using PoolSolver::PoolSolver;
+    bool applicable(const Problem &p) const override { return pool_f32(p); }
+    double cost_us(const Problem &p) const override { return p.flops() / 2e3 + 1; }
+};
+
+class PoolGlobalAvg final : public PoolSolver {
+public:
+    using PoolSolver::PoolSolver;
+    bool applicable(const Problem &p) const override {
+        return pool_f32(p) && p.pool_mode == PASK_POOL_AVG && p.kh == p.h && p.kw == p.w && p.oh == 1 &&
+               p.ow == 1 && p.pad_pre[0] == 0 && p.pad_pre[1] == 0 && p.pad_post[0] == 0 &&
+               p.pad_post[1] == 0 && p.divisor_override == 0;
+    }
+    double cost_us(const Problem &p) const override { return double(p.n) * p.c * p.h * p.w / 8e3 + 1; }
+};
+
+const ConvDirect k_conv2d_direct(1, "conv2d.direct", PASK_OP_CONV2D, "conv_direct", "pask_conv2d_direct_f32");
+const ConvIm2col k_conv2d_im2col(2, "conv2d.im2col_gemm", PASK_OP_CONV2D, "conv_im2col", "pask_conv2d_im2col_f32");
+const ConvGemm1x1 k_conv2d_1x1(3, "conv2d.gemm_1x1", PASK_OP_CONV2D, "conv_1x1", "pask_conv2d_1x1_f32");
+const ConvDepthwise k_conv2d_dw(4, "conv2d.depthwise", PASK_OP_CONV2D, "conv_depthwise", "pask_conv2d_depthwise_f32");
+const GemmBlocked k_gemm_blocked(5, "gemm.blocked", PASK_OP_GEMM, "gemm", "pask_gemm_blocked_f32");
+const GemmSmall k_gemm_small(6, "gemm.small", PASK_OP_GEMM, "gemm", "pask_gemm_small_f32");
+const PoolDirect k_pool_direct(7, "pool2d.direct", PASK_OP_POOL2D, "pool_direct", "pask_pool2d_direct_f32");
+const PoolGlobalAvg k_pool_global(8, "pool2d.global_avg", PASK_OP_POOL2D, "pool_global", "pask_pool2d_global_avg_f32");
+
+}  // namespace
+
+const Solver &conv2d_direct = k_conv2d_direct;
+const Solver &conv2d_im2col_gemm = k_conv2d_im2col;
+const Solver &conv2d_gemm_1x1 = k_conv2d_1x1;
+const Solver &conv2d_depthwise = k_conv2d_dw;
+const Solver &gemm_blocked = k_gemm_blocked;
+const Solver &gemm_small = k_gemm_small;
+const Solver &pool2d_direct = k_pool_direct;
+const Solver &pool2d_global_avg = k_pool_global;
+
+}  // namespace pask::native::cpu
