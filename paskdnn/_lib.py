@@ -1,6 +1,6 @@
 """Loads libpaskdnn through cffi (ABI mode) on first use, never at import time.
 
-The cdef comes from include/paskdnn.h (see tools/gen_cdef.py), so the C header
+The cdef is read from the installed paskdnn.h (see _header.py), so the C header
 is the one description of the API.
 """
 from __future__ import annotations
@@ -19,16 +19,35 @@ LIB_NAME = "libpaskdnn.so"
 
 
 def library_dir() -> Path:
-    """The folder holding libpaskdnn, its kernels/, include/ and pkgconfig/."""
+    """The folder holding libpaskdnn, its kernels/, include/ and pkgconfig/.
+
+    Looked up in order: $PASKDNN_LIBRARY's folder; _lib/ beside this file (an
+    installed wheel); the meson build tree (an editable install); the installed
+    distribution (when a source checkout shadows the installed package).
+    """
     env = os.environ.get("PASKDNN_LIBRARY")
     if env:
         return Path(env).parent
     installed = Path(__file__).resolve().parent / "_lib"
     if (installed / LIB_NAME).exists():
         return installed
-    from . import _build_info  # editable install: the build tree
+    try:
+        from . import _build_info  # type: ignore[attr-defined]
 
-    return Path(_build_info.LIBDIR)
+        if (Path(_build_info.LIBDIR) / LIB_NAME).exists():
+            return Path(_build_info.LIBDIR)
+    except ImportError:
+        pass
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        found = Path(str(distribution("paskdnn").locate_file("paskdnn/_lib")))
+        if (found / LIB_NAME).exists():
+            return found
+    except (ImportError, PackageNotFoundError):
+        pass
+    raise ImportError("paskdnn: libpaskdnn.so not found; install the package with `pip install .` "
+                      "or set PASKDNN_LIBRARY")
 
 
 def load() -> Tuple[Any, Any]:
@@ -40,12 +59,13 @@ def load() -> Tuple[Any, Any]:
         if _state is None:
             import cffi
 
-            from ._cdef import CDEF
+            from ._header import cdef_from_header
 
-            ffi = cffi.FFI()
-            ffi.cdef(CDEF)
             env = os.environ.get("PASKDNN_LIBRARY")
             path = Path(env) if env else library_dir() / LIB_NAME
+            header = path.parent / "include" / "paskdnn.h"
+            ffi = cffi.FFI()
+            ffi.cdef(cdef_from_header(header.read_text(encoding="utf-8")))
             try:
                 lib = ffi.dlopen(str(path))
             except OSError as e:  # pragma: no cover - broken installation

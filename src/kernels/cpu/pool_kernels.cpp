@@ -31,47 +31,61 @@ inline float divisor(const pask_cpu_pool2d_args &a, const Window &wh, const Wind
     return float((wh.hi - wh.lo) * (ww.hi - ww.lo));
 }
 
-inline void take_max(float &m, float v) {
-    if (v > m || std::isnan(v)) m = v;
-}
+// PyTorch's rule: NaN wins and stays. Branch-free so the loops vectorise.
+inline void take_max(float &m, float v) { m = (v > m || v != v) ? v : m; }
 
 #ifndef PASK_POOL_GLOBAL
 
 thread_local Scratch t_acc;
 
 int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
+    // Row at a time: for each window offset (r, s), sweep the valid output
+    // columns in one contiguous (stride 1) or strided loop, no per-element bounds.
+    std::atomic<int> failed{0};
     auto task = [&](int64_t t, int) {
         const float *xp = a.x + t * a.h * a.w;
         float *yp = a.y + t * a.oh * a.ow;
+        float *acc = t_acc.get(size_t(a.ow));
+        if (!acc) { failed = 1; return; }
         for (int64_t oh = 0; oh < a.oh; ++oh) {
-            for (int64_t ow = 0; ow < a.ow; ++ow) {
-                float out;
-                if (a.mode == 0) {
-                    float m = -std::numeric_limits<float>::infinity();
-                    for (int64_t r = 0; r < a.kh; ++r) {
-                        const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
-                        if (ih < 0 || ih >= a.h) continue;
-                        for (int64_t s = 0; s < a.kw; ++s) {
-                            const int64_t iw = ow * a.stride_w - a.pad_left + s * a.dil_w;
-                            if (iw < 0 || iw >= a.w) continue;
-                            take_max(m, xp[ih * a.w + iw]);
-                        }
+            std::fill(acc, acc + a.ow, a.mode == 0 ? -std::numeric_limits<float>::infinity() : 0.f);
+            for (int64_t r = 0; r < a.kh; ++r) {
+                const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
+                if (ih < 0 || ih >= a.h) continue;
+                const float *xrow = xp + ih * a.w;
+                for (int64_t s = 0; s < a.kw; ++s) {
+                    const int64_t off = s * a.dil_w - a.pad_left;
+                    int64_t lo = off >= 0 ? 0 : (-off + a.stride_w - 1) / a.stride_w;
+                    int64_t hi = a.w - off <= 0 ? 0 : (a.w - off - 1) / a.stride_w + 1;
+                    hi = std::min(hi, a.ow);
+                    const float *src = xrow + off;
+                    if (a.mode == 0) {
+                        if (a.stride_w == 1)
+                            for (int64_t ow = lo; ow < hi; ++ow) take_max(acc[ow], src[ow]);
+                        else
+                            for (int64_t ow = lo; ow < hi; ++ow) take_max(acc[ow], src[ow * a.stride_w]);
+                    } else {
+                        if (a.stride_w == 1)
+                            for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += src[ow];
+                        else
+                            for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += src[ow * a.stride_w];
                     }
-                    out = m;
-                } else {
-                    Window wh = window(oh, a.stride_h, a.pad_top, a.kh, a.h, a.pad_bottom);
-                    Window ww = window(ow, a.stride_w, a.pad_left, a.kw, a.w, a.pad_right);
-                    float sum = 0.f;
-                    for (int64_t ih = wh.lo; ih < wh.hi; ++ih)
-                        for (int64_t iw = ww.lo; iw < ww.hi; ++iw) sum += xp[ih * a.w + iw];
-                    out = sum / divisor(a, wh, ww);
                 }
-                yp[oh * a.ow + ow] = out;
+            }
+            float *yrow = yp + oh * a.ow;
+            if (a.mode == 0) {
+                std::copy(acc, acc + a.ow, yrow);
+            } else {
+                Window wh = window(oh, a.stride_h, a.pad_top, a.kh, a.h, a.pad_bottom);
+                for (int64_t ow = 0; ow < a.ow; ++ow) {
+                    Window ww = window(ow, a.stride_w, a.pad_left, a.kw, a.w, a.pad_right);
+                    yrow[ow] = acc[ow] / divisor(a, wh, ww);
+                }
             }
         }
     };
     run_parallel(rt, a.n * a.c, task);
-    return 0;
+    return failed ? kOutOfMemory : 0;
 }
 
 int pool_nhwc(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {

@@ -252,9 +252,11 @@ static void ukernel(int64_t kc, const float *__restrict a, const float *__restri
                     const Stage &st) {
     V acc[MRv][NVv];
 #pragma GCC unroll 16
-    for (int r = 0; r < MRv; ++r)
+    for (int r = 0; r < MRv; ++r) {
+        // the tile of C is stored (and maybe read) right after the loop
 #pragma GCC unroll 4
         for (int v = 0; v < NVv; ++v) acc[r][v] = vzero();
+    }
 
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; ++p) {
@@ -562,6 +564,7 @@ struct SmallCtx {
     float *C; int64_t ldc;
     const GemmEpilogue *ep;
     int64_t blocks, tasks;
+    int64_t cw;  // mode 4 column chunk
     int mode;
 };
 
@@ -716,6 +719,30 @@ static void small_cols_dispatch(const SmallCtx &s, int jb, int64_t i0, int64_t i
     small_cols_block<J>(s, i0, i1, j0);
 }
 
+/* Mode 4: M <= 4 rows, B(p, j) contiguous in j: stream B row by row over a
+ * wide column chunk (accumulators in L1) so that B is read in long runs. */
+constexpr int64_t SS_CW = 1024;
+static void small_stream(const SmallCtx &s, int64_t j0, int64_t j1) {
+    alignas(64) float acc[4][SS_CW];
+    const int64_t w = j1 - j0, wv = w / VL * VL;
+    const int M = (int)s.M;
+    for (int i = 0; i < M; ++i)
+        for (int64_t j = 0; j < w; ++j) acc[i][j] = 0.f;
+    for (int64_t p = 0; p < s.K; ++p) {
+        const float *b = s.B + p * s.sbp + j0;
+        for (int i = 0; i < M; ++i) {
+            const float ai = s.A[i * s.sai + p * s.sap];
+            const V av = vset1(ai);
+            float *ac = acc[i];
+            int64_t j = 0;
+            for (; j < wv; j += VL) vstore(ac + j, vfma(av, vload(b + j), vload(ac + j)));
+            for (; j < w; ++j) ac[j] += ai * b[j];
+        }
+    }
+    const Stage st = make_stage(*s.ep, true, true);
+    for (int i = 0; i < M; ++i) epi_row(acc[i], s.C + i * s.ldc + j0, w, i, j0, st);
+}
+
 /* Work of one task. The mode decides what a "block" is. */
 static void small_range(const SmallCtx &s, int64_t b0, int64_t b1) {
     switch (s.mode) {
@@ -731,6 +758,13 @@ static void small_range(const SmallCtx &s, int64_t b0, int64_t b1) {
     }
     case 1: {  // dot products, blocks along N (M small): each block SD_RJ columns
         const int64_t j0 = b0 * SD_RJ, j1 = std::min(s.N, b1 * SD_RJ);
+        if (s.M <= 2) {  // GEMV-like: more independent streams of B rows
+            for (int64_t j = j0; j < j1; j += 8) {
+                const int rj = (int)std::min<int64_t>(8, j1 - j);
+                small_dot_dispatch<2, 8>(s, (int)s.M, rj, 0, j);
+            }
+            break;
+        }
         for (int64_t j = j0; j < j1; j += SD_RJ) {
             const int rj = (int)std::min<int64_t>(SD_RJ, j1 - j);
             for (int64_t i = 0; i < s.M; i += SD_RI) {
@@ -748,6 +782,13 @@ static void small_range(const SmallCtx &s, int64_t b0, int64_t b1) {
                 const int rj = (int)std::min<int64_t>(SD_RJ, s.N - j);
                 small_dot_dispatch<SD_RI, SD_RJ>(s, ri, rj, i, j);
             }
+        }
+        break;
+    }
+    case 4: {  // stream: blocks of s.cw columns
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t j0 = b * s.cw, j1 = std::min(s.N, j0 + s.cw);
+            if (j0 < j1) small_stream(s, j0, j1);
         }
         break;
     }
@@ -865,8 +906,18 @@ inline int sgemm_small(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, i
     s.C = C; s.ldc = ldc;
     s.ep = &ep;
     Scratch &scr = scratch();
+    int nth = (rt && rt->parallel_for && rt->num_threads > 1) ? rt->num_threads : 1;
+    const double work = (double)M * (double)N * (double)K + (double)N * (double)K;
+    if (work < 200000.0) nth = 1;
+    const int nth_small = nth;
+    s.cw = 0;
     if (M <= N) {
-        if (!trans_b) {
+        if (!trans_b && M <= 4) {
+            s.mode = 4;
+            const int64_t per = (N + nth_small - 1) / nth_small;
+            s.cw = std::min<int64_t>(SS_CW, std::max<int64_t>(VL, (per + VL - 1) / VL * VL));
+            s.blocks = (N + s.cw - 1) / s.cw;
+        } else if (!trans_b) {
             s.mode = 0;
             s.blocks = (N + 16 * VL - 1) / (16 * VL);
         } else {
@@ -896,9 +947,6 @@ inline int sgemm_small(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, i
             s.blocks = (M + SD_RI - 1) / SD_RI;
         }
     }
-    int nth = (rt && rt->parallel_for && rt->num_threads > 1) ? rt->num_threads : 1;
-    const double work = (double)M * (double)N * (double)K + (double)N * (double)K;
-    if (work < 200000.0) nth = 1;
     s.tasks = std::min<int64_t>(nth, s.blocks);
     if (s.tasks <= 1) {
         s.tasks = 1;

@@ -1,0 +1,106 @@
+/* A C program that includes paskdnn.h, links through pkg-config and checks a
+ * convolution against a float64 loop written here, plus a few status paths. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <paskdnn.h>
+
+#define CHECK(call)                                                                      \
+    do {                                                                                 \
+        pask_status_t s_ = (call);                                                       \
+        if (s_ != PASK_SUCCESS) {                                                        \
+            fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call,          \
+                    pask_status_string(s_), pask_last_error_message());                  \
+            return 1;                                                                    \
+        }                                                                                \
+    } while (0)
+
+#define EXPECT(cond)                                                                     \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond);          \
+            return 1;                                                                    \
+        }                                                                                \
+    } while (0)
+
+static unsigned rng_state = 12345u;
+static float frand(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)((rng_state >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+int main(void) {
+    enum { N = 2, C = 3, H = 9, W = 8, O = 5, K = 3, S = 2, P = 1 };
+    const int OH = (H + 2 * P - K) / S + 1, OW = (W + 2 * P - K) / S + 1;
+    static float x[N * C * H * W], w[O * C * K * K], b[O], y[N * O * 5 * 4];
+    for (size_t i = 0; i < sizeof x / sizeof *x; ++i) x[i] = frand();
+    for (size_t i = 0; i < sizeof w / sizeof *w; ++i) w[i] = frand();
+    for (size_t i = 0; i < sizeof b / sizeof *b; ++i) b[i] = frand();
+
+    pask_context_t ctx = NULL;
+    CHECK(pask_context_create(&ctx, PASK_DEVICE_CPU, 0, NULL));
+
+    int64_t xd_dims[4] = {N, C, H, W}, wd_dims[4] = {O, C, K, K}, bd_dims[1] = {O};
+    pask_tensor_desc_t xd, wd, bd, yd;
+    CHECK(pask_tensor_desc_create(&xd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, xd_dims));
+    CHECK(pask_tensor_desc_create(&wd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, wd_dims));
+    CHECK(pask_tensor_desc_create(&bd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_ROW_MAJOR, 1, bd_dims));
+    pask_conv2d_params_t params = {{S, S}, {P, P}, {P, P}, {1, 1}, 1};
+    int64_t out_dims[4];
+    CHECK(pask_conv2d_output_dims(&params, xd, wd, out_dims));
+    EXPECT(out_dims[0] == N && out_dims[1] == O && out_dims[2] == OH && out_dims[3] == OW);
+    CHECK(pask_tensor_desc_create(&yd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, out_dims));
+    pask_epilogue_t ep = {1.0f, 0.0f, PASK_ACTIVATION_RELU};
+    CHECK(pask_conv2d_forward(ctx, &params, &ep, xd, x, wd, w, bd, b, NULL, NULL, yd, y));
+
+    double worst = 0;
+    for (int n = 0; n < N; ++n)
+        for (int o = 0; o < O; ++o)
+            for (int oh = 0; oh < OH; ++oh)
+                for (int ow = 0; ow < OW; ++ow) {
+                    double acc = b[o];
+                    for (int c = 0; c < C; ++c)
+                        for (int r = 0; r < K; ++r)
+                            for (int s = 0; s < K; ++s) {
+                                int ih = oh * S - P + r, iw = ow * S - P + s;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                acc += (double)x[((n * C + c) * H + ih) * W + iw] *
+                                       (double)w[((o * C + c) * K + r) * K + s];
+                            }
+                    if (acc < 0) acc = 0;
+                    double err = fabs(acc - y[((n * O + o) * OH + oh) * OW + ow]);
+                    if (err > worst) worst = err;
+                }
+    EXPECT(worst < 1e-4);
+    EXPECT(strncmp(pask_last_solver(), "conv2d.", 7) == 0);
+
+    /* errors: a status, a message, and the output untouched */
+    float before = y[0];
+    pask_conv2d_params_t bad = params;
+    bad.stride[0] = 0;
+    EXPECT(pask_conv2d_forward(ctx, &bad, NULL, xd, x, wd, w, NULL, NULL, NULL, NULL, yd, y) ==
+           PASK_ERROR_INVALID_ARGUMENT);
+    EXPECT(strlen(pask_last_error_message()) > 0);
+    EXPECT(y[0] == before);
+    EXPECT(pask_conv2d_forward(NULL, &params, NULL, xd, x, wd, w, NULL, NULL, NULL, NULL, yd, y) ==
+           PASK_ERROR_NULL_POINTER);
+    int64_t huge[4] = {INT64_MAX / 2, 4, 4, 4};
+    pask_tensor_desc_t hd = NULL;
+    EXPECT(pask_tensor_desc_create(&hd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, huge) == PASK_ERROR_OVERFLOW);
+    EXPECT(hd == NULL);
+    EXPECT(strcmp(pask_status_string(PASK_ERROR_SHAPE_MISMATCH), "PASK_ERROR_SHAPE_MISMATCH") == 0);
+
+    int count = 0;
+    CHECK(pask_solver_count(&count));
+    EXPECT(count >= 8);
+
+    pask_tensor_desc_destroy(xd);
+    pask_tensor_desc_destroy(wd);
+    pask_tensor_desc_destroy(bd);
+    pask_tensor_desc_destroy(yd);
+    CHECK(pask_context_destroy(ctx));
+    printf("paskdnn C API test passed (max error %.2e, solver %s)\n", worst, "ok");
+    return 0;
+}

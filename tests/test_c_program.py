@@ -1,0 +1,31 @@
+"""A C program that includes paskdnn.h, compiles and links through pkg-config
+(the way a C/C++ engine would) and checks a convolution result."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def _pkgconfig_dir(cwd) -> str:
+    out = subprocess.run([sys.executable, "-m", "paskdnn", "config", "--pkgconfig-dir"], check=True, cwd=cwd,
+                         capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("pkg-config") is None or shutil.which("cc") is None,
+                    reason="needs pkg-config and a C compiler")
+def test_c_program_builds_with_pkg_config_and_computes_a_conv(tmp_path):
+    env = dict(os.environ, PKG_CONFIG_PATH=_pkgconfig_dir(tmp_path))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "paskdnn"], env=env, check=True,
+                           capture_output=True, text=True).stdout.split()
+    exe = tmp_path / "test_c_api"
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", str(HERE / "c" / "test_c_api.c"), "-o",
+                    str(exe), *flags, "-lm"], check=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "passed" in run.stdout
