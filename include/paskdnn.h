@@ -169,12 +169,20 @@ PASK_API pask_status_t pask_options_create(pask_options_t *options);
 PASK_API pask_status_t pask_options_destroy(pask_options_t options);
 
 /* Sets key to value (both copied). Known keys:
- *   "policy"      reactive | proactive | reuse | pask   (default pask)
+ *   "policy"      reactive | proactive | reuse | pask   (default pask; see below)
+ *   "loader_threads" background loader threads, 0..64 (default 2)
+ *   "lookahead"   hint window: how many upcoming hints are loaded ahead (default 16)
+ *   "resident_capacity" kernels kept resident, LRU (default 256; 0 = none)
+ *   "hints_file"  a JSON hints record to preload from (default $PASKDNN_HINTS)
+ *   "trace"       1 (default) records the event log, 0 does not
+ *   "debug_load_delay_ms" sleep added to every kernel load (testing only)
  *   "num_threads" worker threads for CPU kernels, >= 1 (default: all cores)
  *   "kernel_dir"  folder of prebuilt kernel code objects (default: the one
  *                 installed beside libpaskdnn)
- *   "cache_dir"   user kernel cache folder (default $PASKDNN_CACHE_DIR, else
- *                 $XDG_CACHE_HOME/paskdnn, else ~/.cache/paskdnn)
+ *   "cache_dir"   user cache folder (default $PASKDNN_CACHE_DIR, else
+ *                 $XDG_CACHE_HOME/paskdnn, else ~/.cache/paskdnn): measured
+ *                 load costs (load_costs.json); never host code
+ *   "cpu_isa"     avx512 | avx2 | generic: pin the CPU kernel variant
  *   "solvers"     comma-separated solver names the context may use
  *                 (default: all); e.g. "conv2d.direct,gemm.small"
  * Unknown keys and bad values are reported by pask_context_create. */
@@ -296,6 +304,85 @@ PASK_API pask_status_t pask_solver_info(int index, int *id, const char **name,
 /* Name of the solver that ran the calling thread's last successful op, or ""
  * if none. Static string. */
 PASK_API const char *pask_last_solver(void);
+
+/* ---- the PaSK machinery: policy, resident set, hints, stats, trace ---------
+ *
+ * Policies (option "policy"):
+ *   reactive   run the best solver; load its kernel on demand, blocking
+ *              (the baseline cuDNN and MIOpen follow). Hints are ignored.
+ *   proactive  loader threads load hinted Problems' best kernels ahead of need;
+ *              a call waits for its best kernel (in flight or loaded now).
+ *   reuse      no preloading; a call whose best kernel is not resident runs on
+ *              the best resident applicable kernel and queues the best.
+ *   pask       both (default): run the best if resident; wait for it if it is
+ *              in flight and lands sooner than the estimated cost gap; else run
+ *              the best resident applicable kernel and queue the best; else load
+ *              the applicable kernel that gives a result soonest (load + run).
+ */
+
+/* Per-context counters. Times in milliseconds. */
+typedef struct pask_stats {
+    int64_t calls;            /* ops run */
+    int64_t resident_hits;    /* calls whose best kernel was resident */
+    int64_t reuses;           /* calls run on another resident applicable kernel */
+    int64_t inflight_waits;   /* calls that waited for a load already in flight */
+    int64_t blocking_loads;   /* calls that loaded a kernel on their own thread */
+    double blocking_wait_ms;  /* total time calls spent blocked on loads and waits */
+    int64_t loads;            /* kernels brought to resident, on any thread */
+    double load_ms;           /* total time of those loads */
+    int64_t compiles;         /* code objects compiled (0 on the CPU: all prebuilt) */
+    double compile_ms;
+    int64_t load_failures;    /* failed loads; the kernel is then marked bad */
+    int64_t prefetches;       /* loads requested from hints */
+    int64_t hints;            /* hints received (calls, replay file) */
+    int64_t hints_matched;    /* calls that matched a hint in the window */
+    int64_t hints_dropped;    /* hints passed over by the window */
+    int64_t evictions;        /* kernels evicted from the resident set */
+    int64_t resident;         /* kernels resident now */
+} pask_stats_t;
+
+/* Reads the context's counters into *stats. */
+PASK_API pask_status_t pask_context_get_stats(const_pask_context_t context, pask_stats_t *stats);
+
+/* The context's policy name (static string). */
+PASK_API pask_status_t pask_context_get_policy(const_pask_context_t context, const char **policy);
+
+/* Bounds the resident set to capacity kernels (LRU eviction); 0 keeps nothing
+ * resident beyond the call that loaded it. */
+PASK_API pask_status_t pask_context_set_resident_capacity(pask_context_t context, int64_t capacity);
+
+/* Blocks until no load is queued or running, or timeout_ms passes (>= 0).
+ * *idle (may be NULL) tells which. */
+PASK_API pask_status_t pask_context_wait_loads(pask_context_t context, int64_t timeout_ms, int *idle);
+
+/* Writes the event log as Chrome/Perfetto trace JSON (atomically): one row per
+ * thread, the callers' op calls and each loader thread's loads. */
+PASK_API pask_status_t pask_context_export_trace(const_pask_context_t context, const char *path);
+
+/* Saves the distinct Problems this context ran, in first-seen order, as a JSON
+ * hints record. A context created with option "hints_file" (or with
+ * $PASKDNN_HINTS set) takes them as hints. */
+PASK_API pask_status_t pask_context_save_record(const_pask_context_t context, const char *path);
+
+/* Hints: the Problems the engine will run next, in execution order, described
+ * like the calls themselves (no data pointers). The loader threads bring their
+ * best kernels in, in order of need, within the lookahead window (option
+ * "lookahead"); a call that matches a hint advances the window past it. */
+PASK_API pask_status_t pask_hint_conv2d(pask_context_t context, const pask_conv2d_params_t *params,
+                                        const pask_epilogue_t *epilogue,
+                                        const_pask_tensor_desc_t x_desc, const_pask_tensor_desc_t w_desc,
+                                        const_pask_tensor_desc_t bias_desc,
+                                        const_pask_tensor_desc_t residual_desc);
+
+PASK_API pask_status_t pask_hint_gemm(pask_context_t context, pask_dtype_t dtype, int trans_a, int trans_b,
+                                      int64_t m, int64_t n, int64_t k, const pask_epilogue_t *epilogue,
+                                      int64_t lda, int64_t ldb, int64_t ldc, int has_bias);
+
+PASK_API pask_status_t pask_hint_pool2d(pask_context_t context, const pask_pool2d_params_t *params,
+                                        const_pask_tensor_desc_t x_desc);
+
+/* Drops every pending hint. */
+PASK_API pask_status_t pask_hint_clear(pask_context_t context);
 
 /* PASK_CDEF_END */
 

@@ -18,12 +18,13 @@ from ._errors import (
     SizeOverflowError,
     UnsupportedError,
 )
-from .functional import adaptive_avg_pool2d, avg_pool2d, conv2d, gemm, linear, matmul, max_pool2d
+from .functional import TensorSpec, adaptive_avg_pool2d, avg_pool2d, conv2d, gemm, linear, matmul, max_pool2d
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Context",
+    "TensorSpec",
     "get_default_context",
     "set_default_context",
     "solvers",

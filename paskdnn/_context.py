@@ -1,8 +1,10 @@
 """Contexts, the process-wide default context and the solver registry view."""
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _lib
@@ -26,20 +28,30 @@ def _parse_device(device: str) -> tuple:
 
 
 class Context:
-    """A device, its resident kernels and its dispatch policy.
+    """A device, its resident kernels, loader threads, hint queue and policy.
 
     Args:
         device: ``"cpu"`` (``"cuda[:N]"`` and ``"hip[:N]"`` are not in this build yet).
-        policy: ``"reactive"`` (load the best kernel on demand; the only policy of
-            this build), ``None`` for the default.
-        cache_dir: user kernel cache folder (default ``$PASKDNN_CACHE_DIR`` or
-            ``~/.cache/paskdnn``); the CPU backend never loads host code from it.
-        num_threads: CPU worker threads (default: all cores).
+        policy: ``"pask"`` (default: proactive loading from hints plus selective
+            reuse of resident kernels), ``"proactive"``, ``"reuse"`` or
+            ``"reactive"`` (load the best kernel on demand, blocking).
+        cache_dir: user cache folder (default ``$PASKDNN_CACHE_DIR`` or
+            ``~/.cache/paskdnn``): measured load costs; never host code.
+        num_threads: CPU worker threads for kernels (default: all cores).
         solvers: names of the solvers this context may use (default: all);
             see :func:`paskdnn.solvers`.
         kernel_dir: folder of prebuilt kernel code objects (default: installed).
         cpu_isa: ``"avx512"``, ``"avx2"`` or ``"generic"`` to pin the CPU kernel
             variant (default: the best the processor supports).
+        loader_threads: background loader threads (default 2; 0 = none).
+        lookahead: how many upcoming hints the loader works on (default 16).
+        resident_capacity: kernels kept resident, LRU (default 256; 0 = none
+            beyond the call).
+        hints: a hints record saved by :meth:`save_record` to preload from
+            (default ``$PASKDNN_HINTS``).
+        trace: record the event log for :meth:`export_trace` (default True).
+        debug_load_delay_ms: sleep added to every kernel load; for tests that
+            need slow loads to be deterministic.
     """
 
     def __init__(
@@ -51,6 +63,12 @@ class Context:
         solvers: Optional[Sequence[str]] = None,
         kernel_dir: Optional[str] = None,
         cpu_isa: Optional[str] = None,
+        loader_threads: Optional[int] = None,
+        lookahead: Optional[int] = None,
+        resident_capacity: Optional[int] = None,
+        hints: Optional[str] = None,
+        trace: Optional[bool] = None,
+        debug_load_delay_ms: Optional[int] = None,
     ) -> None:
         ffi, lib = _lib.load()
         name, index = _parse_device(device)
@@ -61,10 +79,17 @@ class Context:
             options["policy"] = policy
         if cache_dir is not None:
             options["cache_dir"] = os.fspath(cache_dir)
-        if num_threads is not None:
-            if isinstance(num_threads, bool) or not isinstance(num_threads, int):
-                raise TypeError("num_threads must be an int")
-            options["num_threads"] = str(num_threads)
+        for key, value in (("num_threads", num_threads), ("loader_threads", loader_threads),
+                           ("lookahead", lookahead), ("resident_capacity", resident_capacity),
+                           ("debug_load_delay_ms", debug_load_delay_ms)):
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"{key} must be an int")
+                options[key] = str(value)
+        if hints is not None:
+            options["hints_file"] = os.fspath(hints)
+        if trace is not None:
+            options["trace"] = "1" if trace else "0"
         if solvers is not None:
             if isinstance(solvers, str):
                 solvers = [solvers]
@@ -87,7 +112,80 @@ class Context:
             lib.pask_options_destroy(opts[0])
         self._handle = ffi.gc(handle[0], lib.pask_context_destroy)
         self.device = f"{name}:{index}" if name != "cpu" else "cpu"
-        self.policy = options.get("policy", "reactive")
+        out = ffi.new("char **")
+        _lib.check(lib.pask_context_get_policy(self._handle, out))
+        self.policy = ffi.string(out[0]).decode()
+        _live.add(self)
+
+    def _h(self) -> Any:
+        if self._handle is None:
+            raise ValueError("this paskdnn.Context has been closed")
+        return self._handle
+
+    def hint(self, op: str, *args: Any, **kwargs: Any) -> None:
+        """Tells the context a Problem that will run soon, in execution order.
+
+        ``op`` names a paskdnn function ("conv2d", "linear", "matmul", "gemm",
+        "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d") and the remaining
+        arguments are that function's, with tensors given as arrays,
+        :class:`paskdnn.TensorSpec` or shape tuples (``bias=True`` for a bias of
+        the right length). Nothing runs; the loader threads bring the best
+        kernel in ahead of the call.
+        """
+        from . import functional
+
+        names = ("conv2d", "linear", "matmul", "gemm", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")
+        if op not in names:
+            raise ValueError(f"cannot hint {op!r}; expected one of {names}")
+        if "context" in kwargs:
+            raise TypeError("hint() takes no context= (the hint goes to this context)")
+        getattr(functional, op)(*args, context=functional._HintTarget(self._h()), **kwargs)
+
+    def clear_hints(self) -> None:
+        """Drops every pending hint."""
+        ffi, lib = _lib.load()
+        _lib.check(lib.pask_hint_clear(self._h()))
+
+    def stats(self) -> Dict[str, Any]:
+        """The context's counters: calls, resident_hits, reuses, inflight_waits,
+        blocking_loads, blocking_wait_ms, loads, load_ms, compiles, compile_ms,
+        load_failures, prefetches, hints, hints_matched, hints_dropped,
+        evictions, resident."""
+        ffi, lib = _lib.load()
+        st = ffi.new("pask_stats_t *")
+        _lib.check(lib.pask_context_get_stats(self._h(), st))
+        return {name: (float(getattr(st, name)) if name.endswith("_ms") else int(getattr(st, name)))
+                for name, _ in ffi.typeof("pask_stats_t").fields}
+
+    def wait_loads(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until no kernel load is queued or running (or ``timeout``
+        seconds pass); returns whether the loader is idle."""
+        ffi, lib = _lib.load()
+        idle = ffi.new("int *")
+        ms = 2**62 if timeout is None else max(0, int(timeout * 1000))
+        _lib.check(lib.pask_context_wait_loads(self._h(), ms, idle))
+        return bool(idle[0])
+
+    def set_resident_capacity(self, capacity: int) -> None:
+        """Bounds the resident kernels (LRU); 0 keeps none beyond the call."""
+        ffi, lib = _lib.load()
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError("capacity must be an int")
+        _lib.check(lib.pask_context_set_resident_capacity(self._h(), capacity))
+
+    def export_trace(self, path: str) -> None:
+        """Writes the event log as Chrome/Perfetto trace JSON (open it in
+        ui.perfetto.dev or chrome://tracing): one row per caller thread and
+        per loader thread."""
+        ffi, lib = _lib.load()
+        _lib.check(lib.pask_context_export_trace(self._h(), os.fsencode(os.fspath(path))))
+
+    def save_record(self, path: str) -> None:
+        """Saves the distinct Problems this context ran, in first-seen order, as a
+        JSON hints record; pass it as ``hints=`` (or ``$PASKDNN_HINTS``) to a new
+        context to start warm."""
+        ffi, lib = _lib.load()
+        _lib.check(lib.pask_context_save_record(self._h(), os.fsencode(os.fspath(path))))
 
     @property
     def num_threads(self) -> int:
@@ -106,6 +204,20 @@ class Context:
 
     def __repr__(self) -> str:
         return f"paskdnn.Context(device={self.device!r}, policy={self.policy!r})"
+
+
+# Contexts still alive at interpreter exit are closed first, so loader threads
+# are joined before the runtime tears down.
+_live: "weakref.WeakSet[Context]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for ctx in list(_live):
+        try:
+            ctx.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
 
 
 _default: Optional[Context] = None

@@ -26,6 +26,7 @@ _FLOAT32 = 0
 _ROW_MAJOR = 0
 
 __all__ = [
+    "TensorSpec",
     "conv2d",
     "linear",
     "matmul",
@@ -39,7 +40,54 @@ __all__ = [
 # ---- argument helpers -------------------------------------------------------
 
 
+class TensorSpec:
+    """The shape (and dtype) of a tensor without its data, for hints:
+    ``ctx.hint("conv2d", TensorSpec((1, 64, 56, 56)), TensorSpec((64, 64, 3, 3)), padding=1)``.
+    Plain tuples are accepted wherever a hint takes a tensor."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape: Sequence[int], dtype: Any = np.float32) -> None:
+        self.shape = tuple(_int(d, "shape") for d in shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"TensorSpec({self.shape}, {self.dtype})"
+
+
+class _HintTarget:
+    """Passed as ``context=`` by Context.hint: the op describes an upcoming
+    Problem to this context (no data is read or written) instead of running."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+
+def _resolve(context: Any) -> Any:
+    return context if isinstance(context, _HintTarget) else resolve(context)
+
+
+def _spec(a: Any, name: str) -> Any:
+    if isinstance(a, np.ndarray):
+        return TensorSpec(a.shape, a.dtype)
+    if isinstance(a, TensorSpec):
+        return a
+    if isinstance(a, (tuple, list)):
+        return TensorSpec(a)
+    raise TypeError(f"{name} must be an array, a TensorSpec or a shape tuple in a hint, got {type(a).__name__}")
+
+
 def _array(a: Any, name: str, contiguous: bool = True) -> np.ndarray:
+    if isinstance(a, TensorSpec):
+        if a.dtype != np.float32:
+            raise TypeError(f"{name} must be float32 on the CPU, got {a.dtype}")
+        return a  # type: ignore[return-value]
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != np.float32:
@@ -172,6 +220,8 @@ def _physical(dims: Sequence[int], layout: int) -> Tuple[int, ...]:
 
 def _batched(x: np.ndarray, name: str) -> Tuple[np.ndarray, bool]:
     if x.ndim == 3:
+        if isinstance(x, TensorSpec):
+            return TensorSpec((1,) + x.shape), True  # type: ignore[return-value]
         return x[None], True
     if x.ndim != 4:
         raise ValueError(f"{name} must be 4-D (batched) or 3-D (unbatched), got {x.ndim}-D shape {x.shape}")
@@ -223,7 +273,13 @@ def conv2d(
     Returns:
         The output array, (N, O, OH, OW) or (N, OH, OW, O) (``out`` if given).
     """
-    handle = resolve(context)
+    handle = _resolve(context)
+    hinting = isinstance(handle, _HintTarget)
+    if hinting:
+        input, weight = _spec(input, "input"), _spec(weight, "weight")
+        bias = None if bias is None or bias is False else (TensorSpec((weight.shape[0],)) if bias is True
+                                                           else _spec(bias, "bias"))
+        residual = None if residual is None else _spec(residual, "residual")
     lay = _layout(layout, _LAYOUTS, "layout")
     wlay = _layout(weight_layout, _WEIGHT_LAYOUTS, "weight_layout")
     x = _array(input, "input")
@@ -242,7 +298,7 @@ def conv2d(
     act = _activation(activation)
     a = _float(alpha, "alpha")
     b = _float(beta, "beta")
-    if b != 0.0 and out is None:
+    if b != 0.0 and out is None and not hinting:
         raise ValueError("beta != 0 reads the prior output: pass out=")
     if bias is not None:
         _array(bias, "bias")
@@ -259,8 +315,6 @@ def conv2d(
         ydims = tuple(int(v) for v in dims)
         shape = _physical(ydims, lay)
         user_shape = shape[1:] if unbatched else shape
-        y = np.empty(user_shape, np.float32) if out is None else _out_array(out, user_shape)
-        yd = d.make(lay, ydims)
         bd = d.make(_ROW_MAJOR, (bias.shape[0],)) if bias is not None else ffi.NULL
         rd = ffi.NULL
         if residual is not None:
@@ -269,6 +323,11 @@ def conv2d(
                 raise ValueError(f"residual has shape {r.shape} but the output has shape {tuple(user_shape)}")
             rd = d.make(lay, ydims)
         ep = ffi.new("pask_epilogue_t *", {"alpha": a, "beta": b, "activation": act})
+        if hinting:
+            _lib.check(lib.pask_hint_conv2d(handle.handle, params, ep, xd, wd, bd, rd))
+            return None  # type: ignore[return-value]
+        y = np.empty(user_shape, np.float32) if out is None else _out_array(out, user_shape)
+        yd = d.make(lay, ydims)
         _lib.check(lib.pask_conv2d_forward(
             handle, params, ep, xd, _ptr(ffi, x), wd, _ptr(ffi, w), bd, _ptr(ffi, bias), rd,
             _ptr(ffi, residual), yd, _ptr(ffi, y)))
@@ -283,6 +342,8 @@ def _matrix(a: Any, name: str) -> Tuple[np.ndarray, int]:
     _array(a, name, contiguous=False)
     if a.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+    if isinstance(a, TensorSpec):
+        return a, max(a.shape[1], 1)  # type: ignore[return-value]
     s0, s1 = a.strides
     if a.shape[1] > 1 and s1 != 4:
         raise ValueError(f"{name} must have contiguous rows (unit column stride)")
@@ -297,6 +358,10 @@ def _gemm_call(handle: Any, trans_a: bool, trans_b: bool, m: int, n: int, k: int
                beta: float, act: int) -> None:
     ffi, lib = _lib.load()
     ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": act})
+    if isinstance(handle, _HintTarget):
+        _lib.check(lib.pask_hint_gemm(handle.handle, _FLOAT32, int(trans_a), int(trans_b), m, n, k, ep, lda, ldb,
+                                      ldc, int(bias is not None)))
+        return
     _lib.check(lib.pask_gemm(handle, _FLOAT32, int(trans_a), int(trans_b), m, n, k, ep, _ptr(ffi, a), lda,
                              _ptr(ffi, b), ldb, _ptr(ffi, bias), _ptr(ffi, c), ldc))
 
@@ -321,7 +386,11 @@ def gemm(
     dimension. ``bias`` has length N and is added to every row. With ``c`` the
     result is written into it and returned; ``beta != 0`` needs ``c``.
     """
-    handle = resolve(context)
+    handle = _resolve(context)
+    hinting = isinstance(handle, _HintTarget)
+    if hinting:
+        a, b = _spec(a, "a"), _spec(b, "b")
+        c = None if c is None else _spec(c, "c")
     a, lda = _matrix(a, "a")
     b, ldb = _matrix(b, "b")
     m, ka = (a.shape[1], a.shape[0]) if trans_a else a.shape
@@ -330,10 +399,16 @@ def gemm(
         raise ValueError(f"inner dimensions differ: op(a) is {m}x{ka}, op(b) is {kb}x{n}")
     al, be = _float(alpha, "alpha"), _float(beta, "beta")
     act = _activation(activation)
+    if hinting and bias is not None:
+        bias = TensorSpec((n,)) if bias is True else _spec(bias, "bias")
     if bias is not None:
         _array(bias, "bias")
         if bias.shape != (n,):
             raise ValueError(f"bias must have shape ({n},), got {bias.shape}")
+    if hinting:
+        ldc = n if c is None else _matrix(c, "c")[1]
+        _gemm_call(handle, bool(trans_a), bool(trans_b), m, n, ka, None, lda, None, ldb, bias, None, ldc, al, be, act)
+        return None  # type: ignore[return-value]
     if c is None:
         if be != 0.0:
             raise ValueError("beta != 0 reads c: pass c=")
@@ -360,7 +435,12 @@ def linear(
 ) -> np.ndarray:
     """``y = act(input @ weight.T + bias)`` like ``torch.nn.functional.linear``:
     input (..., in_features), weight (out_features, in_features), bias (out_features,)."""
-    handle = resolve(context)
+    handle = _resolve(context)
+    hinting = isinstance(handle, _HintTarget)
+    if hinting:
+        input, weight = _spec(input, "input"), _spec(weight, "weight")
+        if bias is not None:
+            bias = TensorSpec((weight.shape[0],)) if bias is True else _spec(bias, "bias")
     x = _array(input, "input")
     w = _array(weight, "weight")
     if w.ndim != 2:
@@ -376,8 +456,12 @@ def linear(
         if bias.shape != (nout,):
             raise ValueError(f"bias must have shape ({nout},), got {bias.shape}")
     shape = x.shape[:-1] + (nout,)
-    y = np.empty(shape, np.float32) if out is None else _out_array(out, shape)
     rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+    if hinting:
+        if rows:
+            _gemm_call(handle, False, True, rows, nout, nin, None, nin, None, nin, bias, None, nout, 1.0, 0.0, act)
+        return None  # type: ignore[return-value]
+    y = np.empty(shape, np.float32) if out is None else _out_array(out, shape)
     if rows == 0:
         return y
     _gemm_call(handle, False, True, rows, nout, nin, x, nin, w, nin, bias, y, nout, 1.0, 0.0, act)
@@ -388,13 +472,20 @@ def matmul(a: np.ndarray, b: np.ndarray, *, out: Optional[np.ndarray] = None,
            context: Optional[Context] = None) -> np.ndarray:
     """``numpy.matmul`` semantics: 1-D operands are promoted and the added axis
     removed, N-D operands are stacks of matrices broadcast over leading axes."""
-    handle = resolve(context)
+    handle = _resolve(context)
+    hinting = isinstance(handle, _HintTarget)
+    if hinting:
+        a, b = _spec(a, "a"), _spec(b, "b")
     a = _array(a, "a")
     b = _array(b, "b")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul does not take scalars")
-    a2 = a[None, :] if a.ndim == 1 else a
-    b2 = b[:, None] if b.ndim == 1 else b
+    if hinting:
+        a2 = TensorSpec((1,) + a.shape) if a.ndim == 1 else a
+        b2 = TensorSpec(b.shape + (1,)) if b.ndim == 1 else b
+    else:
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
     m, k = a2.shape[-2:]
     kb, n = b2.shape[-2:]
     if k != kb:
@@ -409,12 +500,22 @@ def matmul(a: np.ndarray, b: np.ndarray, *, out: Optional[np.ndarray] = None,
         final = final[:-2] + final[-1:]
     if b.ndim == 1:
         final = final[:-1]
+    single = b2.ndim == 2 and a2.ndim >= 2 and tuple(a2.shape[:-2]) == tuple(batch)
+    if hinting:
+        if not (0 in shape or k == 0):
+            if single:
+                rows = int(np.prod(batch, dtype=np.int64)) * m
+                _gemm_call(handle, False, False, rows, n, k, None, k, None, n, None, None, n, 1.0, 0.0, 0)
+            else:
+                for _ in np.ndindex(*batch):
+                    _gemm_call(handle, False, False, m, n, k, None, k, None, n, None, None, n, 1.0, 0.0, 0)
+        return None  # type: ignore[return-value]
     y = np.empty(final, np.float32) if out is None else _out_array(out, final)
     if 0 in shape or k == 0:
         y[...] = 0
         return y
     y3 = y.reshape(shape)
-    if b2.ndim == 2 and a2.ndim >= 2 and a2.shape[:-2] == batch:
+    if single:
         # one GEMM over all stacked rows
         rows = int(np.prod(batch, dtype=np.int64)) * m
         _gemm_call(handle, False, False, rows, n, k, a2, k, b2, n, None, y3, n, 1.0, 0.0, 0)
@@ -443,6 +544,9 @@ def _pool(handle: Any, x: np.ndarray, lay: int, mode: int, kernel: Tuple[int, in
             "count_include_pad": int(bool(count_include_pad)), "divisor_override": divisor})
         dims = ffi.new("int64_t[4]")
         _lib.check(lib.pask_pool2d_output_dims(params, xd, dims))
+        if isinstance(handle, _HintTarget):
+            _lib.check(lib.pask_hint_pool2d(handle.handle, params, xd))
+            return None  # type: ignore[return-value]
         ydims = tuple(int(v) for v in dims)
         shape = _physical(ydims, lay)
         user_shape = shape[1:] if unbatched else shape
@@ -474,7 +578,9 @@ def max_pool2d(
     """Max pooling like ``torch.nn.functional.max_pool2d`` (stride defaults to
     kernel_size; padding counts as -inf and is at most half the dilated kernel).
     ``return_indices=True`` is not supported."""
-    handle = resolve(context)
+    handle = _resolve(context)
+    if isinstance(handle, _HintTarget):
+        input = _spec(input, "input")
     if return_indices:
         raise UnsupportedError("max_pool2d(return_indices=True) is not supported by paskdnn", 4)
     lay = _layout(layout, _LAYOUTS, "layout")
@@ -499,7 +605,9 @@ def avg_pool2d(
     context: Optional[Context] = None,
 ) -> np.ndarray:
     """Average pooling like ``torch.nn.functional.avg_pool2d``."""
-    handle = resolve(context)
+    handle = _resolve(context)
+    if isinstance(handle, _HintTarget):
+        input = _spec(input, "input")
     lay = _layout(layout, _LAYOUTS, "layout")
     x = _array(input, "input")
     k = _pair(kernel_size, "kernel_size")
@@ -522,7 +630,9 @@ def adaptive_avg_pool2d(
 ) -> np.ndarray:
     """Adaptive average pooling for output (1, 1) (global average pooling) and
     for output sizes that divide the input evenly (``None`` keeps a size)."""
-    handle = resolve(context)
+    handle = _resolve(context)
+    if isinstance(handle, _HintTarget):
+        input = _spec(input, "input")
     lay = _layout(layout, _LAYOUTS, "layout")
     x = _array(input, "input")
     x4, _ = _batched(x, "input")

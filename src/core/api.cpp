@@ -209,6 +209,67 @@ void check_output(const pask_tensor_desc *y, const Problem &p, int64_t c_out) {
                 std::to_string(p.oh) + "," + std::to_string(p.ow) + "]");
 }
 
+// The whole conv2d Problem of a call or hint: shapes, epilogue, bias, residual.
+void conv_call_problem(const pask_conv2d_params_t *params, const pask_epilogue_t *epilogue,
+                       const pask_tensor_desc *x_desc, const pask_tensor_desc *w_desc,
+                       const pask_tensor_desc *bias_desc, const pask_tensor_desc *residual_desc, Problem &p,
+                       pask::OpArgs &args) {
+    conv_problem(params, x_desc, w_desc, p);
+    if (bias_desc) {
+        require(bias_desc->ndim == 1 && bias_desc->dims[0] == p.o, PASK_ERROR_SHAPE_MISMATCH,
+                "bias must be [" + std::to_string(p.o) + "], got " + dims_str(*bias_desc));
+        require(bias_desc->dtype == p.dtype, PASK_ERROR_INVALID_ARGUMENT, "bias dtype differs from x");
+    }
+    if (residual_desc) {
+        const int64_t want[4] = {p.n, p.o, p.oh, p.ow};
+        require(residual_desc->ndim == 4 && std::memcmp(residual_desc->dims.data(), want, sizeof want) == 0,
+                PASK_ERROR_SHAPE_MISMATCH,
+                "residual must match the output [" + std::to_string(p.n) + "," + std::to_string(p.o) + "," +
+                    std::to_string(p.oh) + "," + std::to_string(p.ow) + "], got " + dims_str(*residual_desc));
+        require(residual_desc->layout == p.layout, PASK_ERROR_SHAPE_MISMATCH, "residual layout differs from x");
+        require(residual_desc->dtype == p.dtype, PASK_ERROR_INVALID_ARGUMENT, "residual dtype differs from x");
+    }
+    if (epilogue) {
+        check_activation(epilogue->activation);
+        p.activation = epilogue->activation;
+        args.alpha = epilogue->alpha;
+        args.beta = epilogue->beta;
+    }
+    p.has_bias = bias_desc != nullptr;
+    p.has_residual = residual_desc != nullptr;
+    p.has_beta = args.beta != 0.0f;
+}
+
+// The gemm Problem of a call or hint (no data pointers).
+void gemm_problem(pask_dtype_t dtype, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                  const pask_epilogue_t *epilogue, int64_t lda, int64_t ldb, int64_t ldc, bool has_bias, Problem &p,
+                  pask::OpArgs &args) {
+    require(valid_dtype(dtype), PASK_ERROR_INVALID_ARGUMENT, "unknown dtype " + std::to_string(int(dtype)));
+    require(m >= 1 && n >= 1 && k >= 1, PASK_ERROR_INVALID_ARGUMENT,
+            "gemm sizes must be >= 1, got m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+    const int64_t a_cols = trans_a ? m : k, b_cols = trans_b ? k : n;
+    require(lda >= a_cols, PASK_ERROR_INVALID_ARGUMENT,
+            "lda=" + std::to_string(lda) + " is smaller than A's row length " + std::to_string(a_cols));
+    require(ldb >= b_cols, PASK_ERROR_INVALID_ARGUMENT,
+            "ldb=" + std::to_string(ldb) + " is smaller than B's row length " + std::to_string(b_cols));
+    require(ldc >= n, PASK_ERROR_INVALID_ARGUMENT,
+            "ldc=" + std::to_string(ldc) + " is smaller than C's row length " + std::to_string(n));
+    p.op = PASK_OP_GEMM;
+    p.dtype = dtype;
+    p.trans_a = trans_a ? 1 : 0;
+    p.trans_b = trans_b ? 1 : 0;
+    p.gm = m; p.gn = n; p.gk = k;
+    p.lda = lda; p.ldb = ldb; p.ldc = ldc;
+    if (epilogue) {
+        check_activation(epilogue->activation);
+        p.activation = epilogue->activation;
+        args.alpha = epilogue->alpha;
+        args.beta = epilogue->beta;
+    }
+    p.has_bias = has_bias;
+    p.has_beta = args.beta != 0.0f;
+}
+
 }  // namespace
 
 extern "C" {
@@ -347,7 +408,8 @@ pask_status_t pask_conv2d_forward(pask_context_t context, const pask_conv2d_para
     return guarded([&] {
         need(context, "context");
         Problem p;
-        conv_problem(params, x_desc, w_desc, p);
+        pask::OpArgs args;
+        conv_call_problem(params, epilogue, x_desc, w_desc, bias_desc, residual_desc, p, args);
         check_output(y_desc, p, p.o);
         need(x, "x");
         need(w, "w");
@@ -356,29 +418,8 @@ pask_status_t pask_conv2d_forward(pask_context_t context, const pask_conv2d_para
                 "bias and bias_desc must both be NULL or both be set");
         require((residual_desc == nullptr) == (residual == nullptr), PASK_ERROR_NULL_POINTER,
                 "residual and residual_desc must both be NULL or both be set");
-        if (bias_desc) {
-            require(bias_desc->ndim == 1 && bias_desc->dims[0] == p.o, PASK_ERROR_SHAPE_MISMATCH,
-                    "bias must be [" + std::to_string(p.o) + "], got " + dims_str(*bias_desc));
-            require(bias_desc->dtype == p.dtype, PASK_ERROR_INVALID_ARGUMENT, "bias dtype differs from x");
-        }
-        if (residual_desc) {
-            require(residual_desc->ndim == 4 && residual_desc->layout == y_desc->layout &&
-                        std::memcmp(residual_desc->dims.data(), y_desc->dims.data(), 4 * sizeof(int64_t)) == 0,
-                    PASK_ERROR_SHAPE_MISMATCH,
-                    "residual must match y " + dims_str(*y_desc) + " " + pask::layout_name(y_desc->layout) + ", got " +
-                        dims_str(*residual_desc) + " " + pask::layout_name(residual_desc->layout));
-            require(residual_desc->dtype == p.dtype, PASK_ERROR_INVALID_ARGUMENT, "residual dtype differs from x");
-        }
-        pask::OpArgs args;
-        if (epilogue) {
-            check_activation(epilogue->activation);
-            p.activation = epilogue->activation;
-            args.alpha = epilogue->alpha;
-            args.beta = epilogue->beta;
-        }
-        p.has_bias = bias != nullptr;
-        p.has_residual = residual != nullptr;
-        p.has_beta = args.beta != 0.0f;
+        if (residual_desc)
+            require(residual_desc->layout == y_desc->layout, PASK_ERROR_SHAPE_MISMATCH, "residual layout differs from y");
         check_no_overlap(y, y_desc->bytes, x, x_desc->bytes, "y", "x");
         check_no_overlap(y, y_desc->bytes, w, w_desc->bytes, "y", "w");
         if (bias) check_no_overlap(y, y_desc->bytes, bias, bias_desc->bytes, "y", "bias");
@@ -397,20 +438,14 @@ pask_status_t pask_gemm(pask_context_t context, pask_dtype_t dtype, int trans_a,
                         int64_t ldb, const void *bias, void *c, int64_t ldc) {
     return guarded([&] {
         need(context, "context");
-        require(valid_dtype(dtype), PASK_ERROR_INVALID_ARGUMENT, "unknown dtype " + std::to_string(int(dtype)));
-        require(m >= 1 && n >= 1 && k >= 1, PASK_ERROR_INVALID_ARGUMENT,
-                "gemm sizes must be >= 1, got m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+        Problem p;
+        pask::OpArgs args;
+        gemm_problem(dtype, trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, bias != nullptr, p, args);
         need(a, "a");
         need(b, "b");
         need(c, "c");
         const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
         const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
-        require(lda >= a_cols, PASK_ERROR_INVALID_ARGUMENT,
-                "lda=" + std::to_string(lda) + " is smaller than A's row length " + std::to_string(a_cols));
-        require(ldb >= b_cols, PASK_ERROR_INVALID_ARGUMENT,
-                "ldb=" + std::to_string(ldb) + " is smaller than B's row length " + std::to_string(b_cols));
-        require(ldc >= n, PASK_ERROR_INVALID_ARGUMENT,
-                "ldc=" + std::to_string(ldc) + " is smaller than C's row length " + std::to_string(n));
         const int64_t es = pask::dtype_size(dtype);
         auto extent = [&](int64_t rows, int64_t cols, int64_t ld, const char *what) {
             int64_t e = checked_add(checked_mul(rows - 1, ld, what), cols, what);
@@ -423,22 +458,6 @@ pask_status_t pask_gemm(pask_context_t context, pask_dtype_t dtype, int trans_a,
         check_no_overlap(c, c_bytes, a, a_bytes, "C", "A");
         check_no_overlap(c, c_bytes, b, b_bytes, "C", "B");
         if (bias) check_no_overlap(c, c_bytes, bias, bias_bytes, "C", "bias");
-        Problem p;
-        p.op = PASK_OP_GEMM;
-        p.dtype = dtype;
-        p.trans_a = trans_a ? 1 : 0;
-        p.trans_b = trans_b ? 1 : 0;
-        p.gm = m; p.gn = n; p.gk = k;
-        p.lda = lda; p.ldb = ldb; p.ldc = ldc;
-        pask::OpArgs args;
-        if (epilogue) {
-            check_activation(epilogue->activation);
-            p.activation = epilogue->activation;
-            args.alpha = epilogue->alpha;
-            args.beta = epilogue->beta;
-        }
-        p.has_bias = bias != nullptr;
-        p.has_beta = args.beta != 0.0f;
         args.x = a;
         args.w = b;
         args.bias = bias;
@@ -492,6 +511,116 @@ pask_status_t pask_solver_info(int index, int *id, const char **name, pask_op_t 
         if (name) *name = s->name();
         if (op) *op = s->op();
         if (device_type) *device_type = s->device();
+    });
+}
+
+pask_status_t pask_context_get_stats(const_pask_context_t context, pask_stats_t *stats) {
+    return guarded([&] {
+        need(context, "context");
+        need(stats, "stats");
+        const pask::Stats &s = context->stats;
+        pask_stats_t out{};
+        out.calls = s.calls;
+        out.resident_hits = s.resident_hits;
+        out.reuses = s.reuses;
+        out.inflight_waits = s.inflight_waits;
+        out.blocking_loads = s.blocking_loads;
+        out.blocking_wait_ms = double(s.blocking_wait_ns.load()) / 1e6;
+        out.loads = s.loads;
+        out.load_ms = double(s.load_ns.load()) / 1e6;
+        out.compiles = s.compiles;
+        out.compile_ms = double(s.compile_ns.load()) / 1e6;
+        out.load_failures = s.load_failures;
+        out.prefetches = s.prefetches;
+        out.hints = s.hints;
+        out.hints_matched = s.hints_matched;
+        out.hints_dropped = s.hints_dropped;
+        out.evictions = s.evictions;
+        out.resident = static_cast<int64_t>(context->resident.size());
+        *stats = out;
+    });
+}
+
+pask_status_t pask_context_get_policy(const_pask_context_t context, const char **policy) {
+    return guarded([&] {
+        need(context, "context");
+        need(policy, "policy");
+        *policy = pask::policy_name(context->policy);
+    });
+}
+
+pask_status_t pask_context_set_resident_capacity(pask_context_t context, int64_t capacity) {
+    return guarded([&] {
+        need(context, "context");
+        require(capacity >= 0, PASK_ERROR_INVALID_ARGUMENT, "capacity must be >= 0, got " + std::to_string(capacity));
+        context->stats.evictions += static_cast<int64_t>(context->resident.set_capacity(static_cast<size_t>(capacity)));
+    });
+}
+
+pask_status_t pask_context_wait_loads(pask_context_t context, int64_t timeout_ms, int *idle) {
+    return guarded([&] {
+        need(context, "context");
+        require(timeout_ms >= 0, PASK_ERROR_INVALID_ARGUMENT, "timeout_ms must be >= 0");
+        bool done = context->loader->wait_idle(timeout_ms);
+        if (idle) *idle = done ? 1 : 0;
+    });
+}
+
+pask_status_t pask_context_export_trace(const_pask_context_t context, const char *path) {
+    return guarded([&] {
+        need(context, "context");
+        need(path, "path");
+        context->export_trace(path);
+    });
+}
+
+pask_status_t pask_context_save_record(const_pask_context_t context, const char *path) {
+    return guarded([&] {
+        need(context, "context");
+        need(path, "path");
+        context->save_record(path);
+    });
+}
+
+pask_status_t pask_hint_conv2d(pask_context_t context, const pask_conv2d_params_t *params,
+                               const pask_epilogue_t *epilogue, const_pask_tensor_desc_t x_desc,
+                               const_pask_tensor_desc_t w_desc, const_pask_tensor_desc_t bias_desc,
+                               const_pask_tensor_desc_t residual_desc) {
+    return guarded([&] {
+        need(context, "context");
+        Problem p;
+        pask::OpArgs args;
+        conv_call_problem(params, epilogue, x_desc, w_desc, bias_desc, residual_desc, p, args);
+        context->hint(p);
+    });
+}
+
+pask_status_t pask_hint_gemm(pask_context_t context, pask_dtype_t dtype, int trans_a, int trans_b, int64_t m,
+                             int64_t n, int64_t k, const pask_epilogue_t *epilogue, int64_t lda, int64_t ldb,
+                             int64_t ldc, int has_bias) {
+    return guarded([&] {
+        need(context, "context");
+        Problem p;
+        pask::OpArgs args;
+        gemm_problem(dtype, trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, has_bias != 0, p, args);
+        context->hint(p);
+    });
+}
+
+pask_status_t pask_hint_pool2d(pask_context_t context, const pask_pool2d_params_t *params,
+                               const_pask_tensor_desc_t x_desc) {
+    return guarded([&] {
+        need(context, "context");
+        Problem p;
+        pool_problem(params, x_desc, p);
+        context->hint(p);
+    });
+}
+
+pask_status_t pask_hint_clear(pask_context_t context) {
+    return guarded([&] {
+        need(context, "context");
+        context->hints->clear();
     });
 }
 

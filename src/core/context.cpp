@@ -2,18 +2,85 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <thread>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../backends/cpu/cpu_backend.hpp"
 #include "error.hpp"
+#include "json.hpp"
 #include "registry.hpp"
 
 using pask::Error;
 using pask::fail;
 using pask::require;
+using pask::this_thread_tid;
+
+namespace pask {
+
+const char *policy_name(Policy p) {
+    switch (p) {
+    case Policy::Reactive: return "reactive";
+    case Policy::Proactive: return "proactive";
+    case Policy::Reuse: return "reuse";
+    case Policy::Pask: return "pask";
+    }
+    return "?";
+}
 
 namespace {
+
+// Before a kernel's load has been measured: a host shared object loads in
+// about a millisecond.
+constexpr double kDefaultLoadMs = 1.0;
+
+std::string read_file(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) fail(PASK_ERROR_INVALID_ARGUMENT, "cannot read " + path);
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// Writes path atomically (temporary file in the same folder, then rename).
+// Returns false (and leaves no partial file) on any failure.
+bool write_file_atomic(const std::string &path, const std::string &data) {
+    std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(this_thread_tid());
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+        if (n <= 0) {
+            ::close(fd);
+            ::unlink(tmp.c_str());
+            return false;
+        }
+        off += static_cast<size_t>(n);
+    }
+    if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+        ::unlink(tmp.c_str());
+        return false;
+    }
+    return true;
+}
+
+// Creates dir (and parents) with mode 0700; false when it cannot.
+bool make_private_dir(const std::string &dir) {
+    if (dir.empty()) return false;
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0) return S_ISDIR(st.st_mode);
+    auto slash = dir.rfind('/');
+    if (slash != std::string::npos && slash > 0) make_private_dir(dir.substr(0, slash));
+    return ::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST;
+}
 
 int parse_int(const std::string &key, const std::string &value, long lo, long hi) {
     errno = 0;
@@ -32,7 +99,72 @@ std::string default_cache_dir() {
     return "";
 }
 
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 }  // namespace
+
+// ---- LoadCosts ------------------------------------------------------------------
+
+void LoadCosts::load_file(const std::string &path) {
+    std::string text;
+    try {
+        text = read_file(path);
+    } catch (const Error &) {
+        return;  // no record yet
+    }
+    try {
+        json::Value doc = json::parse(text);
+        const json::Value *loads = doc.get("load_ms");
+        if (!loads || loads->kind != json::Value::Object) return;
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto &[key, v] : loads->obj)
+            if (v.kind == json::Value::Number && v.num >= 0 && v.num < 1e7) ms_[key] = v.num;
+    } catch (const Error &) {
+        // a damaged record is a miss, never an error
+    }
+}
+
+void LoadCosts::save_file(const std::string &path) const {
+    std::string out = "{\"format\": \"paskdnn-load-costs\", \"version\": 1, \"load_ms\": {";
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        bool first = true;
+        for (const auto &[key, ms] : ms_) {
+            char buf[64];
+            std::snprintf(buf, sizeof buf, "%.6g", ms);
+            out += std::string(first ? "\n  " : ",\n  ") + json::quote(key) + ": " + buf;
+            first = false;
+        }
+    }
+    out += "\n}}\n";
+    write_file_atomic(path, out);
+}
+
+void LoadCosts::record(const KernelKey &key, double ms) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = ms_.find(key.str());
+    ms_[key.str()] = it == ms_.end() ? ms : 0.5 * it->second + 0.5 * ms;
+    dirty_ = true;
+}
+
+double LoadCosts::estimate_ms(const KernelKey &key) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = ms_.find(key.str());
+    return it == ms_.end() ? kDefaultLoadMs : it->second;
+}
+
+bool LoadCosts::dirty() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return dirty_;
+}
+
+}  // namespace pask
+
+using namespace pask;  // the helpers above
+
+// ---- context ----------------------------------------------------------------------
 
 pask_context::pask_context(pask_device_type_t type, int index, const pask_options *options)
     : device_type(type), device_index(index) {
@@ -43,25 +175,39 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     require(index == 0, PASK_ERROR_INVALID_ARGUMENT, "the CPU device has index 0, got " + std::to_string(index));
 
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    std::string kernel_dir, isa;
+    int loader_threads = 2, lookahead = 16, delay_ms = 0, capacity = 256;
+    bool trace_on = true;
+    std::string kernel_dir, isa, hints_file;
+    if (const char *h = std::getenv("PASKDNN_HINTS"); h && *h) hints_file = h;
     cache_dir = default_cache_dir();
     if (options) {
         for (const auto &[key, value] : options->values) {
             if (key == "policy") {
-                require(value == "reactive" || value == "proactive" || value == "reuse" || value == "pask",
-                        PASK_ERROR_INVALID_ARGUMENT,
-                        "policy must be reactive, proactive, reuse or pask, got '" + value + "'");
-                require(value == "reactive", PASK_ERROR_UNSUPPORTED,
-                        "policy '" + value + "' is not implemented yet; this build offers 'reactive'");
-                policy = value;
+                if (value == "reactive") policy = pask::Policy::Reactive;
+                else if (value == "proactive") policy = pask::Policy::Proactive;
+                else if (value == "reuse") policy = pask::Policy::Reuse;
+                else if (value == "pask") policy = pask::Policy::Pask;
+                else fail(PASK_ERROR_INVALID_ARGUMENT, "policy must be reactive, proactive, reuse or pask, got '" + value + "'");
             } else if (key == "num_threads") {
                 threads = parse_int(key, value, 1, 1024);
+            } else if (key == "loader_threads") {
+                loader_threads = parse_int(key, value, 0, 64);
+            } else if (key == "lookahead") {
+                lookahead = parse_int(key, value, 1, 1000000);
+            } else if (key == "resident_capacity") {
+                capacity = parse_int(key, value, 0, 1000000);
+            } else if (key == "trace") {
+                trace_on = parse_int(key, value, 0, 1) != 0;
+            } else if (key == "debug_load_delay_ms") {
+                delay_ms = parse_int(key, value, 0, 600000);
             } else if (key == "kernel_dir") {
                 require(!value.empty(), PASK_ERROR_INVALID_ARGUMENT, "kernel_dir must not be empty");
                 kernel_dir = value;
             } else if (key == "cache_dir") {
                 require(!value.empty(), PASK_ERROR_INVALID_ARGUMENT, "cache_dir must not be empty");
                 cache_dir = value;
+            } else if (key == "hints_file") {
+                hints_file = value;
             } else if (key == "cpu_isa") {
                 isa = value;
             } else if (key == "solvers") {
@@ -84,29 +230,61 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
                 require(!allowed.empty(), PASK_ERROR_INVALID_ARGUMENT, "option solvers names no solver");
             } else {
                 fail(PASK_ERROR_INVALID_ARGUMENT,
-                     "unknown option '" + key + "' (known: policy, num_threads, kernel_dir, cache_dir, cpu_isa, solvers)");
+                     "unknown option '" + key +
+                         "' (known: policy, num_threads, loader_threads, lookahead, resident_capacity, trace, "
+                         "kernel_dir, cache_dir, hints_file, cpu_isa, solvers, debug_load_delay_ms)");
             }
         }
     }
+    trace.set_enabled(trace_on);
+    debug_load_delay_ms = delay_ms;
+    resident.set_capacity(static_cast<size_t>(capacity));
+    hints = std::make_unique<pask::HintQueue>(static_cast<size_t>(lookahead));
     backend = std::make_unique<pask::CpuBackend>(threads, isa);
     store = std::make_unique<pask::KernelStore>(kernel_dir.empty() ? pask::KernelStore::default_prebuilt_dir() : kernel_dir);
-    loader = std::make_unique<pask::Loader>(*backend, *store);
+    load_costs.load_file(load_costs_path());
+    // Parsed before any thread starts, so a bad file fails creation cleanly.
+    if (!hints_file.empty()) load_hints_file(hints_file);
+
+    pask::Loader::Hooks hooks;
+    hooks.now_us = [this] { return trace.now_us(); };
+    hooks.thread_started = [this](int i) { trace.name_this_thread("loader " + std::to_string(i)); };
+    hooks.loaded = [this](const pask::KernelPtr &k, const std::vector<pask::Bucket> &buckets, double ms) {
+        stats.loads++;
+        stats.load_ns += static_cast<int64_t>(ms * 1e6);
+        load_costs.record(k->key, ms);
+        for (const auto &b : buckets) stats.evictions += static_cast<int64_t>(resident.insert(b, k));
+    };
+    hooks.failed = [this](const pask::KernelKey &key, const std::string &) {
+        stats.load_failures++;
+        mark_bad(key.str());
+    };
+    hooks.traced = [this](const pask::KernelKey &key, int64_t start, int64_t dur, bool ok) {
+        trace.complete(std::string(ok ? "load " : "load failed ") + key.object + "@" + key.target, "load", start, dur,
+                       "\"kernel\":" + pask::json::quote(key.str()));
+    };
+    loader = std::make_unique<pask::Loader>(*backend, *store, loader_threads, std::move(hooks), delay_ms);
+    feed_loader();
 }
 
 pask_context::~pask_context() {
-    // Kernels must go before the backend that loaded them.
+    loader.reset();  // joins the loader threads; queued loads are abandoned
+    if (debug_load_delay_ms == 0 && load_costs.dirty() && make_private_dir(cache_dir))
+        load_costs.save_file(load_costs_path());
     resident.clear();
-    loader.reset();
 }
 
-std::vector<const pask::Solver *> pask_context::candidates(const pask::Problem &p) const {
-    std::vector<std::pair<double, const pask::Solver *>> ranked;
+std::string pask_context::load_costs_path() const {
+    return cache_dir.empty() ? std::string() : cache_dir + "/load_costs.json";
+}
+
+std::vector<pask_context::Candidate> pask_context::candidates(const pask::Problem &p) const {
+    std::vector<Candidate> out;
     const auto &pool = allowed.empty() ? pask::all_solvers() : allowed;
     for (const pask::Solver *s : pool)
-        if (s->device() == device_type && s->op() == p.op && s->applicable(p)) ranked.emplace_back(s->cost_us(p), s);
-    std::stable_sort(ranked.begin(), ranked.end(), [](const auto &a, const auto &b) { return a.first < b.first; });
-    std::vector<const pask::Solver *> out;
-    for (const auto &r : ranked) out.push_back(r.second);
+        if (s->device() == device_type && s->op() == p.op && s->applicable(p))
+            out.push_back(Candidate{s, resolve_key(*s, p), run_cost_us(*s, p)});
+    std::stable_sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.cost_us < b.cost_us; });
     return out;
 }
 
@@ -115,47 +293,234 @@ pask::KernelKey pask_context::resolve_key(const pask::Solver &solver, const pask
     const auto &targets = backend->targets();
     for (const auto &t : targets) {
         pask::KernelKey key = solver.kernel_for(p, t);
-        if (loader->available(key)) return key;
+        if (loader ? loader->available(key) : store->find(key).has_value()) return key;
     }
     return solver.kernel_for(p, targets.front());
 }
 
+static std::string run_key(const pask::Solver &s, const pask::Problem &p) {
+    return std::to_string(s.id()) + ":" + std::to_string(p.hash());
+}
+
+double pask_context::run_cost_us(const pask::Solver &solver, const pask::Problem &p) const {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = run_us_.find(run_key(solver, p));
+        if (it != run_us_.end()) return it->second;
+    }
+    return solver.cost_us(p);
+}
+
+void pask_context::record_run(const pask::Solver &solver, const pask::Problem &p, double us) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, fresh] = run_us_.emplace(run_key(solver, p), us);
+    if (!fresh) it->second = 0.7 * it->second + 0.3 * us;
+}
+
 bool pask_context::is_bad(const std::string &key) const {
-    std::lock_guard<std::mutex> lock(bad_mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return bad_keys_.count(key) != 0;
 }
 
 void pask_context::mark_bad(const std::string &key) {
-    std::lock_guard<std::mutex> lock(bad_mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     bad_keys_.insert(key);
 }
 
+void pask_context::hint(pask::Problem problem) {
+    problem.device = device_type;
+    problem.device_index = device_index;
+    hints->push(problem);
+    stats.hints++;
+    feed_loader();
+}
+
+void pask_context::feed_loader() {
+    if (!proactive() || !loader || loader->num_threads() == 0) return;
+    for (auto &[seq, p] : hints->take_ready()) {
+        for (const Candidate &c : candidates(p)) {
+            if (is_bad(c.key.str())) continue;
+            if (!resident.contains(p.bucket(), c.key) && !loader->queued_or_running(c.key)) {
+                loader->request(c.key, p.bucket(), seq);
+                stats.prefetches++;
+            }
+            break;  // only the best
+        }
+    }
+}
+
+void pask_context::record_problem(const pask::Problem &p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (recorded_.size() >= 100000) return;
+    if (recorded_.insert(p.hash()).second) record_.push_back(p);
+}
+
+void pask_context::save_record(const std::string &path) const {
+    std::string out = "{\"format\": \"paskdnn-hints\", \"version\": 1, \"problems\": [";
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        bool first = true;
+        for (const auto &p : record_) {
+            out += first ? "\n  " : ",\n  ";
+            first = false;
+            out += "{\"desc\": " + pask::json::quote(p.str()) + ", \"fields\": [";
+            auto f = p.fields();
+            for (size_t i = 0; i < f.size(); ++i) out += (i ? ", " : "") + std::to_string(f[i]);
+            out += "]}";
+        }
+    }
+    out += "\n]}\n";
+    require(write_file_atomic(path, out), PASK_ERROR_INVALID_ARGUMENT, "cannot write " + path);
+}
+
+void pask_context::export_trace(const std::string &path) const {
+    require(write_file_atomic(path, trace.to_json()), PASK_ERROR_INVALID_ARGUMENT, "cannot write " + path);
+}
+
+void pask_context::load_hints_file(const std::string &path) {
+    pask::json::Value doc;
+    try {
+        doc = pask::json::parse(read_file(path));
+    } catch (const Error &e) {
+        fail(PASK_ERROR_INVALID_ARGUMENT, "hints file " + path + ": " + e.what());
+    }
+    const pask::json::Value *fmt = doc.get("format");
+    const pask::json::Value *problems = doc.get("problems");
+    require(fmt && fmt->kind == pask::json::Value::String && fmt->str == "paskdnn-hints" && problems &&
+                problems->kind == pask::json::Value::Array,
+            PASK_ERROR_INVALID_ARGUMENT, "hints file " + path + " is not a paskdnn hints record");
+    std::vector<pask::Problem> parsed;
+    for (size_t i = 0; i < problems->arr.size(); ++i) {
+        const pask::json::Value *fields = problems->arr[i].get("fields");
+        require(fields && fields->kind == pask::json::Value::Array, PASK_ERROR_INVALID_ARGUMENT,
+                "hints file " + path + ": problem " + std::to_string(i) + " has no fields");
+        std::vector<int64_t> f;
+        for (const auto &v : fields->arr) {
+            require(v.kind == pask::json::Value::Number && v.num == double(int64_t(v.num)), PASK_ERROR_INVALID_ARGUMENT,
+                    "hints file " + path + ": problem " + std::to_string(i) + " has a non-integer field");
+            f.push_back(static_cast<int64_t>(v.num));
+        }
+        try {
+            parsed.push_back(pask::Problem::from_fields(f));
+        } catch (const Error &e) {
+            fail(PASK_ERROR_INVALID_ARGUMENT, "hints file " + path + ": problem " + std::to_string(i) + ": " + e.what());
+        }
+    }
+    for (auto &p : parsed) {
+        p.device = device_type;
+        p.device_index = device_index;
+        hints->push(p);
+        stats.hints++;
+    }
+}
+
 void pask_context::execute(const pask::Problem &p, const pask::OpArgs &args) {
-    auto solvers = candidates(p);
-    if (solvers.empty())
+    const int64_t t_call = trace.now_us();
+    const auto c0 = std::chrono::steady_clock::now();
+    stats.calls++;
+    record_problem(p);
+    auto match = hints->on_call(p);
+    if (match.matched) stats.hints_matched++;
+    stats.hints_dropped += match.dropped;
+    if (match.matched) feed_loader();
+
+    auto cands = candidates(p);
+    if (cands.empty())
         fail(PASK_ERROR_UNSUPPORTED, "no " + std::string(allowed.empty() ? "" : "allowed ") +
                                          "solver is applicable to " + p.str() + " on " + backend->name());
     const pask::Bucket bucket = p.bucket();
     std::string failures;
-    for (const pask::Solver *s : solvers) {
-        pask::KernelKey key = resolve_key(*s, p);
-        const std::string id = key.str();
-        if (is_bad(id)) continue;
-        pask::KernelPtr kernel = resident.find(bucket, key);
-        if (!kernel) {
-            // reactive: block on the load of the best applicable solver's kernel
-            try {
-                kernel = loader->load(key);
-            } catch (const Error &e) {
-                if (e.status() != PASK_ERROR_LOAD_FAILED) throw;
-                mark_bad(id);
-                failures += std::string(failures.empty() ? "" : "; ") + e.what();
-                continue;
+    const char *decision = "resident";
+    for (int attempt = 0; attempt < static_cast<int>(cands.size()) + 1; ++attempt) {
+        // Live candidates: drop those whose load failed in this context.
+        std::vector<const Candidate *> live;
+        for (const auto &c : cands)
+            if (!is_bad(c.key.str())) live.push_back(&c);
+        if (live.empty()) break;
+        const Candidate &best = *live.front();
+
+        const Candidate *chosen = nullptr;
+        pask::KernelPtr kernel = resident.find(bucket, best.key);
+        if (kernel) {
+            chosen = &best;
+            decision = "resident";
+            stats.resident_hits++;
+        } else {
+            // The best resident applicable kernel, if reuse is allowed.
+            const Candidate *alt = nullptr;
+            pask::KernelPtr alt_kernel;
+            if (reuses())
+                for (size_t i = 1; i < live.size() && !alt; ++i)
+                    if ((alt_kernel = resident.find(bucket, live[i]->key))) alt = live[i];
+            double elapsed = 0;
+            const bool best_running = loader->running(best.key, &elapsed);
+            const double remaining_us = best_running
+                ? std::max(0.0, load_costs.estimate_ms(best.key) - elapsed) * 1000.0 : 0.0;
+            bool wait_best = false;
+            const Candidate *load_now = &best;
+            if (policy == pask::Policy::Reactive) {
+                load_now = &best;
+            } else if (alt) {
+                // pask: wait for the in-flight best only when it lands sooner than the cost gap
+                wait_best = policy == pask::Policy::Pask && best_running &&
+                            remaining_us < alt->cost_us - best.cost_us;
+                if (!wait_best) {
+                    chosen = alt;
+                    kernel = alt_kernel;
+                    decision = "reuse";
+                    stats.reuses++;
+                    loader->request(best.key, bucket, hints->head_seq());
+                }
+            } else if (policy == pask::Policy::Proactive) {
+                load_now = &best;
+            } else if (reuses()) {
+                // Nothing resident applies: the quickest way to a result, counting
+                // the load (cheapest to load, when loads dominate as on a GPU).
+                double best_total = 1e300;
+                for (const Candidate *c : live) {
+                    double load_us = (c == &best && best_running) ? remaining_us
+                                                                   : load_costs.estimate_ms(c->key) * 1000.0;
+                    double total = load_us + c->cost_us;
+                    if (total < best_total) {
+                        best_total = total;
+                        load_now = c;
+                    }
+                }
             }
-            resident.insert(bucket, kernel);
+            if (!chosen) {
+                const Candidate &target = wait_best ? best : *load_now;
+                auto w0 = std::chrono::steady_clock::now();
+                bool waited = false;
+                try {
+                    kernel = loader->load_blocking(target.key, bucket, &waited);
+                } catch (const Error &e) {
+                    if (e.status() != PASK_ERROR_LOAD_FAILED) throw;
+                    mark_bad(target.key.str());
+                    failures += std::string(failures.empty() ? "" : "; ") + e.what();
+                    continue;
+                }
+                stats.blocking_wait_ns += static_cast<int64_t>(ms_since(w0) * 1e6);
+                if (waited) {
+                    stats.inflight_waits++;
+                    decision = "waited";
+                } else {
+                    stats.blocking_loads++;
+                    decision = "blocking_load";
+                }
+                chosen = &target;
+                if (&target != &best && reuses()) loader->request(best.key, bucket, hints->head_seq());
+            }
         }
-        s->run(*kernel, p, args, *backend);
-        pask::set_last_solver(s->name());
+        const auto r0 = std::chrono::steady_clock::now();
+        chosen->solver->run(*kernel, p, args, *backend);
+        record_run(*chosen->solver, p, ms_since(r0) * 1000.0);
+        pask::set_last_solver(chosen->solver->name());
+        if (trace.enabled())
+            trace.complete(std::string(pask::op_name(p.op)) + " " + chosen->solver->name(), "call", t_call,
+                           static_cast<int64_t>(ms_since(c0) * 1000),
+                           "\"problem\":" + pask::json::quote(p.str()) + ",\"solver\":" +
+                               pask::json::quote(chosen->solver->name()) + ",\"decision\":\"" + decision +
+                               "\",\"best\":" + pask::json::quote(best.solver->name()));
         return;
     }
     fail(PASK_ERROR_LOAD_FAILED, "no kernel could be loaded for " + p.str() +

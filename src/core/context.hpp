@@ -1,47 +1,99 @@
-// Context: one device, its backend, kernel store, loader, resident set and
-// dispatch policy. The object behind pask_context_t.
+// Context: one device, its backend, kernel store, loader threads, resident
+// set, hint queue, policy, stats and trace. The object behind pask_context_t.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "backend.hpp"
+#include "hint_queue.hpp"
 #include "kernel_store.hpp"
 #include "loader.hpp"
 #include "resident_set.hpp"
 #include "solver.hpp"
+#include "trace.hpp"
 
 struct pask_options {
     std::map<std::string, std::string> values;
 };
 
+namespace pask {
+
+enum class Policy { Reactive, Proactive, Reuse, Pask };
+const char *policy_name(Policy p);
+
+// Measured load times per kernel, persisted in the cache folder so the next
+// process knows them (load_costs.json, written atomically).
+class LoadCosts {
+public:
+    void load_file(const std::string &path);
+    void save_file(const std::string &path) const;
+    void record(const KernelKey &key, double ms);
+    double estimate_ms(const KernelKey &key) const;  // default when never measured
+    bool dirty() const;
+
+private:
+    mutable std::mutex mu_;
+    std::unordered_map<std::string, double> ms_;
+    bool dirty_ = false;
+};
+
+}  // namespace pask
+
 struct pask_context {
     pask_context(pask_device_type_t device_type, int device_index, const pask_options *options);
     ~pask_context();
 
-    // Dispatcher: Problem -> solver choice -> resident or loaded kernel -> run.
+    // Dispatcher: Problem -> policy decision -> kernel -> run.
     void execute(const pask::Problem &problem, const pask::OpArgs &args);
+    // Hints: an upcoming Problem, in execution order.
+    void hint(pask::Problem problem);
+    void save_record(const std::string &path) const;
+    void load_hints_file(const std::string &path);
+    void export_trace(const std::string &path) const;
 
     pask_device_type_t device_type;
     int device_index;
-    std::string policy = "reactive";
+    pask::Policy policy = pask::Policy::Pask;
     std::string cache_dir;
+    int debug_load_delay_ms = 0;  // > 0: loads are artificially slow; their times are not persisted
     std::unique_ptr<pask::Backend> backend;
     std::unique_ptr<pask::KernelStore> store;
-    std::unique_ptr<pask::Loader> loader;
     pask::ResidentSet resident;
+    pask::Stats stats;
+    pask::Trace trace;
+    std::unique_ptr<pask::HintQueue> hints;
+    pask::LoadCosts load_costs;
+    std::unique_ptr<pask::Loader> loader;  // last: its threads use the members above
     std::vector<const pask::Solver *> allowed;  // empty: every solver
 
 private:
-    std::vector<const pask::Solver *> candidates(const pask::Problem &problem) const;
+    struct Candidate {
+        const pask::Solver *solver;
+        pask::KernelKey key;
+        double cost_us;
+    };
+    std::vector<Candidate> candidates(const pask::Problem &problem) const;
     pask::KernelKey resolve_key(const pask::Solver &solver, const pask::Problem &problem) const;
+    double run_cost_us(const pask::Solver &solver, const pask::Problem &problem) const;
+    void record_run(const pask::Solver &solver, const pask::Problem &problem, double us);
     bool is_bad(const std::string &key) const;
     void mark_bad(const std::string &key);
+    void feed_loader();
+    void record_problem(const pask::Problem &problem);
+    std::string load_costs_path() const;
 
-    mutable std::mutex bad_mu_;
-    std::unordered_set<std::string> bad_keys_;  // keys whose load failed in this context
+    bool proactive() const { return policy == pask::Policy::Proactive || policy == pask::Policy::Pask; }
+    bool reuses() const { return policy == pask::Policy::Reuse || policy == pask::Policy::Pask; }
+
+    mutable std::mutex mu_;  // bad keys, measured run costs, record
+    std::unordered_set<std::string> bad_keys_;
+    std::unordered_map<std::string, double> run_us_;  // EMA per (solver, problem)
+    std::vector<pask::Problem> record_;
+    std::unordered_set<size_t> recorded_;
 };

@@ -1,37 +1,162 @@
 #include "loader.hpp"
 
-#include <chrono>
-
 #include "error.hpp"
 
 namespace pask {
 
-KernelPtr Loader::load(const KernelKey &key) {
-    const std::string id = key.str();
-    std::promise<KernelPtr> promise;
-    std::shared_future<KernelPtr> future;
-    bool owner = false;
+Loader::Loader(Backend &backend, const KernelStore &store, int threads, Hooks hooks, int debug_delay_ms)
+    : backend_(backend), store_(store), hooks_(std::move(hooks)), debug_delay_ms_(debug_delay_ms) {
+    for (int i = 0; i < threads; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+}
+
+Loader::~Loader() {
     {
         std::lock_guard<std::mutex> lock(mu_);
-        auto it = inflight_.find(id);
-        if (it != inflight_.end()) {
-            future = it->second;
-        } else {
-            future = promise.get_future().share();
-            inflight_.emplace(id, future);
-            owner = true;
-        }
+        stop_ = true;
     }
-    if (owner) {
-        try {
-            promise.set_value(load_now(key));
-        } catch (...) {
-            promise.set_exception(std::current_exception());
-        }
+    work_cv_.notify_all();
+    for (auto &w : workers_) w.join();
+    // Queued requests that never ran: resolve them so no waiter hangs.
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto &[id, job] : jobs_)
+        if (!job->running)
+            job->promise.set_exception(std::make_exception_ptr(Error(PASK_ERROR_LOAD_FAILED, "context destroyed")));
+    jobs_.clear();
+}
+
+void Loader::request(const KernelKey &key, const Bucket &bucket, int64_t priority) {
+    const std::string id = key.str();
+    {
         std::lock_guard<std::mutex> lock(mu_);
-        inflight_.erase(id);
+        if (stop_ || workers_.empty()) return;
+        auto it = jobs_.find(id);
+        if (it != jobs_.end()) {
+            auto &job = it->second;
+            if (priority < job->priority) job->priority = priority;
+            bool known = false;
+            for (const auto &b : job->buckets) known = known || b == bucket;
+            if (!known) job->buckets.push_back(bucket);
+            return;
+        }
+        auto job = std::make_shared<Job>();
+        job->key = key;
+        job->buckets.push_back(bucket);
+        job->priority = priority;
+        job->order = order_++;
+        job->future = job->promise.get_future().share();
+        jobs_.emplace(id, std::move(job));
     }
-    return future.get();  // rethrows the owner's pask::Error
+    work_cv_.notify_one();
+}
+
+KernelPtr Loader::load_blocking(const KernelKey &key, const Bucket &bucket, bool *waited) {
+    const std::string id = key.str();
+    std::shared_ptr<Job> job;
+    bool mine = false;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = jobs_.find(id);
+        if (it != jobs_.end()) {
+            job = it->second;
+            bool known = false;
+            for (const auto &b : job->buckets) known = known || b == bucket;
+            if (!known) job->buckets.push_back(bucket);
+            if (!job->running) {  // queued: take it over
+                job->running = true;
+                job->started = std::chrono::steady_clock::now();
+                mine = true;
+            }
+        } else {
+            job = std::make_shared<Job>();
+            job->key = key;
+            job->buckets.push_back(bucket);
+            job->priority = INT64_MIN;
+            job->order = order_++;
+            job->running = true;
+            job->started = std::chrono::steady_clock::now();
+            job->future = job->promise.get_future().share();
+            jobs_.emplace(id, job);
+            mine = true;
+        }
+    }
+    if (waited) *waited = !mine;
+    if (mine) execute(job);
+    return job->future.get();  // rethrows the loader's pask::Error
+}
+
+bool Loader::running(const KernelKey &key, double *elapsed_ms) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(key.str());
+    if (it == jobs_.end() || !it->second->running) return false;
+    if (elapsed_ms)
+        *elapsed_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - it->second->started).count();
+    return true;
+}
+
+bool Loader::queued_or_running(const KernelKey &key) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return jobs_.count(key.str()) != 0;
+}
+
+bool Loader::wait_idle(int64_t timeout_ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return idle_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return jobs_.empty(); });
+}
+
+void Loader::worker_main(int index) {
+    if (hooks_.thread_started) hooks_.thread_started(index);
+    for (;;) {
+        std::shared_ptr<Job> job;
+        {
+            std::unique_lock<std::mutex> lock(mu_);
+            work_cv_.wait(lock, [&] {
+                if (stop_) return true;
+                for (auto &[id, j] : jobs_)
+                    if (!j->running) return true;
+                return false;
+            });
+            if (stop_) return;
+            for (auto &[id, j] : jobs_)
+                if (!j->running && (!job || j->priority < job->priority ||
+                                    (j->priority == job->priority && j->order < job->order)))
+                    job = j;
+            job->running = true;
+            job->started = std::chrono::steady_clock::now();
+        }
+        execute(job);
+    }
+}
+
+void Loader::execute(const std::shared_ptr<Job> &job) {
+    const int64_t t0 = hooks_.now_us ? hooks_.now_us() : 0;
+    auto c0 = std::chrono::steady_clock::now();
+    KernelPtr kernel;
+    std::string error;
+    try {
+        kernel = load_now(job->key);
+    } catch (const Error &e) {
+        error = e.what();
+    } catch (const std::exception &e) {
+        error = std::string("unexpected error: ") + e.what();
+    }
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
+    if (hooks_.traced) hooks_.traced(job->key, t0, static_cast<int64_t>(ms * 1000), kernel != nullptr);
+    std::vector<Bucket> buckets;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        buckets = job->buckets;
+    }
+    if (kernel) {
+        if (hooks_.loaded) hooks_.loaded(kernel, buckets, ms);
+        job->promise.set_value(kernel);
+    } else {
+        if (hooks_.failed) hooks_.failed(job->key, error);
+        job->promise.set_exception(std::make_exception_ptr(Error(PASK_ERROR_LOAD_FAILED, error)));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.erase(job->key.str());
+    if (jobs_.empty()) idle_cv_.notify_all();
 }
 
 std::shared_ptr<CodeObject> Loader::object_for(const KernelKey &key, const std::string &path) {
@@ -48,6 +173,7 @@ std::shared_ptr<CodeObject> Loader::object_for(const KernelKey &key, const std::
 }
 
 KernelPtr Loader::load_now(const KernelKey &key) {
+    if (debug_delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(debug_delay_ms_));
     auto t0 = std::chrono::steady_clock::now();
     auto path = store_.find(key);
     if (!path)

@@ -1,37 +1,95 @@
 // Loader: brings a KernelKey to resident: KernelStore lookup -> (compile if
-// absent, GPU backends) -> Backend load -> entry lookup. Concurrent requests
-// for one key share one load through a shared future; code objects are loaded
-// once and shared by every kernel inside them.
+// absent, on GPU backends) -> Backend load -> entry lookup.
+//
+// Worker threads drain a priority queue of requests (lower priority value =
+// needed sooner: hints carry their sequence number). A caller that needs a
+// key now either waits for the worker already loading it or, if the request
+// is still queued, takes it over and loads it on its own thread. Concurrent
+// requests for one key share one load (one shared future). Code objects load
+// once and are shared by every kernel inside them.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "backend.hpp"
 #include "kernel.hpp"
 #include "kernel_store.hpp"
+#include "problem.hpp"
 
 namespace pask {
 
 class Loader {
 public:
-    Loader(Backend &backend, const KernelStore &store) : backend_(backend), store_(store) {}
-    // Blocking load. Throws pask::Error(PASK_ERROR_LOAD_FAILED) with the reason.
-    KernelPtr load(const KernelKey &key);
-    // Whether the store holds a code object for key (no load).
+    struct Hooks {
+        // A load finished (on any thread): file the kernel under these buckets.
+        std::function<void(const KernelPtr &, const std::vector<Bucket> &, double ms)> loaded;
+        // A load failed: message says why.
+        std::function<void(const KernelKey &, const std::string &message)> failed;
+        // Trace a load on the calling thread's row.
+        std::function<void(const KernelKey &, int64_t start_us, int64_t dur_us, bool ok)> traced;
+        std::function<int64_t()> now_us;
+        // Runs first on each loader thread (names its trace row).
+        std::function<void(int index)> thread_started;
+    };
+
+    Loader(Backend &backend, const KernelStore &store, int threads, Hooks hooks, int debug_delay_ms);
+    ~Loader();
+    Loader(const Loader &) = delete;
+    Loader &operator=(const Loader &) = delete;
+
+    // Background load; no-op when key is already loading or queued (its
+    // priority is raised if the new one is more urgent).
+    void request(const KernelKey &key, const Bucket &bucket, int64_t priority);
+    // Loads on the calling thread, or waits for the worker already loading it.
+    // *waited tells which. Throws pask::Error(PASK_ERROR_LOAD_FAILED).
+    KernelPtr load_blocking(const KernelKey &key, const Bucket &bucket, bool *waited);
+    // Whether key is being loaded by a worker; *elapsed_ms since it started.
+    bool running(const KernelKey &key, double *elapsed_ms) const;
+    bool queued_or_running(const KernelKey &key) const;
     bool available(const KernelKey &key) const { return store_.find(key).has_value(); }
+    // Blocks until no request is queued or running, or timeout; true when idle.
+    bool wait_idle(int64_t timeout_ms);
+    int num_threads() const { return static_cast<int>(workers_.size()); }
 
 private:
+    struct Job {
+        KernelKey key;
+        std::vector<Bucket> buckets;
+        int64_t priority;
+        uint64_t order;
+        bool running = false;
+        std::chrono::steady_clock::time_point started;
+        std::promise<KernelPtr> promise;
+        std::shared_future<KernelPtr> future;
+    };
+
+    void worker_main(int index);
+    // Runs job (already marked running) on this thread and resolves it.
+    void execute(const std::shared_ptr<Job> &job);
     KernelPtr load_now(const KernelKey &key);
     std::shared_ptr<CodeObject> object_for(const KernelKey &key, const std::string &path);
 
     Backend &backend_;
     const KernelStore &store_;
-    std::mutex mu_;
-    std::unordered_map<std::string, std::shared_future<KernelPtr>> inflight_;
+    Hooks hooks_;
+    int debug_delay_ms_;
+
+    mutable std::mutex mu_;
+    std::condition_variable work_cv_;
+    std::condition_variable idle_cv_;
+    bool stop_ = false;
+    uint64_t order_ = 0;
+    std::unordered_map<std::string, std::shared_ptr<Job>> jobs_;  // queued or running
     std::unordered_map<std::string, std::weak_ptr<CodeObject>> objects_;
+    std::vector<std::thread> workers_;
 };
 
 }  // namespace pask

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "error.hpp"
 #include "tensor.hpp"
 
 namespace pask {
@@ -78,6 +79,59 @@ std::vector<int64_t> Problem::fields() const {
         break;
     }
     return f;
+}
+
+Problem Problem::from_fields(const std::vector<int64_t> &f) {
+    auto bad = [](const std::string &why) { fail(PASK_ERROR_INVALID_ARGUMENT, "bad problem record: " + why); };
+    if (f.size() < 6) bad("too few fields");
+    Problem p;
+    auto in = [&](int64_t v, int64_t lo, int64_t hi, const char *what) {
+        if (v < lo || v > hi) bad(std::string(what) + " out of range");
+        return v;
+    };
+    p.op = static_cast<pask_op_t>(in(f[0], PASK_OP_CONV2D, PASK_OP_POOL2D, "op"));
+    p.device = static_cast<pask_device_type_t>(in(f[1], PASK_DEVICE_CPU, PASK_DEVICE_HIP, "device"));
+    p.device_index = static_cast<int>(in(f[2], 0, 1024, "device index"));
+    p.dtype = static_cast<pask_dtype_t>(in(f[3], PASK_DTYPE_FLOAT32, PASK_DTYPE_FLOAT64, "dtype"));
+    p.layout = static_cast<pask_layout_t>(in(f[4], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "layout"));
+    p.weight_layout = static_cast<pask_layout_t>(in(f[5], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "weight layout"));
+    const size_t want = p.op == PASK_OP_CONV2D ? 28 : p.op == PASK_OP_POOL2D ? 26 : 17;
+    if (f.size() != want) bad("expected " + std::to_string(want) + " fields for " + op_name(p.op));
+    constexpr int64_t big = int64_t(1) << 40;
+    size_t i = 6;
+    auto dim = [&](const char *what) { return in(f[i++], 1, big, what); };
+    auto nonneg = [&](const char *what) { return in(f[i++], 0, big, what); };
+    auto flag = [&](const char *what) { return in(f[i++], 0, 1, what); };
+    if (p.op == PASK_OP_CONV2D) {
+        p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = dim("o");
+        p.oh = dim("oh"); p.ow = dim("ow"); p.kh = dim("kh"); p.kw = dim("kw");
+        p.stride[0] = dim("stride"); p.stride[1] = dim("stride");
+        p.pad_pre[0] = nonneg("pad"); p.pad_pre[1] = nonneg("pad");
+        p.pad_post[0] = nonneg("pad"); p.pad_post[1] = nonneg("pad");
+        p.dilation[0] = dim("dilation"); p.dilation[1] = dim("dilation");
+        p.groups = dim("groups");
+        if (p.c % p.groups || p.o % p.groups) bad("groups must divide channels");
+        p.has_bias = flag("has_bias"); p.has_residual = flag("has_residual"); p.has_beta = flag("has_beta");
+        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, 2, "activation"));
+    } else if (p.op == PASK_OP_POOL2D) {
+        p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = p.c;
+        p.oh = dim("oh"); p.ow = dim("ow"); p.kh = dim("kh"); p.kw = dim("kw");
+        p.stride[0] = dim("stride"); p.stride[1] = dim("stride");
+        p.pad_pre[0] = nonneg("pad"); p.pad_pre[1] = nonneg("pad");
+        p.pad_post[0] = nonneg("pad"); p.pad_post[1] = nonneg("pad");
+        p.dilation[0] = dim("dilation"); p.dilation[1] = dim("dilation");
+        p.pool_mode = static_cast<pask_pool_mode_t>(in(f[i++], 0, 1, "pool mode"));
+        p.ceil_mode = static_cast<int>(flag("ceil_mode"));
+        p.count_include_pad = static_cast<int>(flag("count_include_pad"));
+        p.divisor_override = nonneg("divisor_override");
+    } else {
+        p.trans_a = static_cast<int>(flag("trans_a")); p.trans_b = static_cast<int>(flag("trans_b"));
+        p.gm = dim("m"); p.gn = dim("n"); p.gk = dim("k");
+        p.lda = dim("lda"); p.ldb = dim("ldb"); p.ldc = dim("ldc");
+        p.has_bias = flag("has_bias"); p.has_beta = flag("has_beta");
+        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, 2, "activation"));
+    }
+    return p;
 }
 
 size_t Problem::hash() const {

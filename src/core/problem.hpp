@@ -73,6 +73,8 @@ struct Problem {
 
     // The canonical field list: hash, equality and serialisation all use it.
     std::vector<int64_t> fields() const;
+    // The inverse of fields(), validated; throws pask::Error(PASK_ERROR_INVALID_ARGUMENT).
+    static Problem from_fields(const std::vector<int64_t> &f);
     bool operator==(const Problem &other) const { return fields() == other.fields(); }
     size_t hash() const;
     std::string str() const;  // human-readable, for messages and traces

@@ -210,7 +210,7 @@ static inline V act_vec(V x, int act) {
 }
 
 /* Epilogue of one row segment: acc[0..n) -> c[0..n), row i, columns j0.. */
-static inline void epi_row(const float *acc, float *c, int64_t n, int64_t i, int64_t j0,
+__attribute__((noinline)) static void epi_row(const float *acc, float *c, int64_t n, int64_t i, int64_t j0,
                            const Stage &st) {
     const V va = vset1(st.alpha), vc = vset1(st.cmul);
     const float bm = (st.last && st.bias_m) ? st.bias_m[i] : 0.f;
@@ -229,7 +229,8 @@ static inline void epi_row(const float *acc, float *c, int64_t n, int64_t i, int
         }
         vstore(c + j, x);
     }
-    for (; j < n; ++j) {
+    const int tail = (int)(n - j);  // < VL
+    for (int q = 0; q < tail; ++q, ++j) {
         float x = st.alpha * acc[j];
         if (st.load_c) x += st.cmul * c[j];
         if (st.last) {
@@ -724,8 +725,8 @@ static void small_cols_dispatch(const SmallCtx &s, int jb, int64_t i0, int64_t i
 constexpr int64_t SS_CW = 1024;
 static void small_stream(const SmallCtx &s, int64_t j0, int64_t j1) {
     alignas(64) float acc[4][SS_CW];
-    const int64_t w = j1 - j0, wv = w / VL * VL;
-    const int M = (int)s.M;
+    const int64_t w = std::min<int64_t>(j1 - j0, SS_CW), wv = w / VL * VL;
+    const int M = (int)std::min<int64_t>(s.M, 4);
     for (int i = 0; i < M; ++i)
         for (int64_t j = 0; j < w; ++j) acc[i][j] = 0.f;
     for (int64_t p = 0; p < s.K; ++p) {

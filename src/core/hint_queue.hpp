@@ -1,0 +1,52 @@
+// HintQueue: the engine's lookahead of upcoming Problems, in execution order.
+//
+//   seq:   0    1    2    3    4    5 ...
+//         [A]  [B]  [C]  [D]  [E]  [F]
+//          ^head        ^head+window
+//
+// The loader is fed the hints inside the window, in order of need. A call that
+// matches a hint inside the window advances the head past it; hints it skipped
+// over never came and are dropped. Calls that match nothing leave it alone.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "problem.hpp"
+
+namespace pask {
+
+class HintQueue {
+public:
+    explicit HintQueue(size_t window) : window_(window ? window : 1) {}
+
+    void push(const Problem &p);
+    struct Match {
+        bool matched = false;
+        int64_t dropped = 0;
+    };
+    Match on_call(const Problem &p);
+    // Hints inside the window that have not been handed out yet (marked handed out now).
+    std::vector<std::pair<int64_t, Problem>> take_ready();
+    void clear();
+    size_t pending() const;
+    int64_t head_seq() const;
+    size_t window() const { return window_; }
+
+private:
+    struct Entry {
+        int64_t seq;
+        Problem problem;
+        size_t hash;
+        bool issued;
+    };
+    size_t window_;
+    mutable std::mutex mu_;
+    std::deque<Entry> q_;
+    int64_t next_seq_ = 0;
+};
+
+}  // namespace pask
