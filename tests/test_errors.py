@@ -347,15 +347,10 @@ def test_context_bad_types(kernel_cache_dir):
 
 @pytest.mark.parametrize("policy", [None, "pask", "reactive", "proactive", "reuse"])
 def test_context_policies(policy, kernel_cache_dir):
-    """The default and 'reactive' must work; the other documented policies
-    either work or are reported as unsupported by this build."""
+    """Every documented policy works; the default is 'pask'."""
     kw = {} if policy is None else dict(policy=policy)
-    try:
-        ctx = paskdnn.Context(cache_dir=kernel_cache_dir, num_threads=1, **kw)
-    except paskdnn.UnsupportedError:
-        if policy in (None, "reactive"):
-            raise
-        pytest.skip(f"policy {policy!r} not supported by this build")
+    ctx = paskdnn.Context(cache_dir=kernel_cache_dir, num_threads=1, **kw)
+    assert ctx.policy == (policy or "pask")
     x, w = r32(1, 2, 5, 5), r32(3, 2, 3, 3)
     y = paskdnn.conv2d(x, w, padding=1, context=ctx)
     ref.assert_within_bound(y, ref.conv2d_ref(x, w, padding=1),
