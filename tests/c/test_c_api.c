@@ -96,6 +96,28 @@ int main(void) {
     CHECK(pask_solver_count(&count));
     EXPECT(count >= 8);
 
+    /* hints: a fresh context preloads the layer's kernel, then the call hits it */
+    pask_options_t opts;
+    CHECK(pask_options_create(&opts));
+    CHECK(pask_options_set(opts, "policy", "pask"));
+    CHECK(pask_options_set(opts, "loader_threads", "1"));
+    pask_context_t warm = NULL;
+    CHECK(pask_context_create(&warm, PASK_DEVICE_CPU, 0, opts));
+    CHECK(pask_options_destroy(opts));
+    CHECK(pask_hint_conv2d(warm, &params, &ep, xd, wd, bd, NULL));
+    int idle = 0;
+    CHECK(pask_context_wait_loads(warm, 30000, &idle));
+    EXPECT(idle == 1);
+    CHECK(pask_conv2d_forward(warm, &params, &ep, xd, x, wd, w, bd, b, NULL, NULL, yd, y));
+    pask_stats_t st;
+    CHECK(pask_context_get_stats(warm, &st));
+    EXPECT(st.calls == 1 && st.resident_hits == 1 && st.blocking_loads == 0 && st.prefetches == 1);
+    EXPECT(st.hints == 1 && st.hints_matched == 1);
+    const char *policy = NULL;
+    CHECK(pask_context_get_policy(warm, &policy));
+    EXPECT(strcmp(policy, "pask") == 0);
+    CHECK(pask_context_destroy(warm));
+
     pask_tensor_desc_destroy(xd);
     pask_tensor_desc_destroy(wd);
     pask_tensor_desc_destroy(bd);
