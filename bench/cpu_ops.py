@@ -610,6 +610,24 @@ def bench_import(quick: bool) -> dict:
         res["no_editable_hook_after_numpy_ms"] = vals
         res["no_editable_hook_beyond_numpy_ms"] = med(vals)
 
+    # where the import time goes: -X importtime, modules imported after numpy
+    try:
+        p = subprocess.run([sys.executable, "-X", "importtime", "-c", "import numpy; import paskdnn"], cwd=tmp,
+                           capture_output=True, text=True, timeout=600)
+        rows, after_numpy = [], False
+        for line in p.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            self_us, cum_us, name = (f.strip() for f in line[len("import time:"):].split("|"))
+            if after_numpy:
+                rows.append((int(self_us) / 1e3, int(cum_us) / 1e3, name.strip()))
+            elif name == "numpy":  # numpy's own top-level line ends its subtree
+                after_numpy = True
+        rows.sort(key=lambda r: -r[0])
+        res["importtime_after_numpy_top"] = [{"module": n, "self_ms": a, "cumulative_ms": c} for a, c, n in rows[:8]]
+    except Exception as e:
+        res["importtime_after_numpy_top"] = [{"module": f"failed: {e}", "self_ms": 0.0, "cumulative_ms": 0.0}]
+
     # first op in a fresh process
     first = {}
     nfc = 3 if quick else 7
@@ -806,6 +824,12 @@ def write_report(path: Path, env: dict, gemm: List[dict], conv: dict, solver_dia
         L.append(f"| same, editable meson-python hook bypassed (`MESONPY_EDITABLE_SKIP`, source tree) | "
                  f"{imp['no_editable_hook_beyond_numpy_ms']:.1f} |")
     L.append("")
+    top = imp.get("importtime_after_numpy_top") or []
+    if top:
+        L.append("`python -X importtime -c \"import numpy; import paskdnn\"`, largest self times after numpy "
+                 "(one run; includes the editable hook's work inside `paskdnn`): " +
+                 ", ".join(f"`{t['module']}` {t['self_ms']:.1f} ms" for t in top[:6]) + ".")
+        L.append("")
     fc = imp["first_call"]
     L.append("First paskdnn op in a fresh process (after the imports; conv = 1x64x56x56 * 64x64x3x3 pad 1, "
              "matmul = 256³). The first call includes creating the default context, loading libpaskdnn "

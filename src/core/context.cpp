@@ -278,13 +278,41 @@ std::string pask_context::load_costs_path() const {
     return cache_dir.empty() ? std::string() : cache_dir + "/load_costs.json";
 }
 
+static std::string run_key(const pask::Solver &s, const pask::Problem &p) {
+    return std::to_string(s.id()) + ":" + std::to_string(p.hash());
+}
+
 std::vector<pask_context::Candidate> pask_context::candidates(const pask::Problem &p) const {
+    // Ranked by the analytic cost model, which treats every solver alike. A
+    // measured run time replaces an estimate only against other measured times:
+    // if the first-ranked solver has run on this Problem and another solver has
+    // run faster, that one goes first. Run-cost gaps in policy decisions use the
+    // measured time wherever there is one.
     std::vector<Candidate> out;
     const auto &pool = allowed.empty() ? pask::all_solvers() : allowed;
     for (const pask::Solver *s : pool)
         if (s->device() == device_type && s->op() == p.op && s->applicable(p))
-            out.push_back(Candidate{s, resolve_key(*s, p), run_cost_us(*s, p)});
+            out.push_back(Candidate{s, resolve_key(*s, p), s->cost_us(p)});
     std::stable_sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.cost_us < b.cost_us; });
+    std::vector<double> measured(out.size(), -1.0);
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (size_t i = 0; i < out.size(); ++i) {
+            auto it = run_us_.find(run_key(*out[i].solver, p));
+            if (it != run_us_.end()) measured[i] = it->second;
+        }
+    }
+    if (!out.empty() && measured[0] >= 0) {
+        size_t fastest = 0;
+        for (size_t i = 1; i < out.size(); ++i)
+            if (measured[i] >= 0 && measured[i] < measured[fastest]) fastest = i;
+        std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(fastest),
+                    out.begin() + static_cast<std::ptrdiff_t>(fastest) + 1);
+        std::rotate(measured.begin(), measured.begin() + static_cast<std::ptrdiff_t>(fastest),
+                    measured.begin() + static_cast<std::ptrdiff_t>(fastest) + 1);
+    }
+    for (size_t i = 0; i < out.size(); ++i)
+        if (measured[i] >= 0) out[i].cost_us = measured[i];
     return out;
 }
 
@@ -296,19 +324,6 @@ pask::KernelKey pask_context::resolve_key(const pask::Solver &solver, const pask
         if (loader ? loader->available(key) : store->find(key).has_value()) return key;
     }
     return solver.kernel_for(p, targets.front());
-}
-
-static std::string run_key(const pask::Solver &s, const pask::Problem &p) {
-    return std::to_string(s.id()) + ":" + std::to_string(p.hash());
-}
-
-double pask_context::run_cost_us(const pask::Solver &solver, const pask::Problem &p) const {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        auto it = run_us_.find(run_key(solver, p));
-        if (it != run_us_.end()) return it->second;
-    }
-    return solver.cost_us(p);
 }
 
 void pask_context::record_run(const pask::Solver &solver, const pask::Problem &p, double us) {

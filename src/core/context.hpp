@@ -80,7 +80,6 @@ private:
     };
     std::vector<Candidate> candidates(const pask::Problem &problem) const;
     pask::KernelKey resolve_key(const pask::Solver &solver, const pask::Problem &problem) const;
-    double run_cost_us(const pask::Solver &solver, const pask::Problem &problem) const;
     void record_run(const pask::Solver &solver, const pask::Problem &problem, double us);
     bool is_bad(const std::string &key) const;
     void mark_bad(const std::string &key);
