@@ -84,9 +84,10 @@ class OtherLoad:
 
 OTHER_LOAD_LIMIT = 0.25  # cores; a timed block with more than this from other processes is re-run
 _contaminated = collections.Counter()
+_wait = {"budget_s": 0.0, "waited_s": 0.0, "retries": 4}
 
 
-def wait_for_quiet(max_wait_s: float, window_s: float = 1.0) -> dict:
+def wait_for_quiet(max_wait_s: float, window_s: float = 1.0, verbose: bool = True) -> dict:
     """Waits (up to max_wait_s) until other processes use < OTHER_LOAD_LIMIT cores."""
     t0 = time.perf_counter()
     while True:
@@ -94,7 +95,17 @@ def wait_for_quiet(max_wait_s: float, window_s: float = 1.0) -> dict:
             time.sleep(window_s)
         if ol.cores is None or ol.cores < OTHER_LOAD_LIMIT or time.perf_counter() - t0 >= max_wait_s:
             return {"other_cores": ol.cores, "waited_s": time.perf_counter() - t0}
-        print(f"  machine busy ({ol.cores:.2f} cores used by other processes): waiting", flush=True)
+        if verbose:
+            print(f"  machine busy ({ol.cores:.2f} cores used by other processes): waiting", flush=True)
+
+
+def _pause_for_quiet() -> None:
+    """After a contaminated block: wait (from the run's wait budget) for other load to stop."""
+    left = _wait["budget_s"] - _wait["waited_s"]
+    if left <= 0:
+        return
+    r = wait_for_quiet(min(left, 20.0), window_s=0.25, verbose=False)
+    _wait["waited_s"] += r["waited_s"]
 
 
 def bench(fns: Dict[str, Callable[[], object]], *, block_s: float, rounds: int, min_reps: int, max_reps: int,
@@ -117,10 +128,12 @@ def bench(fns: Dict[str, Callable[[], object]], *, block_s: float, rounds: int, 
     names = list(fns)
     samples: Dict[str, List[float]] = {n: [] for n in names}
     loads: Dict[str, List[float]] = {n: [] for n in names}
+    dirty: Dict[str, int] = {n: 0 for n in names}
     for r in range(rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
             f = fns[name]
-            for attempt in range(4):
+            retries = _wait["retries"]
+            for attempt in range(retries + 1):
                 t_end = time.perf_counter() + settle_s
                 n = 0
                 while n < 1 or time.perf_counter() < t_end:
@@ -135,14 +148,18 @@ def bench(fns: Dict[str, Callable[[], object]], *, block_s: float, rounds: int, 
                         t0 = time.perf_counter()
                         f()
                         block.append((time.perf_counter() - t0) * 1e3)
-                if ol.cores is None or not ol.judgeable or ol.cores < OTHER_LOAD_LIMIT or attempt == 3:
+                clean = ol.cores is None or not ol.judgeable or ol.cores < OTHER_LOAD_LIMIT
+                if clean or attempt == retries:
+                    dirty[name] += not clean
                     break
                 _contaminated[tag or name] += 1
+                _pause_for_quiet()
             samples[name].extend(block)
             if ol.cores is not None:
                 loads[name].append(ol.cores)
     return {n: {"median_ms": statistics.median(s), "min_ms": min(s), "reps": len(s), "rounds": rounds,
-                "other_load_cores_max": max(loads[n]) if loads[n] else None, "samples_ms": s}
+                "other_load_cores_max": max(loads[n]) if loads[n] else None,
+                "loaded_blocks_kept": dirty[n], "samples_ms": s}
             for n, s in samples.items()}
 
 
@@ -282,6 +299,7 @@ def bench_gemm(shapes, quick: bool) -> List[dict]:
             "speed_ratio": t_np / t_pk,  # >1: paskdnn faster
             "rel_err_paskdnn": err_pk, "rel_err_numpy": err_np,
             "reps": res["paskdnn"]["reps"], "raw": res,
+            "loaded_blocks_kept": {k: v["loaded_blocks_kept"] for k, v in res.items() if v["loaded_blocks_kept"]},
         })
         print(f"  gemm {label:<42} pask {t_pk:9.3f} ms  numpy {t_np:9.3f} ms  "
               f"ratio {t_np / t_pk:5.2f}  [{solver}]", flush=True)
@@ -430,14 +448,18 @@ def bench_convs(torch_mod, quick: bool) -> dict:
             chk = case.check(torch_mod)
             res = bench(case.fns, tag="conv",
                         **(dict(block_s=0.01, rounds=1, min_reps=2, max_reps=10, settle_s=0.005) if quick else
-                           dict(block_s=0.12, rounds=3, min_reps=3, max_reps=300, settle_s=0.15)))
+                           dict(block_s=0.08, rounds=4, min_reps=3, max_reps=200, settle_s=0.12)))
             L = next(L for L in layers if shape_key(L) == key)
             row = {"shape": shape_label(key), "key": list(key), "count": counts[key], "flop": L["flop"],
                    "names": [M["name"] for M in layers if shape_key(M) == key], **chk,
                    "reps": res["paskdnn"]["reps"]}
+            row["loaded_blocks_kept"] = {}
             for name, r in res.items():
                 row[f"{name}_ms"] = r["median_ms"]
                 row[f"{name}_min_ms"] = r["min_ms"]
+                row[f"{name}_samples_ms"] = r["samples_ms"]
+                if r["loaded_blocks_kept"]:
+                    row["loaded_blocks_kept"][name] = r["loaded_blocks_kept"]
             rows.append(row)
             tt = row.get("torch_ms")
             print(f"  conv {row['shape']:<26} x{counts[key]:<2} pask {row['paskdnn_ms']:8.3f} ms "
@@ -470,8 +492,7 @@ def bench_conv_solvers(rows: List[dict], quick: bool) -> List[dict]:
     to see whether the registry's choice was the fastest one (paskdnn only)."""
     import paskdnn
 
-    names = [s["name"] for s in paskdnn.solvers("conv2d")] if _solvers_takes_op() else \
-        [s["name"] for s in paskdnn.solvers() if s["op"] == "conv2d"]
+    names = [s["name"] for s in paskdnn.solvers() if s["op"] == "conv2d"]
     ctxs = {}
     for n in names:
         try:
@@ -496,16 +517,6 @@ def bench_conv_solvers(rows: List[dict], quick: bool) -> List[dict]:
         best = min(times, key=times.get)
         out.append({"shape": row["shape"], "chosen": row["solver_nchw"], "times_ms": times, "fastest": best})
     return out
-
-
-def _solvers_takes_op() -> bool:
-    import paskdnn
-
-    try:
-        paskdnn.solvers("conv2d")
-        return True
-    except Exception:
-        return False
 
 
 # ---- 3. import time and first call ------------------------------------------------
@@ -564,6 +575,7 @@ def _run_py(code: str, cwd: str, env: Optional[dict] = None, *, retries: int = 3
         busy = ol.cores is not None and ol.judgeable and ol.cores >= OTHER_LOAD_LIMIT
         if attempt < retries and (busy or wall > 2.0):
             _contaminated[tag] += 1
+            _pause_for_quiet()
             continue
         lines = p.stdout.strip().splitlines()
         return lines[-1] if lines else ""
@@ -672,7 +684,9 @@ def write_report(path: Path, env: dict, gemm: List[dict], conv: dict, solver_dia
     cb = env.get("contaminated_blocks_rerun") or {}
     L.append(f"- Machine load: other processes used {fmt(env.get('other_load_at_start_cores'))} cores at the start "
              f"(waited {env.get('waited_for_quiet_s', 0):.0f} s for quiet); blocks re-run for outside load: "
-             + (", ".join(f"{k} {v}" for k, v in sorted(cb.items())) or "none") + ".")
+             + (", ".join(f"{k} {v}" for k, v in sorted(cb.items())) or "none")
+             + f" (after waiting {env.get('waited_for_quiet_during_run_s', 0):.0f} s in all for quiet). "
+             "Rows marked † kept a block measured under outside load (retries exhausted).")
     L.append("")
 
     # aims
@@ -729,7 +743,8 @@ def write_report(path: Path, env: dict, gemm: List[dict], conv: dict, solver_dia
     L.append("| shape (MxK . KxN) | solver | paskdnn ms | numpy ms | paskdnn GFLOP/s | numpy GFLOP/s | ratio | err pask / numpy | reps |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for g in gemm:
-        L.append(f"| {g['label']} | {g['solver']} | {fmt(g['paskdnn_ms'])} | {fmt(g['numpy_ms'])} | "
+        dag = " †" + ",".join(g["loaded_blocks_kept"]) if g.get("loaded_blocks_kept") else ""
+        L.append(f"| {g['label']}{dag} | {g['solver']} | {fmt(g['paskdnn_ms'])} | {fmt(g['numpy_ms'])} | "
                  f"{g['paskdnn_gflops']:.1f} | {g['numpy_gflops']:.1f} | {g['speed_ratio']:.2f} | "
                  f"{g['rel_err_paskdnn']:.1e} / {g['rel_err_numpy']:.1e} | {g['reps']} |")
     L.append("")
@@ -756,7 +771,8 @@ def write_report(path: Path, env: dict, gemm: List[dict], conv: dict, solver_dia
     L.append(hdr)
     L.append(sep)
     for r in conv["rows"]:
-        line = (f"| {r['shape']} | {r['count']} | {r['solver_nchw']} | {fmt(r['paskdnn_ms'])} | "
+        dag = " †" + ",".join(r["loaded_blocks_kept"]) if r.get("loaded_blocks_kept") else ""
+        line = (f"| {r['shape']}{dag} | {r['count']} | {r['solver_nchw']} | {fmt(r['paskdnn_ms'])} | "
                 f"{fmt(r['im2col_numpy_ms'])} |")
         if has_t:
             line += f" {fmt(r['torch_ms'])} | {r['paskdnn_ms'] / r['torch_ms']:.2f} |"
@@ -790,7 +806,8 @@ def write_report(path: Path, env: dict, gemm: List[dict], conv: dict, solver_dia
     L.append("")
 
     if solver_diag:
-        L.append("### Solver check (paskdnn NCHW, each applicable solver forced via `Context(solvers=[...])`)")
+        L.append("### Solver check (paskdnn NCHW, each applicable solver forced via "
+                 f"`Context(solvers=[name], num_threads={THREADS})`; ms per call)")
         L.append("")
         names = sorted({n for d in solver_diag for n in d["times_ms"]})
         L.append("| shape | chosen | " + " | ".join(names) + " | fastest |")
@@ -861,6 +878,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--json", default=None, help="raw numbers (default: --out with .json)")
     ap.add_argument("--wait-idle", type=float, default=120.0,
                     help="full runs: wait up to this many seconds for other processes to go quiet first")
+    ap.add_argument("--wait-budget", type=float, default=300.0,
+                    help="full runs: total seconds to spend waiting out outside load before re-running a block")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it imports")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
@@ -882,6 +901,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"torch {env['torch']}", flush=True)
 
     quiet = wait_for_quiet(0 if args.quick else args.wait_idle, window_s=0.2 if args.quick else 1.0)
+    _wait["budget_s"] = 0.0 if args.quick else args.wait_budget
+    _wait["retries"] = 1 if args.quick else 5
     env["other_load_at_start_cores"] = quiet["other_cores"]
     env["waited_for_quiet_s"] = quiet["waited_s"]
 
@@ -897,6 +918,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"import benchmark failed: {e}", file=sys.stderr)
         imp = {"error": str(e)}
     env["contaminated_blocks_rerun"] = dict(_contaminated)
+    env["waited_for_quiet_during_run_s"] = _wait["waited_s"]
     env["loadavg_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
 
     elapsed = time.perf_counter() - t_start

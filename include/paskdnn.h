@@ -339,6 +339,8 @@ typedef struct pask_stats {
     int64_t hints_dropped;    /* hints passed over by the window */
     int64_t evictions;        /* kernels evicted from the resident set */
     int64_t resident;         /* kernels resident now */
+    int64_t cache_hits;       /* code objects found in the user cache (GPU) */
+    int64_t cache_rejects;    /* damaged or foreign user-cache entries, treated as misses */
 } pask_stats_t;
 
 /* Reads the context's counters into *stats. */

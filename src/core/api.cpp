@@ -537,6 +537,8 @@ pask_status_t pask_context_get_stats(const_pask_context_t context, pask_stats_t 
         out.hints_dropped = s.hints_dropped;
         out.evictions = s.evictions;
         out.resident = static_cast<int64_t>(context->resident.size());
+        out.cache_hits = s.cache_hits;
+        out.cache_rejects = s.cache_rejects;
         *stats = out;
     });
 }

@@ -21,6 +21,29 @@ public:
     virtual const std::vector<std::string> &targets() const = 0;
     // Loads a code object from a file; throws pask::Error(PASK_ERROR_LOAD_FAILED) on failure.
     virtual std::shared_ptr<CodeObject> load_code_object(const std::string &path) = 0;
+    // File name suffix of code objects in a store (".so", ".cubin").
+    virtual const char *object_suffix() const { return ".so"; }
+
+    // Run-time compilation (GPU backends): code objects missing from the
+    // prebuilt store are compiled into the user cache. Host code never is.
+    virtual bool can_compile() const { return false; }
+    // Everything that changes the binary of key: source, options, compiler
+    // version, target; the store hashes it (with paskdnn's version) into the
+    // cache key.
+    virtual std::string compile_material(const KernelKey &) const { return std::string(); }
+    virtual std::string compile(const KernelKey &key) {
+        fail_compile(key);
+        return std::string();
+    }
+    virtual std::shared_ptr<CodeObject> load_code_object_bytes(const std::string &bytes, const std::string &origin) {
+        (void)bytes;
+        fail_bytes(origin);
+        return nullptr;
+    }
+
+private:
+    [[noreturn]] static void fail_compile(const KernelKey &key);
+    [[noreturn]] static void fail_bytes(const std::string &origin);
 };
 
 }  // namespace pask

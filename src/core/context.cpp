@@ -15,6 +15,7 @@
 
 #include "../backends/cpu/cpu_backend.hpp"
 #include "error.hpp"
+#include "fsutil.hpp"
 #include "json.hpp"
 #include "registry.hpp"
 
@@ -40,47 +41,6 @@ namespace {
 // Before a kernel's load has been measured: a host shared object loads in
 // about a millisecond.
 constexpr double kDefaultLoadMs = 1.0;
-
-std::string read_file(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail(PASK_ERROR_INVALID_ARGUMENT, "cannot read " + path);
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-// Writes path atomically (temporary file in the same folder, then rename).
-// Returns false (and leaves no partial file) on any failure.
-bool write_file_atomic(const std::string &path, const std::string &data) {
-    std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(this_thread_tid());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return false;
-    size_t off = 0;
-    while (off < data.size()) {
-        ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-        if (n <= 0) {
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            return false;
-        }
-        off += static_cast<size_t>(n);
-    }
-    if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-        ::unlink(tmp.c_str());
-        return false;
-    }
-    return true;
-}
-
-// Creates dir (and parents) with mode 0700; false when it cannot.
-bool make_private_dir(const std::string &dir) {
-    if (dir.empty()) return false;
-    struct stat st;
-    if (::stat(dir.c_str(), &st) == 0) return S_ISDIR(st.st_mode);
-    auto slash = dir.rfind('/');
-    if (slash != std::string::npos && slash > 0) make_private_dir(dir.substr(0, slash));
-    return ::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST;
-}
 
 int parse_int(const std::string &key, const std::string &value, long lo, long hi) {
     errno = 0;
@@ -108,12 +68,9 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 // ---- LoadCosts ------------------------------------------------------------------
 
 void LoadCosts::load_file(const std::string &path) {
-    std::string text;
-    try {
-        text = read_file(path);
-    } catch (const Error &) {
-        return;  // no record yet
-    }
+    auto content = read_file(path);
+    if (!content) return;  // no record yet
+    const std::string &text = *content;
     try {
         json::Value doc = json::parse(text);
         const json::Value *loads = doc.get("load_ms");
@@ -241,7 +198,9 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     resident.set_capacity(static_cast<size_t>(capacity));
     hints = std::make_unique<pask::HintQueue>(static_cast<size_t>(lookahead));
     backend = std::make_unique<pask::CpuBackend>(threads, isa);
-    store = std::make_unique<pask::KernelStore>(kernel_dir.empty() ? pask::KernelStore::default_prebuilt_dir() : kernel_dir);
+    store = std::make_unique<pask::KernelStore>(
+        kernel_dir.empty() ? pask::KernelStore::default_prebuilt_dir() : kernel_dir, backend->object_suffix());
+    if (backend->can_compile()) store->set_user_cache(cache_dir);
     load_costs.load_file(load_costs_path());
     // Parsed before any thread starts, so a bad file fails creation cleanly.
     if (!hints_file.empty()) load_hints_file(hints_file);
@@ -249,6 +208,14 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     pask::Loader::Hooks hooks;
     hooks.now_us = [this] { return trace.now_us(); };
     hooks.thread_started = [this](int i) { trace.name_this_thread("loader " + std::to_string(i)); };
+    hooks.compiled = [this](const pask::KernelKey &, double ms) {
+        stats.compiles++;
+        stats.compile_ns += static_cast<int64_t>(ms * 1e6);
+    };
+    hooks.cache_lookup = [this](const pask::KernelKey &, bool hit, bool rejected) {
+        if (hit) stats.cache_hits++;
+        if (rejected) stats.cache_rejects++;
+    };
     hooks.loaded = [this](const pask::KernelPtr &k, const std::vector<pask::Bucket> &buckets, double ms) {
         stats.loads++;
         stats.load_ns += static_cast<int64_t>(ms * 1e6);
@@ -321,7 +288,7 @@ pask::KernelKey pask_context::resolve_key(const pask::Solver &solver, const pask
     const auto &targets = backend->targets();
     for (const auto &t : targets) {
         pask::KernelKey key = solver.kernel_for(p, t);
-        if (loader ? loader->available(key) : store->find(key).has_value()) return key;
+        if (loader ? loader->available(key) : (store->find(key).has_value() || backend->can_compile())) return key;
     }
     return solver.kernel_for(p, targets.front());
 }
@@ -394,8 +361,10 @@ void pask_context::export_trace(const std::string &path) const {
 
 void pask_context::load_hints_file(const std::string &path) {
     pask::json::Value doc;
+    auto text = pask::read_file(path);
+    require(text.has_value(), PASK_ERROR_INVALID_ARGUMENT, "cannot read hints file " + path);
     try {
-        doc = pask::json::parse(read_file(path));
+        doc = pask::json::parse(*text);
     } catch (const Error &e) {
         fail(PASK_ERROR_INVALID_ARGUMENT, "hints file " + path + ": " + e.what());
     }

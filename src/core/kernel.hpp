@@ -1,6 +1,8 @@
 // KernelKey, CodeObject and Kernel: what the Loader brings to resident.
 //
-//   KernelKey  provider/backend/object:entry@target  e.g. native/cpu/conv_im2col:pask_conv2d_im2col_f32@x86_64-avx2
+//   KernelKey  provider/backend/object[constants]:entry@target
+//              e.g. native/cpu/conv_im2col:pask_conv2d_im2col_f32@x86_64-avx2
+//                   native/cuda/conv_igemm[dtype=1,kh=3,kw=3]:pask_conv2d_igemm@sm_90
 //   CodeObject one loadable binary (a host shared object, a cubin, a built plan) = (object, target)
 //   Kernel     one entry point inside a loaded CodeObject; several kernels may share one object
 #pragma once
@@ -17,12 +19,18 @@ struct KernelKey {
     std::string object;    // code object (source) id, e.g. "conv_im2col"
     std::string entry;     // entry point inside the object
     std::string target;    // ISA / arch, e.g. "x86_64-avx512", "sm_90"
+    std::string constants; // compile-time constants, "name=value,..." ("" for none)
 
-    std::string str() const { return provider + "/" + backend + "/" + object + ":" + entry + "@" + target; }
-    std::string object_id() const { return provider + "/" + backend + "/" + object + "@" + target; }
+    std::string object_id() const {
+        return provider + "/" + backend + "/" + object + (constants.empty() ? "" : "[" + constants + "]") + "@" + target;
+    }
+    std::string str() const {
+        return provider + "/" + backend + "/" + object + (constants.empty() ? "" : "[" + constants + "]") + ":" + entry +
+               "@" + target;
+    }
     bool operator==(const KernelKey &o) const {
         return provider == o.provider && backend == o.backend && object == o.object && entry == o.entry &&
-               target == o.target;
+               target == o.target && constants == o.constants;
     }
 };
 

@@ -175,13 +175,38 @@ std::shared_ptr<CodeObject> Loader::object_for(const KernelKey &key, const std::
 KernelPtr Loader::load_now(const KernelKey &key) {
     if (debug_delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(debug_delay_ms_));
     auto t0 = std::chrono::steady_clock::now();
-    auto path = store_.find(key);
-    if (!path)
-        fail(PASK_ERROR_LOAD_FAILED, "kernel code object " + KernelStore::file_name(key) + " not found in " +
-                                         store_.prebuilt_dir());
-    auto obj = object_for(key, *path);
+    std::shared_ptr<CodeObject> obj;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = objects_.find(key.object_id());
+        if (it != objects_.end()) obj = it->second.lock();
+    }
+    if (!obj) {
+        if (auto path = store_.find(key)) {
+            obj = object_for(key, *path);
+        } else if (backend_.can_compile()) {
+            // KernelStore (user cache) -> compile if absent -> load
+            const std::string material = backend_.compile_material(key);
+            bool rejected = false;
+            auto bytes = store_.cache_get(material, &rejected);
+            if (hooks_.cache_lookup) hooks_.cache_lookup(key, bytes.has_value(), rejected);
+            if (!bytes) {
+                auto c0 = std::chrono::steady_clock::now();
+                bytes = backend_.compile(key);
+                if (hooks_.compiled)
+                    hooks_.compiled(key, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count());
+                store_.cache_put(material, *bytes);
+            }
+            obj = backend_.load_code_object_bytes(*bytes, key.str());
+            std::lock_guard<std::mutex> lock(mu_);
+            objects_[key.object_id()] = obj;
+        } else {
+            fail(PASK_ERROR_LOAD_FAILED, "kernel code object " + store_.file_name(key) + " not found in " +
+                                             store_.prebuilt_dir());
+        }
+    }
     void *entry = obj->symbol(key.entry);
-    if (!entry) fail(PASK_ERROR_LOAD_FAILED, "entry point " + key.entry + " missing from " + *path);
+    if (!entry) fail(PASK_ERROR_LOAD_FAILED, "entry point " + key.entry + " missing from " + obj->path());
     auto kernel = std::make_shared<Kernel>();
     kernel->key = key;
     kernel->object = std::move(obj);

@@ -38,6 +38,9 @@ public:
         std::function<int64_t()> now_us;
         // Runs first on each loader thread (names its trace row).
         std::function<void(int index)> thread_started;
+        // A code object was compiled (ms), or found in / rejected by the user cache.
+        std::function<void(const KernelKey &, double ms)> compiled;
+        std::function<void(const KernelKey &, bool hit, bool rejected)> cache_lookup;
     };
 
     Loader(Backend &backend, const KernelStore &store, int threads, Hooks hooks, int debug_delay_ms);
@@ -54,7 +57,9 @@ public:
     // Whether key is being loaded by a worker; *elapsed_ms since it started.
     bool running(const KernelKey &key, double *elapsed_ms) const;
     bool queued_or_running(const KernelKey &key) const;
-    bool available(const KernelKey &key) const { return store_.find(key).has_value(); }
+    // Whether key can be brought resident: prebuilt, or compilable on this backend.
+    bool available(const KernelKey &key) const { return store_.find(key).has_value() || backend_.can_compile(); }
+    bool prebuilt(const KernelKey &key) const { return store_.find(key).has_value(); }
     // Blocks until no request is queued or running, or timeout; true when idle.
     bool wait_idle(int64_t timeout_ms);
     int num_threads() const { return static_cast<int>(workers_.size()); }

@@ -19,7 +19,7 @@ struct Stats {
     std::atomic<int64_t> calls{0}, resident_hits{0}, reuses{0}, inflight_waits{0}, blocking_loads{0};
     std::atomic<int64_t> blocking_wait_ns{0}, loads{0}, load_ns{0}, compiles{0}, compile_ns{0};
     std::atomic<int64_t> load_failures{0}, prefetches{0}, hints{0}, hints_matched{0}, hints_dropped{0};
-    std::atomic<int64_t> evictions{0};
+    std::atomic<int64_t> evictions{0}, cache_hits{0}, cache_rejects{0};
 };
 
 // A small integer naming the calling thread in traces (stable for the thread's life).

@@ -40,7 +40,7 @@ public:
     constexpr CpuSolver(int id, const char *name, pask_op_t op, const char *object, const char *entry)
         : Solver(id, name, op, PASK_DEVICE_CPU), object_(object), entry_(entry) {}
     KernelKey kernel_for(const Problem &, const std::string &target) const override {
-        return KernelKey{"native", "cpu", object_, entry_, target};
+        return KernelKey{"native", "cpu", object_, entry_, target, ""};
     }
 
 private:

@@ -1,0 +1,89 @@
+// The CUDA driver API and NVRTC, loaded with dlopen at run time: paskdnn has no
+// build-time dependency on CUDA. Only the few entry points the backend uses
+// are declared here, with the driver's ABI types.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+namespace pask::cuda {
+
+using CUresult = int;
+using CUdevice = int;
+using CUdeviceptr = unsigned long long;
+using CUcontext = struct CUctx_st *;
+using CUmodule = struct CUmod_st *;
+using CUfunction = struct CUfunc_st *;
+using CUstream = struct CUstream_st *;
+
+constexpr int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
+constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
+constexpr int CU_POINTER_ATTRIBUTE_MEMORY_TYPE = 2;
+constexpr int CU_MEMORYTYPE_HOST = 1;
+constexpr int CU_MEMORYTYPE_DEVICE = 2;
+constexpr int CU_MEMORYTYPE_UNIFIED = 4;
+constexpr int CUDA_ERROR_OUT_OF_MEMORY = 2;
+
+struct Driver {
+    CUresult (*cuInit)(unsigned);
+    CUresult (*cuDeviceGetCount)(int *);
+    CUresult (*cuDeviceGet)(CUdevice *, int);
+    CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
+    CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+    CUresult (*cuDevicePrimaryCtxRelease)(CUdevice);
+    CUresult (*cuCtxPushCurrent)(CUcontext);
+    CUresult (*cuCtxPopCurrent)(CUcontext *);
+    CUresult (*cuCtxSynchronize)();
+    CUresult (*cuModuleLoadData)(CUmodule *, const void *);
+    CUresult (*cuModuleUnload)(CUmodule);
+    CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+    CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                               CUstream, void **, void **);
+    CUresult (*cuMemAlloc)(CUdeviceptr *, size_t);
+    CUresult (*cuMemFree)(CUdeviceptr);
+    CUresult (*cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
+    CUresult (*cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
+    CUresult (*cuMemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
+    CUresult (*cuStreamSynchronize)(CUstream);
+    CUresult (*cuPointerGetAttribute)(void *, int, CUdeviceptr);
+    CUresult (*cuGetErrorString)(CUresult, const char **);
+    CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
+
+    // The driver, loaded once per process; throws pask::Error
+    // (PASK_ERROR_BACKEND_UNAVAILABLE) naming what was not found.
+    static const Driver &get();
+    // Throws pask::Error with the driver's message when r != 0.
+    void check(CUresult r, const char *what) const;
+};
+
+using nvrtcResult = int;
+using nvrtcProgram = struct _nvrtcProgram *;
+
+struct Nvrtc {
+    nvrtcResult (*nvrtcVersion)(int *, int *);
+    nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *,
+                                      const char *const *);
+    nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int, const char *const *);
+    nvrtcResult (*nvrtcGetProgramLogSize)(nvrtcProgram, size_t *);
+    nvrtcResult (*nvrtcGetProgramLog)(nvrtcProgram, char *);
+    nvrtcResult (*nvrtcGetCUBINSize)(nvrtcProgram, size_t *);
+    nvrtcResult (*nvrtcGetCUBIN)(nvrtcProgram, char *);
+    nvrtcResult (*nvrtcDestroyProgram)(nvrtcProgram *);
+    const char *(*nvrtcGetErrorString)(nvrtcResult);
+    std::string version;  // "nvrtc-13.0"
+
+    // NVRTC from `path` (if not empty), else $PASKDNN_NVRTC, else the usual
+    // sonames. nullptr (with *why set) when it cannot be loaded: paskdnn then
+    // runs on prebuilt cubins only.
+    static const Nvrtc *get(const std::string &path, std::string *why);
+    // Compiles source to a cubin; throws pask::Error(PASK_ERROR_LOAD_FAILED) with the log.
+    std::string compile(const std::string &source, const std::string &name, const std::string &options) const;
+
+private:
+    mutable std::mutex mu_;  // NVRTC serialises compiles inside a process anyway
+};
+
+}  // namespace pask::cuda

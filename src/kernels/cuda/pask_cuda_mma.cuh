@@ -1,0 +1,159 @@
+/*
+ * Device helpers shared by the paskdnn CUDA kernels (conv_igemm.cu, gemm.cu,
+ * conv_depthwise.cu, pool.cu). No CUDA header: conversions, cp.async and
+ * tensor-core mma through inline PTX. Needs sm_80+.
+ * Element type by -DPASK_DTYPE: 0 float32 (TF32 mma), 1 float16, 2 bfloat16.
+ */
+#ifndef PASK_CUDA_MMA_CUH
+#define PASK_CUDA_MMA_CUH
+
+#include "pask_cuda_abi.h"
+
+#ifndef PASK_DTYPE
+#define PASK_DTYPE 0
+#endif
+
+#define PASK_DEV static __device__ __forceinline__
+
+#if PASK_DTYPE == 0
+typedef float pask_t;
+#else
+typedef unsigned short pask_t;
+#endif
+#define PASK_ES ((int)sizeof(pask_t))
+#define PASK_VEC (16 / PASK_ES) /* elements per 16-byte vector */
+
+PASK_DEV float pask_bits_f(unsigned u) {
+    float f;
+    asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
+    return f;
+}
+PASK_DEV unsigned pask_f_bits(float f) {
+    unsigned u;
+    asm("mov.b32 %0, %1;" : "=r"(u) : "f"(f));
+    return u;
+}
+
+PASK_DEV float pask_to_f32(float v) { return v; }
+PASK_DEV float pask_to_f32(unsigned short v) {
+#if PASK_DTYPE == 1
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
+    return f;
+#else
+    return pask_bits_f(((unsigned)v) << 16);
+#endif
+}
+PASK_DEV pask_t pask_from_f32(float f) {
+#if PASK_DTYPE == 0
+    return f;
+#elif PASK_DTYPE == 1
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+#else
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+#endif
+}
+PASK_DEV float pask_ld(const pask_t *p, pask_i64 i) { return pask_to_f32(p[i]); }
+
+PASK_DEV unsigned pask_tf32(float f) {
+    unsigned u;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(f));
+    return u;
+}
+
+PASK_DEV float pask_act(float v, int act) {
+    if (act == PASK_CUDA_ACT_RELU) v = v > 0.f ? v : 0.f;
+    else if (act == PASK_CUDA_ACT_RELU6) v = v > 0.f ? (v < 6.f ? v : 6.f) : 0.f;
+    return v;
+}
+
+PASK_DEV unsigned pask_smem_addr(const void *p) {
+    unsigned r;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+    return r;
+}
+/* 16-byte async copy; bytes < 16 zero-fills the rest (0 = all zeros, src unread). */
+PASK_DEV void pask_cp16(void *sdst, const void *gsrc, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(pask_smem_addr(sdst)), "l"(gsrc), "r"(bytes));
+}
+PASK_DEV void pask_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> PASK_DEV void pask_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+/* D += A * B on one 16x8 tile; k = 16 (16-bit types) or 8 (tf32). */
+PASK_DEV void pask_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+#if PASK_DTYPE == 0
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif PASK_DTYPE == 1
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+/*
+ * Shared-memory tiles. One K step of a tile is 64 bytes: BK = 32 (16-bit) or
+ * 16 (float32) elements, i.e. two mma k-steps.
+ *  "RK" layout (k contiguous): R rows of 80 bytes (64 data + 16 pad) = 20 words.
+ *  "KR" layout (row contiguous): BK rows of (R + 8) elements.
+ */
+#define PASK_BK (64 / PASK_ES)
+#define PASK_ROWW 20
+
+template <bool KR, int R> PASK_DEV unsigned pask_frag(const unsigned *s, int row, int k) {
+#if PASK_DTYPE == 0
+    float v = !KR ? ((const float *)s)[row * PASK_ROWW + k] : ((const float *)s)[k * (R + 8) + row];
+    return pask_tf32(v);
+#else
+    if (!KR) return s[row * PASK_ROWW + (k >> 1)];
+    const unsigned short *h = (const unsigned short *)s;
+    return (unsigned)h[k * (R + 8) + row] | ((unsigned)h[(k + 1) * (R + 8) + row] << 16);
+#endif
+}
+
+/* acc[MI][NI] += A(rows am0.., BK) * B(rows bn0.., BK)^T over one smem stage. */
+template <int MI, int NI, bool AKR, bool BKR, int BM, int BN>
+PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const unsigned *sB, int am0, int bn0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+#if PASK_DTYPE == 0
+    const int KS = 8, KO = 4, kt0 = t;
+#else
+    const int KS = 16, KO = 8, kt0 = 2 * t;
+#endif
+#pragma unroll
+    for (int ks = 0; ks < 2; ++ks) {
+        unsigned a[MI][4], b[NI][2];
+        const int k = ks * KS + kt0;
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+            const int r = am0 + mi * 16 + g;
+            a[mi][0] = pask_frag<AKR, BM>(sA, r, k);
+            a[mi][1] = pask_frag<AKR, BM>(sA, r + 8, k);
+            a[mi][2] = pask_frag<AKR, BM>(sA, r, k + KO);
+            a[mi][3] = pask_frag<AKR, BM>(sA, r + 8, k + KO);
+        }
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni) {
+            const int r = bn0 + ni * 8 + g;
+            b[ni][0] = pask_frag<BKR, BN>(sB, r, k);
+            b[ni][1] = pask_frag<BKR, BN>(sB, r, k + KO);
+        }
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < NI; ++ni) pask_mma(acc[mi][ni], a[mi], b[ni]);
+    }
+}
+
+#define PASK_RK_ELEMS (80 / PASK_ES) /* elements per RK row */
+
+#endif /* PASK_CUDA_MMA_CUH */
