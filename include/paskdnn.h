@@ -13,8 +13,9 @@
  *  - Ownership is stated in each function's comment. Handles are freed by the
  *    matching _destroy function; destroying NULL is a no-op.
  *  - The API grows by adding functions (`_v2`), never by changing signatures.
- *  - All functions are thread safe: a context may be used by many threads at
- *    once; descriptors are immutable after creation.
+ *  - Contexts are thread safe: many threads may call ops, hints and queries on
+ *    one context at once. Descriptors are immutable after creation. An options
+ *    object must not be modified by two threads at once.
  *
  * Apache-2.0. This header is also the source of the Python binding's cffi cdef:
  * everything between PASK_CDEF_BEGIN and PASK_CDEF_END must stay plain C that
@@ -152,8 +153,8 @@ typedef struct pask_pool2d_params {
 /* A static, never-NULL name for a status code ("PASK_ERROR_SHAPE_MISMATCH"). */
 PASK_API const char *pask_status_string(pask_status_t status);
 
-/* The message of the last failed call made by the calling thread, or "" if
- * none. The pointer stays valid until the calling thread's next paskdnn call. */
+/* The message of the calling thread's most recent paskdnn call if it failed,
+ * "" if it succeeded. The pointer stays valid until that thread's next call. */
 PASK_API const char *pask_last_error_message(void);
 
 /* The library version as "MAJOR.MINOR.PATCH" (static string). */
@@ -183,6 +184,8 @@ PASK_API pask_status_t pask_options_destroy(pask_options_t options);
  *                 $XDG_CACHE_HOME/paskdnn, else ~/.cache/paskdnn): measured
  *                 load costs (load_costs.json); never host code
  *   "cpu_isa"     avx512 | avx2 | generic: pin the CPU kernel variant
+ *   "nvrtc_library" path of libnvrtc (default $PASKDNN_NVRTC, else the usual
+ *                 sonames); without NVRTC the CUDA backend uses prebuilt cubins only
  *   "solvers"     comma-separated solver names the context may use
  *                 (default: all); e.g. "conv2d.direct,gemm.small"
  * Unknown keys and bad values are reported by pask_context_create. */
@@ -288,6 +291,37 @@ PASK_API pask_status_t pask_pool2d_forward(pask_context_t context,
                                            const pask_pool2d_params_t *params,
                                            const_pask_tensor_desc_t x_desc, const void *x,
                                            const_pask_tensor_desc_t y_desc, void *y);
+
+/* ---- memory and streams ---------------------------------------------------- */
+
+typedef enum pask_copy_kind {
+    PASK_COPY_HOST_TO_DEVICE = 0,
+    PASK_COPY_DEVICE_TO_HOST = 1,
+    PASK_COPY_DEVICE_TO_DEVICE = 2
+} pask_copy_kind_t;
+
+/* Number of devices of a type (0 when its driver is missing). */
+PASK_API pask_status_t pask_device_count(pask_device_type_t device_type, int *count);
+
+/* Allocates bytes of the context's device memory (host memory on the CPU).
+ * The caller owns *ptr and frees it with pask_free on the same context. */
+PASK_API pask_status_t pask_malloc(pask_context_t context, size_t bytes, void **ptr);
+
+/* Frees memory from pask_malloc. NULL is a no-op. */
+PASK_API pask_status_t pask_free(pask_context_t context, void *ptr);
+
+/* Copies bytes; waits for the calling thread's stream first and returns when
+ * the copy is done. */
+PASK_API pask_status_t pask_memcpy(pask_context_t context, void *dst, const void *src, size_t bytes,
+                                   pask_copy_kind_t kind);
+
+/* Sets the stream (a CUstream / cudaStream_t; NULL = the default stream) that
+ * the calling thread's ops on this context run on. Ops are asynchronous with
+ * respect to the host on GPU devices. The CPU device only accepts NULL. */
+PASK_API pask_status_t pask_set_stream(pask_context_t context, void *stream);
+
+/* Waits until the calling thread's stream has finished its work. */
+PASK_API pask_status_t pask_synchronize(pask_context_t context);
 
 /* ---- solver registry ------------------------------------------------------ */
 

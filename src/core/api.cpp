@@ -334,7 +334,9 @@ pask_status_t pask_context_get_num_threads(const_pask_context_t context, int *nu
     return guarded([&] {
         need(context, "context");
         need(num_threads, "num_threads");
-        *num_threads = static_cast<const pask::CpuBackend &>(*context->backend).num_threads();
+        *num_threads = context->device_type == PASK_DEVICE_CPU
+                           ? static_cast<const pask::CpuBackend &>(*context->backend).num_threads()
+                           : 1;
     });
 }
 
@@ -491,6 +493,56 @@ pask_status_t pask_pool2d_forward(pask_context_t context, const pask_pool2d_para
         args.x = x;
         args.y = y;
         context->execute(p, args);
+    });
+}
+
+pask_status_t pask_device_count(pask_device_type_t device_type, int *count) {
+    return guarded([&] {
+        need(count, "count");
+        *count = pask_context::device_count(device_type);
+    });
+}
+
+pask_status_t pask_malloc(pask_context_t context, size_t bytes, void **ptr) {
+    return guarded([&] {
+        need(context, "context");
+        need(ptr, "ptr");
+        *ptr = context->backend->malloc_device(bytes);
+    });
+}
+
+pask_status_t pask_free(pask_context_t context, void *ptr) {
+    return guarded([&] {
+        need(context, "context");
+        context->backend->free_device(ptr);
+    });
+}
+
+pask_status_t pask_memcpy(pask_context_t context, void *dst, const void *src, size_t bytes, pask_copy_kind_t kind) {
+    return guarded([&] {
+        need(context, "context");
+        require(kind >= PASK_COPY_HOST_TO_DEVICE && kind <= PASK_COPY_DEVICE_TO_DEVICE, PASK_ERROR_INVALID_ARGUMENT,
+                "unknown copy kind " + std::to_string(int(kind)));
+        if (bytes == 0) return;
+        need(dst, "dst");
+        need(src, "src");
+        if (kind != PASK_COPY_HOST_TO_DEVICE) context->backend->check_device_pointer(src, "src");
+        if (kind != PASK_COPY_DEVICE_TO_HOST) context->backend->check_device_pointer(dst, "dst");
+        context->backend->copy(dst, src, bytes, kind);
+    });
+}
+
+pask_status_t pask_set_stream(pask_context_t context, void *stream) {
+    return guarded([&] {
+        need(context, "context");
+        context->backend->set_stream(stream);
+    });
+}
+
+pask_status_t pask_synchronize(pask_context_t context) {
+    return guarded([&] {
+        need(context, "context");
+        context->backend->synchronize();
     });
 }
 

@@ -41,6 +41,15 @@ public:
         return nullptr;
     }
 
+    // Memory and ordering (host memory and no streams on the CPU).
+    virtual void *malloc_device(size_t bytes) const = 0;
+    virtual void free_device(void *p) const = 0;
+    virtual void copy(void *dst, const void *src, size_t bytes, int kind) const = 0;
+    virtual void set_stream(void *stream) const = 0;
+    virtual void synchronize() const = 0;
+    // Throws PASK_ERROR_INVALID_ARGUMENT when p cannot be used by this device.
+    virtual void check_device_pointer(const void *p, const char *what) const = 0;
+
 private:
     [[noreturn]] static void fail_compile(const KernelKey &key);
     [[noreturn]] static void fail_bytes(const std::string &origin);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../backends/cpu/cpu_backend.hpp"
+#include "../backends/cuda/cuda_backend.hpp"
 #include "error.hpp"
 #include "fsutil.hpp"
 #include "json.hpp"
@@ -125,16 +126,17 @@ using namespace pask;  // the helpers above
 
 pask_context::pask_context(pask_device_type_t type, int index, const pask_options *options)
     : device_type(type), device_index(index) {
-    if (type == PASK_DEVICE_CUDA || type == PASK_DEVICE_HIP)
-        fail(PASK_ERROR_UNSUPPORTED, std::string("device type ") + pask::device_name(type) +
-                                         " is not supported by this build of paskdnn yet (CPU only)");
-    require(type == PASK_DEVICE_CPU, PASK_ERROR_INVALID_ARGUMENT, "unknown device type " + std::to_string(int(type)));
-    require(index == 0, PASK_ERROR_INVALID_ARGUMENT, "the CPU device has index 0, got " + std::to_string(index));
+    if (type == PASK_DEVICE_HIP)
+        fail(PASK_ERROR_UNSUPPORTED, "device type hip is not supported by this build of paskdnn yet");
+    require(type == PASK_DEVICE_CPU || type == PASK_DEVICE_CUDA, PASK_ERROR_INVALID_ARGUMENT,
+            "unknown device type " + std::to_string(int(type)));
+    require(type != PASK_DEVICE_CPU || index == 0, PASK_ERROR_INVALID_ARGUMENT,
+            "the CPU device has index 0, got " + std::to_string(index));
 
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     int loader_threads = 2, lookahead = 16, delay_ms = 0, capacity = 256;
     bool trace_on = true;
-    std::string kernel_dir, isa, hints_file;
+    std::string kernel_dir, isa, hints_file, nvrtc_library;
     if (const char *h = std::getenv("PASKDNN_HINTS"); h && *h) hints_file = h;
     cache_dir = default_cache_dir();
     if (options) {
@@ -167,6 +169,8 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
                 hints_file = value;
             } else if (key == "cpu_isa") {
                 isa = value;
+            } else if (key == "nvrtc_library") {
+                nvrtc_library = value;
             } else if (key == "solvers") {
                 size_t start = 0;
                 while (start <= value.size()) {
@@ -189,7 +193,7 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
                 fail(PASK_ERROR_INVALID_ARGUMENT,
                      "unknown option '" + key +
                          "' (known: policy, num_threads, loader_threads, lookahead, resident_capacity, trace, "
-                         "kernel_dir, cache_dir, hints_file, cpu_isa, solvers, debug_load_delay_ms)");
+                         "kernel_dir, cache_dir, hints_file, cpu_isa, nvrtc_library, solvers, debug_load_delay_ms)");
             }
         }
     }
@@ -197,7 +201,10 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     debug_load_delay_ms = delay_ms;
     resident.set_capacity(static_cast<size_t>(capacity));
     hints = std::make_unique<pask::HintQueue>(static_cast<size_t>(lookahead));
-    backend = std::make_unique<pask::CpuBackend>(threads, isa);
+    if (type == PASK_DEVICE_CUDA)
+        backend = std::make_unique<pask::CudaBackend>(index, nvrtc_library);
+    else
+        backend = std::make_unique<pask::CpuBackend>(threads, isa);
     store = std::make_unique<pask::KernelStore>(
         kernel_dir.empty() ? pask::KernelStore::default_prebuilt_dir() : kernel_dir, backend->object_suffix());
     if (backend->can_compile()) store->set_user_cache(cache_dir);
@@ -232,6 +239,18 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     };
     loader = std::make_unique<pask::Loader>(*backend, *store, loader_threads, std::move(hooks), delay_ms);
     feed_loader();
+}
+
+int pask_context::device_count(pask_device_type_t type) {
+    if (type == PASK_DEVICE_CPU) return 1;
+    if (type != PASK_DEVICE_CUDA) return 0;
+    try {
+        const auto &d = pask::cuda::Driver::get();
+        int n = 0;
+        return d.cuDeviceGetCount(&n) == 0 ? n : 0;
+    } catch (const Error &) {
+        return 0;
+    }
 }
 
 pask_context::~pask_context() {
@@ -398,7 +417,15 @@ void pask_context::load_hints_file(const std::string &path) {
     }
 }
 
-void pask_context::execute(const pask::Problem &p, const pask::OpArgs &args) {
+void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) {
+    pask::Problem p = call;
+    p.device = device_type;
+    p.device_index = device_index;
+    backend->check_device_pointer(args.x, p.op == PASK_OP_GEMM ? "A" : "x");
+    backend->check_device_pointer(args.w, p.op == PASK_OP_GEMM ? "B" : "w");
+    backend->check_device_pointer(args.bias, "bias");
+    backend->check_device_pointer(args.residual, "residual");
+    backend->check_device_pointer(args.y, p.op == PASK_OP_GEMM ? "C" : "y");
     const int64_t t_call = trace.now_us();
     const auto c0 = std::chrono::steady_clock::now();
     stats.calls++;

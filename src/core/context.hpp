@@ -56,6 +56,8 @@ struct pask_context {
     void save_record(const std::string &path) const;
     void load_hints_file(const std::string &path);
     void export_trace(const std::string &path) const;
+    // Devices of a type this process can use (0 when the driver is missing).
+    static int device_count(pask_device_type_t type);
 
     pask_device_type_t device_type;
     int device_index;

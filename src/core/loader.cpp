@@ -1,5 +1,7 @@
 #include "loader.hpp"
 
+#include <algorithm>
+
 #include "error.hpp"
 
 namespace pask {
@@ -101,7 +103,9 @@ bool Loader::queued_or_running(const KernelKey &key) const {
 
 bool Loader::wait_idle(int64_t timeout_ms) {
     std::unique_lock<std::mutex> lock(mu_);
-    return idle_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return jobs_.empty(); });
+    // clamp: a huge timeout would overflow the clock arithmetic
+    const int64_t capped = std::min<int64_t>(timeout_ms, int64_t(365) * 24 * 3600 * 1000);
+    return idle_cv_.wait_for(lock, std::chrono::milliseconds(capped), [&] { return jobs_.empty(); });
 }
 
 void Loader::worker_main(int index) {

@@ -1,6 +1,7 @@
 #include "registry.hpp"
 
 #include "../providers/native/cpu_solvers.hpp"
+#include "../providers/native/cuda_solvers.hpp"
 
 namespace pask {
 
@@ -17,6 +18,12 @@ const std::vector<const Solver *> &all_solvers() {
         &native::cpu::gemm_small,          // 6  gemm.small          unpacked, for M or N <= 8 (GEMV)
         &native::cpu::pool2d_direct,       // 7  pool2d.direct       max/avg, every parameter
         &native::cpu::pool2d_global_avg,   // 8  pool2d.global_avg   average over the whole plane
+        &native::cuda::conv2d_igemm,       // 9  conv2d.cuda_igemm        any conv, implicit GEMM on tensor cores
+        &native::cuda::conv2d_igemm_fixed, // 10 conv2d.cuda_igemm_fixed  same, window geometry compiled in (NVRTC)
+        &native::cuda::conv2d_depthwise,   // 11 conv2d.cuda_depthwise    groups == C
+        &native::cuda::gemm_tc,            // 12 gemm.cuda_tc             tensor-core GEMM
+        &native::cuda::pool2d_direct,      // 13 pool2d.cuda_direct       max/avg, every parameter
+        &native::cuda::pool2d_global_avg,  // 14 pool2d.cuda_global_avg   average over the whole plane
     };
     return table;
 }

@@ -2,6 +2,9 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "../../core/error.hpp"
 
 namespace pask {
@@ -54,6 +57,21 @@ CpuBackend::CpuBackend(int num_threads, const std::string &isa) : pool_(num_thre
         if (!take && isa == o) take = true;
         if (take && isa_supported(o)) targets_.push_back(std::string("x86_64-") + o);
     }
+}
+
+void *CpuBackend::malloc_device(size_t bytes) const {
+    size_t rounded = ((bytes ? bytes : 1) + 63) / 64 * 64;
+    void *p = std::aligned_alloc(64, rounded);
+    if (!p) fail(PASK_ERROR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes");
+    return p;
+}
+
+void CpuBackend::free_device(void *p) const { std::free(p); }
+
+void CpuBackend::copy(void *dst, const void *src, size_t bytes, int) const { std::memmove(dst, src, bytes); }
+
+void CpuBackend::set_stream(void *stream) const {
+    require(stream == nullptr, PASK_ERROR_INVALID_ARGUMENT, "the CPU device has no streams (pass NULL)");
 }
 
 std::shared_ptr<CodeObject> CpuBackend::load_code_object(const std::string &path) {

@@ -20,6 +20,13 @@ public:
     const std::vector<std::string> &targets() const override { return targets_; }
     std::shared_ptr<CodeObject> load_code_object(const std::string &path) override;
 
+    void *malloc_device(size_t bytes) const override;
+    void free_device(void *p) const override;
+    void copy(void *dst, const void *src, size_t bytes, int kind) const override;
+    void set_stream(void *stream) const override;
+    void synchronize() const override {}
+    void check_device_pointer(const void *, const char *) const override {}
+
     const pask_cpu_runtime *runtime() const { return &runtime_; }
     int num_threads() const { return pool_.num_threads(); }
 

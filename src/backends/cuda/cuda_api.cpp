@@ -25,7 +25,7 @@ void *open_first(const std::vector<std::string> &names, std::string &tried) {
         if (n.empty()) continue;
         if (void *h = ::dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) return h;
         const char *e = ::dlerror();
-        tried += std::string(tried.empty() ? "" : "; ") + n + ": " + (e ? e : "not found");
+        tried += std::string(tried.empty() ? "" : "; ") + (e ? std::string(e) : n + ": not found");
     }
     return nullptr;
 }

@@ -48,7 +48,7 @@ typedef struct pask_cuda_conv2d_params {
     int layout;                /* x, y, residual */
     int weight_layout;
     const void *x;
-    const void *w;
+    const void *weight;        /* (renamed from w: clashed with the width w above) */
     const void *bias;
     const void *residual;
     void *y;
@@ -86,5 +86,74 @@ typedef struct pask_cuda_pool2d_params {
     const void *x;
     void *y;
 } pask_cuda_pool2d_params;
+
+#if !defined(__CUDACC_RTC__) && !defined(__CUDACC__)
+/* ---- host-only launch geometry (kernel entries take the params struct by value) ----
+ * Dynamic shared memory always <= 48 KB: no cuFuncSetAttribute needed.
+ * The tensor-core kernels pick their tile from block[0]: 256 threads = 128x128 tile,
+ * 128 threads = 64x64 tile; only the geometry returned here is valid. */
+static inline pask_i64 pask_cuda_cdiv_(pask_i64 a, pask_i64 b) { return (a + b - 1) / b; }
+
+/* grid for a (rows, cols) tile grid: x over rows, the cols tiles folded into y and z. */
+static inline void pask_cuda_mma_geom_(pask_i64 rows, pask_i64 col_tiles_total, pask_i64 tiles_big, unsigned grid[3],
+                                       unsigned block[3], unsigned *shared_bytes, pask_i64 cols, pask_i64 groups) {
+    int big = tiles_big >= 264; /* enough 128x128 tiles to fill ~2 waves of an H100 */
+    pask_i64 bm = big ? 128 : 64, bn = bm;
+    pask_i64 total = pask_cuda_cdiv_(cols, bn) * groups, gy;
+    (void)col_tiles_total;
+    gy = total < 65535 ? total : 65535;
+    if (gy < 1) gy = 1;
+    grid[0] = (unsigned)pask_cuda_cdiv_(rows, bm);
+    grid[1] = (unsigned)gy;
+    grid[2] = (unsigned)pask_cuda_cdiv_(total, gy);
+    block[0] = big ? 256u : 128u;
+    block[1] = block[2] = 1u;
+    /* stages * (BM + BN) rows * 80 bytes: 2 * 256 * 80 = 40960, 3 * 128 * 80 = 30720 */
+    *shared_bytes = big ? 40960u : 30720u;
+}
+
+static inline void pask_cuda_conv2d_igemm_launch(const pask_cuda_conv2d_params *p, unsigned grid[3], unsigned block[3],
+                                                 unsigned *shared_bytes) {
+    pask_i64 M = p->n * p->oh * p->ow, og = p->o / p->groups;
+    pask_i64 tiles_big = pask_cuda_cdiv_(M, 128) * pask_cuda_cdiv_(og, 128) * p->groups;
+    pask_cuda_mma_geom_(M, 0, tiles_big, grid, block, shared_bytes, og, p->groups);
+}
+
+static inline void pask_cuda_gemm_launch(const pask_cuda_gemm_params *p, unsigned grid[3], unsigned block[3],
+                                         unsigned *shared_bytes) {
+    pask_i64 tiles_big = pask_cuda_cdiv_(p->m, 128) * pask_cuda_cdiv_(p->n, 128);
+    pask_cuda_mma_geom_(p->m, 0, tiles_big, grid, block, shared_bytes, p->n, 1);
+}
+
+/* 1-D grid-stride kernels: 256 threads, at most 65535 blocks. */
+static inline void pask_cuda_elementwise_geom_(pask_i64 work, unsigned grid[3], unsigned block[3],
+                                               unsigned *shared_bytes) {
+    pask_i64 b = pask_cuda_cdiv_(work, 256);
+    if (b < 1) b = 1;
+    if (b > 65535) b = 65535;
+    grid[0] = (unsigned)b;
+    grid[1] = grid[2] = 1u;
+    block[0] = 256u;
+    block[1] = block[2] = 1u;
+    *shared_bytes = 0u;
+}
+
+static inline void pask_cuda_conv2d_depthwise_launch(const pask_cuda_conv2d_params *p, unsigned grid[3],
+                                                     unsigned block[3], unsigned *shared_bytes) {
+    pask_cuda_elementwise_geom_(p->n * p->o * p->oh * p->ow, grid, block, shared_bytes);
+}
+
+static inline void pask_cuda_pool2d_launch(const pask_cuda_pool2d_params *p, unsigned grid[3], unsigned block[3],
+                                           unsigned *shared_bytes) {
+    pask_cuda_elementwise_geom_(p->n * p->c * p->oh * p->ow, grid, block, shared_bytes);
+}
+
+static inline void pask_cuda_pool2d_global_avg_launch(const pask_cuda_pool2d_params *p, unsigned grid[3],
+                                                      unsigned block[3], unsigned *shared_bytes) {
+    /* NCHW: a warp per (n, c); NHWC: a thread per (n, c) */
+    pask_i64 work = p->layout == PASK_CUDA_LAYOUT_NHWC ? p->n * p->c : p->n * p->c * 32;
+    pask_cuda_elementwise_geom_(work, grid, block, shared_bytes);
+}
+#endif /* host only */
 
 #endif /* PASK_CUDA_ABI_H */

@@ -1,0 +1,173 @@
+#include "cuda_backend.hpp"
+
+#include <unordered_map>
+
+#include "../../core/error.hpp"
+#include "../../core/fsutil.hpp"
+#include "paskdnn.h"
+
+namespace pask {
+
+namespace {
+
+using namespace cuda;
+
+// The calling thread's stream per backend (set with pask_set_stream).
+thread_local std::unordered_map<const void *, CUstream> t_streams;
+
+class CudaModule final : public CodeObject {
+public:
+    CudaModule(std::string origin, const CudaBackend &backend, const Driver &d, CUmodule m)
+        : CodeObject(std::move(origin)), backend_(backend), d_(d), module_(m) {}
+    ~CudaModule() override {
+        CudaBackend::Scope scope(backend_);
+        d_.cuModuleUnload(module_);
+    }
+    void *symbol(const std::string &name) const override {
+        CUfunction fn = nullptr;
+        if (d_.cuModuleGetFunction(&fn, module_, name.c_str()) != 0) return nullptr;
+        return reinterpret_cast<void *>(fn);
+    }
+
+private:
+    const CudaBackend &backend_;
+    const Driver &d_;
+    CUmodule module_;
+};
+
+// NVRTC options for a key: the target, and each compile-time constant as a
+// macro (dtype -> PASK_DTYPE, anything else x -> PASK_FIXED_X).
+std::string nvrtc_options(const KernelKey &key) {
+    std::string opts = "-std=c++17 --gpu-architecture=" + key.target + " -default-device -lineinfo";
+    size_t start = 0;
+    while (start < key.constants.size()) {
+        size_t comma = key.constants.find(',', start);
+        std::string kv = key.constants.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        auto eq = kv.find('=');
+        if (eq != std::string::npos) {
+            std::string name = kv.substr(0, eq);
+            for (auto &ch : name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+            opts += " -D" + std::string(name == "DTYPE" ? "PASK_DTYPE" : "PASK_FIXED_" + name) + "=" + kv.substr(eq + 1);
+        }
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return opts;
+}
+
+}  // namespace
+
+CudaBackend::Scope::Scope(const CudaBackend &b) : d_(b.d_) { d_.check(d_.cuCtxPushCurrent(b.ctx_), "cuCtxPushCurrent"); }
+
+CudaBackend::Scope::~Scope() {
+    CUcontext popped = nullptr;
+    d_.cuCtxPopCurrent(&popped);
+}
+
+CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path) : d_(Driver::get()), index_(device_index) {
+    int count = 0;
+    d_.check(d_.cuDeviceGetCount(&count), "cuDeviceGetCount");
+    require(count > 0, PASK_ERROR_BACKEND_UNAVAILABLE, "no CUDA device found");
+    require(device_index >= 0 && device_index < count, PASK_ERROR_INVALID_ARGUMENT,
+            "CUDA device " + std::to_string(device_index) + " does not exist (" + std::to_string(count) + " found)");
+    d_.check(d_.cuDeviceGet(&dev_, device_index), "cuDeviceGet");
+    int major = 0, minor = 0;
+    d_.check(d_.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev_), "cuDeviceGetAttribute");
+    d_.check(d_.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev_), "cuDeviceGetAttribute");
+    d_.check(d_.cuDeviceGetAttribute(&sm_count_, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev_), "cuDeviceGetAttribute");
+    require(major >= 8, PASK_ERROR_UNSUPPORTED,
+            "paskdnn's CUDA kernels need compute capability 8.0 or newer; device " + std::to_string(device_index) +
+                " is " + std::to_string(major) + "." + std::to_string(minor));
+    targets_.push_back("sm_" + std::to_string(major) + std::to_string(minor));
+    d_.check(d_.cuDevicePrimaryCtxRetain(&ctx_, dev_), "cuDevicePrimaryCtxRetain");
+    nvrtc_ = cuda::Nvrtc::get(nvrtc_path, &nvrtc_problem_);
+}
+
+CudaBackend::~CudaBackend() { d_.cuDevicePrimaryCtxRelease(dev_); }
+
+std::shared_ptr<CodeObject> CudaBackend::load_code_object(const std::string &path) {
+    auto bytes = read_file(path);
+    if (!bytes) fail(PASK_ERROR_LOAD_FAILED, "cannot read " + path);
+    return load_code_object_bytes(*bytes, path);
+}
+
+std::shared_ptr<CodeObject> CudaBackend::load_code_object_bytes(const std::string &bytes, const std::string &origin) {
+    Scope scope(*this);
+    CUmodule m = nullptr;
+    CUresult r = d_.cuModuleLoadData(&m, bytes.data());
+    if (r != 0) {
+        const char *msg = nullptr;
+        d_.cuGetErrorString(r, &msg);
+        fail(PASK_ERROR_LOAD_FAILED, "cuModuleLoadData(" + origin + ") failed: " + (msg ? msg : std::to_string(r)));
+    }
+    return std::make_shared<CudaModule>(origin, *this, d_, m);
+}
+
+std::string CudaBackend::compile_material(const KernelKey &key) const {
+    const char *src = cuda_kernel_source(key.object);
+    return std::string(src ? src : "") + "\n//--\n" + nvrtc_options(key) + "\n" + (nvrtc_ ? nvrtc_->version : "") +
+           "\n" + key.target;
+}
+
+std::string CudaBackend::compile(const KernelKey &key) {
+    require(nvrtc_ != nullptr, PASK_ERROR_LOAD_FAILED, "cannot compile " + key.str() + ": " + nvrtc_problem_);
+    const char *src = cuda_kernel_source(key.object);
+    require(src != nullptr, PASK_ERROR_LOAD_FAILED, "no CUDA source for code object " + key.object);
+    return nvrtc_->compile(src, key.object + ".cu", nvrtc_options(key));
+}
+
+CUstream CudaBackend::stream() const {
+    auto it = t_streams.find(this);
+    return it == t_streams.end() ? nullptr : it->second;
+}
+
+void CudaBackend::set_stream(void *s) const { t_streams[this] = static_cast<CUstream>(s); }
+
+void CudaBackend::launch(void *fn, const unsigned grid[3], const unsigned block[3], unsigned shared_bytes,
+                         void *params) const {
+    Scope scope(*this);
+    void *args[] = {params};
+    d_.check(d_.cuLaunchKernel(static_cast<CUfunction>(fn), grid[0], grid[1], grid[2], block[0], block[1], block[2],
+                               shared_bytes, stream(), args, nullptr),
+             "cuLaunchKernel");
+}
+
+void CudaBackend::check_device_pointer(const void *p, const char *what) const {
+    if (!p) return;
+    Scope scope(*this);
+    unsigned int type = 0;
+    CUresult r = d_.cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+                                          static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(p)));
+    require(r == 0 && (type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_UNIFIED), PASK_ERROR_INVALID_ARGUMENT,
+            std::string(what) + " is not CUDA device memory (a CUDA context needs device pointers)");
+}
+
+void *CudaBackend::malloc_device(size_t bytes) const {
+    Scope scope(*this);
+    CUdeviceptr p = 0;
+    d_.check(d_.cuMemAlloc(&p, bytes ? bytes : 1), "cuMemAlloc");
+    return reinterpret_cast<void *>(static_cast<uintptr_t>(p));
+}
+
+void CudaBackend::free_device(void *p) const {
+    if (!p) return;
+    Scope scope(*this);
+    d_.check(d_.cuMemFree(static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(p))), "cuMemFree");
+}
+
+void CudaBackend::copy(void *dst, const void *src, size_t bytes, int kind) const {
+    Scope scope(*this);
+    auto dptr = [](const void *p) { return static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(p)); };
+    // the copy is ordered after the work on the calling thread's stream
+    d_.check(d_.cuStreamSynchronize(stream()), "cuStreamSynchronize");
+    if (kind == PASK_COPY_HOST_TO_DEVICE) d_.check(d_.cuMemcpyHtoD(dptr(dst), src, bytes), "cuMemcpyHtoD");
+    else if (kind == PASK_COPY_DEVICE_TO_HOST) d_.check(d_.cuMemcpyDtoH(dst, dptr(src), bytes), "cuMemcpyDtoH");
+    else d_.check(d_.cuMemcpyDtoD(dptr(dst), dptr(src), bytes), "cuMemcpyDtoD");
+}
+
+void CudaBackend::synchronize() const {
+    Scope scope(*this);
+    d_.check(d_.cuStreamSynchronize(stream()), "cuStreamSynchronize");
+}
+
+}  // namespace pask

@@ -1,0 +1,77 @@
+// The CUDA backend: one device's primary context, cubins as code objects
+// (prebuilt by nvcc, or compiled by NVRTC into the user cache), launches on
+// the calling thread's stream, device memory.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../../core/backend.hpp"
+#include "cuda_api.hpp"
+
+namespace pask {
+
+class CudaBackend final : public Backend {
+public:
+    // nvrtc_path may be empty (search the usual sonames).
+    CudaBackend(int device_index, const std::string &nvrtc_path);
+    ~CudaBackend() override;
+
+    pask_device_type_t device_type() const override { return PASK_DEVICE_CUDA; }
+    int device_index() const override { return index_; }
+    const char *name() const override { return "cuda"; }
+    const std::vector<std::string> &targets() const override { return targets_; }
+    const char *object_suffix() const override { return ".cubin"; }
+    std::shared_ptr<CodeObject> load_code_object(const std::string &path) override;
+    bool can_compile() const override { return nvrtc_ != nullptr; }
+    std::string compile_material(const KernelKey &key) const override;
+    std::string compile(const KernelKey &key) override;
+    std::shared_ptr<CodeObject> load_code_object_bytes(const std::string &bytes, const std::string &origin) override;
+
+    // Why NVRTC is unavailable ("" when it is available).
+    const std::string &nvrtc_problem() const { return nvrtc_problem_; }
+    int sm_count() const { return sm_count_; }
+
+    // Launches fn on the calling thread's stream with one by-value argument.
+    void launch(void *fn, const unsigned grid[3], const unsigned block[3], unsigned shared_bytes, void *params) const;
+    // Throws PASK_ERROR_INVALID_ARGUMENT unless p is device (or managed) memory.
+    void check_device_pointer(const void *p, const char *what) const override;
+
+    void *malloc_device(size_t bytes) const override;
+    void free_device(void *p) const override;
+    void copy(void *dst, const void *src, size_t bytes, int kind) const override;
+    void set_stream(void *stream) const override;
+    void synchronize() const override;
+
+    // Pushes this device's context for the scope.
+    class Scope {
+    public:
+        explicit Scope(const CudaBackend &b);
+        ~Scope();
+        Scope(const Scope &) = delete;
+        Scope &operator=(const Scope &) = delete;
+
+    private:
+        const cuda::Driver &d_;
+    };
+
+private:
+    cuda::CUstream stream() const;
+
+    const cuda::Driver &d_;
+    int index_;
+    cuda::CUdevice dev_ = 0;
+    cuda::CUcontext ctx_ = nullptr;
+    int sm_count_ = 0;
+    std::vector<std::string> targets_;
+    const cuda::Nvrtc *nvrtc_ = nullptr;
+    std::string nvrtc_problem_;
+};
+
+// The embedded source of a CUDA code object (generated at build time from
+// src/kernels/cuda, local includes inlined); nullptr when unknown.
+const char *cuda_kernel_source(const std::string &object);
+
+}  // namespace pask

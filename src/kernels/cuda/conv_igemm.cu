@@ -1,0 +1,288 @@
+/*
+ * paskdnn: generic implicit-GEMM 2-D convolution on the tensor cores.
+ * Entry: pask_conv2d_igemm(const pask_cuda_conv2d_params p).
+ * GEMM view per group g: M = N*OH*OW pixels, N = O/groups, K = (C/groups)*KH*KW,
+ * K ordered (kh, kw, c) for NHWC input and (c, kh, kw) for NCHW input.
+ * Tile config picked by blockDim.x (see pask_cuda_conv2d_igemm_launch):
+ *   256 threads: 128x128 tile, 2 smem stages; 128 threads: 64x64, 3 stages.
+ * Optional compile-time shape: PASK_FIXED_KH/KW/STRIDE/PAD/DIL.
+ */
+#include "pask_cuda_mma.cuh"
+
+#ifdef PASK_FIXED_KH
+#define PASK_KH PASK_FIXED_KH
+#else
+#define PASK_KH ((int)p.kh)
+#endif
+#ifdef PASK_FIXED_KW
+#define PASK_KW PASK_FIXED_KW
+#else
+#define PASK_KW ((int)p.kw)
+#endif
+#ifdef PASK_FIXED_STRIDE
+#define PASK_SH PASK_FIXED_STRIDE
+#define PASK_SW PASK_FIXED_STRIDE
+#else
+#define PASK_SH ((int)p.stride_h)
+#define PASK_SW ((int)p.stride_w)
+#endif
+#ifdef PASK_FIXED_PAD
+#define PASK_PT PASK_FIXED_PAD
+#define PASK_PL PASK_FIXED_PAD
+#else
+#define PASK_PT ((int)p.pad_top)
+#define PASK_PL ((int)p.pad_left)
+#endif
+#ifdef PASK_FIXED_DIL
+#define PASK_DH PASK_FIXED_DIL
+#define PASK_DW PASK_FIXED_DIL
+#else
+#define PASK_DH ((int)p.dil_h)
+#define PASK_DW ((int)p.dil_w)
+#endif
+
+template <int BM, int BN, int NT, int WARPS_M, int STAGES>
+PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
+    constexpr int WARPS_N = NT / 32 / WARPS_M;
+    constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MI = WM / 16, NI = WN / 8;
+    constexpr int BK = PASK_BK, VEC = PASK_VEC, RKE = PASK_RK_ELEMS;
+    constexpr int A_WORDS = BM * PASK_ROWW, STAGE_WORDS = (BM + BN) * PASK_ROWW;
+    constexpr int CA = BM * 4 / NT; /* 16-byte chunks per thread, A */
+    constexpr int CB = BN * 4 / NT;
+    constexpr int AKG = NT / BM, AKP = BK / AKG; /* scalar path: k groups, k per thread */
+    constexpr int BKG = NT / BN, BKP = BK / BKG;
+
+    const int KH = PASK_KH, KW = PASK_KW, SH = PASK_SH, SW = PASK_SW, PT = PASK_PT, PL = PASK_PL, DH = PASK_DH,
+              DW = PASK_DW;
+    const int H = (int)p.h, W = (int)p.w, C = (int)p.c, OH = (int)p.oh, OW = (int)p.ow;
+    const int G = (int)p.groups, Cg = C / G, Og = (int)p.o / G;
+    const int K = Cg * KH * KW;
+    const pask_i64 M = p.n * (pask_i64)OH * OW;
+    const int OHW = OH * OW;
+
+    const pask_i64 lin = blockIdx.y + (pask_i64)gridDim.y * blockIdx.z;
+    const int ntiles = (Og + BN - 1) / BN;
+    if (lin >= (pask_i64)ntiles * G) return;
+    const int g = (int)(lin / ntiles), n0 = (int)(lin % ntiles) * BN;
+    const pask_i64 m0 = (pask_i64)blockIdx.x * BM;
+
+    const pask_t *__restrict__ x = (const pask_t *)p.x;
+    const pask_t *__restrict__ w = (const pask_t *)p.weight;
+    const bool nhwc = p.layout == PASK_CUDA_LAYOUT_NHWC;
+    const bool ohwi = p.weight_layout == PASK_CUDA_LAYOUT_NHWC;
+    const bool a_vec = nhwc && (Cg % VEC) == 0 && (((unsigned long long)x) & 15) == 0;
+    const bool b_vec = (((unsigned long long)w) & 15) == 0 && (K % VEC) == 0 &&
+                       ((nhwc && ohwi && (Cg % VEC) == 0) || (!nhwc && !ohwi));
+    const int tid = threadIdx.x;
+
+    /* ---- per-thread A row state ---- */
+    int a_ih0[CA], a_iw0[CA];
+    pask_i64 a_base[CA];
+    int s_ih0 = 0, s_iw0 = 0;
+    pask_i64 s_base = -1;
+    if (a_vec) {
+#pragma unroll
+        for (int i = 0; i < CA; ++i) {
+            const int row = (tid + i * NT) >> 2;
+            const pask_i64 m = m0 + row;
+            a_base[i] = -1;
+            a_ih0[i] = 0;
+            a_iw0[i] = 0;
+            if (m < M) {
+                const pask_i64 nimg = m / OHW;
+                const int pix = (int)(m - nimg * OHW), oh = pix / OW, ow = pix - oh * OW;
+                a_ih0[i] = oh * SH - PT;
+                a_iw0[i] = ow * SW - PL;
+                a_base[i] = nimg * H * W * C + (pask_i64)g * Cg;
+            }
+        }
+    } else {
+        const int row = tid % BM;
+        const pask_i64 m = m0 + row;
+        if (m < M) {
+            const pask_i64 nimg = m / OHW;
+            const int pix = (int)(m - nimg * OHW), oh = pix / OW, ow = pix - oh * OW;
+            s_ih0 = oh * SH - PT;
+            s_iw0 = ow * SW - PL;
+            s_base = nhwc ? nimg * H * W * C + (pask_i64)g * Cg : (nimg * C + (pask_i64)g * Cg) * H * W;
+        }
+    }
+
+    auto load_tile = [&](int stage, int kt) {
+        unsigned *sA = smem + stage * STAGE_WORDS;
+        unsigned *sB = sA + A_WORDS;
+        const int kb = kt * BK;
+        /* A */
+        if (a_vec) {
+#pragma unroll
+            for (int i = 0; i < CA; ++i) {
+                const int idx = tid + i * NT, row = idx >> 2, kc = idx & 3;
+                const int k = kb + kc * VEC;
+                const pask_t *src = x;
+                int bytes = 0;
+                if (a_base[i] >= 0 && k < K) {
+                    const int rs = k / Cg, c = k - rs * Cg;
+                    const int r = rs / KW, s = rs - r * KW;
+                    const int ih = a_ih0[i] + r * DH, iw = a_iw0[i] + s * DW;
+                    if ((unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W) {
+                        src = x + a_base[i] + ((pask_i64)ih * W + iw) * C + c;
+                        bytes = 16;
+                    }
+                }
+                pask_cp16(((pask_t *)sA) + row * RKE + kc * VEC, src, bytes);
+            }
+        } else {
+            const int row = tid % BM, kg = tid / BM;
+            pask_t *dst = ((pask_t *)sA) + row * RKE + kg * AKP;
+            int k = kb + kg * AKP;
+            int c, r, s;
+            if (nhwc) {
+                const int rs = k / Cg;
+                c = k - rs * Cg;
+                r = rs / KW;
+                s = rs - r * KW;
+            } else {
+                c = k / (KH * KW);
+                const int rs = k - c * (KH * KW);
+                r = rs / KW;
+                s = rs - r * KW;
+            }
+#pragma unroll
+            for (int j = 0; j < AKP; ++j) {
+                pask_t v = pask_from_f32(0.f);
+                if (s_base >= 0 && k + j < K) {
+                    const int ih = s_ih0 + r * DH, iw = s_iw0 + s * DW;
+                    if ((unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W) {
+                        const pask_i64 off = nhwc ? s_base + ((pask_i64)ih * W + iw) * C + c
+                                                  : s_base + (pask_i64)c * H * W + (pask_i64)ih * W + iw;
+                        v = x[off];
+                    }
+                }
+                dst[j] = v;
+                if (nhwc) {
+                    if (++c == Cg) { c = 0; if (++s == KW) { s = 0; ++r; } }
+                } else {
+                    if (++s == KW) { s = 0; if (++r == KH) { r = 0; ++c; } }
+                }
+            }
+        }
+        /* B */
+        if (b_vec) {
+#pragma unroll
+            for (int i = 0; i < CB; ++i) {
+                const int idx = tid + i * NT, row = idx >> 2, kc = idx & 3;
+                const int k = kb + kc * VEC, o = n0 + row;
+                const bool ok = o < Og && k < K;
+                const pask_t *src = ok ? w + ((pask_i64)g * Og + o) * K + k : w;
+                pask_cp16(((pask_t *)sB) + row * RKE + kc * VEC, src, ok ? 16 : 0);
+            }
+        } else {
+            const int row = tid % BN, kg = tid / BN;
+            pask_t *dst = ((pask_t *)sB) + row * RKE + kg * BKP;
+            const int o = n0 + row;
+            const pask_i64 obase = ((pask_i64)g * Og + o) * K;
+            int k = kb + kg * BKP;
+            int c, r, s;
+            if (nhwc) {
+                const int rs = k / Cg;
+                c = k - rs * Cg;
+                r = rs / KW;
+                s = rs - r * KW;
+            } else {
+                c = k / (KH * KW);
+                const int rs = k - c * (KH * KW);
+                r = rs / KW;
+                s = rs - r * KW;
+            }
+#pragma unroll
+            for (int j = 0; j < BKP; ++j) {
+                pask_t v = pask_from_f32(0.f);
+                if (o < Og && k + j < K) {
+                    const pask_i64 off = ohwi ? obase + ((pask_i64)r * KW + s) * Cg + c
+                                              : obase + ((pask_i64)c * KH + r) * KW + s;
+                    v = w[off];
+                }
+                dst[j] = v;
+                if (nhwc) {
+                    if (++c == Cg) { c = 0; if (++s == KW) { s = 0; ++r; } }
+                } else {
+                    if (++s == KW) { s = 0; if (++r == KH) { r = 0; ++c; } }
+                }
+            }
+        }
+    };
+
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
+
+    const int KT = (K + BK - 1) / BK;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < KT) load_tile(s, s);
+        pask_cp_commit();
+    }
+    const int warp = tid >> 5, lane = tid & 31;
+    const int wm = warp % WARPS_M, wn = warp / WARPS_M;
+    for (int kt = 0; kt < KT; ++kt) {
+        pask_cp_wait<STAGES - 2>();
+        __syncthreads();
+        const int nk = kt + STAGES - 1;
+        if (nk < KT) load_tile(nk % STAGES, nk);
+        pask_cp_commit();
+        const unsigned *sA = smem + (kt % STAGES) * STAGE_WORDS;
+        pask_warp_mma<MI, NI, false, false, BM, BN>(acc, sA, sA + A_WORDS, wm * WM, wn * WN, lane);
+    }
+    pask_cp_wait<0>();
+
+    /* ---- epilogue ---- */
+    pask_t *__restrict__ y = (pask_t *)p.y;
+    const pask_t *__restrict__ bias = (const pask_t *)p.bias;
+    const pask_t *__restrict__ res = (const pask_t *)p.residual;
+    const float alpha = p.alpha, beta = p.beta;
+    const int act = p.activation;
+    const int O = (int)p.o;
+    const int gi = lane >> 2, ti = lane & 3;
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const pask_i64 m = m0 + wm * WM + mi * 16 + gi + h * 8;
+            if (m >= M) continue;
+            pask_i64 base, ostride;
+            if (nhwc) {
+                base = m * O + (pask_i64)g * Og;
+                ostride = 1;
+            } else {
+                const pask_i64 nimg = m / OHW;
+                const pask_i64 pix = m - nimg * OHW;
+                base = (nimg * O + (pask_i64)g * Og) * OHW + pix;
+                ostride = OHW;
+            }
+#pragma unroll
+            for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+                for (int j = 0; j < 2; ++j) {
+                    const int o = n0 + wn * WN + ni * 8 + 2 * ti + j;
+                    if (o >= Og) continue;
+                    const pask_i64 off = base + (pask_i64)o * ostride;
+                    float v = alpha * acc[mi][ni][h * 2 + j];
+                    if (beta != 0.f) v += beta * pask_ld(y, off);
+                    if (bias) v += pask_ld(bias, (pask_i64)g * Og + o);
+                    if (res) v += pask_ld(res, off);
+                    y[off] = pask_from_f32(pask_act(v, act));
+                }
+        }
+}
+
+extern "C" __global__ void __launch_bounds__(256) pask_conv2d_igemm(const pask_cuda_conv2d_params p) {
+    extern __shared__ __align__(16) unsigned pask_smem[];
+    if (blockDim.x == 256)
+        conv_body<128, 128, 256, 2, 2>(p, pask_smem);
+    else
+        conv_body<64, 64, 128, 2, 3>(p, pask_smem);
+}

@@ -1,0 +1,166 @@
+/*
+ * paskdnn: row-major GEMM on the tensor cores.
+ * Entry: pask_gemm(const pask_cuda_gemm_params p):
+ *   C[m x n] = act(alpha * op(A) @ op(B) + beta * C + bias[n]).
+ * op(A)[i,k] = trans_a ? a[k*lda + i] : a[i*lda + k]
+ * op(B)[k,j] = trans_b ? b[j*ldb + k] : b[k*ldb + j]
+ * Tile config by blockDim.x (pask_cuda_gemm_launch): 256 -> 128x128, 128 -> 64x64.
+ */
+#include "pask_cuda_mma.cuh"
+
+/* Load one BK slice of a R-row operand into smem.
+ * KR == false: element (r, k) at src[r*ld + k], smem RK layout.
+ * KR == true : element (r, k) at src[k*ld + r], smem KR layout. */
+template <bool KR, int R, int NT>
+PASK_DEV void gemm_load(unsigned *s, const pask_t *__restrict__ src, pask_i64 ld, pask_i64 r0, pask_i64 Rn, int kb,
+                        int K, bool vec, int tid) {
+    constexpr int VEC = PASK_VEC, BK = PASK_BK;
+    if (!KR) {
+        if (vec) {
+            constexpr int CH = R * 4 / NT;
+#pragma unroll
+            for (int i = 0; i < CH; ++i) {
+                const int idx = tid + i * NT, row = idx >> 2, kc = idx & 3;
+                const pask_i64 r = r0 + row;
+                const int k = kb + kc * VEC;
+                int n = K - k;
+                n = n > VEC ? VEC : n;
+                const bool ok = r < Rn && n > 0;
+                pask_cp16(((pask_t *)s) + row * PASK_RK_ELEMS + kc * VEC, ok ? src + r * ld + k : src,
+                          ok ? n * PASK_ES : 0);
+            }
+        } else {
+            constexpr int KG = NT / R, KP = BK / KG;
+            const int row = tid % R, kg = tid / R;
+            const pask_i64 r = r0 + row;
+            pask_t *dst = ((pask_t *)s) + row * PASK_RK_ELEMS + kg * KP;
+            const int k0 = kb + kg * KP;
+#pragma unroll
+            for (int j = 0; j < KP; ++j)
+                dst[j] = (r < Rn && k0 + j < K) ? src[r * ld + k0 + j] : pask_from_f32(0.f);
+        }
+    } else {
+        constexpr int CPR = R / VEC; /* chunks per k row */
+        if (vec) {
+            constexpr int CH = BK * CPR / NT;
+#pragma unroll
+            for (int i = 0; i < CH; ++i) {
+                const int idx = tid + i * NT, kk = idx / CPR, rc = idx % CPR;
+                const int k = kb + kk;
+                const pask_i64 r = r0 + rc * VEC;
+                pask_i64 n = Rn - r;
+                n = n > VEC ? VEC : n;
+                const bool ok = k < K && n > 0;
+                pask_cp16(((pask_t *)s) + kk * (R + 8) + rc * VEC, ok ? src + (pask_i64)k * ld + r : src,
+                          ok ? (int)n * PASK_ES : 0);
+            }
+        } else {
+            constexpr int PER = BK * R / NT;
+#pragma unroll 4
+            for (int i = 0; i < PER; ++i) {
+                const int idx = tid + i * NT, kk = idx / R, rr = idx % R;
+                const int k = kb + kk;
+                const pask_i64 r = r0 + rr;
+                ((pask_t *)s)[kk * (R + 8) + rr] = (k < K && r < Rn) ? src[(pask_i64)k * ld + r] : pask_from_f32(0.f);
+            }
+        }
+    }
+}
+
+template <int BM, int BN, int NT, int WARPS_M, int STAGES, bool TA, bool TB>
+PASK_DEV void gemm_body(const pask_cuda_gemm_params &p, unsigned *smem) {
+    constexpr int WARPS_N = NT / 32 / WARPS_M;
+    constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MI = WM / 16, NI = WN / 8;
+    constexpr int BK = PASK_BK, VEC = PASK_VEC;
+    constexpr int A_WORDS = BM * PASK_ROWW, STAGE_WORDS = (BM + BN) * PASK_ROWW;
+    /* smem layouts: A is KR when trans_a; B is KR (k rows of n) when !trans_b */
+    constexpr bool AKR = TA, BKR = !TB;
+
+    const pask_i64 M = p.m, N = p.n;
+    const int K = (int)p.k;
+    const pask_i64 m0 = (pask_i64)blockIdx.x * BM;
+    const pask_i64 n0 = ((pask_i64)blockIdx.y + (pask_i64)gridDim.y * blockIdx.z) * BN;
+    if (n0 >= N) return;
+    const pask_t *__restrict__ A = (const pask_t *)p.a;
+    const pask_t *__restrict__ B = (const pask_t *)p.b;
+    const bool a_vec = (((unsigned long long)A) & 15) == 0 && (p.lda % VEC) == 0;
+    const bool b_vec = (((unsigned long long)B) & 15) == 0 && (p.ldb % VEC) == 0;
+    const int tid = threadIdx.x;
+
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
+
+    auto load_tile = [&](int stage, int kt) {
+        unsigned *sA = smem + stage * STAGE_WORDS;
+        gemm_load<AKR, BM, NT>(sA, A, p.lda, m0, M, kt * BK, K, a_vec, tid);
+        gemm_load<BKR, BN, NT>(sA + A_WORDS, B, p.ldb, n0, N, kt * BK, K, b_vec, tid);
+    };
+
+    const int KT = (K + BK - 1) / BK;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < KT) load_tile(s, s);
+        pask_cp_commit();
+    }
+    const int warp = tid >> 5, lane = tid & 31;
+    const int wm = warp % WARPS_M, wn = warp / WARPS_M;
+    for (int kt = 0; kt < KT; ++kt) {
+        pask_cp_wait<STAGES - 2>();
+        __syncthreads();
+        const int nk = kt + STAGES - 1;
+        if (nk < KT) load_tile(nk % STAGES, nk);
+        pask_cp_commit();
+        const unsigned *sA = smem + (kt % STAGES) * STAGE_WORDS;
+        pask_warp_mma<MI, NI, AKR, BKR, BM, BN>(acc, sA, sA + A_WORDS, wm * WM, wn * WN, lane);
+    }
+    pask_cp_wait<0>();
+
+    pask_t *__restrict__ Cp = (pask_t *)p.c;
+    const pask_t *__restrict__ bias = (const pask_t *)p.bias;
+    const float alpha = p.alpha, beta = p.beta;
+    const int act = p.activation;
+    const int gi = lane >> 2, ti = lane & 3;
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const pask_i64 m = m0 + wm * WM + mi * 16 + gi + h * 8;
+            if (m >= M) continue;
+#pragma unroll
+            for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+                for (int j = 0; j < 2; ++j) {
+                    const pask_i64 n = n0 + wn * WN + ni * 8 + 2 * ti + j;
+                    if (n >= N) continue;
+                    const pask_i64 off = m * p.ldc + n;
+                    float v = alpha * acc[mi][ni][h * 2 + j];
+                    if (beta != 0.f) v += beta * pask_ld(Cp, off);
+                    if (bias) v += pask_ld(bias, n);
+                    Cp[off] = pask_from_f32(pask_act(v, act));
+                }
+        }
+}
+
+template <int BM, int BN, int NT, int WARPS_M, int STAGES>
+PASK_DEV void gemm_dispatch(const pask_cuda_gemm_params &p, unsigned *smem) {
+    if (p.trans_a) {
+        if (p.trans_b) gemm_body<BM, BN, NT, WARPS_M, STAGES, true, true>(p, smem);
+        else gemm_body<BM, BN, NT, WARPS_M, STAGES, true, false>(p, smem);
+    } else {
+        if (p.trans_b) gemm_body<BM, BN, NT, WARPS_M, STAGES, false, true>(p, smem);
+        else gemm_body<BM, BN, NT, WARPS_M, STAGES, false, false>(p, smem);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) pask_gemm(const pask_cuda_gemm_params p) {
+    extern __shared__ __align__(16) unsigned pask_smem[];
+    if (blockDim.x == 256)
+        gemm_dispatch<128, 128, 256, 2, 2>(p, pask_smem);
+    else
+        gemm_dispatch<64, 64, 128, 2, 3>(p, pask_smem);
+}

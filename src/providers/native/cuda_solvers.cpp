@@ -1,0 +1,211 @@
+#include "cuda_solvers.hpp"
+
+#include <algorithm>
+
+#include "../../backends/cuda/cuda_backend.hpp"
+#include "../../core/error.hpp"
+#include "../../kernels/cuda/pask_cuda_abi.h"
+
+namespace pask::native::cuda {
+
+namespace {
+
+// Rough H100 rates; they rank CUDA solvers against each other.
+constexpr double kTensorFlopsPerUs = 150e6;   // fp16/bf16 mma.sync, well below peak
+constexpr double kTf32FlopsPerUs = 60e6;
+constexpr double kBytesPerUs = 1.5e6;         // ~1.5 TB/s achieved
+constexpr double kLaunchUs = 4.0;
+
+int dtype_code(pask_dtype_t t) {
+    return t == PASK_DTYPE_FLOAT16 ? PASK_CUDA_DTYPE_F16 : t == PASK_DTYPE_BFLOAT16 ? PASK_CUDA_DTYPE_BF16 : PASK_CUDA_DTYPE_F32;
+}
+
+bool cuda_dtype(const Problem &p) {
+    return p.device == PASK_DEVICE_CUDA &&
+           (p.dtype == PASK_DTYPE_FLOAT32 || p.dtype == PASK_DTYPE_FLOAT16 || p.dtype == PASK_DTYPE_BFLOAT16);
+}
+
+double elem_bytes(const Problem &p) { return p.dtype == PASK_DTYPE_FLOAT32 ? 4.0 : 2.0; }
+
+double mma_rate(const Problem &p) { return p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs; }
+
+const CudaBackend &cuda_of(Backend &b) { return static_cast<const CudaBackend &>(b); }
+
+void launch(const Kernel &k, Backend &b, const unsigned grid[3], const unsigned block[3], unsigned smem, void *params) {
+    cuda_of(b).launch(k.entry, grid, block, smem, params);
+}
+
+class CudaSolver : public Solver {
+public:
+    constexpr CudaSolver(int id, const char *name, pask_op_t op, const char *object, const char *entry)
+        : Solver(id, name, op, PASK_DEVICE_CUDA), object_(object), entry_(entry) {}
+    KernelKey kernel_for(const Problem &p, const std::string &target) const override {
+        return KernelKey{"native", "cuda", object_, entry_, target, constants(p)};
+    }
+
+protected:
+    virtual std::string constants(const Problem &p) const { return "dtype=" + std::to_string(dtype_code(p.dtype)); }
+
+private:
+    const char *object_;
+    const char *entry_;
+};
+
+pask_cuda_conv2d_params conv_params(const Problem &p, const OpArgs &a) {
+    pask_cuda_conv2d_params q{};
+    q.n = p.n; q.c = p.c; q.h = p.h; q.w = p.w;
+    q.o = p.o; q.kh = p.kh; q.kw = p.kw; q.oh = p.oh; q.ow = p.ow;
+    q.stride_h = p.stride[0]; q.stride_w = p.stride[1];
+    q.pad_top = p.pad_pre[0]; q.pad_left = p.pad_pre[1];
+    q.dil_h = p.dilation[0]; q.dil_w = p.dilation[1];
+    q.groups = p.groups;
+    q.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CUDA_LAYOUT_NHWC : PASK_CUDA_LAYOUT_NCHW;
+    q.weight_layout = p.weight_layout == PASK_LAYOUT_NHWC ? PASK_CUDA_LAYOUT_NHWC : PASK_CUDA_LAYOUT_NCHW;
+    q.x = a.x; q.weight = a.w; q.bias = a.bias; q.residual = a.residual; q.y = a.y;
+    q.alpha = a.alpha; q.beta = a.beta; q.activation = static_cast<int>(p.activation);
+    return q;
+}
+
+class ConvIgemm : public CudaSolver {
+public:
+    using CudaSolver::CudaSolver;
+    bool applicable(const Problem &p) const override { return p.op == PASK_OP_CONV2D && cuda_dtype(p); }
+    double cost_us(const Problem &p) const override {
+        double bytes = (double(p.n) * p.c * p.h * p.w + double(p.n) * p.o * p.oh * p.ow +
+                        double(p.o) * (p.c / p.groups) * p.kh * p.kw) * elem_bytes(p);
+        double layout_penalty = p.layout == PASK_LAYOUT_NHWC ? 1.0 : 2.0;
+        return std::max(p.flops() / mma_rate(p) * layout_penalty, bytes / kBytesPerUs) + kLaunchUs;
+    }
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
+        pask_cuda_conv2d_params q = conv_params(p, a);
+        unsigned grid[3], block[3], smem = 0;
+        pask_cuda_conv2d_igemm_launch(&q, grid, block, &smem);
+        launch(k, b, grid, block, smem, &q);
+    }
+};
+
+// The same implicit GEMM with the window geometry baked in at compile time
+// (NVRTC, on demand): uniform stride, padding and dilation.
+class ConvIgemmFixed final : public ConvIgemm {
+public:
+    using ConvIgemm::ConvIgemm;
+    bool applicable(const Problem &p) const override {
+        return ConvIgemm::applicable(p) && p.stride[0] == p.stride[1] && p.dilation[0] == p.dilation[1] &&
+               p.pad_pre[0] == p.pad_pre[1] && p.pad_post[0] == p.pad_pre[0] && p.pad_post[1] == p.pad_pre[0] &&
+               p.kh <= 7 && p.kw <= 7 && p.stride[0] <= 4 && p.dilation[0] <= 4 && p.pad_pre[0] <= 3;
+    }
+    double cost_us(const Problem &p) const override { return ConvIgemm::cost_us(p) * 0.9; }
+
+protected:
+    std::string constants(const Problem &p) const override {
+        return "dtype=" + std::to_string(dtype_code(p.dtype)) + ",kh=" + std::to_string(p.kh) + ",kw=" +
+               std::to_string(p.kw) + ",stride=" + std::to_string(p.stride[0]) + ",pad=" + std::to_string(p.pad_pre[0]) +
+               ",dil=" + std::to_string(p.dilation[0]);
+    }
+};
+
+class ConvDepthwise final : public CudaSolver {
+public:
+    using CudaSolver::CudaSolver;
+    bool applicable(const Problem &p) const override {
+        return p.op == PASK_OP_CONV2D && cuda_dtype(p) && p.groups == p.c && p.groups > 1 && p.o % p.c == 0;
+    }
+    double cost_us(const Problem &p) const override {
+        double bytes = (double(p.n) * p.c * p.h * p.w + double(p.n) * p.o * p.oh * p.ow) * elem_bytes(p);
+        return bytes / kBytesPerUs + p.flops() / 20e6 + kLaunchUs;
+    }
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
+        pask_cuda_conv2d_params q = conv_params(p, a);
+        unsigned grid[3], block[3], smem = 0;
+        pask_cuda_conv2d_depthwise_launch(&q, grid, block, &smem);
+        launch(k, b, grid, block, smem, &q);
+    }
+};
+
+class GemmTc final : public CudaSolver {
+public:
+    using CudaSolver::CudaSolver;
+    bool applicable(const Problem &p) const override { return p.op == PASK_OP_GEMM && cuda_dtype(p); }
+    double cost_us(const Problem &p) const override {
+        double bytes = (double(p.gm) * p.gk + double(p.gk) * p.gn + double(p.gm) * p.gn) * elem_bytes(p);
+        return std::max(p.flops() / mma_rate(p), bytes / kBytesPerUs) + kLaunchUs;
+    }
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
+        pask_cuda_gemm_params q{};
+        q.m = p.gm; q.n = p.gn; q.k = p.gk;
+        q.lda = p.lda; q.ldb = p.ldb; q.ldc = p.ldc;
+        q.trans_a = p.trans_a; q.trans_b = p.trans_b;
+        q.a = a.x; q.b = a.w; q.bias = a.bias; q.c = a.y;
+        q.alpha = a.alpha; q.beta = a.beta; q.activation = static_cast<int>(p.activation);
+        unsigned grid[3], block[3], smem = 0;
+        pask_cuda_gemm_launch(&q, grid, block, &smem);
+        launch(k, b, grid, block, smem, &q);
+    }
+};
+
+pask_cuda_pool2d_params pool_params(const Problem &p, const OpArgs &a) {
+    pask_cuda_pool2d_params q{};
+    q.n = p.n; q.c = p.c; q.h = p.h; q.w = p.w; q.oh = p.oh; q.ow = p.ow; q.kh = p.kh; q.kw = p.kw;
+    q.stride_h = p.stride[0]; q.stride_w = p.stride[1];
+    q.pad_top = p.pad_pre[0]; q.pad_left = p.pad_pre[1]; q.pad_bottom = p.pad_post[0]; q.pad_right = p.pad_post[1];
+    q.dil_h = p.dilation[0]; q.dil_w = p.dilation[1];
+    q.divisor_override = p.divisor_override;
+    q.mode = p.pool_mode == PASK_POOL_MAX ? 0 : 1;
+    q.count_include_pad = p.count_include_pad;
+    q.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CUDA_LAYOUT_NHWC : PASK_CUDA_LAYOUT_NCHW;
+    q.x = a.x; q.y = a.y;
+    return q;
+}
+
+class PoolDirect final : public CudaSolver {
+public:
+    using CudaSolver::CudaSolver;
+    bool applicable(const Problem &p) const override { return p.op == PASK_OP_POOL2D && cuda_dtype(p); }
+    double cost_us(const Problem &p) const override {
+        double bytes = (double(p.n) * p.c * p.h * p.w + double(p.n) * p.c * p.oh * p.ow) * elem_bytes(p);
+        return bytes / kBytesPerUs + p.flops() / 50e6 + kLaunchUs;
+    }
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
+        pask_cuda_pool2d_params q = pool_params(p, a);
+        unsigned grid[3], block[3], smem = 0;
+        pask_cuda_pool2d_launch(&q, grid, block, &smem);
+        launch(k, b, grid, block, smem, &q);
+    }
+};
+
+class PoolGlobalAvg final : public CudaSolver {
+public:
+    using CudaSolver::CudaSolver;
+    bool applicable(const Problem &p) const override {
+        return p.op == PASK_OP_POOL2D && cuda_dtype(p) && p.pool_mode == PASK_POOL_AVG && p.kh == p.h &&
+               p.kw == p.w && p.oh == 1 && p.ow == 1 && p.pad_pre[0] == 0 && p.pad_pre[1] == 0 &&
+               p.pad_post[0] == 0 && p.pad_post[1] == 0 && p.divisor_override == 0;
+    }
+    double cost_us(const Problem &p) const override {
+        return double(p.n) * p.c * p.h * p.w * elem_bytes(p) / kBytesPerUs + kLaunchUs * 0.8;
+    }
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
+        pask_cuda_pool2d_params q = pool_params(p, a);
+        unsigned grid[3], block[3], smem = 0;
+        pask_cuda_pool2d_global_avg_launch(&q, grid, block, &smem);
+        launch(k, b, grid, block, smem, &q);
+    }
+};
+
+const ConvIgemm k_igemm(9, "conv2d.cuda_igemm", PASK_OP_CONV2D, "conv_igemm", "pask_conv2d_igemm");
+const ConvIgemmFixed k_igemm_fixed(10, "conv2d.cuda_igemm_fixed", PASK_OP_CONV2D, "conv_igemm", "pask_conv2d_igemm");
+const ConvDepthwise k_dw(11, "conv2d.cuda_depthwise", PASK_OP_CONV2D, "conv_depthwise", "pask_conv2d_depthwise");
+const GemmTc k_gemm(12, "gemm.cuda_tc", PASK_OP_GEMM, "gemm", "pask_gemm");
+const PoolDirect k_pool(13, "pool2d.cuda_direct", PASK_OP_POOL2D, "pool", "pask_pool2d");
+const PoolGlobalAvg k_gpool(14, "pool2d.cuda_global_avg", PASK_OP_POOL2D, "pool", "pask_pool2d_global_avg");
+
+}  // namespace
+
+const Solver &conv2d_igemm = k_igemm;
+const Solver &conv2d_igemm_fixed = k_igemm_fixed;
+const Solver &conv2d_depthwise = k_dw;
+const Solver &gemm_tc = k_gemm;
+const Solver &pool2d_direct = k_pool;
+const Solver &pool2d_global_avg = k_gpool;
+
+}  // namespace pask::native::cuda
