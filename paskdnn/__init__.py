@@ -5,7 +5,8 @@ Every call routes through a solver registry and a cache of resident kernels
 filed by (device, op, layout, dtype). ``import paskdnn`` is cheap: the C library
 is loaded on first use.
 """
-from ._context import Context, get_default_context, last_solver, set_default_context, solvers, version
+from ._arrays import DeviceArray, asarray
+from ._context import Context, device_count, get_default_context, last_solver, set_default_context, solvers, version
 from ._errors import (
     BackendUnavailableError,
     Error,
@@ -25,6 +26,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Context",
     "TensorSpec",
+    "DeviceArray",
+    "asarray",
+    "device_count",
     "get_default_context",
     "set_default_context",
     "solvers",

@@ -52,6 +52,9 @@ class Context:
         trace: record the event log for :meth:`export_trace` (default True).
         debug_load_delay_ms: sleep added to every kernel load; for tests that
             need slow loads to be deterministic.
+        nvrtc: path of libnvrtc for CUDA contexts (default: found with
+            cuda.pathfinder when installed, else ``$PASKDNN_NVRTC`` or the
+            usual sonames). Without NVRTC only prebuilt cubins are used.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Context:
         hints: Optional[str] = None,
         trace: Optional[bool] = None,
         debug_load_delay_ms: Optional[int] = None,
+        nvrtc: Optional[str] = None,
     ) -> None:
         ffi, lib = _lib.load()
         name, index = _parse_device(device)
@@ -101,6 +105,12 @@ class Context:
             options["kernel_dir"] = os.fspath(kernel_dir)
         if cpu_isa is not None:
             options["cpu_isa"] = str(cpu_isa)
+        if nvrtc is not None:
+            options["nvrtc_library"] = os.fspath(nvrtc)
+        elif name == "cuda" and not os.environ.get("PASKDNN_NVRTC"):
+            found = _find_nvrtc()
+            if found:
+                options["nvrtc_library"] = found
         opts = ffi.new("pask_options_t *")
         _lib.check(lib.pask_options_create(opts))
         try:
@@ -139,7 +149,8 @@ class Context:
             raise ValueError(f"cannot hint {op!r}; expected one of {names}")
         if "context" in kwargs:
             raise TypeError("hint() takes no context= (the hint goes to this context)")
-        getattr(functional, op)(*args, context=functional._HintTarget(self._h()), **kwargs)
+        target = functional._HintTarget(self._h(), self.device.startswith("cuda"))
+        getattr(functional, op)(*args, context=target, **kwargs)
 
     def clear_hints(self) -> None:
         """Drops every pending hint."""
@@ -194,6 +205,11 @@ class Context:
         _lib.check(lib.pask_context_get_num_threads(self._handle, out))
         return int(out[0])
 
+    def synchronize(self) -> None:
+        """Waits for the calling thread's stream on this context (GPU)."""
+        ffi, lib = _lib.load()
+        _lib.check(lib.pask_synchronize(self._h()))
+
     def close(self) -> None:
         """Frees the context now (it is also freed when garbage collected)."""
         ffi, lib = _lib.load()
@@ -222,6 +238,38 @@ def _close_all() -> None:
 
 _default: Optional[Context] = None
 _default_lock = threading.Lock()
+_cuda_defaults: Dict[str, Context] = {}
+
+
+def _find_nvrtc() -> Optional[str]:
+    """libnvrtc's path through cuda.pathfinder, when that package is installed."""
+    try:
+        from cuda import pathfinder
+    except ImportError:
+        return None
+    try:
+        return str(pathfinder.load_nvidia_dynamic_lib("nvrtc").abs_path)
+    except Exception:  # not installed there: the C core searches the usual sonames
+        return None
+
+
+def default_cuda_context(device: str = "cuda") -> "Context":
+    """A process-wide context per CUDA device (used by paskdnn.asarray)."""
+    key = device if ":" in device else device + ":0"
+    with _default_lock:
+        if key not in _cuda_defaults:
+            _cuda_defaults[key] = Context(device=key)
+        return _cuda_defaults[key]
+
+
+def device_count(device_type: str = "cuda") -> int:
+    """Number of devices of a type this process can use (0 without a driver)."""
+    ffi, lib = _lib.load()
+    if device_type not in _DEVICE_TYPES:
+        raise ValueError(f"unknown device type {device_type!r}")
+    out = ffi.new("int *")
+    _lib.check(lib.pask_device_count(_DEVICE_TYPES[device_type], out))
+    return int(out[0])
 
 
 def get_default_context() -> Context:

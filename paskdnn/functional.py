@@ -1,5 +1,7 @@
 """The functional API: torch.nn.functional's names, argument order and
-semantics, on numpy float32 arrays (CPU).
+semantics, on numpy float32 arrays (CPU contexts) or GPU arrays (CUDA contexts:
+torch tensors, cupy arrays, paskdnn.DeviceArray or any DLPack array; float32,
+float16, bfloat16).
 
 Every op validates its Python arguments here (types, dtypes, contiguity) and
 leaves shape and parameter checks to the C core, whose messages come back as
@@ -12,7 +14,8 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _lib
+from . import _arrays, _lib
+from ._arrays import DevView
 from ._context import Context, resolve
 from ._errors import UnsupportedError
 
@@ -45,11 +48,15 @@ class TensorSpec:
     ``ctx.hint("conv2d", TensorSpec((1, 64, 56, 56)), TensorSpec((64, 64, 3, 3)), padding=1)``.
     Plain tuples are accepted wherever a hint takes a tensor."""
 
-    __slots__ = ("shape", "dtype")
+    __slots__ = ("shape", "dtype", "dcode")
 
-    def __init__(self, shape: Sequence[int], dtype: Any = np.float32) -> None:
+    def __init__(self, shape: Sequence[int], dtype: Any = "float32") -> None:
         self.shape = tuple(_int(d, "shape") for d in shape)
-        self.dtype = np.dtype(dtype)
+        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+        codes = {"float32": 0, "float16": 1, "bfloat16": 2}
+        if name not in codes:
+            raise TypeError(f"TensorSpec dtype must be float32, float16 or bfloat16, got {name}")
+        self.dtype, self.dcode = name, codes[name]
 
     @property
     def ndim(self) -> int:
@@ -63,19 +70,63 @@ class _HintTarget:
     """Passed as ``context=`` by Context.hint: the op describes an upcoming
     Problem to this context (no data is read or written) instead of running."""
 
-    __slots__ = ("handle",)
+    __slots__ = ("handle", "cuda")
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, cuda: bool = False) -> None:
         self.handle = handle
+        self.cuda = cuda
 
 
-def _resolve(context: Any) -> Any:
-    return context if isinstance(context, _HintTarget) else resolve(context)
+class _Call:
+    """One op call's target: the C handle, whether it only hints, whether the
+    device is a GPU, and the stream to launch on."""
+
+    __slots__ = ("handle", "hint", "cuda", "stream")
+
+    def __init__(self, handle: Any, hint: bool, cuda: bool, stream: Any) -> None:
+        self.handle, self.hint, self.cuda, self.stream = handle, hint, cuda, stream
+
+    def bind_stream(self, like: Any) -> None:
+        """Makes the calling thread's ops on this context run on the stream."""
+        if self.cuda and not self.hint:
+            ffi, lib = _lib.load()
+            s = _arrays.stream_of(self.stream, like if isinstance(like, DevView) else None)
+            _lib.check(lib.pask_set_stream(self.handle, ffi.cast("void *", s)))
+
+
+def _resolve(context: Any, stream: Any = None) -> _Call:
+    if isinstance(context, _HintTarget):
+        return _Call(context.handle, True, context.cuda, None)
+    ctx = context
+    handle = resolve(ctx)
+    if ctx is None:
+        from ._context import get_default_context
+
+        ctx = get_default_context()
+    cuda = ctx.device.startswith("cuda")
+    if stream is not None and not cuda:
+        raise ValueError("stream= applies to GPU contexts only")
+    return _Call(handle, False, cuda, stream)
+
+
+def _dcode(a: Any) -> int:
+    return a.dcode if isinstance(a, (DevView, TensorSpec)) else 0
+
+
+def _same_dtype(*arrays: Any) -> int:
+    codes = {_dcode(a) for a in arrays if a is not None}
+    if len(codes) > 1:
+        names = sorted(_arrays._NAMES[c] for c in codes)
+        raise TypeError(f"all tensors of one op must share a dtype, got {', '.join(names)}")
+    return codes.pop() if codes else 0
 
 
 def _spec(a: Any, name: str) -> Any:
     if isinstance(a, np.ndarray):
         return TensorSpec(a.shape, a.dtype)
+    if not isinstance(a, (TensorSpec, tuple, list)) and _arrays.is_device_array(a):
+        v = _arrays.view(a, name)
+        return TensorSpec(v.shape, v.dtype)
     if isinstance(a, TensorSpec):
         return a
     if isinstance(a, (tuple, list)):
@@ -84,10 +135,10 @@ def _spec(a: Any, name: str) -> Any:
 
 
 def _array(a: Any, name: str, contiguous: bool = True) -> np.ndarray:
-    if isinstance(a, TensorSpec):
-        if a.dtype != np.float32:
-            raise TypeError(f"{name} must be float32 on the CPU, got {a.dtype}")
+    if isinstance(a, (TensorSpec, DevView)):
         return a  # type: ignore[return-value]
+    if not isinstance(a, np.ndarray) and _arrays.is_device_array(a):
+        return _arrays.view(a, name)  # type: ignore[return-value]
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != np.float32:
@@ -97,7 +148,14 @@ def _array(a: Any, name: str, contiguous: bool = True) -> np.ndarray:
     return a
 
 
-def _out_array(out: Any, shape: Tuple[int, ...]) -> np.ndarray:
+def _out_array(out: Any, shape: Tuple[int, ...], like: Any = None) -> np.ndarray:
+    if not isinstance(out, np.ndarray) and _arrays.is_device_array(out):
+        v = _arrays.view(out, "out")
+        if tuple(v.shape) != tuple(shape):
+            raise ValueError(f"out has shape {tuple(v.shape)} but the result has shape {tuple(shape)}")
+        if like is not None and v.dcode != _dcode(like):
+            raise TypeError(f"out is {v.dtype} but the inputs are {_arrays._NAMES[_dcode(like)]}")
+        return out
     _array(out, "out")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
@@ -172,6 +230,12 @@ def _layout(layout: str, table: dict, name: str) -> int:
     return table[layout]
 
 
+def _empty(like: Any, shape: Sequence[int], call: _Call) -> Any:
+    if isinstance(like, DevView):
+        return _arrays.empty_like_kind(like, shape, call.handle)
+    return np.empty(tuple(shape), np.float32)
+
+
 def _float(v: Any, name: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a number")
@@ -188,9 +252,9 @@ class _Descs:
     def __enter__(self) -> "_Descs":
         return self
 
-    def make(self, layout: int, dims: Sequence[int]) -> Any:
+    def make(self, layout: int, dims: Sequence[int], dcode: int = _FLOAT32) -> Any:
         out = self.ffi.new("pask_tensor_desc_t *")
-        _lib.check(self.lib.pask_tensor_desc_create(out, _FLOAT32, layout, len(dims), list(dims)))
+        _lib.check(self.lib.pask_tensor_desc_create(out, dcode, layout, len(dims), list(dims)))
         self._made.append(out[0])
         return out[0]
 
@@ -199,10 +263,17 @@ class _Descs:
             self.lib.pask_tensor_desc_destroy(d)
 
 
-def _ptr(ffi: Any, a: Optional[np.ndarray]) -> Any:
+def _ptr(ffi: Any, a: Any, call: Optional[_Call] = None) -> Any:
     if a is None:
         return ffi.NULL
-    return ffi.cast("void *", a.__array_interface__["data"][0])
+    if isinstance(a, np.ndarray):
+        if call is not None and call.cuda:
+            raise TypeError("a CUDA context takes GPU arrays (torch, cupy, DLPack or paskdnn.asarray(x)), not numpy")
+        return ffi.cast("void *", a.__array_interface__["data"][0])
+    v = a if isinstance(a, DevView) else _arrays.view(a, "array")
+    if call is not None and not call.cuda:
+        raise TypeError("a CPU context takes numpy arrays; this array lives on a GPU")
+    return ffi.cast("void *", v.ptr)
 
 
 def _nchw_dims(x: np.ndarray, layout: int) -> Tuple[int, int, int, int]:
@@ -221,7 +292,9 @@ def _physical(dims: Sequence[int], layout: int) -> Tuple[int, ...]:
 def _batched(x: np.ndarray, name: str) -> Tuple[np.ndarray, bool]:
     if x.ndim == 3:
         if isinstance(x, TensorSpec):
-            return TensorSpec((1,) + x.shape), True  # type: ignore[return-value]
+            return TensorSpec((1,) + x.shape, x.dtype), True  # type: ignore[return-value]
+        if isinstance(x, DevView):
+            return x.reshaped((1,) + x.shape), True  # type: ignore[return-value]
         return x[None], True
     if x.ndim != 4:
         raise ValueError(f"{name} must be 4-D (batched) or 3-D (unbatched), got {x.ndim}-D shape {x.shape}")
@@ -248,6 +321,7 @@ def conv2d(
     beta: float = 0.0,
     out: Optional[np.ndarray] = None,
     context: Optional[Context] = None,
+    stream: Any = None,
 ) -> np.ndarray:
     """2-D convolution (cross-correlation), like ``torch.nn.functional.conv2d``,
     with a fused epilogue: ``out = act(alpha*conv + beta*out + bias + residual)``.
@@ -269,16 +343,20 @@ def conv2d(
             (``beta != 0`` needs ``out``).
         out: where to write the result (float32, C-contiguous, right shape).
         context: a :class:`paskdnn.Context` (default: the process-wide one).
+        stream: GPU contexts: the stream to run on (an int handle or a stream
+            object); default: the input framework's current stream.
 
     Returns:
-        The output array, (N, O, OH, OW) or (N, OH, OW, O) (``out`` if given).
+        The output array, (N, O, OH, OW) or (N, OH, OW, O) (``out`` if given),
+        of the input's kind on a GPU (torch in, torch out).
     """
-    handle = _resolve(context)
-    hinting = isinstance(handle, _HintTarget)
+    call = _resolve(context, stream)
+    handle = call.handle
+    hinting = call.hint
     if hinting:
         input, weight = _spec(input, "input"), _spec(weight, "weight")
-        bias = None if bias is None or bias is False else (TensorSpec((weight.shape[0],)) if bias is True
-                                                           else _spec(bias, "bias"))
+        bias = None if bias is None or bias is False else (TensorSpec((weight.shape[0],), weight.dtype)
+                                                           if bias is True else _spec(bias, "bias"))
         residual = None if residual is None else _spec(residual, "residual")
     lay = _layout(layout, _LAYOUTS, "layout")
     wlay = _layout(weight_layout, _WEIGHT_LAYOUTS, "weight_layout")
@@ -304,10 +382,11 @@ def conv2d(
         _array(bias, "bias")
         if bias.ndim != 1:
             raise ValueError(f"bias must be 1-D, got shape {bias.shape}")
+    dc = _same_dtype(x, w, bias, residual if residual is None else _array(residual, "residual"))
     ffi, lib = _lib.load()
     with _Descs() as d:
-        xd = d.make(lay, _nchw_dims(x4, lay))
-        wd = d.make(wlay, (o, ig, kh, kw))
+        xd = d.make(lay, _nchw_dims(x4, lay), dc)
+        wd = d.make(wlay, (o, ig, kh, kw), dc)
         params = ffi.new("pask_conv2d_params_t *", {
             "stride": st, "pad_pre": (pt, pl), "pad_post": (pb, pr), "dilation": dil, "groups": g})
         dims = ffi.new("int64_t[4]")
@@ -315,22 +394,23 @@ def conv2d(
         ydims = tuple(int(v) for v in dims)
         shape = _physical(ydims, lay)
         user_shape = shape[1:] if unbatched else shape
-        bd = d.make(_ROW_MAJOR, (bias.shape[0],)) if bias is not None else ffi.NULL
+        bd = d.make(_ROW_MAJOR, (bias.shape[0],), dc) if bias is not None else ffi.NULL
         rd = ffi.NULL
         if residual is not None:
             r = _array(residual, "residual")
             if tuple(r.shape) != tuple(user_shape):
                 raise ValueError(f"residual has shape {r.shape} but the output has shape {tuple(user_shape)}")
-            rd = d.make(lay, ydims)
+            rd = d.make(lay, ydims, dc)
         ep = ffi.new("pask_epilogue_t *", {"alpha": a, "beta": b, "activation": act})
         if hinting:
-            _lib.check(lib.pask_hint_conv2d(handle.handle, params, ep, xd, wd, bd, rd))
+            _lib.check(lib.pask_hint_conv2d(handle, params, ep, xd, wd, bd, rd))
             return None  # type: ignore[return-value]
-        y = np.empty(user_shape, np.float32) if out is None else _out_array(out, user_shape)
-        yd = d.make(lay, ydims)
-        _lib.check(lib.pask_conv2d_forward(
-            handle, params, ep, xd, _ptr(ffi, x), wd, _ptr(ffi, w), bd, _ptr(ffi, bias), rd,
-            _ptr(ffi, residual), yd, _ptr(ffi, y)))
+        y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
+        yd = d.make(lay, ydims, dc)
+        ptrs = [_ptr(ffi, t, call) for t in (x, w, bias, residual, y)]
+        call.bind_stream(x)
+        _lib.check(lib.pask_conv2d_forward(handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3],
+                                           yd, ptrs[4]))
     return y
 
 
@@ -342,7 +422,7 @@ def _matrix(a: Any, name: str) -> Tuple[np.ndarray, int]:
     _array(a, name, contiguous=False)
     if a.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
-    if isinstance(a, TensorSpec):
+    if isinstance(a, (TensorSpec, DevView)):
         return a, max(a.shape[1], 1)  # type: ignore[return-value]
     s0, s1 = a.strides
     if a.shape[1] > 1 and s1 != 4:
@@ -353,17 +433,19 @@ def _matrix(a: Any, name: str) -> Tuple[np.ndarray, int]:
     return a, max(ld, 1)
 
 
-def _gemm_call(handle: Any, trans_a: bool, trans_b: bool, m: int, n: int, k: int, a: np.ndarray, lda: int,
-               b: np.ndarray, ldb: int, bias: Optional[np.ndarray], c: np.ndarray, ldc: int, alpha: float,
-               beta: float, act: int) -> None:
+def _gemm_call(call: _Call, trans_a: bool, trans_b: bool, m: int, n: int, k: int, a: Any, lda: int,
+               b: Any, ldb: int, bias: Any, c: Any, ldc: int, alpha: float, beta: float, act: int,
+               dc: int = _FLOAT32) -> None:
     ffi, lib = _lib.load()
     ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": act})
-    if isinstance(handle, _HintTarget):
-        _lib.check(lib.pask_hint_gemm(handle.handle, _FLOAT32, int(trans_a), int(trans_b), m, n, k, ep, lda, ldb,
+    if call.hint:
+        _lib.check(lib.pask_hint_gemm(call.handle, dc, int(trans_a), int(trans_b), m, n, k, ep, lda, ldb,
                                       ldc, int(bias is not None)))
         return
-    _lib.check(lib.pask_gemm(handle, _FLOAT32, int(trans_a), int(trans_b), m, n, k, ep, _ptr(ffi, a), lda,
-                             _ptr(ffi, b), ldb, _ptr(ffi, bias), _ptr(ffi, c), ldc))
+    ptrs = [_ptr(ffi, t, call) for t in (a, b, bias, c)]
+    call.bind_stream(a)
+    _lib.check(lib.pask_gemm(call.handle, dc, int(trans_a), int(trans_b), m, n, k, ep, ptrs[0], lda, ptrs[1], ldb,
+                             ptrs[2], ptrs[3], ldc))
 
 
 def gemm(
@@ -378,6 +460,7 @@ def gemm(
     bias: Optional[np.ndarray] = None,
     activation: Optional[str] = None,
     context: Optional[Context] = None,
+    stream: Any = None,
 ) -> np.ndarray:
     """``C = act(alpha * op(a) @ op(b) + beta * C + bias)``, BLAS-style.
 
@@ -386,11 +469,14 @@ def gemm(
     dimension. ``bias`` has length N and is added to every row. With ``c`` the
     result is written into it and returned; ``beta != 0`` needs ``c``.
     """
-    handle = _resolve(context)
-    hinting = isinstance(handle, _HintTarget)
+    call = _resolve(context, stream)
+    hinting = call.hint
     if hinting:
         a, b = _spec(a, "a"), _spec(b, "b")
         c = None if c is None else _spec(c, "c")
+    c_user = c
+    if c is not None and not isinstance(c, np.ndarray):
+        c = _array(c, "c")
     a, lda = _matrix(a, "a")
     b, ldb = _matrix(b, "b")
     m, ka = (a.shape[1], a.shape[0]) if trans_a else a.shape
@@ -400,28 +486,30 @@ def gemm(
     al, be = _float(alpha, "alpha"), _float(beta, "beta")
     act = _activation(activation)
     if hinting and bias is not None:
-        bias = TensorSpec((n,)) if bias is True else _spec(bias, "bias")
+        bias = TensorSpec((n,), a.dtype) if bias is True else _spec(bias, "bias")
     if bias is not None:
         _array(bias, "bias")
         if bias.shape != (n,):
             raise ValueError(f"bias must have shape ({n},), got {bias.shape}")
+    dc = _same_dtype(a, b, bias, c)
     if hinting:
         ldc = n if c is None else _matrix(c, "c")[1]
-        _gemm_call(handle, bool(trans_a), bool(trans_b), m, n, ka, None, lda, None, ldb, bias, None, ldc, al, be, act)
+        _gemm_call(call, bool(trans_a), bool(trans_b), m, n, ka, None, lda, None, ldb, bias, None, ldc, al, be, act,
+                   dc)
         return None  # type: ignore[return-value]
     if c is None:
         if be != 0.0:
             raise ValueError("beta != 0 reads c: pass c=")
-        c = np.empty((m, n), np.float32)
+        c = c_user = _empty(a, (m, n), call)
         ldc = n
     else:
         c, ldc = _matrix(c, "c")
-        if not c.flags.writeable:
+        if isinstance(c, np.ndarray) and not c.flags.writeable:
             raise ValueError("c is read-only")
-        if c.shape != (m, n):
-            raise ValueError(f"c must have shape ({m}, {n}), got {c.shape}")
-    _gemm_call(handle, bool(trans_a), bool(trans_b), m, n, ka, a, lda, b, ldb, bias, c, ldc, al, be, act)
-    return c
+        if tuple(c.shape) != (m, n):
+            raise ValueError(f"c must have shape ({m}, {n}), got {tuple(c.shape)}")
+    _gemm_call(call, bool(trans_a), bool(trans_b), m, n, ka, a, lda, b, ldb, bias, c_user, ldc, al, be, act, dc)
+    return c_user
 
 
 def linear(
@@ -432,15 +520,16 @@ def linear(
     activation: Optional[str] = None,
     out: Optional[np.ndarray] = None,
     context: Optional[Context] = None,
+    stream: Any = None,
 ) -> np.ndarray:
     """``y = act(input @ weight.T + bias)`` like ``torch.nn.functional.linear``:
     input (..., in_features), weight (out_features, in_features), bias (out_features,)."""
-    handle = _resolve(context)
-    hinting = isinstance(handle, _HintTarget)
+    call = _resolve(context, stream)
+    hinting = call.hint
     if hinting:
         input, weight = _spec(input, "input"), _spec(weight, "weight")
         if bias is not None:
-            bias = TensorSpec((weight.shape[0],)) if bias is True else _spec(bias, "bias")
+            bias = TensorSpec((weight.shape[0],), weight.dtype) if bias is True else _spec(bias, "bias")
     x = _array(input, "input")
     w = _array(weight, "weight")
     if w.ndim != 2:
@@ -455,34 +544,39 @@ def linear(
         _array(bias, "bias")
         if bias.shape != (nout,):
             raise ValueError(f"bias must have shape ({nout},), got {bias.shape}")
-    shape = x.shape[:-1] + (nout,)
+    shape = tuple(x.shape[:-1]) + (nout,)
     rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+    dc = _same_dtype(x, w, bias)
     if hinting:
         if rows:
-            _gemm_call(handle, False, True, rows, nout, nin, None, nin, None, nin, bias, None, nout, 1.0, 0.0, act)
+            _gemm_call(call, False, True, rows, nout, nin, None, nin, None, nin, bias, None, nout, 1.0, 0.0, act, dc)
         return None  # type: ignore[return-value]
-    y = np.empty(shape, np.float32) if out is None else _out_array(out, shape)
+    y = _empty(x, shape, call) if out is None else _out_array(out, shape, x)
     if rows == 0:
         return y
-    _gemm_call(handle, False, True, rows, nout, nin, x, nin, w, nin, bias, y, nout, 1.0, 0.0, act)
+    _gemm_call(call, False, True, rows, nout, nin, x, nin, w, nin, bias, y, nout, 1.0, 0.0, act, dc)
     return y
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, out: Optional[np.ndarray] = None,
-           context: Optional[Context] = None) -> np.ndarray:
+           context: Optional[Context] = None, stream: Any = None) -> np.ndarray:
     """``numpy.matmul`` semantics: 1-D operands are promoted and the added axis
     removed, N-D operands are stacks of matrices broadcast over leading axes."""
-    handle = _resolve(context)
-    hinting = isinstance(handle, _HintTarget)
+    call = _resolve(context, stream)
+    hinting = call.hint
     if hinting:
         a, b = _spec(a, "a"), _spec(b, "b")
     a = _array(a, "a")
     b = _array(b, "b")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul does not take scalars")
+    dc = _same_dtype(a, b)
     if hinting:
-        a2 = TensorSpec((1,) + a.shape) if a.ndim == 1 else a
-        b2 = TensorSpec(b.shape + (1,)) if b.ndim == 1 else b
+        a2 = TensorSpec((1,) + a.shape, a.dtype) if a.ndim == 1 else a
+        b2 = TensorSpec(b.shape + (1,), b.dtype) if b.ndim == 1 else b
+    elif isinstance(a, DevView) or isinstance(b, DevView):
+        a2 = a.reshaped((1,) + a.shape) if a.ndim == 1 else a
+        b2 = b.reshaped(b.shape + (1,)) if b.ndim == 1 else b
     else:
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
@@ -505,12 +599,26 @@ def matmul(a: np.ndarray, b: np.ndarray, *, out: Optional[np.ndarray] = None,
         if not (0 in shape or k == 0):
             if single:
                 rows = int(np.prod(batch, dtype=np.int64)) * m
-                _gemm_call(handle, False, False, rows, n, k, None, k, None, n, None, None, n, 1.0, 0.0, 0)
+                _gemm_call(call, False, False, rows, n, k, None, k, None, n, None, None, n, 1.0, 0.0, 0, dc)
             else:
                 for _ in np.ndindex(*batch):
-                    _gemm_call(handle, False, False, m, n, k, None, k, None, n, None, None, n, 1.0, 0.0, 0)
+                    _gemm_call(call, False, False, m, n, k, None, k, None, n, None, None, n, 1.0, 0.0, 0, dc)
         return None  # type: ignore[return-value]
-    y = np.empty(final, np.float32) if out is None else _out_array(out, final)
+    y = _empty(a, final, call) if out is None else _out_array(out, final, a)
+    if isinstance(a2, DevView):
+        if 0 in shape or k == 0:
+            raise UnsupportedError("matmul of empty GPU arrays is not supported", 4)
+        yv = _arrays.view(y, "out").reshaped(shape)
+        if single:
+            rows = int(np.prod(batch, dtype=np.int64)) * m
+            _gemm_call(call, False, False, rows, n, k, a2, k, b2, n, None, yv, n, 1.0, 0.0, 0, dc)
+            return y
+        if tuple(a2.shape[:-2]) != tuple(batch) or tuple(b2.shape[:-2]) != tuple(batch):
+            raise UnsupportedError("matmul on a GPU broadcasts a 2-D b only; expand the batch dims first", 4)
+        for i in range(int(np.prod(batch, dtype=np.int64))):
+            _gemm_call(call, False, False, m, n, k, a2.offset(i * m * k, (m, k)), k, b2.offset(i * k * n, (k, n)), n,
+                       None, yv.offset(i * m * n, (m, n)), n, 1.0, 0.0, 0, dc)
+        return y
     if 0 in shape or k == 0:
         y[...] = 0
         return y
@@ -518,41 +626,44 @@ def matmul(a: np.ndarray, b: np.ndarray, *, out: Optional[np.ndarray] = None,
     if single:
         # one GEMM over all stacked rows
         rows = int(np.prod(batch, dtype=np.int64)) * m
-        _gemm_call(handle, False, False, rows, n, k, a2, k, b2, n, None, y3, n, 1.0, 0.0, 0)
+        _gemm_call(call, False, False, rows, n, k, a2, k, b2, n, None, y3, n, 1.0, 0.0, 0)
         return y
     ab = np.broadcast_to(a2, batch + (m, k))
     bb = np.broadcast_to(b2, batch + (k, n))
     for idx in np.ndindex(*batch):
-        _gemm_call(handle, False, False, m, n, k, ab[idx], k, bb[idx], n, None, y3[idx], n, 1.0, 0.0, 0)
+        _gemm_call(call, False, False, m, n, k, ab[idx], k, bb[idx], n, None, y3[idx], n, 1.0, 0.0, 0)
     return y
 
 
 # ---- pooling ----------------------------------------------------------------
 
 
-def _pool(handle: Any, x: np.ndarray, lay: int, mode: int, kernel: Tuple[int, int], stride: Tuple[int, int],
+def _pool(call: _Call, x: Any, lay: int, mode: int, kernel: Tuple[int, int], stride: Tuple[int, int],
           pads: Tuple[Tuple[int, int], Tuple[int, int]], dilation: Tuple[int, int], ceil_mode: bool,
           count_include_pad: bool, divisor: int, out: Optional[np.ndarray]) -> np.ndarray:
     x4, unbatched = _batched(x, "input")
     ffi, lib = _lib.load()
     (pt, pb), (pl, pr) = pads
+    dc = _dcode(x)
     with _Descs() as d:
-        xd = d.make(lay, _nchw_dims(x4, lay))
+        xd = d.make(lay, _nchw_dims(x4, lay), dc)
         params = ffi.new("pask_pool2d_params_t *", {
             "mode": mode, "kernel": kernel, "stride": stride, "pad_pre": (pt, pl), "pad_post": (pb, pr),
             "dilation": dilation, "ceil_mode": int(bool(ceil_mode)),
             "count_include_pad": int(bool(count_include_pad)), "divisor_override": divisor})
         dims = ffi.new("int64_t[4]")
         _lib.check(lib.pask_pool2d_output_dims(params, xd, dims))
-        if isinstance(handle, _HintTarget):
-            _lib.check(lib.pask_hint_pool2d(handle.handle, params, xd))
+        if call.hint:
+            _lib.check(lib.pask_hint_pool2d(call.handle, params, xd))
             return None  # type: ignore[return-value]
         ydims = tuple(int(v) for v in dims)
         shape = _physical(ydims, lay)
         user_shape = shape[1:] if unbatched else shape
-        y = np.empty(user_shape, np.float32) if out is None else _out_array(out, user_shape)
-        yd = d.make(lay, ydims)
-        _lib.check(lib.pask_pool2d_forward(handle, params, xd, _ptr(ffi, x), yd, _ptr(ffi, y)))
+        y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
+        yd = d.make(lay, ydims, dc)
+        px, py = _ptr(ffi, x, call), _ptr(ffi, y, call)
+        call.bind_stream(x)
+        _lib.check(lib.pask_pool2d_forward(call.handle, params, xd, px, yd, py))
     return y
 
 
@@ -574,12 +685,13 @@ def max_pool2d(
     layout: str = "NCHW",
     out: Optional[np.ndarray] = None,
     context: Optional[Context] = None,
+    stream: Any = None,
 ) -> np.ndarray:
     """Max pooling like ``torch.nn.functional.max_pool2d`` (stride defaults to
     kernel_size; padding counts as -inf and is at most half the dilated kernel).
     ``return_indices=True`` is not supported."""
-    handle = _resolve(context)
-    if isinstance(handle, _HintTarget):
+    call = _resolve(context, stream)
+    if call.hint:
         input = _spec(input, "input")
     if return_indices:
         raise UnsupportedError("max_pool2d(return_indices=True) is not supported by paskdnn", 4)
@@ -587,7 +699,7 @@ def max_pool2d(
     x = _array(input, "input")
     k = _pair(kernel_size, "kernel_size")
     s = k if stride is None else _pair(stride, "stride")
-    return _pool(handle, x, lay, 0, k, s, _pool_padding(padding), _pair(dilation, "dilation"), ceil_mode, False, 0,
+    return _pool(call, x, lay, 0, k, s, _pool_padding(padding), _pair(dilation, "dilation"), ceil_mode, False, 0,
                  out)
 
 
@@ -603,10 +715,11 @@ def avg_pool2d(
     layout: str = "NCHW",
     out: Optional[np.ndarray] = None,
     context: Optional[Context] = None,
+    stream: Any = None,
 ) -> np.ndarray:
     """Average pooling like ``torch.nn.functional.avg_pool2d``."""
-    handle = _resolve(context)
-    if isinstance(handle, _HintTarget):
+    call = _resolve(context, stream)
+    if call.hint:
         input = _spec(input, "input")
     lay = _layout(layout, _LAYOUTS, "layout")
     x = _array(input, "input")
@@ -617,7 +730,7 @@ def avg_pool2d(
         div = _int(divisor_override, "divisor_override")
         if div <= 0:
             raise ValueError(f"divisor_override must be a positive int, got {div}")
-    return _pool(handle, x, lay, 1, k, s, _pool_padding(padding), (1, 1), ceil_mode, count_include_pad, div, out)
+    return _pool(call, x, lay, 1, k, s, _pool_padding(padding), (1, 1), ceil_mode, count_include_pad, div, out)
 
 
 def adaptive_avg_pool2d(
@@ -627,11 +740,12 @@ def adaptive_avg_pool2d(
     layout: str = "NCHW",
     out: Optional[np.ndarray] = None,
     context: Optional[Context] = None,
+    stream: Any = None,
 ) -> np.ndarray:
     """Adaptive average pooling for output (1, 1) (global average pooling) and
     for output sizes that divide the input evenly (``None`` keeps a size)."""
-    handle = _resolve(context)
-    if isinstance(handle, _HintTarget):
+    call = _resolve(context, stream)
+    if call.hint:
         input = _spec(input, "input")
     lay = _layout(layout, _LAYOUTS, "layout")
     x = _array(input, "input")
@@ -650,4 +764,4 @@ def adaptive_avg_pool2d(
         raise UnsupportedError(
             f"adaptive_avg_pool2d from {h}x{w} to {oh}x{ow}: only sizes that divide the input are supported", 4)
     k = (h // oh, w // ow)
-    return _pool(handle, x, lay, 1, k, k, ((0, 0), (0, 0)), (1, 1), False, True, 0, out)
+    return _pool(call, x, lay, 1, k, k, ((0, 0), (0, 0)), (1, 1), False, True, 0, out)

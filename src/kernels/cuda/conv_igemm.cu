@@ -4,7 +4,7 @@
  * GEMM view per group g: M = N*OH*OW pixels, N = O/groups, K = (C/groups)*KH*KW,
  * K ordered (kh, kw, c) for NHWC input and (c, kh, kw) for NCHW input.
  * Tile config picked by blockDim.x (see pask_cuda_conv2d_igemm_launch):
- *   256 threads: 128x128 tile, 2 smem stages; 128 threads: 64x64, 3 stages.
+ *   256 threads: 128x128 tile, 4 smem stages (80 KB); 128 threads: 64x64, 4 stages (40 KB).
  * Optional compile-time shape: PASK_FIXED_KH/KW/STRIDE/PAD/DIL.
  */
 #include "pask_cuda_mma.cuh"
@@ -282,7 +282,7 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
 extern "C" __global__ void __launch_bounds__(256) pask_conv2d_igemm(const pask_cuda_conv2d_params p) {
     extern __shared__ __align__(16) unsigned pask_smem[];
     if (blockDim.x == 256)
-        conv_body<128, 128, 256, 2, 2>(p, pask_smem);
+        conv_body<128, 128, 256, 2, 4>(p, pask_smem);
     else
-        conv_body<64, 64, 128, 2, 3>(p, pask_smem);
+        conv_body<64, 64, 128, 2, 4>(p, pask_smem);
 }

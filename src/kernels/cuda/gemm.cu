@@ -4,7 +4,7 @@
  *   C[m x n] = act(alpha * op(A) @ op(B) + beta * C + bias[n]).
  * op(A)[i,k] = trans_a ? a[k*lda + i] : a[i*lda + k]
  * op(B)[k,j] = trans_b ? b[j*ldb + k] : b[k*ldb + j]
- * Tile config by blockDim.x (pask_cuda_gemm_launch): 256 -> 128x128, 128 -> 64x64.
+ * Tile config by blockDim.x (pask_cuda_gemm_launch): 256 -> 128x128 (4 stages, 80 KB), 128 -> 64x64 (4 stages, 40 KB).
  */
 #include "pask_cuda_mma.cuh"
 
@@ -160,7 +160,7 @@ PASK_DEV void gemm_dispatch(const pask_cuda_gemm_params &p, unsigned *smem) {
 extern "C" __global__ void __launch_bounds__(256) pask_gemm(const pask_cuda_gemm_params p) {
     extern __shared__ __align__(16) unsigned pask_smem[];
     if (blockDim.x == 256)
-        gemm_dispatch<128, 128, 256, 2, 2>(p, pask_smem);
+        gemm_dispatch<128, 128, 256, 2, 4>(p, pask_smem);
     else
-        gemm_dispatch<64, 64, 128, 2, 3>(p, pask_smem);
+        gemm_dispatch<64, 64, 128, 2, 4>(p, pask_smem);
 }

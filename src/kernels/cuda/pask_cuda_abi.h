@@ -89,9 +89,14 @@ typedef struct pask_cuda_pool2d_params {
 
 #if !defined(__CUDACC_RTC__) && !defined(__CUDACC__)
 /* ---- host-only launch geometry (kernel entries take the params struct by value) ----
- * Dynamic shared memory always <= 48 KB: no cuFuncSetAttribute needed.
+ * Dynamic shared memory: igemm conv and gemm may ask for more than 48 KB (81920 bytes for
+ * the 128x128 tile). Before such a launch the host must raise the function's limit once:
+ *   cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (= 8), 81920)
+ * (PASK_CUDA_MAX_DYNAMIC_SMEM below; sm_80+ allow it). Depthwise/pool use none.
  * The tensor-core kernels pick their tile from block[0]: 256 threads = 128x128 tile,
  * 128 threads = 64x64 tile; only the geometry returned here is valid. */
+#define PASK_CUDA_MAX_DYNAMIC_SMEM 81920u /* largest shared_bytes any launch function returns */
+
 static inline pask_i64 pask_cuda_cdiv_(pask_i64 a, pask_i64 b) { return (a + b - 1) / b; }
 
 /* grid for a (rows, cols) tile grid: x over rows, the cols tiles folded into y and z. */
@@ -108,8 +113,8 @@ static inline void pask_cuda_mma_geom_(pask_i64 rows, pask_i64 col_tiles_total, 
     grid[2] = (unsigned)pask_cuda_cdiv_(total, gy);
     block[0] = big ? 256u : 128u;
     block[1] = block[2] = 1u;
-    /* stages * (BM + BN) rows * 80 bytes: 2 * 256 * 80 = 40960, 3 * 128 * 80 = 30720 */
-    *shared_bytes = big ? 40960u : 30720u;
+    /* stages * (BM + BN) rows * 80 bytes: 4 * 256 * 80 = 81920, 4 * 128 * 80 = 40960 */
+    *shared_bytes = big ? 81920u : 40960u;
 }
 
 static inline void pask_cuda_conv2d_igemm_launch(const pask_cuda_conv2d_params *p, unsigned grid[3], unsigned block[3],

@@ -1,0 +1,280 @@
+"""Arrays on the GPU: views of the caller's arrays (torch, cupy, anything with
+``__cuda_array_interface__`` or DLPack) and paskdnn's own small DeviceArray."""
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _lib
+
+# pask_dtype_t codes
+F32, F16, BF16 = 0, 1, 2
+_ITEMSIZE = {F32: 4, F16: 2, BF16: 2}
+_NAMES = {F32: "float32", F16: "float16", BF16: "bfloat16"}
+_TYPESTR = {"<f4": F32, "<f2": F16}
+
+
+class DevView:
+    """A borrowed view of a C-contiguous device array: pointer, shape, dtype code."""
+
+    __slots__ = ("ptr", "shape", "dcode", "owner", "kind", "device_index")
+
+    def __init__(self, ptr: int, shape: Tuple[int, ...], dcode: int, owner: Any, kind: str, device_index: int = 0):
+        self.ptr, self.shape, self.dcode, self.owner, self.kind = int(ptr), tuple(shape), dcode, owner, kind
+        self.device_index = device_index
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> str:
+        return _NAMES[self.dcode]
+
+    def reshaped(self, shape: Sequence[int]) -> "DevView":
+        return DevView(self.ptr, tuple(shape), self.dcode, self.owner, self.kind, self.device_index)
+
+    def offset(self, elements: int, shape: Sequence[int]) -> "DevView":
+        return DevView(self.ptr + elements * _ITEMSIZE[self.dcode], tuple(shape), self.dcode, self.owner, self.kind,
+                       self.device_index)
+
+
+def _contiguous(shape: Sequence[int], strides: Optional[Sequence[int]], itemsize: int) -> bool:
+    if strides is None:
+        return True
+    expect = itemsize
+    for dim, st in zip(reversed(shape), reversed(strides)):
+        if dim != 1 and st != expect:
+            return False
+        expect *= dim
+    return True
+
+
+def _torch_view(t: Any, name: str) -> DevView:
+    import torch
+
+    codes = {torch.float32: F32, torch.float16: F16, torch.bfloat16: BF16}
+    if t.dtype not in codes:
+        raise TypeError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
+    if not t.is_contiguous():
+        raise ValueError(f"{name} must be contiguous (use .contiguous())")
+    return DevView(t.data_ptr(), tuple(t.shape), codes[t.dtype], t, "torch", t.device.index or 0)
+
+
+def is_device_array(a: Any) -> bool:
+    mod = type(a).__module__
+    if mod.startswith("torch"):
+        return getattr(getattr(a, "device", None), "type", "") == "cuda"
+    return hasattr(a, "__cuda_array_interface__") or (hasattr(a, "__dlpack__") and not isinstance(a, np.ndarray))
+
+
+def view(a: Any, name: str) -> DevView:
+    """A DevView of a GPU array, or a TypeError/ValueError saying why not."""
+    if type(a).__module__.startswith("torch"):
+        if a.device.type != "cuda":
+            raise TypeError(f"{name} is a CPU torch tensor but the context is a CUDA one")
+        return _torch_view(a, name)
+    cai = getattr(a, "__cuda_array_interface__", None)
+    if cai is not None:
+        typestr = cai["typestr"]
+        if typestr not in _TYPESTR and not (isinstance(a, DeviceArray) and a.dcode == BF16):
+            raise TypeError(f"{name} must be float32 or float16 (bfloat16 through torch or DLPack), got {typestr}")
+        dcode = a.dcode if isinstance(a, DeviceArray) else _TYPESTR[typestr]
+        shape = tuple(cai["shape"])
+        if not _contiguous(shape, cai.get("strides"), _ITEMSIZE[dcode]):
+            raise ValueError(f"{name} must be C-contiguous")
+        kind = "paskdnn" if isinstance(a, DeviceArray) else ("cupy" if type(a).__module__.startswith("cupy") else "cai")
+        return DevView(cai["data"][0], shape, dcode, a, kind)
+    if hasattr(a, "__dlpack__"):
+        try:
+            from cuda.core.utils import StridedMemoryView
+        except ImportError:
+            raise TypeError(f"{name}: reading a DLPack-only array needs the cuda-core package") from None
+        v = StridedMemoryView(a, stream_ptr=-1)
+        dt = np.dtype(v.dtype)
+        codes = {np.dtype(np.float32): F32, np.dtype(np.float16): F16}
+        if dt not in codes:
+            raise TypeError(f"{name} must be float32 or float16, got {dt}")
+        if not _contiguous(v.shape, v.strides and [s * dt.itemsize for s in v.strides], dt.itemsize):
+            raise ValueError(f"{name} must be C-contiguous")
+        return DevView(v.ptr, tuple(v.shape), codes[dt], a, "dlpack", v.device_id)
+    raise TypeError(f"{name} must be a GPU array (torch, cupy, paskdnn.DeviceArray, DLPack) for a CUDA context, "
+                    f"got {type(a).__name__}")
+
+
+def empty_like_kind(like: DevView, shape: Sequence[int], handle: Any) -> Any:
+    """A new array of like's kind (torch tensor, cupy array, else DeviceArray)."""
+    if like.kind == "torch":
+        import torch
+
+        dt = {F32: torch.float32, F16: torch.float16, BF16: torch.bfloat16}[like.dcode]
+        return torch.empty(tuple(shape), dtype=dt, device=like.owner.device)
+    if like.kind == "cupy" and like.dcode != BF16:
+        import cupy
+
+        return cupy.empty(tuple(shape), dtype=np.float32 if like.dcode == F32 else np.float16)
+    return DeviceArray._empty(tuple(shape), like.dcode, handle)
+
+
+def stream_of(stream: Any, like: Optional[DevView]) -> int:
+    """A CUstream handle from stream=, else the caller's framework's current stream."""
+    if stream is None:
+        if like is not None and like.kind == "torch":
+            import torch
+
+            return int(torch.cuda.current_stream(like.owner.device).cuda_stream)
+        if like is not None and like.kind == "cupy":
+            import cupy
+
+            return int(cupy.cuda.get_current_stream().ptr)
+        return 0
+    if isinstance(stream, int):
+        return stream
+    for attr in ("cuda_stream", "ptr", "handle"):
+        if hasattr(stream, attr):
+            return int(getattr(stream, attr))
+    if hasattr(stream, "__cuda_stream__"):
+        return int(stream.__cuda_stream__()[1])
+    raise TypeError(f"stream must be an int handle or a stream object, got {type(stream).__name__}")
+
+
+class DeviceArray:
+    """A C-contiguous array in a device's memory, for users with neither torch
+    nor cupy. Exposes ``__cuda_array_interface__`` (float32/float16) and
+    ``__dlpack__``; ``numpy()`` copies it to the host."""
+
+    def __init__(self) -> None:
+        raise TypeError("use paskdnn.asarray(x, device='cuda') or paskdnn.empty(shape, dtype, device='cuda')")
+
+    @classmethod
+    def _empty(cls, shape: Tuple[int, ...], dcode: int, handle: Any) -> "DeviceArray":
+        ffi, lib = _lib.load()
+        self = object.__new__(cls)
+        self.shape = tuple(int(s) for s in shape)
+        self.dcode = dcode
+        self._handle = handle
+        nbytes = int(np.prod(self.shape, dtype=np.int64)) * _ITEMSIZE[dcode]
+        out = ffi.new("void **")
+        _lib.check(lib.pask_malloc(handle, max(nbytes, 1), out))
+        self._ptr = ffi.gc(out[0], lambda p, h=handle: lib.pask_free(h, p))
+        self.nbytes = nbytes
+        return self
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> str:
+        return _NAMES[self.dcode]
+
+    @property
+    def data_ptr(self) -> int:
+        ffi, _ = _lib.load()
+        return int(ffi.cast("uintptr_t", self._ptr))
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        typestr = {F32: "<f4", F16: "<f2", BF16: "<V2"}[self.dcode]
+        return {"shape": self.shape, "typestr": typestr, "data": (self.data_ptr, False), "version": 3,
+                "strides": None}
+
+    def numpy(self) -> np.ndarray:
+        """A host copy (bfloat16 comes back as float32)."""
+        ffi, lib = _lib.load()
+        raw = np.empty(self.nbytes, np.uint8)
+        if self.nbytes:
+            _lib.check(lib.pask_memcpy(self._handle, ffi.cast("void *", raw.ctypes.data), self._ptr, self.nbytes, 1))
+        if self.dcode == BF16:
+            return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(self.shape)
+        return raw.view(np.float32 if self.dcode == F32 else np.float16).reshape(self.shape)
+
+    def __dlpack_device__(self) -> Tuple[int, int]:
+        return (2, 0)  # kDLCUDA
+
+    def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
+        return _dlpack_capsule(self)
+
+    def __repr__(self) -> str:
+        return f"paskdnn.DeviceArray(shape={self.shape}, dtype={self.dtype})"
+
+
+def asarray(x: Any, device: str = "cuda", dtype: Optional[str] = None, context: Any = None) -> Any:
+    """Copies a host array (numpy) to the device of ``context`` (default: a
+    process-wide CUDA context) as a DeviceArray; dtype "float32", "float16" or
+    "bfloat16" (default: the array's)."""
+    from ._context import Context, default_cuda_context
+
+    if device != "cuda" and not device.startswith("cuda:"):
+        raise ValueError("asarray copies to a CUDA device: device='cuda' or 'cuda:N'")
+    ctx = context if context is not None else default_cuda_context(device)
+    if not isinstance(ctx, Context):
+        raise TypeError("context must be a paskdnn.Context")
+    a = np.asarray(x)
+    name = dtype or ("float16" if a.dtype == np.float16 else "float32")
+    if name == "float32":
+        host, dcode = np.ascontiguousarray(a, np.float32), F32
+    elif name == "float16":
+        host, dcode = np.ascontiguousarray(a, np.float16), F16
+    elif name == "bfloat16":
+        f = np.ascontiguousarray(a, np.float32).view(np.uint32)
+        rounded = ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+        host, dcode = rounded, BF16
+    else:
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {name!r}")
+    arr = DeviceArray._empty(a.shape, dcode, ctx._h())
+    ffi, lib = _lib.load()
+    if arr.nbytes:
+        _lib.check(lib.pask_memcpy(ctx._h(), arr._ptr, ffi.cast("void *", host.ctypes.data), arr.nbytes, 0))
+    return arr
+
+
+# ---- DLPack export (capsule built with ctypes) ------------------------------
+
+
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int), ("device_id", ctypes.c_int)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int), ("dtype", _DLDataType),
+                ("shape", ctypes.POINTER(ctypes.c_int64)), ("strides", ctypes.POINTER(ctypes.c_int64)),
+                ("byte_offset", ctypes.c_uint64)]
+
+
+class _DLManagedTensor(ctypes.Structure):
+    pass
+
+
+_DELETER = ctypes.CFUNCTYPE(None, ctypes.POINTER(_DLManagedTensor))
+_DLManagedTensor._fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", _DELETER)]
+_keep: dict = {}
+
+
+@_DELETER
+def _dl_deleter(ptr: Any) -> None:
+    _keep.pop(ctypes.addressof(ptr.contents), None)
+
+
+def _dlpack_capsule(arr: DeviceArray) -> Any:
+    shape = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
+    mt = _DLManagedTensor()
+    mt.dl_tensor.data = arr.data_ptr
+    mt.dl_tensor.device = _DLDevice(2, 0)
+    mt.dl_tensor.ndim = arr.ndim
+    mt.dl_tensor.dtype = _DLDataType(4 if arr.dcode == BF16 else 2, 16 if arr.dcode != F32 else 32, 1)
+    mt.dl_tensor.shape = shape
+    mt.dl_tensor.strides = None
+    mt.dl_tensor.byte_offset = 0
+    mt.deleter = _dl_deleter
+    _keep[ctypes.addressof(mt)] = (mt, shape, arr)
+    new = ctypes.pythonapi.PyCapsule_New
+    new.restype = ctypes.py_object
+    new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    return new(ctypes.addressof(mt), b"dltensor", None)

@@ -1,0 +1,315 @@
+"""The CUDA backend and paskdnn's own GPU kernels, against float64 references
+computed by PyTorch on the CPU. Skipped where no GPU (or no torch) is found;
+run on the device machine (see bench/device_run.sh)."""
+import json
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import paskdnn
+
+torch = pytest.importorskip("torch")
+if paskdnn.device_count("cuda") == 0 or not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+F = torch.nn.functional
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# relative Frobenius error allowed per dtype (float32 runs on TF32 tensor cores)
+TOL = {"float32": 3e-3, "float16": 4e-3, "bfloat16": 2e-2}
+rng = np.random.default_rng(20261127)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("paskdnn-cuda-cache"))
+
+
+@pytest.fixture(scope="module")
+def ctx(cache):
+    return paskdnn.Context("cuda", cache_dir=cache)
+
+
+def rand(shape, dtype):
+    return torch.from_numpy(rng.uniform(-1, 1, size=shape).astype(np.float32)).to("cuda", DTYPES[dtype])
+
+
+def rel_err(out, ref):
+    out = out.detach().to("cpu", torch.float64)
+    assert torch.isfinite(out).all(), "non-finite output"
+    return float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref).clamp_min(1e-30))
+
+
+def ref_conv(x, w, b, stride, pad, dil, groups, layout, residual=None, act=None):
+    xd = x.to("cpu", torch.float64)
+    wd = w.to("cpu", torch.float64)
+    if layout == "NHWC":
+        xd = xd.permute(0, 3, 1, 2)
+    (pt, pb), (pl, pr) = pad
+    xd = F.pad(xd, (pl, pr, pt, pb))
+    y = F.conv2d(xd, wd, None if b is None else b.to("cpu", torch.float64), stride, 0, dil, groups)
+    if layout == "NHWC":
+        y = y.permute(0, 2, 3, 1)
+    if residual is not None:
+        y = y + residual.to("cpu", torch.float64)
+    if act == "relu":
+        y = y.clamp_min(0)
+    elif act == "relu6":
+        y = y.clamp(0, 6)
+    return y
+
+
+CONV_CASES = [
+    # n, c, h, w, o, k, stride, pad ((t,b),(l,r)), dil, groups
+    (1, 16, 14, 14, 32, 3, 1, ((1, 1), (1, 1)), 1, 1),
+    (2, 8, 9, 11, 12, 3, 2, ((1, 0), (2, 1)), 1, 1),
+    (1, 64, 8, 8, 64, 1, 1, ((0, 0), (0, 0)), 1, 1),
+    (2, 3, 17, 17, 16, 7, 2, ((3, 3), (3, 3)), 1, 1),
+    (1, 12, 10, 10, 12, 3, 1, ((2, 2), (2, 2)), 2, 1),
+    (1, 16, 9, 9, 24, 3, 1, ((1, 1), (1, 1)), 1, 4),
+    (1, 5, 7, 6, 7, 2, 1, ((0, 1), (1, 0)), 1, 1),
+    (2, 32, 7, 7, 40, 1, 2, ((0, 0), (0, 0)), 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_matches_the_float64_reference(ctx, dtype, layout, case):
+    n, c, h, w_, o, k, s, pad, dil, g = case
+    x = rand((n, c, h, w_) if layout == "NCHW" else (n, h, w_, c), dtype)
+    w = rand((o, c // g, k, k), dtype)
+    b = rand((o,), dtype)
+    y = paskdnn.conv2d(x, w, b, s, pad, dil, g, layout=layout, activation="relu", context=ctx)
+    torch.cuda.synchronize()
+    assert isinstance(y, torch.Tensor) and y.dtype == DTYPES[dtype] and y.is_cuda
+    ref = ref_conv(x, w, b, s, pad, dil, g, layout, act="relu")
+    assert tuple(y.shape) == tuple(ref.shape)
+    assert rel_err(y, ref) < TOL[dtype], paskdnn.last_solver()
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("solver", ["conv2d.cuda_igemm", "conv2d.cuda_igemm_fixed"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_each_conv_solver_with_residual_alpha_beta_relu6(cache, dtype, solver, layout):
+    c = paskdnn.Context("cuda", cache_dir=cache, solvers=[solver])
+    x = rand((2, 24, 12, 12) if layout == "NCHW" else (2, 12, 12, 24), dtype)
+    w = rand((40, 24, 3, 3), dtype)
+    r = rand((2, 40, 12, 12) if layout == "NCHW" else (2, 12, 12, 40), dtype)
+    out = rand(tuple(r.shape), dtype)
+    before = out.clone()
+    y = paskdnn.conv2d(x, w, None, 1, 1, layout=layout, residual=r, activation="relu6", alpha=0.5, beta=0.25,
+                       out=out, context=c)
+    torch.cuda.synchronize()
+    assert y is out and paskdnn.last_solver() == solver
+    ref = ref_conv(x, w, None, 1, ((1, 1), (1, 1)), 1, 1, layout) * 0.5 + 0.25 * before.to("cpu", torch.float64)
+    ref = (ref + r.to("cpu", torch.float64)).clamp(0, 6)
+    assert rel_err(y, ref) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mult", [1, 2])
+def test_depthwise_solver(cache, dtype, layout, mult):
+    c = paskdnn.Context("cuda", cache_dir=cache, solvers=["conv2d.cuda_depthwise"])
+    x = rand((2, 32, 15, 13) if layout == "NCHW" else (2, 15, 13, 32), dtype)
+    w = rand((32 * mult, 1, 3, 3), dtype)
+    b = rand((32 * mult,), dtype)
+    y = paskdnn.conv2d(x, w, b, 2, 1, 1, 32, layout=layout, context=c)
+    torch.cuda.synchronize()
+    assert paskdnn.last_solver() == "conv2d.cuda_depthwise"
+    assert rel_err(y, ref_conv(x, w, b, 2, ((1, 1), (1, 1)), 1, 32, layout)) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("m, n, k", [(1, 1000, 2048), (7, 9, 13), (128, 256, 64), (300, 130, 257), (64, 64, 1)])
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm(ctx, dtype, m, n, k, trans):
+    ta, tb = trans
+    a = rand((k, m) if ta else (m, k), dtype)
+    b = rand((n, k) if tb else (k, n), dtype)
+    bias = rand((n,), dtype)
+    c = rand((m, n), dtype)
+    c0 = c.clone()
+    y = paskdnn.gemm(a, b, c, alpha=1.5, beta=0.5, trans_a=ta, trans_b=tb, bias=bias, activation="relu", context=ctx)
+    torch.cuda.synchronize()
+    ad, bd = a.to("cpu", torch.float64), b.to("cpu", torch.float64)
+    ref = 1.5 * ((ad.T if ta else ad) @ (bd.T if tb else bd)) + 0.5 * c0.to("cpu", torch.float64)
+    ref = (ref + bias.to("cpu", torch.float64)).clamp_min(0)
+    assert y is c
+    assert rel_err(y, ref) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_linear_and_matmul(ctx, dtype):
+    x, w, b = rand((4, 3, 64), dtype), rand((48, 64), dtype), rand((48,), dtype)
+    y = paskdnn.linear(x, w, b, context=ctx)
+    torch.cuda.synchronize()
+    ref = x.to("cpu", torch.float64) @ w.to("cpu", torch.float64).T + b.to("cpu", torch.float64)
+    assert rel_err(y, ref) < TOL[dtype]
+    a, bb = rand((3, 17, 40), dtype), rand((3, 40, 9), dtype)
+    z = paskdnn.matmul(a, bb, context=ctx)
+    torch.cuda.synchronize()
+    assert rel_err(z, a.to("cpu", torch.float64) @ bb.to("cpu", torch.float64)) < TOL[dtype]
+
+
+POOL_CASES = [
+    # kind, kernel, stride, padding, dilation, ceil, count_include_pad, divisor
+    ("max", 3, 2, 1, 1, False, True, None),
+    ("max", 2, 2, 0, 1, True, True, None),
+    ("max", 3, 1, 1, 2, False, True, None),
+    ("avg", 3, 2, 1, 1, False, True, None),
+    ("avg", 3, 2, 1, 1, True, False, None),
+    ("avg", 2, 1, 1, 1, False, True, 3),
+]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pooling(ctx, dtype, layout, case):
+    kind, k, s, p, d, ceil, cip, div = case
+    x = rand((2, 8, 11, 13) if layout == "NCHW" else (2, 11, 13, 8), dtype)
+    if kind == "max":
+        y = paskdnn.max_pool2d(x, k, s, p, d, ceil, layout=layout, context=ctx)
+    else:
+        y = paskdnn.avg_pool2d(x, k, s, p, ceil, cip, div, layout=layout, context=ctx)
+    torch.cuda.synchronize()
+    xd = x.to("cpu", torch.float64)
+    if layout == "NHWC":
+        xd = xd.permute(0, 3, 1, 2)
+    ref = (F.max_pool2d(xd, k, s, p, d, ceil) if kind == "max" else F.avg_pool2d(xd, k, s, p, ceil, cip, div))
+    if layout == "NHWC":
+        ref = ref.permute(0, 2, 3, 1)
+    assert rel_err(y, ref) < TOL[dtype] / 2
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_global_average_pooling(ctx, dtype, layout):
+    x = rand((2, 96, 7, 7) if layout == "NCHW" else (2, 7, 7, 96), dtype)
+    y = paskdnn.adaptive_avg_pool2d(x, 1, layout=layout, context=ctx)
+    torch.cuda.synchronize()
+    xd = x.to("cpu", torch.float64)
+    ref = xd.mean(dim=(2, 3), keepdim=True) if layout == "NCHW" else xd.mean(dim=(1, 2), keepdim=True)
+    assert rel_err(y, ref) < TOL[dtype] / 2
+
+
+def test_device_array_round_trip_and_interop(ctx):
+    host = rng.standard_normal((3, 5)).astype(np.float32)
+    d = paskdnn.asarray(host, context=ctx)
+    assert d.shape == (3, 5) and d.dtype == "float32"
+    np.testing.assert_array_equal(d.numpy(), host)
+    t = torch.from_dlpack(d)
+    assert t.is_cuda and torch.equal(t.cpu(), torch.from_numpy(host))
+    w = paskdnn.asarray(rng.standard_normal((4, 5)).astype(np.float32), context=ctx)
+    y = paskdnn.linear(d, w, context=ctx)
+    assert isinstance(y, paskdnn.DeviceArray)
+    np.testing.assert_allclose(y.numpy(), host.astype(np.float64) @ w.numpy().T.astype(np.float64), rtol=3e-3,
+                               atol=3e-3)
+    bf = paskdnn.asarray(host, dtype="bfloat16", context=ctx)
+    np.testing.assert_allclose(bf.numpy(), host, rtol=1e-2, atol=1e-2)
+
+
+def test_stream_from_the_caller_is_honoured(ctx):
+    s = torch.cuda.Stream()
+    x, w = rand((4, 64, 28, 28), "float16"), rand((64, 64, 3, 3), "float16")
+    torch.cuda.synchronize()
+    with torch.cuda.stream(s):
+        y = paskdnn.conv2d(x, w, padding=1, context=ctx)  # default: torch's current stream (s)
+        y2 = paskdnn.conv2d(x, w, padding=1, context=ctx, stream=s.cuda_stream)
+    s.synchronize()
+    ref = ref_conv(x, w, None, 1, ((1, 1), (1, 1)), 1, 1, "NCHW")
+    assert rel_err(y, ref) < TOL["float16"] and rel_err(y2, ref) < TOL["float16"]
+
+
+def test_numpy_input_on_a_cuda_context_is_a_clear_error(ctx):
+    with pytest.raises(TypeError, match="GPU arrays"):
+        paskdnn.conv2d(np.ones((1, 2, 5, 5), np.float32), np.ones((2, 2, 3, 3), np.float32), context=ctx)
+
+
+def test_hints_preload_cuda_kernels_and_calls_hit_them(cache):
+    c = paskdnn.Context("cuda", cache_dir=cache)
+    x, w, b = rand((1, 64, 56, 56), "float16"), rand((64, 64, 3, 3), "float16"), rand((64,), "float16")
+    c.hint("conv2d", x, w, b, 1, 1, activation="relu")
+    c.hint("max_pool2d", x, 3, 2, 1)
+    assert c.wait_loads(timeout=300)
+    paskdnn.conv2d(x, w, b, 1, 1, activation="relu", context=c)
+    paskdnn.max_pool2d(x, 3, 2, 1, context=c)
+    s = c.stats()
+    assert s["resident_hits"] == 2 and s["blocking_loads"] == 0 and s["prefetches"] == 2
+
+
+def test_nvrtc_compiles_into_the_user_cache_and_the_next_context_reuses_it(tmp_path):
+    fresh = str(tmp_path / "cache")
+    x, w = rand((1, 32, 20, 20), "float16"), rand((32, 32, 5, 5), "float16")
+    first = paskdnn.Context("cuda", cache_dir=fresh, solvers=["conv2d.cuda_igemm_fixed"])
+    paskdnn.conv2d(x, w, padding=2, context=first)
+    s1 = first.stats()
+    assert s1["compiles"] == 1 and s1["compile_ms"] > 0 and s1["cache_hits"] == 0
+    entries = os.listdir(os.path.join(fresh, "kernels"))
+    assert len(entries) == 1 and entries[0].endswith(".bin")
+    assert (os.stat(os.path.join(fresh, "kernels")).st_mode & 0o777) == 0o700
+    first.close()
+    second = paskdnn.Context("cuda", cache_dir=fresh, solvers=["conv2d.cuda_igemm_fixed"])
+    y = paskdnn.conv2d(x, w, padding=2, context=second)
+    torch.cuda.synchronize()
+    s2 = second.stats()
+    assert s2["compiles"] == 0 and s2["cache_hits"] == 1
+    assert rel_err(y, ref_conv(x, w, None, 1, ((2, 2), (2, 2)), 1, 1, "NCHW")) < TOL["float16"]
+
+
+def test_damaged_cache_entry_is_a_miss_and_is_rebuilt(tmp_path):
+    fresh = str(tmp_path / "cache")
+    x, w = rand((1, 16, 9, 9), "float16"), rand((16, 16, 3, 3), "float16")
+    c1 = paskdnn.Context("cuda", cache_dir=fresh, solvers=["conv2d.cuda_igemm_fixed"])
+    paskdnn.conv2d(x, w, padding=1, context=c1)
+    c1.close()
+    kdir = os.path.join(fresh, "kernels")
+    entry = os.path.join(kdir, os.listdir(kdir)[0])
+    data = bytearray(open(entry, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(entry, "wb").write(bytes(data))
+    c2 = paskdnn.Context("cuda", cache_dir=fresh, solvers=["conv2d.cuda_igemm_fixed"])
+    y = paskdnn.conv2d(x, w, padding=1, context=c2)
+    torch.cuda.synchronize()
+    s = c2.stats()
+    assert s["cache_rejects"] == 1 and s["compiles"] == 1
+    assert rel_err(y, ref_conv(x, w, None, 1, ((1, 1), (1, 1)), 1, 1, "NCHW")) < TOL["float16"]
+
+
+def test_reuse_serves_a_cuda_layer_while_its_best_kernel_loads(cache):
+    c = paskdnn.Context("cuda", cache_dir=cache, policy="pask", loader_threads=1, debug_load_delay_ms=300)
+    x, w3, w1 = rand((1, 32, 16, 16), "float16"), rand((32, 32, 3, 3), "float16"), rand((32, 32, 1, 1), "float16")
+    paskdnn.conv2d(x, w3, padding=1, context=c)  # blocking load of the best 3x3 kernel
+    first = paskdnn.last_solver()
+    y = paskdnn.conv2d(x, w1, context=c)  # another shape: reuse what is resident
+    torch.cuda.synchronize()
+    assert c.stats()["reuses"] == 1 and paskdnn.last_solver() == first
+    assert rel_err(y, ref_conv(x, w1, None, 1, ((0, 0), (0, 0)), 1, 1, "NCHW")) < TOL["float16"]
+
+
+def test_eight_threads_on_one_cuda_context(ctx):
+    x, w = rand((2, 16, 12, 12), "float16"), rand((16, 16, 3, 3), "float16")
+    ref = ref_conv(x, w, None, 1, ((1, 1), (1, 1)), 1, 1, "NCHW")
+    errors = []
+
+    def work():
+        try:
+            s = torch.cuda.Stream()
+            with torch.cuda.stream(s):
+                for _ in range(10):
+                    y = paskdnn.conv2d(x, w, padding=1, context=ctx)
+                s.synchronize()
+                assert rel_err(y, ref) < TOL["float16"]
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors[0]
