@@ -26,6 +26,7 @@ constexpr int CU_MEMORYTYPE_HOST = 1;
 constexpr int CU_MEMORYTYPE_DEVICE = 2;
 constexpr int CU_MEMORYTYPE_UNIFIED = 4;
 constexpr int CUDA_ERROR_OUT_OF_MEMORY = 2;
+constexpr int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 
 struct Driver {
     CUresult (*cuInit)(unsigned);

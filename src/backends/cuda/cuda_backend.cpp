@@ -126,6 +126,10 @@ void CudaBackend::set_stream(void *s) const { t_streams[this] = static_cast<CUst
 void CudaBackend::launch(void *fn, const unsigned grid[3], const unsigned block[3], unsigned shared_bytes,
                          void *params) const {
     Scope scope(*this);
+    if (shared_bytes > 48 * 1024)  // opt in to more than the default 48 KB of dynamic shared memory
+        d_.check(d_.cuFuncSetAttribute(static_cast<CUfunction>(fn), CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                       static_cast<int>(shared_bytes)),
+                 "cuFuncSetAttribute");
     void *args[] = {params};
     d_.check(d_.cuLaunchKernel(static_cast<CUfunction>(fn), grid[0], grid[1], grid[2], block[0], block[1], block[2],
                                shared_bytes, stream(), args, nullptr),

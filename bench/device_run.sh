@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One device-machine call: install the wheels paskdnn's build needs, build and
+# install paskdnn, run the GPU tests, then the GPU benchmark. Logs under $OUT.
+#   (device tool) carry [".whl"]: bash bench/device_run.sh [--quick]
+set -uo pipefail
+REPO=$(pwd)
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site
+python3 -m pip install -q --no-build-isolation --no-deps --no-index --target /tmp/pask . > "$OUT/build.log" 2>&1 \
+  || { tail -50 "$OUT/build.log"; exit 1; }
+export PYTHONPATH=/tmp/pask:/tmp/site
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+cd /tmp
+PYTHONUNBUFFERED=1 timeout 400 python3 -m pytest -q -x -p no:cacheprovider "$REPO/tests/test_cuda.py" 2>&1 | tee "$OUT/test_cuda.log" | tail -25
+if [ "${1:-}" != "--tests-only" ]; then
+  PYTHONUNBUFFERED=1 timeout 420 python3 "$REPO/bench/gpu_ops.py" ${1:-} --out "$OUT/gpu.md" > "$OUT/gpu_bench.log" 2>&1
+  tail -40 "$OUT/gpu_bench.log"
+fi
