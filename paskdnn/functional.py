@@ -379,7 +379,7 @@ def conv2d(
     if b != 0.0 and out is None and not hinting:
         raise ValueError("beta != 0 reads the prior output: pass out=")
     if bias is not None:
-        _array(bias, "bias")
+        bias = _array(bias, "bias")
         if bias.ndim != 1:
             raise ValueError(f"bias must be 1-D, got shape {bias.shape}")
     dc = _same_dtype(x, w, bias, residual if residual is None else _array(residual, "residual"))
@@ -419,7 +419,7 @@ def conv2d(
 
 def _matrix(a: Any, name: str) -> Tuple[np.ndarray, int]:
     """A 2-D float32 array whose rows may be strided; returns (array, leading dim)."""
-    _array(a, name, contiguous=False)
+    a = _array(a, name, contiguous=False)
     if a.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
     if isinstance(a, (TensorSpec, DevView)):
@@ -488,7 +488,7 @@ def gemm(
     if hinting and bias is not None:
         bias = TensorSpec((n,), a.dtype) if bias is True else _spec(bias, "bias")
     if bias is not None:
-        _array(bias, "bias")
+        bias = _array(bias, "bias")
         if bias.shape != (n,):
             raise ValueError(f"bias must have shape ({n},), got {bias.shape}")
     dc = _same_dtype(a, b, bias, c)
@@ -541,7 +541,7 @@ def linear(
         raise ValueError(f"input has {x.shape[-1]} features but weight expects {nin}")
     act = _activation(activation)
     if bias is not None:
-        _array(bias, "bias")
+        bias = _array(bias, "bias")
         if bias.shape != (nout,):
             raise ValueError(f"bias must have shape ({nout},), got {bias.shape}")
     shape = tuple(x.shape[:-1]) + (nout,)
