@@ -89,14 +89,15 @@ def bench_convs(ctx, model, shapes, dtype, layout, batch, reps, rows):
         x = torch.randn(batch, c, h, w, device="cuda", dtype=dt)
         wt = torch.randn(o, c // g, k, k, device="cuda", dtype=dt) / (c // g * k * k) ** 0.5
         b = torch.randn(o, device="cuda", dtype=dt)
-        if layout == "NHWC":
-            xl = x.permute(0, 2, 3, 1).contiguous()
+        if layout == "NHWC":  # channels-last activations and OHWI weights, as an NHWC engine keeps them
+            xl, wl, wlay = x.permute(0, 2, 3, 1).contiguous(), wt.permute(0, 2, 3, 1).contiguous(), "OHWI"
             xt, wtt = x.to(memory_format=torch.channels_last), wt.to(memory_format=torch.channels_last)
         else:
-            xl, xt, wtt = x, x, wt
+            xl, wl, wlay, xt, wtt = x, wt, "OIHW", x, wt
 
         def ours():
-            return paskdnn.conv2d(xl, wt, b, s, p, d, g, layout=layout, activation="relu", context=ctx)
+            return paskdnn.conv2d(xl, wl, b, s, p, d, g, layout=layout, weight_layout=wlay, activation="relu",
+                                  context=ctx)
 
         def theirs():
             return F.relu(F.conv2d(xt, wtt, b, s, p, d, g))
@@ -218,7 +219,8 @@ def render(d):
          f"- torch {m['torch']}, cuDNN {m['cudnn']}, paskdnn {m['paskdnn']}",
          "- times: median ms per call, CUDA events, warm (kernel resident; cuDNN benchmark mode); "
          "eager = one Python call per op (host overhead included), graph = CUDA-graph replay (kernel time only)",
-         "- ratio = paskdnn / PyTorch (below 1: paskdnn faster); every conv has fused bias + ReLU on both sides\n",
+         "- ratio = paskdnn / PyTorch (below 1: paskdnn faster); every conv has fused bias + ReLU on both sides",
+         "- NHWC rows pass OHWI weights (channels last throughout); NCHW rows pass OIHW weights\n",
          "## Whole-model convolution totals\n",
          "| model | dtype | layout | batch | convs | paskdnn eager | torch eager | ratio | paskdnn graph | torch graph | ratio |",
          "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -36,10 +36,19 @@ std::string KernelStore::file_name(const KernelKey &key) const {
 }
 
 std::optional<std::string> KernelStore::find(const KernelKey &key) const {
-    std::string path = prebuilt_dir_ + "/" + file_name(key);
+    std::string name = file_name(key);
+    {
+        std::lock_guard<std::mutex> lock(find_mu_);
+        auto it = found_.find(name);
+        if (it != found_.end()) return it->second;
+    }
+    std::string path = prebuilt_dir_ + "/" + name;
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-    return path;
+    std::optional<std::string> result;
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) result = path;
+    std::lock_guard<std::mutex> lock(find_mu_);
+    found_.emplace(std::move(name), result);
+    return result;
 }
 
 std::string KernelStore::default_prebuilt_dir() {

@@ -4,7 +4,9 @@
 // user cache (content-addressed, atomic, checksummed) behind the same lookup.
 #pragma once
 
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <string>
 
 #include "kernel.hpp"
@@ -43,6 +45,9 @@ private:
 
     std::string prebuilt_dir_;
     std::string suffix_;
+    // find() is on every call's path: remember what the folder holds.
+    mutable std::mutex find_mu_;
+    mutable std::unordered_map<std::string, std::optional<std::string>> found_;
     std::string cache_dir_;
     std::string cache_problem_;
 };
