@@ -1,5 +1,6 @@
-"""``python -m paskdnn``: the demo job and build configuration queries.
+"""``python -m paskdnn``: the main job, the demo and build configuration queries.
 
+    python -m paskdnn coldstart --model resnet50   time-to-first-inference per policy, fresh processes
     python -m paskdnn demo            run each op, check it, print the solver chosen
     python -m paskdnn config --pkgconfig-dir | --include-dir | --lib-dir
 """
@@ -106,9 +107,19 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "coldstart":
+        from .coldstart import main as coldstart_main
+
+        return coldstart_main(argv[1:])
+    if argv and argv[0] == "coldstart-child":
+        from .coldstart import child
+
+        return child(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m paskdnn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
+    sub.add_parser("coldstart", help="the main job: time-to-first-inference per policy (see coldstart --help)")
     demo = sub.add_parser("demo", help="run each op once, check it and print the solver the registry chose")
     demo.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     cfg = sub.add_parser("config", help="print where the C library, header and pkg-config file are")

@@ -80,13 +80,14 @@ def view(a: Any, name: str) -> DevView:
     if cai is not None:
         typestr = cai["typestr"]
         if typestr not in _TYPESTR and not (isinstance(a, DeviceArray) and a.dcode == BF16):
-            raise TypeError(f"{name} must be float32 or float16 (bfloat16 through torch or DLPack), got {typestr}")
+            raise TypeError(f"{name} must be float32 or float16 (bfloat16 through torch tensors or "
+                            f"paskdnn.asarray(..., dtype='bfloat16')), got {typestr}")
         dcode = a.dcode if isinstance(a, DeviceArray) else _TYPESTR[typestr]
         shape = tuple(cai["shape"])
         if not _contiguous(shape, cai.get("strides"), _ITEMSIZE[dcode]):
             raise ValueError(f"{name} must be C-contiguous")
         kind = "paskdnn" if isinstance(a, DeviceArray) else ("cupy" if type(a).__module__.startswith("cupy") else "cai")
-        return DevView(cai["data"][0], shape, dcode, a, kind)
+        return DevView(cai["data"][0], shape, dcode, a, kind, getattr(a, "device_index", 0))
     if hasattr(a, "__dlpack__"):
         try:
             from cuda.core.utils import StridedMemoryView
@@ -115,7 +116,7 @@ def empty_like_kind(like: DevView, shape: Sequence[int], handle: Any) -> Any:
         import cupy
 
         return cupy.empty(tuple(shape), dtype=np.float32 if like.dcode == F32 else np.float16)
-    return DeviceArray._empty(tuple(shape), like.dcode, handle)
+    return DeviceArray._empty(tuple(shape), like.dcode, handle, like.device_index)
 
 
 def stream_of(stream: Any, like: Optional[DevView]) -> int:
@@ -146,15 +147,16 @@ class DeviceArray:
     ``__dlpack__``; ``numpy()`` copies it to the host."""
 
     def __init__(self) -> None:
-        raise TypeError("use paskdnn.asarray(x, device='cuda') or paskdnn.empty(shape, dtype, device='cuda')")
+        raise TypeError("use paskdnn.asarray(x, device='cuda') to make a DeviceArray")
 
     @classmethod
-    def _empty(cls, shape: Tuple[int, ...], dcode: int, handle: Any) -> "DeviceArray":
+    def _empty(cls, shape: Tuple[int, ...], dcode: int, handle: Any, device_index: int = 0) -> "DeviceArray":
         ffi, lib = _lib.load()
         self = object.__new__(cls)
         self.shape = tuple(int(s) for s in shape)
         self.dcode = dcode
         self._handle = handle
+        self.device_index = device_index
         nbytes = int(np.prod(self.shape, dtype=np.int64)) * _ITEMSIZE[dcode]
         out = ffi.new("void **")
         _lib.check(lib.pask_malloc(handle, max(nbytes, 1), out))
@@ -192,7 +194,7 @@ class DeviceArray:
         return raw.view(np.float32 if self.dcode == F32 else np.float16).reshape(self.shape)
 
     def __dlpack_device__(self) -> Tuple[int, int]:
-        return (2, 0)  # kDLCUDA
+        return (2, self.device_index)  # kDLCUDA
 
     def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
         return _dlpack_capsule(self)
@@ -224,7 +226,7 @@ def asarray(x: Any, device: str = "cuda", dtype: Optional[str] = None, context: 
         host, dcode = rounded, BF16
     else:
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {name!r}")
-    arr = DeviceArray._empty(a.shape, dcode, ctx._h())
+    arr = DeviceArray._empty(a.shape, dcode, ctx._h(), int(ctx.device.partition(":")[2] or 0))
     ffi, lib = _lib.load()
     if arr.nbytes:
         _lib.check(lib.pask_memcpy(ctx._h(), arr._ptr, ffi.cast("void *", host.ctypes.data), arr.nbytes, 0))
@@ -266,7 +268,7 @@ def _dlpack_capsule(arr: DeviceArray) -> Any:
     shape = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
     mt = _DLManagedTensor()
     mt.dl_tensor.data = arr.data_ptr
-    mt.dl_tensor.device = _DLDevice(2, 0)
+    mt.dl_tensor.device = _DLDevice(2, arr.device_index)
     mt.dl_tensor.ndim = arr.ndim
     mt.dl_tensor.dtype = _DLDataType(4 if arr.dcode == BF16 else 2, 16 if arr.dcode != F32 else 32, 1)
     mt.dl_tensor.shape = shape

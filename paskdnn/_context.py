@@ -31,7 +31,7 @@ class Context:
     """A device, its resident kernels, loader threads, hint queue and policy.
 
     Args:
-        device: ``"cpu"`` (``"cuda[:N]"`` and ``"hip[:N]"`` are not in this build yet).
+        device: ``"cpu"`` or ``"cuda[:N]"`` (``"hip[:N]"`` is not in this build yet).
         policy: ``"pask"`` (default: proactive loading from hints plus selective
             reuse of resident kernels), ``"proactive"``, ``"reuse"`` or
             ``"reactive"`` (load the best kernel on demand, blocking).
@@ -161,7 +161,7 @@ class Context:
         """The context's counters: calls, resident_hits, reuses, inflight_waits,
         blocking_loads, blocking_wait_ms, loads, load_ms, compiles, compile_ms,
         load_failures, prefetches, hints, hints_matched, hints_dropped,
-        evictions, resident."""
+        evictions, resident, cache_hits, cache_rejects."""
         ffi, lib = _lib.load()
         st = ffi.new("pask_stats_t *")
         _lib.check(lib.pask_context_get_stats(self._h(), st))

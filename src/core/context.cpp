@@ -276,9 +276,13 @@ std::vector<pask_context::Candidate> pask_context::candidates(const pask::Proble
     // measured time wherever there is one.
     std::vector<Candidate> out;
     const auto &pool = allowed.empty() ? pask::all_solvers() : allowed;
-    for (const pask::Solver *s : pool)
-        if (s->device() == device_type && s->op() == p.op && s->applicable(p))
-            out.push_back(Candidate{s, resolve_key(*s, p), s->cost_us(p)});
+    for (const pask::Solver *s : pool) {
+        if (s->device() != device_type || s->op() != p.op || !s->applicable(p)) continue;
+        pask::KernelKey key = resolve_key(*s, p);
+        // neither prebuilt nor compilable here (e.g. no NVRTC): not a candidate
+        if (loader && !loader->available(key)) continue;
+        out.push_back(Candidate{s, std::move(key), s->cost_us(p)});
+    }
     std::stable_sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.cost_us < b.cost_us; });
     std::vector<double> measured(out.size(), -1.0);
     {
@@ -436,9 +440,16 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
     if (match.matched) feed_loader();
 
     auto cands = candidates(p);
-    if (cands.empty())
+    if (cands.empty()) {
+        bool any_applicable = false;
+        for (const pask::Solver *s : allowed.empty() ? pask::all_solvers() : allowed)
+            any_applicable = any_applicable || (s->device() == device_type && s->op() == p.op && s->applicable(p));
+        if (any_applicable)
+            fail(PASK_ERROR_LOAD_FAILED, "no kernel for " + p.str() + " is available: the code objects are not in " +
+                                             store->prebuilt_dir() + " and this backend cannot compile them");
         fail(PASK_ERROR_UNSUPPORTED, "no " + std::string(allowed.empty() ? "" : "allowed ") +
                                          "solver is applicable to " + p.str() + " on " + backend->name());
+    }
     const pask::Bucket bucket = p.bucket();
     std::string failures;
     const char *decision = "resident";
@@ -524,7 +535,8 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
         }
         const auto r0 = std::chrono::steady_clock::now();
         chosen->solver->run(*kernel, p, args, *backend);
-        record_run(*chosen->solver, p, ms_since(r0) * 1000.0);
+        // GPU launches return before the kernel ends: their host time says nothing of the run cost
+        if (device_type == PASK_DEVICE_CPU) record_run(*chosen->solver, p, ms_since(r0) * 1000.0);
         pask::set_last_solver(chosen->solver->name());
         if (trace.enabled())
             trace.complete(std::string(pask::op_name(p.op)) + " " + chosen->solver->name(), "call", t_call,

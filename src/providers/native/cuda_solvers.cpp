@@ -74,7 +74,11 @@ public:
         double bytes = (double(p.n) * p.c * p.h * p.w + double(p.n) * p.o * p.oh * p.ow +
                         double(p.o) * (p.c / p.groups) * p.kh * p.kw) * elem_bytes(p);
         double layout_penalty = p.layout == PASK_LAYOUT_NHWC ? 1.0 : 2.0;
-        return std::max(p.flops() / mma_rate(p) * layout_penalty, bytes / kBytesPerUs) + kLaunchUs;
+        // Thin groups (depthwise, few channels per group) leave the tensor-core
+        // tiles mostly empty: the work done is the tile's, not the problem's.
+        const double cg = double(p.c / p.groups), og = double(p.o / p.groups);
+        const double fill = std::min(1.0, cg * p.kh * p.kw / 32.0) * std::min(1.0, og / 64.0);
+        return std::max(p.flops() / mma_rate(p) * layout_penalty / fill, bytes / kBytesPerUs) + kLaunchUs;
     }
     void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
         pask_cuda_conv2d_params q = conv_params(p, a);

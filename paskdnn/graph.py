@@ -1,0 +1,259 @@
+"""Graphs of paskdnn primitives and the runner that executes them.
+
+A Graph is a list of Nodes in execution order over named values. Each node is
+one paskdnn op with its weights already in the layout it runs in (batch norm
+folded, residual adds and activations fused as conv epilogues), so running a
+graph is one primitive call per node, and the graph's hints are exactly the
+calls it will make.
+
+    graph = paskdnn.models.resnet50(layout="NHWC")
+    runner = Runner(graph, context)     # gives the hints at load time
+    y = runner.run(x)                    # x: (N, H, W, C) or (N, C, H, W)
+    runner.report                        # per layer: solver, resident / reuse / load
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import functional as Fn
+
+# op name -> the functional op it calls
+OPS = ("conv2d", "linear", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten")
+
+
+@dataclass
+class Node:
+    """One primitive call.
+
+    inputs[0] is the data input; for conv2d an optional inputs[1] is the
+    residual added before the activation. params are the op's keyword
+    arguments (stride, padding, groups, activation, kernel_size, ...);
+    weights holds "weight" and optionally "bias" as arrays of the graph's
+    dtype and layout."""
+
+    name: str
+    op: str
+    inputs: List[str]
+    output: str
+    params: Dict[str, Any] = field(default_factory=dict)
+    weights: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    """name; input value name and per-sample input shape in the graph's layout
+    ((C, H, W) for NCHW, (H, W, C) for NHWC); nodes in execution order; the
+    output value name; layout "NCHW"/"NHWC"; dtype "float32"/"float16"/"bfloat16"."""
+
+    name: str
+    input_name: str
+    input_shape: Sequence[int]
+    nodes: List[Node]
+    output_name: str
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    def validate(self) -> None:
+        """Checks every node's op and that each input is defined before use."""
+        known = {self.input_name}
+        for n in self.nodes:
+            if n.op not in OPS:
+                raise ValueError(f"node {n.name}: unknown op {n.op!r}")
+            for i in n.inputs:
+                if i not in known:
+                    raise ValueError(f"node {n.name}: input {i!r} is used before it is computed")
+            known.add(n.output)
+        if self.output_name not in known:
+            raise ValueError(f"graph output {self.output_name!r} is never computed")
+
+
+# ---- shape inference ------------------------------------------------------------
+
+
+def _conv_out(h: int, k: int, s: int, pre: int, post: int, d: int) -> int:
+    return (h + pre + post - d * (k - 1) - 1) // s + 1
+
+
+def _pool_out(h: int, k: int, s: int, pre: int, post: int, d: int, ceil: bool) -> int:
+    span = h + pre + post - d * (k - 1) - 1
+    o = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (o - 1) * s >= h + pre:
+        o -= 1
+    return o
+
+
+def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
+    """Every value's shape for a batch size, in the graph's layout."""
+    nhwc = graph.layout == "NHWC"
+    shapes: Dict[str, tuple] = {graph.input_name: (batch,) + tuple(graph.input_shape)}
+
+    def spatial(shape):
+        return (shape[1], shape[2], shape[3]) if nhwc else (shape[2], shape[3], shape[1])  # h, w, c
+
+    def make(n, h, w, c):
+        return (n, h, w, c) if nhwc else (n, c, h, w)
+
+    for node in graph.nodes:
+        x = shapes[node.inputs[0]]
+        p = node.params
+        if node.op == "conv2d":
+            h, w, _ = spatial(x)
+            wt = node.weights["weight"]
+            o = wt.shape[0]
+            kh, kw = (wt.shape[1], wt.shape[2]) if p.get("weight_layout") == "OHWI" else (wt.shape[2], wt.shape[3])
+            st = Fn._pair(p.get("stride", 1), "stride")
+            dl = Fn._pair(p.get("dilation", 1), "dilation")
+            (pt, pb), (pl, pr) = Fn._padding(p.get("padding", 0), (kh, kw), dl, st)
+            shapes[node.output] = make(x[0], _conv_out(h, kh, st[0], pt, pb, dl[0]), _conv_out(w, kw, st[1], pl, pr, dl[1]), o)
+        elif node.op in ("max_pool2d", "avg_pool2d"):
+            h, w, c = spatial(x)
+            k = Fn._pair(p["kernel_size"], "kernel_size")
+            st = k if p.get("stride") is None else Fn._pair(p["stride"], "stride")
+            dl = Fn._pair(p.get("dilation", 1), "dilation") if node.op == "max_pool2d" else (1, 1)
+            (pt, pb), (pl, pr) = Fn._pool_padding(p.get("padding", 0))
+            ceil = bool(p.get("ceil_mode", False))
+            shapes[node.output] = make(x[0], _pool_out(h, k[0], st[0], pt, pb, dl[0], ceil),
+                                       _pool_out(w, k[1], st[1], pl, pr, dl[1], ceil), c)
+        elif node.op == "adaptive_avg_pool2d":
+            h, w, c = spatial(x)
+            o = p.get("output_size", 1)
+            oh, ow = (o, o) if isinstance(o, int) else (o[0] or h, o[1] or w)
+            shapes[node.output] = make(x[0], oh, ow, c)
+        elif node.op == "flatten":
+            shapes[node.output] = (x[0], int(np.prod(x[1:])))
+        elif node.op == "linear":
+            shapes[node.output] = tuple(x[:-1]) + (node.weights["weight"].shape[0],)
+    return shapes
+
+
+# ---- the runner -------------------------------------------------------------------
+
+_DECISIONS = (("resident_hits", "resident"), ("reuses", "reuse"), ("inflight_waits", "waited"),
+              ("blocking_loads", "load"))
+
+
+class Runner:
+    """Runs a Graph on a context: weights moved to the device once, every
+    intermediate buffer allocated once, and the graph's Problems given to the
+    context as hints in execution order when ``hints`` is true (the default),
+    so the loader threads bring each layer's kernel in ahead of its call.
+
+    ``report`` lists, after each run, every layer's solver and what the policy
+    did for it (resident / reuse / waited / load) and, with ``timed=True``,
+    its time in ms (synchronising after each layer on a GPU)."""
+
+    def __init__(self, graph: Graph, context: Any = None, batch: int = 1, hints: bool = True) -> None:
+        from ._context import get_default_context
+
+        graph.validate()
+        self.graph = graph
+        self.ctx = context if context is not None else get_default_context()
+        self.batch = batch
+        self.cuda = self.ctx.device.startswith("cuda")
+        self.shapes = infer_shapes(graph, batch)
+        self._weights = [{k: self._upload(v) for k, v in n.weights.items()} for n in graph.nodes]
+        self._buffers = {n.output: self._alloc(self.shapes[n.output]) for n in graph.nodes if n.op != "flatten"}
+        self.report: List[Dict[str, Any]] = []
+        if hints:
+            self.give_hints()
+
+    # -- device data --
+    def _upload(self, a: np.ndarray) -> Any:
+        if not self.cuda:
+            return np.ascontiguousarray(a, np.float32)
+        from ._arrays import asarray
+
+        return asarray(a, dtype=self.graph.dtype, context=self.ctx)
+
+    def _alloc(self, shape: tuple) -> Any:
+        if not self.cuda:
+            return np.empty(shape, np.float32)
+        from ._arrays import BF16, F16, F32, DeviceArray
+
+        code = {"float32": F32, "float16": F16, "bfloat16": BF16}[self.graph.dtype]
+        return DeviceArray._empty(shape, code, self.ctx._h())
+
+    def input(self, x: np.ndarray) -> Any:
+        """x (a host array of the graph's input shape) on the context's device."""
+        expect = self.shapes[self.graph.input_name]
+        if tuple(x.shape) != tuple(expect):
+            raise ValueError(f"input has shape {tuple(x.shape)}, the graph expects {expect}")
+        return self._upload(x)
+
+    # -- hints --
+    def give_hints(self) -> int:
+        """Gives the context one hint per primitive call of a run; returns how many."""
+        from .functional import TensorSpec
+
+        count = 0
+        for node, w in zip(self.graph.nodes, self._weights):
+            if node.op == "flatten":
+                continue
+            x = TensorSpec(self.shapes[node.inputs[0]], self.graph.dtype)
+            kw = dict(node.params)
+            if node.op == "conv2d":
+                if len(node.inputs) > 1:
+                    kw["residual"] = TensorSpec(self.shapes[node.inputs[1]], self.graph.dtype)
+                self.ctx.hint("conv2d", x, TensorSpec(node.weights["weight"].shape, self.graph.dtype),
+                              True if "bias" in w else None, **kw)
+            elif node.op == "linear":
+                self.ctx.hint("linear", x, TensorSpec(node.weights["weight"].shape, self.graph.dtype),
+                              True if "bias" in w else None, **kw)
+            else:
+                self.ctx.hint(node.op, x, **kw)
+            count += 1
+        return count
+
+    # -- execution --
+    def run(self, x: Any, timed: bool = False, record: bool = True) -> Any:
+        """One inference; x from :meth:`input` (or any array the context takes).
+        record=False skips the per-layer report (for steady-state timing)."""
+        values: Dict[str, Any] = {self.graph.input_name: x}
+        self.report = []
+        for node, w in zip(self.graph.nodes, self._weights):
+            src = values[node.inputs[0]]
+            if node.op == "flatten":
+                values[node.output] = self._flatten(src, self.shapes[node.output])
+                continue
+            before = self.ctx.stats() if record else None
+            t0 = time.perf_counter()
+            out = self._buffers[node.output]
+            kw = dict(node.params)
+            if node.op == "conv2d":
+                if len(node.inputs) > 1:
+                    kw["residual"] = values[node.inputs[1]]
+                Fn.conv2d(src, w["weight"], w.get("bias"), out=out, context=self.ctx, **kw)
+            elif node.op == "linear":
+                Fn.linear(src, w["weight"], w.get("bias"), out=out, context=self.ctx, **kw)
+            else:
+                getattr(Fn, node.op)(src, out=out, context=self.ctx, **kw)
+            if timed and self.cuda:
+                self.ctx.synchronize()
+            ms = (time.perf_counter() - t0) * 1e3
+            values[node.output] = out
+            if not record:
+                continue
+            after = self.ctx.stats()
+            decision = next((name for key, name in _DECISIONS if after[key] > before[key]), "?")
+            self.report.append(dict(layer=node.name, op=node.op, solver=_last_solver(), decision=decision,
+                                    ms=ms if timed else None))
+        if self.cuda:
+            self.ctx.synchronize()
+        return values[self.graph.output_name]
+
+    def _flatten(self, a: Any, shape: tuple) -> Any:
+        if isinstance(a, np.ndarray):
+            return a.reshape(shape)
+        from ._arrays import view
+
+        return view(a, "flatten input").reshaped(shape)
+
+
+def _last_solver() -> str:
+    from ._context import last_solver
+
+    return last_solver()

@@ -1,0 +1,432 @@
+"""A model zoo: torchvision's ResNet-18, ResNet-50, VGG-16 and MobileNetV2 as
+paskdnn Graphs.
+
+Every builder takes ``(weights=None, *, seed=0, layout="NCHW",
+dtype="float32", num_classes=1000)`` and returns a validated
+:class:`paskdnn.graph.Graph` for 224x224 RGB input:
+
+* ``weights=None``: seeded random weights, made as a torchvision-style
+  state_dict (:func:`state_dict`) and then folded, so random and real weights
+  take the same path;
+* ``weights="model.npz"`` (or any mapping of arrays): array names follow
+  torchvision's ``state_dict()`` (``conv1.weight``, ``layer1.0.bn1.running_var``,
+  ``features.1.conv.0.0.weight``, ``classifier.0.weight``, ...);
+  ``num_batches_tracked`` entries are ignored, anything else missing, extra or
+  of the wrong shape raises ValueError naming it.
+
+Graph conventions (the node params are the functional op's keyword arguments):
+
+* ``conv2d``: params ``stride``, ``padding``, ``dilation``, ``groups``,
+  ``activation`` (``"relu"``, ``"relu6"`` or None), ``layout``,
+  ``weight_layout`` ("OIHW" for NCHW graphs, "OHWI" for NHWC); weights
+  ``weight`` and ``bias`` with batch norm (eps 1e-5) folded in; an optional
+  ``inputs[1]`` is the residual, added before the activation;
+* ``max_pool2d``: ``kernel_size``, ``stride``, ``padding``, ``layout``;
+* ``adaptive_avg_pool2d``: ``output_size``, ``layout``;
+* ``flatten``: no params (a reshape to (N, -1) in the graph's layout; the
+  first linear layer's columns are permuted to match for NHWC);
+* ``linear``: ``activation``; weights ``weight`` (out, in) and ``bias``.
+
+Weights are float32 numpy arrays whatever ``dtype`` says; ``Graph.dtype``
+tells the runner what to convert them to when it uploads them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from .graph import Graph, Node
+
+__all__ = ["resnet18", "resnet50", "vgg16", "mobilenet_v2", "MODELS", "build", "state_dict", "save_npz",
+           "load_npz", "BN_EPS"]
+
+BN_EPS = 1e-5
+_LAYOUTS = ("NCHW", "NHWC")
+_DTYPES = ("float32", "float16", "bfloat16")
+
+Weights = Union[None, str, "os.PathLike[str]", Mapping[str, Any]]
+
+
+# ---- architecture specs ----------------------------------------------------------
+#
+# A model is described once, as a list of layer records naming torchvision's
+# state_dict prefixes; the same description produces the expected state_dict
+# shapes, the random state_dict, and the graph.
+
+
+class _Conv:
+    """A conv (torchvision prefix ``conv``) optionally followed by a batch norm
+    (prefix ``bn``), an activation and a residual add."""
+
+    def __init__(self, conv: str, bn: Optional[str], cin: int, cout: int, k: int, stride: int = 1,
+                 groups: int = 1, bias: bool = False, activation: Optional[str] = None,
+                 src: str = "", out: str = "", residual: Optional[str] = None) -> None:
+        self.conv, self.bn, self.cin, self.cout, self.k = conv, bn, cin, cout, k
+        self.stride, self.groups, self.bias, self.activation = stride, groups, bias, activation
+        self.padding = (k - 1) // 2
+        self.src, self.out, self.residual = src, out, residual
+
+
+class _Linear:
+    def __init__(self, prefix: str, fin: int, fout: int, activation: Optional[str], src: str, out: str) -> None:
+        self.prefix, self.fin, self.fout, self.activation, self.src, self.out = prefix, fin, fout, activation, src, out
+
+
+class _Op:
+    """A weightless node: pools and flatten."""
+
+    def __init__(self, name: str, op: str, params: Dict[str, Any], src: str, out: str) -> None:
+        self.name, self.op, self.params, self.src, self.out = name, op, params, src, out
+
+
+class _Spec:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.layers: List[Any] = []
+        self.input = "input"
+        self.output = ""
+        # spatial size (h, w) of the tensor flattened before the first linear
+        # layer at the graph's 224x224 input; drives the NHWC column permutation
+        self.flatten_hw: Tuple[int, int] = (1, 1)
+
+    def add(self, layer: Any) -> str:
+        self.layers.append(layer)
+        return layer.out
+
+
+def _resnet_spec(name: str, block: str, layers: List[int], num_classes: int) -> _Spec:
+    s = _Spec(name)
+    x = s.add(_Conv("conv1", "bn1", 3, 64, 7, 2, activation="relu", src=s.input, out="conv1"))
+    x = s.add(_Op("maxpool", "max_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1}, x, "maxpool"))
+    expansion = 1 if block == "basic" else 4
+    inplanes = 64
+    for li, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers), start=1):
+        for bi in range(blocks):
+            stride = 2 if (li > 1 and bi == 0) else 1
+            p = f"layer{li}.{bi}"
+            identity = x
+            ds = None
+            if stride != 1 or inplanes != planes * expansion:
+                ds = _Conv(f"{p}.downsample.0", f"{p}.downsample.1", inplanes, planes * expansion, 1, stride,
+                           src=x, out=f"{p}.downsample")
+                identity = ds.out
+            if block == "basic":
+                h = s.add(_Conv(f"{p}.conv1", f"{p}.bn1", inplanes, planes, 3, stride, activation="relu",
+                                src=x, out=f"{p}.conv1"))
+                last = _Conv(f"{p}.conv2", f"{p}.bn2", planes, planes, 3, 1, activation="relu", src=h,
+                             out=f"{p}.conv2", residual=identity)
+            else:  # bottleneck, ResNet v1.5: the stride sits on the 3x3
+                h = s.add(_Conv(f"{p}.conv1", f"{p}.bn1", inplanes, planes, 1, 1, activation="relu",
+                                src=x, out=f"{p}.conv1"))
+                h = s.add(_Conv(f"{p}.conv2", f"{p}.bn2", planes, planes, 3, stride, activation="relu",
+                                src=h, out=f"{p}.conv2"))
+                last = _Conv(f"{p}.conv3", f"{p}.bn3", planes, planes * expansion, 1, 1, activation="relu",
+                             src=h, out=f"{p}.conv3", residual=identity)
+            if ds is not None:
+                s.add(ds)
+            x = s.add(last)
+            inplanes = planes * expansion
+    x = s.add(_Op("avgpool", "adaptive_avg_pool2d", {"output_size": 1}, x, "avgpool"))
+    x = s.add(_Op("flatten", "flatten", {}, x, "flatten"))
+    s.output = s.add(_Linear("fc", 512 * expansion, num_classes, None, x, "fc"))
+    return s
+
+
+_VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+
+
+def _vgg16_spec(num_classes: int) -> _Spec:
+    s = _Spec("vgg16")
+    x, cin, idx = s.input, 3, 0
+    for v in _VGG16_CFG:
+        if v == "M":
+            x = s.add(_Op(f"features.{idx}", "max_pool2d", {"kernel_size": 2, "stride": 2, "padding": 0}, x,
+                          f"features.{idx}"))
+            idx += 1
+        else:
+            # Conv2d at features.idx, its ReLU at features.idx+1 (fused)
+            x = s.add(_Conv(f"features.{idx}", None, cin, v, 3, 1, bias=True, activation="relu", src=x,
+                            out=f"features.{idx}"))
+            cin, idx = v, idx + 2
+    x = s.add(_Op("avgpool", "adaptive_avg_pool2d", {"output_size": 7}, x, "avgpool"))
+    x = s.add(_Op("flatten", "flatten", {}, x, "flatten"))
+    s.flatten_hw = (7, 7)
+    # classifier: 0 Linear, 1 ReLU, 2 Dropout, 3 Linear, 4 ReLU, 5 Dropout, 6 Linear
+    x = s.add(_Linear("classifier.0", 512 * 7 * 7, 4096, "relu", x, "classifier.0"))
+    x = s.add(_Linear("classifier.3", 4096, 4096, "relu", x, "classifier.3"))
+    s.output = s.add(_Linear("classifier.6", 4096, num_classes, None, x, "classifier.6"))
+    return s
+
+
+# (expand ratio t, output channels c, repeats n, first stride s), torchvision's table
+_MBV2_CFG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+             (6, 320, 1, 1)]
+
+
+def _mobilenet_v2_spec(num_classes: int) -> _Spec:
+    s = _Spec("mobilenet_v2")
+    x = s.add(_Conv("features.0.0", "features.0.1", 3, 32, 3, 2, activation="relu6", src=s.input,
+                    out="features.0"))
+    cin, idx = 32, 1
+    for t, c, n, first_stride in _MBV2_CFG:
+        for i in range(n):
+            stride = first_stride if i == 0 else 1
+            p = f"features.{idx}.conv"
+            hidden = cin * t
+            h, j = x, 0
+            if t != 1:  # pointwise expansion: Conv2dNormActivation at conv.0
+                h = s.add(_Conv(f"{p}.{j}.0", f"{p}.{j}.1", cin, hidden, 1, 1, activation="relu6", src=h,
+                                out=f"{p}.{j}"))
+                j += 1
+            h = s.add(_Conv(f"{p}.{j}.0", f"{p}.{j}.1", hidden, hidden, 3, stride, groups=hidden,
+                            activation="relu6", src=h, out=f"{p}.{j}"))
+            j += 1
+            # linear projection: a bare Conv2d at conv.j and its BatchNorm at conv.j+1
+            residual = x if (stride == 1 and cin == c) else None
+            x = s.add(_Conv(f"{p}.{j}", f"{p}.{j + 1}", hidden, c, 1, 1, activation=None, src=h,
+                            out=f"features.{idx}", residual=residual))
+            cin, idx = c, idx + 1
+    x = s.add(_Conv(f"features.{idx}.0", f"features.{idx}.1", cin, 1280, 1, 1, activation="relu6", src=x,
+                    out=f"features.{idx}"))
+    x = s.add(_Op("avgpool", "adaptive_avg_pool2d", {"output_size": 1}, x, "avgpool"))
+    x = s.add(_Op("flatten", "flatten", {}, x, "flatten"))
+    # classifier: 0 Dropout, 1 Linear
+    s.output = s.add(_Linear("classifier.1", 1280, num_classes, None, x, "classifier.1"))
+    return s
+
+
+_SPECS: Dict[str, Callable[[int], _Spec]] = {
+    "resnet18": lambda nc: _resnet_spec("resnet18", "basic", [2, 2, 2, 2], nc),
+    "resnet50": lambda nc: _resnet_spec("resnet50", "bottleneck", [3, 4, 6, 3], nc),
+    "vgg16": _vgg16_spec,
+    "mobilenet_v2": _mobilenet_v2_spec,
+}
+
+
+def _spec(name: str, num_classes: int) -> _Spec:
+    if name not in _SPECS:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(_SPECS)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    return _SPECS[name](int(num_classes))
+
+
+# ---- state dicts -------------------------------------------------------------------
+
+
+def _shapes(spec: _Spec) -> Dict[str, Tuple[int, ...]]:
+    """The torchvision state_dict's entries (without num_batches_tracked) and shapes."""
+    out: Dict[str, Tuple[int, ...]] = {}
+    for layer in spec.layers:
+        if isinstance(layer, _Conv):
+            out[f"{layer.conv}.weight"] = (layer.cout, layer.cin // layer.groups, layer.k, layer.k)
+            if layer.bias:
+                out[f"{layer.conv}.bias"] = (layer.cout,)
+            if layer.bn:
+                for k in ("weight", "bias", "running_mean", "running_var"):
+                    out[f"{layer.bn}.{k}"] = (layer.cout,)
+        elif isinstance(layer, _Linear):
+            out[f"{layer.prefix}.weight"] = (layer.fout, layer.fin)
+            out[f"{layer.prefix}.bias"] = (layer.fout,)
+    return out
+
+
+def _random_state(spec: _Spec, seed: int) -> Dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    sd: Dict[str, np.ndarray] = {}
+
+    def normal(shape: Tuple[int, ...], std: float) -> np.ndarray:
+        a = rng.standard_normal(shape, dtype=np.float32)
+        a *= np.float32(std)
+        return a
+
+    for layer in spec.layers:
+        if isinstance(layer, _Conv):
+            fan_in = (layer.cin // layer.groups) * layer.k * layer.k
+            sd[f"{layer.conv}.weight"] = normal((layer.cout, layer.cin // layer.groups, layer.k, layer.k),
+                                                np.sqrt(2.0 / fan_in))
+            if layer.bias:
+                sd[f"{layer.conv}.bias"] = normal((layer.cout,), 0.1)
+            if layer.bn:
+                c = layer.cout
+                sd[f"{layer.bn}.weight"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+                sd[f"{layer.bn}.bias"] = normal((c,), 0.1)
+                sd[f"{layer.bn}.running_mean"] = normal((c,), 0.1)
+                sd[f"{layer.bn}.running_var"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+                sd[f"{layer.bn}.num_batches_tracked"] = np.array(0, np.int64)
+        elif isinstance(layer, _Linear):
+            sd[f"{layer.prefix}.weight"] = normal((layer.fout, layer.fin), np.sqrt(2.0 / layer.fin))
+            sd[f"{layer.prefix}.bias"] = normal((layer.fout,), 0.1)
+    return sd
+
+
+def state_dict(name: str, seed: int = 0, num_classes: int = 1000) -> Dict[str, np.ndarray]:
+    """A seeded random torchvision-style state_dict (float32 arrays, plus int64
+    ``num_batches_tracked`` scalars like torch's): He-normal conv/linear
+    weights, conv/linear biases ~N(0, 0.1), batch norm gamma ~U(0.5, 1.5),
+    beta ~N(0, 0.1), running_mean ~N(0, 0.1), running_var ~U(0.5, 1.5)."""
+    return _random_state(_spec(name, num_classes), seed)
+
+
+def save_npz(state: Mapping[str, Any], path: Union[str, "os.PathLike[str]"]) -> None:
+    """Writes a state_dict (arrays, or torch tensors) to an uncompressed .npz."""
+    arrays = {}
+    for k, v in state.items():
+        if hasattr(v, "detach"):  # a torch tensor
+            v = v.detach().cpu().numpy()
+        arrays[k] = np.asarray(v)
+    np.savez(path, **arrays)
+
+
+def load_npz(path: Union[str, "os.PathLike[str]"]) -> Dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _checked_state(spec: _Spec, weights: Weights) -> Dict[str, np.ndarray]:
+    if isinstance(weights, (str, os.PathLike)):
+        raw = load_npz(weights)
+        where = f"weights file {os.fspath(weights)!r}"
+    elif isinstance(weights, Mapping):
+        raw = dict(weights)
+        where = "weights"
+    else:
+        raise TypeError(f"weights must be None, a path to an .npz or a mapping of arrays, got {type(weights).__name__}")
+    expect = _shapes(spec)
+    state = {k: v for k, v in raw.items() if not k.endswith("num_batches_tracked")}
+    missing = [k for k in expect if k not in state]
+    extra = [k for k in state if k not in expect]
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if extra:
+        problems.append("unexpected " + ", ".join(extra))
+    out: Dict[str, np.ndarray] = {}
+    bad = []
+    for k, shape in expect.items():
+        if k not in state:
+            continue
+        v = state[k]
+        if hasattr(v, "detach"):
+            v = v.detach().cpu().numpy()
+        v = np.asarray(v)
+        if tuple(v.shape) != shape:
+            bad.append(f"{k} has shape {tuple(v.shape)}, expected {shape}")
+            continue
+        if not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
+            bad.append(f"{k} has dtype {v.dtype}, expected a float array")
+            continue
+        out[k] = v
+    if bad:
+        problems.append("wrong " + "; ".join(bad))
+    if problems:
+        raise ValueError(f"{where} do not fit {spec.name}: " + "; ".join(problems))
+    return out
+
+
+# ---- folding and graph building ------------------------------------------------
+
+
+def _fold(layer: _Conv, sd: Mapping[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """The conv's weight (OIHW) and bias with its batch norm folded in, float64."""
+    w = np.asarray(sd[f"{layer.conv}.weight"], np.float64)
+    b = np.asarray(sd[f"{layer.conv}.bias"], np.float64) if layer.bias else np.zeros(layer.cout)
+    if layer.bn:
+        gamma = np.asarray(sd[f"{layer.bn}.weight"], np.float64)
+        beta = np.asarray(sd[f"{layer.bn}.bias"], np.float64)
+        mean = np.asarray(sd[f"{layer.bn}.running_mean"], np.float64)
+        var = np.asarray(sd[f"{layer.bn}.running_var"], np.float64)
+        scale = gamma / np.sqrt(var + BN_EPS)
+        w = w * scale[:, None, None, None]
+        b = (b - mean) * scale + beta
+    return w, b
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _graph(spec: _Spec, sd: Mapping[str, np.ndarray], layout: str, dtype: str) -> Graph:
+    nhwc = layout == "NHWC"
+    nodes: List[Node] = []
+    first_linear = True
+    for layer in spec.layers:
+        if isinstance(layer, _Conv):
+            w, b = _fold(layer, sd)
+            if nhwc:
+                w = w.transpose(0, 2, 3, 1)  # OIHW -> OHWI
+            inputs = [layer.src] + ([layer.residual] if layer.residual else [])
+            params = {"stride": layer.stride, "padding": layer.padding, "dilation": 1, "groups": layer.groups,
+                      "activation": layer.activation, "layout": layout,
+                      "weight_layout": "OHWI" if nhwc else "OIHW"}
+            nodes.append(Node(layer.conv, "conv2d", inputs, layer.out, params, {"weight": _f32(w), "bias": _f32(b)}))
+        elif isinstance(layer, _Linear):
+            w = np.asarray(sd[f"{layer.prefix}.weight"], np.float32)
+            if first_linear and nhwc and spec.flatten_hw != (1, 1):
+                # torchvision flattens (c, h, w); an NHWC flatten gives (h, w, c)
+                fh, fw = spec.flatten_hw
+                w = w.reshape(layer.fout, layer.fin // (fh * fw), fh, fw).transpose(0, 2, 3, 1).reshape(
+                    layer.fout, layer.fin)
+            first_linear = False
+            nodes.append(Node(layer.prefix, "linear", [layer.src], layer.out, {"activation": layer.activation},
+                              {"weight": _f32(w), "bias": _f32(np.asarray(sd[f"{layer.prefix}.bias"]))}))
+        else:
+            params = dict(layer.params)
+            if layer.op != "flatten":
+                params["layout"] = layout
+            nodes.append(Node(layer.name, layer.op, [layer.src], layer.out, params, {}))
+    g = Graph(name=spec.name, input_name=spec.input, input_shape=(224, 224, 3) if nhwc else (3, 224, 224),
+              nodes=nodes, output_name=spec.output, layout=layout, dtype=dtype)
+    g.validate()
+    return g
+
+
+def _build(name: str, weights: Weights, seed: int, layout: str, dtype: str, num_classes: int) -> Graph:
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+    spec = _spec(name, num_classes)
+    sd = _random_state(spec, seed) if weights is None else _checked_state(spec, weights)
+    return _graph(spec, sd, layout, dtype)
+
+
+def resnet18(weights: Weights = None, *, seed: int = 0, layout: str = "NCHW", dtype: str = "float32",
+             num_classes: int = 1000) -> Graph:
+    """torchvision's resnet18 (BasicBlock, [2, 2, 2, 2]): 20 convs, 1 linear."""
+    return _build("resnet18", weights, seed, layout, dtype, num_classes)
+
+
+def resnet50(weights: Weights = None, *, seed: int = 0, layout: str = "NCHW", dtype: str = "float32",
+             num_classes: int = 1000) -> Graph:
+    """torchvision's resnet50 (ResNet v1.5 Bottleneck, [3, 4, 6, 3]): 53 convs, 1 linear."""
+    return _build("resnet50", weights, seed, layout, dtype, num_classes)
+
+
+def vgg16(weights: Weights = None, *, seed: int = 0, layout: str = "NCHW", dtype: str = "float32",
+          num_classes: int = 1000) -> Graph:
+    """torchvision's vgg16 (no batch norm): 13 convs, 5 max pools, 3 linear."""
+    return _build("vgg16", weights, seed, layout, dtype, num_classes)
+
+
+def mobilenet_v2(weights: Weights = None, *, seed: int = 0, layout: str = "NCHW", dtype: str = "float32",
+                 num_classes: int = 1000) -> Graph:
+    """torchvision's mobilenet_v2 (width 1.0): 52 convs, 1 linear."""
+    return _build("mobilenet_v2", weights, seed, layout, dtype, num_classes)
+
+
+MODELS: Dict[str, Callable[..., Graph]] = {
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "vgg16": vgg16,
+    "mobilenet_v2": mobilenet_v2,
+}
+
+
+def build(name: str, **kw: Any) -> Graph:
+    """``MODELS[name](**kw)``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    return MODELS[name](**kw)
