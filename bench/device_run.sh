@@ -13,6 +13,15 @@ python3 -m pip install -q --no-build-isolation --no-deps --no-index --target /tm
 export PYTHONPATH=/tmp/pask:/tmp/site
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 cd /tmp
+if [ "${1:-}" = "--coldstart" ]; then  # the main job on the GPU, and the PyTorch peer comparison
+  for m in ${MODELS:-resnet50}; do
+    PYTHONUNBUFFERED=1 timeout 300 python3 -m paskdnn coldstart --model $m --device cuda --repeats ${REPEATS:-2} \
+      --out "$OUT/coldstart-$m" 2>&1 | tail -14
+  done
+  PYTHONUNBUFFERED=1 timeout 300 python3 "$REPO/bench/peer_torch.py" --models ${PEER_MODELS:-resnet50} \
+    --repeats ${REPEATS:-2} --out "$OUT" 2>&1 | tail -8
+  exit 0
+fi
 if [ "${1:-}" = "--bench-only" ]; then
   PYTHONUNBUFFERED=1 timeout 500 python3 "$REPO/bench/gpu_ops.py" --out "$OUT/gpu.md" > "$OUT/gpu_bench.log" 2>&1
   tail -30 "$OUT/gpu_bench.log"; exit 0

@@ -105,7 +105,7 @@ def view(a: Any, name: str) -> DevView:
                     f"got {type(a).__name__}")
 
 
-def empty_like_kind(like: DevView, shape: Sequence[int], handle: Any) -> Any:
+def empty_like_kind(like: DevView, shape: Sequence[int], ctx: Any) -> Any:
     """A new array of like's kind (torch tensor, cupy array, else DeviceArray)."""
     if like.kind == "torch":
         import torch
@@ -116,7 +116,7 @@ def empty_like_kind(like: DevView, shape: Sequence[int], handle: Any) -> Any:
         import cupy
 
         return cupy.empty(tuple(shape), dtype=np.float32 if like.dcode == F32 else np.float16)
-    return DeviceArray._empty(tuple(shape), like.dcode, handle, like.device_index)
+    return DeviceArray._empty(tuple(shape), like.dcode, ctx)
 
 
 def stream_of(stream: Any, like: Optional[DevView]) -> int:
@@ -150,17 +150,26 @@ class DeviceArray:
         raise TypeError("use paskdnn.asarray(x, device='cuda') to make a DeviceArray")
 
     @classmethod
-    def _empty(cls, shape: Tuple[int, ...], dcode: int, handle: Any, device_index: int = 0) -> "DeviceArray":
+    def _empty(cls, shape: Tuple[int, ...], dcode: int, ctx: Any) -> "DeviceArray":
+        """Device memory of ctx (a paskdnn.Context) for shape and dtype code."""
         ffi, lib = _lib.load()
         self = object.__new__(cls)
         self.shape = tuple(int(s) for s in shape)
         self.dcode = dcode
+        handle = ctx._h()
         self._handle = handle
-        self.device_index = device_index
+        self.device_index = int(ctx.device.partition(":")[2] or 0)
         nbytes = int(np.prod(self.shape, dtype=np.int64)) * _ITEMSIZE[dcode]
         out = ffi.new("void **")
         _lib.check(lib.pask_malloc(handle, max(nbytes, 1), out))
-        self._ptr = ffi.gc(out[0], lambda p, h=handle: lib.pask_free(h, p))
+        alive = ctx._alive  # freed only while the context lives; a closed context took its memory with it
+        self._alive = alive
+
+        def free(p: Any, h: Any = handle, alive: list = alive) -> None:
+            if alive[0]:
+                lib.pask_free(h, p)
+
+        self._ptr = ffi.gc(out[0], free)
         self.nbytes = nbytes
         return self
 
@@ -186,6 +195,8 @@ class DeviceArray:
     def numpy(self) -> np.ndarray:
         """A host copy (bfloat16 comes back as float32)."""
         ffi, lib = _lib.load()
+        if not self._alive[0]:
+            raise ValueError("this DeviceArray's context has been closed")
         raw = np.empty(self.nbytes, np.uint8)
         if self.nbytes:
             _lib.check(lib.pask_memcpy(self._handle, ffi.cast("void *", raw.ctypes.data), self._ptr, self.nbytes, 1))
@@ -226,7 +237,7 @@ def asarray(x: Any, device: str = "cuda", dtype: Optional[str] = None, context: 
         host, dcode = rounded, BF16
     else:
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {name!r}")
-    arr = DeviceArray._empty(a.shape, dcode, ctx._h(), int(ctx.device.partition(":")[2] or 0))
+    arr = DeviceArray._empty(a.shape, dcode, ctx)
     ffi, lib = _lib.load()
     if arr.nbytes:
         _lib.check(lib.pask_memcpy(ctx._h(), arr._ptr, ffi.cast("void *", host.ctypes.data), arr.nbytes, 0))

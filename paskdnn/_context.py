@@ -121,6 +121,7 @@ class Context:
         finally:
             lib.pask_options_destroy(opts[0])
         self._handle = ffi.gc(handle[0], lib.pask_context_destroy)
+        self._alive = [True]  # shared with this context's DeviceArrays (see close)
         self.device = f"{name}:{index}" if name != "cpu" else "cpu"
         out = ffi.new("char **")
         _lib.check(lib.pask_context_get_policy(self._handle, out))
@@ -216,6 +217,7 @@ class Context:
         if self._handle is not None:
             handle = self._handle
             self._handle = None
+            self._alive[0] = False
             ffi.release(handle)
 
     def __repr__(self) -> str:

@@ -38,6 +38,8 @@ def child(argv: List[str]) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--steady", type=int, default=10)
     ap.add_argument("--trace", default="")
+    ap.add_argument("--weights", default=None, help="torchvision-style .npz (default: seeded random)")
+    ap.add_argument("--save-output", default="", help="write the first inference's output (.npy)")
     ap.add_argument("--json-out", required=True)
     a = ap.parse_args(argv)
     t_spawn = float(os.environ.get("PASKDNN_T_SPAWN", time.time()))
@@ -50,7 +52,7 @@ def child(argv: List[str]) -> int:
     t_import = time.time()
     ctx = paskdnn.Context(a.device, policy=a.policy, cache_dir=a.cache_dir)
     t_context = time.time()
-    g = models.build(a.model, seed=0, layout=a.layout, dtype=a.dtype)
+    g = models.build(a.model, weights=a.weights, seed=0, layout=a.layout, dtype=a.dtype)
     runner = G.Runner(g, ctx, batch=a.batch, hints=True)
     x = runner.input(np.random.default_rng(0).standard_normal(runner.shapes[g.input_name]).astype(np.float32))
     t_ready = time.time()
@@ -59,6 +61,8 @@ def child(argv: List[str]) -> int:
     report = runner.report
     first_stats = ctx.stats()
     out = y.numpy() if hasattr(y, "numpy") and not isinstance(y, np.ndarray) else np.asarray(y)
+    if a.save_output:
+        np.save(a.save_output, out)
     if not np.isfinite(out).all():
         print("coldstart: the first inference produced non-finite values", file=sys.stderr)
         return 3

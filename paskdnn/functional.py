@@ -81,10 +81,10 @@ class _Call:
     """One op call's target: the C handle, whether it only hints, whether the
     device is a GPU, and the stream to launch on."""
 
-    __slots__ = ("handle", "hint", "cuda", "stream")
+    __slots__ = ("handle", "hint", "cuda", "stream", "ctx")
 
-    def __init__(self, handle: Any, hint: bool, cuda: bool, stream: Any) -> None:
-        self.handle, self.hint, self.cuda, self.stream = handle, hint, cuda, stream
+    def __init__(self, handle: Any, hint: bool, cuda: bool, stream: Any, ctx: Any = None) -> None:
+        self.handle, self.hint, self.cuda, self.stream, self.ctx = handle, hint, cuda, stream, ctx
 
     def bind_stream(self, like: Any) -> None:
         """Makes the calling thread's ops on this context run on the stream."""
@@ -106,7 +106,7 @@ def _resolve(context: Any, stream: Any = None) -> _Call:
     cuda = ctx.device.startswith("cuda")
     if stream is not None and not cuda:
         raise ValueError("stream= applies to GPU contexts only")
-    return _Call(handle, False, cuda, stream)
+    return _Call(handle, False, cuda, stream, ctx)
 
 
 def _dcode(a: Any) -> int:
@@ -232,7 +232,7 @@ def _layout(layout: str, table: dict, name: str) -> int:
 
 def _empty(like: Any, shape: Sequence[int], call: _Call) -> Any:
     if isinstance(like, DevView):
-        return _arrays.empty_like_kind(like, shape, call.handle)
+        return _arrays.empty_like_kind(like, shape, call.ctx)
     return np.empty(tuple(shape), np.float32)
 
 

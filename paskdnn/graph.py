@@ -175,7 +175,7 @@ class Runner:
         from ._arrays import BF16, F16, F32, DeviceArray
 
         code = {"float32": F32, "float16": F16, "bfloat16": BF16}[self.graph.dtype]
-        return DeviceArray._empty(shape, code, self.ctx._h())
+        return DeviceArray._empty(shape, code, self.ctx)
 
     def input(self, x: np.ndarray) -> Any:
         """x (a host array of the graph's input shape) on the context's device."""
