@@ -251,7 +251,11 @@ def _random_state(spec: _Spec, seed: int) -> Dict[str, np.ndarray]:
                 sd[f"{layer.conv}.bias"] = normal((layer.cout,), 0.1)
             if layer.bn:
                 c = layer.cout
-                sd[f"{layer.bn}.weight"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
+                # the last BN of a residual branch starts small, as in trained networks (and
+                # torchvision's zero_init_residual): the residual stream stays bounded, so
+                # deep models stay finite in float16
+                lo, hi = (0.0, 0.25) if layer.residual else (0.5, 1.5)
+                sd[f"{layer.bn}.weight"] = rng.uniform(lo, hi, c).astype(np.float32)
                 sd[f"{layer.bn}.bias"] = normal((c,), 0.1)
                 sd[f"{layer.bn}.running_mean"] = normal((c,), 0.1)
                 sd[f"{layer.bn}.running_var"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
@@ -265,8 +269,10 @@ def _random_state(spec: _Spec, seed: int) -> Dict[str, np.ndarray]:
 def state_dict(name: str, seed: int = 0, num_classes: int = 1000) -> Dict[str, np.ndarray]:
     """A seeded random torchvision-style state_dict (float32 arrays, plus int64
     ``num_batches_tracked`` scalars like torch's): He-normal conv/linear
-    weights, conv/linear biases ~N(0, 0.1), batch norm gamma ~U(0.5, 1.5),
-    beta ~N(0, 0.1), running_mean ~N(0, 0.1), running_var ~U(0.5, 1.5)."""
+    weights, conv/linear biases ~N(0, 0.1), batch norm gamma ~U(0.5, 1.5)
+    (~U(0, 0.25) for the last BN of a residual branch, so the residual stream
+    stays bounded as in trained networks), beta ~N(0, 0.1), running_mean
+    ~N(0, 0.1), running_var ~U(0.5, 1.5)."""
     return _random_state(_spec(name, num_classes), seed)
 
 

@@ -42,6 +42,8 @@ namespace {
 // Before a kernel's load has been measured: a host shared object loads in
 // about a millisecond.
 constexpr double kDefaultLoadMs = 1.0;
+// ... and an NVRTC compile of one of our kernels takes 40-60 ms on an H100 host.
+constexpr double kDefaultCompileMs = 100.0;
 
 int parse_int(const std::string &key, const std::string &value, long lo, long hi) {
     errno = 0;
@@ -107,10 +109,10 @@ void LoadCosts::record(const KernelKey &key, double ms) {
     dirty_ = true;
 }
 
-double LoadCosts::estimate_ms(const KernelKey &key) const {
+double LoadCosts::estimate_ms(const KernelKey &key, bool needs_compile) const {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = ms_.find(key.str());
-    return it == ms_.end() ? kDefaultLoadMs : it->second;
+    return it != ms_.end() ? it->second : needs_compile ? kDefaultCompileMs : kDefaultLoadMs;
 }
 
 bool LoadCosts::dirty() const {
@@ -476,8 +478,10 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
                     if ((alt_kernel = resident.find(bucket, live[i]->key))) alt = live[i];
             double elapsed = 0;
             const bool best_running = loader->running(best.key, &elapsed);
-            const double remaining_us = best_running
-                ? std::max(0.0, load_costs.estimate_ms(best.key) - elapsed) * 1000.0 : 0.0;
+            auto estimate_ms = [&](const pask::KernelKey &k) {
+                return load_costs.estimate_ms(k, !loader->prebuilt(k));
+            };
+            const double remaining_us = best_running ? std::max(0.0, estimate_ms(best.key) - elapsed) * 1000.0 : 0.0;
             bool wait_best = false;
             const Candidate *load_now = &best;
             if (policy == pask::Policy::Reactive) {
@@ -500,8 +504,7 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
                 // the load (cheapest to load, when loads dominate as on a GPU).
                 double best_total = 1e300;
                 for (const Candidate *c : live) {
-                    double load_us = (c == &best && best_running) ? remaining_us
-                                                                   : load_costs.estimate_ms(c->key) * 1000.0;
+                    double load_us = (c == &best && best_running) ? remaining_us : estimate_ms(c->key) * 1000.0;
                     double total = load_us + c->cost_us;
                     if (total < best_total) {
                         best_total = total;

@@ -34,7 +34,9 @@ public:
     void load_file(const std::string &path);
     void save_file(const std::string &path) const;
     void record(const KernelKey &key, double ms);
-    double estimate_ms(const KernelKey &key) const;  // default when never measured
+    // Measured, else a default: about a millisecond to load a prebuilt code
+    // object, about 100 ms when it must be compiled first (NVRTC).
+    double estimate_ms(const KernelKey &key, bool needs_compile = false) const;
     bool dirty() const;
 
 private:
