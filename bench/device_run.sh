@@ -13,6 +13,11 @@ python3 -m pip install -q --no-build-isolation --no-deps --no-index --target /tm
 export PYTHONPATH=/tmp/pask:/tmp/site
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 cd /tmp
+if [ "${1:-}" = "--peer" ]; then
+  PYTHONUNBUFFERED=1 timeout 400 python3 "$REPO/bench/peer_torch.py" --models ${PEER_MODELS:-resnet50} \
+    --repeats ${REPEATS:-1} --out "$OUT" 2>&1 | tail -8
+  exit 0
+fi
 if [ "${1:-}" = "--coldstart" ]; then  # the main job on the GPU, and the PyTorch peer comparison
   for m in ${MODELS:-resnet50}; do
     PYTHONUNBUFFERED=1 timeout 300 python3 -m paskdnn coldstart --model $m --device cuda --repeats ${REPEATS:-2} \

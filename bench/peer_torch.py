@@ -94,7 +94,8 @@ def main():
             pj, po = os.path.join(work, f"p{rep}.json"), os.path.join(work, f"p{rep}.npy")
             run([sys.executable, "-m", "paskdnn", "coldstart-child", "--model", name, "--device", "cuda", "--policy",
                  "pask", "--cache-dir", os.path.join(work, f"cache-{name}-{rep}"), "--layout", "NHWC", "--dtype",
-                 a.dtype, "--weights", wpath, "--save-output", po, "--json-out", pj])
+                 a.dtype, "--weights", wpath, "--input", os.path.join(work, "x_nchw.npy"), "--save-output", po,
+                 "--json-out", pj])
             res["paskdnn"].append(json.load(open(pj)))
         ref = np.load(to + ".fp32.npy").astype(np.float64)
         ours = np.load(po).reshape(ref.shape).astype(np.float64)

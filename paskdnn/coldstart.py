@@ -40,6 +40,7 @@ def child(argv: List[str]) -> int:
     ap.add_argument("--trace", default="")
     ap.add_argument("--weights", default=None, help="torchvision-style .npz (default: seeded random)")
     ap.add_argument("--save-output", default="", help="write the first inference's output (.npy)")
+    ap.add_argument("--input", default="", help="an NCHW .npy input (default: seeded random)")
     ap.add_argument("--json-out", required=True)
     a = ap.parse_args(argv)
     t_spawn = float(os.environ.get("PASKDNN_T_SPAWN", time.time()))
@@ -54,7 +55,13 @@ def child(argv: List[str]) -> int:
     t_context = time.time()
     g = models.build(a.model, weights=a.weights, seed=0, layout=a.layout, dtype=a.dtype)
     runner = G.Runner(g, ctx, batch=a.batch, hints=True)
-    x = runner.input(np.random.default_rng(0).standard_normal(runner.shapes[g.input_name]).astype(np.float32))
+    if a.input:
+        host = np.load(a.input).astype(np.float32)
+        if a.layout == "NHWC":
+            host = np.ascontiguousarray(host.transpose(0, 2, 3, 1))
+    else:
+        host = np.random.default_rng(0).standard_normal(runner.shapes[g.input_name]).astype(np.float32)
+    x = runner.input(host)
     t_ready = time.time()
     y = runner.run(x)
     t_first = time.time()
