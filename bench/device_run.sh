@@ -8,7 +8,7 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-build-isolation --no-deps --no-index --target /tmp/pask . > "$OUT/build.log" 2>&1 \
+python3 -m pip install -q --upgrade --no-build-isolation --no-deps --no-index --target /tmp/pask . > "$OUT/build.log" 2>&1 \
   || { tail -50 "$OUT/build.log"; exit 1; }
 export PYTHONPATH=/tmp/pask:/tmp/site
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
