@@ -29,3 +29,18 @@ def test_c_program_builds_with_pkg_config_and_computes_a_conv(tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "passed" in run.stdout
+
+
+@pytest.mark.skipif(shutil.which("pkg-config") is None or shutil.which("c++") is None,
+                    reason="needs pkg-config and a C++ compiler")
+def test_cpp_engine_example_builds_gives_hints_and_runs(tmp_path):
+    env = dict(os.environ, PKG_CONFIG_PATH=_pkgconfig_dir(tmp_path))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "paskdnn"], env=env, check=True,
+                           capture_output=True, text=True).stdout.split()
+    exe = tmp_path / "engine"
+    src = HERE.parent / "examples" / "engine.cpp"
+    subprocess.run(["c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", str(src), "-o", str(exe), *flags],
+                   check=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "engine OK" in run.stdout
