@@ -77,18 +77,51 @@ class _HintTarget:
         self.cuda = cuda
 
 
+class _PrepareTarget:
+    """Passed as ``context=`` by the graph Runner: the op validates its
+    arguments and returns a :class:`_Prepared` call (descriptors and pointers
+    fixed) instead of running, so a graph's steady state pays one C call per
+    layer and no Python argument handling."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+
+class _Prepared:
+    """A validated primitive call with its arguments bound; calling it runs it."""
+
+    __slots__ = ("fn", "args", "descs", "lib")
+
+    def __init__(self, fn: Any, args: tuple, descs: list, lib: Any) -> None:
+        self.fn, self.args, self.descs, self.lib = fn, args, descs, lib
+
+    def __call__(self) -> None:
+        status = self.fn(*self.args)
+        if status:
+            _lib.check(status)
+
+    def __del__(self) -> None:
+        for d in self.descs:
+            self.lib.pask_tensor_desc_destroy(d)
+        self.descs = []
+
+
 class _Call:
-    """One op call's target: the C handle, whether it only hints, whether the
-    device is a GPU, and the stream to launch on."""
+    """One op call's target: the C handle, whether it only hints (or only
+    prepares), whether the device is a GPU, and the stream to launch on."""
 
-    __slots__ = ("handle", "hint", "cuda", "stream", "ctx")
+    __slots__ = ("handle", "hint", "cuda", "stream", "ctx", "prepare")
 
-    def __init__(self, handle: Any, hint: bool, cuda: bool, stream: Any, ctx: Any = None) -> None:
+    def __init__(self, handle: Any, hint: bool, cuda: bool, stream: Any, ctx: Any = None,
+                 prepare: bool = False) -> None:
         self.handle, self.hint, self.cuda, self.stream, self.ctx = handle, hint, cuda, stream, ctx
+        self.prepare = prepare
 
     def bind_stream(self, like: Any) -> None:
         """Makes the calling thread's ops on this context run on the stream."""
-        if self.cuda and not self.hint:
+        if self.cuda and not self.hint and not self.prepare:
             ffi, lib = _lib.load()
             s = _arrays.stream_of(self.stream, like if isinstance(like, DevView) else None)
             _lib.check(lib.pask_set_stream(self.handle, ffi.cast("void *", s)))
@@ -97,6 +130,9 @@ class _Call:
 def _resolve(context: Any, stream: Any = None) -> _Call:
     if isinstance(context, _HintTarget):
         return _Call(context.handle, True, context.cuda, None)
+    if isinstance(context, _PrepareTarget):
+        ctx = context.ctx
+        return _Call(resolve(ctx), False, ctx.device.startswith("cuda"), None, ctx, prepare=True)
     ctx = context
     handle = resolve(ctx)
     if ctx is None:
@@ -258,6 +294,11 @@ class _Descs:
         self._made.append(out[0])
         return out[0]
 
+    def bind(self, fn: Any, args: tuple) -> _Prepared:
+        """Hands the descriptors to a prepared call (which frees them)."""
+        made, self._made = self._made, []
+        return _Prepared(fn, args, made, self.lib)
+
     def __exit__(self, *exc: Any) -> None:
         for d in self._made:
             self.lib.pask_tensor_desc_destroy(d)
@@ -408,9 +449,11 @@ def conv2d(
         y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
         yd = d.make(lay, ydims, dc)
         ptrs = [_ptr(ffi, t, call) for t in (x, w, bias, residual, y)]
+        args = (handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3], yd, ptrs[4])
+        if call.prepare:
+            return d.bind(lib.pask_conv2d_forward, args)  # type: ignore[return-value]
         call.bind_stream(x)
-        _lib.check(lib.pask_conv2d_forward(handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3],
-                                           yd, ptrs[4]))
+        _lib.check(lib.pask_conv2d_forward(*args))
     return y
 
 
@@ -435,7 +478,7 @@ def _matrix(a: Any, name: str) -> Tuple[np.ndarray, int]:
 
 def _gemm_call(call: _Call, trans_a: bool, trans_b: bool, m: int, n: int, k: int, a: Any, lda: int,
                b: Any, ldb: int, bias: Any, c: Any, ldc: int, alpha: float, beta: float, act: int,
-               dc: int = _FLOAT32) -> None:
+               dc: int = _FLOAT32) -> Optional[_Prepared]:
     ffi, lib = _lib.load()
     ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": act})
     if call.hint:
@@ -443,9 +486,11 @@ def _gemm_call(call: _Call, trans_a: bool, trans_b: bool, m: int, n: int, k: int
                                       ldc, int(bias is not None)))
         return
     ptrs = [_ptr(ffi, t, call) for t in (a, b, bias, c)]
+    args = (call.handle, dc, int(trans_a), int(trans_b), m, n, k, ep, ptrs[0], lda, ptrs[1], ldb, ptrs[2], ptrs[3], ldc)
+    if call.prepare:
+        return _Prepared(lib.pask_gemm, args, [], lib)
     call.bind_stream(a)
-    _lib.check(lib.pask_gemm(call.handle, dc, int(trans_a), int(trans_b), m, n, k, ep, ptrs[0], lda, ptrs[1], ldb,
-                             ptrs[2], ptrs[3], ldc))
+    _lib.check(lib.pask_gemm(*args))
 
 
 def gemm(
@@ -554,8 +599,8 @@ def linear(
     y = _empty(x, shape, call) if out is None else _out_array(out, shape, x)
     if rows == 0:
         return y
-    _gemm_call(call, False, True, rows, nout, nin, x, nin, w, nin, bias, y, nout, 1.0, 0.0, act, dc)
-    return y
+    prepared = _gemm_call(call, False, True, rows, nout, nin, x, nin, w, nin, bias, y, nout, 1.0, 0.0, act, dc)
+    return prepared if call.prepare else y  # type: ignore[return-value]
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, out: Optional[np.ndarray] = None,
@@ -662,6 +707,8 @@ def _pool(call: _Call, x: Any, lay: int, mode: int, kernel: Tuple[int, int], str
         y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
         yd = d.make(lay, ydims, dc)
         px, py = _ptr(ffi, x, call), _ptr(ffi, y, call)
+        if call.prepare:
+            return d.bind(lib.pask_pool2d_forward, (call.handle, params, xd, px, yd, py))  # type: ignore[return-value]
         call.bind_stream(x)
         _lib.check(lib.pask_pool2d_forward(call.handle, params, xd, px, yd, py))
     return y

@@ -157,9 +157,11 @@ class Runner:
         self.shapes = infer_shapes(graph, batch)
         self._weights = [{k: self._upload(v) for k, v in n.weights.items()} for n in graph.nodes]
         self._buffers = {n.output: self._alloc(self.shapes[n.output]) for n in graph.nodes if n.op != "flatten"}
+        self._input = self._alloc(self.shapes[graph.input_name])
         self.report: List[Dict[str, Any]] = []
         if hints:
             self.give_hints()
+        self._calls = self._prepare()
 
     # -- device data --
     def _upload(self, a: np.ndarray) -> Any:
@@ -178,11 +180,54 @@ class Runner:
         return DeviceArray._empty(shape, code, self.ctx)
 
     def input(self, x: np.ndarray) -> Any:
-        """x (a host array of the graph's input shape) on the context's device."""
+        """Copies x (a host array of the graph's input shape) into the runner's
+        input buffer on the context's device and returns that buffer."""
         expect = self.shapes[self.graph.input_name]
         if tuple(x.shape) != tuple(expect):
             raise ValueError(f"input has shape {tuple(x.shape)}, the graph expects {expect}")
-        return self._upload(x)
+        self._set_input(x)
+        return self._input
+
+    def _set_input(self, x: Any) -> None:
+        if x is self._input:
+            return
+        if not self.cuda:
+            np.copyto(self._input, np.asarray(x, np.float32))
+            return
+        from . import _lib
+        from ._arrays import _ITEMSIZE, asarray, view
+
+        src = asarray(np.asarray(x), dtype=self.graph.dtype, context=self.ctx) if isinstance(x, np.ndarray) else x
+        v = view(src, "input")
+        if tuple(v.shape) != tuple(self._input.shape) or v.dcode != self._input.dcode:
+            raise ValueError(f"input must be {self._input.dtype} of shape {self._input.shape}")
+        ffi, lib = _lib.load()
+        nbytes = int(np.prod(v.shape)) * _ITEMSIZE[v.dcode]
+        _lib.check(lib.pask_memcpy(self.ctx._h(), self._input._ptr, ffi.cast("void *", v.ptr), nbytes, 2))
+
+    def _prepare(self) -> List[Any]:
+        """One prepared C call per node (None for flatten), validated now."""
+        target = Fn._PrepareTarget(self.ctx)
+        values: Dict[str, Any] = {self.graph.input_name: self._input}
+        calls: List[Any] = []
+        for node, w in zip(self.graph.nodes, self._weights):
+            src = values[node.inputs[0]]
+            if node.op == "flatten":
+                values[node.output] = self._flatten(src, self.shapes[node.output])
+                calls.append(None)
+                continue
+            out = self._buffers[node.output]
+            kw = dict(node.params)
+            if node.op == "conv2d":
+                if len(node.inputs) > 1:
+                    kw["residual"] = values[node.inputs[1]]
+                calls.append(Fn.conv2d(src, w["weight"], w.get("bias"), out=out, context=target, **kw))
+            elif node.op == "linear":
+                calls.append(Fn.linear(src, w["weight"], w.get("bias"), out=out, context=target, **kw))
+            else:
+                calls.append(getattr(Fn, node.op)(src, out=out, context=target, **kw))
+            values[node.output] = out
+        return calls
 
     # -- hints --
     def give_hints(self) -> int:
@@ -210,40 +255,40 @@ class Runner:
 
     # -- execution --
     def run(self, x: Any, timed: bool = False, record: bool = True) -> Any:
-        """One inference; x from :meth:`input` (or any array the context takes).
-        record=False skips the per-layer report (for steady-state timing)."""
-        values: Dict[str, Any] = {self.graph.input_name: x}
+        """One inference of x (the buffer from :meth:`input`, or any array of the
+        input's shape, copied in). Returns the output buffer (reused by the next
+        run). record=False skips the per-layer report (for steady-state timing)."""
+        self._set_input(x)
+        if self.cuda:  # the runner's calls go to the default stream of this thread
+            ffi, lib = _lib_load()
+            lib.pask_set_stream(self.ctx._h(), ffi.NULL)
         self.report = []
-        for node, w in zip(self.graph.nodes, self._weights):
-            src = values[node.inputs[0]]
-            if node.op == "flatten":
-                values[node.output] = self._flatten(src, self.shapes[node.output])
+        for node, call in zip(self.graph.nodes, self._calls):
+            if call is None:
                 continue
-            before = self.ctx.stats() if record else None
+            if not record:
+                call()
+                continue
+            before = self.ctx.stats()
             t0 = time.perf_counter()
-            out = self._buffers[node.output]
-            kw = dict(node.params)
-            if node.op == "conv2d":
-                if len(node.inputs) > 1:
-                    kw["residual"] = values[node.inputs[1]]
-                Fn.conv2d(src, w["weight"], w.get("bias"), out=out, context=self.ctx, **kw)
-            elif node.op == "linear":
-                Fn.linear(src, w["weight"], w.get("bias"), out=out, context=self.ctx, **kw)
-            else:
-                getattr(Fn, node.op)(src, out=out, context=self.ctx, **kw)
+            call()
             if timed and self.cuda:
                 self.ctx.synchronize()
             ms = (time.perf_counter() - t0) * 1e3
-            values[node.output] = out
-            if not record:
-                continue
             after = self.ctx.stats()
             decision = next((name for key, name in _DECISIONS if after[key] > before[key]), "?")
             self.report.append(dict(layer=node.name, op=node.op, solver=_last_solver(), decision=decision,
                                     ms=ms if timed else None))
         if self.cuda:
             self.ctx.synchronize()
-        return values[self.graph.output_name]
+        return self._output()
+
+    def _output(self) -> Any:
+        name = self.graph.output_name
+        if name in self._buffers:
+            return self._buffers[name]
+        node = next(n for n in self.graph.nodes if n.output == name)  # a trailing flatten
+        return self._flatten(self._buffers.get(node.inputs[0], self._input), self.shapes[name])
 
     def _flatten(self, a: Any, shape: tuple) -> Any:
         if isinstance(a, np.ndarray):
@@ -251,6 +296,12 @@ class Runner:
         from ._arrays import view
 
         return view(a, "flatten input").reshaped(shape)
+
+
+def _lib_load() -> Any:
+    from . import _lib
+
+    return _lib.load()
 
 
 def _last_solver() -> str:
