@@ -45,6 +45,17 @@ pask_status_t guarded(F &&body) {
     }
 }
 
+// The raw value of an enum argument. A C caller may pass any int where the
+// header says an enum; loading an out-of-range value as the C++ enum type is
+// undefined behaviour, so arguments are read as ints and checked first.
+template <typename E>
+int raw(const E &e) {
+    static_assert(sizeof(E) == sizeof(int), "C enums are int-sized here");
+    int v;
+    std::memcpy(&v, &e, sizeof v);
+    return v;
+}
+
 void need(const void *p, const char *what) {
     if (!p) fail(PASK_ERROR_NULL_POINTER, std::string(what) + " is NULL");
 }
@@ -58,9 +69,10 @@ std::string dims_str(const pask_tensor_desc &d) {
 bool valid_dtype(int v) { return v >= PASK_DTYPE_FLOAT32 && v <= PASK_DTYPE_FLOAT64; }
 bool valid_layout(int v) { return v >= PASK_LAYOUT_ROW_MAJOR && v <= PASK_LAYOUT_NHWC; }
 
-void check_activation(pask_activation_t a) {
+void check_activation(const pask_activation_t &act) {
+    const int a = raw(act);
     require(a == PASK_ACTIVATION_NONE || a == PASK_ACTIVATION_RELU || a == PASK_ACTIVATION_RELU6,
-            PASK_ERROR_INVALID_ARGUMENT, "unknown activation " + std::to_string(int(a)));
+            PASK_ERROR_INVALID_ARGUMENT, "unknown activation " + std::to_string(a));
 }
 
 void check_4d(const pask_tensor_desc &d, const char *what) {
@@ -146,8 +158,8 @@ void pool_problem(const pask_pool2d_params_t *params, const pask_tensor_desc *x,
     need(params, "params");
     need(x, "x_desc");
     check_4d(*x, "x");
-    require(params->mode == PASK_POOL_MAX || params->mode == PASK_POOL_AVG, PASK_ERROR_INVALID_ARGUMENT,
-            "unknown pool mode " + std::to_string(int(params->mode)));
+    require(raw(params->mode) == PASK_POOL_MAX || raw(params->mode) == PASK_POOL_AVG, PASK_ERROR_INVALID_ARGUMENT,
+            "unknown pool mode " + std::to_string(raw(params->mode)));
     check_spatial(params->stride, params->pad_pre, params->pad_post, params->dilation, "pool2d");
     require(params->divisor_override >= 0, PASK_ERROR_INVALID_ARGUMENT,
             "divisor_override must be >= 0 (0 = none), got " + std::to_string(params->divisor_override));
@@ -241,10 +253,10 @@ void conv_call_problem(const pask_conv2d_params_t *params, const pask_epilogue_t
 }
 
 // The gemm Problem of a call or hint (no data pointers).
-void gemm_problem(pask_dtype_t dtype, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+void gemm_problem(int dtype, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                   const pask_epilogue_t *epilogue, int64_t lda, int64_t ldb, int64_t ldc, bool has_bias, Problem &p,
                   pask::OpArgs &args) {
-    require(valid_dtype(dtype), PASK_ERROR_INVALID_ARGUMENT, "unknown dtype " + std::to_string(int(dtype)));
+    require(valid_dtype(dtype), PASK_ERROR_INVALID_ARGUMENT, "unknown dtype " + std::to_string(dtype));
     require(m >= 1 && n >= 1 && k >= 1, PASK_ERROR_INVALID_ARGUMENT,
             "gemm sizes must be >= 1, got m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
     const int64_t a_cols = trans_a ? m : k, b_cols = trans_b ? k : n;
@@ -255,7 +267,7 @@ void gemm_problem(pask_dtype_t dtype, int trans_a, int trans_b, int64_t m, int64
     require(ldc >= n, PASK_ERROR_INVALID_ARGUMENT,
             "ldc=" + std::to_string(ldc) + " is smaller than C's row length " + std::to_string(n));
     p.op = PASK_OP_GEMM;
-    p.dtype = dtype;
+    p.dtype = static_cast<pask_dtype_t>(dtype);
     p.trans_a = trans_a ? 1 : 0;
     p.trans_b = trans_b ? 1 : 0;
     p.gm = m; p.gn = n; p.gk = k;
@@ -274,8 +286,8 @@ void gemm_problem(pask_dtype_t dtype, int trans_a, int trans_b, int64_t m, int64
 
 extern "C" {
 
-const char *pask_status_string(pask_status_t status) {
-    switch (status) {
+const char *pask_status_string(pask_status_t status_arg) {
+    switch (raw(status_arg)) {
     case PASK_SUCCESS: return "PASK_SUCCESS";
     case PASK_ERROR_INVALID_ARGUMENT: return "PASK_ERROR_INVALID_ARGUMENT";
     case PASK_ERROR_NULL_POINTER: return "PASK_ERROR_NULL_POINTER";
@@ -321,7 +333,10 @@ pask_status_t pask_context_create(pask_context_t *context, pask_device_type_t de
                                   const_pask_options_t options) {
     return guarded([&] {
         need(context, "context");
-        auto *ctx = new pask_context(device_type, device_index, options);
+        const int type = raw(device_type);
+        require(type >= PASK_DEVICE_CPU && type <= PASK_DEVICE_HIP, PASK_ERROR_INVALID_ARGUMENT,
+                "unknown device type " + std::to_string(type));
+        auto *ctx = new pask_context(static_cast<pask_device_type_t>(type), device_index, options);
         *context = ctx;
     });
 }
@@ -345,8 +360,9 @@ pask_status_t pask_tensor_desc_create(pask_tensor_desc_t *desc, pask_dtype_t dty
     return guarded([&] {
         need(desc, "desc");
         need(dims, "dims");
-        require(valid_dtype(dtype), PASK_ERROR_INVALID_ARGUMENT, "unknown dtype " + std::to_string(int(dtype)));
-        require(valid_layout(layout), PASK_ERROR_INVALID_ARGUMENT, "unknown layout " + std::to_string(int(layout)));
+        require(valid_dtype(raw(dtype)), PASK_ERROR_INVALID_ARGUMENT, "unknown dtype " + std::to_string(raw(dtype)));
+        require(valid_layout(raw(layout)), PASK_ERROR_INVALID_ARGUMENT,
+                "unknown layout " + std::to_string(raw(layout)));
         require(ndim >= 1 && ndim <= 8, PASK_ERROR_INVALID_ARGUMENT, "ndim must be in [1, 8], got " + std::to_string(ndim));
         require(layout == PASK_LAYOUT_ROW_MAJOR || ndim == 4, PASK_ERROR_INVALID_ARGUMENT,
                 std::string(pask::layout_name(layout)) + " needs 4 dims, got " + std::to_string(ndim));
@@ -442,7 +458,7 @@ pask_status_t pask_gemm(pask_context_t context, pask_dtype_t dtype, int trans_a,
         need(context, "context");
         Problem p;
         pask::OpArgs args;
-        gemm_problem(dtype, trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, bias != nullptr, p, args);
+        gemm_problem(raw(dtype), trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, bias != nullptr, p, args);
         need(a, "a");
         need(b, "b");
         need(c, "c");
@@ -499,7 +515,10 @@ pask_status_t pask_pool2d_forward(pask_context_t context, const pask_pool2d_para
 pask_status_t pask_device_count(pask_device_type_t device_type, int *count) {
     return guarded([&] {
         need(count, "count");
-        *count = pask_context::device_count(device_type);
+        const int type = raw(device_type);
+        *count = type >= PASK_DEVICE_CPU && type <= PASK_DEVICE_HIP
+                     ? pask_context::device_count(static_cast<pask_device_type_t>(type))
+                     : 0;
     });
 }
 
@@ -521,8 +540,8 @@ pask_status_t pask_free(pask_context_t context, void *ptr) {
 pask_status_t pask_memcpy(pask_context_t context, void *dst, const void *src, size_t bytes, pask_copy_kind_t kind) {
     return guarded([&] {
         need(context, "context");
-        require(kind >= PASK_COPY_HOST_TO_DEVICE && kind <= PASK_COPY_DEVICE_TO_DEVICE, PASK_ERROR_INVALID_ARGUMENT,
-                "unknown copy kind " + std::to_string(int(kind)));
+        require(raw(kind) >= PASK_COPY_HOST_TO_DEVICE && raw(kind) <= PASK_COPY_DEVICE_TO_DEVICE,
+                PASK_ERROR_INVALID_ARGUMENT, "unknown copy kind " + std::to_string(raw(kind)));
         if (bytes == 0) return;
         need(dst, "dst");
         need(src, "src");
@@ -656,7 +675,7 @@ pask_status_t pask_hint_gemm(pask_context_t context, pask_dtype_t dtype, int tra
         need(context, "context");
         Problem p;
         pask::OpArgs args;
-        gemm_problem(dtype, trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, has_bias != 0, p, args);
+        gemm_problem(raw(dtype), trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, has_bias != 0, p, args);
         context->hint(p);
     });
 }

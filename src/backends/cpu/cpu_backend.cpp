@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -60,6 +61,7 @@ CpuBackend::CpuBackend(int num_threads, const std::string &isa) : pool_(num_thre
 }
 
 void *CpuBackend::malloc_device(size_t bytes) const {
+    if (bytes > SIZE_MAX - 63) fail(PASK_ERROR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes");
     size_t rounded = ((bytes ? bytes : 1) + 63) / 64 * 64;
     void *p = std::aligned_alloc(64, rounded);
     if (!p) fail(PASK_ERROR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(bytes) + " bytes");
