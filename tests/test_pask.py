@@ -338,3 +338,13 @@ def test_interpreter_exit_with_pending_hints_does_not_hang(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout == "" and run.stderr == ""  # the library never prints
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_cache_folder_others_can_write_is_not_used(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    ctx = paskdnn.Context(cache_dir=str(shared))
+    check_all(run_all(ctx))  # still works, memory only
+    ctx.close()
+    assert not (shared / "load_costs.json").exists()

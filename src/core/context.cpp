@@ -210,7 +210,8 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     store = std::make_unique<pask::KernelStore>(
         kernel_dir.empty() ? pask::KernelStore::default_prebuilt_dir() : kernel_dir, backend->object_suffix());
     if (backend->can_compile()) store->set_user_cache(cache_dir);
-    load_costs.load_file(load_costs_path());
+    // Like the kernel cache: a folder other users could write to is not trusted.
+    if (!cache_dir.empty() && pask::dir_is_private(cache_dir, nullptr)) load_costs.load_file(load_costs_path());
     // Parsed before any thread starts, so a bad file fails creation cleanly.
     if (!hints_file.empty()) load_hints_file(hints_file);
 
@@ -257,7 +258,8 @@ int pask_context::device_count(pask_device_type_t type) {
 
 pask_context::~pask_context() {
     loader.reset();  // joins the loader threads; queued loads are abandoned
-    if (debug_load_delay_ms == 0 && load_costs.dirty() && make_private_dir(cache_dir))
+    if (debug_load_delay_ms == 0 && load_costs.dirty() && make_private_dir(cache_dir) &&
+        pask::dir_is_private(cache_dir, nullptr))
         load_costs.save_file(load_costs_path());
     resident.clear();
 }
