@@ -268,16 +268,20 @@ std::string pask_context::load_costs_path() const {
     return cache_dir.empty() ? std::string() : cache_dir + "/load_costs.json";
 }
 
-static std::string run_key(const pask::Solver &s, const pask::Problem &p) {
-    return std::to_string(s.id()) + ":" + std::to_string(p.hash());
+static uint64_t run_key(const pask::Solver &s, size_t problem_hash) {
+    return (uint64_t(problem_hash) * 0x9E3779B97F4A7C15ull) ^ uint64_t(s.id());
 }
 
-std::vector<pask_context::Candidate> pask_context::candidates(const pask::Problem &p) const {
-    // Ranked by the analytic cost model, which treats every solver alike. A
-    // measured run time replaces an estimate only against other measured times:
-    // if the first-ranked solver has run on this Problem and another solver has
-    // run faster, that one goes first. Run-cost gaps in policy decisions use the
-    // measured time wherever there is one.
+std::vector<pask_context::Candidate> pask_context::ranked(const pask::Problem &p, size_t h) const {
+    // The analytic ranking of a Problem never changes within a context (same
+    // solvers, store and targets), so it is computed once and remembered.
+    {
+        std::lock_guard<std::mutex> lock(rank_mu_);
+        auto it = ranked_.find(h);
+        if (it != ranked_.end())
+            for (const auto &e : it->second)
+                if (e.problem == p) return e.ranked;
+    }
     std::vector<Candidate> out;
     const auto &pool = allowed.empty() ? pask::all_solvers() : allowed;
     for (const pask::Solver *s : pool) {
@@ -288,11 +292,29 @@ std::vector<pask_context::Candidate> pask_context::candidates(const pask::Proble
         out.push_back(Candidate{s, std::move(key), s->cost_us(p)});
     }
     std::stable_sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.cost_us < b.cost_us; });
+    std::lock_guard<std::mutex> lock(rank_mu_);
+    if (ranked_count_ >= 4096) {  // bounded: start over rather than grow without end
+        ranked_.clear();
+        ranked_count_ = 0;
+    }
+    ranked_[h].push_back(Ranked{p, out});
+    ++ranked_count_;
+    return out;
+}
+
+std::vector<pask_context::Candidate> pask_context::candidates(const pask::Problem &p) const {
+    // Ranked by the analytic cost model, which treats every solver alike. A
+    // measured run time replaces an estimate only against other measured times:
+    // if the first-ranked solver has run on this Problem and another solver has
+    // run faster, that one goes first. Run-cost gaps in policy decisions use the
+    // measured time wherever there is one.
+    const size_t h = p.hash();
+    std::vector<Candidate> out = ranked(p, h);
     std::vector<double> measured(out.size(), -1.0);
     {
         std::lock_guard<std::mutex> lock(mu_);
         for (size_t i = 0; i < out.size(); ++i) {
-            auto it = run_us_.find(run_key(*out[i].solver, p));
+            auto it = run_us_.find(run_key(*out[i].solver, h));
             if (it != run_us_.end()) measured[i] = it->second;
         }
     }
@@ -321,8 +343,9 @@ pask::KernelKey pask_context::resolve_key(const pask::Solver &solver, const pask
 }
 
 void pask_context::record_run(const pask::Solver &solver, const pask::Problem &p, double us) {
+    const uint64_t key = run_key(solver, p.hash());
     std::lock_guard<std::mutex> lock(mu_);
-    auto [it, fresh] = run_us_.emplace(run_key(solver, p), us);
+    auto [it, fresh] = run_us_.emplace(key, us);
     if (!fresh) it->second = 0.7 * it->second + 0.3 * us;
 }
 

@@ -83,6 +83,7 @@ private:
         double cost_us;
     };
     std::vector<Candidate> candidates(const pask::Problem &problem) const;
+    std::vector<Candidate> ranked(const pask::Problem &problem, size_t hash) const;
     pask::KernelKey resolve_key(const pask::Solver &solver, const pask::Problem &problem) const;
     void record_run(const pask::Solver &solver, const pask::Problem &problem, double us);
     bool is_bad(const std::string &key) const;
@@ -96,7 +97,14 @@ private:
 
     mutable std::mutex mu_;  // bad keys, measured run costs, record
     std::unordered_set<std::string> bad_keys_;
-    std::unordered_map<std::string, double> run_us_;  // EMA per (solver, problem)
+    std::unordered_map<uint64_t, double> run_us_;  // EMA per (solver, problem)
+    struct Ranked {
+        pask::Problem problem;
+        std::vector<Candidate> ranked;
+    };
+    mutable std::mutex rank_mu_;
+    mutable std::unordered_map<size_t, std::vector<Ranked>> ranked_;  // analytic ranking per Problem
+    mutable size_t ranked_count_ = 0;
     std::vector<pask::Problem> record_;
     std::unordered_set<size_t> recorded_;
 };
