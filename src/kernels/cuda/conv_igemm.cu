@@ -183,31 +183,11 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
     };
 
     float acc[MI][NI][4];
-#pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
-
     const int KT = (K + BK - 1) / BK;
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < KT) load_tile(s, s);
-        pask_cp_commit();
-    }
+    pask_mainloop<STAGES, MI, NI, false, false, BM, BN, WARPS_M, WM, WN, STAGE_WORDS, A_WORDS>(
+        acc, smem, KT, tid, load_tile);
     const int warp = tid >> 5, lane = tid & 31;
     const int wm = warp % WARPS_M, wn = warp / WARPS_M;
-    for (int kt = 0; kt < KT; ++kt) {
-        pask_cp_wait<STAGES - 2>();
-        __syncthreads();
-        const int nk = kt + STAGES - 1;
-        if (nk < KT) load_tile(nk % STAGES, nk);
-        pask_cp_commit();
-        const unsigned *sA = smem + (kt % STAGES) * STAGE_WORDS;
-        pask_warp_mma<MI, NI, false, false, BM, BN>(acc, sA, sA + A_WORDS, wm * WM, wn * WN, lane);
-    }
-    pask_cp_wait<0>();
 
     /* ---- epilogue ---- */
     pask_t *__restrict__ y = (pask_t *)p.y;

@@ -87,38 +87,18 @@ PASK_DEV void gemm_body(const pask_cuda_gemm_params &p, unsigned *smem) {
     const bool b_vec = (((unsigned long long)B) & 15) == 0 && (p.ldb % VEC) == 0;
     const int tid = threadIdx.x;
 
-    float acc[MI][NI][4];
-#pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
-
     auto load_tile = [&](int stage, int kt) {
         unsigned *sA = smem + stage * STAGE_WORDS;
         gemm_load<AKR, BM, NT>(sA, A, p.lda, m0, M, kt * BK, K, a_vec, tid);
         gemm_load<BKR, BN, NT>(sA + A_WORDS, B, p.ldb, n0, N, kt * BK, K, b_vec, tid);
     };
 
+    float acc[MI][NI][4];
     const int KT = (K + BK - 1) / BK;
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < KT) load_tile(s, s);
-        pask_cp_commit();
-    }
+    pask_mainloop<STAGES, MI, NI, AKR, BKR, BM, BN, WARPS_M, WM, WN, STAGE_WORDS, A_WORDS>(
+        acc, smem, KT, tid, load_tile);
     const int warp = tid >> 5, lane = tid & 31;
     const int wm = warp % WARPS_M, wn = warp / WARPS_M;
-    for (int kt = 0; kt < KT; ++kt) {
-        pask_cp_wait<STAGES - 2>();
-        __syncthreads();
-        const int nk = kt + STAGES - 1;
-        if (nk < KT) load_tile(nk % STAGES, nk);
-        pask_cp_commit();
-        const unsigned *sA = smem + (kt % STAGES) * STAGE_WORDS;
-        pask_warp_mma<MI, NI, AKR, BKR, BM, BN>(acc, sA, sA + A_WORDS, wm * WM, wn * WN, lane);
-    }
-    pask_cp_wait<0>();
 
     pask_t *__restrict__ Cp = (pask_t *)p.c;
     const pask_t *__restrict__ bias = (const pask_t *)p.bias;

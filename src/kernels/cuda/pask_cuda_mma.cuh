@@ -154,6 +154,37 @@ PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const u
     }
 }
 
+/* The block's main loop, shared by the conv and GEMM kernels: acc (zeroed here)
+ * accumulates K in BK-wide tiles through a STAGES-deep cp.async pipeline;
+ * load_tile(stage, kt) issues the copies of tile kt into shared-memory stage. */
+template <int STAGES, int MI, int NI, bool AKR, bool BKR, int BM, int BN, int WARPS_M, int WM, int WN, int STAGE_WORDS,
+          int A_WORDS, typename LoadTile>
+PASK_DEV void pask_mainloop(float (&acc)[MI][NI][4], const unsigned *smem, int KT, int tid, LoadTile &&load_tile) {
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < KT) load_tile(s, s);
+        pask_cp_commit();
+    }
+    const int warp = tid >> 5, lane = tid & 31;
+    const int wm = warp % WARPS_M, wn = warp / WARPS_M;
+    for (int kt = 0; kt < KT; ++kt) {
+        pask_cp_wait<STAGES - 2>();
+        __syncthreads();
+        const int nk = kt + STAGES - 1;
+        if (nk < KT) load_tile(nk % STAGES, nk);
+        pask_cp_commit();
+        const unsigned *sA = smem + (kt % STAGES) * STAGE_WORDS;
+        pask_warp_mma<MI, NI, AKR, BKR, BM, BN>(acc, sA, sA + A_WORDS, wm * WM, wn * WN, lane);
+    }
+    pask_cp_wait<0>();
+}
+
 #define PASK_RK_ELEMS (80 / PASK_ES) /* elements per RK row */
 
 #endif /* PASK_CUDA_MMA_CUH */
