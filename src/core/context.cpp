@@ -302,13 +302,12 @@ std::vector<pask_context::Candidate> pask_context::ranked(const pask::Problem &p
     return out;
 }
 
-std::vector<pask_context::Candidate> pask_context::candidates(const pask::Problem &p) const {
+std::vector<pask_context::Candidate> pask_context::candidates(const pask::Problem &p, size_t h) const {
     // Ranked by the analytic cost model, which treats every solver alike. A
     // measured run time replaces an estimate only against other measured times:
     // if the first-ranked solver has run on this Problem and another solver has
     // run faster, that one goes first. Run-cost gaps in policy decisions use the
     // measured time wherever there is one.
-    const size_t h = p.hash();
     std::vector<Candidate> out = ranked(p, h);
     std::vector<double> measured(out.size(), -1.0);
     {
@@ -370,7 +369,7 @@ void pask_context::hint(pask::Problem problem) {
 void pask_context::feed_loader() {
     if (!proactive() || !loader || loader->num_threads() == 0) return;
     for (auto &[seq, p] : hints->take_ready()) {
-        for (const Candidate &c : candidates(p)) {
+        for (const Candidate &c : candidates(p, p.hash())) {
             if (is_bad(c.key.str())) continue;
             if (!resident.contains(p.bucket(), c.key) && !loader->queued_or_running(c.key)) {
                 loader->request(c.key, p.bucket(), seq);
@@ -381,10 +380,10 @@ void pask_context::feed_loader() {
     }
 }
 
-void pask_context::record_problem(const pask::Problem &p) {
+void pask_context::record_problem(const pask::Problem &p, size_t h) {
     std::lock_guard<std::mutex> lock(mu_);
     if (recorded_.size() >= 100000) return;
-    if (recorded_.insert(p.hash()).second) record_.push_back(p);
+    if (recorded_.insert(h).second) record_.push_back(p);
 }
 
 void pask_context::save_record(const std::string &path) const {
@@ -460,13 +459,14 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
     const int64_t t_call = trace.now_us();
     const auto c0 = std::chrono::steady_clock::now();
     stats.calls++;
-    record_problem(p);
-    auto match = hints->on_call(p);
+    const size_t h = p.hash();  // once per call: hashing walks the canonical fields
+    record_problem(p, h);
+    auto match = hints->on_call(p, h);
     if (match.matched) stats.hints_matched++;
     stats.hints_dropped += match.dropped;
     if (match.matched) feed_loader();
 
-    auto cands = candidates(p);
+    auto cands = candidates(p, h);
     if (cands.empty()) {
         bool any_applicable = false;
         for (const pask::Solver *s : allowed.empty() ? pask::all_solvers() : allowed)

@@ -82,14 +82,14 @@ private:
         pask::KernelKey key;
         double cost_us;
     };
-    std::vector<Candidate> candidates(const pask::Problem &problem) const;
+    std::vector<Candidate> candidates(const pask::Problem &problem, size_t hash) const;
     std::vector<Candidate> ranked(const pask::Problem &problem, size_t hash) const;
     pask::KernelKey resolve_key(const pask::Solver &solver, const pask::Problem &problem) const;
     void record_run(const pask::Solver &solver, const pask::Problem &problem, double us);
     bool is_bad(const std::string &key) const;
     void mark_bad(const std::string &key);
     void feed_loader();
-    void record_problem(const pask::Problem &problem);
+    void record_problem(const pask::Problem &problem, size_t hash);
     std::string load_costs_path() const;
 
     bool proactive() const { return policy == pask::Policy::Proactive || policy == pask::Policy::Pask; }

@@ -7,9 +7,8 @@ void HintQueue::push(const Problem &p) {
     q_.push_back(Entry{next_seq_++, p, p.hash(), false});
 }
 
-HintQueue::Match HintQueue::on_call(const Problem &p) {
+HintQueue::Match HintQueue::on_call(const Problem &p, size_t h) {
     Match m;
-    const size_t h = p.hash();
     std::lock_guard<std::mutex> lock(mu_);
     const size_t n = std::min(window_, q_.size());
     for (size_t i = 0; i < n; ++i) {

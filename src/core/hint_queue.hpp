@@ -28,7 +28,8 @@ public:
         bool matched = false;
         int64_t dropped = 0;
     };
-    Match on_call(const Problem &p);
+    // h is p's hash (the caller has it already).
+    Match on_call(const Problem &p, size_t h);
     // Hints inside the window that have not been handed out yet (marked handed out now).
     std::vector<std::pair<int64_t, Problem>> take_ready();
     void clear();
