@@ -186,6 +186,9 @@ PASK_API pask_status_t pask_options_destroy(pask_options_t options);
  *   "cpu_isa"     avx512 | avx2 | generic: pin the CPU kernel variant
  *   "nvrtc_library" path of libnvrtc (default $PASKDNN_NVRTC, else the usual
  *                 sonames); without NVRTC the CUDA backend uses prebuilt cubins only
+ *   "cudnn"       1 | 0: use cuDNN's kernels on CUDA contexts (default 1)
+ *   "cudnn_library" path of libcudnn.so.9 (default $PASKDNN_CUDNN, else the
+ *                 usual sonames); without cuDNN its solvers are not candidates
  *   "solvers"     comma-separated solver names the context may use
  *                 (default: all); e.g. "conv2d.direct,gemm.small"
  * Unknown keys and bad values are reported by pask_context_create. */

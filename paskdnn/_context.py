@@ -5,7 +5,7 @@ import atexit
 import os
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from . import _lib
 
@@ -55,6 +55,10 @@ class Context:
         nvrtc: path of libnvrtc for CUDA contexts (default: found with
             cuda.pathfinder when installed, else ``$PASKDNN_NVRTC`` or the
             usual sonames). Without NVRTC only prebuilt cubins are used.
+        cudnn: CUDA contexts only. ``False`` leaves cuDNN out; a path names
+            libcudnn.so.9 (default: ``$PASKDNN_CUDNN``, else the nvidia-cudnn
+            wheel's copy, else the usual sonames). Without cuDNN the cuDNN
+            solvers are simply not candidates.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class Context:
         trace: Optional[bool] = None,
         debug_load_delay_ms: Optional[int] = None,
         nvrtc: Optional[str] = None,
+        cudnn: Union[None, bool, str, "os.PathLike[str]"] = None,
     ) -> None:
         ffi, lib = _lib.load()
         name, index = _parse_device(device)
@@ -111,6 +116,16 @@ class Context:
             found = _find_nvrtc()
             if found:
                 options["nvrtc_library"] = found
+        if cudnn is False:
+            options["cudnn"] = "0"
+        elif cudnn is not None and cudnn is not True:
+            if not isinstance(cudnn, (str, os.PathLike)):
+                raise TypeError("cudnn must be a bool or the path of libcudnn.so.9")
+            options["cudnn_library"] = os.fspath(cudnn)
+        elif name == "cuda" and not os.environ.get("PASKDNN_CUDNN"):
+            found = _find_cudnn()
+            if found:
+                options["cudnn_library"] = found
         opts = ffi.new("pask_options_t *")
         _lib.check(lib.pask_options_create(opts))
         try:
@@ -253,6 +268,22 @@ def _find_nvrtc() -> Optional[str]:
         return str(pathfinder.load_nvidia_dynamic_lib("nvrtc").abs_path)
     except Exception:  # not installed there: the C core searches the usual sonames
         return None
+
+
+def _find_cudnn() -> Optional[str]:
+    """libcudnn.so.9's path from the nvidia-cudnn wheel, without loading it
+    (the C core opens it on a loader thread); None: the usual sonames."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("nvidia.cudnn")
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = os.path.join(folder, "lib", "libcudnn.so.9")
+        if os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 def default_cuda_context(device: str = "cuda") -> "Context":

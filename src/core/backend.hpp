@@ -2,6 +2,7 @@
 // objects for the Loader and supplies the per-call execution services.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,19 @@ public:
     virtual void copy(void *dst, const void *src, size_t bytes, int kind) const = 0;
     virtual void set_stream(void *stream) const = 0;
     virtual void synchronize() const = 0;
+    // Device run times, read later without blocking (GPU backends: an event
+    // pair on the calling thread's stream). timer_start returns a token, or -1
+    // when it cannot time now (e.g. a stream being captured into a graph).
+    // timer_poll: false while the work runs; true when done, with *us the
+    // time or -1 if it could not be read. Every started token is polled to
+    // completion or released with timer_release.
+    virtual int64_t timer_start() const { return -1; }
+    virtual void timer_stop(int64_t) const {}
+    virtual bool timer_poll(int64_t, double *us) const {
+        *us = -1;
+        return true;
+    }
+    virtual void timer_release(int64_t) const {}
     // Throws PASK_ERROR_INVALID_ARGUMENT when p cannot be used by this device.
     virtual void check_device_pointer(const void *p, const char *what) const = 0;
 

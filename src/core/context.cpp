@@ -15,6 +15,7 @@
 
 #include "../backends/cpu/cpu_backend.hpp"
 #include "../backends/cuda/cuda_backend.hpp"
+#include "../providers/cudnn/cudnn_provider.hpp"
 #include "error.hpp"
 #include "fsutil.hpp"
 #include "json.hpp"
@@ -138,7 +139,9 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     int loader_threads = 2, lookahead = 16, delay_ms = 0, capacity = 256;
     bool trace_on = true;
-    std::string kernel_dir, isa, hints_file, nvrtc_library;
+    std::string kernel_dir, isa, hints_file, nvrtc_library, cudnn_library;
+    bool use_cudnn = true;
+    if (const char *c = std::getenv("PASKDNN_CUDNN"); c && *c) cudnn_library = c;
     if (const char *h = std::getenv("PASKDNN_HINTS"); h && *h) hints_file = h;
     cache_dir = default_cache_dir();
     if (options) {
@@ -173,6 +176,10 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
                 isa = value;
             } else if (key == "nvrtc_library") {
                 nvrtc_library = value;
+            } else if (key == "cudnn_library") {
+                cudnn_library = value;
+            } else if (key == "cudnn") {
+                use_cudnn = parse_int(key, value, 0, 1) != 0;
             } else if (key == "solvers") {
                 size_t start = 0;
                 while (start <= value.size()) {
@@ -195,7 +202,8 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
                 fail(PASK_ERROR_INVALID_ARGUMENT,
                      "unknown option '" + key +
                          "' (known: policy, num_threads, loader_threads, lookahead, resident_capacity, trace, "
-                         "kernel_dir, cache_dir, hints_file, cpu_isa, nvrtc_library, solvers, debug_load_delay_ms)");
+                         "kernel_dir, cache_dir, hints_file, cpu_isa, nvrtc_library, cudnn, cudnn_library, solvers, "
+                         "debug_load_delay_ms)");
             }
         }
     }
@@ -240,7 +248,25 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
         trace.complete(std::string(ok ? "load " : "load failed ") + key.object + "@" + key.target, "load", start, dur,
                        "\"kernel\":" + pask::json::quote(key.str()));
     };
+    if (type == PASK_DEVICE_CUDA && use_cudnn) {
+        bool wanted = allowed.empty();
+        for (const auto *s : allowed) wanted = wanted || std::string(s->name()).find("cudnn") != std::string::npos;
+        if (wanted)
+            providers.push_back(std::make_unique<pask::cudnn::CudnnProvider>(
+                static_cast<pask::CudaBackend &>(*backend), cudnn_library, &trace));
+    }
     loader = std::make_unique<pask::Loader>(*backend, *store, loader_threads, std::move(hooks), delay_ms);
+    for (auto &p : providers) loader->add_provider(p.get());
+    // Library set-up (cuDNN's handle: a quarter of a second) runs on a loader
+    // thread now, so that no call waits for it when its plans are prepared
+    // ahead; reactive contexts pay it on first use, as they pay every load.
+    if (proactive() || policy == pask::Policy::Reuse)
+        for (auto &p : providers) {
+            pask::Provider *prov = p.get();
+            loader->run_first([prov] {
+                if (prov->available()) prov->prepare();
+            });
+        }
     feed_loader();
 }
 
@@ -341,11 +367,57 @@ pask::KernelKey pask_context::resolve_key(const pask::Solver &solver, const pask
     return solver.kernel_for(p, targets.front());
 }
 
-void pask_context::record_run(const pask::Solver &solver, const pask::Problem &p, double us) {
-    const uint64_t key = run_key(solver, p.hash());
+void pask_context::record_run(const pask::Solver &solver, size_t problem_hash, double us) {
+    const uint64_t key = run_key(solver, problem_hash);
     std::lock_guard<std::mutex> lock(mu_);
     auto [it, fresh] = run_us_.emplace(key, us);
     if (!fresh) it->second = 0.7 * it->second + 0.3 * us;
+}
+
+namespace {
+// Timed runs per (solver, Problem) on a GPU: enough to rank solvers by what
+// they do on this device, few enough that steady state runs without events.
+constexpr int kTimedRuns = 6;
+constexpr size_t kMaxPendingTimings = 128;
+}  // namespace
+
+int64_t pask_context::start_timing(const pask::Solver &solver, size_t h) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (pending_timings_.size() >= kMaxPendingTimings) return -1;
+        int &n = timed_runs_[run_key(solver, h)];
+        if (n >= kTimedRuns) return -1;
+        ++n;
+    }
+    return backend->timer_start();
+}
+
+void pask_context::finish_timing(int64_t token, const pask::Solver &solver, size_t h) {
+    if (token < 0) return;
+    backend->timer_stop(token);
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_timings_.push_back(PendingTiming{token, &solver, h});
+}
+
+void pask_context::poll_timings() {
+    struct Done {
+        const pask::Solver *solver;
+        size_t problem_hash;
+        double us;
+    };
+    std::vector<Done> done;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (pending_timings_.empty()) return;
+        size_t i = 0;
+        for (; i < pending_timings_.size(); ++i) {
+            double us = -1;
+            if (!backend->timer_poll(pending_timings_[i].token, &us)) break;  // later ones are later on the stream
+            if (us >= 0) done.push_back(Done{pending_timings_[i].solver, pending_timings_[i].problem_hash, us});
+        }
+        pending_timings_.erase(pending_timings_.begin(), pending_timings_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    for (const auto &d : done) record_run(*d.solver, d.problem_hash, d.us);
 }
 
 bool pask_context::is_bad(const std::string &key) const {
@@ -460,6 +532,7 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
     const auto c0 = std::chrono::steady_clock::now();
     stats.calls++;
     const size_t h = p.hash();  // once per call: hashing walks the canonical fields
+    if (device_type != PASK_DEVICE_CPU) poll_timings();
     record_problem(p, h);
     auto match = hints->on_call(p, h);
     if (match.matched) stats.hints_matched++;
@@ -480,11 +553,15 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
     const pask::Bucket bucket = p.bucket();
     std::string failures;
     const char *decision = "resident";
+    std::vector<const Candidate *> skipped;  // declined this call's values, or ran out of memory on it
+    for (const auto &c : cands)
+        if (!c.solver->accepts(args)) skipped.push_back(&c);
     for (int attempt = 0; attempt < static_cast<int>(cands.size()) + 1; ++attempt) {
         // Live candidates: drop those whose load failed in this context.
         std::vector<const Candidate *> live;
         for (const auto &c : cands)
-            if (!is_bad(c.key.str())) live.push_back(&c);
+            if (!is_bad(c.key.str()) && std::find(skipped.begin(), skipped.end(), &c) == skipped.end())
+                live.push_back(&c);
         if (live.empty()) break;
         const Candidate &best = *live.front();
 
@@ -562,9 +639,23 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
             }
         }
         const auto r0 = std::chrono::steady_clock::now();
-        chosen->solver->run(*kernel, p, args, *backend);
-        // GPU launches return before the kernel ends: their host time says nothing of the run cost
-        if (device_type == PASK_DEVICE_CPU) record_run(*chosen->solver, p, ms_since(r0) * 1000.0);
+        // GPU launches return before the kernel ends: device events time them
+        const int64_t timing = device_type == PASK_DEVICE_CPU ? -1 : start_timing(*chosen->solver, h);
+        try {
+            chosen->solver->run(*kernel, p, args, *backend);
+        } catch (const Error &e) {
+            backend->timer_release(timing);
+            // No room for this solver's workspace: another solver may need less.
+            if (e.status() != PASK_ERROR_OUT_OF_MEMORY || live.size() < 2) throw;
+            skipped.push_back(chosen);
+            failures += std::string(failures.empty() ? "" : "; ") + chosen->solver->name() + ": " + e.what();
+            if (trace.enabled())
+                trace.complete("out of memory: " + std::string(chosen->solver->name()) + ", trying the next solver",
+                               "call", trace.now_us(), 0, "\"error\":" + pask::json::quote(e.what()));
+            continue;
+        }
+        if (device_type == PASK_DEVICE_CPU) record_run(*chosen->solver, h, ms_since(r0) * 1000.0);
+        else finish_timing(timing, *chosen->solver, h);
         pask::set_last_solver(chosen->solver->name());
         if (trace.enabled())
             trace.complete(std::string(pask::op_name(p.op)) + " " + chosen->solver->name(), "call", t_call,

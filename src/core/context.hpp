@@ -14,6 +14,7 @@
 #include "hint_queue.hpp"
 #include "kernel_store.hpp"
 #include "loader.hpp"
+#include "provider.hpp"
 #include "resident_set.hpp"
 #include "solver.hpp"
 #include "trace.hpp"
@@ -73,6 +74,7 @@ struct pask_context {
     pask::Trace trace;
     std::unique_ptr<pask::HintQueue> hints;
     pask::LoadCosts load_costs;
+    std::vector<std::unique_ptr<pask::Provider>> providers;  // vendor libraries (cuDNN) on this device
     std::unique_ptr<pask::Loader> loader;  // last: its threads use the members above
     std::vector<const pask::Solver *> allowed;  // empty: every solver
 
@@ -85,7 +87,12 @@ private:
     std::vector<Candidate> candidates(const pask::Problem &problem, size_t hash) const;
     std::vector<Candidate> ranked(const pask::Problem &problem, size_t hash) const;
     pask::KernelKey resolve_key(const pask::Solver &solver, const pask::Problem &problem) const;
-    void record_run(const pask::Solver &solver, const pask::Problem &problem, double us);
+    void record_run(const pask::Solver &solver, size_t problem_hash, double us);
+    // GPU run times: the first few runs of each (solver, Problem) are timed
+    // with device events and read back later, without blocking.
+    int64_t start_timing(const pask::Solver &solver, size_t problem_hash);
+    void finish_timing(int64_t token, const pask::Solver &solver, size_t problem_hash);
+    void poll_timings();
     bool is_bad(const std::string &key) const;
     void mark_bad(const std::string &key);
     void feed_loader();
@@ -98,6 +105,13 @@ private:
     mutable std::mutex mu_;  // bad keys, measured run costs, record
     std::unordered_set<std::string> bad_keys_;
     std::unordered_map<uint64_t, double> run_us_;  // EMA per (solver, problem)
+    struct PendingTiming {
+        int64_t token;
+        const pask::Solver *solver;
+        size_t problem_hash;
+    };
+    std::vector<PendingTiming> pending_timings_;   // in launch order
+    std::unordered_map<uint64_t, int> timed_runs_;  // timings started per (solver, problem)
     struct Ranked {
         pask::Problem problem;
         std::vector<Candidate> ranked;

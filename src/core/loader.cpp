@@ -26,6 +26,29 @@ Loader::~Loader() {
     jobs_.clear();
 }
 
+Provider *Loader::provider_for(const KernelKey &key) const {
+    for (Provider *p : providers_)
+        if (key.provider == p->name()) return p;
+    return nullptr;
+}
+
+bool Loader::available(const KernelKey &key) const {
+    if (Provider *p = provider_for(key)) return p->available();
+    return store_.find(key).has_value() || backend_.can_compile();
+}
+
+void Loader::run_first(std::function<void()> task) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!stop_ && !workers_.empty()) {
+            tasks_.push_back(std::move(task));
+            work_cv_.notify_one();
+            return;
+        }
+    }
+    task();
+}
+
 void Loader::request(const KernelKey &key, const Bucket &bucket, int64_t priority) {
     const std::string id = key.str();
     {
@@ -105,7 +128,8 @@ bool Loader::wait_idle(int64_t timeout_ms) {
     std::unique_lock<std::mutex> lock(mu_);
     // clamp: a huge timeout would overflow the clock arithmetic
     const int64_t capped = std::min<int64_t>(timeout_ms, int64_t(365) * 24 * 3600 * 1000);
-    return idle_cv_.wait_for(lock, std::chrono::milliseconds(capped), [&] { return jobs_.empty(); });
+    return idle_cv_.wait_for(lock, std::chrono::milliseconds(capped),
+                             [&] { return jobs_.empty() && tasks_.empty() && tasks_running_ == 0; });
 }
 
 void Loader::worker_main(int index) {
@@ -115,12 +139,28 @@ void Loader::worker_main(int index) {
         {
             std::unique_lock<std::mutex> lock(mu_);
             work_cv_.wait(lock, [&] {
-                if (stop_) return true;
+                if (stop_ || !tasks_.empty()) return true;
                 for (auto &[id, j] : jobs_)
                     if (!j->running) return true;
                 return false;
             });
             if (stop_) return;
+            if (!tasks_.empty()) {
+                auto task = std::move(tasks_.front());
+                tasks_.erase(tasks_.begin());
+                ++tasks_running_;
+                lock.unlock();
+                try {
+                    task();
+                } catch (...) {
+                    // set-up tasks report through their own state; a failure
+                    // surfaces when a load needs what they prepare
+                }
+                lock.lock();
+                --tasks_running_;
+                if (jobs_.empty() && tasks_.empty() && tasks_running_ == 0) idle_cv_.notify_all();
+                continue;
+            }
             for (auto &[id, j] : jobs_)
                 if (!j->running && (!job || j->priority < job->priority ||
                                     (j->priority == job->priority && j->order < job->order)))
@@ -186,7 +226,11 @@ KernelPtr Loader::load_now(const KernelKey &key) {
         if (it != objects_.end()) obj = it->second.lock();
     }
     if (!obj) {
-        if (auto path = store_.find(key)) {
+        if (Provider *p = provider_for(key)) {
+            obj = p->build(key);
+            std::lock_guard<std::mutex> lock(mu_);
+            objects_[key.object_id()] = obj;
+        } else if (auto path = store_.find(key)) {
             obj = object_for(key, *path);
         } else if (backend_.can_compile()) {
             // KernelStore (user cache) -> compile if absent -> load

@@ -23,6 +23,7 @@
 #include "kernel.hpp"
 #include "kernel_store.hpp"
 #include "problem.hpp"
+#include "provider.hpp"
 
 namespace pask {
 
@@ -57,9 +58,19 @@ public:
     // Whether key is being loaded by a worker; *elapsed_ms since it started.
     bool running(const KernelKey &key, double *elapsed_ms) const;
     bool queued_or_running(const KernelKey &key) const;
-    // Whether key can be brought resident: prebuilt, or compilable on this backend.
-    bool available(const KernelKey &key) const { return store_.find(key).has_value() || backend_.can_compile(); }
-    bool prebuilt(const KernelKey &key) const { return store_.find(key).has_value(); }
+    // Keys whose provider field names p are built by p (not kept alive here:
+    // the owner destroys the Loader first). Call before any request.
+    void add_provider(Provider *p) { providers_.push_back(p); }
+    Provider *provider_for(const KernelKey &key) const;
+    // Whether key can be brought resident: prebuilt, compilable on this
+    // backend, or buildable by an available provider.
+    bool available(const KernelKey &key) const;
+    // Prebuilt code objects load in about a millisecond; anything else is
+    // compiled or built first.
+    bool prebuilt(const KernelKey &key) const { return !provider_for(key) && store_.find(key).has_value(); }
+    // Runs task on a loader thread ahead of every queued load (library set-up);
+    // on the calling thread when there are no loader threads.
+    void run_first(std::function<void()> task);
     // Blocks until no request is queued or running, or timeout; true when idle.
     bool wait_idle(int64_t timeout_ms);
     int num_threads() const { return static_cast<int>(workers_.size()); }
@@ -95,6 +106,9 @@ private:
     std::unordered_map<std::string, std::shared_ptr<Job>> jobs_;  // queued or running
     std::unordered_map<std::string, std::weak_ptr<CodeObject>> objects_;
     std::vector<std::thread> workers_;
+    std::vector<Provider *> providers_;
+    std::vector<std::function<void()>> tasks_;  // run_first, before any job
+    int tasks_running_ = 0;
 };
 
 }  // namespace pask

@@ -2,6 +2,7 @@
 
 #include "../providers/native/cpu_solvers.hpp"
 #include "../providers/native/cuda_solvers.hpp"
+#include "../providers/cudnn/cudnn_solvers.hpp"
 
 namespace pask {
 
@@ -24,6 +25,10 @@ const std::vector<const Solver *> &all_solvers() {
         &native::cuda::gemm_tc,            // 12 gemm.cuda_tc             tensor-core GEMM
         &native::cuda::pool2d_direct,      // 13 pool2d.cuda_direct       max/avg, every parameter
         &native::cuda::pool2d_global_avg,  // 14 pool2d.cuda_global_avg   average over the whole plane
+        &cudnn::conv2d_cudnn,              // 15 conv2d.cudnn             cuDNN graph API, precompiled engines
+        &cudnn::conv2d_cudnn_rtc,          // 16 conv2d.cudnn_rtc         cuDNN runtime-compiled fusion (conv + epilogue)
+        &cudnn::gemm_cudnn,                // 17 gemm.cudnn               cuDNN matmul graph
+        &cudnn::pool2d_cudnn,              // 18 pool2d.cudnn             cudnnPoolingForward
     };
     return table;
 }

@@ -5,6 +5,8 @@
 //                      many Problems to one key; specialised ones bake shapes in)
 //   cost_us(P)         estimated run time in microseconds, used to rank solvers
 //   workspace(P)       scratch bytes it needs (0 = none)
+//   accepts(args)      per-call values the Problem does not hold (alpha): a
+//                      solver whose code object bakes them in may decline
 //   run(K, P, args)    launch resident kernel K on P
 #pragma once
 
@@ -43,6 +45,7 @@ public:
     virtual KernelKey kernel_for(const Problem &p, const std::string &target) const = 0;
     virtual double cost_us(const Problem &p) const = 0;
     virtual size_t workspace(const Problem &) const { return 0; }
+    virtual bool accepts(const OpArgs &) const { return true; }
     virtual void run(const Kernel &kernel, const Problem &p, const OpArgs &args, Backend &backend) const = 0;
 
 private:

@@ -70,6 +70,16 @@ const Driver &Driver::get() {
     bind(lib, d->cuPointerGetAttribute, "cuPointerGetAttribute", missing);
     bind(lib, d->cuGetErrorString, "cuGetErrorString", missing);
     bind(lib, d->cuFuncSetAttribute, "cuFuncSetAttribute", missing);
+    std::string optional;  // absent optional entry points only switch features off
+    bind(lib, d->cuEventCreate, "cuEventCreate", optional);
+    bind(lib, d->cuEventDestroy, "cuEventDestroy_v2", optional);
+    bind(lib, d->cuEventRecord, "cuEventRecord", optional);
+    bind(lib, d->cuEventQuery, "cuEventQuery", optional);
+    bind(lib, d->cuEventElapsedTime, "cuEventElapsedTime_v2", optional);
+    if (!d->cuEventElapsedTime) bind(lib, d->cuEventElapsedTime, "cuEventElapsedTime", optional);
+    bind(lib, d->cuStreamIsCapturing, "cuStreamIsCapturing", optional);
+    bind(lib, d->cuMemAllocAsync, "cuMemAllocAsync", optional);
+    bind(lib, d->cuMemFreeAsync, "cuMemFreeAsync", optional);
     if (!missing.empty()) {
         failure = "the CUDA driver lacks " + missing;
         fail(PASK_ERROR_BACKEND_UNAVAILABLE, failure);

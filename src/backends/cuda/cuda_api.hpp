@@ -17,6 +17,7 @@ using CUcontext = struct CUctx_st *;
 using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
+using CUevent = struct CUevent_st *;
 
 constexpr int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
@@ -27,6 +28,8 @@ constexpr int CU_MEMORYTYPE_DEVICE = 2;
 constexpr int CU_MEMORYTYPE_UNIFIED = 4;
 constexpr int CUDA_ERROR_OUT_OF_MEMORY = 2;
 constexpr int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
+constexpr int CUDA_ERROR_NOT_READY = 600;
+constexpr int CU_STREAM_CAPTURE_STATUS_NONE = 0;
 
 struct Driver {
     CUresult (*cuInit)(unsigned);
@@ -52,6 +55,16 @@ struct Driver {
     CUresult (*cuPointerGetAttribute)(void *, int, CUdeviceptr);
     CUresult (*cuGetErrorString)(CUresult, const char **);
     CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
+    // Optional (nullptr when this driver lacks them): run-time measurement
+    // and stream-ordered allocation.
+    CUresult (*cuEventCreate)(CUevent *, unsigned) = nullptr;
+    CUresult (*cuEventDestroy)(CUevent) = nullptr;
+    CUresult (*cuEventRecord)(CUevent, CUstream) = nullptr;
+    CUresult (*cuEventQuery)(CUevent) = nullptr;
+    CUresult (*cuEventElapsedTime)(float *, CUevent, CUevent) = nullptr;
+    CUresult (*cuStreamIsCapturing)(CUstream, int *) = nullptr;
+    CUresult (*cuMemAllocAsync)(CUdeviceptr *, size_t, CUstream) = nullptr;
+    CUresult (*cuMemFreeAsync)(CUdeviceptr, CUstream) = nullptr;
 
     // The driver, loaded once per process; throws pask::Error
     // (PASK_ERROR_BACKEND_UNAVAILABLE) naming what was not found.

@@ -83,7 +83,19 @@ CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path) : d_(D
     nvrtc_ = cuda::Nvrtc::get(nvrtc_path, &nvrtc_problem_);
 }
 
-CudaBackend::~CudaBackend() { d_.cuDevicePrimaryCtxRelease(dev_); }
+CudaBackend::~CudaBackend() {
+    if (!timers_.empty() && d_.cuEventDestroy) {
+        try {
+            Scope scope(*this);
+            for (auto &t : timers_) {
+                if (t.start) d_.cuEventDestroy(t.start);
+                if (t.stop) d_.cuEventDestroy(t.stop);
+            }
+        } catch (...) {  // a failing context cannot be cleaned up further
+        }
+    }
+    d_.cuDevicePrimaryCtxRelease(dev_);
+}
 
 std::shared_ptr<CodeObject> CudaBackend::load_code_object(const std::string &path) {
     auto bytes = read_file(path);
@@ -172,6 +184,85 @@ void CudaBackend::copy(void *dst, const void *src, size_t bytes, int kind) const
 void CudaBackend::synchronize() const {
     Scope scope(*this);
     d_.check(d_.cuStreamSynchronize(stream()), "cuStreamSynchronize");
+}
+
+// ---- device run times -----------------------------------------------------------
+
+int64_t CudaBackend::timer_start() const {
+    if (!d_.cuEventCreate || !d_.cuEventRecord || !d_.cuEventQuery || !d_.cuEventElapsedTime) return -1;
+    Scope scope(*this);
+    if (d_.cuStreamIsCapturing) {  // events recorded into a graph capture cannot be timed
+        int status = 0;
+        if (d_.cuStreamIsCapturing(stream(), &status) != 0 || status != CU_STREAM_CAPTURE_STATUS_NONE) return -1;
+    }
+    std::lock_guard<std::mutex> lock(timer_mu_);
+    size_t i = 0;
+    while (i < timers_.size() && timers_[i].busy) ++i;
+    if (i == timers_.size()) {
+        if (timers_.size() >= 256) return -1;
+        Timer t;
+        if (d_.cuEventCreate(&t.start, 0) != 0) return -1;
+        if (d_.cuEventCreate(&t.stop, 0) != 0) {
+            d_.cuEventDestroy(t.start);
+            return -1;
+        }
+        timers_.push_back(t);
+    }
+    if (d_.cuEventRecord(timers_[i].start, stream()) != 0) return -1;
+    timers_[i].busy = true;
+    return static_cast<int64_t>(i);
+}
+
+void CudaBackend::timer_stop(int64_t token) const {
+    if (token < 0) return;
+    Scope scope(*this);
+    std::lock_guard<std::mutex> lock(timer_mu_);
+    d_.cuEventRecord(timers_[static_cast<size_t>(token)].stop, stream());
+}
+
+bool CudaBackend::timer_poll(int64_t token, double *us) const {
+    *us = -1;
+    if (token < 0) return true;
+    Scope scope(*this);
+    std::lock_guard<std::mutex> lock(timer_mu_);
+    Timer &t = timers_[static_cast<size_t>(token)];
+    CUresult q = d_.cuEventQuery(t.stop);
+    if (q == CUDA_ERROR_NOT_READY) return false;
+    float ms = 0;
+    if (q == 0 && d_.cuEventElapsedTime(&ms, t.start, t.stop) == 0) *us = double(ms) * 1000.0;
+    t.busy = false;
+    return true;
+}
+
+void CudaBackend::timer_release(int64_t token) const {
+    if (token < 0) return;
+    std::lock_guard<std::mutex> lock(timer_mu_);
+    timers_[static_cast<size_t>(token)].busy = false;
+}
+
+// ---- stream-ordered scratch memory --------------------------------------------------
+
+void *CudaBackend::alloc_async(size_t bytes) const {
+    if (bytes == 0) return nullptr;
+    Scope scope(*this);
+    CUdeviceptr p = 0;
+    CUresult r = d_.cuMemAllocAsync ? d_.cuMemAllocAsync(&p, bytes, stream()) : d_.cuMemAlloc(&p, bytes);
+    if (r == CUDA_ERROR_OUT_OF_MEMORY)
+        fail(PASK_ERROR_OUT_OF_MEMORY, "out of device memory for a " + std::to_string(bytes) + "-byte workspace");
+    d_.check(r, "cuMemAllocAsync");
+    return reinterpret_cast<void *>(static_cast<uintptr_t>(p));
+}
+
+void CudaBackend::free_async(void *p) const {
+    if (!p) return;
+    Scope scope(*this);
+    const auto dp = static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(p));
+    if (d_.cuMemFreeAsync) {
+        d_.check(d_.cuMemFreeAsync(dp, stream()), "cuMemFreeAsync");
+    } else {  // synchronous fallback: the queued work must finish before the memory is reused
+        d_.check(d_.cuStreamSynchronize(stream()), "cuStreamSynchronize");
+        d_.check(d_.cuMemFree(dp), "cuMemFree");
+    }
 }
 
 }  // namespace pask

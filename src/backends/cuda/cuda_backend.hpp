@@ -45,6 +45,19 @@ public:
     void set_stream(void *stream) const override;
     void synchronize() const override;
 
+    int64_t timer_start() const override;
+    void timer_stop(int64_t token) const override;
+    bool timer_poll(int64_t token, double *us) const override;
+    void timer_release(int64_t token) const override;
+
+    // Stream-ordered scratch memory on the calling thread's stream (freed after
+    // the work queued so far): cuDNN workspaces. Throws
+    // PASK_ERROR_OUT_OF_MEMORY when the device has no room.
+    void *alloc_async(size_t bytes) const;
+    void free_async(void *p) const;
+    // The calling thread's stream (nullptr: the legacy default stream).
+    void *current_stream() const { return stream(); }
+
     // Pushes this device's context for the scope.
     class Scope {
     public:
@@ -68,6 +81,13 @@ private:
     std::vector<std::string> targets_;
     const cuda::Nvrtc *nvrtc_ = nullptr;
     std::string nvrtc_problem_;
+
+    struct Timer {
+        cuda::CUevent start = nullptr, stop = nullptr;
+        bool busy = false;
+    };
+    mutable std::mutex timer_mu_;
+    mutable std::vector<Timer> timers_;  // reused; token = index
 };
 
 // The embedded source of a CUDA code object (generated at build time from

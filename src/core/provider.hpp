@@ -1,0 +1,32 @@
+// Provider: a vendor library (cuDNN, later MIOpen) whose code objects are built
+// at run time for one Problem: a finalised cuDNN execution plan, a compiled
+// MIOpen solution. The Loader hands it every KernelKey whose provider field
+// names it; the rest of the PaSK machinery (queue, shared loads, residency,
+// load costs, stats, trace) treats the result like one of our own kernels.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kernel.hpp"
+
+namespace pask {
+
+class Provider {
+public:
+    virtual ~Provider() = default;
+    // The KernelKey provider field it serves ("cudnn").
+    virtual const char *name() const = 0;
+    // Whether the library can be used on this device. Cheap after the first
+    // call; never throws (the reason is kept for messages).
+    virtual bool available() const = 0;
+    virtual std::string unavailable_reason() const { return std::string(); }
+    // One-time library initialisation (cuDNN: handle creation), run by the
+    // context on a loader thread so no call waits for it when there are hints.
+    virtual void prepare() {}
+    // Builds the code object of key (cuDNN: heuristics query + plan
+    // finalisation). Thread-safe. Throws pask::Error(PASK_ERROR_LOAD_FAILED).
+    virtual std::shared_ptr<CodeObject> build(const KernelKey &key) = 0;
+};
+
+}  // namespace pask

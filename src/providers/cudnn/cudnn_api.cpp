@@ -1,0 +1,100 @@
+#include "cudnn_api.hpp"
+
+#include <dlfcn.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace pask::cudnn {
+
+namespace {
+
+template <typename F>
+void bind(void *lib, F &fn, const char *name, std::string &missing) {
+    fn = reinterpret_cast<F>(::dlsym(lib, name));
+    if (!fn) missing += std::string(missing.empty() ? "" : ", ") + name;
+}
+
+}  // namespace
+
+const Api *Api::get(const std::string &path, std::string *why) {
+    static std::mutex mu;
+    static std::map<std::string, std::unique_ptr<Api>> loaded;
+    static std::map<std::string, std::string> failures;
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = loaded.find(path); it != loaded.end()) return it->second.get();
+    if (auto it = failures.find(path); it != failures.end()) {
+        if (why) *why = it->second;
+        return nullptr;
+    }
+    std::vector<std::string> names;
+    if (!path.empty()) names.push_back(path);
+    else names = {"libcudnn.so.9", "libcudnn.so"};
+    void *lib = nullptr;
+    std::string tried, used;
+    for (const auto &n : names) {
+        lib = ::dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (lib) {
+            used = n;
+            break;
+        }
+        const char *e = ::dlerror();
+        tried += std::string(tried.empty() ? "" : "; ") + (e ? std::string(e) : n + ": not found");
+    }
+    auto fail_with = [&](const std::string &msg) -> const Api * {
+        failures[path] = msg;
+        if (why) *why = msg;
+        return nullptr;
+    };
+    if (!lib)
+        return fail_with("cuDNN (libcudnn.so.9) could not be loaded: " + tried +
+                         " (set the cudnn_library option or PASKDNN_CUDNN to its path)");
+    auto a = std::make_unique<Api>();
+    std::string missing;
+    bind(lib, a->cudnnGetVersion, "cudnnGetVersion", missing);
+    bind(lib, a->cudnnGetErrorString, "cudnnGetErrorString", missing);
+    bind(lib, a->cudnnGetLastErrorString, "cudnnGetLastErrorString", missing);
+    bind(lib, a->cudnnCreate, "cudnnCreate", missing);
+    bind(lib, a->cudnnDestroy, "cudnnDestroy", missing);
+    bind(lib, a->cudnnSetStream, "cudnnSetStream", missing);
+    bind(lib, a->cudnnBackendCreateDescriptor, "cudnnBackendCreateDescriptor", missing);
+    bind(lib, a->cudnnBackendDestroyDescriptor, "cudnnBackendDestroyDescriptor", missing);
+    bind(lib, a->cudnnBackendFinalize, "cudnnBackendFinalize", missing);
+    bind(lib, a->cudnnBackendSetAttribute, "cudnnBackendSetAttribute", missing);
+    bind(lib, a->cudnnBackendGetAttribute, "cudnnBackendGetAttribute", missing);
+    bind(lib, a->cudnnBackendExecute, "cudnnBackendExecute", missing);
+    bind(lib, a->cudnnCreateTensorDescriptor, "cudnnCreateTensorDescriptor", missing);
+    bind(lib, a->cudnnDestroyTensorDescriptor, "cudnnDestroyTensorDescriptor", missing);
+    bind(lib, a->cudnnSetTensor4dDescriptorEx, "cudnnSetTensor4dDescriptorEx", missing);
+    bind(lib, a->cudnnCreatePoolingDescriptor, "cudnnCreatePoolingDescriptor", missing);
+    bind(lib, a->cudnnDestroyPoolingDescriptor, "cudnnDestroyPoolingDescriptor", missing);
+    bind(lib, a->cudnnSetPooling2dDescriptor, "cudnnSetPooling2dDescriptor", missing);
+    bind(lib, a->cudnnPoolingForward, "cudnnPoolingForward", missing);
+    if (!missing.empty()) {
+        ::dlclose(lib);
+        return fail_with("the cuDNN library " + used + " lacks " + missing);
+    }
+    a->version = a->cudnnGetVersion();
+    if (a->version < 90000 || a->version >= 100000) {
+        ::dlclose(lib);
+        return fail_with("cuDNN " + std::to_string(a->version) + " from " + used +
+                         " is not supported (paskdnn uses cuDNN 9.x)");
+    }
+    a->path = used;
+    const Api *out = a.get();
+    loaded.emplace(path, std::move(a));
+    return out;  // the library stays loaded for the process
+}
+
+std::string Api::message(Status s, const char *what) const {
+    char last[512] = {0};
+    cudnnGetLastErrorString(last, sizeof last);
+    const char *name = cudnnGetErrorString(s);
+    std::string out = std::string(what) + " failed: " + (name ? name : "cuDNN status " + std::to_string(s));
+    if (last[0]) out += std::string(" (") + last + ")";
+    return out;
+}
+
+}  // namespace pask::cudnn

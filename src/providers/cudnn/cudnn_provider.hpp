@@ -1,0 +1,86 @@
+// The cuDNN provider: vendor kernels behind paskdnn's registry.
+//
+// A cuDNN "code object" is a finalised execution plan for one Problem (conv2d
+// and gemm through the backend graph API, with bias, residual and activation
+// fused into the graph) or a set of pooling descriptors. Building one is the
+// load step: heuristics query + plan finalisation, run on loader threads for
+// hinted Problems. Each engine configuration the heuristics return is a
+// candidate: KernelKey constants "cfg=<rank>" pick the rank-th configuration
+// that finalises; residency is then tracked per (Problem, configuration).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "../../backends/cuda/cuda_backend.hpp"
+#include "../../core/problem.hpp"
+#include "../../core/provider.hpp"
+#include "../../core/solver.hpp"
+#include "cudnn_api.hpp"
+
+namespace pask {
+class Trace;
+}
+
+namespace pask::cudnn {
+
+// A cuDNN code object (an execution plan, or pooling descriptors); the
+// solver runs it through execute(). symbol() returns the object itself.
+class Plan : public CodeObject {
+public:
+    using CodeObject::CodeObject;
+    void *symbol(const std::string &) const override { return const_cast<Plan *>(this); }
+    // Queues the work on the calling thread's stream. Throws
+    // PASK_ERROR_OUT_OF_MEMORY when its workspace cannot be allocated.
+    virtual void execute(const OpArgs &a) const = 0;
+    std::string what;  // "engine 12 (runtime-compiled), workspace 0 B"
+};
+
+class CudnnProvider final : public Provider {
+public:
+    // library: a path, or "" for the usual sonames. The library is opened
+    // lazily (first available() call), never in the constructor.
+    CudnnProvider(CudaBackend &backend, std::string library, Trace *trace);
+    ~CudnnProvider() override;
+
+    const char *name() const override { return "cudnn"; }
+    bool available() const override;
+    std::string unavailable_reason() const override;
+    void prepare() override;
+    std::shared_ptr<CodeObject> build(const KernelKey &key) override;
+
+    // The key of Problem p's plan from the rank-th engine configuration of the
+    // runtime-compiled (rtc) or precompiled kind.
+    static KernelKey key_for(const Problem &p, int rank, bool rtc, const std::string &target);
+
+    const Api &api() const { return *api_; }
+    CudaBackend &backend() const { return backend_; }
+    // The handle executions are queued with; callers hold exec_mu() while they
+    // use it (a cuDNN handle serves one thread at a time).
+    Handle exec_handle();
+    std::mutex &exec_mu() { return exec_mu_; }
+    // "cuDNN 9.19.0 (libcudnn.so.9)"
+    std::string describe() const;
+
+private:
+    Handle handle_for_this_thread();
+
+    CudaBackend &backend_;
+    std::string library_;
+    Trace *trace_;
+    mutable std::once_flag open_once_;
+    mutable const Api *api_ = nullptr;
+    mutable std::string why_;
+
+    std::mutex handles_mu_;
+    std::once_flag exec_once_;
+    Handle exec_handle_ = nullptr;
+    std::string exec_error_;
+    std::mutex exec_mu_;
+    std::vector<Handle> build_handles_;  // one per building thread (loader threads, takers-over)
+    const uint64_t id_;                  // tells this provider's thread-local handles apart
+};
+
+}  // namespace pask::cudnn

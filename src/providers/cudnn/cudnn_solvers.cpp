@@ -1,0 +1,114 @@
+#include "cudnn_solvers.hpp"
+
+#include <cstdint>
+
+#include "cudnn_provider.hpp"
+
+namespace pask::cudnn {
+
+namespace {
+
+// Rough H100 rates for cuDNN's kernels: they rank cuDNN against paskdnn's own
+// kernels (src/providers/native/cuda_solvers.cpp) before either has run; the
+// context then ranks by device-measured run times.
+constexpr double kTensorFlopsPerUs = 350e6;  // fp16/bf16
+constexpr double kTf32FlopsPerUs = 150e6;
+constexpr double kBytesPerUs = 2.2e6;
+constexpr double kLaunchUs = 5.0;
+
+bool gpu_dtype(const Problem &p) {
+    return p.device == PASK_DEVICE_CUDA &&
+           (p.dtype == PASK_DTYPE_FLOAT32 || p.dtype == PASK_DTYPE_FLOAT16 || p.dtype == PASK_DTYPE_BFLOAT16);
+}
+
+double elem_bytes(const Problem &p) { return p.dtype == PASK_DTYPE_FLOAT32 ? 4.0 : 2.0; }
+
+bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+class CudnnSolver : public Solver {
+public:
+    constexpr CudnnSolver(int id, const char *name, pask_op_t op, bool rtc)
+        : Solver(id, name, op, PASK_DEVICE_CUDA), rtc_(rtc) {}
+    KernelKey kernel_for(const Problem &p, const std::string &target) const override {
+        return CudnnProvider::key_for(p, 0, rtc_, target);
+    }
+    // Plans bake alpha = 1 in, and tensors are declared 16-byte aligned.
+    bool accepts(const OpArgs &a) const override {
+        return a.alpha == 1.0f && aligned16(a.x) && aligned16(a.w) && aligned16(a.y) && aligned16(a.bias) &&
+               aligned16(a.residual);
+    }
+    void run(const Kernel &k, const Problem &, const OpArgs &a, Backend &) const override {
+        static_cast<const Plan *>(k.entry)->execute(a);
+    }
+
+protected:
+    bool rtc_;
+};
+
+class Conv final : public CudnnSolver {
+public:
+    using CudnnSolver::CudnnSolver;
+    bool applicable(const Problem &p) const override {
+        if (!gpu_dtype(p) || p.has_beta) return false;
+        if (p.layout != PASK_LAYOUT_NCHW && p.layout != PASK_LAYOUT_NHWC) return false;
+        // runtime compilation only pays where there is an epilogue to fuse
+        if (rtc_ && !(p.has_bias || p.has_residual || p.activation != PASK_ACTIVATION_NONE)) return false;
+        return true;
+    }
+    double cost_us(const Problem &p) const override {
+        const double bytes = (double(p.n) * p.c * p.h * p.w + double(p.n) * p.o * p.oh * p.ow +
+                              double(p.o) * (p.c / p.groups) * p.kh * p.kw) *
+                             elem_bytes(p);
+        const double rate = p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs;
+        // grouped and depthwise convolutions run on CUDA cores, bound by memory
+        const double compute = p.groups == 1 ? p.flops() / rate : p.flops() / (rate / 8);
+        const double fused = rtc_ ? 0.9 : 1.0;  // one kernel instead of conv + epilogue passes
+        return fused * (std::max(compute, bytes / kBytesPerUs) + kLaunchUs);
+    }
+};
+
+class Gemm final : public CudnnSolver {
+public:
+    using CudnnSolver::CudnnSolver;
+    bool applicable(const Problem &p) const override { return gpu_dtype(p) && !p.has_beta; }
+    double cost_us(const Problem &p) const override {
+        const double bytes = (double(p.gm) * p.gk + double(p.gk) * p.gn + double(p.gm) * p.gn) * elem_bytes(p);
+        const double rate = p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs;
+        return std::max(p.flops() / rate, bytes / kBytesPerUs) + kLaunchUs;
+    }
+};
+
+class Pool final : public CudnnSolver {
+public:
+    using CudnnSolver::CudnnSolver;
+    bool applicable(const Problem &p) const override {
+        if (!gpu_dtype(p) || (p.layout != PASK_LAYOUT_NCHW && p.layout != PASK_LAYOUT_NHWC)) return false;
+        if (p.dilation[0] != 1 || p.dilation[1] != 1 || p.divisor_override != 0) return false;
+        // cuDNN pads symmetrically and sizes the output with floor division
+        if (p.pad_pre[0] != p.pad_post[0] || p.pad_pre[1] != p.pad_post[1]) return false;
+        if (p.oh != (p.h + 2 * p.pad_pre[0] - p.kh) / p.stride[0] + 1) return false;
+        if (p.ow != (p.w + 2 * p.pad_pre[1] - p.kw) / p.stride[1] + 1) return false;
+        // its 32-bit descriptor fields
+        for (int64_t v : {p.n, p.c, p.h, p.w, p.n * p.c * p.h * p.w})
+            if (v > INT32_MAX) return false;
+        return true;
+    }
+    double cost_us(const Problem &p) const override {
+        const double bytes = (double(p.n) * p.c * p.h * p.w + double(p.n) * p.c * p.oh * p.ow) * elem_bytes(p);
+        return bytes / kBytesPerUs + kLaunchUs;
+    }
+};
+
+const Conv kConv(15, "conv2d.cudnn", PASK_OP_CONV2D, false);
+const Conv kConvRtc(16, "conv2d.cudnn_rtc", PASK_OP_CONV2D, true);
+const Gemm kGemm(17, "gemm.cudnn", PASK_OP_GEMM, false);
+const Pool kPool(18, "pool2d.cudnn", PASK_OP_POOL2D, false);
+
+}  // namespace
+
+const Solver &conv2d_cudnn = kConv;
+const Solver &conv2d_cudnn_rtc = kConvRtc;
+const Solver &gemm_cudnn = kGemm;
+const Solver &pool2d_cudnn = kPool;
+
+}  // namespace pask::cudnn
