@@ -27,6 +27,12 @@ if [ "${1:-}" = "--coldstart" ]; then  # the main job on the GPU, and the PyTorc
     --repeats ${REPEATS:-2} --out "$OUT" 2>&1 | tail -8
   exit 0
 fi
+if [ "${1:-}" = "--tests" ]; then  # named test files (TESTS), then optional commands (THEN), logs in $OUT
+  PYTHONUNBUFFERED=1 timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -rs -p no:cacheprovider ${TESTS:-"$REPO/tests/test_cuda.py"} 2>&1 \
+    | tee "$OUT/tests.log" | grep -E "passed|failed|FAILED|Error|error" | tail -40
+  if [ -n "${THEN:-}" ]; then eval "$THEN"; fi
+  exit 0
+fi
 if [ "${1:-}" = "--bench-only" ]; then
   PYTHONUNBUFFERED=1 timeout 500 python3 "$REPO/bench/gpu_ops.py" --out "$OUT/gpu.md" > "$OUT/gpu_bench.log" 2>&1
   tail -30 "$OUT/gpu_bench.log"; exit 0

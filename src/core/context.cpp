@@ -544,9 +544,13 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
         bool any_applicable = false;
         for (const pask::Solver *s : allowed.empty() ? pask::all_solvers() : allowed)
             any_applicable = any_applicable || (s->device() == device_type && s->op() == p.op && s->applicable(p));
-        if (any_applicable)
+        if (any_applicable) {
+            std::string why;
+            for (const auto &prov : providers)
+                if (!prov->available()) why += "; " + prov->unavailable_reason();
             fail(PASK_ERROR_LOAD_FAILED, "no kernel for " + p.str() + " is available: the code objects are not in " +
-                                             store->prebuilt_dir() + " and this backend cannot compile them");
+                                             store->prebuilt_dir() + " and this backend cannot compile them" + why);
+        }
         fail(PASK_ERROR_UNSUPPORTED, "no " + std::string(allowed.empty() ? "" : "allowed ") +
                                          "solver is applicable to " + p.str() + " on " + backend->name());
     }
@@ -665,6 +669,9 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
                                "\",\"best\":" + pask::json::quote(best.solver->name()));
         return;
     }
+    if (failures.empty() && !skipped.empty() && skipped.size() == cands.size())
+        fail(PASK_ERROR_UNSUPPORTED, "no allowed solver accepts this call of " + p.str() +
+                                         ": cuDNN plans need alpha = 1 and 16-byte aligned tensors");
     fail(PASK_ERROR_LOAD_FAILED, "no kernel could be loaded for " + p.str() +
                                      (failures.empty() ? std::string() : ": " + failures));
 }

@@ -448,7 +448,12 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
     // the wanted kind (runtime-compiled or not) that finalises is the plan.
     int seen = 0;
     std::string notes;
+    const bool tracing = trace_ && trace_->enabled();
+    auto traced = [&](const char *name, int64_t t0, const std::string &args) {
+        if (tracing) trace_->complete(name, "cudnn", t0, trace_->now_us() - t0, args);
+    };
     for (int heur_mode : {HEUR_MODE_A, HEUR_MODE_FALLBACK}) {
+        const int64_t h0 = tracing ? trace_->now_us() : 0;
         Desc heur = d->make(ENGINEHEUR_DESCRIPTOR);
         d->set(heur, ATTR_ENGINEHEUR_OPERATION_GRAPH, TYPE_BACKEND_DESCRIPTOR, 1, &graph, "heuristics graph");
         d->set(heur, ATTR_ENGINEHEUR_MODE, TYPE_HEUR_MODE, 1, &heur_mode, "heuristics mode");
@@ -464,6 +469,9 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
         if (a.cudnnBackendGetAttribute(heur, ATTR_ENGINEHEUR_RESULTS, TYPE_BACKEND_DESCRIPTOR, count, &got,
                                        cfgs.data()) != STATUS_SUCCESS)
             continue;
+        traced("cudnn heuristics", h0,
+               std::string("\"mode\":\"") + (heur_mode == HEUR_MODE_A ? "A" : "fallback") +
+                   "\",\"configs\":" + std::to_string(got));
         for (int64_t i = 0; i < got; ++i) {
             Desc engine = d->make(ENGINE_DESCRIPTOR);
             int64_t one = 0;
@@ -483,7 +491,11 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
             d->set(plan, ATTR_EXECUTION_PLAN_HANDLE, TYPE_HANDLE, 1, &handle, "plan handle");
             Desc cfg = cfgs[size_t(i)];
             d->set(plan, ATTR_EXECUTION_PLAN_ENGINE_CONFIG, TYPE_BACKEND_DESCRIPTOR, 1, &cfg, "plan engine config");
+            const int64_t f0 = tracing ? trace_->now_us() : 0;
             Status fs = a.cudnnBackendFinalize(plan);
+            traced("cudnn finalize", f0,
+                   "\"engine\":" + std::to_string(index) + ",\"ok\":" + (fs == STATUS_SUCCESS ? "true" : "false") +
+                       ",\"runtime_compiled\":" + (is_rtc ? "true" : "false"));
             if (fs != STATUS_SUCCESS) {
                 if (notes.size() < 400) notes += " engine " + std::to_string(index) + ": " + a.message(fs, "finalize") + ";";
                 continue;
