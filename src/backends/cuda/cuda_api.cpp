@@ -80,6 +80,8 @@ const Driver &Driver::get() {
     bind(lib, d->cuStreamIsCapturing, "cuStreamIsCapturing", optional);
     bind(lib, d->cuMemAllocAsync, "cuMemAllocAsync", optional);
     bind(lib, d->cuMemFreeAsync, "cuMemFreeAsync", optional);
+    bind(lib, d->cuStreamCreate, "cuStreamCreate", optional);
+    bind(lib, d->cuStreamDestroy, "cuStreamDestroy_v2", optional);
     if (!missing.empty()) {
         failure = "the CUDA driver lacks " + missing;
         fail(PASK_ERROR_BACKEND_UNAVAILABLE, failure);

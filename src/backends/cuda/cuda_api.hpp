@@ -30,6 +30,7 @@ constexpr int CUDA_ERROR_OUT_OF_MEMORY = 2;
 constexpr int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 constexpr int CUDA_ERROR_NOT_READY = 600;
 constexpr int CU_STREAM_CAPTURE_STATUS_NONE = 0;
+constexpr unsigned CU_STREAM_NON_BLOCKING = 1;
 
 struct Driver {
     CUresult (*cuInit)(unsigned);
@@ -65,6 +66,8 @@ struct Driver {
     CUresult (*cuStreamIsCapturing)(CUstream, int *) = nullptr;
     CUresult (*cuMemAllocAsync)(CUdeviceptr *, size_t, CUstream) = nullptr;
     CUresult (*cuMemFreeAsync)(CUdeviceptr, CUstream) = nullptr;
+    CUresult (*cuStreamCreate)(CUstream *, unsigned) = nullptr;
+    CUresult (*cuStreamDestroy)(CUstream) = nullptr;
 
     // The driver, loaded once per process; throws pask::Error
     // (PASK_ERROR_BACKEND_UNAVAILABLE) naming what was not found.

@@ -7,6 +7,7 @@
 
 #include "../../core/error.hpp"
 #include "../../core/trace.hpp"
+#include "../../backends/cuda/cuda_api.hpp"
 
 namespace pask::cudnn {
 
@@ -101,8 +102,10 @@ void append_epilogue(Descs &d, std::vector<Desc> &ops, Desc acc, Desc y, const P
                      const std::vector<int64_t> &dims, const std::vector<int64_t> &strides) {
     int64_t next_uid = UID_VIRTUAL + 1;
     std::vector<std::pair<int, Desc>> stages;  // (mode, b operand)
-    if (bias) stages.push_back({POINTWISE_ADD, bias});
+    // residual before bias: cuDNN 9's precompiled conv-bias-activation engines
+    // match this order; bias first leaves only runtime-compiled engines
     if (residual) stages.push_back({POINTWISE_ADD, residual});
+    if (bias) stages.push_back({POINTWISE_ADD, bias});
     if (p.activation != PASK_ACTIVATION_NONE) stages.push_back({POINTWISE_RELU_FWD, nullptr});
     Desc cur = acc;
     for (size_t i = 0; i < stages.size(); ++i) {
@@ -124,52 +127,39 @@ class GraphPlan final : public Plan {
 public:
     GraphPlan(CudnnProvider &prov, std::unique_ptr<Descs> descs, Desc plan, int64_t workspace, bool has_bias,
               bool has_residual, std::string origin)
-        : Plan(std::move(origin)), prov_(prov), descs_(std::move(descs)), plan_(plan), workspace_(workspace),
+        : Plan(std::move(origin), prov), descs_(std::move(descs)), plan_(plan), workspace_(workspace),
           has_bias_(has_bias), has_residual_(has_residual) {}
 
-    void execute(const OpArgs &a) const override {
+    int64_t workspace_bytes() const override { return workspace_; }
+
+    Status enqueue(Handle h, void *stream, const OpArgs &a, void *ws) const override {
         const Api &api = prov_.api();
-        int64_t uids[5] = {UID_X, UID_W, UID_Y, UID_BIAS, UID_RESIDUAL};
-        void *ptrs[5] = {const_cast<void *>(a.x), const_cast<void *>(a.w), a.y, const_cast<void *>(a.bias),
-                         const_cast<void *>(a.residual)};
+        int64_t uids[5] = {UID_X, UID_W, UID_Y, 0, 0};
+        void *ptrs[5] = {const_cast<void *>(a.x), const_cast<void *>(a.w), a.y, nullptr, nullptr};
         int64_t n = 3;
-        if (has_bias_) n = 4;
+        if (has_bias_) {
+            uids[n] = UID_BIAS;
+            ptrs[n++] = const_cast<void *>(a.bias);
+        }
         if (has_residual_) {
-            if (!has_bias_) {
-                uids[3] = UID_RESIDUAL;
-                ptrs[3] = ptrs[4];
-            }
-            n = has_bias_ ? 5 : 4;
+            uids[n] = UID_RESIDUAL;
+            ptrs[n++] = const_cast<void *>(a.residual);
         }
-        CudaBackend &b = prov_.backend();
-        void *ws = b.alloc_async(static_cast<size_t>(workspace_));  // throws PASK_ERROR_OUT_OF_MEMORY
-        Status s = STATUS_SUCCESS;
-        const char *what = "cudnnBackendExecute";
-        {
-            std::lock_guard<std::mutex> lock(prov_.exec_mu());
-            Handle h = prov_.exec_handle();
-            Desc vp = nullptr;
-            s = api.cudnnSetStream(h, b.current_stream());
-            if (s == STATUS_SUCCESS) s = api.cudnnBackendCreateDescriptor(VARIANT_PACK_DESCRIPTOR, &vp);
-            if (s == STATUS_SUCCESS) {
-                s = api.cudnnBackendSetAttribute(vp, ATTR_VARIANT_PACK_UNIQUE_IDS, TYPE_INT64, n, uids);
-                if (s == STATUS_SUCCESS) s = api.cudnnBackendSetAttribute(vp, ATTR_VARIANT_PACK_DATA_POINTERS, TYPE_VOID_PTR, n, ptrs);
-                if (s == STATUS_SUCCESS) s = api.cudnnBackendSetAttribute(vp, ATTR_VARIANT_PACK_WORKSPACE, TYPE_VOID_PTR, 1, &ws);
-                if (s == STATUS_SUCCESS) s = api.cudnnBackendFinalize(vp);
-                if (s == STATUS_SUCCESS) s = api.cudnnBackendExecute(h, plan_, vp);
-                api.cudnnBackendDestroyDescriptor(vp);
-            } else {
-                what = "cudnnSetStream";
-            }
-        }
-        b.free_async(ws);
-        if (s != STATUS_SUCCESS)
-            fail(s == STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED ? PASK_ERROR_OUT_OF_MEMORY : PASK_ERROR_INTERNAL,
-                 api.message(s, what));
+        Status s = api.cudnnSetStream(h, stream);
+        if (s != STATUS_SUCCESS) return s;
+        Desc vp = nullptr;
+        s = api.cudnnBackendCreateDescriptor(VARIANT_PACK_DESCRIPTOR, &vp);
+        if (s != STATUS_SUCCESS) return s;
+        s = api.cudnnBackendSetAttribute(vp, ATTR_VARIANT_PACK_UNIQUE_IDS, TYPE_INT64, n, uids);
+        if (s == STATUS_SUCCESS) s = api.cudnnBackendSetAttribute(vp, ATTR_VARIANT_PACK_DATA_POINTERS, TYPE_VOID_PTR, n, ptrs);
+        if (s == STATUS_SUCCESS) s = api.cudnnBackendSetAttribute(vp, ATTR_VARIANT_PACK_WORKSPACE, TYPE_VOID_PTR, 1, &ws);
+        if (s == STATUS_SUCCESS) s = api.cudnnBackendFinalize(vp);
+        if (s == STATUS_SUCCESS) s = api.cudnnBackendExecute(h, plan_, vp);
+        api.cudnnBackendDestroyDescriptor(vp);
+        return s;
     }
 
 private:
-    CudnnProvider &prov_;
     std::unique_ptr<Descs> descs_;
     Desc plan_;
     int64_t workspace_;
@@ -179,28 +169,22 @@ private:
 class PoolPlan final : public Plan {
 public:
     PoolPlan(CudnnProvider &prov, TensorDesc x, TensorDesc y, PoolingDesc pool, std::string origin)
-        : Plan(std::move(origin)), prov_(prov), x_(x), y_(y), pool_(pool) {}
+        : Plan(std::move(origin), prov), x_(x), y_(y), pool_(pool) {}
     ~PoolPlan() override {
         const Api &a = prov_.api();
         a.cudnnDestroyPoolingDescriptor(pool_);
         a.cudnnDestroyTensorDescriptor(y_);
         a.cudnnDestroyTensorDescriptor(x_);
     }
-    void execute(const OpArgs &a) const override {
+    Status enqueue(Handle h, void *stream, const OpArgs &a, void *) const override {
         const Api &api = prov_.api();
         const float one = 1.0f, zero = 0.0f;
-        Status s;
-        {
-            std::lock_guard<std::mutex> lock(prov_.exec_mu());
-            Handle h = prov_.exec_handle();
-            s = api.cudnnSetStream(h, prov_.backend().current_stream());
-            if (s == STATUS_SUCCESS) s = api.cudnnPoolingForward(h, pool_, &one, x_, a.x, &zero, y_, a.y);
-        }
-        if (s != STATUS_SUCCESS) fail(PASK_ERROR_INTERNAL, api.message(s, "cudnnPoolingForward"));
+        Status s = api.cudnnSetStream(h, stream);
+        if (s == STATUS_SUCCESS) s = api.cudnnPoolingForward(h, pool_, &one, x_, a.x, &zero, y_, a.y);
+        return s;
     }
 
 private:
-    CudnnProvider &prov_;
     TensorDesc x_, y_;
     PoolingDesc pool_;
 };
@@ -246,6 +230,21 @@ Problem parse_key(const KernelKey &key, int *rank, bool *rtc) {
 
 }  // namespace
 
+void Plan::execute(const OpArgs &a) const {
+    CudaBackend &b = prov_.backend();
+    void *ws = b.alloc_async(static_cast<size_t>(workspace_bytes()));  // throws PASK_ERROR_OUT_OF_MEMORY
+    Status s;
+    {
+        std::lock_guard<std::mutex> lock(prov_.exec_mu());
+        Handle h = prov_.exec_handle();
+        s = enqueue(h, b.current_stream(), a, ws);
+    }
+    b.free_async(ws);
+    if (s != STATUS_SUCCESS)
+        fail(s == STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED ? PASK_ERROR_OUT_OF_MEMORY : PASK_ERROR_INTERNAL,
+             prov_.api().message(s, "cuDNN execute"));
+}
+
 // ---- provider ---------------------------------------------------------------------
 
 CudnnProvider::CudnnProvider(CudaBackend &backend, std::string library, Trace *trace)
@@ -287,9 +286,30 @@ void CudnnProvider::prepare() {
         exec_handle();
     } catch (const Error &) {
         // reported again to the call that needs the handle
+        return;
     }
     if (trace_ && trace_->enabled())
         trace_->complete("cuDNN handle", "load", t0, trace_->now_us() - t0, "\"library\":\"" + api_->path + "\"");
+    // The first heuristics query of a process pays a one-time set-up (about
+    // 0.1 s on an H100): pay it here with a small convolution's plan.
+    Problem tiny;
+    tiny.op = PASK_OP_CONV2D;
+    tiny.device = PASK_DEVICE_CUDA;
+    tiny.device_index = backend_.device_index();
+    tiny.dtype = PASK_DTYPE_FLOAT16;
+    tiny.layout = tiny.weight_layout = PASK_LAYOUT_NHWC;
+    tiny.n = 1;
+    tiny.c = tiny.o = 8;
+    tiny.h = tiny.w = tiny.oh = tiny.ow = 8;
+    tiny.kh = tiny.kw = 3;
+    tiny.pad_pre[0] = tiny.pad_pre[1] = tiny.pad_post[0] = tiny.pad_post[1] = 1;
+    const int64_t w0 = trace_ ? trace_->now_us() : 0;
+    try {
+        build(key_for(tiny, 0, false, backend_.targets().front()));
+    } catch (const Error &) {
+        // a warm-up only
+    }
+    if (trace_ && trace_->enabled()) trace_->complete("cuDNN warm-up", "load", w0, trace_->now_us() - w0);
 }
 
 Handle CudnnProvider::exec_handle() {
@@ -316,6 +336,52 @@ Handle CudnnProvider::handle_for_this_thread() {
     }
     t_handles[id_] = h;
     return h;
+}
+
+void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h) {
+    const cuda::Driver &d = cuda::Driver::get();
+    if (!d.cuStreamCreate || !d.cuStreamDestroy || !d.cuMemAllocAsync || !d.cuMemFreeAsync) return;
+    const int64_t es = p.dtype == PASK_DTYPE_FLOAT32 ? 4 : 2;
+    int64_t sizes[5] = {0, 0, 0, 0, 0};  // x, w, y, bias, residual (elements)
+    if (p.op == PASK_OP_CONV2D || p.op == PASK_OP_POOL2D) {
+        sizes[0] = p.n * p.c * p.h * p.w;
+        sizes[2] = p.n * (p.op == PASK_OP_POOL2D ? p.c : p.o) * p.oh * p.ow;
+        if (p.op == PASK_OP_CONV2D) {
+            sizes[1] = p.o * (p.c / p.groups) * p.kh * p.kw;
+            sizes[3] = p.has_bias ? p.o : 0;
+            sizes[4] = p.has_residual ? sizes[2] : 0;
+        }
+    } else {
+        sizes[0] = (p.trans_a ? p.gk : p.gm) * p.lda;
+        sizes[1] = (p.trans_b ? p.gn : p.gk) * p.ldb;
+        sizes[2] = p.gm * p.ldc;
+        sizes[3] = p.has_bias ? p.gn : 0;
+    }
+    int64_t total = plan.workspace_bytes();
+    for (int64_t v : sizes) total += v * es;
+    if (total > (int64_t(1) << 30)) return;  // a large layer: not worth a gigabyte of scratch
+    cuda::CUstream stream = nullptr;
+    if (d.cuStreamCreate(&stream, cuda::CU_STREAM_NON_BLOCKING) != 0) return;
+    cuda::CUdeviceptr ptr[6] = {0, 0, 0, 0, 0, 0};
+    bool ok = true;
+    for (int i = 0; i < 6 && ok; ++i) {
+        const int64_t bytes = i < 5 ? sizes[i] * es : plan.workspace_bytes();
+        if (bytes > 0) ok = d.cuMemAllocAsync(&ptr[i], static_cast<size_t>(bytes), stream) == 0;
+    }
+    if (ok) {
+        auto vp = [&](int i) { return reinterpret_cast<void *>(static_cast<uintptr_t>(ptr[i])); };
+        OpArgs a;
+        a.x = vp(0);
+        a.w = vp(1);
+        a.y = vp(2);
+        a.bias = vp(3);
+        a.residual = vp(4);
+        plan.enqueue(h, stream, a, vp(5));  // outputs are scratch: a failure here shows again in the call
+    }
+    for (auto &q : ptr)
+        if (q) d.cuMemFreeAsync(q, stream);
+    d.cuStreamSynchronize(stream);
+    d.cuStreamDestroy(stream);
 }
 
 KernelKey CudnnProvider::key_for(const Problem &p, int rank, bool rtc, const std::string &target) {
@@ -368,6 +434,7 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
         }
         auto plan = std::make_shared<PoolPlan>(*this, x, y, pd, key.str());
         plan->what = "cudnnPoolingForward";
+        warm_up(*plan, p, handle);
         return plan;
     }
 
@@ -506,6 +573,9 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
             auto out = std::make_shared<GraphPlan>(*this, std::move(d), plan, ws, p.has_bias, p.has_residual, key.str());
             out->what = "engine " + std::to_string(index) + (is_rtc ? " (runtime-compiled)" : "") + ", workspace " +
                         std::to_string(ws) + " B";
+            const int64_t w0 = tracing ? trace_->now_us() : 0;
+            warm_up(*out, p, handle);
+            traced("cudnn first run", w0, "\"engine\":" + std::to_string(index));
             return out;
         }
     }

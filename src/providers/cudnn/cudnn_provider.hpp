@@ -30,12 +30,19 @@ namespace pask::cudnn {
 // solver runs it through execute(). symbol() returns the object itself.
 class Plan : public CodeObject {
 public:
-    using CodeObject::CodeObject;
     void *symbol(const std::string &) const override { return const_cast<Plan *>(this); }
-    // Queues the work on the calling thread's stream. Throws
-    // PASK_ERROR_OUT_OF_MEMORY when its workspace cannot be allocated.
-    virtual void execute(const OpArgs &a) const = 0;
+    // Queues the work on the calling thread's stream, on the provider's
+    // execution handle. Throws PASK_ERROR_OUT_OF_MEMORY when its workspace
+    // cannot be allocated.
+    void execute(const OpArgs &a) const;
+    // Queues the work with handle h on stream (the caller holds h alone).
+    virtual Status enqueue(Handle h, void *stream, const OpArgs &a, void *workspace) const = 0;
+    virtual int64_t workspace_bytes() const { return 0; }
     std::string what;  // "engine 12 (runtime-compiled), workspace 0 B"
+
+protected:
+    Plan(std::string origin, class CudnnProvider &prov) : CodeObject(std::move(origin)), prov_(prov) {}
+    class CudnnProvider &prov_;
 };
 
 class CudnnProvider final : public Provider {
@@ -66,6 +73,10 @@ public:
 
 private:
     Handle handle_for_this_thread();
+    // Runs a freshly built plan once on scratch buffers, on this (loader)
+    // thread's own stream, so that cuDNN's lazy kernel loading happens here
+    // rather than in the first call. Skipped when memory is short.
+    void warm_up(const Plan &plan, const Problem &p, Handle h);
 
     CudaBackend &backend_;
     std::string library_;

@@ -14,7 +14,7 @@ namespace {
 constexpr double kTensorFlopsPerUs = 350e6;  // fp16/bf16
 constexpr double kTf32FlopsPerUs = 150e6;
 constexpr double kBytesPerUs = 2.2e6;
-constexpr double kLaunchUs = 5.0;
+constexpr double kLaunchUs = 3.0;
 
 bool gpu_dtype(const Problem &p) {
     return p.device == PASK_DEVICE_CUDA &&
@@ -62,8 +62,11 @@ public:
         const double rate = p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs;
         // grouped and depthwise convolutions run on CUDA cores, bound by memory
         const double compute = p.groups == 1 ? p.flops() / rate : p.flops() / (rate / 8);
-        const double fused = rtc_ ? 0.9 : 1.0;  // one kernel instead of conv + epilogue passes
-        return fused * (std::max(compute, bytes / kBytesPerUs) + kLaunchUs);
+        // Runtime-compiled engines cost 0.3-0.9 s each to build: ranked after the
+        // precompiled ones, so they are taken only where no precompiled engine
+        // runs the Problem (its load then fails and is remembered).
+        const double penalty = rtc_ ? 1.15 : 1.0;
+        return penalty * (std::max(compute, bytes / kBytesPerUs) + kLaunchUs);
     }
 };
 
