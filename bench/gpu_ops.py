@@ -81,7 +81,15 @@ def graph_time(fn, reps):
         return None
 
 
-def bench_convs(ctx, model, shapes, dtype, layout, batch, reps, rows):
+def settle(fn, ctx, times=8):
+    """Runs fn until the context's choice is made: plans loaded, device-timed runs read back."""
+    for _ in range(times):
+        fn()
+        ctx.wait_loads(120)
+        torch.cuda.synchronize()
+
+
+def bench_convs(ctx, model, shapes, dtype, layout, batch, reps, rows, auto=None):
     dt = {"fp16": torch.float16, "fp32": torch.float32}[dtype]
     tot = {"ours": 0.0, "ours_graph": 0.0, "torch": 0.0, "torch_graph": 0.0}
     graph_ok = True
@@ -102,8 +110,18 @@ def bench_convs(ctx, model, shapes, dtype, layout, batch, reps, rows):
         def theirs():
             return F.relu(F.conv2d(xt, wtt, b, s, p, d, g))
 
+        def ours_auto():
+            return paskdnn.conv2d(xl, wl, b, s, p, d, g, layout=layout, weight_layout=wlay, activation="relu",
+                                  context=auto)
+
         y = ours()
         solver = paskdnn.last_solver()
+        auto_solver, g_auto = None, None
+        if auto is not None:
+            settle(ours_auto, auto)
+            auto_solver = paskdnn.last_solver()
+            g_auto = graph_time(ours_auto, reps)
+            tot["auto_graph"] = tot.get("auto_graph", 0.0) + count * (g_auto or float("nan"))
         ref = theirs()
         yc = y.permute(0, 3, 1, 2) if layout == "NHWC" else y
         err = float((yc.float() - ref.float()).norm() / ref.float().norm().clamp_min(1e-12))
@@ -116,7 +134,8 @@ def bench_convs(ctx, model, shapes, dtype, layout, batch, reps, rows):
         tot["torch_graph"] += count * (g_torch or float("nan"))
         rows.append(dict(model=model, dtype=dtype, layout=layout, batch=batch, c=c, o=o, k=k, stride=s, pad=p,
                          groups=g, hw=h, count=count, solver=solver, ours_ms=t_ours, torch_ms=t_torch,
-                         ours_graph_ms=g_ours, torch_graph_ms=g_torch, rel_err=err))
+                         ours_graph_ms=g_ours, torch_graph_ms=g_torch, rel_err=err, auto_solver=auto_solver,
+                         auto_graph_ms=g_auto))
     return tot, graph_ok
 
 
@@ -159,9 +178,13 @@ def main():
     card = torch.cuda.get_device_name()
     reps = 5 if args.quick else 20
     work = tempfile.mkdtemp()
-    ctx = paskdnn.Context("cuda", cache_dir=os.path.join(work, "cache"))
+    # paskdnn's own kernels only (the native provider), and every solver (cuDNN's
+    # included) ranked by the device-measured run times ("auto")
+    native = [s["name"] for s in paskdnn.solvers() if s["device"] == "cuda" and "cudnn" not in s["name"]]
+    ctx = paskdnn.Context("cuda", cache_dir=os.path.join(work, "cache"), solvers=native)
+    auto = paskdnn.Context("cuda", cache_dir=os.path.join(work, "cache"))
     rows, totals = [], []
-    configs = [("fp16", "NHWC", 1), ("fp16", "NHWC", 32), ("fp32", "NCHW", 1), ("fp32", "NCHW", 32)]
+    configs = [("fp16", "NHWC", 1), ("fp16", "NHWC", 32), ("fp32", "NCHW", 1)]
     models = ["resnet50", "vgg16", "mobilenet_v2"]
     if args.quick:
         configs, models = configs[:1], models[:1]
@@ -171,11 +194,12 @@ def main():
             if model == "vgg16" and batch == 32 and dtype == "fp32":
                 continue  # keeps the run inside its time budget
             t0 = time.perf_counter()
-            tot, graph_ok = bench_convs(ctx, model, shapes, dtype, layout, batch, reps, rows)
+            tot, graph_ok = bench_convs(ctx, model, shapes, dtype, layout, batch, reps, rows, auto)
             totals.append(dict(model=model, dtype=dtype, layout=layout, batch=batch, convs=sum(shapes.values()),
                                **tot, graph_ok=graph_ok))
             print(f"{model} {dtype} {layout} b{batch}: ours {tot['ours']:.3f} ms, torch {tot['torch']:.3f} ms "
-                  f"(graphs: {tot['ours_graph']:.3f} / {tot['torch_graph']:.3f}) [{time.perf_counter() - t0:.1f}s]",
+                  f"(graphs: {tot['ours_graph']:.3f} / {tot['torch_graph']:.3f}, auto {tot.get('auto_graph', 0):.3f})"
+                  f" [{time.perf_counter() - t0:.1f}s]",
                   flush=True)
     gemm_rows = []
     for dt in (torch.float16, torch.float32):
@@ -184,7 +208,13 @@ def main():
             b = torch.randn(k, n, device="cuda", dtype=dt)
             t_o = cuda_time(lambda: paskdnn.matmul(a, b, context=ctx), reps)
             t_t = cuda_time(lambda: torch.matmul(a, b), reps)
-            gemm_rows.append(dict(dtype=str(dt).replace("torch.", ""), m=m, n=n, k=k, ours_ms=t_o, torch_ms=t_t))
+            g_o = graph_time(lambda: paskdnn.matmul(a, b, context=ctx), reps)
+            g_t = graph_time(lambda: torch.matmul(a, b), reps)
+            settle(lambda: paskdnn.matmul(a, b, context=auto), auto)
+            g_a = graph_time(lambda: paskdnn.matmul(a, b, context=auto), reps)
+            gemm_rows.append(dict(dtype=str(dt).replace("torch.", ""), m=m, n=n, k=k, ours_ms=t_o, torch_ms=t_t,
+                                  ours_graph_ms=g_o, torch_graph_ms=g_t, auto_graph_ms=g_a,
+                                  auto_solver=paskdnn.last_solver()))
     pool_rows = []
     for dt in (torch.float16, torch.float32):
         for b_ in (1, 32):
@@ -215,6 +245,9 @@ def main():
 def render(d):
     m = d["meta"]
     L = [f"# GPU benchmark: paskdnn's own CUDA kernels vs cuDNN/cuBLAS (PyTorch)\n",
+         "- paskdnn = the native provider's kernels only (`solvers=` every CUDA solver but cuDNN's); "
+         "auto = a default context (cuDNN's solvers included), each layer settled on the solver the device "
+         "timed fastest (graph replay)",
          f"- card: {m['card']}; date: {m['date']}; command: `{m['command']}`",
          f"- torch {m['torch']}, cuDNN {m['cudnn']}, paskdnn {m['paskdnn']}",
          "- times: median ms per call, CUDA events, warm (kernel resident; cuDNN benchmark mode); "
@@ -222,25 +255,33 @@ def render(d):
          "- ratio = paskdnn / PyTorch (below 1: paskdnn faster); every conv has fused bias + ReLU on both sides",
          "- NHWC rows pass OHWI weights (channels last throughout); NCHW rows pass OIHW weights\n",
          "## Whole-model convolution totals\n",
-         "| model | dtype | layout | batch | convs | paskdnn eager | torch eager | ratio | paskdnn graph | torch graph | ratio |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| model | dtype | layout | batch | convs | paskdnn eager | torch eager | ratio | paskdnn graph | torch graph | ratio "
+         "| auto graph | ratio |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in d["totals"]:
         L.append(f"| {t['model']} | {t['dtype']} | {t['layout']} | {t['batch']} | {t['convs']} | {t['ours']:.3f} | "
                  f"{t['torch']:.3f} | {t['ours'] / t['torch']:.2f} | {t['ours_graph']:.3f} | {t['torch_graph']:.3f} | "
-                 f"{t['ours_graph'] / t['torch_graph']:.2f} |")
+                 f"{t['ours_graph'] / t['torch_graph']:.2f} | {t.get('auto_graph', float('nan')):.3f} | "
+                 f"{t.get('auto_graph', float('nan')) / t['torch_graph']:.2f} |")
     L += ["\n## Per layer (graph replay where it worked)\n",
-          "| model | dtype | batch | layer | x | solver | paskdnn ms | torch ms | ratio | rel err |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "| model | dtype | batch | layer | x | solver | paskdnn ms | torch ms | ratio | rel err | auto solver | auto ms "
+          "| ratio |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in d["convs"]:
         po = r["ours_graph_ms"] or r["ours_ms"]
         pt = r["torch_graph_ms"] or r["torch_ms"]
         L.append(f"| {r['model']} | {r['dtype']} {r['layout']} | {r['batch']} | {r['c']}->{r['o']} {r['k']}x{r['k']}/"
                  f"{r['stride']} g{r['groups']} @{r['hw']} | {r['count']} | {r['solver']} | {po:.4f} | {pt:.4f} | "
-                 f"{po / pt:.2f} | {r['rel_err']:.1e} |")
-    L += ["\n## GEMM (eager)\n", "| dtype | m x n x k | paskdnn ms | torch ms | ratio |", "|---|---|---|---|---|"]
+                 f"{po / pt:.2f} | {r['rel_err']:.1e} | {r.get('auto_solver') or '-'} | "
+                 f"{r.get('auto_graph_ms') or float('nan'):.4f} | {(r.get('auto_graph_ms') or float('nan')) / pt:.2f} |")
+    L += ["\n## GEMM\n", "| dtype | m x n x k | paskdnn eager ms | torch eager ms | ratio | paskdnn graph ms | "
+          "torch graph ms | ratio | auto solver | auto graph ms | ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
     for r in d["gemm"]:
+        go, gt, ga = r.get("ours_graph_ms") or nan, r.get("torch_graph_ms") or nan, r.get("auto_graph_ms") or nan
         L.append(f"| {r['dtype']} | {r['m']}x{r['n']}x{r['k']} | {r['ours_ms']:.4f} | {r['torch_ms']:.4f} | "
-                 f"{r['ours_ms'] / r['torch_ms']:.2f} |")
+                 f"{r['ours_ms'] / r['torch_ms']:.2f} | {go:.4f} | {gt:.4f} | {go / gt:.2f} | "
+                 f"{r.get('auto_solver', '-')} | {ga:.4f} | {ga / gt:.2f} |")
     L += ["\n## Pooling (eager)\n", "| op | dtype | batch | paskdnn ms | torch ms | ratio |", "|---|---|---|---|---|---|"]
     for r in d["pool"]:
         L.append(f"| {r['op']} | {r['dtype']} | {r['batch']} | {r['ours_ms']:.4f} | {r['torch_ms']:.4f} | "

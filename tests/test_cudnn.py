@@ -256,7 +256,8 @@ def test_out_of_memory_on_the_workspace_falls_back(cache, tmp_path):
     on a native kernel instead (no workspace), with a correct result."""
     ctx = only(cache, "conv2d.cudnn", "conv2d.cuda_igemm")
     x, w = rand((32, 64, 56, 56), "float16"), rand((64, 64, 7, 7), "float16")
-    paskdnn.conv2d(x, w, None, 1, 3, context=ctx)  # plan resident (and pool warmed) before memory runs out
+    y = paskdnn.conv2d(x, w, None, 1, 3, context=ctx)  # plan resident (and pool warmed) before memory runs out
+    torch.cuda.synchronize()
     hog = []
     try:
         while True:
@@ -269,7 +270,7 @@ def test_out_of_memory_on_the_workspace_falls_back(cache, tmp_path):
     except torch.cuda.OutOfMemoryError:
         pass
     try:
-        y = paskdnn.conv2d(x, w, None, 1, 3, context=ctx)
+        y = paskdnn.conv2d(x, w, None, 1, 3, out=y, context=ctx)  # the output exists: only the workspace is new
         solver = paskdnn.last_solver()
         torch.cuda.synchronize()
     finally:

@@ -224,6 +224,10 @@ bool CudaBackend::timer_poll(int64_t token, double *us) const {
     *us = -1;
     if (token < 0) return true;
     Scope scope(*this);
+    if (d_.cuStreamIsCapturing) {  // querying an event is not allowed while a graph is being captured
+        int status = 0;
+        if (d_.cuStreamIsCapturing(stream(), &status) != 0 || status != CU_STREAM_CAPTURE_STATUS_NONE) return false;
+    }
     std::lock_guard<std::mutex> lock(timer_mu_);
     Timer &t = timers_[static_cast<size_t>(token)];
     CUresult q = d_.cuEventQuery(t.stop);

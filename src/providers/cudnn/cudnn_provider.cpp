@@ -304,10 +304,23 @@ void CudnnProvider::prepare() {
     tiny.kh = tiny.kw = 3;
     tiny.pad_pre[0] = tiny.pad_pre[1] = tiny.pad_post[0] = tiny.pad_post[1] = 1;
     const int64_t w0 = trace_ ? trace_->now_us() : 0;
-    try {
-        build(key_for(tiny, 0, false, backend_.targets().front()));
-    } catch (const Error &) {
-        // a warm-up only
+    // 3x3 and 1x1 convolutions and a matmul reach different engine families
+    // (and libraries behind them: 1x1 and matmul engines load cuBLASLt).
+    Problem one = tiny;
+    one.kh = one.kw = 1;
+    one.pad_pre[0] = one.pad_pre[1] = one.pad_post[0] = one.pad_post[1] = 0;
+    Problem mm;
+    mm.op = PASK_OP_GEMM;
+    mm.device = PASK_DEVICE_CUDA;
+    mm.device_index = tiny.device_index;
+    mm.dtype = PASK_DTYPE_FLOAT16;
+    mm.gm = mm.gn = mm.gk = mm.lda = mm.ldb = mm.ldc = 16;
+    for (const Problem &q : {tiny, one, mm}) {
+        try {
+            build(key_for(q, 0, false, backend_.targets().front()));
+        } catch (const Error &) {
+            // a warm-up only
+        }
     }
     if (trace_ && trace_->enabled()) trace_->complete("cuDNN warm-up", "load", w0, trace_->now_us() - w0);
 }
