@@ -313,3 +313,79 @@ def test_eight_threads_on_one_cuda_context(ctx):
     for t in threads:
         t.join(timeout=300)
     assert not errors, errors[0]
+
+
+_CHILD = r"""
+import sys, numpy as np, torch, paskdnn
+cache, seed = sys.argv[1], int(sys.argv[2])
+ctx = paskdnn.Context("cuda", cache_dir=cache, solvers=["conv2d.cuda_igemm_fixed"])
+g = np.random.default_rng(seed)
+for k, pad in ((3, 1), (5, 2), (1, 0), (7, 3)):  # four NVRTC kernels, the same in every process
+    x = torch.from_numpy(g.uniform(-1, 1, (1, 16, 12, 12)).astype(np.float32)).cuda().half()
+    w = torch.from_numpy(g.uniform(-1, 1, (16, 16, k, k)).astype(np.float32)).cuda().half()
+    y = paskdnn.conv2d(x, w, padding=pad, context=ctx)
+    ref = torch.nn.functional.conv2d(x.double().cpu(), w.double().cpu(), padding=pad)
+    err = float((y.double().cpu() - ref).norm() / ref.norm())
+    assert err < 4e-3, err
+st = ctx.stats()
+print("ok", st["compiles"], st["cache_hits"], st["cache_rejects"])
+"""
+
+
+def _cache_entries_valid(kdir):
+    import hashlib
+
+    names = os.listdir(kdir)
+    for n in names:
+        assert n.endswith(".bin"), n  # no temporary file left behind
+        data = open(os.path.join(kdir, n), "rb").read()
+        head, _, payload = data.partition(b"\n")
+        assert head.startswith(b"PASKDNN-CO1 "), head[:20]
+        assert head.split()[1].decode() == hashlib.sha256(payload).hexdigest()
+    return names
+
+
+def test_gpu_processes_fill_one_nvrtc_cache_folder_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    cache_dir = str(tmp_path / "shared")
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, cache_dir, str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(6)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and out.startswith("ok"), err[-2000:]
+    assert len(_cache_entries_valid(os.path.join(cache_dir, "kernels"))) == 4
+    # every kernel is now in the cache: a seventh process compiles nothing
+    out = subprocess.run([sys.executable, "-c", _CHILD, cache_dir, "9"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.split()[:4] == ["ok", "0", "4", "0"], (out.stdout, out.stderr[-2000:])
+
+
+def test_gpu_cache_folder_writable_by_others_is_not_used(tmp_path):
+    shared = tmp_path / "open"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    x, w = rand((1, 16, 9, 9), "float16"), rand((16, 16, 3, 3), "float16")
+    c = paskdnn.Context("cuda", cache_dir=str(shared), solvers=["conv2d.cuda_igemm_fixed"])
+    y = paskdnn.conv2d(x, w, padding=1, context=c)
+    torch.cuda.synchronize()
+    assert c.stats()["compiles"] == 1  # compiled and used from memory
+    assert not (shared / "kernels").exists() or not os.listdir(shared / "kernels")
+    assert rel_err(y, ref_conv(x, w, None, 1, ((1, 1), (1, 1)), 1, 1, "NCHW")) < TOL["float16"]
+    c.close()
+
+
+def test_gpu_read_only_cache_folder_still_works(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o700)
+    os.chmod(ro, 0o500)
+    try:
+        x, w = rand((1, 16, 9, 9), "float16"), rand((16, 16, 5, 5), "float16")
+        c = paskdnn.Context("cuda", cache_dir=str(ro), solvers=["conv2d.cuda_igemm_fixed"])
+        y = paskdnn.conv2d(x, w, padding=2, context=c)
+        torch.cuda.synchronize()
+        assert c.stats()["compiles"] == 1
+        assert rel_err(y, ref_conv(x, w, None, 1, ((2, 2), (2, 2)), 1, 1, "NCHW")) < TOL["float16"]
+        c.close()
+    finally:
+        os.chmod(ro, 0o700)
