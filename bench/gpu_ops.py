@@ -173,6 +173,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="bench/results/gpu.md")
+    ap.add_argument("--models", nargs="+", default=["resnet50", "vgg16", "mobilenet_v2"])
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     card = torch.cuda.get_device_name()
@@ -185,7 +186,7 @@ def main():
     auto = paskdnn.Context("cuda", cache_dir=os.path.join(work, "cache"))
     rows, totals = [], []
     configs = [("fp16", "NHWC", 1), ("fp16", "NHWC", 32), ("fp32", "NCHW", 1)]
-    models = ["resnet50", "vgg16", "mobilenet_v2"]
+    models = args.models
     if args.quick:
         configs, models = configs[:1], models[:1]
     for model in models:
@@ -231,7 +232,7 @@ def main():
                                   ours_ms=t_o, torch_ms=t_t))
     loads = compile_and_load_times(work)
     meta = dict(card=card, date=datetime.date.today().isoformat(), command="python3 bench/gpu_ops.py" +
-                (" --quick" if args.quick else ""), torch=torch.__version__,
+                (" --quick" if args.quick else "") + " --models " + " ".join(models), torch=torch.__version__,
                 cudnn=torch.backends.cudnn.version(), paskdnn=paskdnn.__version__)
     data = dict(meta=meta, totals=totals, convs=rows, gemm=gemm_rows, pool=pool_rows, first_call=loads)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
