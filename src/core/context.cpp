@@ -657,6 +657,9 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
                 trace.complete("out of memory: " + std::string(chosen->solver->name()) + ", trying the next solver",
                                "call", trace.now_us(), 0, "\"error\":" + pask::json::quote(e.what()));
             continue;
+        } catch (...) {
+            backend->timer_release(timing);
+            throw;
         }
         if (device_type == PASK_DEVICE_CPU) record_run(*chosen->solver, h, ms_since(r0) * 1000.0);
         else finish_timing(timing, *chosen->solver, h);

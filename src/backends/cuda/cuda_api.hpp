@@ -66,6 +66,7 @@ struct Driver {
     CUresult (*cuStreamIsCapturing)(CUstream, int *) = nullptr;
     CUresult (*cuMemAllocAsync)(CUdeviceptr *, size_t, CUstream) = nullptr;
     CUresult (*cuMemFreeAsync)(CUdeviceptr, CUstream) = nullptr;
+    CUresult (*cuLaunchHostFunc)(CUstream, void (*)(void *), void *) = nullptr;
     CUresult (*cuStreamCreate)(CUstream *, unsigned) = nullptr;
     CUresult (*cuStreamDestroy)(CUstream) = nullptr;
 

@@ -82,9 +82,11 @@ private:
     const cuda::Nvrtc *nvrtc_ = nullptr;
     std::string nvrtc_problem_;
 
+    struct Gate;
     struct Timer {
         cuda::CUevent start = nullptr, stop = nullptr;
         bool busy = false;
+        Gate *gate = nullptr;  // holds the stream until the timed work is queued
     };
     mutable std::mutex timer_mu_;
     mutable std::vector<Timer> timers_;  // reused; token = index
