@@ -43,7 +43,8 @@ class Context:
         kernel_dir: folder of prebuilt kernel code objects (default: installed).
         cpu_isa: ``"avx512"``, ``"avx2"`` or ``"generic"`` to pin the CPU kernel
             variant (default: the best the processor supports).
-        loader_threads: background loader threads (default 2; 0 = none).
+        loader_threads: background loader threads (default 2; 4 for GPU contexts
+            on hosts with 8 or more cores; 0 = none).
         lookahead: how many upcoming hints the loader works on (default 16).
         resident_capacity: kernels kept resident, LRU (default 256; 0 = none
             beyond the call).

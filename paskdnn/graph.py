@@ -155,12 +155,13 @@ class Runner:
         self.batch = batch
         self.cuda = self.ctx.device.startswith("cuda")
         self.shapes = infer_shapes(graph, batch)
+        self.report: List[Dict[str, Any]] = []
+        # Hints first: the loader threads work while the weights move to the device.
+        if hints:
+            self.give_hints()
         self._weights = [{k: self._upload(v) for k, v in n.weights.items()} for n in graph.nodes]
         self._buffers = {n.output: self._alloc(self.shapes[n.output]) for n in graph.nodes if n.op != "flatten"}
         self._input = self._alloc(self.shapes[graph.input_name])
-        self.report: List[Dict[str, Any]] = []
-        if hints:
-            self.give_hints()
         self._calls = self._prepare()
 
     # -- device data --
@@ -235,7 +236,8 @@ class Runner:
         from .functional import TensorSpec
 
         count = 0
-        for node, w in zip(self.graph.nodes, self._weights):
+        for node in self.graph.nodes:
+            w = node.weights
             if node.op == "flatten":
                 continue
             x = TensorSpec(self.shapes[node.inputs[0]], self.graph.dtype)

@@ -137,7 +137,10 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
             "the CPU device has index 0, got " + std::to_string(index));
 
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    int loader_threads = 2, lookahead = 16, delay_ms = 0, capacity = 256;
+    // GPU contexts build vendor plans (cuDNN heuristics, CPU-bound) on their
+    // loader threads: more of them where the host has the cores.
+    int loader_threads = type == PASK_DEVICE_CPU || std::thread::hardware_concurrency() < 8 ? 2 : 4;
+    int lookahead = 16, delay_ms = 0, capacity = 256;
     bool trace_on = true;
     std::string kernel_dir, isa, hints_file, nvrtc_library, cudnn_library;
     bool use_cudnn = true;
@@ -587,7 +590,12 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
             auto estimate_ms = [&](const pask::KernelKey &k) {
                 return load_costs.estimate_ms(k, !loader->prebuilt(k));
             };
-            const double remaining_us = best_running ? std::max(0.0, estimate_ms(best.key) - elapsed) * 1000.0 : 0.0;
+            // A load that has outrun its estimate is not about to land: its
+            // estimate was wrong (a default, or the loader was busy), so assume
+            // at least half of it again rather than none.
+            const double best_est = best_running ? estimate_ms(best.key) : 0.0;
+            const double remaining_us =
+                best_running ? std::max(best_est - elapsed, 0.5 * best_est) * 1000.0 : 0.0;
             bool wait_best = false;
             const Candidate *load_now = &best;
             if (policy == pask::Policy::Reactive) {
