@@ -311,3 +311,25 @@ def test_trace_names_the_cudnn_handle_and_plan_builds(cache, tmp_path):
     names = [e.get("name", "") for e in json.loads(path.read_text())["traceEvents"]]
     assert "cuDNN handle" in names and any(n.startswith("load conv2d@") for n in names)
     ctx.close()
+
+
+def test_exploration_times_the_next_configuration_and_keeps_the_fastest(cache, tmp_path):
+    """A GPU context that reuses tries, once each, the candidates the analytic
+    model puts within 2x of the fastest measured one (here cuDNN's first and
+    second heuristic configurations and the native kernel), loading them in the
+    background, and settles on the one the device timed fastest."""
+    ctx = paskdnn.Context("cuda", cache_dir=cache, policy="pask",
+                          solvers=["conv2d.cudnn", "conv2d.cudnn_h1", "conv2d.cuda_igemm"])
+    x, w = rand((8, 28, 28, 64), "float16"), rand((64, 3, 3, 64), "float16")
+    args = dict(stride=1, padding=1, layout="NHWC", weight_layout="OHWI", context=ctx)
+    seen = []
+    for _ in range(30):
+        y = paskdnn.conv2d(x, w, **args)
+        seen.append(paskdnn.last_solver())
+        ctx.wait_loads(60)
+        torch.cuda.synchronize()
+    assert {"conv2d.cudnn", "conv2d.cudnn_h1"} <= set(seen), seen
+    assert len(set(seen[-5:])) == 1, seen
+    ref = ref_conv(x, w.permute(0, 3, 1, 2), None, 1, ((1, 1), (1, 1)), 1, 1, "NHWC")
+    assert rel_err(y, ref) < TOL["float16"]
+    ctx.close()

@@ -350,10 +350,29 @@ std::vector<pask_context::Candidate> pask_context::candidates(const pask::Proble
         size_t fastest = 0;
         for (size_t i = 1; i < out.size(); ++i)
             if (measured[i] >= 0 && measured[i] < measured[fastest]) fastest = i;
+        // Exploration (GPU contexts that reuse): a candidate the analytic model
+        // puts within 2x of the fastest measured one, never run on this
+        // Problem, goes first once, so the policy loads it in the background
+        // (reusing the fastest meanwhile) and its run gets timed. Analytic
+        // models rank within a factor of two at best on a GPU; the device
+        // decides between such candidates.
+        size_t explore = out.size();
+        if (device_type != PASK_DEVICE_CPU && reuses() && loader && loader->num_threads() > 0)
+            for (size_t i = 0; i < out.size() && explore == out.size(); ++i)
+                if (measured[i] < 0 && out[i].cost_us <= 2.0 * out[fastest].cost_us && !is_bad(out[i].key.str()))
+                    explore = i;
         std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(fastest),
                     out.begin() + static_cast<std::ptrdiff_t>(fastest) + 1);
         std::rotate(measured.begin(), measured.begin() + static_cast<std::ptrdiff_t>(fastest),
                     measured.begin() + static_cast<std::ptrdiff_t>(fastest) + 1);
+        if (explore != out.size()) {
+            // the rotation moved it one place down if it was ahead of the fastest
+            const size_t at = explore < fastest ? explore + 1 : explore;
+            std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(at),
+                        out.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+            std::rotate(measured.begin(), measured.begin() + static_cast<std::ptrdiff_t>(at),
+                        measured.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+        }
     }
     for (size_t i = 0; i < out.size(); ++i)
         if (measured[i] >= 0) out[i].cost_us = measured[i];

@@ -29,6 +29,10 @@ const std::vector<const Solver *> &all_solvers() {
         &cudnn::conv2d_cudnn_rtc,          // 16 conv2d.cudnn_rtc         cuDNN runtime-compiled fusion (conv + epilogue)
         &cudnn::gemm_cudnn,                // 17 gemm.cudnn               cuDNN matmul graph
         &cudnn::pool2d_cudnn,              // 18 pool2d.cudnn             cudnnPoolingForward
+        // 19-26: the HIP backend's and MIOpen's solvers
+        &cudnn::conv2d_cudnn_h1,           // 27 conv2d.cudnn_h1          the heuristics' 2nd precompiled configuration
+        &cudnn::conv2d_cudnn_h2,           // 28 conv2d.cudnn_h2          ... 3rd
+        &cudnn::gemm_cudnn_h1,             // 29 gemm.cudnn_h1            matmul, 2nd configuration
     };
     return table;
 }

@@ -27,10 +27,12 @@ bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 
 class CudnnSolver : public Solver {
 public:
-    constexpr CudnnSolver(int id, const char *name, pask_op_t op, bool rtc)
-        : Solver(id, name, op, PASK_DEVICE_CUDA), rtc_(rtc) {}
+    // rank: which of the heuristics' configurations (of the precompiled or the
+    // runtime-compiled kind) that finalise this solver's plan uses.
+    constexpr CudnnSolver(int id, const char *name, pask_op_t op, bool rtc, int rank = 0)
+        : Solver(id, name, op, PASK_DEVICE_CUDA), rtc_(rtc), rank_(rank) {}
     KernelKey kernel_for(const Problem &p, const std::string &target) const override {
-        return CudnnProvider::key_for(p, 0, rtc_, target);
+        return CudnnProvider::key_for(p, rank_, rtc_, target);
     }
     // Plans bake alpha = 1 in, and tensors are declared 16-byte aligned.
     bool accepts(const OpArgs &a) const override {
@@ -42,7 +44,11 @@ public:
     }
 
 protected:
+    // Later configurations rank a little lower before they have run; the
+    // device-timed runs then decide (see pask_context::candidates).
+    double rank_factor() const { return 1.0 + 0.05 * rank_; }
     bool rtc_;
+    int rank_;
 };
 
 class Conv final : public CudnnSolver {
@@ -66,7 +72,7 @@ public:
         // precompiled ones, so they are taken only where no precompiled engine
         // runs the Problem (its load then fails and is remembered).
         const double penalty = rtc_ ? 1.15 : 1.0;
-        return penalty * (std::max(compute, bytes / kBytesPerUs) + kLaunchUs);
+        return penalty * rank_factor() * (std::max(compute, bytes / kBytesPerUs) + kLaunchUs);
     }
 };
 
@@ -77,7 +83,7 @@ public:
     double cost_us(const Problem &p) const override {
         const double bytes = (double(p.gm) * p.gk + double(p.gk) * p.gn + double(p.gm) * p.gn) * elem_bytes(p);
         const double rate = p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs;
-        return std::max(p.flops() / rate, bytes / kBytesPerUs) + kLaunchUs;
+        return rank_factor() * (std::max(p.flops() / rate, bytes / kBytesPerUs) + kLaunchUs);
     }
 };
 
@@ -106,6 +112,9 @@ const Conv kConv(15, "conv2d.cudnn", PASK_OP_CONV2D, false);
 const Conv kConvRtc(16, "conv2d.cudnn_rtc", PASK_OP_CONV2D, true);
 const Gemm kGemm(17, "gemm.cudnn", PASK_OP_GEMM, false);
 const Pool kPool(18, "pool2d.cudnn", PASK_OP_POOL2D, false);
+const Conv kConvH1(27, "conv2d.cudnn_h1", PASK_OP_CONV2D, false, 1);
+const Conv kConvH2(28, "conv2d.cudnn_h2", PASK_OP_CONV2D, false, 2);
+const Gemm kGemmH1(29, "gemm.cudnn_h1", PASK_OP_GEMM, false, 1);
 
 }  // namespace
 
@@ -113,5 +122,8 @@ const Solver &conv2d_cudnn = kConv;
 const Solver &conv2d_cudnn_rtc = kConvRtc;
 const Solver &gemm_cudnn = kGemm;
 const Solver &pool2d_cudnn = kPool;
+const Solver &conv2d_cudnn_h1 = kConvH1;
+const Solver &conv2d_cudnn_h2 = kConvH2;
+const Solver &gemm_cudnn_h1 = kGemmH1;
 
 }  // namespace pask::cudnn

@@ -9,5 +9,10 @@ extern const Solver &conv2d_cudnn;      // precompiled engines, heuristics' firs
 extern const Solver &conv2d_cudnn_rtc;  // runtime-compiled fusion engines (conv + epilogue)
 extern const Solver &gemm_cudnn;
 extern const Solver &pool2d_cudnn;
+// the heuristics' second and third precompiled configurations: alternatives
+// the device-timed runs can pick over the first
+extern const Solver &conv2d_cudnn_h1;
+extern const Solver &conv2d_cudnn_h2;
+extern const Solver &gemm_cudnn_h1;
 
 }  // namespace pask::cudnn
