@@ -190,6 +190,9 @@ PASK_API pask_status_t pask_options_destroy(pask_options_t options);
  *   "cudnn"       1 | 0: use cuDNN's kernels on CUDA contexts (default 1)
  *   "cudnn_library" path of libcudnn.so.9 (default $PASKDNN_CUDNN, else the
  *                 usual sonames); without cuDNN its solvers are not candidates
+ *   "explore"     1 | 0: GPU contexts with a reusing policy try, once each, the
+ *                 candidates within 2x of the fastest measured one (default 0;
+ *                 not yet measured on a GPU)
  *   "solvers"     comma-separated solver names the context may use
  *                 (default: all); e.g. "conv2d.direct,gemm.small"
  * Unknown keys and bad values are reported by pask_context_create. */

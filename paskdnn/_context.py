@@ -60,6 +60,9 @@ class Context:
             libcudnn.so.9 (default: ``$PASKDNN_CUDNN``, else the nvidia-cudnn
             wheel's copy, else the usual sonames). Without cuDNN the cuDNN
             solvers are simply not candidates.
+        explore: GPU contexts with the ``reuse`` or ``pask`` policy: give each
+            candidate within 2x (analytically) of the fastest device-timed one
+            a timed trial run (default False; not yet measured on a GPU).
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Context:
         debug_load_delay_ms: Optional[int] = None,
         nvrtc: Optional[str] = None,
         cudnn: Union[None, bool, str, "os.PathLike[str]"] = None,
+        explore: Optional[bool] = None,
     ) -> None:
         ffi, lib = _lib.load()
         name, index = _parse_device(device)
@@ -117,6 +121,8 @@ class Context:
             found = _find_nvrtc()
             if found:
                 options["nvrtc_library"] = found
+        if explore is not None:
+            options["explore"] = "1" if explore else "0"
         if cudnn is False:
             options["cudnn"] = "0"
         elif cudnn is not None and cudnn is not True:

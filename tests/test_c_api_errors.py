@@ -159,3 +159,24 @@ def test_unknown_options_and_devices_are_refused():
         assert "CUDA" in message() or "cuda" in message()
     assert lib.pask_context_create(out, 1, 1000, ffi.NULL) in (INVALID, 7)
     assert lib.pask_context_create(out, 2, 0, ffi.NULL) == UNSUPPORTED and "hip" in message()
+
+
+@pytest.mark.parametrize("key, bad", [("explore", b"2"), ("cudnn", b"yes"), ("cudnn", b"-1")])
+def test_gpu_provider_options_are_validated(key, bad):
+    opts = ffi.new("pask_options_t *")
+    assert lib.pask_options_create(opts) == SUCCESS
+    out = ffi.new("pask_context_t *")
+    lib.pask_options_set(opts[0], key.encode(), bad)
+    assert lib.pask_context_create(out, 0, 0, opts[0]) == INVALID and key in message()
+    lib.pask_options_destroy(opts[0])
+
+
+def test_gpu_provider_options_are_accepted_on_a_cpu_context():
+    ctx = paskdnn.Context("cpu", explore=True, cudnn=False)
+    x = np.random.default_rng(1).standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = np.random.default_rng(2).standard_normal((3, 2, 3, 3)).astype(np.float32)
+    y = paskdnn.conv2d(x, w, padding=1, context=ctx)
+    assert y.shape == (1, 3, 5, 5)
+    ctx.close()
+    with pytest.raises(TypeError):
+        paskdnn.Context("cpu", cudnn=3)

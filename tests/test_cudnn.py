@@ -318,7 +318,7 @@ def test_exploration_times_the_next_configuration_and_keeps_the_fastest(cache, t
     model puts within 2x of the fastest measured one (here cuDNN's first and
     second heuristic configurations and the native kernel), loading them in the
     background, and settles on the one the device timed fastest."""
-    ctx = paskdnn.Context("cuda", cache_dir=cache, policy="pask",
+    ctx = paskdnn.Context("cuda", cache_dir=cache, policy="pask", explore=True,
                           solvers=["conv2d.cudnn", "conv2d.cudnn_h1", "conv2d.cuda_igemm"])
     x, w = rand((8, 28, 28, 64), "float16"), rand((64, 3, 3, 64), "float16")
     args = dict(stride=1, padding=1, layout="NHWC", weight_layout="OHWI", context=ctx)

@@ -183,6 +183,8 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
                 cudnn_library = value;
             } else if (key == "cudnn") {
                 use_cudnn = parse_int(key, value, 0, 1) != 0;
+            } else if (key == "explore") {
+                explore_ = parse_int(key, value, 0, 1) != 0;
             } else if (key == "solvers") {
                 size_t start = 0;
                 while (start <= value.size()) {
@@ -205,7 +207,7 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
                 fail(PASK_ERROR_INVALID_ARGUMENT,
                      "unknown option '" + key +
                          "' (known: policy, num_threads, loader_threads, lookahead, resident_capacity, trace, "
-                         "kernel_dir, cache_dir, hints_file, cpu_isa, nvrtc_library, cudnn, cudnn_library, solvers, "
+                         "kernel_dir, cache_dir, hints_file, cpu_isa, nvrtc_library, cudnn, cudnn_library, explore, solvers, "
                          "debug_load_delay_ms)");
             }
         }
@@ -357,7 +359,7 @@ std::vector<pask_context::Candidate> pask_context::candidates(const pask::Proble
         // models rank within a factor of two at best on a GPU; the device
         // decides between such candidates.
         size_t explore = out.size();
-        if (device_type != PASK_DEVICE_CPU && reuses() && loader && loader->num_threads() > 0)
+        if (explore_ && device_type != PASK_DEVICE_CPU && reuses() && loader && loader->num_threads() > 0)
             for (size_t i = 0; i < out.size() && explore == out.size(); ++i)
                 if (measured[i] < 0 && out[i].cost_us <= 2.0 * out[fastest].cost_us && !is_bad(out[i].key.str()))
                     explore = i;

@@ -99,6 +99,7 @@ private:
     void record_problem(const pask::Problem &problem, size_t hash);
     std::string load_costs_path() const;
 
+    bool explore_ = false;  // option "explore": try unmeasured GPU candidates (see candidates())
     bool proactive() const { return policy == pask::Policy::Proactive || policy == pask::Policy::Pask; }
     bool reuses() const { return policy == pask::Policy::Reuse || policy == pask::Policy::Pask; }
 
