@@ -2,8 +2,10 @@
 
     python3 docs/figures/make_figures.py      (from the repository root; needs matplotlib)
 
-Reads bench/results/gpu.json (bench/gpu_ops.py) and bench/results/cpu.json
-(bench/cpu_ops.py); writes PNGs next to this script. It only plots what the
+Reads bench/results/gpu.json (bench/gpu_ops.py), bench/results/cudnn.json
+(bench/cudnn_ops.py) and bench/results/cpu.json (bench/cpu_ops.py); writes
+PNGs next to this script. The cold-start figures are the main job's own
+(bench/results/coldstart/h100-*/), copied here. It only plots what the
 JSON files hold: no number is typed in here.
 """
 import json
@@ -37,13 +39,19 @@ def gpu_totals(g):
     labels = [f"{t['model']} {t['dtype']} {t['layout']} b{t['batch']}" for t in rows]
     eager = [t["ours"] / t["torch"] for t in rows]
     graph = [t["ours_graph"] / t["torch_graph"] for t in rows]
-    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    auto = [t["auto_graph"] / t["torch_graph"] if "auto_graph" in t else None for t in rows]
+    fig, ax = plt.subplots(figsize=(8.5, 5.6))
     y = range(len(rows))
-    ax.barh([i + 0.2 for i in y], graph, height=0.4, color=PASK, label="CUDA-graph replay (kernel time)")
-    ax.barh([i - 0.2 for i in y], eager, height=0.4, color=ALT, label="eager (host overhead included)")
-    for i, (e, gr) in enumerate(zip(eager, graph)):
-        ax.text(gr * 1.04, i + 0.2, f"{gr:.2f}x", va="center", fontsize=8)
-        ax.text(e * 1.04, i - 0.2, f"{e:.2f}x", va="center", fontsize=8, color="#444444")
+    ax.barh([i + 0.27 for i in y], graph, height=0.27, color=ALT, label="own kernels only, CUDA-graph replay")
+    ax.barh([i for i in y], eager, height=0.27, color="#bbbbbb", label="own kernels only, eager")
+    if any(a is not None for a in auto):
+        ax.barh([i - 0.27 for i in y], [a or 0 for a in auto], height=0.27, color=PASK,
+                label="default context (cuDNN included, device-timed choice), graph replay")
+    for i, (e, gr, a) in enumerate(zip(eager, graph, auto)):
+        ax.text(gr * 1.04, i + 0.27, f"{gr:.2f}x", va="center", fontsize=7)
+        ax.text(e * 1.04, i, f"{e:.2f}x", va="center", fontsize=7, color="#444444")
+        if a:
+            ax.text(a * 1.04, i - 0.27, f"{a:.2f}x", va="center", fontsize=7, color=PASK)
     ax.axvline(1.0, color="black", lw=1)
     ax.set_xscale("log")
     ax.set_yticks(list(y))
@@ -52,8 +60,8 @@ def gpu_totals(g):
     ax.set_xlabel("paskdnn time / PyTorch (cuDNN) time, log scale  (1 = parity, lower is better)")
     m = g["meta"]
     ax.set_title(f"Convolution totals per model, {m['card']}, {m['date']}", fontsize=10)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_xlim(0.8, max(eager + graph) * 1.6)
+    ax.legend(loc="upper right", fontsize=7)
+    ax.set_xlim(0.3, max(eager + graph) * 2.2)
     save(fig, "gpu_model_totals.png")
 
 
@@ -85,10 +93,12 @@ def gpu_gemm_pool(g):
     """GEMM and pooling (eager): paskdnn / PyTorch."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     gl = [f"{r['dtype']} {r['m']}x{r['n']}x{r['k']}" for r in g["gemm"]]
-    gr = [r["ours_ms"] / r["torch_ms"] for r in g["gemm"]]
+    graph = all(r.get("ours_graph_ms") and r.get("torch_graph_ms") for r in g["gemm"])
+    gr = [r["ours_graph_ms"] / r["torch_graph_ms"] if graph else r["ours_ms"] / r["torch_ms"] for r in g["gemm"]]
     pl = [f"{r['op']} {r['dtype']} b{r['batch']}" for r in g["pool"]]
     pr = [r["ours_ms"] / r["torch_ms"] for r in g["pool"]]
-    for ax, labels, ratios, title in ((axes[0], gl, gr, "GEMM vs cuBLAS (torch.matmul), eager"),
+    gtitle = "own GEMM kernel vs cuBLAS (torch.matmul), " + ("graph replay" if graph else "eager")
+    for ax, labels, ratios, title in ((axes[0], gl, gr, gtitle),
                                       (axes[1], pl, pr, "Pooling vs PyTorch, eager")):
         y = range(len(labels))
         ax.barh(list(y), ratios, color=[PASK if r < 1 else ALT for r in ratios])
@@ -102,6 +112,26 @@ def gpu_gemm_pool(g):
         ax.set_xlabel("paskdnn / PyTorch time (lower is better)", fontsize=9)
         ax.set_title(title, fontsize=10)
     save(fig, "gpu_gemm_pool.png")
+
+
+def cudnn_parity(d):
+    """The cuDNN provider vs cuDNN through PyTorch, per op (graph replay)."""
+    rows = [r for r in d["parity"] if r["ours_graph_ms"] and r["torch_graph_ms"]]
+    labels = [f"{r['op']} {r['shape']} {r['dtype']} b{r['batch']}" for r in rows]
+    ratios = [r["ours_graph_ms"] / r["torch_graph_ms"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8.5, max(4.0, 0.16 * len(rows) + 1.2)))
+    y = range(len(rows))
+    ax.barh(list(y), ratios, color=[PASK if r <= 1.05 else TORCH for r in ratios])
+    ax.axvline(1.0, color="black", lw=1)
+    ax.axvline(1.05, color="black", lw=0.8, ls="--")
+    ax.set_yticks(list(y))
+    ax.set_yticklabels(labels, fontsize=5.5)
+    ax.invert_yaxis()
+    ax.set_xlabel("paskdnn cuDNN provider / PyTorch (cuDNN, benchmark mode), CUDA-graph replay; dashed: +5%")
+    m = d["meta"]
+    within = sum(r <= 1.05 for r in ratios)
+    ax.set_title(f"cuDNN provider, {m['card']}, {m['date']}: {within} of {len(rows)} within 5% (blue)", fontsize=10)
+    save(fig, "gpu_cudnn_parity.png")
 
 
 def cpu(c):
@@ -143,6 +173,7 @@ def main():
     gpu_totals(g)
     gpu_first_call(g)
     gpu_gemm_pool(g)
+    cudnn_parity(load("cudnn.json"))
     cpu(load("cpu.json"))
 
 
