@@ -265,7 +265,7 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     // Library set-up (cuDNN's handle: a quarter of a second) runs on a loader
     // thread now, so that no call waits for it when its plans are prepared
     // ahead; reactive contexts pay it on first use, as they pay every load.
-    if (proactive() || policy == pask::Policy::Reuse)
+    if ((proactive() || policy == pask::Policy::Reuse) && loader->num_threads() > 0)
         for (auto &p : providers) {
             pask::Provider *prov = p.get();
             loader->run_first([prov] {
