@@ -52,15 +52,25 @@ def _contiguous(shape: Sequence[int], strides: Optional[Sequence[int]], itemsize
     return True
 
 
-def _torch_view(t: Any, name: str) -> DevView:
-    import torch
+_TORCH_CODES: Optional[dict] = None
 
-    codes = {torch.float32: F32, torch.float16: F16, torch.bfloat16: BF16}
-    if t.dtype not in codes:
+
+def _torch_codes() -> dict:
+    global _TORCH_CODES
+    if _TORCH_CODES is None:
+        import torch
+
+        _TORCH_CODES = {torch.float32: F32, torch.float16: F16, torch.bfloat16: BF16}
+    return _TORCH_CODES
+
+
+def _torch_view(t: Any, name: str) -> DevView:
+    code = _torch_codes().get(t.dtype)
+    if code is None:
         raise TypeError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
     if not t.is_contiguous():
         raise ValueError(f"{name} must be contiguous (use .contiguous())")
-    return DevView(t.data_ptr(), tuple(t.shape), codes[t.dtype], t, "torch", t.device.index or 0)
+    return DevView(t.data_ptr(), tuple(t.shape), code, t, "torch", max(t.get_device(), 0))
 
 
 def is_device_array(a: Any) -> bool:
@@ -125,6 +135,12 @@ def stream_of(stream: Any, like: Optional[DevView]) -> int:
         if like is not None and like.kind == "torch":
             import torch
 
+            raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+            if raw is not None:  # the handle alone, without building a Stream object
+                try:
+                    return int(raw(like.device_index))
+                except (TypeError, RuntimeError):
+                    pass
             return int(torch.cuda.current_stream(like.owner.device).cuda_stream)
         if like is not None and like.kind == "cupy":
             import cupy
