@@ -278,8 +278,9 @@ def _find_nvrtc() -> Optional[str]:
 
 
 def _find_cudnn() -> Optional[str]:
-    """libcudnn.so.9's path from the nvidia-cudnn wheel, without loading it
-    (the C core opens it on a loader thread); None: the usual sonames."""
+    """libcudnn.so.9's path: the nvidia-cudnn wheel's copy, found without
+    loading it (the C core opens it on a loader thread), else what
+    cuda.pathfinder finds; None: the C core tries the usual sonames."""
     import importlib.util
 
     try:
@@ -290,6 +291,13 @@ def _find_cudnn() -> Optional[str]:
         candidate = os.path.join(folder, "lib", "libcudnn.so.9")
         if os.path.isfile(candidate):
             return candidate
+    try:  # cuda.pathfinder knows more places, but finds a library by loading it
+        from cuda import pathfinder
+
+        if "cudnn" in getattr(pathfinder, "SUPPORTED_NVIDIA_LIBNAMES", ()):
+            return str(pathfinder.load_nvidia_dynamic_lib("cudnn").abs_path)
+    except Exception:  # not installed, or cuDNN not found there: the C core tries the sonames
+        pass
     return None
 
 
