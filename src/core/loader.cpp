@@ -9,6 +9,9 @@ namespace pask {
 Loader::Loader(Backend &backend, const KernelStore &store, int threads, Hooks hooks, int debug_delay_ms)
     : backend_(backend), store_(store), hooks_(std::move(hooks)), debug_delay_ms_(debug_delay_ms) {
     for (int i = 0; i < threads; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+    // Every worker has named itself (its trace row) before the context is handed out.
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait(lock, [&] { return started_ == threads; });
 }
 
 Loader::~Loader() {
@@ -134,6 +137,11 @@ bool Loader::wait_idle(int64_t timeout_ms) {
 
 void Loader::worker_main(int index) {
     if (hooks_.thread_started) hooks_.thread_started(index);
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++started_;
+    }
+    idle_cv_.notify_all();
     for (;;) {
         std::shared_ptr<Job> job;
         {

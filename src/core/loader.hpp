@@ -109,6 +109,7 @@ private:
     std::vector<Provider *> providers_;
     std::vector<std::function<void()>> tasks_;  // run_first, before any job
     int tasks_running_ = 0;
+    int started_ = 0;  // workers that have run thread_started
 };
 
 }  // namespace pask
