@@ -153,7 +153,7 @@ class Runner:
         self.graph = graph
         self.ctx = context if context is not None else get_default_context()
         self.batch = batch
-        self.cuda = self.ctx.device.startswith("cuda")
+        self.cuda = self.ctx.device.startswith(("cuda", "hip"))  # any GPU context
         self.shapes = infer_shapes(graph, batch)
         self._weights = [{k: self._upload(v) for k, v in n.weights.items()} for n in graph.nodes]
         self._buffers = {n.output: self._alloc(self.shapes[n.output]) for n in graph.nodes if n.op != "flatten"}
