@@ -7,7 +7,8 @@
 //  * device memory is host memory (malloc), tracked so pointer checks work;
 //  * hiprtc "compiles" a kernel source into a text code object
 //    ("PASKDOUBLE-CO1\n" + options + "\n" + source) that hipModuleLoadData
-//    accepts; hipModuleGetFunction finds entries named in the source; kernels
+//    accepts, as it accepts an AMDGPU ELF from a real hiprtc; hipModuleGetFunction
+//    finds entries named in the source (or the ELF's string tables); kernels
 //    cannot run here (hipModuleLaunchKernel fails with hipErrorNotSupported);
 //  * MIOpen lists three convolution solutions (ids 85, 26, 11, by time), with
 //    a workspace for 85; CompileSolution marks (problem, solution) compiled;
@@ -277,8 +278,28 @@ EXPORT int hipPointerGetAttributes(DoublePointerAttributes *a, const void *p) {
     }
     return hipSuccess;
 }
+// A real hiprtc's output is an AMDGPU ELF (e_machine 224); its size is where
+// the section header table ends.
+bool amdgpu_elf(const unsigned char *b, size_t *size) {
+    if (std::memcmp(b, "\x7f" "ELF", 4) != 0 || b[4] != 2) return false;
+    uint16_t machine, shentsize, shnum;
+    uint64_t shoff;
+    std::memcpy(&machine, b + 18, 2);
+    std::memcpy(&shoff, b + 0x28, 8);
+    std::memcpy(&shentsize, b + 0x3A, 2);
+    std::memcpy(&shnum, b + 0x3C, 2);
+    *size = size_t(shoff + uint64_t(shentsize) * shnum);
+    return machine == 224;
+}
+
 EXPORT int hipModuleLoadData(Module **m, const void *image) {
     const char *text = static_cast<const char *>(image);
+    size_t elf_size = 0;
+    if (amdgpu_elf(static_cast<const unsigned char *>(image), &elf_size)) {
+        *m = new Module{std::string(text, elf_size)};
+        log("hipModuleLoadData elf machine=224 bytes=" + std::to_string(elf_size));
+        return hipSuccess;
+    }
     if (std::strncmp(text, kCodeMagic, sizeof kCodeMagic - 1) != 0) {
         log("hipModuleLoadData -> invalid image");
         return hipErrorInvalidImage;
@@ -293,8 +314,10 @@ EXPORT int hipModuleUnload(Module *m) {
     return hipSuccess;
 }
 EXPORT int hipModuleGetFunction(Function **f, Module *m, const char *name) {
-    const bool found = m->text.find(std::string("void __launch_bounds__(256) ") + name + "(") != std::string::npos ||
-                       m->text.find(std::string("void ") + name + "(") != std::string::npos;
+    const bool elf = m->text.compare(0, 4, "\x7f" "ELF") == 0;  // the symbol's name in .dynstr / .strtab
+    const bool found = elf ? m->text.find(std::string(name) + std::string(1, '\0')) != std::string::npos
+                           : m->text.find(std::string("void __launch_bounds__(256) ") + name + "(") != std::string::npos ||
+                                 m->text.find(std::string("void ") + name + "(") != std::string::npos;
     log(std::string("hipModuleGetFunction name=") + name + (found ? "" : " -> not found"));
     if (!found) return hipErrorNotFound;
     static std::mutex fmu;
