@@ -22,6 +22,13 @@
 
 #define PASK_DEV static __device__ __forceinline__
 
+/* The portable main loop (synchronous 16-byte copies, an FMA warp tile): always
+ * on HIP; on CUDA only when asked (-DPASK_PORTABLE_MMA=1), so that it can be
+ * checked numerically on an NVIDIA GPU (tools/check_portable_kernels_cuda.sh). */
+#ifndef PASK_PORTABLE_MMA
+#define PASK_PORTABLE_MMA PASK_HIP
+#endif
+
 #if PASK_DTYPE == 0
 typedef float pask_t;
 #else
@@ -105,7 +112,7 @@ PASK_DEV float pask_act(float v, int act) {
     return v;
 }
 
-#if PASK_HIP
+#if PASK_PORTABLE_MMA
 /* No asynchronous global->LDS copy here: a plain 16-byte copy (zero-filled past
  * `bytes`). The main loop's __syncthreads still orders every stage's writes
  * before its reads and after the previous reads of the same stage. */
@@ -138,7 +145,7 @@ PASK_DEV void pask_cp16(void *sdst, const void *gsrc, int bytes) {
 PASK_DEV void pask_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> PASK_DEV void pask_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
-#endif /* PASK_HIP */
+#endif /* PASK_PORTABLE_MMA */
 
 #if !PASK_HIP
 /* D += A * B on one 16x8 tile; k = 16 (16-bit types) or 8 (tf32). */
@@ -169,7 +176,7 @@ PASK_DEV void pask_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b
 #define PASK_BK (64 / PASK_ES)
 #define PASK_ROWW 20
 
-#if PASK_HIP
+#if PASK_PORTABLE_MMA
 /* One element of a tile as float: row `row`, k index `k`. */
 template <bool KR, int R> PASK_DEV float pask_elem(const unsigned *s, int row, int k) {
 #if PASK_DTYPE == 0
@@ -254,7 +261,7 @@ PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const u
             for (int ni = 0; ni < NI; ++ni) pask_mma(acc[mi][ni], a[mi], b[ni]);
     }
 }
-#endif /* PASK_HIP */
+#endif /* PASK_PORTABLE_MMA */
 
 /* The block's main loop, shared by the conv and GEMM kernels: acc (zeroed here)
  * accumulates K in BK-wide tiles through a STAGES-deep cp.async pipeline;
