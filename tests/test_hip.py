@@ -330,6 +330,34 @@ def test_hints_drive_compile_solution_in_order_on_loader_threads(double, cache):
     assert st["resident_hits"] == 3 and st["blocking_loads"] == 0 and st["prefetches"] == 3
 
 
+def test_device_events_time_the_miopen_call_and_are_read_later(double, cache):
+    ctx = hip_context(double, cache, policy="reactive", solvers=["conv2d.miopen"])
+    x = upload(ctx, rng.standard_normal((1, 3, 7, 7), dtype=np.float32))
+    w = upload(ctx, rng.standard_normal((2, 3, 3, 3), dtype=np.float32))
+    double.clear()
+    paskdnn.conv2d(x, w, context=ctx)
+    seq = [n for n in names(double.log()) if n in ("hipEventRecord", "miopenConvolutionForwardImmediate")]
+    assert seq == ["hipEventRecord", "miopenConvolutionForwardImmediate", "hipEventRecord"]
+    assert double.calls("hipEventElapsedTime") == []  # not waited for on the call path
+    paskdnn.conv2d(x, w, context=ctx)  # the next call polls the finished timing
+    assert len(double.calls("hipEventElapsedTime")) == 1
+
+
+def test_the_callers_stream_carries_the_miopen_work_and_its_workspace(double, cache):
+    ctx = hip_context(double, cache, policy="reactive", solvers=["conv2d.miopen"])
+    x = upload(ctx, rng.standard_normal((1, 3, 7, 7), dtype=np.float32))
+    w = upload(ctx, rng.standard_normal((2, 3, 3, 3), dtype=np.float32))
+    double.clear()
+    y = paskdnn.conv2d(x, w, context=ctx, stream=0x5EED)
+    stream = hex(0x5EED)
+    assert {field(line, "stream") for line in double.calls("miopenSetStream")} == {stream}
+    assert field(double.calls("miopenConvolutionForwardImmediate")[0], "stream") == stream
+    assert [field(line, "stream") for line in double.calls("hipMallocAsync") + double.calls("hipFreeAsync")] == \
+        [stream, stream]
+    y.numpy()  # the copy back waits for this thread's stream first
+    assert field(double.calls("hipStreamSynchronize")[-1], "stream") == stream
+
+
 def test_compiled_solution_is_reused_not_compiled_again(double, cache):
     ctx = hip_context(double, cache, policy="reactive", solvers=["conv2d.miopen"])
     x = upload(ctx, rng.standard_normal((1, 3, 7, 7), dtype=np.float32))

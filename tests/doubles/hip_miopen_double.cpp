@@ -328,6 +328,39 @@ EXPORT int hipModuleGetFunction(Function **f, Module *m, const char *name) {
     *f = slot;
     return hipSuccess;
 }
+// Events: a recorded event is complete at once; the elapsed time between two
+// is double_set("event_ms", ...) (default 0.25 ms).
+namespace {
+struct Event {
+    int id;
+    bool recorded = false;
+};
+int g_next_event = 1;
+}  // namespace
+EXPORT int hipEventCreate(Event **e) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    *e = new Event{g_next_event++};
+    return hipSuccess;
+}
+EXPORT int hipEventDestroy(Event *e) {
+    delete e;
+    return hipSuccess;
+}
+EXPORT int hipEventRecord(Event *e, void *stream) {
+    e->recorded = true;
+    std::ostringstream s;
+    s << "hipEventRecord event=" << e->id << " stream=" << stream;
+    log(s.str());
+    return hipSuccess;
+}
+EXPORT int hipEventQuery(Event *e) { return e->recorded ? hipSuccess : 600; }
+EXPORT int hipEventElapsedTime(float *ms, Event *start, Event *stop) {
+    if (!start->recorded || !stop->recorded) return hipErrorInvalidValue;
+    *ms = std::strtof(cfg("event_ms", "0.25").c_str(), nullptr);
+    log("hipEventElapsedTime start=" + std::to_string(start->id) + " stop=" + std::to_string(stop->id));
+    return hipSuccess;
+}
+
 EXPORT int hipModuleLaunchKernel(Function *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                                  unsigned bz, unsigned shared, void *stream, void **, void **) {
     std::ostringstream s;
