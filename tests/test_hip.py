@@ -536,3 +536,23 @@ def test_env_vars_select_the_libraries_and_device_count(double_path, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split(None, 1) == ["1", "[5.0, 7.0, 13.0, 15.0]\n"] or out.stdout.strip() == "1 [5.0, 7.0, 13.0, 15.0]"
+
+
+def test_device_count_asks_hip_python_when_it_is_installed(monkeypatch):
+    """hip-python's module layout (`from hip import hip`; hipGetDeviceCount()
+    returns (hipError_t, count)), stood in for by a fake module."""
+    import enum
+    import types
+
+    class hipError_t(enum.IntEnum):  # noqa: N801 - hip-python's name
+        hipSuccess = 0
+        hipErrorNoDevice = 100
+
+    answers = {"value": (hipError_t.hipSuccess, 3)}
+    inner = types.SimpleNamespace(hipError_t=hipError_t, hipGetDeviceCount=lambda: answers["value"])
+    package = types.ModuleType("hip")
+    package.hip = inner
+    monkeypatch.setitem(sys.modules, "hip", package)
+    assert paskdnn.device_count("hip") == 3
+    answers["value"] = (hipError_t.hipErrorNoDevice, 0)
+    assert paskdnn.device_count("hip") == 0
