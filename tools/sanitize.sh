@@ -143,6 +143,8 @@ if [ -z "${SANITIZE_SKIP_TSAN:-}" ]; then
         "tests/test_pask.py::test_hint_driven_preloading_makes_later_calls_hit_resident_kernels" \
         "tests/test_stress.py::test_threads_hints_and_calls_then_close_with_loads_queued" \
         "tests/test_stress.py::test_del_and_gc_with_loads_in_flight" \
+        "tests/test_hip.py::test_threads_calling_miopen_while_loader_threads_compile" \
+        "tests/test_hip.py::test_hints_drive_compile_solution_in_order_on_loader_threads" \
         >"$LOGS/python_tsan.log" 2>&1
     rc=$?
     set -e
