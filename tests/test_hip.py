@@ -597,3 +597,39 @@ def test_threads_calling_miopen_while_loader_threads_compile(double, cache):
     # each Problem's solution was compiled once, however many threads wanted it
     compiled = [field(c, "x") + field(c, "w") for c in double.calls("miopenConvolutionForwardCompileSolution")]
     assert len(compiled) == len(set(compiled)) == len(shapes)
+
+
+def test_pask_reuses_a_compiled_alternative_while_the_best_solution_compiles(double, cache):
+    """The PaSK policy on MIOpen solutions: with the best solution known to take
+    long to compile (load_costs.json), the first call compiles the second-ranked
+    one, the best compiles on a loader thread, calls meanwhile reuse the
+    alternative, and once the best is resident the calls move to it."""
+    import json
+
+    x_np = rng.standard_normal((1, 3, 8, 8), dtype=np.float32)
+    w_np = rng.standard_normal((4, 3, 3, 3), dtype=np.float32)
+    for solver in ("conv2d.miopen", "conv2d.miopen_alt"):  # record both keys' load costs
+        scratch = hip_context(double, cache, policy="reactive", solvers=[solver])
+        paskdnn.conv2d(upload(scratch, x_np), upload(scratch, w_np), context=scratch)
+        scratch.close()
+    costs_path = Path(cache) / "load_costs.json"
+    costs = json.loads(costs_path.read_text())
+    keys = {("sol=0" in k): k for k in costs["load_ms"] if k.startswith("miopen/hip/conv2d")}
+    costs["load_ms"][keys[True]] = 5000.0   # the best: slow to compile
+    costs["load_ms"][keys[False]] = 0.5     # the alternative: quick
+    costs_path.write_text(json.dumps(costs))
+
+    double.set("compile_ms", 300)
+    ctx = hip_context(double, cache, policy="pask", solvers=["conv2d.miopen", "conv2d.miopen_alt"])
+    x, w = upload(ctx, x_np), upload(ctx, w_np)
+    double.clear()
+    paskdnn.conv2d(x, w, context=ctx)
+    assert paskdnn.last_solver() == "conv2d.miopen_alt"  # quickest to a result
+    y = paskdnn.conv2d(x, w, context=ctx)                 # the best is still compiling
+    assert paskdnn.last_solver() == "conv2d.miopen_alt" and ctx.stats()["reuses"] >= 1
+    assert_within_bound(y.numpy(), conv2d_ref(x_np, w_np), conv2d_bound(x_np, w_np))
+    assert ctx.wait_loads(timeout=30)
+    paskdnn.conv2d(x, w, context=ctx)
+    assert paskdnn.last_solver() == "conv2d.miopen"
+    compiled = [field(c, "sol") for c in double.calls("miopenConvolutionForwardCompileSolution")]
+    assert sorted(compiled) == ["26", "85"]  # each compiled once
