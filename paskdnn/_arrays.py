@@ -1,5 +1,5 @@
 """Arrays on the GPU: views of the caller's arrays (torch, cupy, anything with
-``__cuda_array_interface__`` or DLPack) and paskdnn's own small DeviceArray."""
+``__cuda_array_interface__`` or DLPack, CUDA or ROCm) and paskdnn's own small DeviceArray."""
 from __future__ import annotations
 
 import ctypes
@@ -14,6 +14,8 @@ F32, F16, BF16 = 0, 1, 2
 _ITEMSIZE = {F32: 4, F16: 2, BF16: 2}
 _NAMES = {F32: "float32", F16: "float16", BF16: "bfloat16"}
 _TYPESTR = {"<f4": F32, "<f2": F16}
+# DLPack device types (dlpack.h DLDeviceType)
+KDL_CUDA, KDL_ROCM = 2, 10
 
 
 class DevView:
@@ -98,6 +100,8 @@ def view(a: Any, name: str) -> DevView:
             raise ValueError(f"{name} must be C-contiguous")
         kind = "paskdnn" if isinstance(a, DeviceArray) else ("cupy" if type(a).__module__.startswith("cupy") else "cai")
         return DevView(cai["data"][0], shape, dcode, a, kind, getattr(a, "device_index", 0))
+    if hasattr(a, "__dlpack__") and _dlpack_device_type(a) == KDL_ROCM:
+        return _rocm_dlpack_view(a, name)
     if hasattr(a, "__dlpack__"):
         try:
             from cuda.core.utils import StridedMemoryView
@@ -113,6 +117,39 @@ def view(a: Any, name: str) -> DevView:
         return DevView(v.ptr, tuple(v.shape), codes[dt], a, "dlpack", v.device_id)
     raise TypeError(f"{name} must be a GPU array (torch, cupy, paskdnn.DeviceArray, DLPack) for a CUDA context, "
                     f"got {type(a).__name__}")
+
+
+def _dlpack_device_type(a: Any) -> int:
+    try:
+        return int(a.__dlpack_device__()[0])
+    except Exception:  # no __dlpack_device__: the consumer finds out from the capsule
+        return -1
+
+
+def _rocm_dlpack_view(a: Any, name: str) -> DevView:
+    """A DevView of a ROCm DLPack array (device type 10), read from its capsule.
+    The capsule is kept (not consumed), so the producer's own capsule
+    destructor releases the tensor when the view goes away."""
+    capsule = a.__dlpack__()
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    addr = get(capsule, b"dltensor")
+    if not addr:
+        raise TypeError(f"{name}: __dlpack__ did not return a DLPack tensor capsule")
+    t = _DLManagedTensor.from_address(addr).dl_tensor
+    if t.device.device_type != KDL_ROCM:
+        raise TypeError(f"{name} is not a ROCm array (DLPack device type {t.device.device_type})")
+    code, bits, lanes = t.dtype.code, t.dtype.bits, t.dtype.lanes
+    codes = {(2, 32): F32, (2, 16): F16, (4, 16): BF16}  # kDLFloat = 2, kDLBfloat = 4
+    if lanes != 1 or (code, bits) not in codes:
+        raise TypeError(f"{name} must be float32, float16 or bfloat16")
+    dcode = codes[(code, bits)]
+    shape = tuple(int(t.shape[i]) for i in range(t.ndim))
+    strides = None if not t.strides else [int(t.strides[i]) * _ITEMSIZE[dcode] for i in range(t.ndim)]
+    if not _contiguous(shape, strides, _ITEMSIZE[dcode]):
+        raise ValueError(f"{name} must be C-contiguous")
+    return DevView(int(t.data or 0) + int(t.byte_offset), shape, dcode, (a, capsule), "dlpack", int(t.device.device_id))
 
 
 def empty_like_kind(like: DevView, shape: Sequence[int], ctx: Any) -> Any:
@@ -175,6 +212,7 @@ class DeviceArray:
         handle = ctx._h()
         self._handle = handle
         self.device_index = int(ctx.device.partition(":")[2] or 0)
+        self._dl_type = KDL_ROCM if ctx.device.startswith("hip") else KDL_CUDA
         nbytes = int(np.prod(self.shape, dtype=np.int64)) * _ITEMSIZE[dcode]
         out = ffi.new("void **")
         _lib.check(lib.pask_malloc(handle, max(nbytes, 1), out))
@@ -221,7 +259,7 @@ class DeviceArray:
         return raw.view(np.float32 if self.dcode == F32 else np.float16).reshape(self.shape)
 
     def __dlpack_device__(self) -> Tuple[int, int]:
-        return (2, self.device_index)  # kDLCUDA
+        return (self._dl_type, self.device_index)  # kDLCUDA or kDLROCM
 
     def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
         return _dlpack_capsule(self)
@@ -232,12 +270,12 @@ class DeviceArray:
 
 def asarray(x: Any, device: str = "cuda", dtype: Optional[str] = None, context: Any = None) -> Any:
     """Copies a host array (numpy) to the device of ``context`` (default: a
-    process-wide CUDA context) as a DeviceArray; dtype "float32", "float16" or
-    "bfloat16" (default: the array's)."""
+    process-wide context of ``device``, "cuda[:N]" or "hip[:N]") as a
+    DeviceArray; dtype "float32", "float16" or "bfloat16" (default: the array's)."""
     from ._context import Context, default_cuda_context
 
-    if device != "cuda" and not device.startswith("cuda:"):
-        raise ValueError("asarray copies to a CUDA device: device='cuda' or 'cuda:N'")
+    if context is None and device not in ("cuda", "hip") and not device.startswith(("cuda:", "hip:")):
+        raise ValueError("asarray copies to a GPU: device='cuda', 'cuda:N', 'hip' or 'hip:N'")
     ctx = context if context is not None else default_cuda_context(device)
     if not isinstance(ctx, Context):
         raise TypeError("context must be a paskdnn.Context")
@@ -295,7 +333,7 @@ def _dlpack_capsule(arr: DeviceArray) -> Any:
     shape = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
     mt = _DLManagedTensor()
     mt.dl_tensor.data = arr.data_ptr
-    mt.dl_tensor.device = _DLDevice(2, arr.device_index)
+    mt.dl_tensor.device = _DLDevice(arr._dl_type, arr.device_index)
     mt.dl_tensor.ndim = arr.ndim
     mt.dl_tensor.dtype = _DLDataType(4 if arr.dcode == BF16 else 2, 16 if arr.dcode != F32 else 32, 1)
     mt.dl_tensor.shape = shape

@@ -31,7 +31,9 @@ class Context:
     """A device, its resident kernels, loader threads, hint queue and policy.
 
     Args:
-        device: ``"cpu"`` or ``"cuda[:N]"`` (``"hip[:N]"`` is not in this build yet).
+        device: ``"cpu"``, ``"cuda[:N]"`` or ``"hip[:N]"`` (AMD GPUs through HIP and
+            MIOpen; written to their documented APIs and tested against a test
+            double, not yet run on AMD hardware: see docs/amd.md).
         policy: ``"pask"`` (default: proactive loading from hints plus selective
             reuse of resident kernels), ``"proactive"``, ``"reuse"`` or
             ``"reactive"`` (load the best kernel on demand, blocking).
@@ -63,6 +65,13 @@ class Context:
         explore: GPU contexts with the ``reuse`` or ``pask`` policy: give each
             candidate within 2x (analytically) of the fastest device-timed one
             a timed trial run (default False; not yet measured on a GPU).
+        hip: HIP contexts only: path of libamdhip64 (default ``$PASKDNN_HIP``,
+            else the usual sonames).
+        hiprtc: HIP contexts only: path of libhiprtc (default
+            ``$PASKDNN_HIPRTC``, else the usual sonames, else the HIP runtime
+            itself). Without hiprtc paskdnn's own HIP kernels are not candidates.
+        miopen: HIP contexts only. ``False`` leaves MIOpen out; a path names
+            libMIOpen.so (default ``$PASKDNN_MIOPEN``, else the usual sonames).
     """
 
     def __init__(
@@ -83,6 +92,9 @@ class Context:
         nvrtc: Optional[str] = None,
         cudnn: Union[None, bool, str, "os.PathLike[str]"] = None,
         explore: Optional[bool] = None,
+        hip: Union[None, str, "os.PathLike[str]"] = None,
+        hiprtc: Union[None, str, "os.PathLike[str]"] = None,
+        miopen: Union[None, bool, str, "os.PathLike[str]"] = None,
     ) -> None:
         ffi, lib = _lib.load()
         name, index = _parse_device(device)
@@ -133,6 +145,19 @@ class Context:
             found = _find_cudnn()
             if found:
                 options["cudnn_library"] = found
+        if (hip is not None or hiprtc is not None or miopen is not None) and name != "hip":
+            raise ValueError("hip=, hiprtc= and miopen= apply to HIP contexts only")
+        for key, value in (("hip_library", hip), ("hiprtc_library", hiprtc)):
+            if value is not None:
+                if not isinstance(value, (str, os.PathLike)):
+                    raise TypeError(f"{key.split('_')[0]} must be the path of a library")
+                options[key] = os.fspath(value)
+        if miopen is False:
+            options["miopen"] = "0"
+        elif miopen is not None and miopen is not True:
+            if not isinstance(miopen, (str, os.PathLike)):
+                raise TypeError("miopen must be a bool or the path of libMIOpen.so")
+            options["miopen_library"] = os.fspath(miopen)
         opts = ffi.new("pask_options_t *")
         _lib.check(lib.pask_options_create(opts))
         try:
@@ -172,7 +197,7 @@ class Context:
             raise ValueError(f"cannot hint {op!r}; expected one of {names}")
         if "context" in kwargs:
             raise TypeError("hint() takes no context= (the hint goes to this context)")
-        target = functional._HintTarget(self._h(), self.device.startswith("cuda"))
+        target = functional._HintTarget(self._h(), self.device.startswith(("cuda", "hip")))
         getattr(functional, op)(*args, context=target, **kwargs)
 
     def clear_hints(self) -> None:
@@ -302,7 +327,8 @@ def _find_cudnn() -> Optional[str]:
 
 
 def default_cuda_context(device: str = "cuda") -> "Context":
-    """A process-wide context per CUDA device (used by paskdnn.asarray)."""
+    """A process-wide context per GPU device, ``"cuda[:N]"`` or ``"hip[:N]"``
+    (used by paskdnn.asarray)."""
     key = device if ":" in device else device + ":0"
     with _default_lock:
         if key not in _cuda_defaults:
@@ -311,13 +337,34 @@ def default_cuda_context(device: str = "cuda") -> "Context":
 
 
 def device_count(device_type: str = "cuda") -> int:
-    """Number of devices of a type this process can use (0 without a driver)."""
+    """Number of devices of a type this process can use (0 without a driver).
+    For ``"hip"``, hip-python (``from hip import hip``) answers when installed,
+    else paskdnn's own HIP loader (hipGetDeviceCount)."""
     ffi, lib = _lib.load()
     if device_type not in _DEVICE_TYPES:
         raise ValueError(f"unknown device type {device_type!r}")
+    if device_type == "hip":
+        found = _hip_python_device_count()
+        if found is not None:
+            return found
     out = ffi.new("int *")
     _lib.check(lib.pask_device_count(_DEVICE_TYPES[device_type], out))
     return int(out[0])
+
+
+def _hip_python_device_count() -> Optional[int]:
+    """hipGetDeviceCount through hip-python (ROCm's Python bindings), or None
+    when hip-python is not installed or cannot load the HIP runtime."""
+    try:
+        from hip import hip  # type: ignore[import-not-found]
+    except Exception:  # not installed, or its HIP runtime is missing
+        return None
+    try:
+        err, count = hip.hipGetDeviceCount()
+        ok = err == hip.hipError_t.hipSuccess
+    except Exception:  # hip-python could not reach a runtime: let the C core answer
+        return None
+    return int(count) if ok else 0
 
 
 def get_default_context() -> Context:

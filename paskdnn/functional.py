@@ -132,14 +132,14 @@ def _resolve(context: Any, stream: Any = None) -> _Call:
         return _Call(context.handle, True, context.cuda, None)
     if isinstance(context, _PrepareTarget):
         ctx = context.ctx
-        return _Call(resolve(ctx), False, ctx.device.startswith("cuda"), None, ctx, prepare=True)
+        return _Call(resolve(ctx), False, ctx.device.startswith(("cuda", "hip")), None, ctx, prepare=True)
     ctx = context
     handle = resolve(ctx)
     if ctx is None:
         from ._context import get_default_context
 
         ctx = get_default_context()
-    cuda = ctx.device.startswith("cuda")
+    cuda = ctx.device.startswith(("cuda", "hip"))  # any GPU context
     if stream is not None and not cuda:
         raise ValueError("stream= applies to GPU contexts only")
     return _Call(handle, False, cuda, stream, ctx)

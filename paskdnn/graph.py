@@ -153,7 +153,7 @@ class Runner:
         self.graph = graph
         self.ctx = context if context is not None else get_default_context()
         self.batch = batch
-        self.cuda = self.ctx.device.startswith("cuda")
+        self.cuda = self.ctx.device.startswith(("cuda", "hip"))  # any GPU context
         self.shapes = infer_shapes(graph, batch)
         self.report: List[Dict[str, Any]] = []
         # Hints first: the loader threads work while the weights move to the device.

@@ -158,7 +158,10 @@ def test_unknown_options_and_devices_are_refused():
         assert lib.pask_context_create(out, 1, 0, ffi.NULL) == 7  # PASK_ERROR_BACKEND_UNAVAILABLE
         assert "CUDA" in message() or "cuda" in message()
     assert lib.pask_context_create(out, 1, 1000, ffi.NULL) in (INVALID, 7)
-    assert lib.pask_context_create(out, 2, 0, ffi.NULL) == UNSUPPORTED and "hip" in message()
+    assert lib.pask_device_count(2, count) == SUCCESS
+    if count[0] == 0:  # no AMD GPU here: a HIP context is refused with the reason
+        assert lib.pask_context_create(out, 2, 0, ffi.NULL) == 7  # PASK_ERROR_BACKEND_UNAVAILABLE
+        assert "HIP" in message()
 
 
 @pytest.mark.parametrize("key, bad", [("explore", b"2"), ("cudnn", b"yes"), ("cudnn", b"-1")])

@@ -101,7 +101,9 @@ check_log "$LOGS/c_api.log" "tests/c/test_c_api.c"
 grep -q passed "$LOGS/c_api.log"
 
 if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
-    # CPython leaks by design: LeakSanitizer off here. The Python layer loads
+    # CPython leaks by design: LeakSanitizer off here. ROCm's real hiprtc (LLVM)
+    # replaces the threads' alternate signal stacks, which ASan cannot unmap at
+    # thread exit: that one test stays out of this run. The Python layer loads
     # the ASan libpaskdnn (and its include/ and kernels/) through PASKDNN_LIBRARY.
     step "Python tests under ASan+UBSan"
     set +e
@@ -109,7 +111,8 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
         ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:allocator_may_return_null=1:log_path=$LOGS/python_asan.log.san" \
         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$SUPP:log_path=$LOGS/python_asan.log.san" \
         python3 -m pytest -q -x -p no:cacheprovider \
-        tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py \
+        tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py tests/test_hip.py \
+        -k "not real_hiprtc" \
         >"$LOGS/python_asan.log" 2>&1
     rc=$?
     set -e
@@ -140,6 +143,8 @@ if [ -z "${SANITIZE_SKIP_TSAN:-}" ]; then
         "tests/test_pask.py::test_hint_driven_preloading_makes_later_calls_hit_resident_kernels" \
         "tests/test_stress.py::test_threads_hints_and_calls_then_close_with_loads_queued" \
         "tests/test_stress.py::test_del_and_gc_with_loads_in_flight" \
+        "tests/test_hip.py::test_threads_calling_miopen_while_loader_threads_compile" \
+        "tests/test_hip.py::test_hints_drive_compile_solution_in_order_on_loader_threads" \
         >"$LOGS/python_tsan.log" 2>&1
     rc=$?
     set -e

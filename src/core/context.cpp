@@ -16,6 +16,8 @@
 #include "../backends/cpu/cpu_backend.hpp"
 #include "../backends/cuda/cuda_backend.hpp"
 #include "../providers/cudnn/cudnn_provider.hpp"
+#include "../backends/hip/hip_backend.hpp"
+#include "../providers/miopen/miopen_provider.hpp"
 #include "error.hpp"
 #include "fsutil.hpp"
 #include "json.hpp"
@@ -129,9 +131,7 @@ using namespace pask;  // the helpers above
 
 pask_context::pask_context(pask_device_type_t type, int index, const pask_options *options)
     : device_type(type), device_index(index) {
-    if (type == PASK_DEVICE_HIP)
-        fail(PASK_ERROR_UNSUPPORTED, "device type hip is not supported by this build of paskdnn yet");
-    require(type == PASK_DEVICE_CPU || type == PASK_DEVICE_CUDA, PASK_ERROR_INVALID_ARGUMENT,
+    require(type == PASK_DEVICE_CPU || type == PASK_DEVICE_CUDA || type == PASK_DEVICE_HIP, PASK_ERROR_INVALID_ARGUMENT,
             "unknown device type " + std::to_string(int(type)));
     require(type != PASK_DEVICE_CPU || index == 0, PASK_ERROR_INVALID_ARGUMENT,
             "the CPU device has index 0, got " + std::to_string(index));
@@ -145,6 +145,9 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     std::string kernel_dir, isa, hints_file, nvrtc_library, cudnn_library;
     bool use_cudnn = true;
     if (const char *c = std::getenv("PASKDNN_CUDNN"); c && *c) cudnn_library = c;
+    // HIP: empty paths mean $PASKDNN_HIP / $PASKDNN_HIPRTC / $PASKDNN_MIOPEN, else the usual sonames
+    std::string hip_library, hiprtc_library, miopen_library;
+    bool use_miopen = true;
     if (const char *h = std::getenv("PASKDNN_HINTS"); h && *h) hints_file = h;
     cache_dir = default_cache_dir();
     if (options) {
@@ -185,6 +188,14 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
                 use_cudnn = parse_int(key, value, 0, 1) != 0;
             } else if (key == "explore") {
                 explore_ = parse_int(key, value, 0, 1) != 0;
+            } else if (key == "hip_library") {
+                hip_library = value;
+            } else if (key == "hiprtc_library") {
+                hiprtc_library = value;
+            } else if (key == "miopen_library") {
+                miopen_library = value;
+            } else if (key == "miopen") {
+                use_miopen = parse_int(key, value, 0, 1) != 0;
             } else if (key == "solvers") {
                 size_t start = 0;
                 while (start <= value.size()) {
@@ -207,8 +218,8 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
                 fail(PASK_ERROR_INVALID_ARGUMENT,
                      "unknown option '" + key +
                          "' (known: policy, num_threads, loader_threads, lookahead, resident_capacity, trace, "
-                         "kernel_dir, cache_dir, hints_file, cpu_isa, nvrtc_library, cudnn, cudnn_library, explore, solvers, "
-                         "debug_load_delay_ms)");
+                         "kernel_dir, cache_dir, hints_file, cpu_isa, nvrtc_library, cudnn, cudnn_library, explore, "
+                         "hip_library, hiprtc_library, miopen, miopen_library, solvers, debug_load_delay_ms)");
             }
         }
     }
@@ -218,6 +229,8 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     hints = std::make_unique<pask::HintQueue>(static_cast<size_t>(lookahead));
     if (type == PASK_DEVICE_CUDA)
         backend = std::make_unique<pask::CudaBackend>(index, nvrtc_library);
+    else if (type == PASK_DEVICE_HIP)
+        backend = std::make_unique<pask::HipBackend>(index, hip_library, hiprtc_library);
     else
         backend = std::make_unique<pask::CpuBackend>(threads, isa);
     store = std::make_unique<pask::KernelStore>(
@@ -260,6 +273,13 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
             providers.push_back(std::make_unique<pask::cudnn::CudnnProvider>(
                 static_cast<pask::CudaBackend &>(*backend), cudnn_library, &trace));
     }
+    if (type == PASK_DEVICE_HIP && use_miopen) {
+        bool wanted = allowed.empty();
+        for (const auto *s : allowed) wanted = wanted || std::string(s->name()).find("miopen") != std::string::npos;
+        if (wanted)
+            providers.push_back(std::make_unique<pask::miopen::MiopenProvider>(
+                static_cast<pask::HipBackend &>(*backend), miopen_library, &trace));
+    }
     loader = std::make_unique<pask::Loader>(*backend, *store, loader_threads, std::move(hooks), delay_ms);
     for (auto &p : providers) loader->add_provider(p.get());
     // Library set-up (cuDNN's handle: a quarter of a second) runs on a loader
@@ -277,6 +297,15 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
 
 int pask_context::device_count(pask_device_type_t type) {
     if (type == PASK_DEVICE_CPU) return 1;
+    if (type == PASK_DEVICE_HIP) {
+        try {
+            const auto &rt = pask::hip::Runtime::get("");
+            int n = 0;
+            return rt.hipGetDeviceCount(&n) == 0 ? n : 0;
+        } catch (const Error &) {
+            return 0;
+        }
+    }
     if (type != PASK_DEVICE_CUDA) return 0;
     try {
         const auto &d = pask::cuda::Driver::get();
@@ -569,9 +598,9 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
         for (const pask::Solver *s : allowed.empty() ? pask::all_solvers() : allowed)
             any_applicable = any_applicable || (s->device() == device_type && s->op() == p.op && s->applicable(p));
         if (any_applicable) {
-            std::string why;
+            std::string why;  // vendor libraries that could not be used say why
             for (const auto &prov : providers)
-                if (!prov->available()) why += "; " + prov->unavailable_reason();
+                if (!prov->available()) why += std::string("; ") + prov->name() + ": " + prov->unavailable_reason();
             fail(PASK_ERROR_LOAD_FAILED, "no kernel for " + p.str() + " is available: the code objects are not in " +
                                              store->prebuilt_dir() + " and this backend cannot compile them" + why);
         }

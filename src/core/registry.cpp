@@ -3,6 +3,8 @@
 #include "../providers/native/cpu_solvers.hpp"
 #include "../providers/native/cuda_solvers.hpp"
 #include "../providers/cudnn/cudnn_solvers.hpp"
+#include "../providers/miopen/miopen_solvers.hpp"
+#include "../providers/native/hip_solvers.hpp"
 
 namespace pask {
 
@@ -29,7 +31,14 @@ const std::vector<const Solver *> &all_solvers() {
         &cudnn::conv2d_cudnn_rtc,          // 16 conv2d.cudnn_rtc         cuDNN runtime-compiled fusion (conv + epilogue)
         &cudnn::gemm_cudnn,                // 17 gemm.cudnn               cuDNN matmul graph
         &cudnn::pool2d_cudnn,              // 18 pool2d.cudnn             cudnnPoolingForward
-        // 19-26: the HIP backend's and MIOpen's solvers
+        &native::hip::conv2d_igemm,        // 19 conv2d.hip_igemm         any conv, implicit GEMM (portable FMA path, hiprtc)
+        &native::hip::conv2d_depthwise,    // 20 conv2d.hip_depthwise     groups == C
+        &native::hip::gemm,                // 21 gemm.hip                 tiled GEMM (portable FMA path)
+        &native::hip::pool2d_direct,       // 22 pool2d.hip_direct        max/avg, every parameter
+        &native::hip::pool2d_global_avg,   // 23 pool2d.hip_global_avg    average over the whole plane
+        &miopen::conv2d_miopen,            // 24 conv2d.miopen            MIOpen immediate mode, first-ranked solution
+        &miopen::conv2d_miopen_alt,        // 25 conv2d.miopen_alt        MIOpen immediate mode, second-ranked solution
+        &miopen::pool2d_miopen,            // 26 pool2d.miopen            miopenPoolingForward
         &cudnn::conv2d_cudnn_h1,           // 27 conv2d.cudnn_h1          the heuristics' 2nd precompiled configuration
         &cudnn::conv2d_cudnn_h2,           // 28 conv2d.cudnn_h2          ... 3rd
         &cudnn::gemm_cudnn_h1,             // 29 gemm.cudnn_h1            matmul, 2nd configuration

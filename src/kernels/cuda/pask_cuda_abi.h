@@ -19,7 +19,7 @@
 #ifndef PASK_CUDA_ABI_H
 #define PASK_CUDA_ABI_H
 
-#if defined(__CUDACC_RTC__)
+#if defined(__CUDACC_RTC__) || defined(__HIPCC_RTC__)
 typedef long long pask_i64;
 #else
 #include <stdint.h>
@@ -87,7 +87,7 @@ typedef struct pask_cuda_pool2d_params {
     void *y;
 } pask_cuda_pool2d_params;
 
-#if !defined(__CUDACC_RTC__) && !defined(__CUDACC__)
+#if !defined(__CUDACC_RTC__) && !defined(__CUDACC__) && !defined(__HIP__)
 /* ---- host-only launch geometry (kernel entries take the params struct by value) ----
  * Dynamic shared memory: igemm conv and gemm may ask for more than 48 KB (81920 bytes for
  * the 128x128 tile). Before such a launch the host must raise the function's limit once:

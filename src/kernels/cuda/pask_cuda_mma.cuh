@@ -3,9 +3,16 @@
  * conv_depthwise.cu, pool.cu). No CUDA header: conversions, cp.async and
  * tensor-core mma through inline PTX. Needs sm_80+.
  * Element type by -DPASK_DTYPE: 0 float32 (TF32 mma), 1 float16, 2 bfloat16.
+ *
+ * The same sources compile for AMD GPUs (hipcc, hiprtc): pask_hip_compat.cuh
+ * sets PASK_HIP, and the few PTX pieces below have a portable HIP branch
+ * (bit casts, synchronous 16-byte copies, plain FMA loops for the warp tile).
+ * The CUDA branch is the unchanged PTX.
  */
 #ifndef PASK_CUDA_MMA_CUH
 #define PASK_CUDA_MMA_CUH
+
+#include "pask_hip_compat.cuh"
 
 #include "pask_cuda_abi.h"
 
@@ -15,6 +22,13 @@
 
 #define PASK_DEV static __device__ __forceinline__
 
+/* The portable main loop (synchronous 16-byte copies, an FMA warp tile): always
+ * on HIP; on CUDA only when asked (-DPASK_PORTABLE_MMA=1), so that it can be
+ * checked numerically on an NVIDIA GPU (tools/check_portable_kernels_cuda.sh). */
+#ifndef PASK_PORTABLE_MMA
+#define PASK_PORTABLE_MMA PASK_HIP
+#endif
+
 #if PASK_DTYPE == 0
 typedef float pask_t;
 #else
@@ -23,6 +37,30 @@ typedef unsigned short pask_t;
 #define PASK_ES ((int)sizeof(pask_t))
 #define PASK_VEC (16 / PASK_ES) /* elements per 16-byte vector */
 
+#if PASK_HIP
+PASK_DEV float pask_bits_f(unsigned u) { return __builtin_bit_cast(float, u); }
+PASK_DEV unsigned pask_f_bits(float f) { return __builtin_bit_cast(unsigned, f); }
+
+PASK_DEV float pask_to_f32(float v) { return v; }
+PASK_DEV float pask_to_f32(unsigned short v) {
+#if PASK_DTYPE == 1
+    return (float)__builtin_bit_cast(_Float16, v);
+#else
+    return pask_bits_f(((unsigned)v) << 16);
+#endif
+}
+PASK_DEV pask_t pask_from_f32(float f) {
+#if PASK_DTYPE == 0
+    return f;
+#elif PASK_DTYPE == 1
+    return __builtin_bit_cast(unsigned short, (_Float16)f);
+#else
+    unsigned u = pask_f_bits(f); /* round to nearest even; NaN stays NaN */
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+#endif
+}
+#else
 PASK_DEV float pask_bits_f(unsigned u) {
     float f;
     asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
@@ -57,13 +95,16 @@ PASK_DEV pask_t pask_from_f32(float f) {
     return h;
 #endif
 }
+#endif /* PASK_HIP */
 PASK_DEV float pask_ld(const pask_t *p, pask_i64 i) { return pask_to_f32(p[i]); }
 
+#if !PASK_HIP
 PASK_DEV unsigned pask_tf32(float f) {
     unsigned u;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(f));
     return u;
 }
+#endif
 
 PASK_DEV float pask_act(float v, int act) {
     if (act == PASK_CUDA_ACT_RELU) v = v > 0.f ? v : 0.f;
@@ -71,6 +112,27 @@ PASK_DEV float pask_act(float v, int act) {
     return v;
 }
 
+#if PASK_PORTABLE_MMA
+/* No asynchronous global->LDS copy here: a plain 16-byte copy (zero-filled past
+ * `bytes`). The main loop's __syncthreads still orders every stage's writes
+ * before its reads and after the previous reads of the same stage. */
+PASK_DEV void pask_cp16(void *sdst, const void *gsrc, int bytes) {
+    unsigned *d = (unsigned *)sdst;
+    if (bytes == 16) {
+        const unsigned *s = (const unsigned *)gsrc;
+        d[0] = s[0];
+        d[1] = s[1];
+        d[2] = s[2];
+        d[3] = s[3];
+        return;
+    }
+    unsigned char *db = (unsigned char *)sdst;
+    const unsigned char *sb = (const unsigned char *)gsrc;
+    for (int i = 0; i < 16; ++i) db[i] = i < bytes ? sb[i] : (unsigned char)0;
+}
+PASK_DEV void pask_cp_commit() {}
+template <int N> PASK_DEV void pask_cp_wait() {}
+#else
 PASK_DEV unsigned pask_smem_addr(const void *p) {
     unsigned r;
     asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
@@ -83,6 +145,9 @@ PASK_DEV void pask_cp16(void *sdst, const void *gsrc, int bytes) {
 PASK_DEV void pask_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> PASK_DEV void pask_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+#endif /* PASK_PORTABLE_MMA */
+
+#if !PASK_HIP
 /* D += A * B on one 16x8 tile; k = 16 (16-bit types) or 8 (tf32). */
 PASK_DEV void pask_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
 #if PASK_DTYPE == 0
@@ -100,6 +165,8 @@ PASK_DEV void pask_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b
 #endif
 }
 
+#endif /* !PASK_HIP */
+
 /*
  * Shared-memory tiles. One K step of a tile is 64 bytes: BK = 32 (16-bit) or
  * 16 (float32) elements, i.e. two mma k-steps.
@@ -109,6 +176,47 @@ PASK_DEV void pask_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b
 #define PASK_BK (64 / PASK_ES)
 #define PASK_ROWW 20
 
+#if PASK_PORTABLE_MMA
+/* One element of a tile as float: row `row`, k index `k`. */
+template <bool KR, int R> PASK_DEV float pask_elem(const unsigned *s, int row, int k) {
+#if PASK_DTYPE == 0
+    return !KR ? ((const float *)s)[row * PASK_ROWW + k] : ((const float *)s)[k * (R + 8) + row];
+#else
+    const unsigned short *h = (const unsigned short *)s;
+    return pask_to_f32(!KR ? h[row * 2 * PASK_ROWW + k] : h[k * (R + 8) + row]);
+#endif
+}
+
+/* The same accumulator elements per lane as the mma.sync path (lane = 4g + t
+ * owns rows g and g + 8, columns 2t and 2t + 1 of each 16x8 tile), computed
+ * with plain FMAs over the stage's BK values, so the epilogues are shared. */
+template <int MI, int NI, bool AKR, bool BKR, int BM, int BN>
+PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const unsigned *sB, int am0, int bn0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+    for (int k = 0; k < PASK_BK; ++k) {
+        float a[MI][2], b[NI][2];
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+            a[mi][0] = pask_elem<AKR, BM>(sA, am0 + mi * 16 + g, k);
+            a[mi][1] = pask_elem<AKR, BM>(sA, am0 + mi * 16 + g + 8, k);
+        }
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni) {
+            b[ni][0] = pask_elem<BKR, BN>(sB, bn0 + ni * 8 + 2 * t, k);
+            b[ni][1] = pask_elem<BKR, BN>(sB, bn0 + ni * 8 + 2 * t + 1, k);
+        }
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < NI; ++ni) {
+                acc[mi][ni][0] += a[mi][0] * b[ni][0];
+                acc[mi][ni][1] += a[mi][0] * b[ni][1];
+                acc[mi][ni][2] += a[mi][1] * b[ni][0];
+                acc[mi][ni][3] += a[mi][1] * b[ni][1];
+            }
+    }
+}
+#else
 template <bool KR, int R> PASK_DEV unsigned pask_frag(const unsigned *s, int row, int k) {
 #if PASK_DTYPE == 0
     float v = !KR ? ((const float *)s)[row * PASK_ROWW + k] : ((const float *)s)[k * (R + 8) + row];
@@ -153,6 +261,7 @@ PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const u
             for (int ni = 0; ni < NI; ++ni) pask_mma(acc[mi][ni], a[mi], b[ni]);
     }
 }
+#endif /* PASK_PORTABLE_MMA */
 
 /* The block's main loop, shared by the conv and GEMM kernels: acc (zeroed here)
  * accumulates K in BK-wide tiles through a STAGES-deep cp.async pipeline;

@@ -105,7 +105,11 @@ extern "C" __global__ void __launch_bounds__(256) pask_pool2d_global_avg(const p
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) {
                 float t;
+#if PASK_HIP
+                t = PASK_SHFL_XOR(s, o);
+#else
                 asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 31, 0xffffffff;" : "=f"(t) : "f"(s), "r"(o));
+#endif
                 s += t;
             }
             if (lane == 0) y[wi] = pask_from_f32(s * inv);

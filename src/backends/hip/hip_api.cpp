@@ -1,0 +1,214 @@
+#include "hip_api.hpp"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+#include "../../core/error.hpp"
+
+namespace pask::hip {
+
+namespace {
+
+template <typename F>
+void bind(void *lib, F &fn, const char *name, std::string &missing) {
+    fn = reinterpret_cast<F>(::dlsym(lib, name));
+    if (!fn) missing += std::string(missing.empty() ? "" : ", ") + name;
+}
+
+void *open_first(const std::vector<std::string> &names, std::string &tried, std::string *used) {
+    for (const auto &n : names) {
+        if (n.empty()) continue;
+        if (void *h = ::dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+            if (used) *used = n;
+            return h;
+        }
+        const char *e = ::dlerror();
+        tried += std::string(tried.empty() ? "" : "; ") + (e ? std::string(e) : n + ": not found");
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+const Runtime &Runtime::get(const std::string &path) {
+    static std::mutex mu;
+    static std::map<std::string, std::unique_ptr<Runtime>> loaded;
+    static std::map<std::string, std::string> failures;
+    const char *env = std::getenv("PASKDNN_HIP");
+    const std::string env_path = env ? env : "";
+    const std::string key = path + "|" + env_path;
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = loaded.find(key); it != loaded.end()) return *it->second;
+    if (auto it = failures.find(key); it != failures.end()) fail(PASK_ERROR_BACKEND_UNAVAILABLE, it->second);
+    auto fail_with = [&](const std::string &msg) {
+        failures[key] = msg;
+        fail(PASK_ERROR_BACKEND_UNAVAILABLE, msg);
+    };
+    std::string tried, used;
+    std::vector<std::string> names;
+    if (!path.empty()) names = {path};
+    else if (!env_path.empty()) names = {env_path};
+    else names = {"libamdhip64.so.6", "libamdhip64.so.5", "libamdhip64.so"};
+    void *lib = open_first(names, tried, &used);
+    if (!lib)
+        fail_with("the HIP runtime (libamdhip64.so) could not be loaded: " + tried +
+                  " (install ROCm, or set the hip_library option or PASKDNN_HIP to its path)");
+    auto r = std::make_unique<Runtime>();
+    std::string missing;
+    bind(lib, r->hipInit, "hipInit", missing);
+    bind(lib, r->hipGetDeviceCount, "hipGetDeviceCount", missing);
+    bind(lib, r->hipGetDevice, "hipGetDevice", missing);
+    bind(lib, r->hipSetDevice, "hipSetDevice", missing);
+    bind(lib, r->hipRuntimeGetVersion, "hipRuntimeGetVersion", missing);
+    bind(lib, r->hipModuleLoadData, "hipModuleLoadData", missing);
+    bind(lib, r->hipModuleUnload, "hipModuleUnload", missing);
+    bind(lib, r->hipModuleGetFunction, "hipModuleGetFunction", missing);
+    bind(lib, r->hipModuleLaunchKernel, "hipModuleLaunchKernel", missing);
+    bind(lib, r->hipMalloc, "hipMalloc", missing);
+    bind(lib, r->hipFree, "hipFree", missing);
+    bind(lib, r->hipMemcpy, "hipMemcpy", missing);
+    bind(lib, r->hipStreamSynchronize, "hipStreamSynchronize", missing);
+    bind(lib, r->hipPointerGetAttributes, "hipPointerGetAttributes", missing);
+    bind(lib, r->hipGetErrorString, "hipGetErrorString", missing);
+    std::string optional;  // absent optional entry points only switch features off
+    bind(lib, r->hipGetDevicePropertiesR0600, "hipGetDevicePropertiesR0600", optional);
+    if (!r->hipGetDevicePropertiesR0600) bind(lib, r->hipGetDeviceProperties, "hipGetDeviceProperties", missing);
+    bind(lib, r->hipMallocAsync, "hipMallocAsync", optional);
+    bind(lib, r->hipFreeAsync, "hipFreeAsync", optional);
+    bind(lib, r->hipEventCreate, "hipEventCreate", optional);
+    bind(lib, r->hipEventDestroy, "hipEventDestroy", optional);
+    bind(lib, r->hipEventRecord, "hipEventRecord", optional);
+    bind(lib, r->hipEventQuery, "hipEventQuery", optional);
+    bind(lib, r->hipEventElapsedTime, "hipEventElapsedTime", optional);
+    if (!missing.empty()) {
+        ::dlclose(lib);
+        fail_with("the HIP runtime " + used + " lacks " + missing);
+    }
+    hipError_t e = r->hipInit(0);
+    if (e != hipSuccess) {
+        std::string msg = "the HIP runtime " + used + " cannot be used: hipInit failed: " + r->message(e);
+        ::dlclose(lib);
+        fail_with(msg);
+    }
+    if (r->hipRuntimeGetVersion(&r->version) != hipSuccess) r->version = 0;
+    r->path = used;
+    r->handle = lib;
+    const Runtime &out = *r;
+    loaded.emplace(key, std::move(r));
+    return out;  // the library stays loaded for the process
+}
+
+std::string Runtime::message(hipError_t r) const {
+    const char *msg = hipGetErrorString ? hipGetErrorString(r) : nullptr;
+    return (msg ? std::string(msg) : std::string("HIP error")) + " (" + std::to_string(r) + ")";
+}
+
+void Runtime::check(hipError_t r, const char *what) const {
+    if (r == hipSuccess) return;
+    fail(r == hipErrorOutOfMemory ? PASK_ERROR_OUT_OF_MEMORY : PASK_ERROR_INTERNAL,
+         std::string(what) + " failed: " + message(r));
+}
+
+std::string Runtime::arch_name(int device) const {
+    std::vector<char> props(kPropsBufferBytes, 0);
+    size_t offset = 0;
+    if (hipGetDevicePropertiesR0600) {
+        check(hipGetDevicePropertiesR0600(props.data(), device), "hipGetDevicePropertiesR0600");
+        offset = kGcnArchNameOffsetR0600;
+    } else {
+        check(hipGetDeviceProperties(props.data(), device), "hipGetDeviceProperties");
+        offset = kGcnArchNameOffset5;
+    }
+    const char *name = props.data() + offset;
+    const size_t len = ::strnlen(name, 256);
+    std::string arch(name, len);
+    arch = arch.substr(0, arch.find(':'));  // "gfx90a:sramecc+:xnack-" -> "gfx90a"
+    // A layout this code does not know would put something else here: say so
+    // rather than compile for a made-up target.
+    require(len < 256 && arch.size() > 3 && arch.compare(0, 3, "gfx") == 0, PASK_ERROR_BACKEND_UNAVAILABLE,
+            "cannot read the gfx architecture of HIP device " + std::to_string(device) + " from " + path +
+                " (HIP runtime version " + std::to_string(version) + ")");
+    return arch;
+}
+
+const Hiprtc *Hiprtc::get(const std::string &path, const Runtime &runtime, std::string *why) {
+    static std::mutex mu;
+    static std::map<std::string, std::unique_ptr<Hiprtc>> loaded;
+    std::lock_guard<std::mutex> lock(mu);
+    const char *env = std::getenv("PASKDNN_HIPRTC");
+    const std::string key = path + "|" + (env ? env : "") + "|" + runtime.path;
+    if (auto it = loaded.find(key); it != loaded.end()) return it->second.get();
+    std::vector<std::string> names;
+    if (!path.empty()) names = {path};
+    else if (env && *env) names = {env};
+    else names = {"libhiprtc.so.6", "libhiprtc.so.5", "libhiprtc.so", runtime.path};
+    std::string tried, used;
+    void *lib = open_first(names, tried, &used);
+    if (!lib) {
+        if (why) *why = "hiprtc could not be loaded (" + tried + ")";
+        return nullptr;
+    }
+    auto n = std::make_unique<Hiprtc>();
+    std::string missing;
+    bind(lib, n->hiprtcVersion, "hiprtcVersion", missing);
+    bind(lib, n->hiprtcCreateProgram, "hiprtcCreateProgram", missing);
+    bind(lib, n->hiprtcCompileProgram, "hiprtcCompileProgram", missing);
+    bind(lib, n->hiprtcGetProgramLogSize, "hiprtcGetProgramLogSize", missing);
+    bind(lib, n->hiprtcGetProgramLog, "hiprtcGetProgramLog", missing);
+    bind(lib, n->hiprtcGetCodeSize, "hiprtcGetCodeSize", missing);
+    bind(lib, n->hiprtcGetCode, "hiprtcGetCode", missing);
+    bind(lib, n->hiprtcDestroyProgram, "hiprtcDestroyProgram", missing);
+    bind(lib, n->hiprtcGetErrorString, "hiprtcGetErrorString", missing);
+    if (!missing.empty()) {
+        if (why) *why = "hiprtc (" + used + ") lacks " + missing;
+        return nullptr;
+    }
+    int major = 0, minor = 0;
+    n->hiprtcVersion(&major, &minor);
+    n->version = "hiprtc-" + std::to_string(major) + "." + std::to_string(minor);
+    n->path = used;
+    const Hiprtc *out = n.get();
+    loaded.emplace(key, std::move(n));
+    return out;
+}
+
+std::string Hiprtc::compile(const std::string &source, const std::string &name, const std::string &options) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> opts;
+    std::istringstream ss(options);
+    for (std::string o; ss >> o;) opts.push_back(o);
+    std::vector<const char *> argv;
+    for (const auto &o : opts) argv.push_back(o.c_str());
+    hiprtcProgram prog = nullptr;
+    hiprtcResult r = hiprtcCreateProgram(&prog, source.c_str(), name.c_str(), 0, nullptr, nullptr);
+    if (r != 0) fail(PASK_ERROR_LOAD_FAILED, std::string("hiprtcCreateProgram: ") + hiprtcGetErrorString(r));
+    r = hiprtcCompileProgram(prog, static_cast<int>(argv.size()), argv.data());
+    std::string log;
+    size_t log_size = 0;
+    if (hiprtcGetProgramLogSize(prog, &log_size) == 0 && log_size > 1) {
+        log.resize(log_size);
+        hiprtcGetProgramLog(prog, &log[0]);
+    }
+    if (r != 0) {
+        hiprtcDestroyProgram(&prog);
+        fail(PASK_ERROR_LOAD_FAILED, "hiprtc failed to compile " + name + " (" + options + "): " +
+                                         hiprtcGetErrorString(r) + "\n" + log.substr(0, 4000));
+    }
+    size_t size = 0;
+    std::string code;
+    if (hiprtcGetCodeSize(prog, &size) == 0 && size > 0) {
+        code.resize(size);
+        hiprtcGetCode(prog, &code[0]);
+    }
+    hiprtcDestroyProgram(&prog);
+    if (code.empty()) fail(PASK_ERROR_LOAD_FAILED, "hiprtc produced no code object for " + name);
+    return code;
+}
+
+}  // namespace pask::hip

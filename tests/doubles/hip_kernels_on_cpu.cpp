@@ -1,0 +1,66 @@
+// Entry points for tests/test_hip_kernels_on_cpu.py: one kernel source
+// (-DPASK_EMU_SOURCE='"conv_igemm.cu"', -DPASK_DTYPE=d) run on the CPU through
+// its HIP path, with the launch geometry the HIP solvers use
+// (src/providers/native/hip_solvers.cpp: the 64x64 tile for igemm and gemm).
+#include <cstdint>
+
+#include "gpu_on_cpu.hpp"
+
+#include PASK_EMU_SOURCE
+
+#define EXPORT extern "C" __attribute__((visibility("default")))
+
+#ifdef PASK_EMU_CONV
+// d: n, c, h, w, o, kh, kw, oh, ow, stride_h, stride_w, pad_top, pad_left,
+//    dil_h, dil_w, groups, layout, weight_layout, activation
+EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x, const void *w, const void *bias,
+                       const void *residual, void *y) {
+    pask_cuda_conv2d_params q{};
+    q.n = d[0]; q.c = d[1]; q.h = d[2]; q.w = d[3]; q.o = d[4]; q.kh = d[5]; q.kw = d[6]; q.oh = d[7]; q.ow = d[8];
+    q.stride_h = d[9]; q.stride_w = d[10]; q.pad_top = d[11]; q.pad_left = d[12]; q.dil_h = d[13]; q.dil_w = d[14];
+    q.groups = d[15]; q.layout = int(d[16]); q.weight_layout = int(d[17]); q.activation = int(d[18]);
+    q.x = x; q.weight = w; q.bias = bias; q.residual = residual; q.y = y; q.alpha = alpha; q.beta = beta;
+    unsigned grid[3], block[3], smem = 0;
+#ifdef PASK_EMU_DEPTHWISE
+    pask_cuda_conv2d_depthwise_launch(&q, grid, block, &smem);
+    pask_emu_launch(pask_conv2d_depthwise, q, grid, block);
+#else
+    pask_cuda_mma_geom_(q.n * q.oh * q.ow, 0, 0, grid, block, &smem, q.o / q.groups, q.groups);
+    pask_emu_launch(pask_conv2d_igemm, q, grid, block);
+#endif
+}
+#endif
+
+#ifdef PASK_EMU_GEMM
+// d: m, n, k, lda, ldb, ldc, trans_a, trans_b, activation
+EXPORT void emu_gemm(const int64_t *d, float alpha, float beta, const void *a, const void *b, const void *bias,
+                     void *c) {
+    pask_cuda_gemm_params q{};
+    q.m = d[0]; q.n = d[1]; q.k = d[2]; q.lda = d[3]; q.ldb = d[4]; q.ldc = d[5];
+    q.trans_a = int(d[6]); q.trans_b = int(d[7]); q.activation = int(d[8]);
+    q.a = a; q.b = b; q.bias = bias; q.c = c; q.alpha = alpha; q.beta = beta;
+    unsigned grid[3], block[3], smem = 0;
+    pask_cuda_mma_geom_(q.m, 0, 0, grid, block, &smem, q.n, 1);
+    pask_emu_launch(pask_gemm, q, grid, block);
+}
+#endif
+
+#ifdef PASK_EMU_POOL
+// d: n, c, h, w, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left, pad_bottom,
+//    pad_right, dil_h, dil_w, divisor_override, mode, count_include_pad, layout
+EXPORT void emu_pool2d(const int64_t *d, int global, const void *x, void *y) {
+    pask_cuda_pool2d_params q{};
+    q.n = d[0]; q.c = d[1]; q.h = d[2]; q.w = d[3]; q.oh = d[4]; q.ow = d[5]; q.kh = d[6]; q.kw = d[7];
+    q.stride_h = d[8]; q.stride_w = d[9]; q.pad_top = d[10]; q.pad_left = d[11]; q.pad_bottom = d[12];
+    q.pad_right = d[13]; q.dil_h = d[14]; q.dil_w = d[15]; q.divisor_override = d[16]; q.mode = int(d[17]);
+    q.count_include_pad = int(d[18]); q.layout = int(d[19]); q.x = x; q.y = y;
+    unsigned grid[3], block[3], smem = 0;
+    if (global) {
+        pask_cuda_pool2d_global_avg_launch(&q, grid, block, &smem);
+        pask_emu_launch(pask_pool2d_global_avg, q, grid, block);
+    } else {
+        pask_cuda_pool2d_launch(&q, grid, block, &smem);
+        pask_emu_launch(pask_pool2d, q, grid, block);
+    }
+}
+#endif

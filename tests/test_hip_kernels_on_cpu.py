@@ -1,0 +1,211 @@
+"""paskdnn's GPU kernel sources, run on the CPU through their HIP path.
+
+No AMD GPU is at hand, so tests/doubles/gpu_on_cpu.hpp turns each GPU thread
+into a std::thread (barriers for __syncthreads and 32-lane shuffles) and the
+kernel sources are compiled as C++ with PASK_HIP = 1, as hiprtc would see them:
+the FMA warp tile, the synchronous 16-byte copies, the _Float16 / bfloat16
+conversions and the 64x64 tile the HIP solvers launch. Results are compared
+with the float64 references of tests/reference.py. This checks the arithmetic
+of the HIP branch, not AMD's compiler or hardware (docs/amd.md)."""
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reference import (assert_within_bound, avg_pool2d_ref, conv2d_bound, conv2d_ref, gemm_bound, gemm_ref,
+                       max_pool2d_ref, nchw_to_nhwc, nhwc_to_nchw, oihw_to_ohwi)
+
+ROOT = Path(__file__).resolve().parent.parent
+CXX = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
+if CXX is None:
+    pytest.skip("no C++ compiler", allow_module_level=True)
+
+DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
+# error allowed relative to the sum of |terms| per output element: float32
+# accumulation; one rounding of the output to float16 / bfloat16
+RTOL = {"float32": 2e-5, "float16": 1e-3, "bfloat16": 8e-3}
+OBJECTS = {"conv_igemm": ("conv_igemm.cu", "-DPASK_EMU_CONV"),
+           "conv_depthwise": ("conv_depthwise.cu", "-DPASK_EMU_CONV -DPASK_EMU_DEPTHWISE"),
+           "gemm": ("gemm.cu", "-DPASK_EMU_GEMM"),
+           "pool": ("pool.cu", "-DPASK_EMU_POOL")}
+rng = np.random.default_rng(20261128)
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory):
+    """kernels(object, dtype) -> the ctypes library of that kernel on the CPU."""
+    out = tmp_path_factory.mktemp("hip-kernels-on-cpu")
+    built = {}
+
+    def get(obj, dtype):
+        key = (obj, dtype)
+        if key not in built:
+            source, flags = OBJECTS[obj]
+            lib = out / f"{obj}.{dtype}.so"
+            subprocess.run([CXX, "-std=c++20", "-O1", "-shared", "-fPIC", "-fvisibility=hidden",
+                            "-Wno-unknown-pragmas", f"-I{ROOT / 'src/kernels/cuda'}", f"-I{ROOT / 'tests/doubles'}",
+                            f"-DPASK_DTYPE={DTYPES[dtype]}", f'-DPASK_EMU_SOURCE="{source}"', *flags.split(),
+                            "-o", str(lib), str(ROOT / "tests/doubles/hip_kernels_on_cpu.cpp"), "-lpthread"],
+                           check=True)
+            built[key] = ctypes.CDLL(str(lib))
+        return built[key]
+
+    return get
+
+
+def device(a, dtype):
+    """(bytes the kernel reads, float32 values they hold)."""
+    a = np.ascontiguousarray(a, np.float32)
+    if dtype == "float32":
+        return a, a
+    if dtype == "float16":
+        h = a.astype(np.float16)
+        return h, h.astype(np.float32)
+    u = a.view(np.uint32)
+    b = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+    return b, (b.astype(np.uint32) << 16).view(np.float32)
+
+
+def host(raw, dtype):
+    if dtype == "float32":
+        return raw.astype(np.float64)
+    if dtype == "float16":
+        return raw.astype(np.float64)
+    return (raw.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def empty(shape, dtype):
+    return np.zeros(shape, {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}[dtype])
+
+
+def ptr(a):
+    return None if a is None else ctypes.c_void_p(a.ctypes.data)
+
+
+def i64(*values):
+    return (ctypes.c_int64 * len(values))(*values)
+
+
+ACT = {None: 0, "relu": 1, "relu6": 2}
+
+CONV_CASES = [
+    # n, c, h, w, o, k, stride, ((top, bottom), (left, right)), dilation, groups
+    (1, 8, 9, 9, 16, 3, 1, ((1, 1), (1, 1)), 1, 1),
+    (2, 5, 11, 7, 12, 3, 2, ((1, 0), (2, 1)), 1, 1),
+    (1, 16, 8, 8, 24, 1, 1, ((0, 0), (0, 0)), 1, 1),
+    (1, 12, 10, 10, 12, 3, 1, ((2, 2), (2, 2)), 2, 1),
+    (1, 16, 9, 9, 24, 3, 1, ((1, 1), (1, 1)), 1, 4),
+    (2, 64, 12, 12, 80, 3, 1, ((1, 1), (1, 1)), 1, 1),
+]
+LAYOUTS = [("NCHW", "OIHW"), ("NHWC", "OHWI"), ("NHWC", "OIHW")]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layouts", LAYOUTS, ids=lambda v: "-".join(v))
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_igemm_conv_hip_path_matches_the_reference(kernels, dtype, layouts, case):
+    n, c, h, w, o, k, s, ((pt, pb), (pl, pr)), dil, g = case
+    layout, wlayout = layouts
+    oh, ow = (h + pt + pb - dil * (k - 1) - 1) // s + 1, (w + pl + pr - dil * (k - 1) - 1) // s + 1
+    x_raw, x = device(rng.uniform(-1, 1, (n, c, h, w)), dtype)
+    w_raw, wt = device(rng.uniform(-1, 1, (o, c // g, k, k)), dtype)
+    b_raw, b = device(rng.uniform(-1, 1, o), dtype)
+    r_raw, r = device(rng.uniform(-1, 1, (n, o, oh, ow)), dtype)
+    y0_raw, y0 = device(rng.uniform(-1, 1, (n, o, oh, ow)), dtype)
+    alpha, beta = 0.5, 0.25
+    nhwc = layout == "NHWC"
+    xin = np.ascontiguousarray(nchw_to_nhwc(x_raw)) if nhwc else x_raw
+    win = np.ascontiguousarray(oihw_to_ohwi(w_raw)) if wlayout == "OHWI" else w_raw
+    rin = np.ascontiguousarray(nchw_to_nhwc(r_raw)) if nhwc else r_raw
+    y = np.ascontiguousarray(nchw_to_nhwc(y0_raw)) if nhwc else y0_raw.copy()
+    d = i64(n, c, h, w, o, k, k, oh, ow, s, s, pt, pl, dil, dil, g, int(nhwc), int(wlayout == "OHWI"), ACT["relu6"])
+    kernels("conv_igemm", dtype).emu_conv2d(d, ctypes.c_float(alpha), ctypes.c_float(beta), ptr(xin), ptr(win),
+                                            ptr(b_raw), ptr(rin), ptr(y))
+    got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
+    kw = dict(stride=s, padding=((pt, pb), (pl, pr)), dilation=dil, groups=g)
+    ref = conv2d_ref(x, wt, b, activation="relu6", residual=r, alpha=alpha, beta=beta, out_before=y0, **kw)
+    bound = conv2d_bound(x, wt, b, residual=r, alpha=alpha, beta=beta, out_before=y0, **kw)
+    assert_within_bound(got, ref, bound, rtol=RTOL[dtype], what=f"igemm {dtype} {layouts} {case}")
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mult", [1, 2])
+def test_depthwise_conv_hip_path_matches_the_reference(kernels, dtype, layout, mult):
+    n, c, h, w, k, s = 2, 8, 9, 10, 3, 2
+    o = c * mult
+    oh, ow = (h + 2 - k) // s + 1, (w + 2 - k) // s + 1
+    x_raw, x = device(rng.uniform(-1, 1, (n, c, h, w)), dtype)
+    w_raw, wt = device(rng.uniform(-1, 1, (o, 1, k, k)), dtype)
+    b_raw, b = device(rng.uniform(-1, 1, o), dtype)
+    nhwc = layout == "NHWC"
+    xin = np.ascontiguousarray(nchw_to_nhwc(x_raw)) if nhwc else x_raw
+    win = np.ascontiguousarray(oihw_to_ohwi(w_raw)) if nhwc else w_raw
+    y = empty((n, oh, ow, o) if nhwc else (n, o, oh, ow), dtype)
+    d = i64(n, c, h, w, o, k, k, oh, ow, s, s, 1, 1, 1, 1, c, int(nhwc), int(nhwc), ACT["relu"])
+    kernels("conv_depthwise", dtype).emu_conv2d(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(xin), ptr(win),
+                                                ptr(b_raw), None, ptr(y))
+    got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
+    kw = dict(stride=s, padding=1, groups=c)
+    assert_within_bound(got, conv2d_ref(x, wt, b, activation="relu", **kw), conv2d_bound(x, wt, b, **kw),
+                        rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("m, n, k", [(7, 9, 13), (64, 64, 64), (130, 70, 257), (1, 100, 40)])
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_hip_path_matches_the_reference(kernels, dtype, m, n, k, trans):
+    ta, tb = trans
+    a_raw, a = device(rng.uniform(-1, 1, (k, m) if ta else (m, k)), dtype)
+    b_raw, b = device(rng.uniform(-1, 1, (n, k) if tb else (k, n)), dtype)
+    bias_raw, bias = device(rng.uniform(-1, 1, n), dtype)
+    c_raw, c0 = device(rng.uniform(-1, 1, (m, n)), dtype)
+    c_out = c_raw.copy()
+    d = i64(m, n, k, m if ta else k, k if tb else n, n, int(ta), int(tb), ACT["relu"])
+    kernels("gemm", dtype).emu_gemm(d, ctypes.c_float(0.5), ctypes.c_float(0.25), ptr(a_raw), ptr(b_raw),
+                                    ptr(bias_raw), ptr(c_out))
+    ref = gemm_ref(a, b, c0, 0.5, 0.25, ta, tb, bias, "relu")
+    bound = gemm_bound(a, b, c0, 0.5, 0.25, ta, tb, bias)
+    assert_within_bound(host(c_out, dtype), ref, bound, rtol=RTOL[dtype], what=f"gemm {dtype} {m}x{n}x{k} {trans}")
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mode", ["max", "avg", "avg_exclude_pad"])
+def test_pool_hip_path_matches_the_reference(kernels, dtype, layout, mode):
+    n, c, h, w, k, s, p = 2, 5, 11, 9, 3, 2, 1
+    dil = 2 if mode == "max" else 1
+    oh, ow = (h + 2 * p - dil * (k - 1) - 1) // s + 1, (w + 2 * p - dil * (k - 1) - 1) // s + 1
+    x_raw, x = device(rng.uniform(-1, 1, (n, c, h, w)), dtype)
+    nhwc = layout == "NHWC"
+    xin = np.ascontiguousarray(nchw_to_nhwc(x_raw)) if nhwc else x_raw
+    y = empty((n, oh, ow, c) if nhwc else (n, c, oh, ow), dtype)
+    d = i64(n, c, h, w, oh, ow, k, k, s, s, p, p, p, p, dil, dil, 0, int(mode != "max"), int(mode == "avg"),
+            int(nhwc))
+    kernels("pool", dtype).emu_pool2d(d, 0, ptr(xin), ptr(y))
+    got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
+    if mode == "max":
+        ref = max_pool2d_ref(x, k, s, p, dil)
+    else:
+        ref = avg_pool2d_ref(x, k, s, p, count_include_pad=mode == "avg")
+    assert_within_bound(got, ref, np.abs(ref) + 1, rtol=RTOL[dtype], atol=0)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_global_average_pool_hip_path_uses_32_lane_shuffles_correctly(kernels, dtype, layout):
+    n, c, h, w = 2, 6, 7, 9
+    x_raw, x = device(rng.uniform(-1, 1, (n, c, h, w)), dtype)
+    nhwc = layout == "NHWC"
+    xin = np.ascontiguousarray(nchw_to_nhwc(x_raw)) if nhwc else x_raw
+    y = empty((n, 1, 1, c) if nhwc else (n, c, 1, 1), dtype)
+    d = i64(n, c, h, w, 1, 1, h, w, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, int(nhwc))
+    kernels("pool", dtype).emu_pool2d(d, 1, ptr(xin), ptr(y))
+    got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
+    ref = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
+    assert_within_bound(got, ref, np.abs(x).astype(np.float64).mean(axis=(2, 3), keepdims=True) + 1e-3,
+                        rtol=RTOL[dtype] * 4, atol=0)
