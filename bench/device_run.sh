@@ -35,9 +35,11 @@ if [ "${1:-}" = "--tests" ]; then  # named test files (TESTS), then optional com
 fi
 if [ "${1:-}" = "--bench-only" ]; then
   PYTHONUNBUFFERED=1 timeout 500 python3 "$REPO/bench/gpu_ops.py" --out "$OUT/gpu.md" > "$OUT/gpu_bench.log" 2>&1
-  tail -30 "$OUT/gpu_bench.log"; exit 0
+  tail -30 "$OUT/gpu_bench.log"
+  PYTHONUNBUFFERED=1 timeout 300 python3 "$REPO/bench/cudnn_ops.py" --out "$OUT/cudnn.md" > "$OUT/cudnn_bench.log" 2>&1
+  tail -8 "$OUT/cudnn_bench.log"; exit 0
 fi
-PYTHONUNBUFFERED=1 timeout 400 python3 -m pytest -q -x -p no:cacheprovider "$REPO/tests/test_cuda.py" 2>&1 | tee "$OUT/test_cuda.log" | tail -25
+PYTHONUNBUFFERED=1 timeout 400 python3 -m pytest -q -x -p no:cacheprovider "$REPO/tests/test_cuda.py" "$REPO/tests/test_cudnn.py" 2>&1 | tee "$OUT/test_cuda.log" | tail -25
 if [ "${1:-}" != "--tests-only" ]; then
   PYTHONUNBUFFERED=1 timeout 420 python3 "$REPO/bench/gpu_ops.py" ${1:-} --out "$OUT/gpu.md" > "$OUT/gpu_bench.log" 2>&1
   tail -40 "$OUT/gpu_bench.log"
