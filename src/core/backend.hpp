@@ -61,6 +61,10 @@ public:
         return true;
     }
     virtual void timer_release(int64_t) const {}
+    // Runs first on each loader thread (GPU: loader threads never capture
+    // graphs, so they take the relaxed capture mode and cannot break a
+    // caller's capture).
+    virtual void loader_thread_started() const {}
     // Throws PASK_ERROR_INVALID_ARGUMENT when p cannot be used by this device.
     virtual void check_device_pointer(const void *p, const char *what) const = 0;
 

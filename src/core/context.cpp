@@ -243,7 +243,10 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
 
     pask::Loader::Hooks hooks;
     hooks.now_us = [this] { return trace.now_us(); };
-    hooks.thread_started = [this](int i) { trace.name_this_thread("loader " + std::to_string(i)); };
+    hooks.thread_started = [this](int i) {
+        backend->loader_thread_started();
+        trace.name_this_thread("loader " + std::to_string(i));
+    };
     hooks.compiled = [this](const pask::KernelKey &, double ms) {
         stats.compiles++;
         stats.compile_ns += static_cast<int64_t>(ms * 1e6);
@@ -258,9 +261,10 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
         load_costs.record(k->key, ms);
         for (const auto &b : buckets) stats.evictions += static_cast<int64_t>(resident.insert(b, k));
     };
-    hooks.failed = [this](const pask::KernelKey &key, const std::string &) {
+    hooks.failed = [this](const pask::KernelKey &key, const std::string &, pask_status_t status) {
         stats.load_failures++;
-        mark_bad(key.str());
+        // Out of memory while building is a moment, not a property of the kernel.
+        if (status != PASK_ERROR_OUT_OF_MEMORY) mark_bad(key.str());
     };
     hooks.traced = [this](const pask::KernelKey &key, int64_t start, int64_t dur, bool ok) {
         trace.complete(std::string(ok ? "load " : "load failed ") + key.object + "@" + key.target, "load", start, dur,
@@ -435,14 +439,20 @@ constexpr size_t kMaxPendingTimings = 128;
 }  // namespace
 
 int64_t pask_context::start_timing(const pask::Solver &solver, size_t h) {
+    const uint64_t key = run_key(solver, h);
     {
         std::lock_guard<std::mutex> lock(mu_);
         if (pending_timings_.size() >= kMaxPendingTimings) return -1;
-        int &n = timed_runs_[run_key(solver, h)];
-        if (n >= kTimedRuns) return -1;
-        ++n;
+        auto it = timed_runs_.find(key);
+        if (it != timed_runs_.end() && it->second >= kTimedRuns) return -1;
     }
-    return backend->timer_start();
+    const int64_t token = backend->timer_start();
+    // counted only when a timer started (none while a stream is being captured)
+    if (token >= 0) {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++timed_runs_[key];
+    }
+    return token;
 }
 
 void pask_context::finish_timing(int64_t token, const pask::Solver &solver, size_t h) {
@@ -462,13 +472,14 @@ void pask_context::poll_timings() {
     {
         std::lock_guard<std::mutex> lock(mu_);
         if (pending_timings_.empty()) return;
-        size_t i = 0;
-        for (; i < pending_timings_.size(); ++i) {
+        // Every entry: several threads' streams finish in no common order.
+        std::vector<PendingTiming> still;
+        for (const auto &t : pending_timings_) {
             double us = -1;
-            if (!backend->timer_poll(pending_timings_[i].token, &us)) break;  // later ones are later on the stream
-            if (us >= 0) done.push_back(Done{pending_timings_[i].solver, pending_timings_[i].problem_hash, us});
+            if (!backend->timer_poll(t.token, &us)) still.push_back(t);
+            else if (us >= 0) done.push_back(Done{t.solver, t.problem_hash, us});
         }
-        pending_timings_.erase(pending_timings_.begin(), pending_timings_.begin() + static_cast<std::ptrdiff_t>(i));
+        pending_timings_.swap(still);
     }
     for (const auto &d : done) record_run(*d.solver, d.problem_hash, d.us);
 }
@@ -683,8 +694,13 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
                 try {
                     kernel = loader->load_blocking(target.key, bucket, &waited);
                 } catch (const Error &e) {
-                    if (e.status() != PASK_ERROR_LOAD_FAILED) throw;
-                    mark_bad(target.key.str());
+                    if (e.status() == PASK_ERROR_OUT_OF_MEMORY && live.size() > 1) {
+                        skipped.push_back(&target);  // this call only
+                    } else if (e.status() == PASK_ERROR_LOAD_FAILED) {
+                        mark_bad(target.key.str());
+                    } else {
+                        throw;
+                    }
                     failures += std::string(failures.empty() ? "" : "; ") + e.what();
                     continue;
                 }

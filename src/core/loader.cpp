@@ -1,6 +1,7 @@
 #include "loader.hpp"
 
 #include <algorithm>
+#include <system_error>
 
 #include "error.hpp"
 
@@ -8,7 +9,17 @@ namespace pask {
 
 Loader::Loader(Backend &backend, const KernelStore &store, int threads, Hooks hooks, int debug_delay_ms)
     : backend_(backend), store_(store), hooks_(std::move(hooks)), debug_delay_ms_(debug_delay_ms) {
-    for (int i = 0; i < threads; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+    try {
+        for (int i = 0; i < threads; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+    } catch (const std::system_error &e) {  // no more threads: stop those started, report
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            stop_ = true;
+        }
+        work_cv_.notify_all();
+        for (auto &w : workers_) w.join();
+        fail(PASK_ERROR_OUT_OF_MEMORY, std::string("cannot start loader threads: ") + e.what());
+    }
     // Every worker has named itself (its trace row) before the context is handed out.
     std::unique_lock<std::mutex> lock(mu_);
     idle_cv_.wait(lock, [&] { return started_ == threads; });
@@ -185,10 +196,12 @@ void Loader::execute(const std::shared_ptr<Job> &job) {
     auto c0 = std::chrono::steady_clock::now();
     KernelPtr kernel;
     std::string error;
+    pask_status_t status = PASK_ERROR_LOAD_FAILED;
     try {
         kernel = load_now(job->key);
     } catch (const Error &e) {
         error = e.what();
+        if (e.status() == PASK_ERROR_OUT_OF_MEMORY) status = PASK_ERROR_OUT_OF_MEMORY;
     } catch (const std::exception &e) {
         error = std::string("unexpected error: ") + e.what();
     }
@@ -203,8 +216,8 @@ void Loader::execute(const std::shared_ptr<Job> &job) {
         if (hooks_.loaded) hooks_.loaded(kernel, buckets, ms);
         job->promise.set_value(kernel);
     } else {
-        if (hooks_.failed) hooks_.failed(job->key, error);
-        job->promise.set_exception(std::make_exception_ptr(Error(PASK_ERROR_LOAD_FAILED, error)));
+        if (hooks_.failed) hooks_.failed(job->key, error, status);
+        job->promise.set_exception(std::make_exception_ptr(Error(status, error)));
     }
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.erase(job->key.str());

@@ -32,8 +32,9 @@ public:
     struct Hooks {
         // A load finished (on any thread): file the kernel under these buckets.
         std::function<void(const KernelPtr &, const std::vector<Bucket> &, double ms)> loaded;
-        // A load failed: message says why.
-        std::function<void(const KernelKey &, const std::string &message)> failed;
+        // A load failed: message says why; status is PASK_ERROR_LOAD_FAILED, or
+        // PASK_ERROR_OUT_OF_MEMORY when memory ran out while building it.
+        std::function<void(const KernelKey &, const std::string &message, pask_status_t status)> failed;
         // Trace a load on the calling thread's row.
         std::function<void(const KernelKey &, int64_t start_us, int64_t dur_us, bool ok)> traced;
         std::function<int64_t()> now_us;

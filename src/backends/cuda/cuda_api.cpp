@@ -81,6 +81,7 @@ const Driver &Driver::get() {
     bind(lib, d->cuMemAllocAsync, "cuMemAllocAsync", optional);
     bind(lib, d->cuMemFreeAsync, "cuMemFreeAsync", optional);
     bind(lib, d->cuLaunchHostFunc, "cuLaunchHostFunc", optional);
+    bind(lib, d->cuThreadExchangeStreamCaptureMode, "cuThreadExchangeStreamCaptureMode", optional);
     bind(lib, d->cuStreamCreate, "cuStreamCreate", optional);
     bind(lib, d->cuStreamDestroy, "cuStreamDestroy_v2", optional);
     if (!missing.empty()) {

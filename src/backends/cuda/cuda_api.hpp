@@ -31,6 +31,7 @@ constexpr int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 constexpr int CUDA_ERROR_NOT_READY = 600;
 constexpr int CU_STREAM_CAPTURE_STATUS_NONE = 0;
 constexpr unsigned CU_STREAM_NON_BLOCKING = 1;
+constexpr int CU_STREAM_CAPTURE_MODE_RELAXED = 2;
 
 struct Driver {
     CUresult (*cuInit)(unsigned);
@@ -67,6 +68,7 @@ struct Driver {
     CUresult (*cuMemAllocAsync)(CUdeviceptr *, size_t, CUstream) = nullptr;
     CUresult (*cuMemFreeAsync)(CUdeviceptr, CUstream) = nullptr;
     CUresult (*cuLaunchHostFunc)(CUstream, void (*)(void *), void *) = nullptr;
+    CUresult (*cuThreadExchangeStreamCaptureMode)(int *) = nullptr;
     CUresult (*cuStreamCreate)(CUstream *, unsigned) = nullptr;
     CUresult (*cuStreamDestroy)(CUstream) = nullptr;
 

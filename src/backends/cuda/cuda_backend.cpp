@@ -16,7 +16,8 @@ namespace {
 using namespace cuda;
 
 // The calling thread's stream per backend (set with pask_set_stream).
-thread_local std::unordered_map<const void *, CUstream> t_streams;
+thread_local std::unordered_map<uint64_t, CUstream> t_streams;
+std::atomic<uint64_t> g_next_backend{1};
 
 class CudaModule final : public CodeObject {
 public:
@@ -67,7 +68,8 @@ CudaBackend::Scope::~Scope() {
     d_.cuCtxPopCurrent(&popped);
 }
 
-CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path) : d_(Driver::get()), index_(device_index) {
+CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path)
+    : d_(Driver::get()), id_(g_next_backend++), index_(device_index) {
     int count = 0;
     d_.check(d_.cuDeviceGetCount(&count), "cuDeviceGetCount");
     require(count > 0, PASK_ERROR_BACKEND_UNAVAILABLE, "no CUDA device found");
@@ -132,11 +134,17 @@ std::string CudaBackend::compile(const KernelKey &key) {
 }
 
 CUstream CudaBackend::stream() const {
-    auto it = t_streams.find(this);
+    auto it = t_streams.find(id_);
     return it == t_streams.end() ? nullptr : it->second;
 }
 
-void CudaBackend::set_stream(void *s) const { t_streams[this] = static_cast<CUstream>(s); }
+void CudaBackend::set_stream(void *s) const { t_streams[id_] = static_cast<CUstream>(s); }
+
+void CudaBackend::loader_thread_started() const {
+    if (!d_.cuThreadExchangeStreamCaptureMode) return;
+    int mode = CU_STREAM_CAPTURE_MODE_RELAXED;
+    d_.cuThreadExchangeStreamCaptureMode(&mode);
+}
 
 void CudaBackend::launch(void *fn, const unsigned grid[3], const unsigned block[3], unsigned shared_bytes,
                          void *params) const {

@@ -45,6 +45,7 @@ public:
     void set_stream(void *stream) const override;
     void synchronize() const override;
 
+    void loader_thread_started() const override;
     int64_t timer_start() const override;
     void timer_stop(int64_t token) const override;
     bool timer_poll(int64_t token, double *us) const override;
@@ -74,6 +75,7 @@ private:
     cuda::CUstream stream() const;
 
     const cuda::Driver &d_;
+    const uint64_t id_;  // per-thread streams are filed under it (an address can be reused)
     int index_;
     cuda::CUdevice dev_ = 0;
     cuda::CUcontext ctx_ = nullptr;

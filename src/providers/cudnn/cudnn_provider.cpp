@@ -1,5 +1,6 @@
 #include "cudnn_provider.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <unordered_map>
@@ -12,10 +13,6 @@
 namespace pask::cudnn {
 
 namespace {
-
-std::atomic<uint64_t> g_next_provider{1};
-// Handles this thread created, per provider (a cuDNN handle serves one thread).
-thread_local std::unordered_map<uint64_t, Handle> t_handles;
 
 // Tensor ids in every graph's variant pack.
 enum : int64_t { UID_X = 1, UID_W = 2, UID_Y = 3, UID_BIAS = 4, UID_RESIDUAL = 5, UID_VIRTUAL = 100 };
@@ -255,6 +252,7 @@ Problem parse_key(const KernelKey &key, int *rank, bool *rtc) {
 
 void Plan::execute(const OpArgs &a) const {
     CudaBackend &b = prov_.backend();
+    CudaBackend::Scope scope(b);  // the caller may have another device's context current
     void *ws = b.alloc_async(static_cast<size_t>(workspace_bytes()));  // throws PASK_ERROR_OUT_OF_MEMORY
     Status s;
     {
@@ -271,7 +269,7 @@ void Plan::execute(const OpArgs &a) const {
 // ---- provider ---------------------------------------------------------------------
 
 CudnnProvider::CudnnProvider(CudaBackend &backend, std::string library, Trace *trace)
-    : backend_(backend), library_(std::move(library)), trace_(trace), id_(g_next_provider++) {}
+    : backend_(backend), library_(std::move(library)), trace_(trace) {}
 
 CudnnProvider::~CudnnProvider() {
     if (!api_) return;
@@ -279,7 +277,10 @@ CudnnProvider::~CudnnProvider() {
         CudaBackend::Scope scope(backend_);
         std::lock_guard<std::mutex> lock(handles_mu_);
         for (Handle h : build_handles_) api_->cudnnDestroy(h);
-        if (exec_handle_) api_->cudnnDestroy(exec_handle_);
+        if (exec_handle_) {
+            api_->cudnnSetStream(exec_handle_, nullptr);  // the last caller's stream may be gone
+            api_->cudnnDestroy(exec_handle_);
+        }
     } catch (...) {  // the device context is gone: nothing left to release
     }
     // Handles of threads that outlive this provider are forgotten with it.
@@ -360,18 +361,26 @@ Handle CudnnProvider::exec_handle() {
     return exec_handle_;
 }
 
-Handle CudnnProvider::handle_for_this_thread() {
-    auto it = t_handles.find(id_);
-    if (it != t_handles.end()) return it->second;
+Handle CudnnProvider::checkout_build_handle() {
+    {
+        std::lock_guard<std::mutex> lock(handles_mu_);
+        if (!free_build_handles_.empty()) {
+            Handle h = free_build_handles_.back();
+            free_build_handles_.pop_back();
+            return h;
+        }
+    }
     Handle h = nullptr;
     Status s = api_->cudnnCreate(&h);
     if (s != STATUS_SUCCESS) fail_status(*api_, s, "cudnnCreate");
-    {
-        std::lock_guard<std::mutex> lock(handles_mu_);
-        build_handles_.push_back(h);
-    }
-    t_handles[id_] = h;
+    std::lock_guard<std::mutex> lock(handles_mu_);
+    build_handles_.push_back(h);
     return h;
+}
+
+void CudnnProvider::return_build_handle(Handle h) {
+    std::lock_guard<std::mutex> lock(handles_mu_);
+    free_build_handles_.push_back(h);
 }
 
 void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h) {
@@ -417,6 +426,7 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h) {
     for (auto &q : ptr)
         if (q) d.cuMemFreeAsync(q, stream);
     d.cuStreamSynchronize(stream);
+    api_->cudnnSetStream(h, nullptr);  // the handle outlives this stream
     d.cuStreamDestroy(stream);
 }
 
@@ -434,7 +444,13 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
     // Plans are built on this thread's handle: building never contends with
     // the calls running on the execution handle.
     exec_handle();  // the library's one-time set-up, if prepare() has not run
-    Handle handle = handle_for_this_thread();
+    // A handle from the pool (as many as builds ever ran at once), back when done.
+    Handle handle = checkout_build_handle();
+    struct Return {
+        CudnnProvider *p;
+        Handle h;
+        ~Return() { p->return_build_handle(h); }
+    } give_back{this, handle};
     const Api &a = *api_;
     const int dt = data_type(p.dtype);
 
@@ -551,6 +567,7 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
     // the wanted kind (runtime-compiled or not) that finalises is the plan.
     int seen = 0;
     std::string notes;
+    std::vector<int64_t> from_mode_a;  // engines mode A offered: the fallback list repeats some
     const bool tracing = trace_ && trace_->enabled();
     auto traced = [&](const char *name, int64_t t0, const std::string &args) {
         if (tracing) trace_->complete(name, "cudnn", t0, trace_->now_us() - t0, args);
@@ -590,6 +607,11 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
             if (is_rtc != rtc) continue;
             int64_t index = -1;
             a.cudnnBackendGetAttribute(engine, ATTR_ENGINE_GLOBAL_INDEX, TYPE_INT64, 1, &one, &index);
+            if (heur_mode == HEUR_MODE_A) {
+                from_mode_a.push_back(index);
+            } else if (std::find(from_mode_a.begin(), from_mode_a.end(), index) != from_mode_a.end()) {
+                continue;  // already a candidate (at its mode-A rank)
+            }
             Desc plan = d->make(EXECUTION_PLAN_DESCRIPTOR);
             d->set(plan, ATTR_EXECUTION_PLAN_HANDLE, TYPE_HANDLE, 1, &handle, "plan handle");
             Desc cfg = cfgs[size_t(i)];

@@ -72,7 +72,10 @@ public:
     std::string describe() const;
 
 private:
-    Handle handle_for_this_thread();
+    // Handles for building plans: a pool, so threads that take a load over
+    // do not each leave a handle behind.
+    Handle checkout_build_handle();
+    void return_build_handle(Handle h);
     // Runs a freshly built plan once on scratch buffers, on this (loader)
     // thread's own stream, so that cuDNN's lazy kernel loading happens here
     // rather than in the first call. Skipped when memory is short.
@@ -90,8 +93,8 @@ private:
     Handle exec_handle_ = nullptr;
     std::string exec_error_;
     std::mutex exec_mu_;
-    std::vector<Handle> build_handles_;  // one per building thread (loader threads, takers-over)
-    const uint64_t id_;                  // tells this provider's thread-local handles apart
+    std::vector<Handle> build_handles_;       // every build handle created (destroyed with the provider)
+    std::vector<Handle> free_build_handles_;  // those not in use
 };
 
 }  // namespace pask::cudnn
