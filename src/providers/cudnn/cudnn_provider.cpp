@@ -283,7 +283,6 @@ CudnnProvider::~CudnnProvider() {
         }
     } catch (...) {  // the device context is gone: nothing left to release
     }
-    // Handles of threads that outlive this provider are forgotten with it.
 }
 
 bool CudnnProvider::available() const {
@@ -441,8 +440,8 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
     bool rtc = false;
     const Problem p = parse_key(key, &rank, &rtc);
     CudaBackend::Scope scope(backend_);
-    // Plans are built on this thread's handle: building never contends with
-    // the calls running on the execution handle.
+    // Plans are built on a build handle: building never contends with the
+    // calls running on the execution handle.
     exec_handle();  // the library's one-time set-up, if prepare() has not run
     // A handle from the pool (as many as builds ever ran at once), back when done.
     Handle handle = checkout_build_handle();
