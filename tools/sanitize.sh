@@ -112,6 +112,7 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$SUPP:log_path=$LOGS/python_asan.log.san" \
         python3 -m pytest -q -x -p no:cacheprovider \
         tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py tests/test_hip.py \
+        tests/test_cudnn_double.py \
         -k "not real_hiprtc" \
         >"$LOGS/python_asan.log" 2>&1
     rc=$?
@@ -145,6 +146,8 @@ if [ -z "${SANITIZE_SKIP_TSAN:-}" ]; then
         "tests/test_stress.py::test_del_and_gc_with_loads_in_flight" \
         "tests/test_hip.py::test_threads_calling_miopen_while_loader_threads_compile" \
         "tests/test_hip.py::test_hints_drive_compile_solution_in_order_on_loader_threads" \
+        "tests/test_cudnn_double.py::test_hinted_plans_are_built_on_loader_threads_in_order_then_hit" \
+        "tests/test_cudnn_double.py::test_handles_are_pooled_and_warm_up_streams_released_first" \
         >"$LOGS/python_tsan.log" 2>&1
     rc=$?
     set -e

@@ -1,0 +1,475 @@
+// A test double of the CUDA driver and cuDNN 9, for tests/test_cudnn_double.py.
+//
+// It exports the entry points paskdnn dlsyms from libcuda.so.1 and
+// libcudnn.so.9, keeps "device" memory in host memory, logs every call that
+// matters to the cuDNN provider's contract (one line per call: name, then
+// key=value fields) and never computes: results on real hardware are the GPU
+// tests' job (tests/test_cudnn.py). Kernel launches fail (no GPU code runs
+// here), so the tests pin contexts to the cuDNN solvers.
+//
+// Behaviour switches: double_set(key, value):
+//   heur_a        engine ids mode-A heuristics offer, comma-separated (default "10,11,12")
+//   heur_fallback engine ids the fallback list offers (default "10,20")
+//   rtc           engine ids that need runtime compilation (default "")
+//   fail          engine ids whose plan does not finalise (default "")
+//   ws_<id>       workspace bytes of engine <id>'s plans (default 0)
+//   graph_fail    1: operation graphs do not finalise (an unsupported pattern)
+//   oom_async     1: cuMemAllocAsync reports out of memory
+//   create_fail   1: cudnnCreate fails
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#define EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+std::mutex g_mu;
+std::string g_log;
+std::map<std::string, std::string> g_knobs;
+std::map<uintptr_t, size_t> g_allocs;  // base -> size
+thread_local std::vector<void *> t_ctx;
+
+void logf(const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    std::ostringstream tid;
+    tid << std::this_thread::get_id();
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_log += std::string(buf) + " thread=" + tid.str() + "\n";
+}
+
+std::string knob(const std::string &k, const std::string &dflt = "") {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_knobs.find(k);
+    return it == g_knobs.end() ? dflt : it->second;
+}
+
+std::vector<int64_t> ids(const std::string &csv) {
+    std::vector<int64_t> out;
+    std::stringstream ss(csv);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(std::atoll(item.c_str()));
+    return out;
+}
+
+bool in(const std::vector<int64_t> &v, int64_t x) {
+    for (auto e : v)
+        if (e == x) return true;
+    return false;
+}
+
+void *device_alloc(size_t n) {
+    void *p = std::malloc(n ? n : 1);
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_allocs[reinterpret_cast<uintptr_t>(p)] = n;
+    return p;
+}
+
+void device_free(void *p) {
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        g_allocs.erase(reinterpret_cast<uintptr_t>(p));
+    }
+    std::free(p);
+}
+
+bool is_device(uintptr_t p) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_allocs.upper_bound(p);
+    if (it == g_allocs.begin()) return false;
+    --it;
+    return p >= it->first && p < it->first + std::max<size_t>(it->second, 1);
+}
+
+// ---- cuDNN backend descriptors ----------------------------------------------------
+
+size_t type_size(int t) {
+    switch (t) {
+    case 2: return 1;                          // BOOLEAN
+    case 1: case 4: case 7: case 8: case 11: case 14: case 19: return 4;  // enums, FLOAT
+    default: return 8;                         // HANDLE, INT64, DOUBLE, VOID_PTR, BACKEND_DESCRIPTOR
+    }
+}
+
+struct Desc {
+    int type;
+    std::map<int, std::vector<char>> attrs;
+    std::map<int, int64_t> counts;
+    bool finalized = false;
+    int64_t engine = -1;                // ENGINECFG / ENGINE: the engine id
+    std::vector<int64_t> results;       // ENGINEHEUR: the configurations' engines
+    int64_t workspace = 0;              // EXECUTION_PLAN
+
+    template <typename T>
+    std::vector<T> get(int attr) const {
+        auto it = attrs.find(attr);
+        std::vector<T> out;
+        if (it == attrs.end()) return out;
+        out.resize(it->second.size() / sizeof(T));
+        std::memcpy(out.data(), it->second.data(), out.size() * sizeof(T));
+        return out;
+    }
+    Desc *desc(int attr, size_t i = 0) const {
+        auto v = get<Desc *>(attr);
+        return i < v.size() ? v[i] : nullptr;
+    }
+    int64_t i64(int attr, int64_t dflt = -1) const {
+        auto v = get<int64_t>(attr);
+        return v.empty() ? dflt : v[0];
+    }
+};
+
+std::string join(const std::vector<int64_t> &v) {
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+    return s;
+}
+
+std::string tensor_text(const Desc *t) {
+    if (!t) return "null";
+    auto virt = t->get<char>(907);
+    return "uid" + std::to_string(t->i64(906)) + "[" + join(t->get<int64_t>(902)) + "/" + join(t->get<int64_t>(903)) +
+           "]dt" + std::to_string(t->get<int32_t>(901).empty() ? -1 : t->get<int32_t>(901)[0]) +
+           (!virt.empty() && virt[0] ? "v" : "");
+}
+
+// One line per op of a graph: what the provider asked cuDNN to compute.
+std::string graph_text(const Desc *g) {
+    std::string out;
+    for (Desc *op : g->get<Desc *>(801)) {
+        if (op->type == 10) {  // convolution forward
+            Desc *c = op->desc(702);
+            out += " conv(x=" + tensor_text(op->desc(704)) + ",w=" + tensor_text(op->desc(703)) + ",y=" +
+                   tensor_text(op->desc(705)) + ",stride=" + join(c->get<int64_t>(103)) + ",pre=" +
+                   join(c->get<int64_t>(105)) + ",post=" + join(c->get<int64_t>(104)) + ",dil=" +
+                   join(c->get<int64_t>(102)) + ")";
+        } else if (op->type == 19) {  // matmul
+            out += " matmul(a=" + tensor_text(op->desc(1520)) + ",b=" + tensor_text(op->desc(1521)) + ",c=" +
+                   tensor_text(op->desc(1522)) + ")";
+        } else if (op->type == 13) {  // pointwise
+            Desc *pw = op->desc(750);
+            const int mode = pw->get<int32_t>(0).empty() ? -1 : pw->get<int32_t>(0)[0];
+            auto clip = pw->get<float>(4);
+            out += std::string(" ") + (mode == 0 ? "add" : mode == 100 ? "relu" : "pw" + std::to_string(mode)) +
+                   "(x=" + tensor_text(op->desc(751)) + (op->desc(752) ? ",b=" + tensor_text(op->desc(752)) : "") +
+                   ",y=" + tensor_text(op->desc(753)) + (clip.empty() ? "" : ",clip=" + std::to_string(int(clip[0]))) +
+                   ")";
+        }
+    }
+    return out;
+}
+
+struct Handle {
+    void *stream = nullptr;
+};
+
+}  // namespace
+
+// ---- controls -----------------------------------------------------------------------
+
+EXPORT const char *double_log() {
+    static std::string copy;
+    std::lock_guard<std::mutex> lock(g_mu);
+    copy = g_log;
+    return copy.c_str();
+}
+EXPORT void double_log_clear() {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_log.clear();
+}
+EXPORT void double_set(const char *key, const char *value) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    if (value) g_knobs[key] = value;
+    else g_knobs.erase(key);
+}
+EXPORT int double_live_allocations() {
+    std::lock_guard<std::mutex> lock(g_mu);
+    return static_cast<int>(g_allocs.size());
+}
+
+// ---- CUDA driver ----------------------------------------------------------------------
+
+EXPORT int cuInit(unsigned) { return 0; }
+EXPORT int cuDeviceGetCount(int *n) {
+    *n = 1;
+    return 0;
+}
+EXPORT int cuDeviceGet(int *d, int i) {
+    *d = i;
+    return 0;
+}
+EXPORT int cuDeviceGetAttribute(int *v, int attr, int) {
+    *v = attr == 16 ? 132 : attr == 75 ? 9 : 0;  // SM count, compute capability 9.0
+    return 0;
+}
+EXPORT int cuDevicePrimaryCtxRetain(void **ctx, int dev) {
+    *ctx = reinterpret_cast<void *>(uintptr_t(0xC0DE0) + uintptr_t(dev));
+    return 0;
+}
+EXPORT int cuDevicePrimaryCtxRelease_v2(int) { return 0; }
+EXPORT int cuCtxPushCurrent_v2(void *c) {
+    t_ctx.push_back(c);
+    return 0;
+}
+EXPORT int cuCtxPopCurrent_v2(void **c) {
+    if (t_ctx.empty()) return 201;  // CUDA_ERROR_INVALID_CONTEXT
+    if (c) *c = t_ctx.back();
+    t_ctx.pop_back();
+    return 0;
+}
+EXPORT int cuCtxSynchronize() { return 0; }
+EXPORT int cuModuleLoadData(void **m, const void *) {
+    *m = device_alloc(1);
+    return 0;
+}
+EXPORT int cuModuleUnload(void *m) {
+    device_free(m);
+    return 0;
+}
+EXPORT int cuModuleGetFunction(void **f, void *, const char *) {
+    *f = reinterpret_cast<void *>(uintptr_t(0xF00));
+    return 0;
+}
+EXPORT int cuLaunchKernel(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
+                          void **, void **) {
+    logf("cuLaunchKernel");
+    return 801;  // CUDA_ERROR_NOT_SUPPORTED: no GPU code runs in the double
+}
+EXPORT int cuMemAlloc_v2(unsigned long long *p, size_t n) {
+    *p = reinterpret_cast<uintptr_t>(device_alloc(n));
+    return 0;
+}
+EXPORT int cuMemFree_v2(unsigned long long p) {
+    device_free(reinterpret_cast<void *>(uintptr_t(p)));
+    return 0;
+}
+EXPORT int cuMemcpyHtoD_v2(unsigned long long d, const void *s, size_t n) {
+    std::memcpy(reinterpret_cast<void *>(uintptr_t(d)), s, n);
+    return 0;
+}
+EXPORT int cuMemcpyDtoH_v2(void *d, unsigned long long s, size_t n) {
+    std::memcpy(d, reinterpret_cast<void *>(uintptr_t(s)), n);
+    return 0;
+}
+EXPORT int cuMemcpyDtoD_v2(unsigned long long d, unsigned long long s, size_t n) {
+    std::memmove(reinterpret_cast<void *>(uintptr_t(d)), reinterpret_cast<void *>(uintptr_t(s)), n);
+    return 0;
+}
+EXPORT int cuStreamSynchronize(void *) { return 0; }
+EXPORT int cuPointerGetAttribute(void *data, int attr, unsigned long long p) {
+    if (attr != 2) return 1;
+    *static_cast<unsigned *>(data) = is_device(uintptr_t(p)) ? 2u : 1u;  // DEVICE : HOST
+    return 0;
+}
+EXPORT int cuGetErrorString(int, const char **s) {
+    *s = "error from the CUDA double";
+    return 0;
+}
+EXPORT int cuFuncSetAttribute(void *, int, int) { return 0; }
+EXPORT int cuMemAllocAsync(unsigned long long *p, size_t n, void *stream) {
+    if (knob("oom_async") == "1") {
+        logf("cuMemAllocAsync bytes=%zu stream=%p oom", n, stream);
+        return 2;  // CUDA_ERROR_OUT_OF_MEMORY
+    }
+    *p = reinterpret_cast<uintptr_t>(device_alloc(n));
+    logf("cuMemAllocAsync bytes=%zu stream=%p ptr=%p", n, stream, reinterpret_cast<void *>(uintptr_t(*p)));
+    return 0;
+}
+EXPORT int cuMemFreeAsync(unsigned long long p, void *stream) {
+    logf("cuMemFreeAsync ptr=%p stream=%p", reinterpret_cast<void *>(uintptr_t(p)), stream);
+    device_free(reinterpret_cast<void *>(uintptr_t(p)));
+    return 0;
+}
+EXPORT int cuStreamCreate(void **s, unsigned flags) {
+    *s = device_alloc(1);
+    logf("cuStreamCreate stream=%p flags=%u", *s, flags);
+    return 0;
+}
+EXPORT int cuStreamDestroy_v2(void *s) {
+    logf("cuStreamDestroy stream=%p", s);
+    device_free(s);
+    return 0;
+}
+
+// ---- cuDNN ---------------------------------------------------------------------------------
+
+EXPORT size_t cudnnGetVersion() { return 91900; }
+EXPORT const char *cudnnGetErrorString(int s) {
+    return s == 3000 ? "CUDNN_STATUS_NOT_SUPPORTED" : s == 0 ? "CUDNN_STATUS_SUCCESS" : "CUDNN_STATUS_(double)";
+}
+EXPORT void cudnnGetLastErrorString(char *m, size_t n) {
+    if (n) m[0] = '\0';
+}
+EXPORT int cudnnCreate(Handle **h) {
+    if (knob("create_fail") == "1") return 4000;
+    *h = new Handle;
+    logf("cudnnCreate handle=%p", static_cast<void *>(*h));
+    return 0;
+}
+EXPORT int cudnnDestroy(Handle *h) {
+    logf("cudnnDestroy handle=%p stream=%p", static_cast<void *>(h), h->stream);
+    delete h;
+    return 0;
+}
+EXPORT int cudnnSetStream(Handle *h, void *s) {
+    h->stream = s;
+    logf("cudnnSetStream handle=%p stream=%p", static_cast<void *>(h), s);
+    return 0;
+}
+EXPORT int cudnnBackendCreateDescriptor(int type, Desc **d) {
+    *d = new Desc{type, {}, {}};
+    return 0;
+}
+EXPORT int cudnnBackendDestroyDescriptor(Desc *d) {
+    if (d && d->type == 16) logf("destroy variant_pack");
+    delete d;
+    return 0;
+}
+EXPORT int cudnnBackendSetAttribute(Desc *d, int name, int type, int64_t count, const void *value) {
+    if (!d || (count > 0 && !value)) return 2002;
+    const char *p = static_cast<const char *>(value);
+    d->attrs[name].assign(p, p + type_size(type) * size_t(count));
+    d->counts[name] = count;
+    return 0;
+}
+EXPORT int cudnnBackendFinalize(Desc *d) {
+    switch (d->type) {
+    case 15:  // operation graph
+        if (knob("graph_fail") == "1") return 3001;
+        logf("graph%s", graph_text(d).c_str());
+        break;
+    case 4: {  // heuristics
+        const int mode = d->get<int32_t>(200).empty() ? -1 : d->get<int32_t>(200)[0];
+        d->results = ids(mode == 3 ? knob("heur_a", "10,11,12") : knob("heur_fallback", "10,20"));
+        logf("heuristics mode=%s configs=%s", mode == 3 ? "A" : "fallback", join(d->results).c_str());
+        break;
+    }
+    case 5: {  // execution plan
+        Desc *cfg = d->desc(401);
+        const int64_t engine = cfg ? cfg->engine : -1;
+        if (in(ids(knob("fail")), engine)) {
+            logf("finalize plan engine=%lld not-supported", static_cast<long long>(engine));
+            return 3000;
+        }
+        d->engine = engine;
+        d->workspace = std::atoll(knob("ws_" + std::to_string(engine), "0").c_str());
+        logf("finalize plan engine=%lld workspace=%lld", static_cast<long long>(engine),
+             static_cast<long long>(d->workspace));
+        break;
+    }
+    case 16:  // variant pack
+        logf("finalize variant_pack uids=%s", join(d->get<int64_t>(1000)).c_str());
+        break;
+    default:
+        break;
+    }
+    d->finalized = true;
+    return 0;
+}
+EXPORT int cudnnBackendGetAttribute(Desc *d, int name, int type, int64_t requested, int64_t *count, void *out) {
+    (void)type;
+    if (name == 202) {  // heuristics results: configurations
+        if (requested == 0) {
+            *count = int64_t(d->results.size());
+            return 0;
+        }
+        Desc **cfgs = static_cast<Desc **>(out);
+        const int64_t n = std::min<int64_t>(requested, int64_t(d->results.size()));
+        for (int64_t i = 0; i < n; ++i) cfgs[i]->engine = d->results[size_t(i)];
+        *count = n;
+        return 0;
+    }
+    if (name == 300) {  // the configuration's engine
+        static_cast<Desc **>(out)[0]->engine = d->engine;
+        *count = 1;
+        return 0;
+    }
+    if (name == 1305) {  // behaviour notes
+        const bool rtc = in(ids(knob("rtc")), d->engine);
+        if (rtc && requested > 0) static_cast<int32_t *>(out)[0] = 0;  // RUNTIME_COMPILATION
+        *count = rtc ? 1 : 0;
+        return 0;
+    }
+    if (name == 1301) {
+        *static_cast<int64_t *>(out) = d->engine;
+        *count = 1;
+        return 0;
+    }
+    if (name == 402) {
+        *static_cast<int64_t *>(out) = d->workspace;
+        *count = 1;
+        return 0;
+    }
+    return 2000;
+}
+EXPORT int cudnnBackendExecute(Handle *h, Desc *plan, Desc *vp) {
+    auto uids = vp->get<int64_t>(1000);
+    auto ptrs = vp->get<void *>(1001);
+    auto ws = vp->get<void *>(1003);
+    std::string data;
+    for (size_t i = 0; i < uids.size() && i < ptrs.size(); ++i)
+        data += (i ? "," : "") + std::to_string(uids[i]) + ":" +
+                (is_device(reinterpret_cast<uintptr_t>(ptrs[i])) ? "dev" : "HOST");
+    logf("cudnnBackendExecute handle=%p stream=%p engine=%lld ctx=%p data=%s workspace=%s",
+         static_cast<void *>(h), h->stream, static_cast<long long>(plan->engine),
+         t_ctx.empty() ? nullptr : t_ctx.back(), data.c_str(),
+         ws.empty() || !ws[0] ? "none" : (is_device(reinterpret_cast<uintptr_t>(ws[0])) ? "dev" : "HOST"));
+    return 0;
+}
+
+// legacy pooling
+struct Tensor4d {
+    int dt = -1, n = 0, c = 0, h = 0, w = 0, ns = 0, cs = 0, hs = 0, ws = 0;
+};
+struct Pooling {
+    int mode = -1, nan = -1, wh = 0, ww = 0, ph = 0, pw = 0, sh = 0, sw = 0;
+};
+EXPORT int cudnnCreateTensorDescriptor(Tensor4d **t) {
+    *t = new Tensor4d;
+    return 0;
+}
+EXPORT int cudnnDestroyTensorDescriptor(Tensor4d *t) {
+    delete t;
+    return 0;
+}
+EXPORT int cudnnSetTensor4dDescriptorEx(Tensor4d *t, int dt, int n, int c, int h, int w, int ns, int cs, int hs,
+                                        int ws) {
+    *t = Tensor4d{dt, n, c, h, w, ns, cs, hs, ws};
+    return 0;
+}
+EXPORT int cudnnCreatePoolingDescriptor(Pooling **p) {
+    *p = new Pooling;
+    return 0;
+}
+EXPORT int cudnnDestroyPoolingDescriptor(Pooling *p) {
+    delete p;
+    return 0;
+}
+EXPORT int cudnnSetPooling2dDescriptor(Pooling *p, int mode, int nan, int wh, int ww, int ph, int pw, int sh, int sw) {
+    *p = Pooling{mode, nan, wh, ww, ph, pw, sh, sw};
+    return 0;
+}
+EXPORT int cudnnPoolingForward(Handle *h, Pooling *p, const void *alpha, Tensor4d *xd, const void *x,
+                               const void *beta, Tensor4d *yd, void *y) {
+    logf("cudnnPoolingForward handle=%p stream=%p mode=%d window=%dx%d pad=%d,%d stride=%d,%d alpha=%g beta=%g "
+         "x=[%d,%d,%d,%d/%d,%d,%d,%d]dt%d y=[%d,%d,%d,%d/%d,%d,%d,%d] xdev=%d ydev=%d",
+         static_cast<void *>(h), h->stream, p->mode, p->wh, p->ww, p->ph, p->pw, p->sh, p->sw,
+         double(*static_cast<const float *>(alpha)), double(*static_cast<const float *>(beta)), xd->n, xd->c, xd->h,
+         xd->w, xd->ns, xd->cs, xd->hs, xd->ws, xd->dt, yd->n, yd->c, yd->h, yd->w, yd->ns, yd->cs, yd->hs, yd->ws,
+         int(is_device(reinterpret_cast<uintptr_t>(x))), int(is_device(reinterpret_cast<uintptr_t>(y))));
+    return 0;
+}

@@ -1,0 +1,284 @@
+"""The cuDNN provider's contract, checked in CI without a GPU.
+
+tests/doubles/cuda_cudnn_double.cpp (built here with the system C++ compiler)
+stands in for both libcuda.so.1 and libcudnn.so.9: "device" memory is host
+memory, every call that matters is logged, nothing is computed. These tests
+check what paskdnn asks of cuDNN - the graph it builds (op order, tensors,
+strides, ids), which heuristics configuration each solver takes, the
+variant pack, handles, streams, workspaces, the current context, and the
+fallbacks - while tests/test_cudnn.py checks results on a real GPU.
+
+Each test runs in a fresh Python process: the CUDA driver is loaded once per
+process, and in the test process it is (on CI) the missing real one.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+CXX = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
+if CXX is None:
+    pytest.skip("no C++ compiler to build the CUDA/cuDNN test double", allow_module_level=True)
+
+PRELUDE = textwrap.dedent("""
+    import ctypes, json, os, sys
+    import numpy as np
+    import paskdnn
+    D = ctypes.CDLL(os.environ["PASKDNN_LIBCUDA"])
+    D.double_log.restype = ctypes.c_char_p
+    D.double_set.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    def knob(k, v): D.double_set(k.encode(), str(v).encode())
+    def log(): return D.double_log().decode()
+    rng = np.random.default_rng(7)
+    def dev(shape, ctx, dtype="float16"):
+        return paskdnn.asarray(rng.standard_normal(shape).astype(np.float32), dtype=dtype, context=ctx)
+    def ctx(**kw):
+        kw.setdefault("cache_dir", os.environ["CACHE"])
+        return paskdnn.Context("cuda", cudnn=os.environ["PASKDNN_LIBCUDA"], **kw)
+    out = {}
+""")
+
+
+@pytest.fixture(scope="session")
+def double_path(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cuda-double") / "libcuda_cudnn_double.so"
+    subprocess.run([CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-fvisibility=hidden", "-o", str(out),
+                    str(HERE / "doubles" / "cuda_cudnn_double.cpp"), "-lpthread"], check=True)
+    return str(out)
+
+
+def run(double_path, tmp_path, body):
+    """Runs PRELUDE + body in a fresh process on the double; returns (out dict, log lines)."""
+    script = PRELUDE + textwrap.dedent(body) + "\nout['log'] = log()\nprint('RESULT' + json.dumps(out))\n"
+    env = dict(os.environ, PASKDNN_LIBCUDA=double_path, CACHE=str(tmp_path / "cache"), PASKDNN_NVRTC="/nonexistent")
+    env.pop("PASKDNN_CUDNN", None)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")][-1]
+    out = json.loads(line[len("RESULT"):])
+    return out, out.pop("log").splitlines()
+
+
+def lines(log, name):
+    return [ln for ln in log if ln.split(" ", 1)[0] == name]
+
+
+def calls(log, name, stream="(nil)"):
+    """Lines of name queued on the caller's stream (each new plan also runs once on a loader's stream)."""
+    return [ln for ln in lines(log, name) if field(ln, "stream") == stream]
+
+
+def field(line, name):
+    m = re.search(r"\b" + name + r"=(\S+)", line)
+    assert m, f"{name}= missing in {line!r}"
+    return m.group(1)
+
+
+def test_conv_graph_nhwc_with_residual_bias_relu6(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cudnn"], loader_threads=0)
+        x, w, b = dev((2, 9, 11, 8), c), dev((12, 3, 3, 8), c), dev((12,), c)
+        r = dev((2, 4, 6, 12), c)
+        y = paskdnn.conv2d(x, w, b, 2, ((1, 0), (1, 1)), 1, 1, layout="NHWC", weight_layout="OHWI", residual=r,
+                           activation="relu6", context=c, stream=0x5000)
+        out["solver"] = paskdnn.last_solver()
+        out["shape"] = list(y.shape)
+    """)
+    assert out["solver"] == "conv2d.cudnn" and out["shape"] == [2, 4, 6, 12]
+    graph = [ln for ln in lines(log, "graph") if "conv(" in ln and "uid1[2,8,9,11" in ln]
+    assert len(graph) == 1, lines(log, "graph")
+    g = graph[0]
+    # conv -> + residual -> + bias -> relu clipped at 6, in that order (cuDNN's precompiled fused engines)
+    ops = re.findall(r" (conv|add|relu)\(", g)
+    assert ops == ["conv", "add", "add", "relu"], g
+    assert "x=uid1[2,8,9,11/792,1,88,8]dt2" in g  # NHWC strides of an N,C,H,W tensor, fp16
+    assert "w=uid2[12,8,3,3/72,1,24,8]dt2" in g  # OHWI
+    assert "stride=2,2,pre=1,1,post=0,1,dil=1,1" in g
+    add1, add2 = re.findall(r" add\((.*?)\)", g)
+    assert "b=uid5[2,12,4,6/288,1,72,12]" in add1 and "b=uid4[1,12,1,1/12,1,1,1]" in add2
+    assert "clip=6" in g and "y=uid3[2,12,4,6/288,1,72,12]dt2" in g
+    assert "dt0v" in g  # the intermediates are virtual float32
+    ex = lines(log, "cudnnBackendExecute")[-1]
+    assert field(ex, "data") == "1:dev,2:dev,3:dev,4:dev,5:dev"
+    assert field(ex, "stream") == "0x5000" and field(ex, "ctx") != "(nil)"
+
+
+def test_each_solver_takes_its_configuration_rank_without_repeats(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        knob("heur_a", "10,11")
+        knob("heur_fallback", "10,20")
+        for name in ("conv2d.cudnn", "conv2d.cudnn_h1", "conv2d.cudnn_h2"):
+            c = ctx(solvers=[name], loader_threads=0)
+            paskdnn.conv2d(dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c), padding=1, context=c)
+            out[name] = paskdnn.last_solver()
+            c.close()
+    """)
+    engines = [field(ln, "engine") for ln in calls(log, "cudnnBackendExecute")]
+    # rank 0 and 1 from mode A; rank 2 from the fallback list, skipping engine 10 mode A already gave
+    assert engines == ["10", "11", "20"], engines
+
+
+def test_a_configuration_that_does_not_finalise_is_skipped(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        knob("fail", "10")
+        c = ctx(solvers=["conv2d.cudnn"], loader_threads=0)
+        paskdnn.conv2d(dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c), padding=1, context=c)
+    """)
+    assert any("engine=10 not-supported" in ln for ln in lines(log, "finalize"))
+    assert field(calls(log, "cudnnBackendExecute")[-1], "engine") == "11"
+
+
+def test_runtime_compiled_engines_only_for_the_rtc_solver(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        knob("heur_a", "7,10")
+        knob("rtc", "7")
+        for name in ("conv2d.cudnn", "conv2d.cudnn_rtc"):
+            c = ctx(solvers=[name], loader_threads=0)
+            paskdnn.conv2d(dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c), dev((8,), c), padding=1,
+                           activation="relu", context=c)
+            c.close()
+    """)
+    assert [field(ln, "engine") for ln in calls(log, "cudnnBackendExecute")] == ["10", "7"]
+
+
+def test_unsupported_pattern_is_a_clear_load_error(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        knob("graph_fail", "1")
+        c = ctx(solvers=["conv2d.cudnn"], loader_threads=0)
+        try:
+            paskdnn.conv2d(dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c), padding=1, context=c)
+        except paskdnn.Error as e:
+            out["error"] = type(e).__name__ + ": " + str(e)
+    """)
+    assert "LoadError" in out["error"] and "does not support this pattern" in out["error"], out["error"]
+
+
+def test_workspace_comes_from_the_callers_stream_and_oom_moves_on(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        knob("ws_10", 4096)
+        c = ctx(solvers=["conv2d.cudnn", "conv2d.cudnn_h1"], loader_threads=0)
+        x, w = dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c)
+        paskdnn.conv2d(x, w, padding=1, context=c, stream=0x7000)
+        out["first"] = paskdnn.last_solver()
+        knob("oom_async", 1)
+        paskdnn.conv2d(x, w, padding=1, context=c, stream=0x7000)
+        out["second"] = paskdnn.last_solver()
+        path = os.path.join(os.path.dirname(os.environ["CACHE"]), "t.json")
+        c.export_trace(path)
+        out["events"] = [e.get("name", "") for e in json.load(open(path))["traceEvents"]]
+    """)
+    assert out["first"] == "conv2d.cudnn" and out["second"] == "conv2d.cudnn_h1"
+    allocs = [ln for ln in calls(log, "cuMemAllocAsync", "0x7000") if "bytes=4096" in ln]
+    assert allocs  # the workspace of the first call, on the caller's stream
+    frees = lines(log, "cuMemFreeAsync")
+    assert any(field(f, "ptr") == field(allocs[0], "ptr") and field(f, "stream") == "0x7000" for f in frees)
+    assert any(e.startswith("out of memory: conv2d.cudnn") for e in out["events"])
+    assert field(calls(log, "cudnnBackendExecute", "0x7000")[-1], "engine") == "11"
+
+
+def test_hinted_plans_are_built_on_loader_threads_in_order_then_hit(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        import threading
+        out["caller"] = None
+        c = ctx(solvers=["conv2d.cudnn"], policy="pask", loader_threads=1)
+        shapes = [(1, 8, 10, 10), (1, 8, 12, 12), (1, 8, 14, 14)]
+        w = dev((8, 8, 3, 3), c)
+        for s in shapes:
+            c.hint("conv2d", paskdnn.TensorSpec(s, "float16"), w, padding=1)
+        out["idle"] = c.wait_loads(60)
+        for s in shapes:
+            paskdnn.conv2d(dev(s, c), w, padding=1, context=c)
+        out["stats"] = c.stats()
+        out["before_close"] = log()
+        D.double_log_clear()
+        c.close()
+        out["after_close"] = log()
+        out["live"] = D.double_live_allocations()
+    """)
+    assert out["idle"]
+    st = out["stats"]
+    assert st["resident_hits"] == 3 and st["blocking_loads"] == 0 and st["prefetches"] == 3
+    log = out["before_close"].splitlines()
+    graphs = [ln for ln in lines(log, "graph") if "conv(" in ln]
+    sizes = [re.search(r"uid1\[1,8,(\d+),", g).group(1) for g in graphs]
+    # the warm-up's own plans first (8x8), then the hinted layers in hint order
+    assert sizes[-3:] == ["10", "12", "14"], sizes
+    loader = {field(g, "thread") for g in graphs}
+    callers = {field(ln, "thread") for ln in calls(log, "cudnnBackendExecute")}
+    assert len(calls(log, "cudnnBackendExecute")) == 3 and not loader & callers  # built on the loader, run on the caller
+    # every handle is destroyed with the context, with no stream left on it
+    destroys = [ln for ln in out["after_close"].splitlines() if ln.startswith("cudnnDestroy")]
+    assert destroys and all(field(d, "stream") == "(nil)" for d in destroys)
+
+
+def test_handles_are_pooled_and_warm_up_streams_released_first(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cudnn"], policy="pask", loader_threads=4)
+        w = dev((8, 8, 3, 3), c)
+        for h in range(6, 30, 2):
+            c.hint("conv2d", paskdnn.TensorSpec((1, 8, h, h), "float16"), w, padding=1)
+        c.wait_loads(60)
+        c.close()
+    """)
+    creates = lines(log, "cudnnCreate")
+    assert 2 <= len(creates) <= 5, creates  # the execution handle + at most one per loader thread
+    # a handle is pointed away from each scratch stream before the stream is destroyed
+    for i, ln in enumerate(log):
+        if ln.startswith("cuStreamDestroy"):
+            s = field(ln, "stream")
+            sets = [x for x in log[:i] if x.startswith("cudnnSetStream")]
+            last_to_s = max(j for j, x in enumerate(sets) if field(x, "stream") == s)
+            handle = field(sets[last_to_s], "handle")
+            assert any(field(x, "handle") == handle and field(x, "stream") == "(nil)" for x in sets[last_to_s:])
+
+
+def test_variant_pack_is_reused_while_pointers_repeat(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cudnn"], loader_threads=0)
+        x, w = dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c)
+        y = paskdnn.conv2d(x, w, padding=1, context=c)
+        D.double_log_clear()
+        for _ in range(3):
+            paskdnn.conv2d(x, w, padding=1, out=y, context=c)
+        y2 = paskdnn.conv2d(x, w, padding=1, context=c)  # a new output: a new variant pack
+    """)
+    assert len(calls(log, "cudnnBackendExecute")) == 4
+    assert len(lines(log, "finalize")) == 1  # only the variant pack for y2
+
+
+def test_alpha_and_alignment_are_declined_with_a_reason(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cudnn"], loader_threads=0)
+        x, w = dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c)
+        try:
+            paskdnn.conv2d(x, w, padding=1, alpha=0.5, context=c)
+        except paskdnn.Error as e:
+            out["error"] = type(e).__name__ + ": " + str(e)
+    """)
+    assert "Unsupported" in out["error"] and "alpha = 1" in out["error"], out["error"]
+    assert not calls(log, "cudnnBackendExecute")
+
+
+def test_gemm_graph_and_pooling_descriptors(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["gemm.cudnn", "pool2d.cudnn"], loader_threads=0)
+        a, b, bias = dev((5, 16), c), dev((24, 16), c), dev((24,), c)
+        paskdnn.linear(a, b, bias, context=c)  # y = a @ b^T + bias
+        paskdnn.max_pool2d(dev((2, 8, 9, 9), c), 3, 2, 1, context=c)
+        paskdnn.avg_pool2d(dev((2, 9, 9, 8), c), 3, 2, 1, count_include_pad=False, layout="NHWC", context=c)
+    """)
+    g = [ln for ln in lines(log, "graph") if "matmul(" in ln][-1]
+    assert "a=uid1[1,5,16/80,16,1]dt2" in g and "b=uid2[1,16,24/384,1,16]dt2" in g, g
+    assert re.findall(r" (matmul|add|relu)\(", g) == ["matmul", "add"] and "b=uid4[1,1,24/24,24,1]" in g
+    mx, av = calls(log, "cudnnPoolingForward")
+    assert field(mx, "mode") == "0" and field(mx, "window") == "3x3" and field(mx, "pad") == "1,1"
+    assert "x=[2,8,9,9/648,81,9,1]dt2" in mx
+    assert field(av, "mode") == "2" and "x=[2,8,9,9/648,1,72,8]" in av  # exclude padding; NHWC strides
+    assert field(av, "alpha") == "1" and field(av, "beta") == "0" and field(av, "xdev") == "1"
