@@ -282,3 +282,26 @@ def test_gemm_graph_and_pooling_descriptors(double_path, tmp_path):
     assert "x=[2,8,9,9/648,81,9,1]dt2" in mx
     assert field(av, "mode") == "2" and "x=[2,8,9,9/648,1,72,8]" in av  # exclude padding; NHWC strides
     assert field(av, "alpha") == "1" and field(av, "beta") == "0" and field(av, "xdev") == "1"
+
+
+@pytest.mark.parametrize("times, explore, settled", [
+    ((50, 20), True, "conv2d.cudnn_h1"),   # the second configuration is faster: found by exploring
+    ((20, 50), True, "conv2d.cudnn"),      # tried, slower: back to the first
+    ((50, 20), False, "conv2d.cudnn"),     # without exploring, the untried one never runs
+])
+def test_device_timed_runs_choose_between_configurations(double_path, tmp_path, times, explore, settled):
+    out, log = run(double_path, tmp_path, f"""
+        knob("time_10", {times[0]})
+        knob("time_11", {times[1]})
+        c = ctx(solvers=["conv2d.cudnn", "conv2d.cudnn_h1"], policy="pask", loader_threads=1, explore={explore})
+        x, w = dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c)
+        seen = []
+        for _ in range(14):
+            paskdnn.conv2d(x, w, padding=1, context=c)
+            seen.append(paskdnn.last_solver())
+            c.wait_loads(30)
+        out["seen"] = seen
+    """)
+    seen = out["seen"]
+    assert seen[-4:] == [settled] * 4, seen
+    assert ("conv2d.cudnn_h1" in seen) == explore, seen

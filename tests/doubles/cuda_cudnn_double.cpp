@@ -16,6 +16,11 @@
 //   graph_fail    1: operation graphs do not finalise (an unsupported pattern)
 //   oom_async     1: cuMemAllocAsync reports out of memory
 //   create_fail   1: cudnnCreate fails
+//   time_<id>     microseconds engine <id>'s plans take on the stream's clock (default 10)
+//
+// Device time: each stream has a clock; an execution advances it by its
+// engine's time, events read it, so paskdnn's device-timed ranking sees the
+// times the test sets. Host functions (cuLaunchHostFunc) run on a thread.
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -38,6 +43,16 @@ std::string g_log;
 std::map<std::string, std::string> g_knobs;
 std::map<uintptr_t, size_t> g_allocs;  // base -> size
 thread_local std::vector<void *> t_ctx;
+std::map<void *, double> g_clock;  // per stream, microseconds (under g_mu)
+
+struct Event {
+    double t = 0;
+};
+
+void advance(void *stream, double us) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_clock[stream] += us;
+}
 
 void logf(const char *fmt, ...) {
     char buf[1024];
@@ -305,6 +320,33 @@ EXPORT int cuStreamDestroy_v2(void *s) {
     return 0;
 }
 
+EXPORT int cuEventCreate(Event **e, unsigned) {
+    *e = new Event;
+    return 0;
+}
+EXPORT int cuEventDestroy_v2(Event *e) {
+    delete e;
+    return 0;
+}
+EXPORT int cuEventRecord(Event *e, void *stream) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    e->t = g_clock[stream];
+    return 0;
+}
+EXPORT int cuEventQuery(Event *) { return 0; }
+EXPORT int cuEventElapsedTime_v2(float *ms, Event *a, Event *b) {
+    *ms = static_cast<float>((b->t - a->t) / 1000.0);
+    return 0;
+}
+EXPORT int cuStreamIsCapturing(void *, int *status) {
+    *status = 0;
+    return 0;
+}
+EXPORT int cuLaunchHostFunc(void *, void (*fn)(void *), void *data) {
+    std::thread(fn, data).detach();
+    return 0;
+}
+
 // ---- cuDNN ---------------------------------------------------------------------------------
 
 EXPORT size_t cudnnGetVersion() { return 91900; }
@@ -424,6 +466,7 @@ EXPORT int cudnnBackendExecute(Handle *h, Desc *plan, Desc *vp) {
     for (size_t i = 0; i < uids.size() && i < ptrs.size(); ++i)
         data += (i ? "," : "") + std::to_string(uids[i]) + ":" +
                 (is_device(reinterpret_cast<uintptr_t>(ptrs[i])) ? "dev" : "HOST");
+    advance(h->stream, std::atof(knob("time_" + std::to_string(plan->engine), "10").c_str()));
     logf("cudnnBackendExecute handle=%p stream=%p engine=%lld ctx=%p data=%s workspace=%s",
          static_cast<void *>(h), h->stream, static_cast<long long>(plan->engine),
          t_ctx.empty() ? nullptr : t_ctx.back(), data.c_str(),
