@@ -239,7 +239,16 @@ def test_hints_preload_cuda_kernels_and_calls_hit_them(cache):
     paskdnn.conv2d(x, w, b, 1, 1, activation="relu", context=c)
     paskdnn.max_pool2d(x, 3, 2, 1, context=c)
     s = c.stats()
-    assert s["resident_hits"] == 2 and s["blocking_loads"] == 0 and s["prefetches"] == 2
+    assert s["resident_hits"] == 2 and s["blocking_loads"] == 0
+    # with cuDNN the best kernels are plans to build: a prebuilt kernel for each is brought in too
+    with_cudnn = any(n.startswith("conv2d.cudnn") for n in (paskdnn.last_solver(),)) or _cudnn_found()
+    assert s["prefetches"] == (4 if with_cudnn else 2)
+
+
+def _cudnn_found():
+    from paskdnn._context import _find_cudnn
+
+    return bool(os.environ.get("PASKDNN_CUDNN") or _find_cudnn())
 
 
 def test_nvrtc_compiles_into_the_user_cache_and_the_next_context_reuses_it(tmp_path):

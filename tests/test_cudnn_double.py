@@ -305,3 +305,44 @@ def test_device_timed_runs_choose_between_configurations(double_path, tmp_path, 
     seen = out["seen"]
     assert seen[-4:] == [settled] * 4, seen
     assert ("conv2d.cudnn_h1" in seen) == explore, seen
+
+
+def test_a_prebuilt_kernel_is_brought_in_ahead_of_slow_plans_and_reused(double_path, tmp_path):
+    """pask: a hinted layer whose best kernel must be built (a cuDNN plan) gets a
+    prebuilt kernel serving it loaded first, so the first call reuses it instead
+    of loading on the caller; once the plans land, the calls move to cuDNN."""
+    out, log = run(double_path, tmp_path, """
+        import time
+        # One loader thread, busy with cuDNN's set-up (three warm-up plans) while the
+        # hints arrive: then the queue's order alone decides what loads first.
+        knob("finalize_ms", 300)
+        solvers = ["conv2d.cudnn", "conv2d.cuda_igemm", "pool2d.cudnn", "pool2d.cuda_direct"]
+        c = ctx(solvers=solvers, policy="pask", loader_threads=1)
+        out["prebuilt"] = any(s["name"] == "conv2d.cuda_igemm" for s in paskdnn.solvers())
+        xa, xb, w = dev((1, 8, 10, 10), c), dev((1, 8, 12, 12), c), dev((8, 8, 3, 3), c)
+        c.hint("conv2d", xa, w, padding=1)
+        c.hint("conv2d", xb, w, padding=1)
+        c.hint("max_pool2d", xa, 3, 2, 1)
+        time.sleep(1.05)  # set-up ~0.9 s, then the prebuilt kernels (~1 ms each), then plans (0.3 s each)
+        first = []
+        try:
+            for x in (xa, xb):
+                paskdnn.conv2d(x, w, padding=1, context=c)
+                first.append(paskdnn.last_solver())
+            paskdnn.max_pool2d(xa, 3, 2, 1, context=c)
+            first.append(paskdnn.last_solver())
+        except paskdnn.LoadError as e:  # no prebuilt cubins in this build (no nvcc)
+            out["skip"] = str(e)
+        out["first"] = first
+        out["stats"] = c.stats()
+        c.wait_loads(60)
+        paskdnn.conv2d(xa, w, padding=1, context=c)
+        out["after"] = paskdnn.last_solver()
+    """)
+    if "skip" in out:
+        pytest.skip("no prebuilt CUDA kernels in this build: " + out["skip"][:200])
+    assert out["first"] == ["conv2d.cuda_igemm", "conv2d.cuda_igemm", "pool2d.cuda_direct"], out["first"]
+    st = out["stats"]
+    assert st["blocking_loads"] == 0 and st["inflight_waits"] == 0 and st["reuses"] == 3, st
+    assert st["prefetches"] == 5  # three plans, one generic conv kernel, one pooling kernel
+    assert out["after"] == "conv2d.cudnn"

@@ -505,10 +505,27 @@ void pask_context::hint(pask::Problem problem) {
 void pask_context::feed_loader() {
     if (!proactive() || !loader || loader->num_threads() == 0) return;
     for (auto &[seq, p] : hints->take_ready()) {
-        for (const Candidate &c : candidates(p, p.hash())) {
+        const auto cands = candidates(p, p.hash());
+        const pask::Bucket bucket = p.bucket();
+        for (const Candidate &c : cands) {
             if (is_bad(c.key.str())) continue;
-            if (!resident.contains(p.bucket(), c.key) && !loader->queued_or_running(c.key)) {
-                loader->request(c.key, p.bucket(), seq);
+            // The best must be built (a cuDNN plan, an NVRTC compile): a prebuilt
+            // kernel that serves the Problem too is brought in first, so that the
+            // call can reuse it if the build has not landed (reusing policies).
+            // Generic kernels share one key across Problems: one load per bucket.
+            if (reuses() && !loader->prebuilt(c.key)) {
+                const Candidate *quick = nullptr;
+                for (const Candidate &o : cands)
+                    if (&o != &c && !is_bad(o.key.str()) && loader->prebuilt(o.key) &&
+                        (!quick || load_costs.estimate_ms(o.key) < load_costs.estimate_ms(quick->key)))
+                        quick = &o;
+                if (quick && !resident.contains(bucket, quick->key) && !loader->queued_or_running(quick->key)) {
+                    loader->request(quick->key, bucket, seq - (int64_t(1) << 40));  // ahead of every build
+                    stats.prefetches++;
+                }
+            }
+            if (!resident.contains(bucket, c.key) && !loader->queued_or_running(c.key)) {
+                loader->request(c.key, bucket, seq);
                 stats.prefetches++;
             }
             break;  // only the best

@@ -4,8 +4,8 @@
 // libcudnn.so.9, keeps "device" memory in host memory, logs every call that
 // matters to the cuDNN provider's contract (one line per call: name, then
 // key=value fields) and never computes: results on real hardware are the GPU
-// tests' job (tests/test_cudnn.py). Kernel launches fail (no GPU code runs
-// here), so the tests pin contexts to the cuDNN solvers.
+// tests' job (tests/test_cudnn.py). Kernel launches of paskdnn's own kernels
+// succeed without running anything, so only which kernel ran can be checked.
 //
 // Behaviour switches: double_set(key, value):
 //   heur_a        engine ids mode-A heuristics offer, comma-separated (default "10,11,12")
@@ -16,11 +16,14 @@
 //   graph_fail    1: operation graphs do not finalise (an unsupported pattern)
 //   oom_async     1: cuMemAllocAsync reports out of memory
 //   create_fail   1: cudnnCreate fails
+//   finalize_ms   milliseconds each execution plan takes to finalise (default 0)
+//   launch_fail   1: cuLaunchKernel fails (else a launch computes nothing and takes time_native us)
 //   time_<id>     microseconds engine <id>'s plans take on the stream's clock (default 10)
 //
 // Device time: each stream has a clock; an execution advances it by its
 // engine's time, events read it, so paskdnn's device-timed ranking sees the
 // times the test sets. Host functions (cuLaunchHostFunc) run on a thread.
+#include <chrono>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -259,10 +262,16 @@ EXPORT int cuModuleGetFunction(void **f, void *, const char *) {
     *f = reinterpret_cast<void *>(uintptr_t(0xF00));
     return 0;
 }
-EXPORT int cuLaunchKernel(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
-                          void **, void **) {
-    logf("cuLaunchKernel");
-    return 801;  // CUDA_ERROR_NOT_SUPPORTED: no GPU code runs in the double
+EXPORT int cuLaunchKernel(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                          void *stream, void **, void **) {
+    if (knob("launch_fail") == "1") {
+        logf("cuLaunchKernel stream=%p failed", stream);
+        return 801;  // CUDA_ERROR_NOT_SUPPORTED
+    }
+    // No GPU code runs here: a launch only advances the stream's clock.
+    advance(stream, std::atof(knob("time_native", "30").c_str()));
+    logf("cuLaunchKernel stream=%p", stream);
+    return 0;
 }
 EXPORT int cuMemAlloc_v2(unsigned long long *p, size_t n) {
     *p = reinterpret_cast<uintptr_t>(device_alloc(n));
@@ -407,6 +416,8 @@ EXPORT int cudnnBackendFinalize(Desc *d) {
             logf("finalize plan engine=%lld not-supported", static_cast<long long>(engine));
             return 3000;
         }
+        if (const int ms = std::atoi(knob("finalize_ms", "0").c_str()); ms > 0)  // a slow build
+            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
         d->engine = engine;
         d->workspace = std::atoll(knob("ws_" + std::to_string(engine), "0").c_str());
         logf("finalize plan engine=%lld workspace=%lld", static_cast<long long>(engine),
