@@ -106,20 +106,35 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
     # thread exit: that one test stays out of this run. The Python layer loads
     # the ASan libpaskdnn (and its include/ and kernels/) through PASKDNN_LIBRARY.
     step "Python tests under ASan+UBSan"
-    set +e
-    env LD_PRELOAD="$LIBASAN $LIBSTDCXX" PASKDNN_LIBRARY="$ASAN_LIB" \
-        ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:allocator_may_return_null=1:log_path=$LOGS/python_asan.log.san" \
-        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$SUPP:log_path=$LOGS/python_asan.log.san" \
-        python3 -m pytest -q -x -p no:cacheprovider \
-        tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py tests/test_hip.py \
-        tests/test_cudnn_double.py \
-        -k "not real_hiprtc" \
-        >"$LOGS/python_asan.log" 2>&1
-    rc=$?
-    set -e
-    tail -3 "$LOGS/python_asan.log"
+    python_asan() {  # python_asan <log>; -v so that a process that dies shows the test it died in
+        set +e
+        env LD_PRELOAD="$LIBASAN $LIBSTDCXX" PASKDNN_LIBRARY="$ASAN_LIB" \
+            ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:allocator_may_return_null=1:log_path=$1.san" \
+            UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$SUPP:log_path=$1.san" \
+            python3 -m pytest -v -x -p no:cacheprovider \
+            tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py tests/test_hip.py \
+            tests/test_cudnn_double.py \
+            -k "not real_hiprtc" \
+            >"$1" 2>&1
+        rc=$?
+        set -e
+    }
+    python_asan "$LOGS/python_asan.log"
+    tail -1 "$LOGS/python_asan.log"
     check_log "$LOGS/python_asan.log" "the Python suite under ASan"
-    [ $rc -eq 0 ] || { tail -60 "$LOGS/python_asan.log"; echo "sanitize.sh: pytest under ASan failed" >&2; exit 1; }
+    if [ $rc -gt 128 ]; then
+        # Known intermittent (docs/reliability.md): the pytest process has, rarely,
+        # died without a sanitizer report, a failed test or a kernel log entry. Say
+        # where, then run once more; a second death or any report still fails.
+        echo "NOTE: pytest under ASan died (exit $rc) without a sanitizer report; last test:" >&2
+        grep "::" "$LOGS/python_asan.log" | tail -1 >&2
+        (dmesg 2>/dev/null | tail -3) >&2 || true
+        python_asan "$LOGS/python_asan_retry.log"
+        tail -1 "$LOGS/python_asan_retry.log"
+        check_log "$LOGS/python_asan_retry.log" "the Python suite under ASan (second run)"
+        [ $rc -eq 0 ] || { tail -60 "$LOGS/python_asan_retry.log"; echo "sanitize.sh: pytest under ASan failed twice (exit $rc)" >&2; exit 1; }
+    fi
+    [ $rc -eq 0 ] || { tail -60 "$LOGS/python_asan.log"; echo "sanitize.sh: pytest under ASan failed (exit $rc)" >&2; exit 1; }
 fi
 
 # ---- ThreadSanitizer ---------------------------------------------------------------
