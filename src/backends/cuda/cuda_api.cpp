@@ -8,29 +8,13 @@
 #include <sstream>
 #include <vector>
 
+#include "../../core/dynlib.hpp"
 #include "../../core/error.hpp"
 
 namespace pask::cuda {
 
-namespace {
-
-template <typename F>
-void bind(void *lib, F &fn, const char *name, std::string &missing) {
-    fn = reinterpret_cast<F>(::dlsym(lib, name));
-    if (!fn) missing += std::string(missing.empty() ? "" : ", ") + name;
-}
-
-void *open_first(const std::vector<std::string> &names, std::string &tried) {
-    for (const auto &n : names) {
-        if (n.empty()) continue;
-        if (void *h = ::dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) return h;
-        const char *e = ::dlerror();
-        tried += std::string(tried.empty() ? "" : "; ") + (e ? std::string(e) : n + ": not found");
-    }
-    return nullptr;
-}
-
-}  // namespace
+using dynlib::bind;
+using dynlib::open_first;
 
 const Driver &Driver::get() {
     static std::mutex mu;

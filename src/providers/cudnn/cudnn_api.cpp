@@ -1,5 +1,7 @@
 #include "cudnn_api.hpp"
 
+#include "../../core/dynlib.hpp"
+
 #include <dlfcn.h>
 
 #include <map>
@@ -9,15 +11,7 @@
 
 namespace pask::cudnn {
 
-namespace {
-
-template <typename F>
-void bind(void *lib, F &fn, const char *name, std::string &missing) {
-    fn = reinterpret_cast<F>(::dlsym(lib, name));
-    if (!fn) missing += std::string(missing.empty() ? "" : ", ") + name;
-}
-
-}  // namespace
+using dynlib::bind;
 
 const Api *Api::get(const std::string &path, std::string *why) {
     static std::mutex mu;
@@ -32,17 +26,8 @@ const Api *Api::get(const std::string &path, std::string *why) {
     std::vector<std::string> names;
     if (!path.empty()) names.push_back(path);
     else names = {"libcudnn.so.9", "libcudnn.so"};
-    void *lib = nullptr;
     std::string tried, used;
-    for (const auto &n : names) {
-        lib = ::dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
-        if (lib) {
-            used = n;
-            break;
-        }
-        const char *e = ::dlerror();
-        tried += std::string(tried.empty() ? "" : "; ") + (e ? std::string(e) : n + ": not found");
-    }
+    void *lib = dynlib::open_first(names, tried, &used);
     auto fail_with = [&](const std::string &msg) -> const Api * {
         failures[path] = msg;
         if (why) *why = msg;
