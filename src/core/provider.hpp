@@ -5,10 +5,12 @@
 // load costs, stats, trace) treats the result like one of our own kernels.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
 #include "kernel.hpp"
+#include "problem.hpp"
 
 namespace pask {
 
@@ -28,5 +30,12 @@ public:
     // finalisation). Thread-safe. Throws pask::Error(PASK_ERROR_LOAD_FAILED).
     virtual std::shared_ptr<CodeObject> build(const KernelKey &key) = 0;
 };
+
+// A provider's KernelKey names the Problem it is built for in its constants:
+// "<name>=<int>,...,p=<the Problem's fields joined by '_'>".
+std::string problem_constants(const Problem &p);  // "p=..."
+// Parses such constants: the Problem, and each other entry into *values.
+// Throws pask::Error(PASK_ERROR_LOAD_FAILED) when there is no valid Problem.
+Problem parse_problem_constants(const KernelKey &key, std::map<std::string, int64_t> *values);
 
 }  // namespace pask

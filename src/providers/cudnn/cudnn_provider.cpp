@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <unordered_map>
 #include <vector>
@@ -214,38 +215,14 @@ std::vector<int64_t> act_strides(const Problem &p, int64_t c, int64_t h, int64_t
     return {c * h * w, h * w, w, 1};
 }
 
-std::string fields_text(const Problem &p) {
-    std::string s;
-    for (int64_t v : p.fields()) s += (s.empty() ? "" : "_") + std::to_string(v);
-    return s;
-}
-
 Problem parse_key(const KernelKey &key, int *rank, bool *rtc) {
-    // constants: "cfg=<rank>,rtc=<0|1>,p=<fields joined by _>"
-    *rank = -1;
-    *rtc = false;
-    std::vector<int64_t> f;
-    size_t start = 0;
-    const std::string &c = key.constants;
-    while (start < c.size()) {
-        size_t comma = c.find(',', start);
-        std::string kv = c.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (kv.rfind("cfg=", 0) == 0) *rank = std::atoi(kv.c_str() + 4);
-        else if (kv.rfind("rtc=", 0) == 0) *rtc = kv[4] == '1';
-        else if (kv.rfind("p=", 0) == 0) {
-            size_t i = 2;
-            while (i < kv.size()) {
-                size_t u = kv.find('_', i);
-                f.push_back(std::strtoll(kv.substr(i, u == std::string::npos ? std::string::npos : u - i).c_str(), nullptr, 10));
-                if (u == std::string::npos) break;
-                i = u + 1;
-            }
-        }
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-    }
-    require(*rank >= 0 && !f.empty(), PASK_ERROR_LOAD_FAILED, "malformed cuDNN kernel key " + key.str());
-    return Problem::from_fields(f);
+    // constants: "cfg=<rank>,rtc=<0|1>,p=<Problem fields>"
+    std::map<std::string, int64_t> v;
+    Problem p = parse_problem_constants(key, &v);
+    require(v.count("cfg") && v["cfg"] >= 0, PASK_ERROR_LOAD_FAILED, "malformed cuDNN kernel key " + key.str());
+    *rank = static_cast<int>(v["cfg"]);
+    *rtc = v["rtc"] == 1;
+    return p;
 }
 
 }  // namespace
@@ -431,7 +408,7 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h) {
 
 KernelKey CudnnProvider::key_for(const Problem &p, int rank, bool rtc, const std::string &target) {
     return KernelKey{"cudnn", "cuda", op_name(p.op), "plan", target,
-                     "cfg=" + std::to_string(rank) + ",rtc=" + (rtc ? "1" : "0") + ",p=" + fields_text(p)};
+                     "cfg=" + std::to_string(rank) + ",rtc=" + (rtc ? "1" : "0") + "," + problem_constants(p)};
 }
 
 std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {

@@ -87,36 +87,13 @@ private:
     ActivDesc act_ = nullptr;
 };
 
-std::string fields_text(const Problem &p) {
-    std::string s;
-    for (int64_t v : p.fields()) s += (s.empty() ? "" : "_") + std::to_string(v);
-    return s;
-}
-
 Problem parse_key(const KernelKey &key, int *rank) {
-    // constants: "sol=<rank>,p=<fields joined by _>"
-    *rank = -1;
-    std::vector<int64_t> f;
-    size_t start = 0;
-    const std::string &c = key.constants;
-    while (start < c.size()) {
-        size_t comma = c.find(',', start);
-        std::string kv = c.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (kv.rfind("sol=", 0) == 0) *rank = std::atoi(kv.c_str() + 4);
-        else if (kv.rfind("p=", 0) == 0) {
-            size_t i = 2;
-            while (i < kv.size()) {
-                size_t u = kv.find('_', i);
-                f.push_back(std::strtoll(kv.substr(i, u == std::string::npos ? std::string::npos : u - i).c_str(), nullptr, 10));
-                if (u == std::string::npos) break;
-                i = u + 1;
-            }
-        }
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-    }
-    require(*rank >= 0 && !f.empty(), PASK_ERROR_LOAD_FAILED, "malformed MIOpen kernel key " + key.str());
-    return Problem::from_fields(f);
+    // constants: "sol=<rank>,p=<Problem fields>"
+    std::map<std::string, int64_t> v;
+    Problem p = parse_problem_constants(key, &v);
+    require(v.count("sol") && v["sol"] >= 0, PASK_ERROR_LOAD_FAILED, "malformed MIOpen kernel key " + key.str());
+    *rank = static_cast<int>(v["sol"]);
+    return p;
 }
 
 class ConvPlan final : public Plan {
@@ -280,7 +257,7 @@ Handle MiopenProvider::handle_for_this_thread() {
 
 KernelKey MiopenProvider::key_for(const Problem &p, int rank, const std::string &target) {
     return KernelKey{"miopen", "hip", op_name(p.op), "solution", target,
-                     "sol=" + std::to_string(rank) + ",p=" + fields_text(p)};
+                     "sol=" + std::to_string(rank) + "," + problem_constants(p)};
 }
 
 std::shared_ptr<CodeObject> MiopenProvider::build(const KernelKey &key) {
