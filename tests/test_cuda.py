@@ -14,11 +14,8 @@ import paskdnn
 torch = pytest.importorskip("torch")
 if paskdnn.device_count("cuda") == 0 or not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
+from gpu_reference import DTYPES, TOL, F, ref_conv, rel_err  # noqa: E402
 
-F = torch.nn.functional
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# relative Frobenius error allowed per dtype (float32 runs on TF32 tensor cores)
-TOL = {"float32": 3e-3, "float16": 4e-3, "bfloat16": 2e-2}
 rng = np.random.default_rng(20261127)
 
 
@@ -34,31 +31,6 @@ def ctx(cache):
 
 def rand(shape, dtype):
     return torch.from_numpy(rng.uniform(-1, 1, size=shape).astype(np.float32)).to("cuda", DTYPES[dtype])
-
-
-def rel_err(out, ref):
-    out = out.detach().to("cpu", torch.float64)
-    assert torch.isfinite(out).all(), "non-finite output"
-    return float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref).clamp_min(1e-30))
-
-
-def ref_conv(x, w, b, stride, pad, dil, groups, layout, residual=None, act=None):
-    xd = x.to("cpu", torch.float64)
-    wd = w.to("cpu", torch.float64)
-    if layout == "NHWC":
-        xd = xd.permute(0, 3, 1, 2)
-    (pt, pb), (pl, pr) = pad
-    xd = F.pad(xd, (pl, pr, pt, pb))
-    y = F.conv2d(xd, wd, None if b is None else b.to("cpu", torch.float64), stride, 0, dil, groups)
-    if layout == "NHWC":
-        y = y.permute(0, 2, 3, 1)
-    if residual is not None:
-        y = y + residual.to("cpu", torch.float64)
-    if act == "relu":
-        y = y.clamp_min(0)
-    elif act == "relu6":
-        y = y.clamp(0, 6)
-    return y
 
 
 CONV_CASES = [

@@ -12,15 +12,13 @@ import paskdnn
 torch = pytest.importorskip("torch")
 if paskdnn.device_count("cuda") == 0 or not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
+from gpu_reference import DTYPES, TOL, F, ref_conv, rel_err  # noqa: E402
 from paskdnn._context import _find_cudnn  # noqa: E402
 
 CUDNN = os.environ.get("PASKDNN_CUDNN") or _find_cudnn()
 if not CUDNN:
     pytest.skip("libcudnn.so.9 not found (nvidia-cudnn wheel or PASKDNN_CUDNN)", allow_module_level=True)
 
-F = torch.nn.functional
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-TOL = {"float32": 3e-3, "float16": 4e-3, "bfloat16": 2e-2}  # relative Frobenius error; fp32 may use TF32
 rng = np.random.default_rng(20261128)
 
 
@@ -35,26 +33,6 @@ def only(cache, *solvers, **kw):
 
 def rand(shape, dtype):
     return torch.from_numpy(rng.uniform(-1, 1, size=shape).astype(np.float32)).to("cuda", DTYPES[dtype])
-
-
-def rel_err(out, ref):
-    out = out.detach().to("cpu", torch.float64)
-    assert torch.isfinite(out).all(), "non-finite output"
-    return float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref).clamp_min(1e-30))
-
-
-def ref_conv(x, w, b, stride, pad, dil, groups, layout, residual=None, act=None):
-    xd, wd = x.to("cpu", torch.float64), w.to("cpu", torch.float64)
-    if layout == "NHWC":
-        xd = xd.permute(0, 3, 1, 2)
-    (pt, pb), (pl, pr) = pad
-    y = F.conv2d(F.pad(xd, (pl, pr, pt, pb)), wd, None if b is None else b.to("cpu", torch.float64), stride, 0, dil,
-                 groups)
-    if layout == "NHWC":
-        y = y.permute(0, 2, 3, 1)
-    if residual is not None:
-        y = y + residual.to("cpu", torch.float64)
-    return y.clamp_min(0) if act == "relu" else y.clamp(0, 6) if act == "relu6" else y
 
 
 CONV_CASES = [
