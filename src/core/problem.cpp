@@ -7,6 +7,11 @@
 
 namespace pask {
 
+bool gpu_float(const Problem &p, pask_device_type_t device) {
+    return p.device == device &&
+           (p.dtype == PASK_DTYPE_FLOAT32 || p.dtype == PASK_DTYPE_FLOAT16 || p.dtype == PASK_DTYPE_BFLOAT16);
+}
+
 int64_t dtype_size(pask_dtype_t dtype) {
     switch (dtype) {
     case PASK_DTYPE_FLOAT32: return 4;

@@ -86,6 +86,9 @@ struct ProblemHash {
     size_t operator()(const Problem &p) const { return p.hash(); }
 };
 
+// p is for device and in one of the GPU solvers' dtypes (float32, float16, bfloat16).
+bool gpu_float(const Problem &p, pask_device_type_t device);
+
 const char *op_name(pask_op_t op);
 const char *device_name(pask_device_type_t device);
 

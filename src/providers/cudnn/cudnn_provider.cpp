@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../../core/error.hpp"
+#include "../../core/tensor.hpp"
 #include "../../core/trace.hpp"
 #include "../../backends/cuda/cuda_api.hpp"
 
@@ -362,7 +363,7 @@ void CudnnProvider::return_build_handle(Handle h) {
 void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h) {
     const cuda::Driver &d = cuda::Driver::get();
     if (!d.cuStreamCreate || !d.cuStreamDestroy || !d.cuMemAllocAsync || !d.cuMemFreeAsync) return;
-    const int64_t es = p.dtype == PASK_DTYPE_FLOAT32 ? 4 : 2;
+    const int64_t es = dtype_size(p.dtype);
     int64_t sizes[5] = {0, 0, 0, 0, 0};  // x, w, y, bias, residual (elements)
     if (p.op == PASK_OP_CONV2D || p.op == PASK_OP_POOL2D) {
         sizes[0] = p.n * p.c * p.h * p.w;

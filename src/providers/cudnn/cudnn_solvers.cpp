@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "../../core/tensor.hpp"
 #include "cudnn_provider.hpp"
 
 namespace pask::cudnn {
@@ -16,12 +17,9 @@ constexpr double kTf32FlopsPerUs = 150e6;
 constexpr double kBytesPerUs = 2.2e6;
 constexpr double kLaunchUs = 3.0;
 
-bool gpu_dtype(const Problem &p) {
-    return p.device == PASK_DEVICE_CUDA &&
-           (p.dtype == PASK_DTYPE_FLOAT32 || p.dtype == PASK_DTYPE_FLOAT16 || p.dtype == PASK_DTYPE_BFLOAT16);
-}
+bool gpu_dtype(const Problem &p) { return gpu_float(p, PASK_DEVICE_CUDA); }
 
-double elem_bytes(const Problem &p) { return p.dtype == PASK_DTYPE_FLOAT32 ? 4.0 : 2.0; }
+double elem_bytes(const Problem &p) { return double(dtype_size(p.dtype)); }
 
 bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "../../core/tensor.hpp"
 #include "miopen_provider.hpp"
 
 namespace pask::miopen {
@@ -23,7 +24,7 @@ bool hip_dtype(const Problem &p) {
     return p.device == PASK_DEVICE_HIP && (p.dtype == PASK_DTYPE_FLOAT32 || p.dtype == PASK_DTYPE_FLOAT16);
 }
 
-double elem_bytes(const Problem &p) { return p.dtype == PASK_DTYPE_FLOAT32 ? 4.0 : 2.0; }
+double elem_bytes(const Problem &p) { return double(dtype_size(p.dtype)); }
 
 bool fits_int(std::initializer_list<int64_t> vs) {
     for (int64_t v : vs)

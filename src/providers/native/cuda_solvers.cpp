@@ -4,6 +4,7 @@
 
 #include "../../backends/cuda/cuda_backend.hpp"
 #include "../../core/error.hpp"
+#include "../../core/tensor.hpp"
 #include "../../kernels/cuda/pask_cuda_abi.h"
 
 namespace pask::native::cuda {
@@ -20,12 +21,9 @@ int dtype_code(pask_dtype_t t) {
     return t == PASK_DTYPE_FLOAT16 ? PASK_CUDA_DTYPE_F16 : t == PASK_DTYPE_BFLOAT16 ? PASK_CUDA_DTYPE_BF16 : PASK_CUDA_DTYPE_F32;
 }
 
-bool cuda_dtype(const Problem &p) {
-    return p.device == PASK_DEVICE_CUDA &&
-           (p.dtype == PASK_DTYPE_FLOAT32 || p.dtype == PASK_DTYPE_FLOAT16 || p.dtype == PASK_DTYPE_BFLOAT16);
-}
+bool cuda_dtype(const Problem &p) { return gpu_float(p, PASK_DEVICE_CUDA); }
 
-double elem_bytes(const Problem &p) { return p.dtype == PASK_DTYPE_FLOAT32 ? 4.0 : 2.0; }
+double elem_bytes(const Problem &p) { return double(dtype_size(p.dtype)); }
 
 double mma_rate(const Problem &p) { return p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs; }
 

@@ -4,6 +4,7 @@
 
 #include "../../backends/hip/hip_backend.hpp"
 #include "../../core/error.hpp"
+#include "../../core/tensor.hpp"
 #include "../../kernels/cuda/pask_cuda_abi.h"
 
 namespace pask::native::hip {
@@ -21,12 +22,9 @@ int dtype_code(pask_dtype_t t) {
     return t == PASK_DTYPE_FLOAT16 ? PASK_CUDA_DTYPE_F16 : t == PASK_DTYPE_BFLOAT16 ? PASK_CUDA_DTYPE_BF16 : PASK_CUDA_DTYPE_F32;
 }
 
-bool hip_dtype(const Problem &p) {
-    return p.device == PASK_DEVICE_HIP &&
-           (p.dtype == PASK_DTYPE_FLOAT32 || p.dtype == PASK_DTYPE_FLOAT16 || p.dtype == PASK_DTYPE_BFLOAT16);
-}
+bool hip_dtype(const Problem &p) { return gpu_float(p, PASK_DEVICE_HIP); }
 
-double elem_bytes(const Problem &p) { return p.dtype == PASK_DTYPE_FLOAT32 ? 4.0 : 2.0; }
+double elem_bytes(const Problem &p) { return double(dtype_size(p.dtype)); }
 
 void launch(const Kernel &k, Backend &b, const unsigned grid[3], const unsigned block[3], unsigned smem, void *params) {
     static_cast<const HipBackend &>(b).launch(k.entry, grid, block, smem, params);
