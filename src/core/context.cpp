@@ -140,7 +140,7 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     // GPU contexts build vendor plans (cuDNN heuristics, CPU-bound) on their
     // loader threads: more of them where the host has the cores.
     int loader_threads = type == PASK_DEVICE_CPU || std::thread::hardware_concurrency() < 8 ? 2 : 4;
-    int lookahead = 16, delay_ms = 0, capacity = 256;
+    int lookahead = 64, delay_ms = 0, capacity = 256;
     bool trace_on = true;
     std::string kernel_dir, isa, hints_file, nvrtc_library, cudnn_library;
     bool use_cudnn = true;
