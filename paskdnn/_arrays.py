@@ -216,12 +216,13 @@ class DeviceArray:
         nbytes = int(np.prod(self.shape, dtype=np.int64)) * _ITEMSIZE[dcode]
         out = ffi.new("void **")
         _lib.check(lib.pask_malloc(handle, max(nbytes, 1), out))
-        alive = ctx._alive  # freed only while the context lives; a closed context took its memory with it
-        self._alive = alive
+        life = ctx._alive  # freed only while the context lives; a dead context took its memory with it
+        self._alive = life
 
-        def free(p: Any, h: Any = handle, alive: list = alive) -> None:
-            if alive[0]:
-                lib.pask_free(h, p)
+        def free(p: Any, h: Any = handle, life: Any = life, free_c: Any = lib.pask_free) -> None:
+            with life.lock:
+                if life.alive:
+                    free_c(h, p)
 
         self._ptr = ffi.gc(out[0], free)
         self.nbytes = nbytes
@@ -249,11 +250,13 @@ class DeviceArray:
     def numpy(self) -> np.ndarray:
         """A host copy (bfloat16 comes back as float32)."""
         ffi, lib = _lib.load()
-        if not self._alive[0]:
-            raise ValueError("this DeviceArray's context has been closed")
         raw = np.empty(self.nbytes, np.uint8)
-        if self.nbytes:
-            _lib.check(lib.pask_memcpy(self._handle, ffi.cast("void *", raw.ctypes.data), self._ptr, self.nbytes, 1))
+        with self._alive.lock:
+            if not self._alive.alive:
+                raise ValueError("this DeviceArray's context has been closed")
+            if self.nbytes:
+                _lib.check(lib.pask_memcpy(self._handle, ffi.cast("void *", raw.ctypes.data), self._ptr, self.nbytes,
+                                           1))
         if self.dcode == BF16:
             return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(self.shape)
         return raw.view(np.float32 if self.dcode == F32 else np.float16).reshape(self.shape)

@@ -167,8 +167,19 @@ class Context:
             _lib.check(lib.pask_context_create(handle, _DEVICE_TYPES[name], index, opts[0]))
         finally:
             lib.pask_options_destroy(opts[0])
-        self._handle = ffi.gc(handle[0], lib.pask_context_destroy)
-        self._alive = [True]  # shared with this context's DeviceArrays (see close)
+        # The C context dies (close(), or the handle's collection) under the
+        # lifetime's lock, after marking it dead: a DeviceArray freed later, or
+        # on another thread, or by the same garbage collection in any order,
+        # checks it under the same lock and leaves memory the context took with it.
+        life = _Lifetime()
+
+        def destroy(h: Any, life: _Lifetime = life, destroy_c: Any = lib.pask_context_destroy) -> None:
+            with life.lock:
+                life.alive = False
+                destroy_c(h)
+
+        self._handle = ffi.gc(handle[0], destroy)
+        self._alive = life  # shared with this context's DeviceArrays
         self.device = f"{name}:{index}" if name != "cpu" else "cpu"
         out = ffi.new("char **")
         _lib.check(lib.pask_context_get_policy(self._handle, out))
@@ -264,11 +275,21 @@ class Context:
         if self._handle is not None:
             handle = self._handle
             self._handle = None
-            self._alive[0] = False
-            ffi.release(handle)
+            ffi.release(handle)  # runs destroy(): marks the lifetime dead, then frees
 
     def __repr__(self) -> str:
         return f"paskdnn.Context(device={self.device!r}, policy={self.policy!r})"
+
+
+class _Lifetime:
+    """Whether a C context still lives, and the lock its end and its
+    DeviceArrays' frees take (reentrant: a collection may run inside either)."""
+
+    __slots__ = ("alive", "lock")
+
+    def __init__(self) -> None:
+        self.alive = True
+        self.lock = threading.RLock()
 
 
 # Contexts still alive at interpreter exit are closed first, so loader threads

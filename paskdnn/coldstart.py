@@ -36,7 +36,7 @@ def child(argv: List[str]) -> int:
     ap.add_argument("--layout", default="NHWC")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--steady", type=int, default=10)
+    ap.add_argument("--steady", type=int, default=20)
     ap.add_argument("--trace", default="")
     ap.add_argument("--weights", default=None, help="torchvision-style .npz (default: seeded random)")
     ap.add_argument("--save-output", default="", help="write the first inference's output (.npy)")
@@ -65,6 +65,7 @@ def child(argv: List[str]) -> int:
     t_ready = time.time()
     y = runner.run(x)
     t_first = time.time()
+    first_enqueue_ms = runner.last_enqueue_ms
     report = runner.report
     first_stats = ctx.stats()
     out = y.numpy() if hasattr(y, "numpy") and not isinstance(y, np.ndarray) else np.asarray(y)
@@ -85,6 +86,7 @@ def child(argv: List[str]) -> int:
                   import_ms=(t_import - t_spawn) * 1e3, context_ms=(t_context - t_import) * 1e3,
                   model_ready_ms=(t_ready - t_spawn) * 1e3,
                   first_from_start_ms=(t_first - t_spawn) * 1e3, first_from_ready_ms=(t_first - t_ready) * 1e3,
+                  first_enqueue_ms=first_enqueue_ms,
                   steady_ms=statistics.median(steady), stats=first_stats, layers=report,
                   output_checksum=float(np.abs(out.astype(np.float64)).sum()))
     with open(a.json_out, "w") as f:
@@ -127,7 +129,9 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--layout", default="NHWC")
     ap.add_argument("--dtype", default="", help="float32 (CPU default), float16 (GPU default), bfloat16")
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--steady", type=int, default=10)
+    ap.add_argument("--steady", type=int, default=20,
+                    help="steady-state runs after the loads settle (median reported; a GPU context times each "
+                         "layer's runs 2-7 to rank its solvers, so later runs are its steady state)")
     ap.add_argument("--out", default="coldstart-results", help="folder for JSON and figures")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per child process")
     args = ap.parse_args(argv)

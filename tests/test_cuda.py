@@ -81,6 +81,42 @@ def test_each_conv_solver_with_residual_alpha_beta_relu6(cache, dtype, solver, l
     assert rel_err(y, ref) < TOL[dtype]
 
 
+# Deep layers with few output pixels (batch 1): grids of 1-16 tiles, so the
+# launch splits K (src/kernels/cuda/pask_cuda_abi.h, pask_cuda_splitk_) on any
+# GPU with more than 32 SMs; the reduce kernel applies alpha, beta, residual, bias, act.
+SPLIT_K_CASES = [
+    # c, h, o, k, stride, pad
+    (512, 7, 512, 3, 1, 1),
+    (1024, 14, 256, 1, 1, 0),
+    (256, 28, 64, 3, 2, 1),
+    (2048, 7, 40, 1, 1, 0),
+]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("solver", ["conv2d.cuda_igemm", "conv2d.cuda_igemm_fixed"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("case", SPLIT_K_CASES)
+def test_split_k_conv_on_deep_layers_at_batch_1(cache, dtype, solver, layout, case):
+    ch, hw, o, k, s, p = case
+    c = paskdnn.Context("cuda", cache_dir=cache, solvers=[solver])
+    x = rand((1, ch, hw, hw) if layout == "NCHW" else (1, hw, hw, ch), dtype)
+    w = rand((o, ch, k, k), dtype) * (3.0 / (ch * k * k) ** 0.5)
+    b = rand((o,), dtype)
+    oh = (hw + 2 * p - k) // s + 1
+    r = rand((1, o, oh, oh) if layout == "NCHW" else (1, oh, oh, o), dtype)
+    out = rand(tuple(r.shape), dtype)
+    before = out.clone()
+    y = paskdnn.conv2d(x, w, b, s, p, layout=layout, residual=r, activation="relu6", alpha=0.5, beta=0.25,
+                       out=out, context=c)
+    torch.cuda.synchronize()
+    assert y is out and paskdnn.last_solver() == solver
+    bd = b.to("cpu", torch.float64)
+    ref = ref_conv(x, w, None, s, ((p, p), (p, p)), 1, 1, layout) * 0.5 + 0.25 * before.to("cpu", torch.float64)
+    ref = (ref + (bd.view(1, -1, 1, 1) if layout == "NCHW" else bd) + r.to("cpu", torch.float64)).clamp(0, 6)
+    assert rel_err(y, ref) < TOL[dtype]
+
+
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("mult", [1, 2])
@@ -96,7 +132,8 @@ def test_depthwise_solver(cache, dtype, layout, mult):
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
-@pytest.mark.parametrize("m, n, k", [(1, 1000, 2048), (7, 9, 13), (128, 256, 64), (300, 130, 257), (64, 64, 1)])
+@pytest.mark.parametrize("m, n, k", [(1, 1000, 2048), (32, 1000, 2048), (5, 70, 4000), (7, 9, 13), (128, 256, 64),
+                                     (300, 130, 257), (64, 64, 1)])
 @pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)])
 def test_gemm(ctx, dtype, m, n, k, trans):
     ta, tb = trans

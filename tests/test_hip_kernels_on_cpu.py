@@ -108,6 +108,25 @@ LAYOUTS = [("NCHW", "OIHW"), ("NHWC", "OHWI"), ("NHWC", "OIHW")]
 @pytest.mark.parametrize("layouts", LAYOUTS, ids=lambda v: "-".join(v))
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_igemm_conv_hip_path_matches_the_reference(kernels, dtype, layouts, case):
+    check_igemm_conv(kernels, dtype, layouts, case, splits=1)
+
+
+# split-K: the slices' partial sums (float32, one buffer per slice) and the reduce
+# kernel's epilogue; 7 slices of a 3-tile K leave some slices without a tile.
+SPLIT_CASES = [((2, 64, 12, 12, 80, 3, 1, ((1, 1), (1, 1)), 1, 1), 3),
+               ((1, 16, 9, 9, 24, 3, 1, ((1, 1), (1, 1)), 1, 4), 2),
+               ((2, 5, 11, 7, 12, 3, 2, ((1, 0), (2, 1)), 1, 1), 2),
+               ((1, 96, 6, 6, 20, 1, 1, ((0, 0), (0, 0)), 1, 1), 7)]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layouts", LAYOUTS, ids=lambda v: "-".join(v))
+@pytest.mark.parametrize("case, splits", SPLIT_CASES)
+def test_igemm_conv_split_k_matches_the_reference(kernels, dtype, layouts, case, splits):
+    check_igemm_conv(kernels, dtype, layouts, case, splits=splits)
+
+
+def check_igemm_conv(kernels, dtype, layouts, case, splits):
     n, c, h, w, o, k, s, ((pt, pb), (pl, pr)), dil, g = case
     layout, wlayout = layouts
     oh, ow = (h + pt + pb - dil * (k - 1) - 1) // s + 1, (w + pl + pr - dil * (k - 1) - 1) // s + 1
@@ -124,12 +143,12 @@ def test_igemm_conv_hip_path_matches_the_reference(kernels, dtype, layouts, case
     y = np.ascontiguousarray(nchw_to_nhwc(y0_raw)) if nhwc else y0_raw.copy()
     d = i64(n, c, h, w, o, k, k, oh, ow, s, s, pt, pl, dil, dil, g, int(nhwc), int(wlayout == "OHWI"), ACT["relu6"])
     kernels("conv_igemm", dtype).emu_conv2d(d, ctypes.c_float(alpha), ctypes.c_float(beta), ptr(xin), ptr(win),
-                                            ptr(b_raw), ptr(rin), ptr(y))
+                                            ptr(b_raw), ptr(rin), ptr(y), splits)
     got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
     kw = dict(stride=s, padding=((pt, pb), (pl, pr)), dilation=dil, groups=g)
     ref = conv2d_ref(x, wt, b, activation="relu6", residual=r, alpha=alpha, beta=beta, out_before=y0, **kw)
     bound = conv2d_bound(x, wt, b, residual=r, alpha=alpha, beta=beta, out_before=y0, **kw)
-    assert_within_bound(got, ref, bound, rtol=RTOL[dtype], what=f"igemm {dtype} {layouts} {case}")
+    assert_within_bound(got, ref, bound, rtol=RTOL[dtype], what=f"igemm {dtype} {layouts} {case} splits={splits}")
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
@@ -148,7 +167,7 @@ def test_depthwise_conv_hip_path_matches_the_reference(kernels, dtype, layout, m
     y = empty((n, oh, ow, o) if nhwc else (n, o, oh, ow), dtype)
     d = i64(n, c, h, w, o, k, k, oh, ow, s, s, 1, 1, 1, 1, c, int(nhwc), int(nhwc), ACT["relu"])
     kernels("conv_depthwise", dtype).emu_conv2d(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(xin), ptr(win),
-                                                ptr(b_raw), None, ptr(y))
+                                                ptr(b_raw), None, ptr(y), 1)
     got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
     kw = dict(stride=s, padding=1, groups=c)
     assert_within_bound(got, conv2d_ref(x, wt, b, activation="relu", **kw), conv2d_bound(x, wt, b, **kw),
@@ -159,6 +178,17 @@ def test_depthwise_conv_hip_path_matches_the_reference(kernels, dtype, layout, m
 @pytest.mark.parametrize("m, n, k", [(7, 9, 13), (64, 64, 64), (130, 70, 257), (1, 100, 40)])
 @pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)])
 def test_gemm_hip_path_matches_the_reference(kernels, dtype, m, n, k, trans):
+    check_gemm(kernels, dtype, m, n, k, trans, splits=1)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("m, n, k, splits", [(1, 100, 200, 3), (70, 65, 257, 4), (5, 9, 40, 6)])
+@pytest.mark.parametrize("trans", [(False, False), (True, True)])
+def test_gemm_split_k_matches_the_reference(kernels, dtype, m, n, k, splits, trans):
+    check_gemm(kernels, dtype, m, n, k, trans, splits=splits)
+
+
+def check_gemm(kernels, dtype, m, n, k, trans, splits):
     ta, tb = trans
     a_raw, a = device(rng.uniform(-1, 1, (k, m) if ta else (m, k)), dtype)
     b_raw, b = device(rng.uniform(-1, 1, (n, k) if tb else (k, n)), dtype)
@@ -167,10 +197,10 @@ def test_gemm_hip_path_matches_the_reference(kernels, dtype, m, n, k, trans):
     c_out = c_raw.copy()
     d = i64(m, n, k, m if ta else k, k if tb else n, n, int(ta), int(tb), ACT["relu"])
     kernels("gemm", dtype).emu_gemm(d, ctypes.c_float(0.5), ctypes.c_float(0.25), ptr(a_raw), ptr(b_raw),
-                                    ptr(bias_raw), ptr(c_out))
+                                    ptr(bias_raw), ptr(c_out), splits)
     ref = gemm_ref(a, b, c0, 0.5, 0.25, ta, tb, bias, "relu")
     bound = gemm_bound(a, b, c0, 0.5, 0.25, ta, tb, bias)
-    assert_within_bound(host(c_out, dtype), ref, bound, rtol=RTOL[dtype], what=f"gemm {dtype} {m}x{n}x{k} {trans}")
+    assert_within_bound(host(c_out, dtype), ref, bound, rtol=RTOL[dtype], what=f"gemm {dtype} {m}x{n}x{k} {trans} splits={splits}")
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))

@@ -113,6 +113,7 @@ private:
     };
     std::vector<PendingTiming> pending_timings_;   // in launch order
     std::unordered_map<uint64_t, int> timed_runs_;  // timings started per (solver, problem)
+    std::unordered_set<uint64_t> warmed_;           // (solver, problem) pairs past their untimed first run
     struct Ranked {
         pask::Problem problem;
         std::vector<Candidate> ranked;

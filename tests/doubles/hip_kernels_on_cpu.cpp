@@ -3,6 +3,7 @@
 // its HIP path, with the launch geometry the HIP solvers use
 // (src/providers/native/hip_solvers.cpp: the 64x64 tile for igemm and gemm).
 #include <cstdint>
+#include <vector>
 
 #include "gpu_on_cpu.hpp"
 
@@ -13,8 +14,9 @@
 #ifdef PASK_EMU_CONV
 // d: n, c, h, w, o, kh, kw, oh, ow, stride_h, stride_w, pad_top, pad_left,
 //    dil_h, dil_w, groups, layout, weight_layout, activation
+// splits > 1 (igemm): split-K into that many slices of K tiles, then the reduce kernel.
 EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x, const void *w, const void *bias,
-                       const void *residual, void *y) {
+                       const void *residual, void *y, int splits) {
     pask_cuda_conv2d_params q{};
     q.n = d[0]; q.c = d[1]; q.h = d[2]; q.w = d[3]; q.o = d[4]; q.kh = d[5]; q.kw = d[6]; q.oh = d[7]; q.ow = d[8];
     q.stride_h = d[9]; q.stride_w = d[10]; q.pad_top = d[11]; q.pad_left = d[12]; q.dil_h = d[13]; q.dil_w = d[14];
@@ -25,8 +27,15 @@ EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x,
     pask_cuda_conv2d_depthwise_launch(&q, grid, block, &smem);
     pask_emu_launch(pask_conv2d_depthwise, q, grid, block);
 #else
-    pask_cuda_mma_geom_(q.n * q.oh * q.ow, 0, 0, grid, block, &smem, q.o / q.groups, q.groups);
+    q.splits = splits;
+    std::vector<float> partial(splits > 1 ? size_t(splits) * size_t(q.n * q.oh * q.ow * q.o) : 0, -1e30f);
+    q.partial = partial.data();
+    pask_cuda_mma_geom_(q.n * q.oh * q.ow, q.o / q.groups, q.groups, 0, splits, grid, block, &smem);
     pask_emu_launch(pask_conv2d_igemm, q, grid, block);
+    if (splits > 1) {
+        pask_cuda_splitk_reduce_launch(q.n * q.oh * q.ow * q.o, grid, block, &smem);
+        pask_emu_launch(pask_conv2d_igemm_splitk_reduce, q, grid, block);
+    }
 #endif
 }
 #endif
@@ -34,14 +43,21 @@ EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x,
 #ifdef PASK_EMU_GEMM
 // d: m, n, k, lda, ldb, ldc, trans_a, trans_b, activation
 EXPORT void emu_gemm(const int64_t *d, float alpha, float beta, const void *a, const void *b, const void *bias,
-                     void *c) {
+                     void *c, int splits) {
     pask_cuda_gemm_params q{};
     q.m = d[0]; q.n = d[1]; q.k = d[2]; q.lda = d[3]; q.ldb = d[4]; q.ldc = d[5];
     q.trans_a = int(d[6]); q.trans_b = int(d[7]); q.activation = int(d[8]);
     q.a = a; q.b = b; q.bias = bias; q.c = c; q.alpha = alpha; q.beta = beta;
     unsigned grid[3], block[3], smem = 0;
-    pask_cuda_mma_geom_(q.m, 0, 0, grid, block, &smem, q.n, 1);
+    q.splits = splits;
+    std::vector<float> partial(splits > 1 ? size_t(splits) * size_t(q.m * q.n) : 0, -1e30f);
+    q.partial = partial.data();
+    pask_cuda_mma_geom_(q.m, q.n, 1, 0, splits, grid, block, &smem);
     pask_emu_launch(pask_gemm, q, grid, block);
+    if (splits > 1) {
+        pask_cuda_splitk_reduce_launch(q.m * q.n, grid, block, &smem);
+        pask_emu_launch(pask_gemm_splitk_reduce, q, grid, block);
+    }
 }
 #endif
 

@@ -316,7 +316,7 @@ EXPORT int hipModuleUnload(Module *m) {
 EXPORT int hipModuleGetFunction(Function **f, Module *m, const char *name) {
     const bool elf = m->text.compare(0, 4, "\x7f" "ELF") == 0;  // the symbol's name in .dynstr / .strtab
     const bool found = elf ? m->text.find(std::string(name) + std::string(1, '\0')) != std::string::npos
-                           : m->text.find(std::string("void __launch_bounds__(256) ") + name + "(") != std::string::npos ||
+                           : m->text.find(std::string(") ") + name + "(const ") != std::string::npos ||  // after __launch_bounds__(...)
                                  m->text.find(std::string("void ") + name + "(") != std::string::npos;
     log(std::string("hipModuleGetFunction name=") + name + (found ? "" : " -> not found"));
     if (!found) return hipErrorNotFound;

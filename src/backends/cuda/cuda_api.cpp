@@ -68,6 +68,9 @@ const Driver &Driver::get() {
     bind(lib, d->cuThreadExchangeStreamCaptureMode, "cuThreadExchangeStreamCaptureMode", optional);
     bind(lib, d->cuStreamCreate, "cuStreamCreate", optional);
     bind(lib, d->cuStreamDestroy, "cuStreamDestroy_v2", optional);
+    bind(lib, d->cuModuleGetFunctionCount, "cuModuleGetFunctionCount", optional);
+    bind(lib, d->cuModuleEnumerateFunctions, "cuModuleEnumerateFunctions", optional);
+    bind(lib, d->cuFuncLoad, "cuFuncLoad", optional);
     if (!missing.empty()) {
         failure = "the CUDA driver lacks " + missing;
         fail(PASK_ERROR_BACKEND_UNAVAILABLE, failure);

@@ -71,6 +71,11 @@ struct Driver {
     CUresult (*cuThreadExchangeStreamCaptureMode)(int *) = nullptr;
     CUresult (*cuStreamCreate)(CUstream *, unsigned) = nullptr;
     CUresult (*cuStreamDestroy)(CUstream) = nullptr;
+    // CUDA 12.4+: every function of a module, loaded now (lazy loading would
+    // load each on its first launch, on the caller's thread).
+    CUresult (*cuModuleGetFunctionCount)(unsigned *, CUmodule) = nullptr;
+    CUresult (*cuModuleEnumerateFunctions)(CUfunction *, unsigned, CUmodule) = nullptr;
+    CUresult (*cuFuncLoad)(CUfunction) = nullptr;
 
     // The driver, loaded once per process; throws pask::Error
     // (PASK_ERROR_BACKEND_UNAVAILABLE) naming what was not found.

@@ -117,6 +117,17 @@ std::shared_ptr<CodeObject> CudaBackend::load_code_object_bytes(const std::strin
         d_.cuGetErrorString(r, &msg);
         fail(PASK_ERROR_LOAD_FAILED, "cuModuleLoadData(" + origin + ") failed: " + (msg ? msg : std::to_string(r)));
     }
+    // Under lazy loading (CUDA's default) each function would load on its first
+    // launch, on the caller: load them all here, on the loader thread (a module
+    // holds an entry and its split-K reduction). Best effort: a function that
+    // fails to load here loads (or fails) at its launch as before.
+    unsigned count = 0;
+    if (d_.cuModuleGetFunctionCount && d_.cuModuleEnumerateFunctions && d_.cuFuncLoad &&
+        d_.cuModuleGetFunctionCount(&count, m) == 0 && count > 0 && count <= 64) {
+        std::vector<CUfunction> fns(count);
+        if (d_.cuModuleEnumerateFunctions(fns.data(), count, m) == 0)
+            for (CUfunction f : fns) d_.cuFuncLoad(f);
+    }
     return std::make_shared<CudaModule>(origin, *this, d_, m);
 }
 

@@ -5,6 +5,8 @@
  * K ordered (kh, kw, c) for NHWC input and (c, kh, kw) for NCHW input.
  * Tile config picked by blockDim.x (see pask_cuda_conv2d_igemm_launch):
  *   256 threads: 128x128 tile, 4 smem stages (80 KB); 128 threads: 64x64, 4 stages (40 KB).
+ * Split-K (p.splits > 1, grids too small to fill the GPU): each CTA sums one slice
+ * of the K tiles into p.partial; pask_conv2d_igemm_splitk_reduce applies the epilogue.
  * Optional compile-time shape: PASK_FIXED_KH/KW/STRIDE/PAD/DIL.
  */
 #include "pask_cuda_mma.cuh"
@@ -30,9 +32,12 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
     const pask_i64 M = p.n * (pask_i64)OH * OW;
     const int OHW = OH * OW;
 
-    const pask_i64 lin = blockIdx.y + (pask_i64)gridDim.y * blockIdx.z;
+    const int S = p.splits > 1 ? p.splits : 1;
+    pask_i64 lin = blockIdx.y + (pask_i64)gridDim.y * blockIdx.z;
     const int ntiles = (Og + BN - 1) / BN;
-    if (lin >= (pask_i64)ntiles * G) return;
+    if (lin >= (pask_i64)ntiles * G * S) return;
+    const int split = (int)(lin % S);
+    lin /= S;
     const int g = (int)(lin / ntiles), n0 = (int)(lin % ntiles) * BN;
     const pask_i64 m0 = (pask_i64)blockIdx.x * BM;
 
@@ -78,10 +83,15 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
         }
     }
 
+    /* this CTA's K tiles: all, or its split-K slice */
+    const int KT_ALL = (K + BK - 1) / BK, KT_PER = (KT_ALL + S - 1) / S;
+    const int kt0 = split * KT_PER;
+    const int KT = KT_ALL - kt0 < KT_PER ? (KT_ALL - kt0 > 0 ? KT_ALL - kt0 : 0) : KT_PER;
+
     auto load_tile = [&](int stage, int kt) {
         unsigned *sA = smem + stage * STAGE_WORDS;
         unsigned *sB = sA + A_WORDS;
-        const int kb = kt * BK;
+        const int kb = (kt0 + kt) * BK;
         /* A */
         if (a_vec) {
 #pragma unroll
@@ -119,16 +129,17 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
             }
 #pragma unroll
             for (int j = 0; j < AKP; ++j) {
-                pask_t v = pask_from_f32(0.f);
+                const pask_t *src = x;
+                bool ok = false;
                 if (s_base >= 0 && k + j < K) {
                     const int ih = s_ih0 + r * DH, iw = s_iw0 + s * DW;
                     if ((unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W) {
-                        const pask_i64 off = nhwc ? s_base + ((pask_i64)ih * W + iw) * C + c
-                                                  : s_base + (pask_i64)c * H * W + (pask_i64)ih * W + iw;
-                        v = x[off];
+                        src = x + (nhwc ? s_base + ((pask_i64)ih * W + iw) * C + c
+                                        : s_base + (pask_i64)c * H * W + (pask_i64)ih * W + iw);
+                        ok = true;
                     }
                 }
-                dst[j] = v;
+                pask_cp_elem(dst + j, src, ok);
                 if (nhwc) {
                     if (++c == Cg) { c = 0; if (++s == KW) { s = 0; ++r; } }
                 } else {
@@ -166,13 +177,12 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
             }
 #pragma unroll
             for (int j = 0; j < BKP; ++j) {
-                pask_t v = pask_from_f32(0.f);
-                if (o < Og && k + j < K) {
-                    const pask_i64 off = ohwi ? obase + ((pask_i64)r * KW + s) * Cg + c
-                                              : obase + ((pask_i64)c * KH + r) * KW + s;
-                    v = w[off];
-                }
-                dst[j] = v;
+                const bool ok = o < Og && k + j < K;
+                pask_cp_elem(dst + j,
+                             ok ? w + (ohwi ? obase + ((pask_i64)r * KW + s) * Cg + c
+                                            : obase + ((pask_i64)c * KH + r) * KW + s)
+                                : w,
+                             ok);
                 if (nhwc) {
                     if (++c == Cg) { c = 0; if (++s == KW) { s = 0; ++r; } }
                 } else {
@@ -183,11 +193,31 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
     };
 
     float acc[MI][NI][4];
-    const int KT = (K + BK - 1) / BK;
     pask_mainloop<STAGES, MI, NI, false, false, BM, BN, WARPS_M, WM, WN, STAGE_WORDS, A_WORDS>(
         acc, smem, KT, tid, load_tile);
     const int warp = tid >> 5, lane = tid & 31;
     const int wm = warp % WARPS_M, wn = warp / WARPS_M;
+
+    const int gi = lane >> 2, ti = lane & 3;
+    const int O = (int)p.o;
+    if (S > 1) { /* raw partial sums, [split][m][g * Og + o]; the reduce kernel finishes */
+        float *__restrict__ part = p.partial + (pask_i64)split * M * O;
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const pask_i64 m = m0 + wm * WM + mi * 16 + gi + h * 8;
+                if (m >= M) continue;
+#pragma unroll
+                for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+                    for (int j = 0; j < 2; ++j) {
+                        const int o = n0 + wn * WN + ni * 8 + 2 * ti + j;
+                        if (o < Og) part[m * O + (pask_i64)g * Og + o] = acc[mi][ni][h * 2 + j];
+                    }
+            }
+        return;
+    }
 
     /* ---- epilogue ---- */
     pask_t *__restrict__ y = (pask_t *)p.y;
@@ -195,8 +225,6 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
     const pask_t *__restrict__ res = (const pask_t *)p.residual;
     const float alpha = p.alpha, beta = p.beta;
     const int act = p.activation;
-    const int O = (int)p.o;
-    const int gi = lane >> 2, ti = lane & 3;
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
@@ -229,10 +257,36 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
         }
 }
 
-extern "C" __global__ void __launch_bounds__(256) pask_conv2d_igemm(const pask_cuda_conv2d_params p) {
+extern "C" __global__ void __launch_bounds__(256, 2) pask_conv2d_igemm(const pask_cuda_conv2d_params p) {
     extern __shared__ __align__(16) unsigned pask_smem[];
     if (blockDim.x == 256)
         conv_body<128, 128, 256, 2, 4>(p, pask_smem);
     else
         conv_body<64, 64, 128, 2, 4>(p, pask_smem);
+}
+
+/* Split-K: y = act(alpha * sum of the slices' partial sums + beta * y + bias + residual). */
+extern "C" __global__ void __launch_bounds__(256) pask_conv2d_igemm_splitk_reduce(const pask_cuda_conv2d_params p) {
+    const pask_i64 O = p.o, OHW = p.oh * p.ow, M = p.n * OHW, total = M * O;
+    const int S = p.splits;
+    const bool nhwc = p.layout == PASK_CUDA_LAYOUT_NHWC;
+    pask_t *__restrict__ y = (pask_t *)p.y;
+    const pask_t *__restrict__ bias = (const pask_t *)p.bias;
+    const pask_t *__restrict__ res = (const pask_t *)p.residual;
+    for (pask_i64 i = blockIdx.x * (pask_i64)blockDim.x + threadIdx.x; i < total;
+         i += (pask_i64)gridDim.x * blockDim.x) {
+        const pask_i64 m = i / O, col = i - m * O;
+        float v = 0.f;
+        for (int s = 0; s < S; ++s) v += p.partial[s * total + i];
+        pask_i64 off = i;
+        if (!nhwc) {
+            const pask_i64 nimg = m / OHW;
+            off = (nimg * O + col) * OHW + (m - nimg * OHW);
+        }
+        v *= p.alpha;
+        if (p.beta != 0.f) v += p.beta * pask_ld(y, off);
+        if (bias) v += pask_ld(bias, col);
+        if (res) v += pask_ld(res, off);
+        y[off] = pask_from_f32(pask_act(v, p.activation));
+    }
 }

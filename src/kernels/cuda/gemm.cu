@@ -5,6 +5,8 @@
  * op(A)[i,k] = trans_a ? a[k*lda + i] : a[i*lda + k]
  * op(B)[k,j] = trans_b ? b[j*ldb + k] : b[k*ldb + j]
  * Tile config by blockDim.x (pask_cuda_gemm_launch): 256 -> 128x128 (4 stages, 80 KB), 128 -> 64x64 (4 stages, 40 KB).
+ * Split-K (p.splits > 1): each CTA sums one slice of the K tiles into p.partial;
+ * pask_gemm_splitk_reduce applies the epilogue.
  */
 #include "pask_cuda_mma.cuh"
 
@@ -36,8 +38,10 @@ PASK_DEV void gemm_load(unsigned *s, const pask_t *__restrict__ src, pask_i64 ld
             pask_t *dst = ((pask_t *)s) + row * PASK_RK_ELEMS + kg * KP;
             const int k0 = kb + kg * KP;
 #pragma unroll
-            for (int j = 0; j < KP; ++j)
-                dst[j] = (r < Rn && k0 + j < K) ? src[r * ld + k0 + j] : pask_from_f32(0.f);
+            for (int j = 0; j < KP; ++j) {
+                const bool ok = r < Rn && k0 + j < K;
+                pask_cp_elem(dst + j, ok ? src + r * ld + k0 + j : src, ok);
+            }
         }
     } else {
         constexpr int CPR = R / VEC; /* chunks per k row */
@@ -61,7 +65,8 @@ PASK_DEV void gemm_load(unsigned *s, const pask_t *__restrict__ src, pask_i64 ld
                 const int idx = tid + i * NT, kk = idx / R, rr = idx % R;
                 const int k = kb + kk;
                 const pask_i64 r = r0 + rr;
-                ((pask_t *)s)[kk * (R + 8) + rr] = (k < K && r < Rn) ? src[(pask_i64)k * ld + r] : pask_from_f32(0.f);
+                const bool ok = k < K && r < Rn;
+                pask_cp_elem(((pask_t *)s) + kk * (R + 8) + rr, ok ? src + (pask_i64)k * ld + r : src, ok);
             }
         }
     }
@@ -78,8 +83,11 @@ PASK_DEV void gemm_body(const pask_cuda_gemm_params &p, unsigned *smem) {
 
     const pask_i64 M = p.m, N = p.n;
     const int K = (int)p.k;
+    const int S = p.splits > 1 ? p.splits : 1;
     const pask_i64 m0 = (pask_i64)blockIdx.x * BM;
-    const pask_i64 n0 = ((pask_i64)blockIdx.y + (pask_i64)gridDim.y * blockIdx.z) * BN;
+    const pask_i64 lin = (pask_i64)blockIdx.y + (pask_i64)gridDim.y * blockIdx.z;
+    const int split = (int)(lin % S);
+    const pask_i64 n0 = (lin / S) * BN;
     if (n0 >= N) return;
     const pask_t *__restrict__ A = (const pask_t *)p.a;
     const pask_t *__restrict__ B = (const pask_t *)p.b;
@@ -87,24 +95,46 @@ PASK_DEV void gemm_body(const pask_cuda_gemm_params &p, unsigned *smem) {
     const bool b_vec = (((unsigned long long)B) & 15) == 0 && (p.ldb % VEC) == 0;
     const int tid = threadIdx.x;
 
+    /* this CTA's K tiles: all, or its split-K slice */
+    const int KT_ALL = (K + BK - 1) / BK, KT_PER = (KT_ALL + S - 1) / S;
+    const int kt0 = split * KT_PER;
+    const int KT = KT_ALL - kt0 < KT_PER ? (KT_ALL - kt0 > 0 ? KT_ALL - kt0 : 0) : KT_PER;
+
     auto load_tile = [&](int stage, int kt) {
         unsigned *sA = smem + stage * STAGE_WORDS;
-        gemm_load<AKR, BM, NT>(sA, A, p.lda, m0, M, kt * BK, K, a_vec, tid);
-        gemm_load<BKR, BN, NT>(sA + A_WORDS, B, p.ldb, n0, N, kt * BK, K, b_vec, tid);
+        gemm_load<AKR, BM, NT>(sA, A, p.lda, m0, M, (kt0 + kt) * BK, K, a_vec, tid);
+        gemm_load<BKR, BN, NT>(sA + A_WORDS, B, p.ldb, n0, N, (kt0 + kt) * BK, K, b_vec, tid);
     };
 
     float acc[MI][NI][4];
-    const int KT = (K + BK - 1) / BK;
     pask_mainloop<STAGES, MI, NI, AKR, BKR, BM, BN, WARPS_M, WM, WN, STAGE_WORDS, A_WORDS>(
         acc, smem, KT, tid, load_tile);
     const int warp = tid >> 5, lane = tid & 31;
     const int wm = warp % WARPS_M, wn = warp / WARPS_M;
 
+    const int gi = lane >> 2, ti = lane & 3;
+    if (S > 1) { /* raw partial sums, [split][m][n]; the reduce kernel finishes */
+        float *__restrict__ part = p.partial + (pask_i64)split * M * N;
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const pask_i64 m = m0 + wm * WM + mi * 16 + gi + h * 8;
+                if (m >= M) continue;
+#pragma unroll
+                for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+                    for (int j = 0; j < 2; ++j) {
+                        const pask_i64 n = n0 + wn * WN + ni * 8 + 2 * ti + j;
+                        if (n < N) part[m * N + n] = acc[mi][ni][h * 2 + j];
+                    }
+            }
+        return;
+    }
     pask_t *__restrict__ Cp = (pask_t *)p.c;
     const pask_t *__restrict__ bias = (const pask_t *)p.bias;
     const float alpha = p.alpha, beta = p.beta;
     const int act = p.activation;
-    const int gi = lane >> 2, ti = lane & 3;
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
@@ -137,10 +167,28 @@ PASK_DEV void gemm_dispatch(const pask_cuda_gemm_params &p, unsigned *smem) {
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) pask_gemm(const pask_cuda_gemm_params p) {
+extern "C" __global__ void __launch_bounds__(256, 2) pask_gemm(const pask_cuda_gemm_params p) {
     extern __shared__ __align__(16) unsigned pask_smem[];
     if (blockDim.x == 256)
         gemm_dispatch<128, 128, 256, 2, 4>(p, pask_smem);
     else
         gemm_dispatch<64, 64, 128, 2, 4>(p, pask_smem);
+}
+
+/* Split-K: C = act(alpha * sum of the slices' partial sums + beta * C + bias). */
+extern "C" __global__ void __launch_bounds__(256) pask_gemm_splitk_reduce(const pask_cuda_gemm_params p) {
+    const pask_i64 N = p.n, total = p.m * N;
+    const int S = p.splits;
+    pask_t *__restrict__ Cp = (pask_t *)p.c;
+    const pask_t *__restrict__ bias = (const pask_t *)p.bias;
+    for (pask_i64 i = blockIdx.x * (pask_i64)blockDim.x + threadIdx.x; i < total;
+         i += (pask_i64)gridDim.x * blockDim.x) {
+        const pask_i64 m = i / N, n = i - m * N, off = m * p.ldc + n;
+        float v = 0.f;
+        for (int s = 0; s < S; ++s) v += p.partial[s * total + i];
+        v *= p.alpha;
+        if (p.beta != 0.f) v += p.beta * pask_ld(Cp, off);
+        if (bias) v += pask_ld(bias, n);
+        Cp[off] = pask_from_f32(pask_act(v, p.activation));
+    }
 }

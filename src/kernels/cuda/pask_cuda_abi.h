@@ -54,7 +54,9 @@ typedef struct pask_cuda_conv2d_params {
     void *y;
     float alpha, beta;
     int activation;
-    int pad_;
+    int splits;                /* split-K slices; <= 1: none (the kernel writes y) */
+    float *partial;            /* splits > 1: splits * (n*oh*ow) * o float32 partial sums
+                                  (pask_conv2d_igemm_splitk_reduce sums them into y) */
 } pask_cuda_conv2d_params;
 
 typedef struct pask_cuda_gemm_params {
@@ -68,7 +70,9 @@ typedef struct pask_cuda_gemm_params {
     void *c;
     float alpha, beta;
     int activation;
-    int pad_;
+    int splits;                /* split-K slices; <= 1: none (the kernel writes c) */
+    float *partial;            /* splits > 1: splits * m * n float32 partial sums
+                                  (pask_gemm_splitk_reduce sums them into c) */
 } pask_cuda_gemm_params;
 
 typedef struct pask_cuda_pool2d_params {
@@ -100,12 +104,28 @@ typedef struct pask_cuda_pool2d_params {
 static inline pask_i64 pask_cuda_cdiv_(pask_i64 a, pask_i64 b) { return (a + b - 1) / b; }
 
 /* grid for a (rows, cols) tile grid: x over rows, the cols tiles folded into y and z. */
-static inline void pask_cuda_mma_geom_(pask_i64 rows, pask_i64 col_tiles_total, pask_i64 tiles_big, unsigned grid[3],
-                                       unsigned block[3], unsigned *shared_bytes, pask_i64 cols, pask_i64 groups) {
-    int big = tiles_big >= 264; /* enough 128x128 tiles to fill ~2 waves of an H100 */
+/* Split-K slices for a grid of `ctas` output tiles over `kt` K tiles on a GPU
+ * with `sms` multiprocessors (0 = do not split): a grid that leaves SMs idle is
+ * split along K until it has about two CTAs per SM, each slice keeping at least
+ * 6 K tiles, at most 32 slices; every slice gets at least one K tile. */
+static inline int pask_cuda_splitk_(pask_i64 ctas, pask_i64 kt, int sms) {
+    pask_i64 s, by_k, per;
+    if (sms <= 0 || ctas <= 0 || ctas >= sms) return 1;
+    s = (2 * (pask_i64)sms) / ctas;
+    by_k = kt / 6;
+    if (s > by_k) s = by_k;
+    if (s > 32) s = 32;
+    if (s < 2) return 1;
+    per = pask_cuda_cdiv_(kt, s);
+    return (int)pask_cuda_cdiv_(kt, per);
+}
+
+/* Grid of the mma kernels: x = row tiles; y, z = (column tiles x groups x
+ * splits), linearised. big = the 128x128 tile (256 threads), else 64x64 (128). */
+static inline void pask_cuda_mma_geom_(pask_i64 rows, pask_i64 cols, pask_i64 groups, int big, int splits,
+                                       unsigned grid[3], unsigned block[3], unsigned *shared_bytes) {
     pask_i64 bm = big ? 128 : 64, bn = bm;
-    pask_i64 total = pask_cuda_cdiv_(cols, bn) * groups, gy;
-    (void)col_tiles_total;
+    pask_i64 total = pask_cuda_cdiv_(cols, bn) * groups * (splits > 1 ? splits : 1), gy;
     gy = total < 65535 ? total : 65535;
     if (gy < 1) gy = 1;
     grid[0] = (unsigned)pask_cuda_cdiv_(rows, bm);
@@ -117,20 +137,39 @@ static inline void pask_cuda_mma_geom_(pask_i64 rows, pask_i64 col_tiles_total, 
     *shared_bytes = big ? 81920u : 40960u;
 }
 
-static inline void pask_cuda_conv2d_igemm_launch(const pask_cuda_conv2d_params *p, unsigned grid[3], unsigned block[3],
-                                                 unsigned *shared_bytes) {
+/* Sets p->splits (see pask_cuda_splitk_; sms = 0: none) and the launch of
+ * pask_conv2d_igemm. elem_bytes: 4 (float32) or 2. When p->splits > 1 the
+ * caller provides p->partial (pask_cuda_conv2d_igemm_partial_bytes) and runs
+ * pask_conv2d_igemm_splitk_reduce (pask_cuda_splitk_reduce_launch) after it. */
+static inline void pask_cuda_conv2d_igemm_launch(pask_cuda_conv2d_params *p, int elem_bytes, int sms, unsigned grid[3],
+                                                 unsigned block[3], unsigned *shared_bytes) {
     pask_i64 M = p->n * p->oh * p->ow, og = p->o / p->groups;
     pask_i64 tiles_big = pask_cuda_cdiv_(M, 128) * pask_cuda_cdiv_(og, 128) * p->groups;
-    pask_cuda_mma_geom_(M, 0, tiles_big, grid, block, shared_bytes, og, p->groups);
+    int big = tiles_big >= 264; /* enough 128x128 tiles to fill ~2 waves of an H100 */
+    pask_i64 tiles = big ? tiles_big : pask_cuda_cdiv_(M, 64) * pask_cuda_cdiv_(og, 64) * p->groups;
+    pask_i64 kt = pask_cuda_cdiv_((p->c / p->groups) * p->kh * p->kw, 64 / elem_bytes);
+    p->splits = pask_cuda_splitk_(tiles, kt, sms);
+    pask_cuda_mma_geom_(M, og, p->groups, big, p->splits, grid, block, shared_bytes);
 }
 
-static inline void pask_cuda_gemm_launch(const pask_cuda_gemm_params *p, unsigned grid[3], unsigned block[3],
-                                         unsigned *shared_bytes) {
+static inline pask_i64 pask_cuda_conv2d_igemm_partial_bytes(const pask_cuda_conv2d_params *p) {
+    return p->splits > 1 ? (pask_i64)p->splits * p->n * p->oh * p->ow * p->o * 4 : 0;
+}
+
+/* As pask_cuda_conv2d_igemm_launch, for pask_gemm / pask_gemm_splitk_reduce. */
+static inline void pask_cuda_gemm_launch(pask_cuda_gemm_params *p, int elem_bytes, int sms, unsigned grid[3],
+                                         unsigned block[3], unsigned *shared_bytes) {
     pask_i64 tiles_big = pask_cuda_cdiv_(p->m, 128) * pask_cuda_cdiv_(p->n, 128);
-    pask_cuda_mma_geom_(p->m, 0, tiles_big, grid, block, shared_bytes, p->n, 1);
+    int big = tiles_big >= 264;
+    pask_i64 tiles = big ? tiles_big : pask_cuda_cdiv_(p->m, 64) * pask_cuda_cdiv_(p->n, 64);
+    p->splits = pask_cuda_splitk_(tiles, pask_cuda_cdiv_(p->k, 64 / elem_bytes), sms);
+    pask_cuda_mma_geom_(p->m, p->n, 1, big, p->splits, grid, block, shared_bytes);
 }
 
-/* 1-D grid-stride kernels: 256 threads, at most 65535 blocks. */
+static inline pask_i64 pask_cuda_gemm_partial_bytes(const pask_cuda_gemm_params *p) {
+    return p->splits > 1 ? (pask_i64)p->splits * p->m * p->n * 4 : 0;
+}
+
 static inline void pask_cuda_elementwise_geom_(pask_i64 work, unsigned grid[3], unsigned block[3],
                                                unsigned *shared_bytes) {
     pask_i64 b = pask_cuda_cdiv_(work, 256);
@@ -141,6 +180,12 @@ static inline void pask_cuda_elementwise_geom_(pask_i64 work, unsigned grid[3], 
     block[0] = 256u;
     block[1] = block[2] = 1u;
     *shared_bytes = 0u;
+}
+
+/* The split-K reduction kernels: one thread per output element (grid-stride). */
+static inline void pask_cuda_splitk_reduce_launch(pask_i64 outputs, unsigned grid[3], unsigned block[3],
+                                                  unsigned *shared_bytes) {
+    pask_cuda_elementwise_geom_(outputs, grid, block, shared_bytes);
 }
 
 static inline void pask_cuda_conv2d_depthwise_launch(const pask_cuda_conv2d_params *p, unsigned grid[3],

@@ -130,6 +130,8 @@ PASK_DEV void pask_cp16(void *sdst, const void *gsrc, int bytes) {
     const unsigned char *sb = (const unsigned char *)gsrc;
     for (int i = 0; i < 16; ++i) db[i] = i < bytes ? sb[i] : (unsigned char)0;
 }
+/* One element of a scalar gather (zero when bytes == 0). */
+PASK_DEV void pask_cp_elem(pask_t *sdst, const pask_t *gsrc, bool ok) { *sdst = ok ? *gsrc : pask_from_f32(0.f); }
 PASK_DEV void pask_cp_commit() {}
 template <int N> PASK_DEV void pask_cp_wait() {}
 #else
@@ -141,6 +143,16 @@ PASK_DEV unsigned pask_smem_addr(const void *p) {
 /* 16-byte async copy; bytes < 16 zero-fills the rest (0 = all zeros, src unread). */
 PASK_DEV void pask_cp16(void *sdst, const void *gsrc, int bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(pask_smem_addr(sdst)), "l"(gsrc), "r"(bytes));
+}
+/* One element of a scalar gather into shared memory, zero when !ok (src unread).
+ * float32: a 4-byte cp.async, so the gather joins the pipeline instead of
+ * stalling on each load; 16-bit elements (below cp.async's 4 bytes): a plain load. */
+PASK_DEV void pask_cp_elem(pask_t *sdst, const pask_t *gsrc, bool ok) {
+#if PASK_DTYPE == 0
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(pask_smem_addr(sdst)), "l"(gsrc), "r"(ok ? 4 : 0));
+#else
+    *sdst = ok ? *gsrc : pask_from_f32(0.f);
+#endif
 }
 PASK_DEV void pask_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> PASK_DEV void pask_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
@@ -228,32 +240,75 @@ template <bool KR, int R> PASK_DEV unsigned pask_frag(const unsigned *s, int row
 #endif
 }
 
-/* acc[MI][NI] += A(rows am0.., BK) * B(rows bn0.., BK)^T over one smem stage. */
+/* Four 8x8 matrices of 16-byte rows from shared memory (row addresses from lanes
+ * 8i..8i+7 for matrix i); lane l gets the 32-bit word (l % 4) of row l / 4 of each. */
+PASK_DEV void pask_ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+/* acc[MI][NI] += A(rows am0.., BK) * B(rows bn0.., BK)^T over one smem stage.
+ * RK tiles (k contiguous, 80-byte rows: conflict-free) are read with ldmatrix:
+ * one x4 per 16-row A fragment and per two 8-row B fragments. KR tiles (GEMM
+ * transposes) are read a 32-bit word per register. */
 template <int MI, int NI, bool AKR, bool BKR, int BM, int BN>
 PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const unsigned *sB, int am0, int bn0, int lane) {
+    static_assert(NI % 2 == 0, "B fragments are loaded in pairs");
     const int g = lane >> 2, t = lane & 3;
 #if PASK_DTYPE == 0
     const int KS = 8, KO = 4, kt0 = t;
 #else
     const int KS = 16, KO = 8, kt0 = 2 * t;
 #endif
+    /* ldmatrix row addresses: A matrices (rows 0-7 | 8-15) x (k 0 | KO);
+       B matrices (k 0 | KO) x (rows 0-7 | 8-15) */
+    const int mat = lane >> 3;
+    const unsigned a_lane = pask_smem_addr(sA) + (unsigned)((am0 + (lane & 7) + (mat & 1) * 8) * PASK_ROWW * 4 +
+                                                            (mat >> 1) * KO * PASK_ES);
+    const unsigned b_lane = pask_smem_addr(sB) + (unsigned)((bn0 + (lane & 7) + (mat >> 1) * 8) * PASK_ROWW * 4 +
+                                                            (mat & 1) * KO * PASK_ES);
 #pragma unroll
     for (int ks = 0; ks < 2; ++ks) {
         unsigned a[MI][4], b[NI][2];
         const int k = ks * KS + kt0;
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {
-            const int r = am0 + mi * 16 + g;
-            a[mi][0] = pask_frag<AKR, BM>(sA, r, k);
-            a[mi][1] = pask_frag<AKR, BM>(sA, r + 8, k);
-            a[mi][2] = pask_frag<AKR, BM>(sA, r, k + KO);
-            a[mi][3] = pask_frag<AKR, BM>(sA, r + 8, k + KO);
+            if (!AKR) {
+                pask_ldmatrix_x4(a[mi], a_lane + (unsigned)(mi * 16 * PASK_ROWW * 4 + ks * KS * PASK_ES));
+#if PASK_DTYPE == 0
+#pragma unroll
+                for (int j = 0; j < 4; ++j) a[mi][j] = pask_tf32(pask_bits_f(a[mi][j]));
+#endif
+            } else {
+                const int r = am0 + mi * 16 + g;
+                a[mi][0] = pask_frag<AKR, BM>(sA, r, k);
+                a[mi][1] = pask_frag<AKR, BM>(sA, r + 8, k);
+                a[mi][2] = pask_frag<AKR, BM>(sA, r, k + KO);
+                a[mi][3] = pask_frag<AKR, BM>(sA, r + 8, k + KO);
+            }
         }
 #pragma unroll
-        for (int ni = 0; ni < NI; ++ni) {
-            const int r = bn0 + ni * 8 + g;
-            b[ni][0] = pask_frag<BKR, BN>(sB, r, k);
-            b[ni][1] = pask_frag<BKR, BN>(sB, r, k + KO);
+        for (int ni = 0; ni < NI; ni += 2) {
+            if (!BKR) {
+                unsigned r4[4];
+                pask_ldmatrix_x4(r4, b_lane + (unsigned)(ni * 8 * PASK_ROWW * 4 + ks * KS * PASK_ES));
+#if PASK_DTYPE == 0
+#pragma unroll
+                for (int j = 0; j < 4; ++j) r4[j] = pask_tf32(pask_bits_f(r4[j]));
+#endif
+                b[ni][0] = r4[0];
+                b[ni][1] = r4[1];
+                b[ni + 1][0] = r4[2];
+                b[ni + 1][1] = r4[3];
+            } else {
+#pragma unroll
+                for (int nj = ni; nj < ni + 2; ++nj) {
+                    const int r = bn0 + nj * 8 + g;
+                    b[nj][0] = pask_frag<BKR, BN>(sB, r, k);
+                    b[nj][1] = pask_frag<BKR, BN>(sB, r, k + KO);
+                }
+            }
         }
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi)

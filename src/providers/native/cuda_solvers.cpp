@@ -33,6 +33,44 @@ void launch(const Kernel &k, Backend &b, const unsigned grid[3], const unsigned 
     cuda_of(b).launch(k.entry, grid, block, smem, params);
 }
 
+// Launches an mma kernel (conv igemm or gemm) with split-K where its launch
+// helper chose it: the slices' float32 partial sums go to stream-ordered
+// scratch memory and the object's reduce entry applies the epilogue. Without
+// room for the scratch (or without the reduce entry) it runs unsplit.
+template <class Params, class Geometry, class PartialBytes>
+void launch_split_k(const Kernel &k, Backend &b, Params &q, int elem_bytes, pask_i64 outputs, const char *reduce,
+                    Geometry geometry, PartialBytes partial_bytes) {
+    const CudaBackend &cb = cuda_of(b);
+    unsigned grid[3], block[3], smem = 0;
+    geometry(&q, elem_bytes, cb.sm_count(), grid, block, &smem);
+    void *reduce_fn = nullptr;
+    void *ws = nullptr;
+    if (q.splits > 1) {
+        reduce_fn = k.object ? k.object->symbol(reduce) : nullptr;
+        if (reduce_fn) {
+            try {
+                ws = cb.alloc_async(static_cast<size_t>(partial_bytes(&q)));
+            } catch (const Error &e) {
+                if (e.status() != PASK_ERROR_OUT_OF_MEMORY) throw;
+            }
+        }
+        if (!ws) geometry(&q, elem_bytes, 0, grid, block, &smem);  // unsplit
+    }
+    q.partial = static_cast<float *>(ws);
+    try {
+        cb.launch(k.entry, grid, block, smem, &q);
+        if (ws) {
+            unsigned rgrid[3], rblock[3], rsmem = 0;
+            pask_cuda_splitk_reduce_launch(outputs, rgrid, rblock, &rsmem);
+            cb.launch(reduce_fn, rgrid, rblock, rsmem, &q);
+        }
+    } catch (...) {
+        if (ws) cb.free_async(ws);
+        throw;
+    }
+    if (ws) cb.free_async(ws);
+}
+
 class CudaSolver : public Solver {
 public:
     constexpr CudaSolver(int id, const char *name, pask_op_t op, const char *object, const char *entry)
@@ -80,9 +118,9 @@ public:
     }
     void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
         pask_cuda_conv2d_params q = conv_params(p, a);
-        unsigned grid[3], block[3], smem = 0;
-        pask_cuda_conv2d_igemm_launch(&q, grid, block, &smem);
-        launch(k, b, grid, block, smem, &q);
+        launch_split_k(k, b, q, static_cast<int>(dtype_size(p.dtype)), q.n * q.oh * q.ow * q.o,
+                       "pask_conv2d_igemm_splitk_reduce", pask_cuda_conv2d_igemm_launch,
+                       pask_cuda_conv2d_igemm_partial_bytes);
     }
 };
 
@@ -139,9 +177,8 @@ public:
         q.trans_a = p.trans_a; q.trans_b = p.trans_b;
         q.a = a.x; q.b = a.w; q.bias = a.bias; q.c = a.y;
         q.alpha = a.alpha; q.beta = a.beta; q.activation = static_cast<int>(p.activation);
-        unsigned grid[3], block[3], smem = 0;
-        pask_cuda_gemm_launch(&q, grid, block, &smem);
-        launch(k, b, grid, block, smem, &q);
+        launch_split_k(k, b, q, static_cast<int>(dtype_size(p.dtype)), q.m * q.n, "pask_gemm_splitk_reduce",
+                       pask_cuda_gemm_launch, pask_cuda_gemm_partial_bytes);
     }
 };
 

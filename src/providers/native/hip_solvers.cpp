@@ -34,7 +34,7 @@ void launch(const Kernel &k, Backend &b, const unsigned grid[3], const unsigned 
 // 64x64 tile there (40 KB), never the 128x128 one (80 KB).
 void small_tile_geom(pask_i64 rows, pask_i64 cols, pask_i64 groups, unsigned grid[3], unsigned block[3],
                      unsigned *smem) {
-    pask_cuda_mma_geom_(rows, 0, 0, grid, block, smem, cols, groups);
+    pask_cuda_mma_geom_(rows, cols, groups, 0, 1, grid, block, smem);  // no split-K on HIP yet
 }
 
 class HipSolver : public Solver {
