@@ -50,6 +50,13 @@ def library_dir() -> Path:
                       "or set PASKDNN_LIBRARY")
 
 
+# Every C type string the bindings pass to ffi.new / ffi.cast / ffi.typeof.
+_CALL_TYPES = ("void *", "void **", "int *", "char **", "uintptr_t", "int64_t[4]", "pask_stats_t",
+               "pask_stats_t *", "pask_epilogue_t *", "pask_tensor_desc_t *", "pask_pool2d_params_t *",
+               "pask_options_t *", "pask_op_t *", "pask_device_type_t *", "pask_conv2d_params_t *",
+               "pask_context_t *")
+
+
 def load() -> Tuple[Any, Any]:
     """Returns (ffi, lib), loading the library the first time."""
     global _state
@@ -70,6 +77,11 @@ def load() -> Tuple[Any, Any]:
                 lib = ffi.dlopen(str(path))
             except OSError as e:  # pragma: no cover - broken installation
                 raise ImportError(f"paskdnn: cannot load {path}: {e}") from e
+            # cffi parses a C type string with pycparser on its first use (about
+            # a millisecond each): parse the ones calls use now, not on a call's
+            # path (a fresh process's first inference paid for them, measured).
+            for t in _CALL_TYPES:
+                ffi.typeof(t)
             _state = (ffi, lib)
     return _state
 

@@ -68,6 +68,10 @@ const Driver &Driver::get() {
     bind(lib, d->cuThreadExchangeStreamCaptureMode, "cuThreadExchangeStreamCaptureMode", optional);
     bind(lib, d->cuStreamCreate, "cuStreamCreate", optional);
     bind(lib, d->cuStreamDestroy, "cuStreamDestroy_v2", optional);
+    bind(lib, d->cuMemPoolCreate, "cuMemPoolCreate", optional);
+    bind(lib, d->cuMemPoolDestroy, "cuMemPoolDestroy", optional);
+    bind(lib, d->cuMemPoolSetAttribute, "cuMemPoolSetAttribute", optional);
+    bind(lib, d->cuMemAllocFromPoolAsync, "cuMemAllocFromPoolAsync", optional);
     bind(lib, d->cuModuleGetFunctionCount, "cuModuleGetFunctionCount", optional);
     bind(lib, d->cuModuleEnumerateFunctions, "cuModuleEnumerateFunctions", optional);
     bind(lib, d->cuFuncLoad, "cuFuncLoad", optional);

@@ -16,6 +16,16 @@ using CUdeviceptr = unsigned long long;
 using CUcontext = struct CUctx_st *;
 using CUmodule = struct CUmod_st *;
 using CUfunction = struct CUfunc_st *;
+using CUmemoryPool = struct CUmemPoolHandle_st *;
+struct CUmemPoolProps {  // CUDA's CUmemPoolProps_st: 88 bytes, unused fields zero
+    int allocType;
+    int handleTypes;
+    int locationType;
+    int locationId;
+    void *win32SecurityAttributes;
+    unsigned char reserved[64];
+};
+static_assert(sizeof(CUmemPoolProps) == 88, "CUmemPoolProps layout");
 using CUstream = struct CUstream_st *;
 using CUevent = struct CUevent_st *;
 
@@ -29,6 +39,9 @@ constexpr int CU_MEMORYTYPE_UNIFIED = 4;
 constexpr int CUDA_ERROR_OUT_OF_MEMORY = 2;
 constexpr int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 constexpr int CUDA_ERROR_NOT_READY = 600;
+constexpr int CU_MEM_ALLOCATION_TYPE_PINNED = 1;
+constexpr int CU_MEM_LOCATION_TYPE_DEVICE = 1;
+constexpr int CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = 4;
 constexpr int CU_STREAM_CAPTURE_STATUS_NONE = 0;
 constexpr unsigned CU_STREAM_NON_BLOCKING = 1;
 constexpr int CU_STREAM_CAPTURE_MODE_RELAXED = 2;
@@ -71,6 +84,11 @@ struct Driver {
     CUresult (*cuThreadExchangeStreamCaptureMode)(int *) = nullptr;
     CUresult (*cuStreamCreate)(CUstream *, unsigned) = nullptr;
     CUresult (*cuStreamDestroy)(CUstream) = nullptr;
+    // A memory pool of our own for stream-ordered scratch (CUmemPoolProps, 88 bytes).
+    CUresult (*cuMemPoolCreate)(CUmemoryPool *, const CUmemPoolProps *) = nullptr;
+    CUresult (*cuMemPoolDestroy)(CUmemoryPool) = nullptr;
+    CUresult (*cuMemPoolSetAttribute)(CUmemoryPool, int, void *) = nullptr;
+    CUresult (*cuMemAllocFromPoolAsync)(CUdeviceptr *, size_t, CUmemoryPool, CUstream) = nullptr;
     // CUDA 12.4+: every function of a module, loaded now (lazy loading would
     // load each on its first launch, on the caller's thread).
     CUresult (*cuModuleGetFunctionCount)(unsigned *, CUmodule) = nullptr;

@@ -86,6 +86,35 @@ CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path)
     targets_.push_back("sm_" + std::to_string(major) + std::to_string(minor));
     d_.check(d_.cuDevicePrimaryCtxRetain(&ctx_, dev_), "cuDevicePrimaryCtxRetain");
     nvrtc_ = cuda::Nvrtc::get(nvrtc_path, &nvrtc_problem_);
+    create_scratch_pool();
+}
+
+// Scratch memory (cuDNN workspaces, split-K partial sums) comes from a pool of
+// this backend's own that keeps up to 256 MB reserved across synchronisations,
+// with 32 MB reserved now: the device's default pool gives its memory back at
+// every synchronisation (release threshold 0), so a fresh process's first
+// inference, and every run after a sync, mapped memory again on the caller's
+// path. Best effort: without the pool API the default pool serves.
+void CudaBackend::create_scratch_pool() {
+    if (!d_.cuMemPoolCreate || !d_.cuMemPoolDestroy || !d_.cuMemPoolSetAttribute || !d_.cuMemAllocFromPoolAsync ||
+        !d_.cuMemFreeAsync || !d_.cuStreamSynchronize)
+        return;
+    Scope scope(*this);
+    cuda::CUmemPoolProps props{};
+    props.allocType = cuda::CU_MEM_ALLOCATION_TYPE_PINNED;
+    props.locationType = cuda::CU_MEM_LOCATION_TYPE_DEVICE;
+    props.locationId = dev_;
+    if (d_.cuMemPoolCreate(&pool_, &props) != 0) {
+        pool_ = nullptr;
+        return;
+    }
+    uint64_t keep = uint64_t(256) << 20;
+    d_.cuMemPoolSetAttribute(pool_, cuda::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep);
+    CUdeviceptr p = 0;
+    if (d_.cuMemAllocFromPoolAsync(&p, size_t(32) << 20, pool_, nullptr) == 0) {
+        d_.cuMemFreeAsync(p, nullptr);
+        d_.cuStreamSynchronize(nullptr);
+    }
 }
 
 CudaBackend::~CudaBackend() {
@@ -97,6 +126,13 @@ CudaBackend::~CudaBackend() {
                 if (t.stop) d_.cuEventDestroy(t.stop);
             }
         } catch (...) {  // a failing context cannot be cleaned up further
+        }
+    }
+    if (pool_) {  // outstanding frees complete first (the driver defers the release)
+        try {
+            Scope scope(*this);
+            d_.cuMemPoolDestroy(pool_);
+        } catch (...) {
         }
     }
     d_.cuDevicePrimaryCtxRelease(dev_);
@@ -323,7 +359,9 @@ void *CudaBackend::alloc_async(size_t bytes) const {
     if (bytes == 0) return nullptr;
     Scope scope(*this);
     CUdeviceptr p = 0;
-    CUresult r = d_.cuMemAllocAsync ? d_.cuMemAllocAsync(&p, bytes, stream()) : d_.cuMemAlloc(&p, bytes);
+    CUresult r = pool_              ? d_.cuMemAllocFromPoolAsync(&p, bytes, pool_, stream())
+                 : d_.cuMemAllocAsync ? d_.cuMemAllocAsync(&p, bytes, stream())
+                                      : d_.cuMemAlloc(&p, bytes);
     if (r == CUDA_ERROR_OUT_OF_MEMORY)
         fail(PASK_ERROR_OUT_OF_MEMORY, "out of device memory for a " + std::to_string(bytes) + "-byte workspace");
     d_.check(r, "cuMemAllocAsync");

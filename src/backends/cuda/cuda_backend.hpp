@@ -73,12 +73,14 @@ public:
 
 private:
     cuda::CUstream stream() const;
+    void create_scratch_pool();
 
     const cuda::Driver &d_;
     const uint64_t id_;  // per-thread streams are filed under it (an address can be reused)
     int index_;
     cuda::CUdevice dev_ = 0;
     cuda::CUcontext ctx_ = nullptr;
+    cuda::CUmemoryPool pool_ = nullptr;  // stream-ordered scratch (nullptr: the device's default pool)
     int sm_count_ = 0;
     std::vector<std::string> targets_;
     const cuda::Nvrtc *nvrtc_ = nullptr;

@@ -88,28 +88,48 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
     const int kt0 = split * KT_PER;
     const int KT = KT_ALL - kt0 < KT_PER ? (KT_ALL - kt0 > 0 ? KT_ALL - kt0 : 0) : KT_PER;
 
+    /* Vector A path: every chunk of this thread sits at the same k column
+     * (kc = tid & 3), so one (c, r, s) position serves them all; it advances by
+     * BK per tile without a division (load_tile runs for kt = 0, 1, 2, ... in
+     * order: pask_mainloop). Cg % VEC == 0: a chunk never straddles a tap. */
+    int v_k = kt0 * BK + (tid & 3) * VEC, v_c = 0, v_r = 0, v_s = 0;
+    if (a_vec) {
+        const int rs = v_k / Cg;
+        v_c = v_k - rs * Cg;
+        v_r = rs / KW;
+        v_s = rs - v_r * KW;
+    }
+
     auto load_tile = [&](int stage, int kt) {
         unsigned *sA = smem + stage * STAGE_WORDS;
         unsigned *sB = sA + A_WORDS;
         const int kb = (kt0 + kt) * BK;
         /* A */
         if (a_vec) {
+            const bool k_ok = v_k < K;
+            const int dih = v_r * DH, diw = v_s * DW;
 #pragma unroll
             for (int i = 0; i < CA; ++i) {
-                const int idx = tid + i * NT, row = idx >> 2, kc = idx & 3;
-                const int k = kb + kc * VEC;
+                const int row = (tid + i * NT) >> 2;
                 const pask_t *src = x;
                 int bytes = 0;
-                if (a_base[i] >= 0 && k < K) {
-                    const int rs = k / Cg, c = k - rs * Cg;
-                    const int r = rs / KW, s = rs - r * KW;
-                    const int ih = a_ih0[i] + r * DH, iw = a_iw0[i] + s * DW;
+                if (a_base[i] >= 0 && k_ok) {
+                    const int ih = a_ih0[i] + dih, iw = a_iw0[i] + diw;
                     if ((unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W) {
-                        src = x + a_base[i] + ((pask_i64)ih * W + iw) * C + c;
+                        src = x + a_base[i] + ((pask_i64)ih * W + iw) * C + v_c;
                         bytes = 16;
                     }
                 }
-                pask_cp16(((pask_t *)sA) + row * RKE + kc * VEC, src, bytes);
+                pask_cp16(((pask_t *)sA) + row * RKE + (tid & 3) * VEC, src, bytes);
+            }
+            v_k += BK;
+            v_c += BK;
+            while (v_c >= Cg) {
+                v_c -= Cg;
+                if (++v_s == KW) {
+                    v_s = 0;
+                    ++v_r;
+                }
             }
         } else {
             const int row = tid % BM, kg = tid / BM;

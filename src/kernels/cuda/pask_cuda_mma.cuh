@@ -320,7 +320,8 @@ PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const u
 
 /* The block's main loop, shared by the conv and GEMM kernels: acc (zeroed here)
  * accumulates K in BK-wide tiles through a STAGES-deep cp.async pipeline;
- * load_tile(stage, kt) issues the copies of tile kt into shared-memory stage. */
+ * load_tile(stage, kt) issues the copies of tile kt into shared-memory stage,
+ * and is called for kt = 0, 1, 2, ... in that order (loaders may keep state). */
 template <int STAGES, int MI, int NI, bool AKR, bool BKR, int BM, int BN, int WARPS_M, int WM, int WN, int STAGE_WORDS,
           int A_WORDS, typename LoadTile>
 PASK_DEV void pask_mainloop(float (&acc)[MI][NI][4], const unsigned *smem, int KT, int tid, LoadTile &&load_tile) {

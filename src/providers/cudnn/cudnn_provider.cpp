@@ -318,7 +318,15 @@ void CudnnProvider::prepare() {
     mm.gm = mm.gn = mm.gk = mm.lda = mm.ldb = mm.ldc = 16;
     for (const Problem &q : {tiny, one, mm}) {
         try {
-            build(key_for(q, 0, false, backend_.targets().front()));
+            auto obj = build(key_for(q, 0, false, backend_.targets().front()));
+            // build() ran the plan on a build handle; run it once on the
+            // execution handle too, whose own first runs of these engine
+            // families (and the libraries behind them) would otherwise fall on
+            // a fresh process's first calls.
+            if (const auto *plan = dynamic_cast<const Plan *>(obj.get())) {
+                std::lock_guard<std::mutex> lock(exec_mu_);
+                warm_up(*plan, q, exec_handle());
+            }
         } catch (const Error &) {
             // a warm-up only
         }
