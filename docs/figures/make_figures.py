@@ -60,8 +60,12 @@ def gpu_totals(g):
     ax.set_xlabel("paskdnn time / PyTorch (cuDNN) time, log scale  (1 = parity, lower is better)")
     m = g["meta"]
     ax.set_title(f"Convolution totals per model, {m['card']}, {m['date']}", fontsize=10)
-    ax.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), fontsize=7, ncol=2, frameon=False)
     ax.set_xlim(0.3, max(eager + graph) * 2.2)
+    ax.set_xticks([0.3, 0.5, 1, 2, 3, 5])
+    ax.set_xticklabels(["0.3", "0.5", "1", "2", "3", "5"])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    fig.subplots_adjust(bottom=0.2)
     save(fig, "gpu_model_totals.png")
 
 

@@ -77,9 +77,10 @@ private:
     Handle checkout_build_handle();
     void return_build_handle(Handle h);
     // Runs a freshly built plan once on scratch buffers, on this (loader)
-    // thread's own stream, so that cuDNN's lazy kernel loading happens here
-    // rather than in the first call. Skipped when memory is short.
-    void warm_up(const Plan &plan, const Problem &p, Handle h);
+    // thread's own stream and the execution handle (held only while queuing),
+    // so that cuDNN's lazy kernel loading and the handle's first run of the
+    // plan happen here rather than in the first call. Skipped when memory is short.
+    void warm_up(const Plan &plan, const Problem &p);
 
     CudaBackend &backend_;
     std::string library_;
