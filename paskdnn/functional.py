@@ -304,6 +304,37 @@ class _Descs:
             self.lib.pask_tensor_desc_destroy(d)
 
 
+class _KeptDescs(_Descs):
+    """Descriptors that outlive the call: freed when the last reference to them
+    goes (the eager calls' cache below holds them)."""
+
+    def make(self, layout: int, dims: Sequence[int], dcode: int = _FLOAT32) -> Any:
+        out = self.ffi.new("pask_tensor_desc_t *")
+        _lib.check(self.lib.pask_tensor_desc_create(out, dcode, layout, len(dims), list(dims)))
+        return self.ffi.gc(out[0], self.lib.pask_tensor_desc_destroy)
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+# Eager calls with arguments seen before reuse their descriptors and parameter
+# structs (the C library validated them the first time): a call then pays for
+# its arrays' pointers, the stream and one C call. Keyed by every normalised
+# argument that shapes a descriptor; bounded, oldest dropped first (entries in
+# use elsewhere stay alive until released).
+_EAGER: dict = {}
+_EAGER_MAX = 512
+
+
+def _remember(key: tuple, plan: tuple) -> None:
+    if len(_EAGER) >= _EAGER_MAX:
+        try:
+            del _EAGER[next(iter(_EAGER))]
+        except (StopIteration, KeyError, RuntimeError):  # another thread got there first
+            pass
+    _EAGER[key] = plan
+
+
 def _ptr(ffi: Any, a: Any, call: Optional[_Call] = None) -> Any:
     if a is None:
         return ffi.NULL
@@ -423,37 +454,52 @@ def conv2d(
         bias = _array(bias, "bias")
         if bias.ndim != 1:
             raise ValueError(f"bias must be 1-D, got shape {bias.shape}")
-    dc = _same_dtype(x, w, bias, residual if residual is None else _array(residual, "residual"))
+    r = None if residual is None else _array(residual, "residual")
+    dc = _same_dtype(x, w, bias, r)
     ffi, lib = _lib.load()
-    with _Descs() as d:
-        xd = d.make(lay, _nchw_dims(x4, lay), dc)
-        wd = d.make(wlay, (o, ig, kh, kw), dc)
-        params = ffi.new("pask_conv2d_params_t *", {
-            "stride": st, "pad_pre": (pt, pl), "pad_post": (pb, pr), "dilation": dil, "groups": g})
-        dims = ffi.new("int64_t[4]")
-        _lib.check(lib.pask_conv2d_output_dims(params, xd, wd, dims))
-        ydims = tuple(int(v) for v in dims)
-        shape = _physical(ydims, lay)
-        user_shape = shape[1:] if unbatched else shape
-        bd = d.make(_ROW_MAJOR, (bias.shape[0],), dc) if bias is not None else ffi.NULL
-        rd = ffi.NULL
-        if residual is not None:
-            r = _array(residual, "residual")
-            if tuple(r.shape) != tuple(user_shape):
-                raise ValueError(f"residual has shape {r.shape} but the output has shape {tuple(user_shape)}")
-            rd = d.make(lay, ydims, dc)
-        ep = ffi.new("pask_epilogue_t *", {"alpha": a, "beta": b, "activation": act})
-        if hinting:
-            _lib.check(lib.pask_hint_conv2d(handle, params, ep, xd, wd, bd, rd))
-            return None  # type: ignore[return-value]
-        y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
-        yd = d.make(lay, ydims, dc)
-        ptrs = [_ptr(ffi, t, call) for t in (x, w, bias, residual, y)]
-        args = (handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3], yd, ptrs[4])
-        if call.prepare:
-            return d.bind(lib.pask_conv2d_forward, args)  # type: ignore[return-value]
-        call.bind_stream(x)
-        _lib.check(lib.pask_conv2d_forward(*args))
+    eager = not hinting and not call.prepare
+    key = plan = None
+    if eager:
+        key = ("conv2d", lay, wlay, tuple(x.shape), (o, ig, kh, kw), st, dil, pt, pb, pl, pr, g, act, a, b,
+               None if bias is None else tuple(bias.shape), r is not None, dc)
+        plan = _EAGER.get(key)
+    if plan is None:
+        with (_KeptDescs() if eager else _Descs()) as d:
+            xd = d.make(lay, _nchw_dims(x4, lay), dc)
+            wd = d.make(wlay, (o, ig, kh, kw), dc)
+            params = ffi.new("pask_conv2d_params_t *", {
+                "stride": st, "pad_pre": (pt, pl), "pad_post": (pb, pr), "dilation": dil, "groups": g})
+            dims = ffi.new("int64_t[4]")
+            _lib.check(lib.pask_conv2d_output_dims(params, xd, wd, dims))
+            ydims = tuple(int(v) for v in dims)
+            shape = _physical(ydims, lay)
+            user_shape = shape[1:] if unbatched else shape
+            bd = d.make(_ROW_MAJOR, (bias.shape[0],), dc) if bias is not None else ffi.NULL
+            rd = ffi.NULL
+            if r is not None:
+                if tuple(r.shape) != tuple(user_shape):
+                    raise ValueError(f"residual has shape {r.shape} but the output has shape {tuple(user_shape)}")
+                rd = d.make(lay, ydims, dc)
+            ep = ffi.new("pask_epilogue_t *", {"alpha": a, "beta": b, "activation": act})
+            if hinting:
+                _lib.check(lib.pask_hint_conv2d(handle, params, ep, xd, wd, bd, rd))
+                return None  # type: ignore[return-value]
+            yd = d.make(lay, ydims, dc)
+            if call.prepare:
+                y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
+                ptrs = [_ptr(ffi, t, call) for t in (x, w, bias, residual, y)]
+                args = (handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3], yd, ptrs[4])
+                return d.bind(lib.pask_conv2d_forward, args)  # type: ignore[return-value]
+            plan = (xd, wd, bd, rd, yd, params, ep, user_shape)
+            _remember(key, plan)
+    xd, wd, bd, rd, yd, params, ep, user_shape = plan
+    if r is not None and tuple(r.shape) != tuple(user_shape):
+        raise ValueError(f"residual has shape {r.shape} but the output has shape {tuple(user_shape)}")
+    y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
+    ptrs = [_ptr(ffi, t, call) for t in (x, w, bias, residual, y)]
+    call.bind_stream(x)
+    _lib.check(lib.pask_conv2d_forward(handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3], yd,
+                                       ptrs[4]))
     return y
 
 
@@ -480,7 +526,14 @@ def _gemm_call(call: _Call, trans_a: bool, trans_b: bool, m: int, n: int, k: int
                b: Any, ldb: int, bias: Any, c: Any, ldc: int, alpha: float, beta: float, act: int,
                dc: int = _FLOAT32) -> Optional[_Prepared]:
     ffi, lib = _lib.load()
-    ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": act})
+    if call.hint or call.prepare:
+        ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": act})
+    else:  # eager: the epilogue struct is reused (see _EAGER)
+        key = ("epilogue", alpha, beta, act)
+        ep = _EAGER.get(key)
+        if ep is None:
+            ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": act})
+            _remember(key, ep)
     if call.hint:
         _lib.check(lib.pask_hint_gemm(call.handle, dc, int(trans_a), int(trans_b), m, n, k, ep, lda, ldb,
                                       ldc, int(bias is not None)))
@@ -690,27 +743,39 @@ def _pool(call: _Call, x: Any, lay: int, mode: int, kernel: Tuple[int, int], str
     ffi, lib = _lib.load()
     (pt, pb), (pl, pr) = pads
     dc = _dcode(x)
-    with _Descs() as d:
-        xd = d.make(lay, _nchw_dims(x4, lay), dc)
-        params = ffi.new("pask_pool2d_params_t *", {
-            "mode": mode, "kernel": kernel, "stride": stride, "pad_pre": (pt, pl), "pad_post": (pb, pr),
-            "dilation": dilation, "ceil_mode": int(bool(ceil_mode)),
-            "count_include_pad": int(bool(count_include_pad)), "divisor_override": divisor})
-        dims = ffi.new("int64_t[4]")
-        _lib.check(lib.pask_pool2d_output_dims(params, xd, dims))
-        if call.hint:
-            _lib.check(lib.pask_hint_pool2d(call.handle, params, xd))
-            return None  # type: ignore[return-value]
-        ydims = tuple(int(v) for v in dims)
-        shape = _physical(ydims, lay)
-        user_shape = shape[1:] if unbatched else shape
-        y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
-        yd = d.make(lay, ydims, dc)
-        px, py = _ptr(ffi, x, call), _ptr(ffi, y, call)
-        if call.prepare:
-            return d.bind(lib.pask_pool2d_forward, (call.handle, params, xd, px, yd, py))  # type: ignore[return-value]
-        call.bind_stream(x)
-        _lib.check(lib.pask_pool2d_forward(call.handle, params, xd, px, yd, py))
+    eager = not call.hint and not call.prepare
+    key = plan = None
+    if eager:
+        key = ("pool2d", lay, tuple(x.shape), mode, kernel, stride, pt, pb, pl, pr, dilation, bool(ceil_mode),
+               bool(count_include_pad), divisor, dc)
+        plan = _EAGER.get(key)
+    if plan is None:
+        with (_KeptDescs() if eager else _Descs()) as d:
+            xd = d.make(lay, _nchw_dims(x4, lay), dc)
+            params = ffi.new("pask_pool2d_params_t *", {
+                "mode": mode, "kernel": kernel, "stride": stride, "pad_pre": (pt, pl), "pad_post": (pb, pr),
+                "dilation": dilation, "ceil_mode": int(bool(ceil_mode)),
+                "count_include_pad": int(bool(count_include_pad)), "divisor_override": divisor})
+            dims = ffi.new("int64_t[4]")
+            _lib.check(lib.pask_pool2d_output_dims(params, xd, dims))
+            if call.hint:
+                _lib.check(lib.pask_hint_pool2d(call.handle, params, xd))
+                return None  # type: ignore[return-value]
+            ydims = tuple(int(v) for v in dims)
+            shape = _physical(ydims, lay)
+            user_shape = shape[1:] if unbatched else shape
+            yd = d.make(lay, ydims, dc)
+            if call.prepare:
+                y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
+                px, py = _ptr(ffi, x, call), _ptr(ffi, y, call)
+                return d.bind(lib.pask_pool2d_forward, (call.handle, params, xd, px, yd, py))  # type: ignore[return-value]
+            plan = (xd, yd, params, user_shape)
+            _remember(key, plan)
+    xd, yd, params, user_shape = plan
+    y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
+    px, py = _ptr(ffi, x, call), _ptr(ffi, y, call)
+    call.bind_stream(x)
+    _lib.check(lib.pask_pool2d_forward(call.handle, params, xd, px, yd, py))
     return y
 
 

@@ -459,3 +459,41 @@ def test_solvers_listing():
         assert sub and all(s["op"] == op for s in sub)
         assert sorted(s["name"] for s in sub) == sorted(
             s["name"] for s in allsol if s["op"] == op)
+
+
+# ------------------------------------------------- eager calls seen before ---
+
+def test_repeated_eager_calls_reuse_descriptors_and_still_validate_each_call():
+    """An eager call with arguments seen before takes its descriptors from a cache
+    (paskdnn.functional._EAGER): its results follow each call's epilogue values and
+    arrays, and what is not in the cache key (residual shape, out) is checked every time."""
+    from paskdnn import functional as Fn
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 5, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((6, 5, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    r = rng.standard_normal((2, 6, 9, 8)).astype(np.float32)
+    for alpha, act in [(1.0, None), (0.5, "relu"), (1.0, None), (0.5, "relu")]:
+        y = paskdnn.conv2d(x, w, b, padding=1, alpha=alpha, activation=act, residual=r)
+        expect = ref.conv2d_ref(x, w, b, padding=1, alpha=alpha, activation=act, residual=r)
+        np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4)
+        x = x + 0.25  # new data under the same key
+    keys = [k for k in Fn._EAGER if k[0] == "conv2d" and k[3] == (2, 5, 9, 8)]
+    assert len(keys) == 2  # (alpha, act) pairs, each made once
+    with pytest.raises(ValueError, match="residual has shape"):
+        paskdnn.conv2d(x, w, b, padding=1, alpha=0.5, activation="relu", residual=np.ascontiguousarray(r[:, :, :8]))
+    with pytest.raises(ValueError, match="out has shape"):
+        paskdnn.conv2d(x, w, b, padding=1, alpha=0.5, activation="relu", residual=r, out=np.empty((2, 6, 9, 9),
+                                                                                               np.float32))
+
+
+def test_eager_descriptor_cache_is_bounded():
+    from paskdnn import functional as Fn
+
+    x = np.ones((1, 1, 1, 1), np.float32)
+    for c in range(1, Fn._EAGER_MAX + 40):
+        y = paskdnn.max_pool2d(np.ones((1, 1, 1, c), np.float32), 1)
+        assert y.shape == (1, 1, 1, c)
+    assert len(Fn._EAGER) <= Fn._EAGER_MAX
+    np.testing.assert_array_equal(paskdnn.max_pool2d(x, 1), x)
