@@ -175,8 +175,11 @@ def test_workspace_comes_from_the_callers_stream_and_oom_moves_on(double_path, t
         out["events"] = [e.get("name", "") for e in json.load(open(path))["traceEvents"]]
     """)
     assert out["first"] == "conv2d.cudnn" and out["second"] == "conv2d.cudnn_h1"
-    allocs = [ln for ln in calls(log, "cuMemAllocAsync", "0x7000") if "bytes=4096" in ln]
-    assert allocs  # the workspace of the first call, on the caller's stream
+    # the workspace of the first call: from the backend's own pool, on the caller's stream
+    pools = lines(log, "cuMemPoolCreate")
+    assert len(pools) == 1
+    allocs = [ln for ln in calls(log, "cuMemAllocFromPoolAsync", "0x7000") if "bytes=4096" in ln]
+    assert allocs and field(allocs[0], "pool") == field(pools[0], "pool")
     frees = lines(log, "cuMemFreeAsync")
     assert any(field(f, "ptr") == field(allocs[0], "ptr") and field(f, "stream") == "0x7000" for f in frees)
     assert any(e.startswith("out of memory: conv2d.cudnn") for e in out["events"])
@@ -350,3 +353,46 @@ def test_a_prebuilt_kernel_is_brought_in_ahead_of_slow_plans_and_reused(double_p
     assert st["blocking_loads"] == 0 and st["inflight_waits"] == 0 and st["reuses"] == 3, st
     assert st["prefetches"] == 5  # three plans, one generic conv kernel, one pooling kernel
     assert out["after"] == "conv2d.cudnn"
+
+
+def test_scratch_pool_keeps_memory_reserved(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cuda_igemm"], loader_threads=0)
+        c.close()
+    """)
+    (pool,) = lines(log, "cuMemPoolCreate")
+    assert field(pool, "alloc_type") == "1" and field(pool, "location_type") == "1" and field(pool, "device") == "0"
+    (attr,) = lines(log, "cuMemPoolSetAttribute")  # release threshold: 256 MB stays reserved
+    assert field(attr, "attr") == "4" and field(attr, "value") == str(256 << 20)
+    (reserve,) = lines(log, "cuMemAllocFromPoolAsync")  # 32 MB reserved at context creation, freed to the pool
+    assert field(reserve, "bytes") == str(32 << 20)
+    assert any(field(f, "ptr") == field(reserve, "ptr") for f in lines(log, "cuMemFreeAsync"))
+    assert [field(ln, "pool") for ln in lines(log, "cuMemPoolDestroy")] == [field(pool, "pool")]
+
+
+def test_split_k_for_small_grids_with_deep_k(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cuda_igemm"], loader_threads=0)
+        # batch 1, 512 -> 512 3x3 at 7x7: 8 tiles of 64x64 on the double's 132 SMs, K = 4608
+        paskdnn.conv2d(dev((1, 7, 7, 512), c), dev((512, 3, 3, 512), c), dev((512,), c), padding=1,
+                       layout="NHWC", weight_layout="OHWI", activation="relu", context=c, stream=0x7100)
+        # batch 8, 64 -> 64 3x3 at 56x56: 392 tiles, no split
+        paskdnn.conv2d(dev((8, 56, 56, 64), c), dev((64, 3, 3, 64), c), padding=1, layout="NHWC",
+                       weight_layout="OHWI", context=c, stream=0x7200)
+        knob("oom_async", 1)  # no room for the partial sums: the layer runs unsplit
+        paskdnn.conv2d(dev((1, 7, 7, 512), c), dev((512, 3, 3, 512), c), dev((512,), c), padding=1,
+                       layout="NHWC", weight_layout="OHWI", activation="relu", context=c, stream=0x7300)
+    """)
+    split = calls(log, "cuLaunchKernel", "0x7100")
+    assert [field(ln, "fn") for ln in split] == ["pask_conv2d_igemm", "pask_conv2d_igemm_splitk_reduce"]
+    # 24 slices of 6 K tiles (144 in all) x 8 column tiles, one row tile
+    assert field(split[0], "grid") == "1,192,1"
+    (part,) = calls(log, "cuMemAllocFromPoolAsync", "0x7100")
+    assert field(part, "bytes") == str(24 * 49 * 512 * 4)
+    assert any(field(f, "ptr") == field(part, "ptr") and field(f, "stream") == "0x7100"
+               for f in lines(log, "cuMemFreeAsync"))
+    big = calls(log, "cuLaunchKernel", "0x7200")
+    assert [field(ln, "fn") for ln in big] == ["pask_conv2d_igemm"] and field(big[0], "grid") == "392,1,1"
+    oom = calls(log, "cuLaunchKernel", "0x7300")
+    assert [field(ln, "fn") for ln in oom] == ["pask_conv2d_igemm"] and field(oom[0], "grid") == "1,8,1"
+    assert lines(log, "cuFuncLoad")  # a loaded module's functions are loaded with it, on the loading thread

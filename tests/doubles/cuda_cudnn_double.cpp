@@ -14,7 +14,7 @@
 //   fail          engine ids whose plan does not finalise (default "")
 //   ws_<id>       workspace bytes of engine <id>'s plans (default 0)
 //   graph_fail    1: operation graphs do not finalise (an unsupported pattern)
-//   oom_async     1: cuMemAllocAsync reports out of memory
+//   oom_async     1: cuMemAllocAsync / cuMemAllocFromPoolAsync report out of memory
 //   create_fail   1: cudnnCreate fails
 //   finalize_ms   milliseconds each execution plan takes to finalise (default 0)
 //   launch_fail   1: cuLaunchKernel fails (else a launch computes nothing and takes time_native us)
@@ -258,11 +258,44 @@ EXPORT int cuModuleUnload(void *m) {
     device_free(m);
     return 0;
 }
-EXPORT int cuModuleGetFunction(void **f, void *, const char *) {
-    *f = reinterpret_cast<void *>(uintptr_t(0xF00));
+// Function handles name their entry point (every module "has" every entry),
+// so launches can be told apart in the log.
+std::mutex g_fn_mu;
+std::map<std::string, void *> g_fn_by_name;
+std::map<void *, std::string> g_fn_names;
+void *function_named(const std::string &name) {
+    std::lock_guard<std::mutex> lock(g_fn_mu);
+    void *&f = g_fn_by_name[name];
+    if (!f) {
+        f = reinterpret_cast<void *>(uintptr_t(0xF00) + 16 * g_fn_by_name.size());
+        g_fn_names[f] = name;
+    }
+    return f;
+}
+std::string function_name(void *f) {
+    std::lock_guard<std::mutex> lock(g_fn_mu);
+    auto it = g_fn_names.find(f);
+    return it == g_fn_names.end() ? "?" : it->second;
+}
+EXPORT int cuModuleGetFunction(void **f, void *, const char *name) {
+    *f = function_named(name);
     return 0;
 }
-EXPORT int cuLaunchKernel(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+// CUDA 12.4's module enumeration: a module of paskdnn's holds an entry and its
+// split-K reduction; the double reports two functions and logs each cuFuncLoad.
+EXPORT int cuModuleGetFunctionCount(unsigned *count, void *) {
+    *count = 2;
+    return 0;
+}
+EXPORT int cuModuleEnumerateFunctions(void **fns, unsigned n, void *) {
+    for (unsigned i = 0; i < n; ++i) fns[i] = function_named("enumerated" + std::to_string(i));
+    return 0;
+}
+EXPORT int cuFuncLoad(void *f) {
+    logf("cuFuncLoad fn=%s", function_name(f).c_str());
+    return 0;
+}
+EXPORT int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned, unsigned, unsigned, unsigned,
                           void *stream, void **, void **) {
     if (knob("launch_fail") == "1") {
         logf("cuLaunchKernel stream=%p failed", stream);
@@ -270,7 +303,7 @@ EXPORT int cuLaunchKernel(void *, unsigned, unsigned, unsigned, unsigned, unsign
     }
     // No GPU code runs here: a launch only advances the stream's clock.
     advance(stream, std::atof(knob("time_native", "30").c_str()));
-    logf("cuLaunchKernel stream=%p", stream);
+    logf("cuLaunchKernel stream=%p fn=%s grid=%u,%u,%u", stream, function_name(f).c_str(), gx, gy, gz);
     return 0;
 }
 EXPORT int cuMemAlloc_v2(unsigned long long *p, size_t n) {
@@ -311,6 +344,33 @@ EXPORT int cuMemAllocAsync(unsigned long long *p, size_t n, void *stream) {
     }
     *p = reinterpret_cast<uintptr_t>(device_alloc(n));
     logf("cuMemAllocAsync bytes=%zu stream=%p ptr=%p", n, stream, reinterpret_cast<void *>(uintptr_t(*p)));
+    return 0;
+}
+// Memory pools: one handle per cuMemPoolCreate; allocations as cuMemAllocAsync's.
+EXPORT int cuMemPoolCreate(void **pool, const void *props) {
+    *pool = device_alloc(1);
+    const int *f = static_cast<const int *>(props);  // allocType, handleTypes, location type, location id
+    logf("cuMemPoolCreate pool=%p alloc_type=%d location_type=%d device=%d", *pool, f[0], f[2], f[3]);
+    return 0;
+}
+EXPORT int cuMemPoolDestroy(void *pool) {
+    logf("cuMemPoolDestroy pool=%p", pool);
+    device_free(pool);
+    return 0;
+}
+EXPORT int cuMemPoolSetAttribute(void *pool, int attr, void *value) {
+    logf("cuMemPoolSetAttribute pool=%p attr=%d value=%llu", pool, attr,
+         static_cast<unsigned long long>(*static_cast<uint64_t *>(value)));
+    return 0;
+}
+EXPORT int cuMemAllocFromPoolAsync(unsigned long long *p, size_t n, void *pool, void *stream) {
+    if (knob("oom_async") == "1") {
+        logf("cuMemAllocFromPoolAsync bytes=%zu pool=%p stream=%p oom", n, pool, stream);
+        return 2;  // CUDA_ERROR_OUT_OF_MEMORY
+    }
+    *p = reinterpret_cast<uintptr_t>(device_alloc(n));
+    logf("cuMemAllocFromPoolAsync bytes=%zu pool=%p stream=%p ptr=%p", n, pool, stream,
+         reinterpret_cast<void *>(uintptr_t(*p)));
     return 0;
 }
 EXPORT int cuMemFreeAsync(unsigned long long p, void *stream) {
