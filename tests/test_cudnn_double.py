@@ -396,3 +396,15 @@ def test_split_k_for_small_grids_with_deep_k(double_path, tmp_path):
     oom = calls(log, "cuLaunchKernel", "0x7300")
     assert [field(ln, "fn") for ln in oom] == ["pask_conv2d_igemm"] and field(oom[0], "grid") == "1,8,1"
     assert lines(log, "cuFuncLoad")  # a loaded module's functions are loaded with it, on the loading thread
+
+
+def test_scratch_during_graph_capture_comes_from_the_default_pool(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cuda_igemm"], loader_threads=0)
+        knob("capturing", "0x7500")
+        paskdnn.conv2d(dev((1, 7, 7, 512), c), dev((512, 3, 3, 512), c), padding=1, layout="NHWC",
+                       weight_layout="OHWI", context=c, stream=0x7500)
+    """)
+    assert [field(ln, "fn") for ln in calls(log, "cuLaunchKernel", "0x7500")] == \
+        ["pask_conv2d_igemm", "pask_conv2d_igemm_splitk_reduce"]
+    assert calls(log, "cuMemAllocAsync", "0x7500") and not calls(log, "cuMemAllocFromPoolAsync", "0x7500")

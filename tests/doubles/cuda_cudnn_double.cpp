@@ -19,6 +19,7 @@
 //   finalize_ms   milliseconds each execution plan takes to finalise (default 0)
 //   launch_fail   1: cuLaunchKernel fails (else a launch computes nothing and takes time_native us)
 //   time_<id>     microseconds engine <id>'s plans take on the stream's clock (default 10)
+//   capturing     a stream (as %p prints it) that cuStreamIsCapturing reports as being captured
 //
 // Device time: each stream has a clock; an execution advances it by its
 // engine's time, events read it, so paskdnn's device-timed ranking sees the
@@ -407,8 +408,10 @@ EXPORT int cuEventElapsedTime_v2(float *ms, Event *a, Event *b) {
     *ms = static_cast<float>((b->t - a->t) / 1000.0);
     return 0;
 }
-EXPORT int cuStreamIsCapturing(void *, int *status) {
-    *status = 0;
+EXPORT int cuStreamIsCapturing(void *stream, int *status) {
+    char self[32];
+    std::snprintf(self, sizeof self, "%p", stream);
+    *status = knob("capturing") == self ? 1 : 0;  // CU_STREAM_CAPTURE_STATUS_ACTIVE
     return 0;
 }
 EXPORT int cuLaunchHostFunc(void *, void (*fn)(void *), void *data) {

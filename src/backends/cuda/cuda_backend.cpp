@@ -359,7 +359,15 @@ void *CudaBackend::alloc_async(size_t bytes) const {
     if (bytes == 0) return nullptr;
     Scope scope(*this);
     CUdeviceptr p = 0;
-    CUresult r = pool_              ? d_.cuMemAllocFromPoolAsync(&p, bytes, pool_, stream())
+    // While a stream is being captured into a CUDA graph the allocation becomes a
+    // graph memory node: the default pool's path there (the one measured with graph
+    // replay on the H100), not this backend's pool.
+    bool capturing = false;
+    if (pool_ && d_.cuStreamIsCapturing) {
+        int status = 0;
+        capturing = d_.cuStreamIsCapturing(stream(), &status) != 0 || status != CU_STREAM_CAPTURE_STATUS_NONE;
+    }
+    CUresult r = pool_ && !capturing ? d_.cuMemAllocFromPoolAsync(&p, bytes, pool_, stream())
                  : d_.cuMemAllocAsync ? d_.cuMemAllocAsync(&p, bytes, stream())
                                       : d_.cuMemAlloc(&p, bytes);
     if (r == CUDA_ERROR_OUT_OF_MEMORY)
