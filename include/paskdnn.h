@@ -346,6 +346,13 @@ PASK_API pask_status_t pask_solver_info(int index, int *id, const char **name,
  * if none. Static string. */
 PASK_API const char *pask_last_solver(void);
 
+/* What the context's policy did for the calling thread's last successful op:
+ * "resident" (its best kernel was resident), "reuse" (another resident kernel
+ * served while the best one loads), "waited" (it waited for a load already in
+ * flight), "load" (it loaded a kernel on the calling thread), or "" if none.
+ * Static string; one per-thread read, cheaper than comparing stats. */
+PASK_API const char *pask_last_decision(void);
+
 /* ---- the PaSK machinery: policy, resident set, hints, stats, trace ---------
  *
  * Policies (option "policy"):

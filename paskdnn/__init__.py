@@ -6,7 +6,8 @@ filed by (device, op, layout, dtype). ``import paskdnn`` is cheap: the C library
 is loaded on first use.
 """
 from ._arrays import DeviceArray, asarray
-from ._context import Context, device_count, get_default_context, last_solver, set_default_context, solvers, version
+from ._context import (Context, device_count, get_default_context, last_decision, last_solver, set_default_context,
+                       solvers, version)
 from ._errors import (
     BackendUnavailableError,
     Error,
@@ -32,6 +33,7 @@ __all__ = [
     "get_default_context",
     "set_default_context",
     "solvers",
+    "last_decision",
     "last_solver",
     "version",
     "conv2d",

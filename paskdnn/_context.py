@@ -438,6 +438,13 @@ def solvers(op: Optional[str] = None) -> List[Dict[str, Any]]:
     return out
 
 
+def last_decision() -> str:
+    """What the policy did for this thread's last successful op: "resident",
+    "reuse", "waited", "load" ("" if none)."""
+    ffi, lib = _lib.load()
+    return ffi.string(lib.pask_last_decision()).decode()
+
+
 def last_solver() -> str:
     """Name of the solver that ran this thread's last successful op ("" if none)."""
     ffi, lib = _lib.load()

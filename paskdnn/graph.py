@@ -132,9 +132,6 @@ def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
 
 # ---- the runner -------------------------------------------------------------------
 
-_DECISIONS = (("resident_hits", "resident"), ("reuses", "reuse"), ("inflight_waits", "waited"),
-              ("blocking_loads", "load"))
-
 
 class Runner:
     """Runs a Graph on a context: weights moved to the device once, every
@@ -272,30 +269,22 @@ class Runner:
                 if call is not None:
                     call()
         else:
-            # The report costs a few microseconds a layer: the four counters that
-            # tell the decision are read into one reused C struct (no dict), and
-            # the names are resolved after the run.
+            # The report costs two per-thread reads a layer (static strings,
+            # decoded after the run): the solver and the policy's decision.
             ffi, lib = _lib_load()
-            h = self.ctx._h()
-            st = ffi.new("pask_stats_t *")
             raw = []
             for node, call in zip(self.graph.nodes, self._calls):
                 if call is None:
                     continue
-                lib.pask_context_get_stats(h, st)
-                before = (st.resident_hits, st.reuses, st.inflight_waits, st.blocking_loads)
                 t0 = time.perf_counter()
                 call()
                 if timed and self.cuda:
                     self.ctx.synchronize()
                 ms = (time.perf_counter() - t0) * 1e3
-                lib.pask_context_get_stats(h, st)
-                after = (st.resident_hits, st.reuses, st.inflight_waits, st.blocking_loads)
-                raw.append((node, lib.pask_last_solver(), before, after, ms))
-            for node, solver, before, after, ms in raw:
-                decision = next((name for i, (_, name) in enumerate(_DECISIONS) if after[i] > before[i]), "?")
+                raw.append((node, lib.pask_last_solver(), lib.pask_last_decision(), ms))
+            for node, solver, decision, ms in raw:
                 self.report.append(dict(layer=node.name, op=node.op, solver=ffi.string(solver).decode(),
-                                        decision=decision, ms=ms if timed else None))
+                                        decision=ffi.string(decision).decode(), ms=ms if timed else None))
         # host time until the last call returned (on a GPU the rest is the device finishing)
         self.last_enqueue_ms = (time.perf_counter() - t_run) * 1e3
         if self.cuda:

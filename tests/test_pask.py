@@ -114,6 +114,26 @@ def test_reuse_serves_layer_while_best_kernel_loads(cache):
     assert s["resident_hits"] == 1 and s["loads"] == 2
 
 
+def test_last_decision_names_what_the_policy_did_per_thread(cache):
+    ctx = paskdnn.Context(policy="pask", cache_dir=cache, loader_threads=1, debug_load_delay_ms=300)
+    run_conv3(ctx)
+    assert paskdnn.last_decision() == "load"  # nothing resident: loaded on this thread
+    run_conv3(ctx)
+    assert paskdnn.last_decision() == "resident"
+    run_conv1(ctx)  # its best kernel loads in the background meanwhile
+    assert paskdnn.last_decision() == "reuse"
+    with pytest.raises(ValueError):
+        paskdnn.conv2d(X3, W3[:, :1], padding=1, context=ctx)
+    assert paskdnn.last_decision() == "reuse"  # a failed call leaves it
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(paskdnn.last_decision()))
+    t.start()
+    t.join()
+    assert seen == [""]  # per thread
+    s = ctx.stats()
+    assert s["blocking_loads"] == 1 and s["resident_hits"] == 1 and s["reuses"] == 1
+
+
 def test_reactive_never_reuses(cache):
     ctx = paskdnn.Context(policy="reactive", cache_dir=cache, debug_load_delay_ms=50)
     run_conv3(ctx)

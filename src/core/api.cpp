@@ -308,6 +308,8 @@ const char *pask_version_string(void) { return PASK_VERSION_STRING; }
 
 const char *pask_last_solver(void) { return pask::last_solver(); }
 
+const char *pask_last_decision(void) { return pask::last_decision(); }
+
 pask_status_t pask_options_create(pask_options_t *options) {
     return guarded([&] {
         need(options, "options");

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -759,6 +760,7 @@ void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) 
         if (device_type == PASK_DEVICE_CPU) record_run(*chosen->solver, h, ms_since(r0) * 1000.0);
         else finish_timing(timing, *chosen->solver, h);
         pask::set_last_solver(chosen->solver->name());
+        pask::set_last_decision(std::strcmp(decision, "blocking_load") == 0 ? "load" : decision);
         if (trace.enabled())
             trace.complete(std::string(pask::op_name(p.op)) + " " + chosen->solver->name(), "call", t_call,
                            static_cast<int64_t>(ms_since(c0) * 1000),

@@ -34,6 +34,8 @@ void clear_last_error();
 const char *last_error();
 void set_last_solver(const char *name);
 const char *last_solver();
+void set_last_decision(const char *decision);  // a static string
+const char *last_decision();
 
 // Checked size arithmetic: throws PASK_ERROR_OVERFLOW instead of wrapping.
 int64_t checked_mul(int64_t a, int64_t b, const char *what);
