@@ -92,9 +92,9 @@ CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path)
 // Scratch memory (cuDNN workspaces, split-K partial sums) comes from a pool of
 // this backend's own that keeps up to 256 MB reserved across synchronisations,
 // with 32 MB reserved now: the device's default pool gives its memory back at
-// every synchronisation (release threshold 0), so a fresh process's first
-// inference, and every run after a sync, mapped memory again on the caller's
-// path. Best effort: without the pool API the default pool serves.
+// every synchronisation (release threshold 0), so its allocations may map
+// memory again on the caller's path (in a fresh process's first inference, and
+// after each sync). Best effort: without the pool API the default pool serves.
 void CudaBackend::create_scratch_pool() {
     if (!d_.cuMemPoolCreate || !d_.cuMemPoolDestroy || !d_.cuMemPoolSetAttribute || !d_.cuMemAllocFromPoolAsync ||
         !d_.cuMemFreeAsync || !d_.cuStreamSynchronize)
@@ -372,7 +372,7 @@ void *CudaBackend::alloc_async(size_t bytes) const {
                                       : d_.cuMemAlloc(&p, bytes);
     if (r == CUDA_ERROR_OUT_OF_MEMORY)
         fail(PASK_ERROR_OUT_OF_MEMORY, "out of device memory for a " + std::to_string(bytes) + "-byte workspace");
-    d_.check(r, "cuMemAllocAsync");
+    d_.check(r, "stream-ordered allocation");
     return reinterpret_cast<void *>(static_cast<uintptr_t>(p));
 }
 
