@@ -90,22 +90,19 @@ class _PrepareTarget:
 
 
 class _Prepared:
-    """A validated primitive call with its arguments bound; calling it runs it."""
+    """A validated primitive call with its arguments bound; calling it runs it.
+    Its descriptors are the shared, self-freeing ones of the argument cache
+    (``_EAGER``): the bound arguments keep them alive."""
 
-    __slots__ = ("fn", "args", "descs", "lib")
+    __slots__ = ("fn", "args")
 
-    def __init__(self, fn: Any, args: tuple, descs: list, lib: Any) -> None:
-        self.fn, self.args, self.descs, self.lib = fn, args, descs, lib
+    def __init__(self, fn: Any, args: tuple) -> None:
+        self.fn, self.args = fn, args
 
     def __call__(self) -> None:
         status = self.fn(*self.args)
         if status:
             _lib.check(status)
-
-    def __del__(self) -> None:
-        for d in self.descs:
-            self.lib.pask_tensor_desc_destroy(d)
-        self.descs = []
 
 
 class _Call:
@@ -279,7 +276,7 @@ def _float(v: Any, name: str) -> float:
 
 
 class _Descs:
-    """Creates tensor descriptors and frees them on exit."""
+    """Creates tensor descriptors and frees them on exit (hints: used once)."""
 
     def __init__(self) -> None:
         self.ffi, self.lib = _lib.load()
@@ -294,11 +291,6 @@ class _Descs:
         self._made.append(out[0])
         return out[0]
 
-    def bind(self, fn: Any, args: tuple) -> _Prepared:
-        """Hands the descriptors to a prepared call (which frees them)."""
-        made, self._made = self._made, []
-        return _Prepared(fn, args, made, self.lib)
-
     def __exit__(self, *exc: Any) -> None:
         for d in self._made:
             self.lib.pask_tensor_desc_destroy(d)
@@ -306,7 +298,7 @@ class _Descs:
 
 class _KeptDescs(_Descs):
     """Descriptors that outlive the call: freed when the last reference to them
-    goes (the eager calls' cache below holds them)."""
+    goes (the argument cache below, and prepared calls, hold them)."""
 
     def make(self, layout: int, dims: Sequence[int], dcode: int = _FLOAT32) -> Any:
         out = self.ffi.new("pask_tensor_desc_t *")
@@ -317,11 +309,11 @@ class _KeptDescs(_Descs):
         pass
 
 
-# Eager calls with arguments seen before reuse their descriptors and parameter
-# structs (the C library validated them the first time): a call then pays for
-# its arrays' pointers, the stream and one C call. Keyed by every normalised
-# argument that shapes a descriptor; bounded, oldest dropped first (entries in
-# use elsewhere stay alive until released).
+# Calls (eager and prepared) with arguments seen before reuse their descriptors
+# and parameter structs (the C library validated them the first time): an eager
+# call then pays for its arrays' pointers, the stream and one C call. Keyed by
+# every normalised argument that shapes a descriptor; bounded, oldest dropped
+# first (entries in use elsewhere stay alive until released).
 _EAGER: dict = {}
 _EAGER_MAX = 512
 
@@ -333,6 +325,11 @@ def _remember(key: tuple, plan: tuple) -> None:
         except (StopIteration, KeyError, RuntimeError):  # another thread got there first
             pass
     _EAGER[key] = plan
+
+
+def _check_residual(r: Any, shape: Tuple[int, ...]) -> None:
+    if r is not None and tuple(r.shape) != tuple(shape):
+        raise ValueError(f"residual has shape {r.shape} but the output has shape {tuple(shape)}")
 
 
 def _ptr(ffi: Any, a: Any, call: Optional[_Call] = None) -> Any:
@@ -457,14 +454,13 @@ def conv2d(
     r = None if residual is None else _array(residual, "residual")
     dc = _same_dtype(x, w, bias, r)
     ffi, lib = _lib.load()
-    eager = not hinting and not call.prepare
     key = plan = None
-    if eager:
+    if not hinting:
         key = ("conv2d", lay, wlay, tuple(x.shape), (o, ig, kh, kw), st, dil, pt, pb, pl, pr, g, act, a, b,
                None if bias is None else tuple(bias.shape), r is not None, dc)
         plan = _EAGER.get(key)
     if plan is None:
-        with (_KeptDescs() if eager else _Descs()) as d:
+        with (_Descs() if hinting else _KeptDescs()) as d:
             xd = d.make(lay, _nchw_dims(x4, lay), dc)
             wd = d.make(wlay, (o, ig, kh, kw), dc)
             params = ffi.new("pask_conv2d_params_t *", {
@@ -475,31 +471,23 @@ def conv2d(
             shape = _physical(ydims, lay)
             user_shape = shape[1:] if unbatched else shape
             bd = d.make(_ROW_MAJOR, (bias.shape[0],), dc) if bias is not None else ffi.NULL
-            rd = ffi.NULL
-            if r is not None:
-                if tuple(r.shape) != tuple(user_shape):
-                    raise ValueError(f"residual has shape {r.shape} but the output has shape {tuple(user_shape)}")
-                rd = d.make(lay, ydims, dc)
+            _check_residual(r, user_shape)
+            rd = d.make(lay, ydims, dc) if r is not None else ffi.NULL
             ep = ffi.new("pask_epilogue_t *", {"alpha": a, "beta": b, "activation": act})
             if hinting:
                 _lib.check(lib.pask_hint_conv2d(handle, params, ep, xd, wd, bd, rd))
                 return None  # type: ignore[return-value]
-            yd = d.make(lay, ydims, dc)
-            if call.prepare:
-                y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
-                ptrs = [_ptr(ffi, t, call) for t in (x, w, bias, residual, y)]
-                args = (handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3], yd, ptrs[4])
-                return d.bind(lib.pask_conv2d_forward, args)  # type: ignore[return-value]
-            plan = (xd, wd, bd, rd, yd, params, ep, user_shape)
+            plan = (xd, wd, bd, rd, d.make(lay, ydims, dc), params, ep, user_shape)
             _remember(key, plan)
     xd, wd, bd, rd, yd, params, ep, user_shape = plan
-    if r is not None and tuple(r.shape) != tuple(user_shape):
-        raise ValueError(f"residual has shape {r.shape} but the output has shape {tuple(user_shape)}")
+    _check_residual(r, user_shape)  # not in the key
     y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
     ptrs = [_ptr(ffi, t, call) for t in (x, w, bias, residual, y)]
+    args = (handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3], yd, ptrs[4])
+    if call.prepare:
+        return _Prepared(lib.pask_conv2d_forward, args)  # type: ignore[return-value]
     call.bind_stream(x)
-    _lib.check(lib.pask_conv2d_forward(handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3], yd,
-                                       ptrs[4]))
+    _lib.check(lib.pask_conv2d_forward(*args))
     return y
 
 
@@ -526,14 +514,11 @@ def _gemm_call(call: _Call, trans_a: bool, trans_b: bool, m: int, n: int, k: int
                b: Any, ldb: int, bias: Any, c: Any, ldc: int, alpha: float, beta: float, act: int,
                dc: int = _FLOAT32) -> Optional[_Prepared]:
     ffi, lib = _lib.load()
-    if call.hint or call.prepare:
+    key = ("epilogue", alpha, beta, act)  # the struct is shared (see _EAGER)
+    ep = _EAGER.get(key)
+    if ep is None:
         ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": act})
-    else:  # eager: the epilogue struct is reused (see _EAGER)
-        key = ("epilogue", alpha, beta, act)
-        ep = _EAGER.get(key)
-        if ep is None:
-            ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": act})
-            _remember(key, ep)
+        _remember(key, ep)
     if call.hint:
         _lib.check(lib.pask_hint_gemm(call.handle, dc, int(trans_a), int(trans_b), m, n, k, ep, lda, ldb,
                                       ldc, int(bias is not None)))
@@ -541,7 +526,7 @@ def _gemm_call(call: _Call, trans_a: bool, trans_b: bool, m: int, n: int, k: int
     ptrs = [_ptr(ffi, t, call) for t in (a, b, bias, c)]
     args = (call.handle, dc, int(trans_a), int(trans_b), m, n, k, ep, ptrs[0], lda, ptrs[1], ldb, ptrs[2], ptrs[3], ldc)
     if call.prepare:
-        return _Prepared(lib.pask_gemm, args, [], lib)
+        return _Prepared(lib.pask_gemm, args)
     call.bind_stream(a)
     _lib.check(lib.pask_gemm(*args))
 
@@ -743,14 +728,13 @@ def _pool(call: _Call, x: Any, lay: int, mode: int, kernel: Tuple[int, int], str
     ffi, lib = _lib.load()
     (pt, pb), (pl, pr) = pads
     dc = _dcode(x)
-    eager = not call.hint and not call.prepare
     key = plan = None
-    if eager:
+    if not call.hint:
         key = ("pool2d", lay, tuple(x.shape), mode, kernel, stride, pt, pb, pl, pr, dilation, bool(ceil_mode),
                bool(count_include_pad), divisor, dc)
         plan = _EAGER.get(key)
     if plan is None:
-        with (_KeptDescs() if eager else _Descs()) as d:
+        with (_Descs() if call.hint else _KeptDescs()) as d:
             xd = d.make(lay, _nchw_dims(x4, lay), dc)
             params = ffi.new("pask_pool2d_params_t *", {
                 "mode": mode, "kernel": kernel, "stride": stride, "pad_pre": (pt, pl), "pad_post": (pb, pr),
@@ -764,18 +748,15 @@ def _pool(call: _Call, x: Any, lay: int, mode: int, kernel: Tuple[int, int], str
             ydims = tuple(int(v) for v in dims)
             shape = _physical(ydims, lay)
             user_shape = shape[1:] if unbatched else shape
-            yd = d.make(lay, ydims, dc)
-            if call.prepare:
-                y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
-                px, py = _ptr(ffi, x, call), _ptr(ffi, y, call)
-                return d.bind(lib.pask_pool2d_forward, (call.handle, params, xd, px, yd, py))  # type: ignore[return-value]
-            plan = (xd, yd, params, user_shape)
+            plan = (xd, d.make(lay, ydims, dc), params, user_shape)
             _remember(key, plan)
     xd, yd, params, user_shape = plan
     y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
-    px, py = _ptr(ffi, x, call), _ptr(ffi, y, call)
+    args = (call.handle, params, xd, _ptr(ffi, x, call), yd, _ptr(ffi, y, call))
+    if call.prepare:
+        return _Prepared(lib.pask_pool2d_forward, args)  # type: ignore[return-value]
     call.bind_stream(x)
-    _lib.check(lib.pask_pool2d_forward(call.handle, params, xd, px, yd, py))
+    _lib.check(lib.pask_pool2d_forward(*args))
     return y
 
 

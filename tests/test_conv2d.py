@@ -479,7 +479,7 @@ def test_repeated_eager_calls_reuse_descriptors_and_still_validate_each_call():
         expect = ref.conv2d_ref(x, w, b, padding=1, alpha=alpha, activation=act, residual=r)
         np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4)
         x = x + 0.25  # new data under the same key
-    keys = [k for k in Fn._EAGER if k[0] == "conv2d" and k[3] == (2, 5, 9, 8)]
+    keys = [k for k in Fn._EAGER if k[0] == "conv2d" and k[3:5] == ((2, 5, 9, 8), (6, 5, 3, 3)) and k[16]]
     assert len(keys) == 2  # (alpha, act) pairs, each made once
     with pytest.raises(ValueError, match="residual has shape"):
         paskdnn.conv2d(x, w, b, padding=1, alpha=0.5, activation="relu", residual=np.ascontiguousarray(r[:, :, :8]))
