@@ -311,8 +311,3 @@ def _lib_load() -> Any:
 
     return _lib.load()
 
-
-def _last_solver() -> str:
-    from ._context import last_solver
-
-    return last_solver()
