@@ -404,10 +404,11 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p) {
         a.y = vp(2);
         a.bias = vp(3);
         a.residual = vp(4);
-        // On the execution handle, which the calls use: its first run of a
-        // plan costs 0.1-0.3 ms of host time (measured on an H100, after the
-        // same plan had run on a build handle) that would fall on a fresh
-        // process's first inference. The handle is held only while queuing.
+        // On the execution handle, which the calls use: in an H100 diagnostic
+        // run its first execution of a plan took 0.1-0.3 ms of host time even
+        // after the plan had run on a build handle. (The cold-start runs after
+        // this move showed no clear change within their noise.) The handle is
+        // held only while queuing.
         std::lock_guard<std::mutex> lock(exec_mu_);
         plan.enqueue(h, stream, a, vp(5));  // outputs are scratch: a failure here shows again in the call
         api_->cudnnSetStream(h, nullptr);   // queued work keeps its stream; the handle must not keep this one
