@@ -131,6 +131,43 @@ def test_depthwise_solver(cache, dtype, layout, mult):
     assert rel_err(y, ref_conv(x, w, b, 2, ((1, 1), (1, 1)), 1, 32, layout)) < TOL[dtype]
 
 
+# The vectorised NHWC entries (a channel per group, channels a multiple of 16
+# bytes): one output per thread at batch 1, four along a row when batched, the
+# unrolled 3x3 window and the generic one; a misaligned input takes the scalar entry.
+DW_VEC_CASES = [
+    # n, c, h, w, k, stride, pad
+    (1, 32, 15, 13, 3, 1, 1),
+    (8, 64, 56, 56, 3, 1, 1),
+    (4, 96, 29, 30, 3, 2, 1),
+    (2, 24, 17, 19, 5, 2, 2),
+]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("case", DW_VEC_CASES)
+@pytest.mark.parametrize("aligned", [True, False])
+def test_vectorised_nhwc_depthwise_with_residual_alpha_beta_relu6(cache, dtype, case, aligned):
+    n, ch, h, w_, k, s, pad = case
+    c = paskdnn.Context("cuda", cache_dir=cache, solvers=["conv2d.cuda_depthwise"])
+    x = rand((n, h, w_, ch), dtype)
+    if not aligned:  # the same values one element into a larger buffer: 2- or 4-byte aligned only
+        buf = torch.empty(x.numel() + 1, dtype=x.dtype, device="cuda")
+        buf[1:] = x.reshape(-1)
+        x = buf[1:].view(x.shape)
+    wt, b = rand((ch, 1, k, k), dtype), rand((ch,), dtype)
+    oh, ow = (h + 2 * pad - k) // s + 1, (w_ + 2 * pad - k) // s + 1
+    r = rand((n, oh, ow, ch), dtype)
+    out = rand((n, oh, ow, ch), dtype)
+    before = out.clone()
+    y = paskdnn.conv2d(x, wt, b, s, pad, 1, ch, layout="NHWC", residual=r, activation="relu6", alpha=0.5, beta=0.25,
+                       out=out, context=c)
+    torch.cuda.synchronize()
+    assert y is out and paskdnn.last_solver() == "conv2d.cuda_depthwise"
+    ref = ref_conv(x, wt, None, s, ((pad, pad), (pad, pad)), 1, ch, "NHWC") * 0.5
+    ref = (ref + 0.25 * before.to("cpu", torch.float64) + b.to("cpu", torch.float64) + r.to("cpu", torch.float64))
+    assert rel_err(y, ref.clamp(0, 6)) < TOL[dtype]
+
+
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("m, n, k", [(1, 1000, 2048), (32, 1000, 2048), (5, 70, 4000), (7, 9, 13), (128, 256, 64),
                                      (300, 130, 257), (64, 64, 1)])

@@ -253,7 +253,7 @@ def test_handles_are_pooled_and_warm_up_streams_released_first(double_path, tmp_
             assert any(field(x, "handle") == handle and field(x, "stream") == "(nil)" for x in sets[last_to_s:])
 
 
-def test_variant_pack_is_reused_while_pointers_repeat(double_path, tmp_path):
+def test_variant_packs_are_kept_per_pointer_set(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         c = ctx(solvers=["conv2d.cudnn"], loader_threads=0)
         x, w = dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c)
@@ -262,9 +262,14 @@ def test_variant_pack_is_reused_while_pointers_repeat(double_path, tmp_path):
         for _ in range(3):
             paskdnn.conv2d(x, w, padding=1, out=y, context=c)
         y2 = paskdnn.conv2d(x, w, padding=1, context=c)  # a new output: a new variant pack
+        for _ in range(2):  # a model repeating the layer shape: both packs stay
+            paskdnn.conv2d(x, w, padding=1, out=y, context=c)
+            paskdnn.conv2d(x, w, padding=1, out=y2, context=c)
+        ys = [paskdnn.conv2d(x, w, padding=1, context=c) for _ in range(8)]  # 8 more: y's pack goes
+        paskdnn.conv2d(x, w, padding=1, out=y, context=c)
     """)
-    assert len(calls(log, "cudnnBackendExecute")) == 4
-    assert len(lines(log, "finalize")) == 1  # only the variant pack for y2
+    assert len(calls(log, "cudnnBackendExecute")) == 4 + 4 + 8 + 1
+    assert len(lines(log, "finalize")) == 1 + 8 + 1  # y2's, the eight new ones', y's again
 
 
 def test_alpha_and_alignment_are_declined_with_a_reason(double_path, tmp_path):
@@ -404,6 +409,28 @@ def test_split_k_for_small_grids_with_deep_k(double_path, tmp_path):
     oom = calls(log, "cuLaunchKernel", "0x7300")
     assert [field(ln, "fn") for ln in oom] == ["pask_conv2d_igemm"] and field(oom[0], "grid") == "1,8,1"
     assert lines(log, "cuFuncLoad")  # a loaded module's functions are loaded with it, on the loading thread
+
+
+def test_depthwise_entry_by_layout_batch_and_alignment(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        probe_prebuilt()
+        c = ctx(solvers=["conv2d.cuda_depthwise"], loader_threads=0)
+        def dw(shape, ch, stream, layout="NHWC"):
+            paskdnn.conv2d(dev(shape, c), dev((ch, 1, 3, 3), c), padding=1, groups=ch, layout=layout,
+                           context=c, stream=stream)
+        dw((1, 15, 13, 32), 32, 0x7600)   # batch 1: a thread per 8 channels of one output
+        dw((8, 56, 56, 64), 64, 0x7700)   # batched: 4 outputs along a row per thread
+        dw((1, 32, 15, 13), 32, 0x7800, layout="NCHW")
+        dw((1, 15, 13, 12), 12, 0x7900)   # 12 channels: not whole 16-byte vectors
+    """)
+    if "skip" in out:
+        pytest.skip("no prebuilt cubins beside this libpaskdnn: " + out["skip"])
+    fns = {s: [field(ln, "fn") for ln in calls(log, "cuLaunchKernel", s)] for s in ("0x7600", "0x7700", "0x7800", "0x7900")}
+    assert fns == {"0x7600": ["pask_conv2d_depthwise_nhwc_vec"], "0x7700": ["pask_conv2d_depthwise_nhwc_vec4"],
+                   "0x7800": ["pask_conv2d_depthwise"], "0x7900": ["pask_conv2d_depthwise"]}
+    # 15 * 13 outputs x 4 vectors of channels; 8 * 56 * 14 row quarters x 8 vectors (256 threads a block)
+    assert field(calls(log, "cuLaunchKernel", "0x7600")[0], "grid") == "4,1,1"
+    assert field(calls(log, "cuLaunchKernel", "0x7700")[0], "grid") == "196,1,1"
 
 
 def test_scratch_during_graph_capture_comes_from_the_default_pool(double_path, tmp_path):

@@ -167,10 +167,38 @@ def test_depthwise_conv_hip_path_matches_the_reference(kernels, dtype, layout, m
     y = empty((n, oh, ow, o) if nhwc else (n, o, oh, ow), dtype)
     d = i64(n, c, h, w, o, k, k, oh, ow, s, s, 1, 1, 1, 1, c, int(nhwc), int(nhwc), ACT["relu"])
     kernels("conv_depthwise", dtype).emu_conv2d(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(xin), ptr(win),
-                                                ptr(b_raw), None, ptr(y), 1)
+                                                ptr(b_raw), None, ptr(y), 0)
     got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
     kw = dict(stride=s, padding=1, groups=c)
     assert_within_bound(got, conv2d_ref(x, wt, b, activation="relu", **kw), conv2d_bound(x, wt, b, **kw),
+                        rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("pixels", [1, 4])
+@pytest.mark.parametrize("k, s, pad, dil, c, h, w", [(3, 1, 1, 1, 16, 9, 10), (3, 2, 1, 1, 24, 11, 9),
+                                                      (5, 2, 2, 1, 8, 12, 13), (3, 1, 2, 2, 16, 7, 11),
+                                                      (1, 1, 0, 1, 8, 5, 6)])
+def test_vectorised_nhwc_depthwise_matches_the_reference(kernels, dtype, pixels, k, s, pad, dil, c, h, w):
+    """The vectorised NHWC entries: vectors of channels, `pixels` outputs per thread
+    (rows whose width is not a multiple of it included), the unrolled 3x3 window and
+    the generic one, bias + residual + beta*y + relu6 in the epilogue."""
+    n = 2
+    oh, ow = (h + 2 * pad - dil * (k - 1) - 1) // s + 1, (w + 2 * pad - dil * (k - 1) - 1) // s + 1
+    x_raw, x = device(rng.uniform(-1, 1, (n, c, h, w)), dtype)
+    w_raw, wt = device(rng.uniform(-1, 1, (c, 1, k, k)), dtype)
+    b_raw, b = device(rng.uniform(-1, 1, c), dtype)
+    r_raw, r = device(rng.uniform(-1, 1, (n, c, oh, ow)), dtype)
+    y0_raw, y0 = device(rng.uniform(-1, 1, (n, c, oh, ow)), dtype)
+    y = np.ascontiguousarray(nchw_to_nhwc(y0_raw))
+    d = i64(n, c, h, w, c, k, k, oh, ow, s, s, pad, pad, dil, dil, c, 1, 1, ACT["relu6"])
+    alpha, beta = 0.75, 0.5
+    xin, win, rin = (np.ascontiguousarray(a) for a in (nchw_to_nhwc(x_raw), oihw_to_ohwi(w_raw), nchw_to_nhwc(r_raw)))
+    kernels("conv_depthwise", dtype).emu_conv2d(d, ctypes.c_float(alpha), ctypes.c_float(beta), ptr(xin), ptr(win),
+                                                ptr(b_raw), ptr(rin), ptr(y), pixels)
+    got = host(nhwc_to_nchw(y), dtype)
+    kw = dict(stride=s, padding=pad, dilation=dil, groups=c, residual=r, alpha=alpha, beta=beta, out_before=y0)
+    assert_within_bound(got, conv2d_ref(x, wt, b, activation="relu6", **kw), conv2d_bound(x, wt, b, **kw),
                         rtol=RTOL[dtype])
 
 

@@ -90,6 +90,7 @@ private:
     void record_run(const pask::Solver &solver, size_t problem_hash, double us);
     // GPU run times: the first few runs of each (solver, Problem) are timed
     // with device events and read back later, without blocking.
+    void count_hint(size_t problem_hash);  // hints given per Problem: its untimed runs (start_timing)
     int64_t start_timing(const pask::Solver &solver, size_t problem_hash);
     void finish_timing(int64_t token, const pask::Solver &solver, size_t problem_hash);
     void poll_timings();
@@ -113,7 +114,8 @@ private:
     };
     std::vector<PendingTiming> pending_timings_;   // in launch order
     std::unordered_map<uint64_t, int> timed_runs_;  // timings started per (solver, problem)
-    std::unordered_set<uint64_t> warmed_;           // (solver, problem) pairs past their untimed first run
+    std::unordered_map<uint64_t, int> untimed_runs_;  // untimed (warm-up) runs per (solver, problem)
+    std::unordered_map<size_t, int> hinted_;          // hints given per problem hash (counted up to kMaxWarmUps)
     struct Ranked {
         pask::Problem problem;
         std::vector<Candidate> ranked;

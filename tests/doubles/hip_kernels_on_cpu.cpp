@@ -14,7 +14,8 @@
 #ifdef PASK_EMU_CONV
 // d: n, c, h, w, o, kh, kw, oh, ow, stride_h, stride_w, pad_top, pad_left,
 //    dil_h, dil_w, groups, layout, weight_layout, activation
-// splits > 1 (igemm): split-K into that many slices of K tiles, then the reduce kernel.
+// splits > 1 (igemm): split-K into that many slices of K tiles, then the reduce kernel;
+// depthwise: the entry (below).
 EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x, const void *w, const void *bias,
                        const void *residual, void *y, int splits) {
     pask_cuda_conv2d_params q{};
@@ -24,6 +25,13 @@ EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x,
     q.x = x; q.weight = w; q.bias = bias; q.residual = residual; q.y = y; q.alpha = alpha; q.beta = beta;
     unsigned grid[3], block[3], smem = 0;
 #ifdef PASK_EMU_DEPTHWISE
+    // splits: the vectorised NHWC entry with that many outputs per thread (1, 4); 0 the scalar one
+    const int es = int(sizeof(pask_t));
+    if (splits == 1 || splits == 4) {
+        pask_cuda_conv2d_depthwise_vec_launch(&q, es, splits, grid, block, &smem);
+        pask_emu_launch(splits == 4 ? pask_conv2d_depthwise_nhwc_vec4 : pask_conv2d_depthwise_nhwc_vec, q, grid, block);
+        return;
+    }
     pask_cuda_conv2d_depthwise_launch(&q, grid, block, &smem);
     pask_emu_launch(pask_conv2d_depthwise, q, grid, block);
 #else

@@ -74,6 +74,7 @@ public:
 private:
     cuda::CUstream stream() const;
     void create_scratch_pool();
+    void prepare_timers();
 
     const cuda::Driver &d_;
     const uint64_t id_;  // per-thread streams are filed under it (an address can be reused)

@@ -1,7 +1,8 @@
 /*
  * paskdnn: depthwise 2-D convolution (groups == C, O = C * multiplier) on the
- * CUDA cores, both layouts, fused epilogue. Entry: pask_conv2d_depthwise.
- * One thread per output element, grid-stride (1-D grid, pask_cuda_conv2d_depthwise_launch).
+ * CUDA cores, both layouts, fused epilogue. Entry: pask_conv2d_depthwise, one
+ * thread per output element, grid-stride (1-D grid, pask_cuda_conv2d_depthwise_launch);
+ * the vectorised NHWC entries below serve the common case (one channel per group).
  * Weight {O, 1, KH, KW}: OIHW and OHWI address alike. Optional PASK_FIXED_* as in conv_igemm.cu.
  */
 #include "pask_cuda_mma.cuh"
@@ -57,4 +58,113 @@ extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise(const pa
         if (res) v += pask_ld(res, i);
         y[i] = pask_from_f32(pask_act(v, act));
     }
+}
+
+/*
+ * NHWC with one output channel per input channel (O == C), C a multiple of
+ * PASK_VEC and x, y, residual 16-byte aligned (pask_cuda_depthwise_vec_ok):
+ * each thread computes PASK_VEC adjacent channels (one 16-byte load per tap)
+ * of PIX outputs along a row, reusing each tap's weights across them.
+ * Entries: pask_conv2d_depthwise_nhwc_vec (PIX 1), _vec4 (PIX 4); geometry
+ * pask_cuda_conv2d_depthwise_vec_launch. The 3x3 window is unrolled.
+ */
+struct __align__(16) pask_dw_v16 {
+    unsigned u[4];
+};
+
+PASK_DEV float pask_dw_get(const pask_dw_v16 &v, int j) {
+#if PASK_DTYPE == 0
+    return pask_bits_f(v.u[j]);
+#else
+    return pask_to_f32((unsigned short)(v.u[j >> 1] >> ((j & 1) * 16)));
+#endif
+}
+
+PASK_DEV void pask_dw_put(pask_dw_v16 &v, int j, float f) {
+#if PASK_DTYPE == 0
+    v.u[j] = pask_f_bits(f);
+#else
+    const unsigned h = (unsigned)pask_from_f32(f), sh = (unsigned)(j & 1) * 16u;
+    v.u[j >> 1] = (v.u[j >> 1] & ~(0xffffu << sh)) | (h << sh);
+#endif
+}
+
+template <int FK, int PIX>
+PASK_DEV void pask_dw_nhwc_vec(const pask_cuda_conv2d_params &p) {
+    const int KH = FK ? FK : (int)p.kh, KW = FK ? FK : (int)p.kw;
+    const int SH = PASK_SH, SW = PASK_SW, PT = PASK_PT, PL = PASK_PL, DH = PASK_DH, DW = PASK_DW;
+    const int H = (int)p.h, W = (int)p.w, C = (int)p.c, OH = (int)p.oh, OW = (int)p.ow;
+    const int CV = C / PASK_VEC, OWB = (OW + PIX - 1) / PIX;
+    const pask_t *__restrict__ x = (const pask_t *)p.x;
+    const pask_t *__restrict__ wt = (const pask_t *)p.weight;
+    const pask_t *__restrict__ bias = (const pask_t *)p.bias;
+    const pask_t *__restrict__ res = (const pask_t *)p.residual;
+    pask_t *__restrict__ y = (pask_t *)p.y;
+    const pask_i64 total = p.n * (pask_i64)OH * OWB * CV;
+    for (pask_i64 i = (pask_i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (pask_i64)gridDim.x * blockDim.x) {
+        pask_i64 t = i;
+        const int cv = (int)(t % CV);
+        t /= CV;
+        const int owb = (int)(t % OWB);
+        t /= OWB;
+        const int oh = (int)(t % OH);
+        const pask_i64 nimg = t / OH;
+        const int c0 = cv * PASK_VEC, ow0 = owb * PIX;
+        const pask_t *xb = x + nimg * H * W * C + c0;
+        const pask_t *wb = wt + (pask_i64)c0 * KH * KW;
+        float acc[PIX][PASK_VEC];
+#pragma unroll
+        for (int q = 0; q < PIX; ++q)
+#pragma unroll
+            for (int j = 0; j < PASK_VEC; ++j) acc[q][j] = 0.f;
+        const int ih0 = oh * SH - PT;
+        for (int r = 0; r < KH; ++r) {
+            const int ih = ih0 + r * DH;
+            if ((unsigned)ih >= (unsigned)H) continue;
+            const pask_t *xr = xb + (pask_i64)ih * W * C;
+#pragma unroll
+            for (int s = 0; s < KW; ++s) {
+                float wv[PASK_VEC];
+#pragma unroll
+                for (int j = 0; j < PASK_VEC; ++j) wv[j] = pask_ld(wb, j * KH * KW + r * KW + s);
+#pragma unroll
+                for (int q = 0; q < PIX; ++q) {
+                    const int iw = (ow0 + q) * SW - PL + s * DW;
+                    if (ow0 + q >= OW || (unsigned)iw >= (unsigned)W) continue;
+                    const pask_dw_v16 xv = *(const pask_dw_v16 *)(xr + (pask_i64)iw * C);
+#pragma unroll
+                    for (int j = 0; j < PASK_VEC; ++j) acc[q][j] += pask_dw_get(xv, j) * wv[j];
+                }
+            }
+        }
+        float bv[PASK_VEC];
+#pragma unroll
+        for (int j = 0; j < PASK_VEC; ++j) bv[j] = bias ? pask_ld(bias, c0 + j) : 0.f;
+#pragma unroll
+        for (int q = 0; q < PIX; ++q) {
+            if (ow0 + q >= OW) break;
+            const pask_i64 at = ((nimg * OH + oh) * OW + ow0 + q) * C + c0;
+            pask_dw_v16 before = {{0u, 0u, 0u, 0u}}, rv = {{0u, 0u, 0u, 0u}}, out = {{0u, 0u, 0u, 0u}};
+            if (p.beta != 0.f) before = *(const pask_dw_v16 *)(y + at);
+            if (res) rv = *(const pask_dw_v16 *)(res + at);
+#pragma unroll
+            for (int j = 0; j < PASK_VEC; ++j) {
+                float v = p.alpha * acc[q][j] + bv[j];
+                if (p.beta != 0.f) v += p.beta * pask_dw_get(before, j);
+                if (res) v += pask_dw_get(rv, j);
+                pask_dw_put(out, j, pask_act(v, p.activation));
+            }
+            *(pask_dw_v16 *)(y + at) = out;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise_nhwc_vec(const pask_cuda_conv2d_params p) {
+    if (PASK_KH == 3 && PASK_KW == 3) pask_dw_nhwc_vec<3, 1>(p);
+    else pask_dw_nhwc_vec<0, 1>(p);
+}
+
+extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise_nhwc_vec4(const pask_cuda_conv2d_params p) {
+    if (PASK_KH == 3 && PASK_KW == 3) pask_dw_nhwc_vec<3, 4>(p);
+    else pask_dw_nhwc_vec<0, 4>(p);
 }

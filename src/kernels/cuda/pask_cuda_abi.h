@@ -193,6 +193,28 @@ static inline void pask_cuda_conv2d_depthwise_launch(const pask_cuda_conv2d_para
     pask_cuda_elementwise_geom_(p->n * p->o * p->oh * p->ow, grid, block, shared_bytes);
 }
 
+/* The vectorised NHWC depthwise entries (pask_conv2d_depthwise_nhwc_vec, _vec4):
+ * NHWC, one output channel per input channel, channels a multiple of a 16-byte
+ * vector (16 / elem_bytes), x, y and residual 16-byte aligned. */
+static inline int pask_cuda_depthwise_vec_ok(const pask_cuda_conv2d_params *p, int elem_bytes) {
+    const pask_i64 vec = 16 / elem_bytes;
+    return p->layout == PASK_CUDA_LAYOUT_NHWC && p->groups == p->c && p->o == p->c && p->c % vec == 0 &&
+           ((uintptr_t)p->x & 15u) == 0 && ((uintptr_t)p->y & 15u) == 0 && ((uintptr_t)p->residual & 15u) == 0;
+}
+
+/* Outputs per thread along a row (the entry: 4 = _vec4, else 1): 4 once that
+ * still leaves 16384 threads or more (batched layers), 1 otherwise. */
+static inline int pask_cuda_depthwise_vec_pixels(const pask_cuda_conv2d_params *p, int elem_bytes) {
+    const pask_i64 cv = p->c / (16 / elem_bytes);
+    return p->n * p->oh * pask_cuda_cdiv_(p->ow, 4) * cv >= 16384 ? 4 : 1;
+}
+
+static inline void pask_cuda_conv2d_depthwise_vec_launch(const pask_cuda_conv2d_params *p, int elem_bytes, int pixels,
+                                                         unsigned grid[3], unsigned block[3], unsigned *shared_bytes) {
+    pask_cuda_elementwise_geom_(p->n * p->oh * pask_cuda_cdiv_(p->ow, pixels) * (p->c / (16 / elem_bytes)), grid, block,
+                                shared_bytes);
+}
+
 static inline void pask_cuda_pool2d_launch(const pask_cuda_pool2d_params *p, unsigned grid[3], unsigned block[3],
                                            unsigned *shared_bytes) {
     pask_cuda_elementwise_geom_(p->n * p->c * p->oh * p->ow, grid, block, shared_bytes);

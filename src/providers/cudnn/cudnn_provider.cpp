@@ -146,15 +146,26 @@ public:
         }
         Status s = api.cudnnSetStream(h, stream);
         if (s != STATUS_SUCCESS) return s;
-        // The variant pack of the previous call is reused when the pointers
-        // are the same (a runner's fixed buffers, an allocator's reused blocks).
-        // Callers hold the handle alone, so one call at a time gets here.
+        // Variant packs are kept per pointer set (a runner's fixed buffers, an
+        // allocator's reused blocks): a model that repeats a layer shape runs
+        // one plan on several pointer sets, one pack each (up to kPacks, then
+        // the oldest is replaced). Callers hold the handle alone, so one call
+        // at a time gets here.
         std::lock_guard<std::mutex> lock(vp_mu_);
-        bool same = vp_ && ws == last_ws_;
-        for (int64_t i = 0; i < n && same; ++i) same = ptrs[i] == last_ptrs_[i];
-        if (!same) {
-            if (vp_) api.cudnnBackendDestroyDescriptor(vp_);
-            vp_ = nullptr;
+        Pack *hit = nullptr;
+        for (Pack &k : packs_) {
+            bool same = k.vp && k.ws == ws;
+            for (int64_t i = 0; i < n && same; ++i) same = k.ptrs[i] == ptrs[i];
+            if (same) {
+                hit = &k;
+                break;
+            }
+        }
+        if (!hit) {
+            Pack &k = packs_[next_pack_];
+            next_pack_ = (next_pack_ + 1) % kPacks;
+            if (k.vp) api.cudnnBackendDestroyDescriptor(k.vp);
+            k.vp = nullptr;
             Desc vp = nullptr;
             s = api.cudnnBackendCreateDescriptor(VARIANT_PACK_DESCRIPTOR, &vp);
             if (s != STATUS_SUCCESS) return s;
@@ -166,22 +177,29 @@ public:
                 api.cudnnBackendDestroyDescriptor(vp);
                 return s;
             }
-            vp_ = vp;
-            last_ws_ = ws;
-            for (int64_t i = 0; i < n; ++i) last_ptrs_[i] = ptrs[i];
+            k.vp = vp;
+            k.ws = ws;
+            for (int64_t i = 0; i < 5; ++i) k.ptrs[i] = i < n ? ptrs[i] : nullptr;
+            hit = &k;
         }
-        return api.cudnnBackendExecute(h, plan_, vp_);
+        return api.cudnnBackendExecute(h, plan_, hit->vp);
     }
 
     ~GraphPlan() override {
-        if (vp_) prov_.api().cudnnBackendDestroyDescriptor(vp_);
+        for (Pack &k : packs_)
+            if (k.vp) prov_.api().cudnnBackendDestroyDescriptor(k.vp);
     }
 
 private:
+    static constexpr int kPacks = 8;
+    struct Pack {
+        Desc vp = nullptr;
+        void *ptrs[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
+        void *ws = nullptr;
+    };
     mutable std::mutex vp_mu_;
-    mutable Desc vp_ = nullptr;
-    mutable void *last_ptrs_[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
-    mutable void *last_ws_ = nullptr;
+    mutable Pack packs_[kPacks];
+    mutable int next_pack_ = 0;
     std::unique_ptr<Descs> descs_;
     Desc plan_;
     int64_t workspace_;
@@ -318,7 +336,15 @@ void CudnnProvider::prepare() {
     mm.gm = mm.gn = mm.gk = mm.lda = mm.ldb = mm.ldc = 16;
     for (const Problem &q : {tiny, one, mm}) {
         try {
-            build(key_for(q, 0, false, backend_.targets().front()));
+            auto obj = build(key_for(q, 0, false, backend_.targets().front()));
+            // build() ran the plan on a build handle; run it once on the
+            // execution handle too, whose own first runs of these engine
+            // families (and the libraries behind them) would otherwise fall on
+            // a fresh process's first calls.
+            if (const auto *plan = dynamic_cast<const Plan *>(obj.get())) {
+                std::lock_guard<std::mutex> lock(exec_mu_);
+                warm_up(*plan, q, exec_handle());
+            }
         } catch (const Error &) {
             // a warm-up only
         }
@@ -360,15 +386,9 @@ void CudnnProvider::return_build_handle(Handle h) {
     free_build_handles_.push_back(h);
 }
 
-void CudnnProvider::warm_up(const Plan &plan, const Problem &p) {
+void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h) {
     const cuda::Driver &d = cuda::Driver::get();
     if (!d.cuStreamCreate || !d.cuStreamDestroy || !d.cuMemAllocAsync || !d.cuMemFreeAsync) return;
-    Handle h = nullptr;
-    try {
-        h = exec_handle();
-    } catch (const Error &) {
-        return;  // reported to the call that needs the handle
-    }
     const int64_t es = dtype_size(p.dtype);
     int64_t sizes[5] = {0, 0, 0, 0, 0};  // x, w, y, bias, residual (elements)
     if (p.op == PASK_OP_CONV2D || p.op == PASK_OP_POOL2D) {
@@ -404,18 +424,17 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p) {
         a.y = vp(2);
         a.bias = vp(3);
         a.residual = vp(4);
-        // On the execution handle, which the calls use: in an H100 diagnostic
-        // run its first execution of a plan took 0.1-0.3 ms of host time even
-        // after the plan had run on a build handle. (The cold-start runs after
-        // this move showed no clear change within their noise.) The handle is
-        // held only while queuing.
-        std::lock_guard<std::mutex> lock(exec_mu_);
+        // On the build handle: a plan's first run includes cuDNN's lazy
+        // loading of its kernels (up to tens of ms), and on the execution
+        // handle (third session) the calls waited for it (an H100 trace showed
+        // 40 ms waits). The execution handle's own first run of a plan still
+        // costs more host time than later runs (30-100 us, H100 trace).
         plan.enqueue(h, stream, a, vp(5));  // outputs are scratch: a failure here shows again in the call
-        api_->cudnnSetStream(h, nullptr);   // queued work keeps its stream; the handle must not keep this one
     }
     for (auto &q : ptr)
         if (q) d.cuMemFreeAsync(q, stream);
     d.cuStreamSynchronize(stream);
+    api_->cudnnSetStream(h, nullptr);  // the handle outlives this stream
     d.cuStreamDestroy(stream);
 }
 
@@ -475,7 +494,7 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
         }
         auto plan = std::make_shared<PoolPlan>(*this, x, y, pd, key.str());
         plan->what = "cudnnPoolingForward";
-        warm_up(*plan, p);
+        warm_up(*plan, p, handle);
         return plan;
     }
 
@@ -621,7 +640,7 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
             out->what = "engine " + std::to_string(index) + (is_rtc ? " (runtime-compiled)" : "") + ", workspace " +
                         std::to_string(ws) + " B";
             const int64_t w0 = tracing ? trace_->now_us() : 0;
-            warm_up(*out, p);
+            warm_up(*out, p, handle);
             traced("cudnn first run", w0, "\"engine\":" + std::to_string(index));
             return out;
         }

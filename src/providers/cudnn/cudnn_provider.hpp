@@ -77,10 +77,9 @@ private:
     Handle checkout_build_handle();
     void return_build_handle(Handle h);
     // Runs a freshly built plan once on scratch buffers, on this (loader)
-    // thread's own stream and the execution handle (held only while queuing),
-    // so that cuDNN's lazy kernel loading and the handle's first run of the
-    // plan happen here rather than in the first call. Skipped when memory is short.
-    void warm_up(const Plan &plan, const Problem &p);
+    // thread's own stream, so that cuDNN's lazy kernel loading happens here
+    // rather than in the first call. Skipped when memory is short.
+    void warm_up(const Plan &plan, const Problem &p, Handle h);
 
     CudaBackend &backend_;
     std::string library_;

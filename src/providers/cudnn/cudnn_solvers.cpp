@@ -64,8 +64,13 @@ public:
                               double(p.o) * (p.c / p.groups) * p.kh * p.kw) *
                              elem_bytes(p);
         const double rate = p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs;
-        // grouped and depthwise convolutions run on CUDA cores, bound by memory
-        const double compute = p.groups == 1 ? p.flops() / rate : p.flops() / (rate / 8);
+        // grouped and depthwise convolutions run on CUDA cores, bound by memory;
+        // NHWC depthwise ran at 0.4-0.6 TFLOPS (H100, cuDNN 9.19, MobileNetV2's
+        // layers at batch 1 and 32: 2-10x paskdnn's vectorised kernel)
+        const bool nhwc_depthwise = p.groups > 1 && p.groups == p.c && p.layout == PASK_LAYOUT_NHWC;
+        const double compute = p.groups == 1 ? p.flops() / rate
+                               : nhwc_depthwise ? p.flops() / 0.5e6
+                                                : p.flops() / (rate / 8);
         // Runtime-compiled engines cost 0.3-0.9 s each to build: ranked after the
         // precompiled ones, so they are taken only where no precompiled engine
         // runs the Problem (its load then fails and is remembered).
