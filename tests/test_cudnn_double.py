@@ -197,6 +197,29 @@ def test_workspace_comes_from_the_callers_stream_and_oom_moves_on(double_path, t
     assert field(calls(log, "cudnnBackendExecute", "0x7000")[-1], "engine") == "11"
 
 
+def test_prime_thread_runs_the_set_up_plan_on_the_callers_thread_and_stream(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        import threading
+        from paskdnn import _lib
+        ffi, lib = _lib.load()
+        c = ctx(policy="pask", loader_threads=1)
+        _lib.check(lib.pask_set_stream(c._h(), ffi.cast("void *", 0x6100)))
+        out["primed"] = c.prime_thread()  # waits for the loader's library set-up
+        out["thread"] = threading.get_ident()  # pthread_self, as the double logs it
+        out["again"] = c.prime_thread()
+        out["reactive"] = ctx(policy="reactive").prime_thread()
+        out["no_loaders"] = ctx(policy="pask", loader_threads=0).prime_thread()
+        out["cpu"] = paskdnn.Context("cpu").prime_thread()
+    """)
+    assert out["primed"] and out["again"]
+    assert not out["reactive"] and not out["no_loaders"] and not out["cpu"]
+    primes = calls(log, "cudnnBackendExecute", "0x6100")
+    assert len(primes) == 2 and {field(ln, "thread") for ln in primes} == {str(out["thread"])}
+    # the set-up's 8x8 3x3 plan, on scratch from the caller's stream, freed on it
+    assert any(field(ln, "stream") == "0x6100" for ln in lines(log, "cuMemAllocAsync"))
+    assert any(field(ln, "stream") == "0x6100" for ln in lines(log, "cuMemFreeAsync"))
+
+
 def test_hinted_plans_are_built_on_loader_threads_in_order_then_hit(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         import threading

@@ -567,6 +567,14 @@ pask_status_t pask_synchronize(pask_context_t context) {
     });
 }
 
+pask_status_t pask_prime_thread(pask_context_t context, int *primed) {
+    return guarded([&] {
+        need(context, "context");
+        const bool done = context->prime_thread();
+        if (primed) *primed = done ? 1 : 0;
+    });
+}
+
 pask_status_t pask_solver_count(int *count) {
     return guarded([&] {
         need(count, "count");

@@ -624,6 +624,16 @@ void pask_context::load_hints_file(const std::string &path) {
     }
 }
 
+bool pask_context::prime_thread() {
+    // the same condition under which the constructor queued the providers' prepare()
+    if (device_type == PASK_DEVICE_CPU || !(proactive() || policy == pask::Policy::Reuse) || !loader ||
+        loader->num_threads() == 0)
+        return false;
+    bool primed = false;
+    for (auto &prov : providers) primed = prov->prime_thread(10000) || primed;
+    return primed;
+}
+
 void pask_context::execute(const pask::Problem &call, const pask::OpArgs &args) {
     pask::Problem p = call;
     p.device = device_type;

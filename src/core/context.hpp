@@ -53,6 +53,8 @@ struct pask_context {
     ~pask_context();
 
     // Dispatcher: Problem -> policy decision -> kernel -> run.
+    // pask_prime_thread: the providers' per-thread set-up, where prepare() was queued.
+    bool prime_thread();
     void execute(const pask::Problem &problem, const pask::OpArgs &args);
     // Hints: an upcoming Problem, in execution order.
     void hint(pask::Problem problem);

@@ -5,6 +5,7 @@
 // load costs, stats, trace) treats the result like one of our own kernels.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +27,13 @@ public:
     // One-time library initialisation (cuDNN: handle creation), run by the
     // context on a loader thread so no call waits for it when there are hints.
     virtual void prepare() {}
+    // Pays the calling thread's one-time set-up in the library (pask_prime_thread)
+    // once prepare() has run (waiting at most timeout_ms for it); false where
+    // there is nothing to prime. Called only where prepare() was queued.
+    virtual bool prime_thread(int64_t timeout_ms) {
+        (void)timeout_ms;
+        return false;
+    }
     // Builds the code object of key (cuDNN: heuristics query + plan
     // finalisation). Thread-safe. Throws pask::Error(PASK_ERROR_LOAD_FAILED).
     virtual std::shared_ptr<CodeObject> build(const KernelKey &key) = 0;

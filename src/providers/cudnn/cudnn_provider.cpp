@@ -299,6 +299,17 @@ std::string CudnnProvider::describe() const {
 }
 
 void CudnnProvider::prepare() {
+    // prime_thread() waits for this, whichever way it ends
+    struct Done {
+        CudnnProvider *p;
+        ~Done() {
+            {
+                std::lock_guard<std::mutex> lock(p->prepare_mu_);
+                p->prepared_ = true;
+            }
+            p->prepare_cv_.notify_all();
+        }
+    } done{this};
     if (!available()) return;
     const int64_t t0 = trace_ ? trace_->now_us() : 0;
     try {
@@ -334,7 +345,9 @@ void CudnnProvider::prepare() {
     mm.device_index = tiny.device_index;
     mm.dtype = PASK_DTYPE_FLOAT16;
     mm.gm = mm.gn = mm.gk = mm.lda = mm.ldb = mm.ldc = 16;
-    for (const Problem &q : {tiny, one, mm}) {
+    const Problem problems[3] = {tiny, one, mm};
+    for (int i = 0; i < 3; ++i) {
+        const Problem &q = problems[i];
         try {
             auto obj = build(key_for(q, 0, false, backend_.targets().front()));
             // build() ran the plan on a build handle; run it once on the
@@ -342,8 +355,15 @@ void CudnnProvider::prepare() {
             // families (and the libraries behind them) would otherwise fall on
             // a fresh process's first calls.
             if (const auto *plan = dynamic_cast<const Plan *>(obj.get())) {
-                std::lock_guard<std::mutex> lock(exec_mu_);
-                warm_up(*plan, q, exec_handle());
+                {
+                    std::lock_guard<std::mutex> lock(exec_mu_);
+                    warm_up(*plan, q, exec_handle(), false);
+                }
+                if (i == 0) {  // the 3x3 plan primes callers' threads (prime_thread)
+                    std::lock_guard<std::mutex> lock(prepare_mu_);
+                    primer_ = obj;
+                    primer_problem_ = q;
+                }
             }
         } catch (const Error &) {
             // a warm-up only
@@ -386,7 +406,7 @@ void CudnnProvider::return_build_handle(Handle h) {
     free_build_handles_.push_back(h);
 }
 
-void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h) {
+void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h, bool on_caller) {
     const cuda::Driver &d = cuda::Driver::get();
     if (!d.cuStreamCreate || !d.cuStreamDestroy || !d.cuMemAllocAsync || !d.cuMemFreeAsync) return;
     const int64_t es = dtype_size(p.dtype);
@@ -408,8 +428,10 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h) {
     int64_t total = plan.workspace_bytes();
     for (int64_t v : sizes) total += v * es;
     if (total > (int64_t(1) << 30)) return;  // a large layer: not worth a gigabyte of scratch
-    cuda::CUstream stream = nullptr;
-    if (d.cuStreamCreate(&stream, cuda::CU_STREAM_NON_BLOCKING) != 0) return;
+    // on_caller: the calling thread's stream and the execution handle (a tiny
+    // plan, already run once: nothing is loaded while the handle is held)
+    cuda::CUstream stream = on_caller ? static_cast<cuda::CUstream>(backend_.current_stream()) : nullptr;
+    if (!on_caller && d.cuStreamCreate(&stream, cuda::CU_STREAM_NON_BLOCKING) != 0) return;
     cuda::CUdeviceptr ptr[6] = {0, 0, 0, 0, 0, 0};
     bool ok = true;
     for (int i = 0; i < 6 && ok; ++i) {
@@ -429,13 +451,41 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h) {
         // handle (third session) the calls waited for it (an H100 trace showed
         // 40 ms waits). The execution handle's own first run of a plan still
         // costs more host time than later runs (30-100 us, H100 trace).
-        plan.enqueue(h, stream, a, vp(5));  // outputs are scratch: a failure here shows again in the call
+        if (on_caller) {
+            std::lock_guard<std::mutex> lock(exec_mu_);
+            plan.enqueue(h, stream, a, vp(5));
+        } else {
+            plan.enqueue(h, stream, a, vp(5));  // outputs are scratch: a failure here shows again in the call
+        }
     }
     for (auto &q : ptr)
         if (q) d.cuMemFreeAsync(q, stream);
+    if (on_caller) return;  // the frees are ordered on the caller's stream
     d.cuStreamSynchronize(stream);
     api_->cudnnSetStream(h, nullptr);  // the handle outlives this stream
     d.cuStreamDestroy(stream);
+}
+
+bool CudnnProvider::prime_thread(int64_t timeout_ms) {
+    if (!available()) return false;
+    std::shared_ptr<CodeObject> primer;
+    {
+        std::unique_lock<std::mutex> lock(prepare_mu_);
+        if (!prepare_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] { return prepared_; }))
+            return false;
+        primer = primer_;
+    }
+    const auto *plan = dynamic_cast<const Plan *>(primer.get());
+    if (!plan) return false;
+    Handle h = nullptr;
+    try {
+        h = exec_handle();
+    } catch (const Error &) {
+        return false;  // reported to the call that needs the handle
+    }
+    CudaBackend::Scope scope(backend_);
+    warm_up(*plan, primer_problem_, h, true);
+    return true;
 }
 
 KernelKey CudnnProvider::key_for(const Problem &p, int rank, bool rtc, const std::string &target) {
@@ -494,7 +544,7 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
         }
         auto plan = std::make_shared<PoolPlan>(*this, x, y, pd, key.str());
         plan->what = "cudnnPoolingForward";
-        warm_up(*plan, p, handle);
+        warm_up(*plan, p, handle, false);
         return plan;
     }
 
@@ -640,7 +690,7 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
             out->what = "engine " + std::to_string(index) + (is_rtc ? " (runtime-compiled)" : "") + ", workspace " +
                         std::to_string(ws) + " B";
             const int64_t w0 = tracing ? trace_->now_us() : 0;
-            warm_up(*out, p, handle);
+            warm_up(*out, p, handle, false);
             traced("cudnn first run", w0, "\"engine\":" + std::to_string(index));
             return out;
         }
