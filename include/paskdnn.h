@@ -334,10 +334,10 @@ PASK_API pask_status_t pask_synchronize(pask_context_t context);
  * it at model load on the thread that will run inference): cuDNN's first
  * execution on a thread costs about 0.15 ms of host time on an H100, per
  * thread, whatever the plan. It runs one tiny convolution on the calling
- * thread's stream once the context's library set-up (a loader thread's first
- * task; waited for, at most 10 s) is done. *primed (may be NULL): 1 if a
- * library was primed, 0 where there is nothing to prime (CPU contexts, no
- * cuDNN, the reactive policy, no loader threads). */
+ * thread's stream if the context's library set-up (a loader thread's first
+ * task) is done; it never waits for it. *primed (may be NULL): 1 if a library
+ * was primed, 0 where there is nothing to prime (CPU contexts, no cuDNN, the
+ * reactive policy, no loader threads) or its set-up is not done yet. */
 PASK_API pask_status_t pask_prime_thread(pask_context_t context, int *primed);
 
 /* ---- solver registry ------------------------------------------------------ */

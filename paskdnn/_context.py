@@ -267,11 +267,12 @@ class Context:
     def prime_thread(self) -> bool:
         """Pays the calling thread's one-time set-up in the vendor libraries now
         (cuDNN's first execution on a thread: about 0.15 ms of host time on an
-        H100), e.g. at model load on the thread that will run inference. Waits
-        for the context's library set-up (a loader thread's first task, at most
-        10 s). Returns whether anything was primed: False on the CPU, without
-        cuDNN, with the reactive policy or without loader threads.
-        :class:`paskdnn.graph.Runner` calls it when it is created."""
+        H100), e.g. at model load on the thread that will run inference, once
+        the context's library set-up (a loader thread's first task) is done; it
+        never waits for it. Returns whether anything was primed: False on the
+        CPU, without cuDNN, with the reactive policy, without loader threads,
+        or before the set-up is done. :class:`paskdnn.graph.Runner` calls it
+        when it is created."""
         ffi, lib = _lib.load()
         primed = ffi.new("int *")
         _lib.check(lib.pask_prime_thread(self._h(), primed))

@@ -204,7 +204,8 @@ def test_prime_thread_runs_the_set_up_plan_on_the_callers_thread_and_stream(doub
         ffi, lib = _lib.load()
         c = ctx(policy="pask", loader_threads=1)
         _lib.check(lib.pask_set_stream(c._h(), ffi.cast("void *", 0x6100)))
-        out["primed"] = c.prime_thread()  # waits for the loader's library set-up
+        c.wait_loads(60)  # the loader's library set-up: prime_thread does not wait for it
+        out["primed"] = c.prime_thread()
         out["thread"] = threading.get_ident()  # pthread_self, as the double logs it
         out["again"] = c.prime_thread()
         out["reactive"] = ctx(policy="reactive").prime_thread()

@@ -630,7 +630,7 @@ bool pask_context::prime_thread() {
         loader->num_threads() == 0)
         return false;
     bool primed = false;
-    for (auto &prov : providers) primed = prov->prime_thread(10000) || primed;
+    for (auto &prov : providers) primed = prov->prime_thread(0) || primed;
     return primed;
 }
 
