@@ -173,7 +173,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="bench/results/gpu.md")
-    ap.add_argument("--models", nargs="+", default=["resnet50", "vgg16", "mobilenet_v2"])
+    ap.add_argument("--models", nargs="+", default=["resnet50", "vgg16", "mobilenet_v2"],
+                    help="models whose conv layers to run; 'none' for none (GEMM, pooling only)")
+    ap.add_argument("--no-first-call", action="store_true", help="skip the per-kernel first-call (compile/load) table")
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     card = torch.cuda.get_device_name()
@@ -186,7 +188,7 @@ def main():
     auto = paskdnn.Context("cuda", cache_dir=os.path.join(work, "cache"))
     rows, totals = [], []
     configs = [("fp16", "NHWC", 1), ("fp16", "NHWC", 32), ("fp32", "NCHW", 1)]
-    models = args.models
+    models = [] if args.models == ["none"] else args.models
     if args.quick:
         configs, models = configs[:1], models[:1]
     for model in models:
@@ -203,17 +205,27 @@ def main():
                   f" [{time.perf_counter() - t0:.1f}s]",
                   flush=True)
     gemm_rows = []
+    # matmul: B[k x n]; linear: a weight W[n x k] (y = x W^T + bias, B transposed), as classifiers run it
+    gemm_cases = [("matmul", 1, 1000, 2048), ("matmul", 32, 1000, 2048), ("matmul", 1024, 1024, 1024),
+                  ("matmul", 4096, 4096, 4096), ("linear", 1, 1000, 2048), ("linear", 32, 1000, 2048)]
     for dt in (torch.float16, torch.float32):
-        for m, n, k in [(1, 1000, 2048), (32, 1000, 2048), (1024, 1024, 1024), (4096, 4096, 4096)]:
+        for op, m, n, k in gemm_cases:
             a = torch.randn(m, k, device="cuda", dtype=dt)
-            b = torch.randn(k, n, device="cuda", dtype=dt)
-            t_o = cuda_time(lambda: paskdnn.matmul(a, b, context=ctx), reps)
-            t_t = cuda_time(lambda: torch.matmul(a, b), reps)
-            g_o = graph_time(lambda: paskdnn.matmul(a, b, context=ctx), reps)
-            g_t = graph_time(lambda: torch.matmul(a, b), reps)
-            settle(lambda: paskdnn.matmul(a, b, context=auto), auto)
-            g_a = graph_time(lambda: paskdnn.matmul(a, b, context=auto), reps)
-            gemm_rows.append(dict(dtype=str(dt).replace("torch.", ""), m=m, n=n, k=k, ours_ms=t_o, torch_ms=t_t,
+            if op == "matmul":
+                b = torch.randn(k, n, device="cuda", dtype=dt)
+                mine = lambda c: paskdnn.matmul(a, b, context=c)  # noqa: E731
+                theirs = lambda: torch.matmul(a, b)  # noqa: E731
+            else:
+                wt, bias = torch.randn(n, k, device="cuda", dtype=dt), torch.randn(n, device="cuda", dtype=dt)
+                mine = lambda c: paskdnn.linear(a, wt, bias, context=c)  # noqa: E731
+                theirs = lambda: F.linear(a, wt, bias)  # noqa: E731
+            t_o = cuda_time(lambda: mine(ctx), reps)
+            t_t = cuda_time(theirs, reps)
+            g_o = graph_time(lambda: mine(ctx), reps)
+            g_t = graph_time(theirs, reps)
+            settle(lambda: mine(auto), auto)
+            g_a = graph_time(lambda: mine(auto), reps)
+            gemm_rows.append(dict(op=op, dtype=str(dt).replace("torch.", ""), m=m, n=n, k=k, ours_ms=t_o, torch_ms=t_t,
                                   ours_graph_ms=g_o, torch_graph_ms=g_t, auto_graph_ms=g_a,
                                   auto_solver=paskdnn.last_solver()))
     pool_rows = []
@@ -230,9 +242,10 @@ def main():
             t_t = cuda_time(lambda: F.adaptive_avg_pool2d(x7.permute(0, 3, 1, 2), 1), reps)
             pool_rows.append(dict(op="global avg 2048ch@7", dtype=str(dt).replace("torch.", ""), batch=b_,
                                   ours_ms=t_o, torch_ms=t_t))
-    loads = compile_and_load_times(work)
+    loads = [] if args.no_first_call else compile_and_load_times(work)
     meta = dict(card=card, date=datetime.date.today().isoformat(), command="python3 bench/gpu_ops.py" +
-                (" --quick" if args.quick else "") + " --models " + " ".join(models), torch=torch.__version__,
+                (" --quick" if args.quick else "") + " --models " + " ".join(args.models) +
+                (" --no-first-call" if args.no_first_call else ""), torch=torch.__version__,
                 cudnn=torch.backends.cudnn.version(), paskdnn=paskdnn.__version__)
     data = dict(meta=meta, totals=totals, convs=rows, gemm=gemm_rows, pool=pool_rows, first_call=loads)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
@@ -275,12 +288,12 @@ def render(d):
                  f"{r['stride']} g{r['groups']} @{r['hw']} | {r['count']} | {r['solver']} | {po:.4f} | {pt:.4f} | "
                  f"{po / pt:.2f} | {r['rel_err']:.1e} | {r.get('auto_solver') or '-'} | "
                  f"{r.get('auto_graph_ms') or float('nan'):.4f} | {(r.get('auto_graph_ms') or float('nan')) / pt:.2f} |")
-    L += ["\n## GEMM\n", "| dtype | m x n x k | paskdnn eager ms | torch eager ms | ratio | paskdnn graph ms | "
-          "torch graph ms | ratio | auto solver | auto graph ms | ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    L += ["\n## GEMM\n", "| op | dtype | m x n x k | paskdnn eager ms | torch eager ms | ratio | paskdnn graph ms | "
+          "torch graph ms | ratio | auto solver | auto graph ms | ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     nan = float("nan")
     for r in d["gemm"]:
         go, gt, ga = r.get("ours_graph_ms") or nan, r.get("torch_graph_ms") or nan, r.get("auto_graph_ms") or nan
-        L.append(f"| {r['dtype']} | {r['m']}x{r['n']}x{r['k']} | {r['ours_ms']:.4f} | {r['torch_ms']:.4f} | "
+        L.append(f"| {r.get('op', 'matmul')} | {r['dtype']} | {r['m']}x{r['n']}x{r['k']} | {r['ours_ms']:.4f} | {r['torch_ms']:.4f} | "
                  f"{r['ours_ms'] / r['torch_ms']:.2f} | {go:.4f} | {gt:.4f} | {go / gt:.2f} | "
                  f"{r.get('auto_solver', '-')} | {ga:.4f} | {ga / gt:.2f} |")
     L += ["\n## Pooling (eager)\n", "| op | dtype | batch | paskdnn ms | torch ms | ratio |", "|---|---|---|---|---|---|"]

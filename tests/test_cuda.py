@@ -188,6 +188,27 @@ def test_gemm(ctx, dtype, m, n, k, trans):
     assert rel_err(y, ref) < TOL[dtype]
 
 
+# The few-rows entries (m <= 8: pask_gemm_small_m for B[k x n], _bt for B[n x k]),
+# split K over the SMs; shapes that miss their conditions (n or k not whole
+# 16-byte vectors, A transposed with B) take the tensor-core kernel.
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("m, n, k", [(1, 1000, 2048), (8, 4096, 1024), (3, 72, 96), (5, 70, 4000), (1, 2048, 9)])
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_few_rows_on_the_native_solver(cache, dtype, m, n, k, trans):
+    c = paskdnn.Context("cuda", cache_dir=cache, solvers=["gemm.cuda_tc"])
+    ta, tb = trans
+    a = rand((k, m) if ta else (m, k), dtype)
+    b = rand((n, k) if tb else (k, n), dtype)
+    bias, out = rand((n,), dtype), rand((m, n), dtype)
+    before = out.clone()
+    y = paskdnn.gemm(a, b, out, alpha=0.75, beta=0.5, trans_a=ta, trans_b=tb, bias=bias, activation="relu6", context=c)
+    torch.cuda.synchronize()
+    ad, bd = a.to("cpu", torch.float64), b.to("cpu", torch.float64)
+    ref = 0.75 * ((ad.T if ta else ad) @ (bd.T if tb else bd)) + 0.5 * before.to("cpu", torch.float64)
+    assert y is out and paskdnn.last_solver() == "gemm.cuda_tc"
+    assert rel_err(y, (ref + bias.to("cpu", torch.float64)).clamp(0, 6)) < TOL[dtype]
+
+
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_linear_and_matmul(ctx, dtype):
     x, w, b = rand((4, 3, 64), dtype), rand((48, 64), dtype), rand((48,), dtype)

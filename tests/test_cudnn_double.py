@@ -457,6 +457,27 @@ def test_depthwise_entry_by_layout_batch_and_alignment(double_path, tmp_path):
     assert field(calls(log, "cuLaunchKernel", "0x7700")[0], "grid") == "196,1,1"
 
 
+def test_few_rows_gemm_entries_and_their_split_k(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        probe_prebuilt()
+        c = ctx(solvers=["gemm.cuda_tc"], loader_threads=0)
+        paskdnn.matmul(dev((1, 2048), c), dev((2048, 1000), c), context=c, stream=0x8100)
+        paskdnn.linear(dev((1, 2048), c), dev((1000, 2048), c), dev((1000,), c), context=c, stream=0x8200)
+        paskdnn.matmul(dev((32, 2048), c), dev((2048, 1000), c), context=c, stream=0x8300)
+        paskdnn.matmul(dev((1, 2048), c), dev((2048, 1001), c), context=c, stream=0x8400)  # n: not whole vectors
+    """)
+    if "skip" in out:
+        pytest.skip("no prebuilt cubins beside this libpaskdnn: " + out["skip"])
+    fns = {s: [field(ln, "fn") for ln in calls(log, "cuLaunchKernel", s)] for s in ("0x8100", "0x8200", "0x8300", "0x8400")}
+    assert fns["0x8100"] == ["pask_gemm_small_m", "pask_gemm_splitk_reduce"]
+    assert fns["0x8200"] == ["pask_gemm_small_m_bt", "pask_gemm_splitk_reduce"]
+    assert fns["0x8300"][0] == "pask_gemm" and fns["0x8400"][0] == "pask_gemm"
+    # 125 column vectors of 8 in 4 blocks of 32; 66 slices wanted, 64 of 32 rows each
+    assert field(calls(log, "cuLaunchKernel", "0x8100")[0], "grid") == "4,64,1"
+    # 1000 warps in 125 blocks: 3 slices (2 * 132 SMs / 125), each >= 32 vectors of the 256
+    assert field(calls(log, "cuLaunchKernel", "0x8200")[0], "grid") == "125,3,1"
+
+
 def test_scratch_during_graph_capture_comes_from_the_default_pool(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         probe_prebuilt()

@@ -216,7 +216,17 @@ def test_gemm_split_k_matches_the_reference(kernels, dtype, m, n, k, splits, tra
     check_gemm(kernels, dtype, m, n, k, trans, splits=splits)
 
 
-def check_gemm(kernels, dtype, m, n, k, trans, splits):
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("m", [1, 3, 8])
+@pytest.mark.parametrize("n, k, splits", [(24, 64, 1), (40, 256, 5), (8, 512, 3), (72, 96, 2)])
+@pytest.mark.parametrize("trans", [(False, False), (True, False), (False, True)])
+def test_few_rows_gemm_entries_match_the_reference(kernels, dtype, m, n, k, splits, trans):
+    """pask_gemm_small_m (B[k x n]) and _bt (B[n x k]), split K included (slices of
+    unequal length: 5 slices of 256 rows or 8 vectors)."""
+    check_gemm(kernels, dtype, m, n, k, trans, splits, entry="emu_gemm_small_m")
+
+
+def check_gemm(kernels, dtype, m, n, k, trans, splits, entry="emu_gemm"):
     ta, tb = trans
     a_raw, a = device(rng.uniform(-1, 1, (k, m) if ta else (m, k)), dtype)
     b_raw, b = device(rng.uniform(-1, 1, (n, k) if tb else (k, n)), dtype)
@@ -224,8 +234,8 @@ def check_gemm(kernels, dtype, m, n, k, trans, splits):
     c_raw, c0 = device(rng.uniform(-1, 1, (m, n)), dtype)
     c_out = c_raw.copy()
     d = i64(m, n, k, m if ta else k, k if tb else n, n, int(ta), int(tb), ACT["relu"])
-    kernels("gemm", dtype).emu_gemm(d, ctypes.c_float(0.5), ctypes.c_float(0.25), ptr(a_raw), ptr(b_raw),
-                                    ptr(bias_raw), ptr(c_out), splits)
+    getattr(kernels("gemm", dtype), entry)(d, ctypes.c_float(0.5), ctypes.c_float(0.25), ptr(a_raw), ptr(b_raw),
+                                           ptr(bias_raw), ptr(c_out), splits)
     ref = gemm_ref(a, b, c0, 0.5, 0.25, ta, tb, bias, "relu")
     bound = gemm_bound(a, b, c0, 0.5, 0.25, ta, tb, bias)
     assert_within_bound(host(c_out, dtype), ref, bound, rtol=RTOL[dtype], what=f"gemm {dtype} {m}x{n}x{k} {trans} splits={splits}")

@@ -67,6 +67,27 @@ EXPORT void emu_gemm(const int64_t *d, float alpha, float beta, const void *a, c
         pask_emu_launch(pask_gemm_splitk_reduce, q, grid, block);
     }
 }
+
+// The few-rows entries (pask_gemm_small_m, _bt by trans_b) with their launch
+// geometry, K split over `splits` slices (grid y) then the reduce kernel.
+EXPORT void emu_gemm_small_m(const int64_t *d, float alpha, float beta, const void *a, const void *b,
+                             const void *bias, void *c, int splits) {
+    pask_cuda_gemm_params q{};
+    q.m = d[0]; q.n = d[1]; q.k = d[2]; q.lda = d[3]; q.ldb = d[4]; q.ldc = d[5];
+    q.trans_a = int(d[6]); q.trans_b = int(d[7]); q.activation = int(d[8]);
+    q.a = a; q.b = b; q.bias = bias; q.c = c; q.alpha = alpha; q.beta = beta;
+    unsigned grid[3], block[3], smem = 0;
+    pask_cuda_gemm_small_m_launch(&q, int(sizeof(pask_t)), 0, grid, block, &smem);
+    q.splits = splits;
+    grid[1] = unsigned(splits);
+    std::vector<float> partial(splits > 1 ? size_t(splits) * size_t(q.m * q.n) : 0, -1e30f);
+    q.partial = partial.data();
+    pask_emu_launch(q.trans_b ? pask_gemm_small_m_bt : pask_gemm_small_m, q, grid, block);
+    if (splits > 1) {
+        pask_cuda_splitk_reduce_launch(q.m * q.n, grid, block, &smem);
+        pask_emu_launch(pask_gemm_splitk_reduce, q, grid, block);
+    }
+}
 #endif
 
 #ifdef PASK_EMU_POOL

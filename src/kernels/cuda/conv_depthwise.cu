@@ -68,27 +68,6 @@ extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise(const pa
  * Entries: pask_conv2d_depthwise_nhwc_vec (PIX 1), _vec4 (PIX 4); geometry
  * pask_cuda_conv2d_depthwise_vec_launch. The 3x3 window is unrolled.
  */
-struct __align__(16) pask_dw_v16 {
-    unsigned u[4];
-};
-
-PASK_DEV float pask_dw_get(const pask_dw_v16 &v, int j) {
-#if PASK_DTYPE == 0
-    return pask_bits_f(v.u[j]);
-#else
-    return pask_to_f32((unsigned short)(v.u[j >> 1] >> ((j & 1) * 16)));
-#endif
-}
-
-PASK_DEV void pask_dw_put(pask_dw_v16 &v, int j, float f) {
-#if PASK_DTYPE == 0
-    v.u[j] = pask_f_bits(f);
-#else
-    const unsigned h = (unsigned)pask_from_f32(f), sh = (unsigned)(j & 1) * 16u;
-    v.u[j >> 1] = (v.u[j >> 1] & ~(0xffffu << sh)) | (h << sh);
-#endif
-}
-
 template <int FK, int PIX>
 PASK_DEV void pask_dw_nhwc_vec(const pask_cuda_conv2d_params &p) {
     const int KH = FK ? FK : (int)p.kh, KW = FK ? FK : (int)p.kw;
@@ -131,9 +110,9 @@ PASK_DEV void pask_dw_nhwc_vec(const pask_cuda_conv2d_params &p) {
                 for (int q = 0; q < PIX; ++q) {
                     const int iw = (ow0 + q) * SW - PL + s * DW;
                     if (ow0 + q >= OW || (unsigned)iw >= (unsigned)W) continue;
-                    const pask_dw_v16 xv = *(const pask_dw_v16 *)(xr + (pask_i64)iw * C);
+                    const pask_v16 xv = *(const pask_v16 *)(xr + (pask_i64)iw * C);
 #pragma unroll
-                    for (int j = 0; j < PASK_VEC; ++j) acc[q][j] += pask_dw_get(xv, j) * wv[j];
+                    for (int j = 0; j < PASK_VEC; ++j) acc[q][j] += pask_v16_get(xv, j) * wv[j];
                 }
             }
         }
@@ -144,17 +123,17 @@ PASK_DEV void pask_dw_nhwc_vec(const pask_cuda_conv2d_params &p) {
         for (int q = 0; q < PIX; ++q) {
             if (ow0 + q >= OW) break;
             const pask_i64 at = ((nimg * OH + oh) * OW + ow0 + q) * C + c0;
-            pask_dw_v16 before = {{0u, 0u, 0u, 0u}}, rv = {{0u, 0u, 0u, 0u}}, out = {{0u, 0u, 0u, 0u}};
-            if (p.beta != 0.f) before = *(const pask_dw_v16 *)(y + at);
-            if (res) rv = *(const pask_dw_v16 *)(res + at);
+            pask_v16 before = {{0u, 0u, 0u, 0u}}, rv = {{0u, 0u, 0u, 0u}}, out = {{0u, 0u, 0u, 0u}};
+            if (p.beta != 0.f) before = *(const pask_v16 *)(y + at);
+            if (res) rv = *(const pask_v16 *)(res + at);
 #pragma unroll
             for (int j = 0; j < PASK_VEC; ++j) {
                 float v = p.alpha * acc[q][j] + bv[j];
-                if (p.beta != 0.f) v += p.beta * pask_dw_get(before, j);
-                if (res) v += pask_dw_get(rv, j);
-                pask_dw_put(out, j, pask_act(v, p.activation));
+                if (p.beta != 0.f) v += p.beta * pask_v16_get(before, j);
+                if (res) v += pask_v16_get(rv, j);
+                pask_v16_put(out, j, pask_act(v, p.activation));
             }
-            *(pask_dw_v16 *)(y + at) = out;
+            *(pask_v16 *)(y + at) = out;
         }
     }
 }

@@ -7,6 +7,10 @@
  * Tile config by blockDim.x (pask_cuda_gemm_launch): 256 -> 128x128 (4 stages, 80 KB), 128 -> 64x64 (4 stages, 40 KB).
  * Split-K (p.splits > 1): each CTA sums one slice of the K tiles into p.partial;
  * pask_gemm_splitk_reduce applies the epilogue.
+ * Few rows (m <= PASK_CUDA_SMALL_M, batch-1 classifiers): pask_gemm_small_m
+ * (B not transposed) and pask_gemm_small_m_bt (B transposed, a linear layer's
+ * weight) on the CUDA cores, bound by reading B once with 16-byte loads; K is
+ * split over blockIdx.y into p.partial the same way (pask_cuda_gemm_small_m_launch).
  */
 #include "pask_cuda_mma.cuh"
 
@@ -190,5 +194,101 @@ extern "C" __global__ void __launch_bounds__(256) pask_gemm_splitk_reduce(const 
         if (p.beta != 0.f) v += p.beta * pask_ld(Cp, off);
         if (bias) v += pask_ld(bias, n);
         Cp[off] = pask_from_f32(pask_act(v, p.activation));
+    }
+}
+
+/* ---- few rows: C[m x n], m <= PASK_CUDA_SMALL_M (pask_cuda_gemm_small_m_ok) ---- */
+
+/* Row i, column j of the result of this block's K slice: its partial sum
+ * (split K), or the epilogue. */
+PASK_DEV void pask_gemm_small_store(const pask_cuda_gemm_params &p, int i, pask_i64 j, float acc) {
+    if (p.splits > 1) {
+        p.partial[(pask_i64)blockIdx.y * p.m * p.n + i * p.n + j] = acc;
+        return;
+    }
+    pask_t *Cp = (pask_t *)p.c;
+    const pask_i64 off = i * p.ldc + j;
+    float v = p.alpha * acc;
+    if (p.beta != 0.f) v += p.beta * pask_ld(Cp, off);
+    if (p.bias) v += pask_ld((const pask_t *)p.bias, j);
+    Cp[off] = pask_from_f32(pask_act(v, p.activation));
+}
+
+/* B[k x n] (not transposed): a block covers 32 vectors of PASK_VEC adjacent
+ * columns (one per lane) and one K slice (blockIdx.y); its 8 warps take every
+ * 8th row of the slice (one 16-byte piece of B's row each), then sum their
+ * results through shared memory (pask_cuda_gemm_small_m_launch's bytes). */
+extern "C" __global__ void __launch_bounds__(256) pask_gemm_small_m(const pask_cuda_gemm_params p) {
+    extern __shared__ __align__(16) unsigned pask_smem[];
+    float *red = (float *)pask_smem;  // [8 warps][32 lanes][PASK_VEC]
+    const int M = (int)p.m, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const pask_i64 j0 = ((pask_i64)blockIdx.x * 32 + lane) * PASK_VEC;
+    const pask_i64 per = (p.k + gridDim.y - 1) / gridDim.y, k0 = blockIdx.y * per;
+    const pask_i64 k1 = k0 + per < p.k ? k0 + per : p.k;
+    const pask_t *__restrict__ A = (const pask_t *)p.a;
+    const pask_t *__restrict__ B = (const pask_t *)p.b;
+    float acc[PASK_CUDA_SMALL_M][PASK_VEC];
+#pragma unroll
+    for (int i = 0; i < PASK_CUDA_SMALL_M; ++i)
+#pragma unroll
+        for (int v = 0; v < PASK_VEC; ++v) acc[i][v] = 0.f;
+    if (j0 < p.n) {
+#pragma unroll 4
+        for (pask_i64 kk = k0 + w; kk < k1; kk += 8) {
+            const pask_v16 bv = *(const pask_v16 *)(B + kk * p.ldb + j0);
+#pragma unroll
+            for (int i = 0; i < PASK_CUDA_SMALL_M; ++i) {
+                if (i >= M) break;
+                const float av = pask_ld(A, p.trans_a ? kk * p.lda + i : i * p.lda + kk);
+#pragma unroll
+                for (int v = 0; v < PASK_VEC; ++v) acc[i][v] += av * pask_v16_get(bv, v);
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < PASK_CUDA_SMALL_M; ++i) {
+        if (i >= M) break;  // M is the block's: every thread takes the same turns
+#pragma unroll
+        for (int v = 0; v < PASK_VEC; ++v) red[(w * 32 + lane) * PASK_VEC + v] = acc[i][v];
+        __syncthreads();
+        if (w < PASK_VEC && j0 < p.n) {  // warp w sums column j0 + w over the 8 warps
+            float t = 0.f;
+#pragma unroll
+            for (int q = 0; q < 8; ++q) t += red[(q * 32 + lane) * PASK_VEC + w];
+            pask_gemm_small_store(p, i, j0 + w, t);
+        }
+        __syncthreads();
+    }
+}
+
+/* B[n x k] (transposed): a warp per column, its lanes over 16-byte pieces of
+ * the K slice (blockIdx.y) of B's row and A's rows, summed across the warp. */
+extern "C" __global__ void __launch_bounds__(256) pask_gemm_small_m_bt(const pask_cuda_gemm_params p) {
+    const int M = (int)p.m, lane = threadIdx.x & 31;
+    const pask_i64 j = (pask_i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (j >= p.n) return;  // the whole warp: j is the warp's
+    const pask_i64 kv = p.k / PASK_VEC, per = (kv + gridDim.y - 1) / gridDim.y;
+    const pask_i64 v0 = blockIdx.y * per, v1 = v0 + per < kv ? v0 + per : kv;
+    const pask_t *__restrict__ A = (const pask_t *)p.a;
+    const pask_t *__restrict__ Bj = (const pask_t *)p.b + j * p.ldb;
+    float acc[PASK_CUDA_SMALL_M];
+#pragma unroll
+    for (int i = 0; i < PASK_CUDA_SMALL_M; ++i) acc[i] = 0.f;
+#pragma unroll 2
+    for (pask_i64 q = v0 + lane; q < v1; q += 32) {
+        const pask_v16 bv = *(const pask_v16 *)(Bj + q * PASK_VEC);
+#pragma unroll
+        for (int i = 0; i < PASK_CUDA_SMALL_M; ++i) {
+            if (i >= M) break;
+            const pask_v16 av = *(const pask_v16 *)(A + i * p.lda + q * PASK_VEC);
+#pragma unroll
+            for (int v = 0; v < PASK_VEC; ++v) acc[i] += pask_v16_get(av, v) * pask_v16_get(bv, v);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < PASK_CUDA_SMALL_M; ++i) {
+        if (i >= M) break;
+        const float t = pask_warp_sum(acc[i]);
+        if (lane == 0) pask_gemm_small_store(p, i, j, t);
     }
 }

@@ -33,6 +33,9 @@ typedef int64_t pask_i64;
 #define PASK_CUDA_LAYOUT_NCHW 0 /* weights: OIHW */
 #define PASK_CUDA_LAYOUT_NHWC 1 /* weights: OHWI */
 
+/* pask_gemm_small_m / _bt serve m up to this many rows */
+#define PASK_CUDA_SMALL_M 8
+
 #define PASK_CUDA_ACT_NONE 0
 #define PASK_CUDA_ACT_RELU 1
 #define PASK_CUDA_ACT_RELU6 2
@@ -164,6 +167,40 @@ static inline void pask_cuda_gemm_launch(pask_cuda_gemm_params *p, int elem_byte
     pask_i64 tiles = big ? tiles_big : pask_cuda_cdiv_(p->m, 64) * pask_cuda_cdiv_(p->n, 64);
     p->splits = pask_cuda_splitk_(tiles, pask_cuda_cdiv_(p->k, 64 / elem_bytes), sms);
     pask_cuda_mma_geom_(p->m, p->n, 1, big, p->splits, grid, block, shared_bytes);
+}
+
+/* The few-rows entries: m <= PASK_CUDA_SMALL_M, B 16-byte aligned with ldb a
+ * multiple of a 16-byte vector; B not transposed (pask_gemm_small_m): n a
+ * multiple of the vector; transposed (pask_gemm_small_m_bt): k a multiple of
+ * the vector and A not transposed, 16-byte aligned, lda a multiple too. */
+static inline int pask_cuda_gemm_small_m_ok(const pask_cuda_gemm_params *p, int elem_bytes) {
+    const pask_i64 vec = 16 / elem_bytes;
+    if (p->m < 1 || p->m > PASK_CUDA_SMALL_M || ((uintptr_t)p->b & 15u) != 0 || p->ldb % vec != 0) return 0;
+    if (!p->trans_b) return p->n % vec == 0;
+    return p->k % vec == 0 && !p->trans_a && p->lda % vec == 0 && ((uintptr_t)p->a & 15u) == 0;
+}
+
+/* Sets p->splits (K slices over grid y; sms = 0: none) and the launch of the
+ * few-rows entry: about two 256-thread blocks per SM, a slice keeping at
+ * least 32 rows of B (not transposed: 4 per warp) or a vector per lane
+ * (transposed), at most 128 slices. Split K runs pask_gemm_splitk_reduce after it. */
+static inline void pask_cuda_gemm_small_m_launch(pask_cuda_gemm_params *p, int elem_bytes, int sms, unsigned grid[3],
+                                                 unsigned block[3], unsigned *shared_bytes) {
+    const pask_i64 vec = 16 / elem_bytes;
+    const pask_i64 gx = p->trans_b ? pask_cuda_cdiv_(p->n, 8) : pask_cuda_cdiv_(pask_cuda_cdiv_(p->n, vec), 32);
+    const pask_i64 by_k = p->trans_b ? p->k / (vec * 32) : p->k / 32;
+    pask_i64 s = sms > 0 ? pask_cuda_cdiv_(2 * (pask_i64)sms, gx) : 1;
+    if (s > by_k) s = by_k;
+    if (s > 128) s = 128;
+    if (s < 1) s = 1;
+    p->splits = (int)s;
+    grid[0] = (unsigned)gx;
+    grid[1] = (unsigned)s;
+    grid[2] = 1u;
+    block[0] = 256u;
+    block[1] = block[2] = 1u;
+    /* not transposed: the 8 warps' sums, [8][32][vec] float32 */
+    *shared_bytes = p->trans_b ? 0u : (unsigned)(8 * 32 * vec * 4);
 }
 
 static inline pask_i64 pask_cuda_gemm_partial_bytes(const pask_cuda_gemm_params *p) {

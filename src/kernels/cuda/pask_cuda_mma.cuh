@@ -352,4 +352,41 @@ PASK_DEV void pask_mainloop(float (&acc)[MI][NI][4], const unsigned *smem, int K
 
 #define PASK_RK_ELEMS (80 / PASK_ES) /* elements per RK row */
 
+/* 16 bytes of elements (PASK_VEC of them) in registers: one vector load or store. */
+struct __align__(16) pask_v16 {
+    unsigned u[4];
+};
+
+PASK_DEV float pask_v16_get(const pask_v16 &v, int j) {
+#if PASK_DTYPE == 0
+    return pask_bits_f(v.u[j]);
+#else
+    return pask_to_f32((unsigned short)(v.u[j >> 1] >> ((j & 1) * 16)));
+#endif
+}
+
+PASK_DEV void pask_v16_put(pask_v16 &v, int j, float f) {
+#if PASK_DTYPE == 0
+    v.u[j] = pask_f_bits(f);
+#else
+    const unsigned h = (unsigned)pask_from_f32(f), sh = (unsigned)(j & 1) * 16u;
+    v.u[j >> 1] = (v.u[j >> 1] & ~(0xffffu << sh)) | (h << sh);
+#endif
+}
+
+/* The sum of v over the 32 lanes of a warp, in every lane. */
+PASK_DEV float pask_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float t;
+#if PASK_HIP
+        t = PASK_SHFL_XOR(v, o);
+#else
+        asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 31, 0xffffffff;" : "=f"(t) : "f"(v), "r"(o));
+#endif
+        v += t;
+    }
+    return v;
+}
+
 #endif /* PASK_CUDA_MMA_CUH */

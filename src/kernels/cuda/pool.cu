@@ -102,16 +102,7 @@ extern "C" __global__ void __launch_bounds__(256) pask_pool2d_global_avg(const p
             const pask_t *src = x + wi * HW;
             float s = 0.f;
             for (pask_i64 j = lane; j < HW; j += 32) s += pask_ld(src, j);
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                float t;
-#if PASK_HIP
-                t = PASK_SHFL_XOR(s, o);
-#else
-                asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 31, 0xffffffff;" : "=f"(t) : "f"(s), "r"(o));
-#endif
-                s += t;
-            }
+            s = pask_warp_sum(s);
             if (lane == 0) y[wi] = pask_from_f32(s * inv);
         }
     }

@@ -37,9 +37,10 @@ void launch(const Kernel &k, Backend &b, const unsigned grid[3], const unsigned 
 // helper chose it: the slices' float32 partial sums go to stream-ordered
 // scratch memory and the object's reduce entry applies the epilogue. Without
 // room for the scratch (or without the reduce entry) it runs unsplit.
+// entry: the object's function to launch (k.entry when null).
 template <class Params, class Geometry, class PartialBytes>
 void launch_split_k(const Kernel &k, Backend &b, Params &q, int elem_bytes, pask_i64 outputs, const char *reduce,
-                    Geometry geometry, PartialBytes partial_bytes) {
+                    Geometry geometry, PartialBytes partial_bytes, void *entry = nullptr) {
     const CudaBackend &cb = cuda_of(b);
     unsigned grid[3], block[3], smem = 0;
     geometry(&q, elem_bytes, cb.sm_count(), grid, block, &smem);
@@ -58,7 +59,7 @@ void launch_split_k(const Kernel &k, Backend &b, Params &q, int elem_bytes, pask
     }
     q.partial = static_cast<float *>(ws);
     try {
-        cb.launch(k.entry, grid, block, smem, &q);
+        cb.launch(entry ? entry : k.entry, grid, block, smem, &q);
         if (ws) {
             unsigned rgrid[3], rblock[3], rsmem = 0;
             pask_cuda_splitk_reduce_launch(outputs, rgrid, rblock, &rsmem);
@@ -192,8 +193,17 @@ public:
         q.trans_a = p.trans_a; q.trans_b = p.trans_b;
         q.a = a.x; q.b = a.w; q.bias = a.bias; q.c = a.y;
         q.alpha = a.alpha; q.beta = a.beta; q.activation = static_cast<int>(p.activation);
-        launch_split_k(k, b, q, static_cast<int>(dtype_size(p.dtype)), q.m * q.n, "pask_gemm_splitk_reduce",
-                       pask_cuda_gemm_launch, pask_cuda_gemm_partial_bytes);
+        const int es = static_cast<int>(dtype_size(p.dtype));
+        if (k.object && pask_cuda_gemm_small_m_ok(&q, es)) {
+            // a few rows (batch-1 classifiers): bound by reading B once, on the CUDA cores
+            if (void *fn = k.object->symbol(q.trans_b ? "pask_gemm_small_m_bt" : "pask_gemm_small_m")) {
+                launch_split_k(k, b, q, es, q.m * q.n, "pask_gemm_splitk_reduce", pask_cuda_gemm_small_m_launch,
+                               pask_cuda_gemm_partial_bytes, fn);
+                return;
+            }
+        }
+        launch_split_k(k, b, q, es, q.m * q.n, "pask_gemm_splitk_reduce", pask_cuda_gemm_launch,
+                       pask_cuda_gemm_partial_bytes);
     }
 };
 
