@@ -86,6 +86,11 @@ def calls(log, name, stream="(nil)"):
     return [ln for ln in lines(log, name) if field(ln, "stream") == stream]
 
 
+def launched(log, stream):
+    """(kernel name, grid) of each of paskdnn's own kernels launched on stream."""
+    return [(field(ln, "fn"), field(ln, "grid")) for ln in calls(log, "cuLaunchKernel", stream)]
+
+
 def field(line, name):
     m = re.search(r"\b" + name + r"=(\S+)", line)
     assert m, f"{name}= missing in {line!r}"
@@ -449,12 +454,10 @@ def test_depthwise_entry_by_layout_batch_and_alignment(double_path, tmp_path):
     """)
     if "skip" in out:
         pytest.skip("no prebuilt cubins beside this libpaskdnn: " + out["skip"])
-    fns = {s: [field(ln, "fn") for ln in calls(log, "cuLaunchKernel", s)] for s in ("0x7600", "0x7700", "0x7800", "0x7900")}
-    assert fns == {"0x7600": ["pask_conv2d_depthwise_nhwc_vec"], "0x7700": ["pask_conv2d_depthwise_nhwc_vec4"],
-                   "0x7800": ["pask_conv2d_depthwise"], "0x7900": ["pask_conv2d_depthwise"]}
     # 15 * 13 outputs x 4 vectors of channels; 8 * 56 * 14 row quarters x 8 vectors (256 threads a block)
-    assert field(calls(log, "cuLaunchKernel", "0x7600")[0], "grid") == "4,1,1"
-    assert field(calls(log, "cuLaunchKernel", "0x7700")[0], "grid") == "196,1,1"
+    assert launched(log, "0x7600") == [("pask_conv2d_depthwise_nhwc_vec", "4,1,1")]
+    assert launched(log, "0x7700") == [("pask_conv2d_depthwise_nhwc_vec4", "196,1,1")]
+    assert [fn for fn, _ in launched(log, "0x7800") + launched(log, "0x7900")] == ["pask_conv2d_depthwise"] * 2
 
 
 def test_few_rows_gemm_entries_and_their_split_k(double_path, tmp_path):
@@ -468,14 +471,13 @@ def test_few_rows_gemm_entries_and_their_split_k(double_path, tmp_path):
     """)
     if "skip" in out:
         pytest.skip("no prebuilt cubins beside this libpaskdnn: " + out["skip"])
-    fns = {s: [field(ln, "fn") for ln in calls(log, "cuLaunchKernel", s)] for s in ("0x8100", "0x8200", "0x8300", "0x8400")}
-    assert fns["0x8100"] == ["pask_gemm_small_m", "pask_gemm_splitk_reduce"]
-    assert fns["0x8200"] == ["pask_gemm_small_m_bt", "pask_gemm_splitk_reduce"]
-    assert fns["0x8300"][0] == "pask_gemm" and fns["0x8400"][0] == "pask_gemm"
     # 125 column vectors of 8 in 4 blocks of 32; 66 slices wanted, 64 of 32 rows each
-    assert field(calls(log, "cuLaunchKernel", "0x8100")[0], "grid") == "4,64,1"
+    (main, grid), (reduce, _) = launched(log, "0x8100")
+    assert (main, grid, reduce) == ("pask_gemm_small_m", "4,64,1", "pask_gemm_splitk_reduce")
     # 1000 warps in 125 blocks: 3 slices (2 * 132 SMs / 125), each >= 32 vectors of the 256
-    assert field(calls(log, "cuLaunchKernel", "0x8200")[0], "grid") == "125,3,1"
+    (main, grid), (reduce, _) = launched(log, "0x8200")
+    assert (main, grid, reduce) == ("pask_gemm_small_m_bt", "125,3,1", "pask_gemm_splitk_reduce")
+    assert launched(log, "0x8300")[0][0] == "pask_gemm" and launched(log, "0x8400")[0][0] == "pask_gemm"
 
 
 def test_scratch_during_graph_capture_comes_from_the_default_pool(double_path, tmp_path):
