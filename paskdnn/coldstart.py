@@ -130,8 +130,9 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--dtype", default="", help="float32 (CPU default), float16 (GPU default), bfloat16")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--steady", type=int, default=20,
-                    help="steady-state runs after the loads settle (median reported; a GPU context times each "
-                         "layer's runs 2-7 to rank its solvers, so later runs are its steady state)")
+                    help="steady-state runs after the loads settle (median reported; a GPU context times six "
+                         "runs of each layer after the first inference to rank its solvers, so later runs are "
+                         "its steady state)")
     ap.add_argument("--out", default="coldstart-results", help="folder for JSON and figures")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per child process")
     args = ap.parse_args(argv)
