@@ -221,6 +221,10 @@ def test_prime_thread_runs_the_set_up_plan_on_the_callers_thread_and_stream(doub
     assert not out["reactive"] and not out["no_loaders"] and not out["cpu"]
     primes = calls(log, "cudnnBackendExecute", "0x6100")
     assert len(primes) == 2 and {field(ln, "thread") for ln in primes} == {str(out["thread"])}
+    # the set-up itself ran its plans once on the execution handle, on the loader thread
+    exec_handle = field(primes[0], "handle")
+    assert any(field(ln, "handle") == exec_handle and field(ln, "thread") != str(out["thread"])
+               for ln in lines(log, "cudnnBackendExecute"))
     # the set-up's 8x8 3x3 plan, on scratch from the caller's stream, freed on it
     assert any(field(ln, "stream") == "0x6100" for ln in lines(log, "cuMemAllocAsync"))
     assert any(field(ln, "stream") == "0x6100" for ln in lines(log, "cuMemFreeAsync"))
@@ -277,7 +281,10 @@ def test_handles_are_pooled_and_warm_up_streams_released_first(double_path, tmp_
         if ln.startswith("cuStreamDestroy"):
             s = field(ln, "stream")
             sets = [x for x in log[:i] if x.startswith("cudnnSetStream")]
-            last_to_s = max(j for j, x in enumerate(sets) if field(x, "stream") == s)
+            to_s = [j for j, x in enumerate(sets) if field(x, "stream") == s]
+            if not to_s:  # no handle ran on it (the backend's set-up stream)
+                continue
+            last_to_s = to_s[-1]
             handle = field(sets[last_to_s], "handle")
             assert any(field(x, "handle") == handle and field(x, "stream") == "(nil)" for x in sets[last_to_s:])
 

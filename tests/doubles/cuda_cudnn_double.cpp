@@ -339,6 +339,7 @@ EXPORT int cuGetErrorString(int, const char **s) {
 }
 EXPORT int cuFuncSetAttribute(void *, int, int) { return 0; }
 EXPORT int cuMemAllocAsync(unsigned long long *p, size_t n, void *stream) {
+    if (t_ctx.empty()) return 201;  // CUDA_ERROR_INVALID_CONTEXT
     if (knob("oom_async") == "1") {
         logf("cuMemAllocAsync bytes=%zu stream=%p oom", n, stream);
         return 2;  // CUDA_ERROR_OUT_OF_MEMORY
@@ -380,6 +381,7 @@ EXPORT int cuMemFreeAsync(unsigned long long p, void *stream) {
     return 0;
 }
 EXPORT int cuStreamCreate(void **s, unsigned flags) {
+    if (t_ctx.empty()) return 201;  // CUDA_ERROR_INVALID_CONTEXT: no context current
     *s = device_alloc(1);
     logf("cuStreamCreate stream=%p flags=%u", *s, flags);
     return 0;

@@ -86,8 +86,16 @@ CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path)
     targets_.push_back("sm_" + std::to_string(major) + std::to_string(minor));
     d_.check(d_.cuDevicePrimaryCtxRetain(&ctx_, dev_), "cuDevicePrimaryCtxRetain");
     nvrtc_ = cuda::Nvrtc::get(nvrtc_path, &nvrtc_problem_);
-    create_scratch_pool();
-    prepare_timers();
+    // Set-up work runs on a private non-blocking stream: the legacy NULL
+    // stream would wait for (and, under a global-mode graph capture on another
+    // thread, break) other libraries' work in this shared primary context.
+    Scope scope(*this);
+    CUstream setup = nullptr;
+    if (d_.cuStreamCreate && d_.cuStreamDestroy && d_.cuStreamCreate(&setup, cuda::CU_STREAM_NON_BLOCKING) == 0) {
+        create_scratch_pool(setup);
+        prepare_timers(setup);
+        d_.cuStreamDestroy(setup);
+    }
 }
 
 // Scratch memory (cuDNN workspaces, split-K partial sums) comes from a pool of
@@ -96,11 +104,10 @@ CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path)
 // every synchronisation (release threshold 0), so its allocations may map
 // memory again on the caller's path (in a fresh process's first inference, and
 // after each sync). Best effort: without the pool API the default pool serves.
-void CudaBackend::create_scratch_pool() {
+void CudaBackend::create_scratch_pool(CUstream setup) {
     if (!d_.cuMemPoolCreate || !d_.cuMemPoolDestroy || !d_.cuMemPoolSetAttribute || !d_.cuMemAllocFromPoolAsync ||
         !d_.cuMemFreeAsync || !d_.cuStreamSynchronize)
         return;
-    Scope scope(*this);
     cuda::CUmemPoolProps props{};
     props.allocType = cuda::CU_MEM_ALLOCATION_TYPE_PINNED;
     props.locationType = cuda::CU_MEM_LOCATION_TYPE_DEVICE;
@@ -112,9 +119,9 @@ void CudaBackend::create_scratch_pool() {
     uint64_t keep = uint64_t(256) << 20;
     d_.cuMemPoolSetAttribute(pool_, cuda::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep);
     CUdeviceptr p = 0;
-    if (d_.cuMemAllocFromPoolAsync(&p, size_t(32) << 20, pool_, nullptr) == 0) {
-        d_.cuMemFreeAsync(p, nullptr);
-        d_.cuStreamSynchronize(nullptr);
+    if (d_.cuMemAllocFromPoolAsync(&p, size_t(32) << 20, pool_, setup) == 0) {
+        d_.cuMemFreeAsync(p, setup);
+        d_.cuStreamSynchronize(setup);
     }
 }
 
@@ -122,20 +129,19 @@ void CudaBackend::create_scratch_pool() {
 // (it starts the driver's callback thread) and the first events: about 0.3 ms
 // of host time on an H100, inside a fresh process's first inference wherever a
 // model repeats a layer (its second occurrence is a timed run). Paid here, at
-// context creation: a no-op host function on the device's null stream and
-// events for kWarmTimers timed runs. Best effort, like the timers themselves.
+// context creation: a no-op host function on the set-up stream and events
+// for kWarmTimers timed runs. Best effort, like the timers themselves.
 namespace {
 constexpr size_t kWarmTimers = 8;
 void no_op_host_function(void *) {}
 }  // namespace
 
-void CudaBackend::prepare_timers() {
+void CudaBackend::prepare_timers(CUstream setup) {
     if (!d_.cuEventCreate || !d_.cuEventRecord || !d_.cuEventQuery || !d_.cuEventElapsedTime ||
         !d_.cuEventDestroy || !d_.cuStreamSynchronize)
         return;
-    Scope scope(*this);
-    if (d_.cuLaunchHostFunc && d_.cuLaunchHostFunc(nullptr, &no_op_host_function, nullptr) == 0)
-        d_.cuStreamSynchronize(nullptr);
+    if (d_.cuLaunchHostFunc && d_.cuLaunchHostFunc(setup, &no_op_host_function, nullptr) == 0)
+        d_.cuStreamSynchronize(setup);
     std::lock_guard<std::mutex> lock(timer_mu_);
     while (timers_.size() < kWarmTimers) {
         Timer t;

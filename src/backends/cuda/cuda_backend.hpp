@@ -73,8 +73,8 @@ public:
 
 private:
     cuda::CUstream stream() const;
-    void create_scratch_pool();
-    void prepare_timers();
+    void create_scratch_pool(cuda::CUstream setup);
+    void prepare_timers(cuda::CUstream setup);
 
     const cuda::Driver &d_;
     const uint64_t id_;  // per-thread streams are filed under it (an address can be reused)

@@ -8,6 +8,8 @@
  * Split-K (p.splits > 1, grids too small to fill the GPU): each CTA sums one slice
  * of the K tiles into p.partial; pask_conv2d_igemm_splitk_reduce applies the epilogue.
  * Optional compile-time shape: PASK_FIXED_KH/KW/STRIDE/PAD/DIL.
+ * NCHW input may be transposed first (pask_transpose, below: x to NHWC, the
+ * weight to OHWI) and run with p.y_nchw = 1, y and residual staying NCHW.
  */
 #include "pask_cuda_mma.cuh"
 
@@ -220,6 +222,7 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
 
     const int gi = lane >> 2, ti = lane & 3;
     const int O = (int)p.o;
+    const bool y_nhwc = nhwc && !p.y_nchw;
     if (S > 1) { /* raw partial sums, [split][m][g * Og + o]; the reduce kernel finishes */
         float *__restrict__ part = p.partial + (pask_i64)split * M * O;
 #pragma unroll
@@ -252,7 +255,7 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
             const pask_i64 m = m0 + wm * WM + mi * 16 + gi + h * 8;
             if (m >= M) continue;
             pask_i64 base, ostride;
-            if (nhwc) {
+            if (y_nhwc) {
                 base = m * O + (pask_i64)g * Og;
                 ostride = 1;
             } else {
@@ -289,7 +292,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) pask_conv2d_igemm(const pas
 extern "C" __global__ void __launch_bounds__(256) pask_conv2d_igemm_splitk_reduce(const pask_cuda_conv2d_params p) {
     const pask_i64 O = p.o, OHW = p.oh * p.ow, M = p.n * OHW, total = M * O;
     const int S = p.splits;
-    const bool nhwc = p.layout == PASK_CUDA_LAYOUT_NHWC;
+    const bool nhwc = p.layout == PASK_CUDA_LAYOUT_NHWC && !p.y_nchw; /* y's layout */
     pask_t *__restrict__ y = (pask_t *)p.y;
     const pask_t *__restrict__ bias = (const pask_t *)p.bias;
     const pask_t *__restrict__ res = (const pask_t *)p.residual;
@@ -309,4 +312,21 @@ extern "C" __global__ void __launch_bounds__(256) pask_conv2d_igemm_splitk_reduc
         if (res) v += pask_ld(res, off);
         y[off] = pask_from_f32(pask_act(v, p.activation));
     }
+}
+
+/* dst[b][j][i] = src[b][i][j] (pask_cuda_transpose_params): a 32x32 tile per
+ * block through shared memory, both sides read and written along rows. */
+extern "C" __global__ void __launch_bounds__(256) pask_transpose(const pask_cuda_transpose_params t) {
+    extern __shared__ __align__(16) unsigned pask_smem[];
+    pask_t *tile = (pask_t *)pask_smem; /* [32][33] */
+    const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+    const pask_i64 R = t.rows, Cn = t.cols, b = blockIdx.z;
+    const pask_i64 r0 = (pask_i64)blockIdx.y * 32, c0 = (pask_i64)blockIdx.x * 32;
+    const pask_t *__restrict__ src = (const pask_t *)t.src + b * R * Cn;
+    pask_t *__restrict__ dst = (pask_t *)t.dst + b * R * Cn;
+    for (int i = ty; i < 32; i += 8)
+        if (r0 + i < R && c0 + tx < Cn) tile[i * 33 + tx] = src[(r0 + i) * Cn + c0 + tx];
+    __syncthreads();
+    for (int i = ty; i < 32; i += 8)
+        if (c0 + i < Cn && r0 + tx < R) dst[(c0 + i) * R + r0 + tx] = tile[tx * 33 + i];
 }

@@ -60,7 +60,18 @@ typedef struct pask_cuda_conv2d_params {
     int splits;                /* split-K slices; <= 1: none (the kernel writes y) */
     float *partial;            /* splits > 1: splits * (n*oh*ow) * o float32 partial sums
                                   (pask_conv2d_igemm_splitk_reduce sums them into y) */
+    int y_nchw;                /* igemm: 1 = y and residual are NCHW while x and weight are
+                                  NHWC / OHWI (NCHW input transposed first, pask_transpose) */
 } pask_cuda_conv2d_params;
+
+/* pask_transpose: dst[b][j][i] = src[b][i][j] for b < batch, i < rows, j < cols
+ * (NCHW -> NHWC: rows = C, cols = H*W; OIHW -> OHWI: batch = O, rows = C/groups,
+ * cols = KH*KW). */
+typedef struct pask_cuda_transpose_params {
+    pask_i64 batch, rows, cols;
+    const void *src;
+    void *dst;
+} pask_cuda_transpose_params;
 
 typedef struct pask_cuda_gemm_params {
     /* row-major C[m x n] = op(A)[m x k] @ op(B)[k x n] (+ bias[n]) */
@@ -153,6 +164,30 @@ static inline void pask_cuda_conv2d_igemm_launch(pask_cuda_conv2d_params *p, int
     pask_i64 kt = pask_cuda_cdiv_((p->c / p->groups) * p->kh * p->kw, 64 / elem_bytes);
     p->splits = pask_cuda_splitk_(tiles, kt, sms);
     pask_cuda_mma_geom_(M, og, p->groups, big, p->splits, grid, block, shared_bytes);
+}
+
+/* 32x32 tiles through shared memory (32 x 33 elements, at most 4224 bytes),
+ * 256 threads; grid z = batch (at most 65535). */
+static inline void pask_cuda_transpose_launch(const pask_cuda_transpose_params *t, int elem_bytes, unsigned grid[3],
+                                              unsigned block[3], unsigned *shared_bytes) {
+    grid[0] = (unsigned)pask_cuda_cdiv_(t->cols, 32);
+    grid[1] = (unsigned)pask_cuda_cdiv_(t->rows, 32);
+    grid[2] = (unsigned)t->batch;
+    block[0] = 256u;
+    block[1] = block[2] = 1u;
+    *shared_bytes = (unsigned)(32 * 33 * elem_bytes);
+}
+
+/* NCHW input on the transposed path (x and weight transposed into scratch,
+ * the kernel's 16-byte loads, y written NCHW): channels per group whole
+ * 16-byte vectors, groups and batch within the transpose's grid, and a GEMM
+ * large enough (M * K >= 2^22) that the element gather, not the two extra
+ * passes, would dominate (H100: VGG-16's 3x3 layers at 56x56 and 28x28 ran
+ * 4.7-6.7x cuDNN's time on the gather). */
+static inline int pask_cuda_conv2d_nchw_transposed_ok(const pask_cuda_conv2d_params *p, int elem_bytes) {
+    const pask_i64 cg = p->c / p->groups, vec = 16 / elem_bytes;
+    return p->layout == PASK_CUDA_LAYOUT_NCHW && p->weight_layout == PASK_CUDA_LAYOUT_NCHW && cg % vec == 0 &&
+           p->n <= 65535 && p->o <= 65535 && p->n * p->oh * p->ow * cg * p->kh * p->kw >= ((pask_i64)1 << 22);
 }
 
 static inline pask_i64 pask_cuda_conv2d_igemm_partial_bytes(const pask_cuda_conv2d_params *p) {

@@ -271,6 +271,7 @@ CudnnProvider::~CudnnProvider() {
     if (!api_) return;
     try {
         CudaBackend::Scope scope(backend_);
+        primer_.reset();  // a plan goes before the handles it was built and run with
         std::lock_guard<std::mutex> lock(handles_mu_);
         for (Handle h : build_handles_) api_->cudnnDestroy(h);
         if (exec_handle_) {
@@ -356,7 +357,7 @@ void CudnnProvider::prepare() {
             // a fresh process's first calls.
             if (const auto *plan = dynamic_cast<const Plan *>(obj.get())) {
                 {
-                    std::lock_guard<std::mutex> lock(exec_mu_);
+                    CudaBackend::Scope scope(backend_);  // build() popped its own
                     warm_up(*plan, q, exec_handle(), false);
                 }
                 if (i == 0) {  // the 3x3 plan primes callers' threads (prime_thread)
@@ -430,6 +431,7 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h, bool o
     if (total > (int64_t(1) << 30)) return;  // a large layer: not worth a gigabyte of scratch
     // on_caller: the calling thread's stream and the execution handle (a tiny
     // plan, already run once: nothing is loaded while the handle is held)
+    const bool exec = h == exec_handle_;
     cuda::CUstream stream = on_caller ? static_cast<cuda::CUstream>(backend_.current_stream()) : nullptr;
     if (!on_caller && d.cuStreamCreate(&stream, cuda::CU_STREAM_NON_BLOCKING) != 0) return;
     cuda::CUdeviceptr ptr[6] = {0, 0, 0, 0, 0, 0};
@@ -451,18 +453,20 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h, bool o
         // handle (third session) the calls waited for it (an H100 trace showed
         // 40 ms waits). The execution handle's own first run of a plan still
         // costs more host time than later runs (30-100 us, H100 trace).
-        if (on_caller) {
+        // outputs are scratch: a failure here shows again in the call
+        if (exec) {  // held only while queuing; the handle must not keep this stream
             std::lock_guard<std::mutex> lock(exec_mu_);
             plan.enqueue(h, stream, a, vp(5));
+            if (!on_caller) api_->cudnnSetStream(h, nullptr);
         } else {
-            plan.enqueue(h, stream, a, vp(5));  // outputs are scratch: a failure here shows again in the call
+            plan.enqueue(h, stream, a, vp(5));
         }
     }
     for (auto &q : ptr)
         if (q) d.cuMemFreeAsync(q, stream);
     if (on_caller) return;  // the frees are ordered on the caller's stream
     d.cuStreamSynchronize(stream);
-    api_->cudnnSetStream(h, nullptr);  // the handle outlives this stream
+    if (!exec) api_->cudnnSetStream(h, nullptr);  // the handle outlives this stream
     d.cuStreamDestroy(stream);
 }
 
