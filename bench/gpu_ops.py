@@ -176,6 +176,9 @@ def main():
     ap.add_argument("--models", nargs="+", default=["resnet50", "vgg16", "mobilenet_v2"],
                     help="models whose conv layers to run; 'none' for none (GEMM, pooling only)")
     ap.add_argument("--no-first-call", action="store_true", help="skip the per-kernel first-call (compile/load) table")
+    ap.add_argument("--configs", nargs="+", default=None,
+                    help="conv configurations to run, as dtype-layout-batch (default: fp16-NHWC-1 fp16-NHWC-32 fp32-NCHW-1)")
+    ap.add_argument("--convs-only", action="store_true", help="skip the GEMM and pooling rows")
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True
     card = torch.cuda.get_device_name()
@@ -188,6 +191,8 @@ def main():
     auto = paskdnn.Context("cuda", cache_dir=os.path.join(work, "cache"))
     rows, totals = [], []
     configs = [("fp16", "NHWC", 1), ("fp16", "NHWC", 32), ("fp32", "NCHW", 1)]
+    if args.configs:
+        configs = [(d, lay, int(b)) for d, lay, b in (c.split("-") for c in args.configs)]
     models = [] if args.models == ["none"] else args.models
     if args.quick:
         configs, models = configs[:1], models[:1]
@@ -208,7 +213,7 @@ def main():
     # matmul: B[k x n]; linear: a weight W[n x k] (y = x W^T + bias, B transposed), as classifiers run it
     gemm_cases = [("matmul", 1, 1000, 2048), ("matmul", 32, 1000, 2048), ("matmul", 1024, 1024, 1024),
                   ("matmul", 4096, 4096, 4096), ("linear", 1, 1000, 2048), ("linear", 32, 1000, 2048)]
-    for dt in (torch.float16, torch.float32):
+    for dt in () if args.convs_only else (torch.float16, torch.float32):
         for op, m, n, k in gemm_cases:
             a = torch.randn(m, k, device="cuda", dtype=dt)
             if op == "matmul":
@@ -229,7 +234,7 @@ def main():
                                   ours_graph_ms=g_o, torch_graph_ms=g_t, auto_graph_ms=g_a,
                                   auto_solver=paskdnn.last_solver()))
     pool_rows = []
-    for dt in (torch.float16, torch.float32):
+    for dt in () if args.convs_only else (torch.float16, torch.float32):
         for b_ in (1, 32):
             x = torch.randn(b_, 112, 112, 64, device="cuda", dtype=dt)
             xt = x.permute(0, 3, 1, 2)
@@ -245,7 +250,9 @@ def main():
     loads = [] if args.no_first_call else compile_and_load_times(work)
     meta = dict(card=card, date=datetime.date.today().isoformat(), command="python3 bench/gpu_ops.py" +
                 (" --quick" if args.quick else "") + " --models " + " ".join(args.models) +
-                (" --no-first-call" if args.no_first_call else ""), torch=torch.__version__,
+                (" --no-first-call" if args.no_first_call else "") +
+                (" --configs " + " ".join(args.configs) if args.configs else "") +
+                (" --convs-only" if args.convs_only else ""), torch=torch.__version__,
                 cudnn=torch.backends.cudnn.version(), paskdnn=paskdnn.__version__)
     data = dict(meta=meta, totals=totals, convs=rows, gemm=gemm_rows, pool=pool_rows, first_call=loads)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

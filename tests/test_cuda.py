@@ -131,6 +131,28 @@ def test_depthwise_solver(cache, dtype, layout, mult):
     assert rel_err(y, ref_conv(x, w, b, 2, ((1, 1), (1, 1)), 1, 32, layout)) < TOL[dtype]
 
 
+# Large NCHW layers (M * K >= 2^22) run transposed: x to NHWC and the weight to
+# OHWI in scratch (pask_transpose), the kernel's vector loads, y and the residual NCHW.
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("solver", ["conv2d.cuda_igemm", "conv2d.cuda_igemm_fixed"])
+@pytest.mark.parametrize("case", [(2, 64, 64, 64, 64, 3, 1, 1, 1), (4, 128, 112, 112, 96, 3, 2, 1, 2),
+                                  (1, 256, 56, 56, 128, 3, 1, 1, 1), (8, 256, 56, 56, 64, 1, 1, 0, 1)])
+def test_large_nchw_layers_transposed_with_residual_alpha_beta_relu6(cache, dtype, solver, case):
+    n, ch, h, w_, o, k, s, pad, g = case
+    c = paskdnn.Context("cuda", cache_dir=cache, solvers=[solver])
+    x, wt, b = rand((n, ch, h, w_), dtype), rand((o, ch // g, k, k), dtype), rand((o,), dtype)
+    oh, ow = (h + 2 * pad - k) // s + 1, (w_ + 2 * pad - k) // s + 1
+    r, out = rand((n, o, oh, ow), dtype), rand((n, o, oh, ow), dtype)
+    before = out.clone()
+    y = paskdnn.conv2d(x, wt, b, s, pad, 1, g, residual=r, activation="relu6", alpha=0.5, beta=0.25, out=out,
+                       context=c)
+    torch.cuda.synchronize()
+    assert y is out and paskdnn.last_solver() == solver
+    ref = ref_conv(x, wt, None, s, ((pad, pad), (pad, pad)), 1, g, "NCHW") * 0.5
+    ref = ref + 0.25 * before.to("cpu", torch.float64) + b.to("cpu", torch.float64).view(1, -1, 1, 1)
+    assert rel_err(y, (ref + r.to("cpu", torch.float64)).clamp(0, 6)) < TOL[dtype]
+
+
 # The vectorised NHWC entries (a channel per group, channels a multiple of 16
 # bytes): one output per thread at batch 1, four along a row when batched, the
 # unrolled 3x3 window and the generic one; a misaligned input takes the scalar entry.

@@ -467,6 +467,28 @@ def test_depthwise_entry_by_layout_batch_and_alignment(double_path, tmp_path):
     assert [fn for fn, _ in launched(log, "0x7800") + launched(log, "0x7900")] == ["pask_conv2d_depthwise"] * 2
 
 
+def test_large_nchw_layers_are_transposed_for_vector_loads(double_path, tmp_path):
+    out, log = run(double_path, tmp_path, """
+        probe_prebuilt()
+        c = ctx(solvers=["conv2d.cuda_igemm"], loader_threads=0)
+        # M * K = 2 * 64 * 64 * 576 >= 2^22: x and the weight transposed in scratch first
+        paskdnn.conv2d(dev((2, 64, 64, 64), c), dev((64, 64, 3, 3), c), padding=1, context=c, stream=0x8500)
+        paskdnn.conv2d(dev((1, 64, 14, 14), c), dev((64, 64, 3, 3), c), padding=1, context=c, stream=0x8600)
+        knob("oom_async", 1)  # no room for the scratch: the element gather
+        paskdnn.conv2d(dev((2, 64, 64, 64), c), dev((64, 64, 3, 3), c), padding=1, context=c, stream=0x8700)
+    """)
+    if "skip" in out:
+        pytest.skip("no prebuilt cubins beside this libpaskdnn: " + out["skip"])
+    big = launched(log, "0x8500")
+    # x: [2][64][4096] in 128 x 2 tiles of 32 per image; weight: [64][64][9] in 1 x 2 tiles per filter
+    assert big[:3] == [("pask_transpose", "128,2,2"), ("pask_transpose", "1,2,64"), (big[2][0], big[2][1])]
+    assert big[2][0] == "pask_conv2d_igemm"
+    assert [fn for fn, _ in launched(log, "0x8600")][0] == "pask_conv2d_igemm"
+    assert [fn for fn, _ in launched(log, "0x8700")][0] == "pask_conv2d_igemm"
+    scratch = calls(log, "cuMemAllocFromPoolAsync", "0x8500")
+    assert [field(ln, "bytes") for ln in scratch][:2] == [str(2 * 64 * 64 * 64 * 2), str(64 * 64 * 9 * 2)]
+
+
 def test_few_rows_gemm_entries_and_their_split_k(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         probe_prebuilt()

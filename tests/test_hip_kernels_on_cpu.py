@@ -175,6 +175,29 @@ def test_depthwise_conv_hip_path_matches_the_reference(kernels, dtype, layout, m
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("n, c, h, w, o, k, s, pad, groups", [(2, 16, 9, 10, 24, 3, 1, 1, 1),
+                                                               (1, 16, 11, 7, 20, 3, 2, 1, 2),
+                                                               (1, 8, 6, 33, 40, 1, 1, 0, 1)])
+def test_nchw_input_transposed_then_vector_loads(kernels, dtype, splits, n, c, h, w, o, k, s, pad, groups):
+    """NCHW input and OIHW weight transposed by pask_transpose (33 columns: a partial
+    32-wide tile), then the vector-load kernel writing y and reading the residual NCHW."""
+    oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+    x_raw, x = device(rng.uniform(-1, 1, (n, c, h, w)), dtype)
+    w_raw, wt = device(rng.uniform(-1, 1, (o, c // groups, k, k)), dtype)
+    b_raw, b = device(rng.uniform(-1, 1, o), dtype)
+    r_raw, r = device(rng.uniform(-1, 1, (n, o, oh, ow)), dtype)
+    y0_raw, y0 = device(rng.uniform(-1, 1, (n, o, oh, ow)), dtype)
+    y = y0_raw.copy()
+    d = i64(n, c, h, w, o, k, k, oh, ow, s, s, pad, pad, 1, 1, groups, 0, 0, ACT["relu"])
+    kernels("conv_igemm", dtype).emu_conv2d_nchw_transposed(d, ctypes.c_float(0.5), ctypes.c_float(0.25), ptr(x_raw),
+                                                            ptr(w_raw), ptr(b_raw), ptr(r_raw), ptr(y), splits)
+    kw = dict(stride=s, padding=pad, groups=groups, residual=r, alpha=0.5, beta=0.25, out_before=y0)
+    assert_within_bound(host(y, dtype), conv2d_ref(x, wt, b, activation="relu", **kw), conv2d_bound(x, wt, b, **kw),
+                        rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("pixels", [1, 4])
 @pytest.mark.parametrize("k, s, pad, dil, c, h, w", [(3, 1, 1, 1, 16, 9, 10), (3, 2, 1, 1, 24, 11, 9),
                                                       (5, 2, 2, 1, 8, 12, 13), (3, 1, 2, 2, 16, 7, 11),

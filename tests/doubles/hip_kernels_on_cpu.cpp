@@ -48,6 +48,41 @@ EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x,
 }
 #endif
 
+#if defined(PASK_EMU_CONV) && !defined(PASK_EMU_DEPTHWISE)
+// The transposed NCHW path of ConvIgemm::run (src/providers/native/cuda_solvers.cpp):
+// x NCHW -> NHWC and the OIHW weight -> OHWI through pask_transpose, then the
+// igemm kernel with y_nchw = 1 (y, residual NCHW); d as emu_conv2d's, layouts NCHW.
+EXPORT void emu_conv2d_nchw_transposed(const int64_t *d, float alpha, float beta, const void *x, const void *w,
+                                       const void *bias, const void *residual, void *y, int splits) {
+    pask_cuda_conv2d_params q{};
+    q.n = d[0]; q.c = d[1]; q.h = d[2]; q.w = d[3]; q.o = d[4]; q.kh = d[5]; q.kw = d[6]; q.oh = d[7]; q.ow = d[8];
+    q.stride_h = d[9]; q.stride_w = d[10]; q.pad_top = d[11]; q.pad_left = d[12]; q.dil_h = d[13]; q.dil_w = d[14];
+    q.groups = d[15]; q.activation = int(d[18]);
+    q.bias = bias; q.residual = residual; q.y = y; q.alpha = alpha; q.beta = beta;
+    const int64_t cg = q.c / q.groups;
+    std::vector<pask_t> xt(size_t(q.n * q.c * q.h * q.w)), wt(size_t(q.o * cg * q.kh * q.kw));
+    unsigned grid[3], block[3], smem = 0;
+    pask_cuda_transpose_params t{q.n, q.c, q.h * q.w, x, xt.data()};
+    pask_cuda_transpose_launch(&t, int(sizeof(pask_t)), grid, block, &smem);
+    pask_emu_launch(pask_transpose, t, grid, block);
+    t = pask_cuda_transpose_params{q.o, cg, q.kh * q.kw, w, wt.data()};
+    pask_cuda_transpose_launch(&t, int(sizeof(pask_t)), grid, block, &smem);
+    pask_emu_launch(pask_transpose, t, grid, block);
+    q.x = xt.data(); q.weight = wt.data();
+    q.layout = q.weight_layout = PASK_CUDA_LAYOUT_NHWC;
+    q.y_nchw = 1;
+    q.splits = splits;
+    std::vector<float> partial(splits > 1 ? size_t(splits) * size_t(q.n * q.oh * q.ow * q.o) : 0, -1e30f);
+    q.partial = partial.data();
+    pask_cuda_mma_geom_(q.n * q.oh * q.ow, q.o / q.groups, q.groups, 0, splits, grid, block, &smem);
+    pask_emu_launch(pask_conv2d_igemm, q, grid, block);
+    if (splits > 1) {
+        pask_cuda_splitk_reduce_launch(q.n * q.oh * q.ow * q.o, grid, block, &smem);
+        pask_emu_launch(pask_conv2d_igemm_splitk_reduce, q, grid, block);
+    }
+}
+#endif
+
 #ifdef PASK_EMU_GEMM
 // d: m, n, k, lda, ldb, ldc, trans_a, trans_b, activation
 EXPORT void emu_gemm(const int64_t *d, float alpha, float beta, const void *a, const void *b, const void *bias,

@@ -119,9 +119,50 @@ public:
     }
     void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
         pask_cuda_conv2d_params q = conv_params(p, a);
-        launch_split_k(k, b, q, static_cast<int>(dtype_size(p.dtype)), q.n * q.oh * q.ow * q.o,
-                       "pask_conv2d_igemm_splitk_reduce", pask_cuda_conv2d_igemm_launch,
-                       pask_cuda_conv2d_igemm_partial_bytes);
+        const int es = static_cast<int>(dtype_size(p.dtype));
+        const CudaBackend &cb = cuda_of(b);
+        // Large NCHW layers: x to NHWC and the weight to OHWI in scratch first, so
+        // that the kernel reads 16-byte vectors instead of gathering elements; y
+        // and the residual stay NCHW. Without room for the scratch: as they are.
+        void *tr = k.object && pask_cuda_conv2d_nchw_transposed_ok(&q, es) ? k.object->symbol("pask_transpose") : nullptr;
+        void *xt = nullptr, *wt = nullptr;
+        if (tr) {
+            try {
+                xt = cb.alloc_async(static_cast<size_t>(q.n * q.c * q.h * q.w * es));
+                wt = cb.alloc_async(static_cast<size_t>(q.o * (q.c / q.groups) * q.kh * q.kw * es));
+            } catch (const Error &e) {
+                if (xt) cb.free_async(xt);
+                if (e.status() != PASK_ERROR_OUT_OF_MEMORY) throw;
+                xt = wt = nullptr;
+            }
+        }
+        try {
+            if (xt) {
+                unsigned grid[3], block[3], smem = 0;
+                pask_cuda_transpose_params t{q.n, q.c, q.h * q.w, q.x, xt};  // [n][c][h*w] -> [n][h*w][c]
+                pask_cuda_transpose_launch(&t, es, grid, block, &smem);
+                cb.launch(tr, grid, block, smem, &t);
+                t = pask_cuda_transpose_params{q.o, q.c / q.groups, q.kh * q.kw, q.weight, wt};  // OIHW -> OHWI
+                pask_cuda_transpose_launch(&t, es, grid, block, &smem);
+                cb.launch(tr, grid, block, smem, &t);
+                q.x = xt;
+                q.weight = wt;
+                q.layout = q.weight_layout = PASK_CUDA_LAYOUT_NHWC;
+                q.y_nchw = 1;
+            }
+            launch_split_k(k, b, q, es, q.n * q.oh * q.ow * q.o, "pask_conv2d_igemm_splitk_reduce",
+                           pask_cuda_conv2d_igemm_launch, pask_cuda_conv2d_igemm_partial_bytes);
+        } catch (...) {
+            if (xt) {
+                cb.free_async(xt);
+                cb.free_async(wt);
+            }
+            throw;
+        }
+        if (xt) {
+            cb.free_async(xt);
+            cb.free_async(wt);
+        }
     }
 };
 
