@@ -16,15 +16,37 @@
 //    dil_h, dil_w, groups, layout, weight_layout, activation
 // splits > 1 (igemm): split-K into that many slices of K tiles, then the reduce kernel;
 // depthwise: the entry (below).
-EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x, const void *w, const void *bias,
-                       const void *residual, void *y, int splits) {
+static pask_cuda_conv2d_params emu_conv_params(const int64_t *d, float alpha, float beta, const void *x,
+                                               const void *w, const void *bias, const void *residual, void *y) {
     pask_cuda_conv2d_params q{};
     q.n = d[0]; q.c = d[1]; q.h = d[2]; q.w = d[3]; q.o = d[4]; q.kh = d[5]; q.kw = d[6]; q.oh = d[7]; q.ow = d[8];
     q.stride_h = d[9]; q.stride_w = d[10]; q.pad_top = d[11]; q.pad_left = d[12]; q.dil_h = d[13]; q.dil_w = d[14];
     q.groups = d[15]; q.layout = int(d[16]); q.weight_layout = int(d[17]); q.activation = int(d[18]);
     q.x = x; q.weight = w; q.bias = bias; q.residual = residual; q.y = y; q.alpha = alpha; q.beta = beta;
+    return q;
+}
+
+#ifndef PASK_EMU_DEPTHWISE
+// The igemm kernel with the HIP solvers' 64x64 tile, split K into `splits` slices, then the reduce kernel.
+static void emu_igemm(pask_cuda_conv2d_params q, int splits) {
     unsigned grid[3], block[3], smem = 0;
+    q.splits = splits;
+    std::vector<float> partial(splits > 1 ? size_t(splits) * size_t(q.n * q.oh * q.ow * q.o) : 0, -1e30f);
+    q.partial = partial.data();
+    pask_cuda_mma_geom_(q.n * q.oh * q.ow, q.o / q.groups, q.groups, 0, splits, grid, block, &smem);
+    pask_emu_launch(pask_conv2d_igemm, q, grid, block);
+    if (splits > 1) {
+        pask_cuda_splitk_reduce_launch(q.n * q.oh * q.ow * q.o, grid, block, &smem);
+        pask_emu_launch(pask_conv2d_igemm_splitk_reduce, q, grid, block);
+    }
+}
+#endif
+
+EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x, const void *w, const void *bias,
+                       const void *residual, void *y, int splits) {
+    pask_cuda_conv2d_params q = emu_conv_params(d, alpha, beta, x, w, bias, residual, y);
 #ifdef PASK_EMU_DEPTHWISE
+    unsigned grid[3], block[3], smem = 0;
     // splits: the vectorised NHWC entry with that many outputs per thread (1, 4); 0 the scalar one
     const int es = int(sizeof(pask_t));
     if (splits == 1 || splits == 4) {
@@ -35,15 +57,7 @@ EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x,
     pask_cuda_conv2d_depthwise_launch(&q, grid, block, &smem);
     pask_emu_launch(pask_conv2d_depthwise, q, grid, block);
 #else
-    q.splits = splits;
-    std::vector<float> partial(splits > 1 ? size_t(splits) * size_t(q.n * q.oh * q.ow * q.o) : 0, -1e30f);
-    q.partial = partial.data();
-    pask_cuda_mma_geom_(q.n * q.oh * q.ow, q.o / q.groups, q.groups, 0, splits, grid, block, &smem);
-    pask_emu_launch(pask_conv2d_igemm, q, grid, block);
-    if (splits > 1) {
-        pask_cuda_splitk_reduce_launch(q.n * q.oh * q.ow * q.o, grid, block, &smem);
-        pask_emu_launch(pask_conv2d_igemm_splitk_reduce, q, grid, block);
-    }
+    emu_igemm(q, splits);
 #endif
 }
 #endif
@@ -54,11 +68,7 @@ EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x,
 // igemm kernel with y_nchw = 1 (y, residual NCHW); d as emu_conv2d's, layouts NCHW.
 EXPORT void emu_conv2d_nchw_transposed(const int64_t *d, float alpha, float beta, const void *x, const void *w,
                                        const void *bias, const void *residual, void *y, int splits) {
-    pask_cuda_conv2d_params q{};
-    q.n = d[0]; q.c = d[1]; q.h = d[2]; q.w = d[3]; q.o = d[4]; q.kh = d[5]; q.kw = d[6]; q.oh = d[7]; q.ow = d[8];
-    q.stride_h = d[9]; q.stride_w = d[10]; q.pad_top = d[11]; q.pad_left = d[12]; q.dil_h = d[13]; q.dil_w = d[14];
-    q.groups = d[15]; q.activation = int(d[18]);
-    q.bias = bias; q.residual = residual; q.y = y; q.alpha = alpha; q.beta = beta;
+    pask_cuda_conv2d_params q = emu_conv_params(d, alpha, beta, x, w, bias, residual, y);
     const int64_t cg = q.c / q.groups;
     std::vector<pask_t> xt(size_t(q.n * q.c * q.h * q.w)), wt(size_t(q.o * cg * q.kh * q.kw));
     unsigned grid[3], block[3], smem = 0;
@@ -71,15 +81,7 @@ EXPORT void emu_conv2d_nchw_transposed(const int64_t *d, float alpha, float beta
     q.x = xt.data(); q.weight = wt.data();
     q.layout = q.weight_layout = PASK_CUDA_LAYOUT_NHWC;
     q.y_nchw = 1;
-    q.splits = splits;
-    std::vector<float> partial(splits > 1 ? size_t(splits) * size_t(q.n * q.oh * q.ow * q.o) : 0, -1e30f);
-    q.partial = partial.data();
-    pask_cuda_mma_geom_(q.n * q.oh * q.ow, q.o / q.groups, q.groups, 0, splits, grid, block, &smem);
-    pask_emu_launch(pask_conv2d_igemm, q, grid, block);
-    if (splits > 1) {
-        pask_cuda_splitk_reduce_launch(q.n * q.oh * q.ow * q.o, grid, block, &smem);
-        pask_emu_launch(pask_conv2d_igemm_splitk_reduce, q, grid, block);
-    }
+    emu_igemm(q, splits);
 }
 #endif
 
