@@ -236,7 +236,7 @@ extern "C" __global__ void __launch_bounds__(256) pask_gemm_small_m(const pask_c
 #pragma unroll 4
         for (pask_i64 kk = k0 + w; kk < k1; kk += 8) {
             const pask_v16 bv = *(const pask_v16 *)(B + kk * p.ldb + j0);
-#pragma unroll
+PASK_UNROLL_CUDA
             for (int i = 0; i < PASK_CUDA_SMALL_M; ++i) {
                 if (i >= M) break;
                 const float av = pask_ld(A, p.trans_a ? kk * p.lda + i : i * p.lda + kk);
@@ -245,7 +245,7 @@ extern "C" __global__ void __launch_bounds__(256) pask_gemm_small_m(const pask_c
             }
         }
     }
-#pragma unroll
+PASK_UNROLL_CUDA
     for (int i = 0; i < PASK_CUDA_SMALL_M; ++i) {
         if (i >= M) break;  // M is the block's: every thread takes the same turns
 #pragma unroll
@@ -277,7 +277,7 @@ extern "C" __global__ void __launch_bounds__(256) pask_gemm_small_m_bt(const pas
 #pragma unroll 2
     for (pask_i64 q = v0 + lane; q < v1; q += 32) {
         const pask_v16 bv = *(const pask_v16 *)(Bj + q * PASK_VEC);
-#pragma unroll
+PASK_UNROLL_CUDA
         for (int i = 0; i < PASK_CUDA_SMALL_M; ++i) {
             if (i >= M) break;
             const pask_v16 av = *(const pask_v16 *)(A + i * p.lda + q * PASK_VEC);
@@ -285,7 +285,7 @@ extern "C" __global__ void __launch_bounds__(256) pask_gemm_small_m_bt(const pas
             for (int v = 0; v < PASK_VEC; ++v) acc[i] += pask_v16_get(av, v) * pask_v16_get(bv, v);
         }
     }
-#pragma unroll
+PASK_UNROLL_CUDA
     for (int i = 0; i < PASK_CUDA_SMALL_M; ++i) {
         if (i >= M) break;
         const float t = pask_warp_sum(acc[i]);

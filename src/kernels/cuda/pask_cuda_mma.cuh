@@ -22,6 +22,15 @@
 
 #define PASK_DEV static __device__ __forceinline__
 
+/* Full unrolling of a loop that may leave early (break) or runs a run-time
+ * count: nvcc unrolls it; clang (HIP) cannot and would warn, so there it is
+ * left to the compiler. */
+#if PASK_HIP
+#define PASK_UNROLL_CUDA
+#else
+#define PASK_UNROLL_CUDA _Pragma("unroll")
+#endif
+
 /* The portable main loop (synchronous 16-byte copies, an FMA warp tile): always
  * on HIP; on CUDA only when asked (-DPASK_PORTABLE_MMA=1), so that it can be
  * checked numerically on an NVIDIA GPU (tools/check_portable_kernels_cuda.sh). */
