@@ -362,6 +362,28 @@ def test_device_timed_runs_choose_between_configurations(double_path, tmp_path, 
     assert ("conv2d.cudnn_h1" in seen) == explore, seen
 
 
+def test_hinted_occurrences_of_a_problem_run_untimed(double_path, tmp_path):
+    """A Problem the hints name k times has k untimed runs (the first inference they
+    describe), then six device-timed ones; an unhinted Problem has one untimed run."""
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cudnn"], policy="pask", loader_threads=1)
+        x, w = dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c)
+        for _ in range(3):  # a model repeating one layer shape three times
+            c.hint("conv2d", x, w, padding=1)
+        c.wait_loads(60)
+        for stream, runs in ((0x9100, 3), (0x9200, 8)):
+            for _ in range(runs):
+                paskdnn.conv2d(x, w, padding=1, context=c, stream=stream)
+        x2 = dev((1, 8, 7, 7), c)
+        for _ in range(2):
+            paskdnn.conv2d(x2, w, padding=1, context=c, stream=0x9300)
+    """)
+    records = lambda s: calls(log, "cuEventRecord", s)  # noqa: E731
+    assert len(calls(log, "cudnnBackendExecute", "0x9100")) == 3 and not records("0x9100")
+    assert len(records("0x9200")) == 2 * 6  # a start and a stop event per timed run
+    assert len(records("0x9300")) == 2  # the second run only
+
+
 def test_a_prebuilt_kernel_is_brought_in_ahead_of_slow_plans_and_reused(double_path, tmp_path):
     """pask: a hinted layer whose best kernel must be built (a cuDNN plan) gets a
     prebuilt kernel serving it loaded first, so the first call reuses it instead

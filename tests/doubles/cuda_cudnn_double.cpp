@@ -401,8 +401,11 @@ EXPORT int cuEventDestroy_v2(Event *e) {
     return 0;
 }
 EXPORT int cuEventRecord(Event *e, void *stream) {
-    std::lock_guard<std::mutex> lock(g_mu);
-    e->t = g_clock[stream];
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        e->t = g_clock[stream];
+    }
+    logf("cuEventRecord stream=%p", stream);
     return 0;
 }
 EXPORT int cuEventQuery(Event *) { return 0; }
