@@ -635,6 +635,7 @@ def _calls():
         ("pask_memcpy", [(CTX, R), (ffi.cast("void *", dst.ctypes.data), R),
                          (ffi.cast("void *", src.ctypes.data), R), (16, None), (0, None)], False),
         ("pask_synchronize", [(CTX, R)], False),
+        ("pask_prime_thread", [(CTX, R), (ffi.new("int *"), O)], False),
         ("pask_solver_count", [(ffi.new("int *"), R)], False),
         ("pask_solver_info", [(0, None), (ffi.new("int *"), O), (ffi.new("char **"), O),
                               (ffi.new("pask_op_t *"), O), (ffi.new("pask_device_type_t *"), O)], False),
