@@ -109,9 +109,9 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
     python_asan() {  # python_asan <log>; -v so that a process that dies shows the test it died in
         set +e
         env LD_PRELOAD="$LIBASAN $LIBSTDCXX" PASKDNN_LIBRARY="$ASAN_LIB" \
-            ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:allocator_may_return_null=1:log_path=$1.san" \
-            UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$SUPP:log_path=$1.san" \
-            python3 -m pytest -v -x -p no:cacheprovider \
+            ASAN_OPTIONS="exitcode=86:detect_leaks=0:abort_on_error=0:allocator_may_return_null=1:log_path=$1.san" \
+            UBSAN_OPTIONS="exitcode=86:print_stacktrace=1:halt_on_error=1:suppressions=$SUPP:log_path=$1.san" \
+            python3 -X faulthandler -m pytest -v -x -p no:cacheprovider --capture=sys \
             tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py tests/test_hip.py \
             tests/test_cudnn_double.py \
             -k "not real_hiprtc" \
