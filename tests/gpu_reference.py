@@ -1,5 +1,6 @@
 """Float64 references and tolerances shared by the GPU tests (test_cuda.py,
-test_cudnn.py): PyTorch on the CPU in float64 is the independent reference."""
+test_cudnn.py): PyTorch in float64 is the independent reference, on the CPU,
+or on the GPU (device="cuda") for the layers too large for the CPU in a test's time."""
 import torch
 
 F = torch.nn.functional
@@ -9,24 +10,24 @@ TOL = {"float32": 3e-3, "float16": 4e-3, "bfloat16": 2e-2}
 
 
 def rel_err(out, ref):
-    out = out.detach().to("cpu", torch.float64)
+    out = out.detach().to(ref.device, torch.float64)
     assert torch.isfinite(out).all(), "non-finite output"
     return float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref).clamp_min(1e-30))
 
 
-def ref_conv(x, w, b, stride, pad, dil, groups, layout, residual=None, act=None):
-    """act(conv(x, w) + b + residual) in float64; pad = ((top, bottom), (left, right))."""
-    xd = x.to("cpu", torch.float64)
-    wd = w.to("cpu", torch.float64)
+def ref_conv(x, w, b, stride, pad, dil, groups, layout, residual=None, act=None, device="cpu"):
+    """act(conv(x, w) + b + residual) in float64 on device; pad = ((top, bottom), (left, right))."""
+    xd = x.to(device, torch.float64)
+    wd = w.to(device, torch.float64)
     if layout == "NHWC":
         xd = xd.permute(0, 3, 1, 2)
     (pt, pb), (pl, pr) = pad
     xd = F.pad(xd, (pl, pr, pt, pb))
-    y = F.conv2d(xd, wd, None if b is None else b.to("cpu", torch.float64), stride, 0, dil, groups)
+    y = F.conv2d(xd, wd, None if b is None else b.to(device, torch.float64), stride, 0, dil, groups)
     if layout == "NHWC":
         y = y.permute(0, 2, 3, 1)
     if residual is not None:
-        y = y + residual.to("cpu", torch.float64)
+        y = y + residual.to(device, torch.float64)
     if act == "relu":
         y = y.clamp_min(0)
     elif act == "relu6":

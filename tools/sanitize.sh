@@ -106,37 +106,47 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
     # thread exit: that one test stays out of this run. The Python layer loads
     # the ASan libpaskdnn (and its include/ and kernels/) through PASKDNN_LIBRARY.
     step "Python tests under ASan+UBSan"
-    python_asan() {  # python_asan <log>; -v so that a process that dies shows the test it died in
+    # One pytest process per file, -v so that a process that dies shows the
+    # test it died in; pytest captures only sys.stdout/err (--capture=sys), so
+    # whatever native code writes to fd 2 (a "Fatal Python error", the
+    # runtime's own messages) reaches the log; a sanitizer's death exits 86.
+    python_asan() {  # python_asan <log> <test file>
         set +e
         env LD_PRELOAD="$LIBASAN $LIBSTDCXX" PASKDNN_LIBRARY="$ASAN_LIB" \
             ASAN_OPTIONS="exitcode=86:detect_leaks=0:abort_on_error=0:allocator_may_return_null=1:log_path=$1.san" \
             UBSAN_OPTIONS="exitcode=86:print_stacktrace=1:halt_on_error=1:suppressions=$SUPP:log_path=$1.san" \
-            python3 -X faulthandler -m pytest -v -x -p no:cacheprovider --capture=sys \
-            tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py tests/test_hip.py \
-            tests/test_cudnn_double.py \
-            -k "not real_hiprtc" \
+            python3 -X faulthandler -m pytest -v -x -p no:cacheprovider --capture=sys "$2" -k "not real_hiprtc" \
             >"$1" 2>&1
         rc=$?
         set -e
     }
-    python_asan "$LOGS/python_asan.log"
-    tail -1 "$LOGS/python_asan.log"
-    check_log "$LOGS/python_asan.log" "the Python suite under ASan"
-    # A process that died mid-test leaves no pytest summary line (a failed test does).
-    if [ $rc -ne 0 ] && ! grep -qE "^=+ .*(passed|failed|error)" "$LOGS/python_asan.log"; then
-        # Known intermittent (docs/reliability.md): the pytest process has, rarely,
-        # ended mid-test (exit 1) without a sanitizer report, a failed test or a
-        # kernel log entry. Say where, then run once more; a second death, a failed
-        # test or any sanitizer report still fails.
-        echo "NOTE: pytest under ASan ended mid-test (exit $rc) without a sanitizer report; last test:" >&2
-        grep "::" "$LOGS/python_asan.log" | tail -1 >&2
-        (dmesg 2>/dev/null | tail -3) >&2 || true
-        python_asan "$LOGS/python_asan_retry.log"
-        tail -1 "$LOGS/python_asan_retry.log"
-        check_log "$LOGS/python_asan_retry.log" "the Python suite under ASan (second run)"
-        [ $rc -eq 0 ] || { tail -60 "$LOGS/python_asan_retry.log"; echo "sanitize.sh: pytest under ASan failed twice (exit $rc)" >&2; exit 1; }
-    fi
-    [ $rc -eq 0 ] || { tail -60 "$LOGS/python_asan.log"; echo "sanitize.sh: pytest under ASan failed (exit $rc)" >&2; exit 1; }
+    for file in tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py \
+                tests/test_hip.py tests/test_cudnn_double.py; do
+        name=$(basename "$file" .py)
+        for attempt in 1 2 3; do
+            log="$LOGS/python_asan.$name.$attempt.log"
+            python_asan "$log" "$file"
+            echo "   $file (run $attempt): $(tail -1 "$log")"
+            check_log "$log" "$file under ASan"
+            [ $rc -eq 0 ] && break
+            # A failed test leaves pytest's summary line: that fails at once.
+            if grep -qE "^=+ .*(passed|failed|error)" "$log"; then
+                tail -60 "$log"; echo "sanitize.sh: $file under ASan failed (exit $rc)" >&2; exit 1
+            fi
+            # Known intermittent (docs/reliability.md): the pytest process has,
+            # rarely, ended mid-test without a sanitizer report or a failed test.
+            # Say where and how, with the machine's state, then run the file again;
+            # a third such end, a failed test or any sanitizer report still fails.
+            {
+                echo "NOTE: pytest under ASan ended mid-test (exit $rc) without a sanitizer report; its log's end:"
+                tail -15 "$log"
+                echo "-- disk and memory at that point:"
+                df -h "$ROOT" "${TMPDIR:-/tmp}" 2>/dev/null || true
+                free -m 2>/dev/null || true
+            } >&2
+            [ $attempt -lt 3 ] || { echo "sanitize.sh: $file under ASan ended mid-test three times (exit $rc)" >&2; exit 1; }
+        done
+    done
 fi
 
 # ---- ThreadSanitizer ---------------------------------------------------------------
