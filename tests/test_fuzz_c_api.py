@@ -715,6 +715,41 @@ def test_scalar_arguments_out_of_range(capacity, timeout, index, stream, kind, d
     assert lib.pask_context_set_resident_capacity(ORACLE, 256) == SUCCESS
 
 
+# Cases the fuzz found under UBSan (signed overflow, silent in a normal build):
+# a stride near INT64_MAX is valid when the output is one wide, and the pool's
+# ceil-mode size and the kernels' first in-bounds column once formed
+# "extent + stride - 1". Under tools/sanitize.sh these die without the fix.
+@pytest.mark.parametrize("stride", [INT64_MAX, INT64_MAX - 1, 2**62])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_strides_near_int64_max(stride, layout):
+    rng = np.random.default_rng(stride % 1000)
+    x = rng.uniform(-1, 1, (2, 3, 5, 4)).astype(np.float32)
+    xl = x if layout == "NCHW" else np.ascontiguousarray(ref.nchw_to_nhwc(x))
+    back = (lambda y: y) if layout == "NCHW" else ref.nhwc_to_nchw
+
+    def check(y, expected, bound=None):
+        y = back(np.asarray(y))
+        assert y.shape == expected.shape
+        if bound is None:
+            np.testing.assert_array_equal(y, expected.astype(np.float32))
+        else:
+            ref.assert_within_bound(y, expected, bound)
+
+    for ceil in (False, True):
+        kw = dict(stride=stride, padding=1, ceil_mode=ceil, layout=layout, context=_ctx)
+        check(paskdnn.max_pool2d(xl, 2, **kw), ref.max_pool2d_ref(x, 2, stride, 1, 1, ceil))
+        args = (x, 2, stride, 1, ceil, True, None)
+        check(paskdnn.avg_pool2d(xl, 2, **kw), ref.avg_pool2d_ref(*args), ref.avg_pool2d_bound(*args))
+    dense = rng.uniform(-1, 1, (4, 3, 3, 3)).astype(np.float32)
+    depthwise = rng.uniform(-1, 1, (6, 1, 3, 3)).astype(np.float32)
+    for groups, w in ((1, dense), (3, depthwise)):  # the direct / im2col kernels, the depthwise one
+        wl = w if layout == "NCHW" else np.ascontiguousarray(w.transpose(0, 2, 3, 1))
+        y = paskdnn.conv2d(xl, wl, None, (1, stride), 1, 1, groups, layout=layout,
+                           weight_layout="OIHW" if layout == "NCHW" else "OHWI", context=_ctx)
+        a = (x, w, None, (1, stride), 1, 1, groups)
+        check(y, ref.conv2d_ref(*a), ref.conv2d_bound(*a))
+
+
 @pytest.mark.parametrize("nbytes", [2**64 - 1, 2**64 - 63])
 def test_malloc_of_a_size_near_size_max_fails(nbytes):
     p = ffi.new("void **")

@@ -198,8 +198,12 @@ void pool_problem(const pask_pool2d_params_t *params, const pask_tensor_desc *x,
                 std::string("the pool window (") + std::to_string(eff) + ") is larger than the padded input (" +
                     std::to_string(padded) + ") along " + (i == 0 ? "height" : "width"));
         int64_t span = padded - eff;
-        int64_t o = (params->ceil_mode ? (span + params->stride[i] - 1) / params->stride[i] : span / params->stride[i]) + 1;
-        if (params->ceil_mode && (o - 1) * params->stride[i] >= in[i] + params->pad_pre[i]) --o;
+        // Divisions only: a stride near INT64_MAX (one output) overflows span + stride - 1.
+        const int64_t s = params->stride[i];
+        int64_t o = (params->ceil_mode ? (span == 0 ? 0 : (span - 1) / s + 1) : span / s) + 1;
+        // ceil mode: the last window must start inside the input or its left padding,
+        // (o - 1) * s < in + pad_pre, i.e. o - 1 <= (in + pad_pre - 1) / s
+        if (params->ceil_mode && o - 1 > (in[i] + params->pad_pre[i] - 1) / s) --o;
         out[i] = o;
     }
     p.kh = params->kernel[0];

@@ -16,6 +16,13 @@ namespace {
 
 constexpr int kOutOfMemory = 6;  // PASK_ERROR_OUT_OF_MEMORY
 
+// ceil(a / b) for a >= 0, b >= 1, without forming a + b - 1 (a stride near
+// INT64_MAX, which the API accepts when the output is one wide, overflows it).
+inline int64_t ceil_div(int64_t a, int64_t b) { return a == 0 ? 0 : (a - 1) / b + 1; }
+
+// The first output column whose input column ow * stride + off is >= 0.
+inline int64_t first_inside(int64_t off, int64_t stride) { return off >= 0 ? 0 : ceil_div(-off, stride); }
+
 inline float apply_act(float v, int act) {
     if (act == PASK_CPU_ACT_RELU) return v > 0.f ? v : 0.f;
     if (act == PASK_CPU_ACT_RELU6) return std::min(std::max(v, 0.f), 6.f);

@@ -29,7 +29,7 @@ int dw_nchw(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
                 for (int64_t s = 0; s < a.kw; ++s) {
                     const float wv = wp[r * a.kw + s];
                     const int64_t off = s * a.dil_w - a.pad_left;
-                    int64_t lo = off >= 0 ? 0 : (-off + a.stride_w - 1) / a.stride_w;
+                    int64_t lo = first_inside(off, a.stride_w);
                     int64_t hi = a.w - off <= 0 ? 0 : (a.w - off - 1) / a.stride_w + 1;
                     hi = std::min(hi, a.ow);
                     if (a.stride_w == 1) {

@@ -30,7 +30,7 @@ int conv_nchw(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const f
                         const float wv = wp[r * a.kw + s];
                         const int64_t off = s * a.dil_w - a.pad_left;
                         // valid ow: 0 <= ow*stride + off < w
-                        int64_t lo = off >= 0 ? 0 : (-off + a.stride_w - 1) / a.stride_w;
+                        int64_t lo = first_inside(off, a.stride_w);
                         int64_t hi = a.w - off <= 0 ? 0 : (a.w - off - 1) / a.stride_w + 1;
                         hi = std::min(hi, a.ow);
                         for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += wv * xrow[ow * a.stride_w + off];

@@ -41,7 +41,7 @@ int im2col_nchw(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const
                 const float *xp = xg + ci * a.h * a.w;
                 float *dst = col + row * p;
                 const int64_t off = s * a.dil_w - a.pad_left;
-                int64_t lo = off >= 0 ? 0 : (-off + a.stride_w - 1) / a.stride_w;
+                int64_t lo = first_inside(off, a.stride_w);
                 int64_t hi = a.w - off <= 0 ? 0 : (a.w - off - 1) / a.stride_w + 1;
                 hi = std::min(hi, a.ow);
                 lo = std::min(lo, hi);

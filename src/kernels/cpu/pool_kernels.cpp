@@ -55,7 +55,7 @@ int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
                 const float *xrow = xp + ih * a.w;
                 for (int64_t s = 0; s < a.kw; ++s) {
                     const int64_t off = s * a.dil_w - a.pad_left;
-                    int64_t lo = off >= 0 ? 0 : (-off + a.stride_w - 1) / a.stride_w;
+                    int64_t lo = first_inside(off, a.stride_w);
                     int64_t hi = a.w - off <= 0 ? 0 : (a.w - off - 1) / a.stride_w + 1;
                     hi = std::min(hi, a.ow);
                     const float *src = xrow + off;
