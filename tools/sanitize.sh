@@ -124,7 +124,8 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
         set -e
     }
     for file in tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py \
-                tests/test_hip.py tests/test_cudnn_double.py; do
+                tests/test_hip.py tests/test_cudnn_double.py tests/test_conv2d.py tests/test_gemm.py \
+                tests/test_pool.py tests/test_errors.py tests/test_graph.py tests/test_models.py; do
         name=$(basename "$file" .py)
         for attempt in 1 2; do
             log="$LOGS/python_asan.$name.$attempt.log"
