@@ -319,12 +319,15 @@ _EAGER_MAX = 512
 
 
 def _remember(key: tuple, plan: tuple) -> None:
-    if len(_EAGER) >= _EAGER_MAX:
+    # Insert, then trim to the bound: whatever ran between another call's check
+    # and its insert (a thread, or a finaliser that the oldest plan's release set
+    # off), the last trim of a call leaves at most _EAGER_MAX entries.
+    _EAGER[key] = plan
+    while len(_EAGER) > _EAGER_MAX:
         try:
             del _EAGER[next(iter(_EAGER))]
-        except (StopIteration, KeyError, RuntimeError):  # another thread got there first
-            pass
-    _EAGER[key] = plan
+        except (StopIteration, KeyError, RuntimeError):  # another thread trimmed it first
+            break
 
 
 def _check_residual(r: Any, shape: Tuple[int, ...]) -> None:
