@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import math
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
@@ -76,6 +77,8 @@ def _torch_view(t: Any, name: str) -> DevView:
 
 
 def is_device_array(a: Any) -> bool:
+    if type(a) is DeviceArray:
+        return True
     mod = type(a).__module__
     if mod.startswith("torch"):
         return getattr(getattr(a, "device", None), "type", "") == "cuda"
@@ -88,6 +91,8 @@ def view(a: Any, name: str) -> DevView:
         if a.device.type != "cuda":
             raise TypeError(f"{name} is a CPU torch tensor but the context is a CUDA one")
         return _torch_view(a, name)
+    if type(a) is DeviceArray:  # paskdnn's own: C-contiguous, its address kept (no interface dict per call)
+        return DevView(a._addr, a.shape, a.dcode, a, "paskdnn", a.device_index)
     cai = getattr(a, "__cuda_array_interface__", None)
     if cai is not None:
         typestr = cai["typestr"]
@@ -213,7 +218,7 @@ class DeviceArray:
         self._handle = handle
         self.device_index = int(ctx.device.partition(":")[2] or 0)
         self._dl_type = KDL_ROCM if ctx.device.startswith("hip") else KDL_CUDA
-        nbytes = int(np.prod(self.shape, dtype=np.int64)) * _ITEMSIZE[dcode]
+        nbytes = math.prod(self.shape) * _ITEMSIZE[dcode]
         out = ffi.new("void **")
         _lib.check(lib.pask_malloc(handle, max(nbytes, 1), out))
         life = ctx._alive  # freed only while the context lives; a dead context took its memory with it
@@ -225,6 +230,7 @@ class DeviceArray:
                     free_c(h, p)
 
         self._ptr = ffi.gc(out[0], free)
+        self._addr = int(ffi.cast("uintptr_t", out[0]))
         self.nbytes = nbytes
         return self
 
@@ -238,8 +244,7 @@ class DeviceArray:
 
     @property
     def data_ptr(self) -> int:
-        ffi, _ = _lib.load()
-        return int(ffi.cast("uintptr_t", self._ptr))
+        return self._addr
 
     @property
     def __cuda_array_interface__(self) -> dict:

@@ -485,7 +485,7 @@ def conv2d(
     xd, wd, bd, rd, yd, params, ep, user_shape = plan
     _check_residual(r, user_shape)  # not in the key
     y = _empty(x, user_shape, call) if out is None else _out_array(out, user_shape, x)
-    ptrs = [_ptr(ffi, t, call) for t in (x, w, bias, residual, y)]
+    ptrs = [_ptr(ffi, t, call) for t in (x, w, bias, r, y)]  # r: residual, viewed once above
     args = (handle, params, ep, xd, ptrs[0], wd, ptrs[1], bd, ptrs[2], rd, ptrs[3], yd, ptrs[4])
     if call.prepare:
         return _Prepared(lib.pask_conv2d_forward, args)  # type: ignore[return-value]
