@@ -46,7 +46,9 @@ def kernels(tmp_path_factory):
         if key not in built:
             source, flags = OBJECTS[obj]
             lib = out / f"{obj}.{dtype}.so"
+            # PASKDNN_EMU_CXXFLAGS: extra flags, e.g. tools/sanitize.sh's "-fsanitize=address,undefined"
             subprocess.run([CXX, "-std=c++20", "-O1", "-shared", "-fPIC", "-fvisibility=hidden",
+                            *os.environ.get("PASKDNN_EMU_CXXFLAGS", "").split(),
                             "-Wno-unknown-pragmas", f"-I{ROOT / 'src/kernels/cuda'}", f"-I{ROOT / 'tests/doubles'}",
                             f"-DPASK_DTYPE={DTYPES[dtype]}", f'-DPASK_EMU_SOURCE="{source}"', *flags.split(),
                             "-o", str(lib), str(ROOT / "tests/doubles/hip_kernels_on_cpu.cpp"), "-lpthread"],

@@ -109,6 +109,9 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
     # thread exit: that one test stays out of this run. The Python layer loads
     # the ASan libpaskdnn (and its include/ and kernels/) through PASKDNN_LIBRARY.
     step "Python tests under ASan+UBSan"
+    # test_hip_kernels_on_cpu.py builds the GPU kernels' portable path for the CPU
+    # with PASKDNN_EMU_CXXFLAGS: under ASan+UBSan there, every emulated launch
+    # checks the kernels' index math (a read or write past a tensor, an overflow).
     # One pytest process per file, -v so that a process that dies shows the
     # test it died in; pytest captures only sys.stdout/err (--capture=sys), so
     # whatever native code writes to fd 2 (a "Fatal Python error", the
@@ -116,6 +119,7 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
     python_asan() {  # python_asan <log> <test file>
         set +e
         env LD_PRELOAD="$LIBASAN $LIBSTDCXX" PASKDNN_LIBRARY="$ASAN_LIB" \
+            PASKDNN_EMU_CXXFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
             ASAN_OPTIONS="exitcode=86:detect_leaks=0:abort_on_error=0:allocator_may_return_null=1:log_path=$1.san" \
             UBSAN_OPTIONS="exitcode=86:print_stacktrace=1:halt_on_error=1:suppressions=$SUPP:log_path=$1.san" \
             python3 -X faulthandler -m pytest -v -x -p no:cacheprovider --capture=sys "$2" -k "not real_hiprtc" \
@@ -125,7 +129,8 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
     }
     for file in tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py \
                 tests/test_hip.py tests/test_cudnn_double.py tests/test_conv2d.py tests/test_gemm.py \
-                tests/test_pool.py tests/test_errors.py tests/test_graph.py tests/test_models.py; do
+                tests/test_pool.py tests/test_errors.py tests/test_graph.py tests/test_models.py \
+                tests/test_hip_kernels_on_cpu.py; do
         name=$(basename "$file" .py)
         for attempt in 1 2; do
             log="$LOGS/python_asan.$name.$attempt.log"
