@@ -727,7 +727,11 @@ def test_strides_near_int64_max(stride, layout):
     xl = x if layout == "NCHW" else np.ascontiguousarray(ref.nchw_to_nhwc(x))
     back = (lambda y: y) if layout == "NCHW" else ref.nhwc_to_nchw
 
-    def check(y, expected, bound=None):
+    def only(solver):  # each kernel in turn, not whichever the ranking picks
+        return paskdnn.Context(cache_dir=_cache, num_threads=2, solvers=[solver])
+
+    def check(y, solver, expected, bound=None):
+        assert paskdnn.last_solver() == solver
         y = back(np.asarray(y))
         assert y.shape == expected.shape
         if bound is None:
@@ -735,19 +739,24 @@ def test_strides_near_int64_max(stride, layout):
         else:
             ref.assert_within_bound(y, expected, bound)
 
+    pool = only("pool2d.direct")
     for ceil in (False, True):
-        kw = dict(stride=stride, padding=1, ceil_mode=ceil, layout=layout, context=_ctx)
-        check(paskdnn.max_pool2d(xl, 2, **kw), ref.max_pool2d_ref(x, 2, stride, 1, 1, ceil))
+        kw = dict(stride=stride, padding=1, ceil_mode=ceil, layout=layout, context=pool)
+        check(paskdnn.max_pool2d(xl, 2, **kw), "pool2d.direct", ref.max_pool2d_ref(x, 2, stride, 1, 1, ceil))
         args = (x, 2, stride, 1, ceil, True, None)
-        check(paskdnn.avg_pool2d(xl, 2, **kw), ref.avg_pool2d_ref(*args), ref.avg_pool2d_bound(*args))
+        check(paskdnn.avg_pool2d(xl, 2, **kw), "pool2d.direct", ref.avg_pool2d_ref(*args), ref.avg_pool2d_bound(*args))
+    pool.close()
     dense = rng.uniform(-1, 1, (4, 3, 3, 3)).astype(np.float32)
     depthwise = rng.uniform(-1, 1, (6, 1, 3, 3)).astype(np.float32)
-    for groups, w in ((1, dense), (3, depthwise)):  # the direct / im2col kernels, the depthwise one
+    for solver, groups, w in (("conv2d.direct", 1, dense), ("conv2d.im2col_gemm", 1, dense),
+                              ("conv2d.depthwise", 3, depthwise)):
+        ctx = only(solver)
         wl = w if layout == "NCHW" else np.ascontiguousarray(w.transpose(0, 2, 3, 1))
         y = paskdnn.conv2d(xl, wl, None, (1, stride), 1, 1, groups, layout=layout,
-                           weight_layout="OIHW" if layout == "NCHW" else "OHWI", context=_ctx)
+                           weight_layout="OIHW" if layout == "NCHW" else "OHWI", context=ctx)
         a = (x, w, None, (1, stride), 1, 1, groups)
-        check(y, ref.conv2d_ref(*a), ref.conv2d_bound(*a))
+        check(y, solver, ref.conv2d_ref(*a), ref.conv2d_bound(*a))
+        ctx.close()
 
 
 @pytest.mark.parametrize("nbytes", [2**64 - 1, 2**64 - 63])

@@ -67,9 +67,9 @@ check_log() {  # check_log <file> <what>
     for f in "$1".san.*; do
         [ -e "$f" ] && cat "$f" >>"$1"
     done
-    if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer|SUMMARY: (Address|Undefined|Thread|Leak)Sanitizer" "$1"; then
+    if grep -qE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer|SUMMARY: (Address|Undefined|Thread|Leak)Sanitizer|Sanitizer: CHECK failed" "$1"; then
         echo "sanitize.sh: sanitizer report in $2:" >&2
-        grep -nE -A25 "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer" "$1" | head -200 >&2
+        grep -nE -A25 "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer|Sanitizer: CHECK failed" "$1" | head -200 >&2
         exit 1
     fi
 }
@@ -118,7 +118,7 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
     # runtime's own messages) reaches the log; a sanitizer's death exits 86.
     python_asan() {  # python_asan <log> <test file>
         set +e
-        env LD_PRELOAD="$LIBASAN $LIBSTDCXX" PASKDNN_LIBRARY="$ASAN_LIB" \
+        env LD_PRELOAD="$LIBASAN $LIBSTDCXX" PASKDNN_LIBRARY="$ASAN_LIB" CXX=c++ \
             PASKDNN_EMU_CXXFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
             ASAN_OPTIONS="exitcode=86:detect_leaks=0:abort_on_error=0:allocator_may_return_null=1:log_path=$1.san" \
             UBSAN_OPTIONS="exitcode=86:print_stacktrace=1:halt_on_error=1:suppressions=$SUPP:log_path=$1.san" \
@@ -138,8 +138,10 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
             echo "   $file (run $attempt): $(tail -1 "$log")"
             check_log "$log" "$file under ASan"
             [ $rc -eq 0 ] && break
-            # A failed test leaves pytest's summary line: that fails at once.
-            if grep -qE "^=+ .*(passed|failed|error)" "$log"; then
+            # A sanitizer's own death (exit 86, whatever it printed), or a failed
+            # test, no test run or an error (pytest's summary line): fail at once.
+            [ $rc -ne 86 ] || { tail -60 "$log"; echo "sanitize.sh: $file: the sanitizer ended the process (exit 86)" >&2; exit 1; }
+            if grep -qE "^=+ .*(passed|failed|error|deselected|no tests ran)" "$log"; then
                 tail -60 "$log"; echo "sanitize.sh: $file under ASan failed (exit $rc)" >&2; exit 1
             fi
             # A process that ends mid-test without a report or a failed test (the
