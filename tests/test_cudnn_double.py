@@ -45,7 +45,7 @@ PRELUDE = textwrap.dedent("""
     out = {}
     def probe_prebuilt():
         # paskdnn's own CUDA kernels are only there as prebuilt cubins (no NVRTC on the
-        # double): a libpaskdnn built without nvcc (the sanitizer build) has none
+        # double): a libpaskdnn built without nvcc has none
         probe = ctx(solvers=["conv2d.cuda_igemm"], loader_threads=0)
         try:
             paskdnn.conv2d(dev((1, 8, 6, 6), probe), dev((8, 8, 3, 3), probe), padding=1, context=probe)
