@@ -290,7 +290,7 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     // Library set-up (cuDNN's handle: a quarter of a second) runs on a loader
     // thread now, so that no call waits for it when its plans are prepared
     // ahead; reactive contexts pay it on first use, as they pay every load.
-    if ((proactive() || policy == pask::Policy::Reuse) && loader->num_threads() > 0)
+    if (queues_prepare())
         for (auto &p : providers) {
             pask::Provider *prov = p.get();
             loader->run_first([prov] {
@@ -624,13 +624,14 @@ void pask_context::load_hints_file(const std::string &path) {
     }
 }
 
+bool pask_context::queues_prepare() const {
+    return (proactive() || policy == pask::Policy::Reuse) && loader && loader->num_threads() > 0;
+}
+
 bool pask_context::prime_thread() {
-    // the same condition under which the constructor queued the providers' prepare()
-    if (device_type == PASK_DEVICE_CPU || !(proactive() || policy == pask::Policy::Reuse) || !loader ||
-        loader->num_threads() == 0)
-        return false;
+    if (!queues_prepare()) return false;  // CPU contexts have no providers
     bool primed = false;
-    for (auto &prov : providers) primed = prov->prime_thread(0) || primed;
+    for (auto &prov : providers) primed = prov->prime_thread() || primed;
     return primed;
 }
 

@@ -104,6 +104,8 @@ private:
 
     bool explore_ = false;  // option "explore": try unmeasured GPU candidates (see candidates())
     bool proactive() const { return policy == pask::Policy::Proactive || policy == pask::Policy::Pask; }
+    // Whether the constructor queues the providers' prepare() on a loader thread.
+    bool queues_prepare() const;
     bool reuses() const { return policy == pask::Policy::Reuse || policy == pask::Policy::Pask; }
 
     mutable std::mutex mu_;  // bad keys, measured run costs, record

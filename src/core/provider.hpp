@@ -28,12 +28,9 @@ public:
     // context on a loader thread so no call waits for it when there are hints.
     virtual void prepare() {}
     // Pays the calling thread's one-time set-up in the library (pask_prime_thread)
-    // once prepare() has run (waiting at most timeout_ms for it); false where
-    // there is nothing to prime. Called only where prepare() was queued.
-    virtual bool prime_thread(int64_t timeout_ms) {
-        (void)timeout_ms;
-        return false;
-    }
+    // if prepare() has run (it never waits for it); false where there is nothing
+    // to prime yet. Called only where prepare() was queued.
+    virtual bool prime_thread() { return false; }
     // Builds the code object of key (cuDNN: heuristics query + plan
     // finalisation). Thread-safe. Throws pask::Error(PASK_ERROR_LOAD_FAILED).
     virtual std::shared_ptr<CodeObject> build(const KernelKey &key) = 0;

@@ -300,15 +300,12 @@ std::string CudnnProvider::describe() const {
 }
 
 void CudnnProvider::prepare() {
-    // prime_thread() waits for this, whichever way it ends
+    // prime_thread() runs only once this has ended, whichever way it ends
     struct Done {
         CudnnProvider *p;
         ~Done() {
-            {
-                std::lock_guard<std::mutex> lock(p->prepare_mu_);
-                p->prepared_ = true;
-            }
-            p->prepare_cv_.notify_all();
+            std::lock_guard<std::mutex> lock(p->prepare_mu_);
+            p->prepared_ = true;
         }
     } done{this};
     if (!available()) return;
@@ -470,13 +467,12 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h, bool o
     d.cuStreamDestroy(stream);
 }
 
-bool CudnnProvider::prime_thread(int64_t timeout_ms) {
+bool CudnnProvider::prime_thread() {
     if (!available()) return false;
     std::shared_ptr<CodeObject> primer;
     {
-        std::unique_lock<std::mutex> lock(prepare_mu_);
-        if (!prepare_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [this] { return prepared_; }))
-            return false;
+        std::lock_guard<std::mutex> lock(prepare_mu_);
+        if (!prepared_) return false;  // never waits for the set-up
         primer = primer_;
     }
     const auto *plan = dynamic_cast<const Plan *>(primer.get());

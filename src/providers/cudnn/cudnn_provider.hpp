@@ -10,7 +10,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,7 +56,7 @@ public:
     bool available() const override;
     std::string unavailable_reason() const override;
     void prepare() override;
-    bool prime_thread(int64_t timeout_ms) override;
+    bool prime_thread() override;
     std::shared_ptr<CodeObject> build(const KernelKey &key) override;
 
     // The key of Problem p's plan from the rank-th engine configuration of the
@@ -94,7 +93,6 @@ private:
     mutable std::string why_;
 
     std::mutex prepare_mu_;
-    std::condition_variable prepare_cv_;
     bool prepared_ = false;                 // prepare() has ended
     std::shared_ptr<CodeObject> primer_;    // prepare()'s 3x3 plan (prime_thread)
     Problem primer_problem_;
