@@ -136,6 +136,12 @@ public:
                 xt = wt = nullptr;
             }
         }
+        auto release = [&] {
+            if (xt) {
+                cb.free_async(xt);
+                cb.free_async(wt);
+            }
+        };
         try {
             if (xt) {
                 unsigned grid[3], block[3], smem = 0;
@@ -153,16 +159,10 @@ public:
             launch_split_k(k, b, q, es, q.n * q.oh * q.ow * q.o, "pask_conv2d_igemm_splitk_reduce",
                            pask_cuda_conv2d_igemm_launch, pask_cuda_conv2d_igemm_partial_bytes);
         } catch (...) {
-            if (xt) {
-                cb.free_async(xt);
-                cb.free_async(wt);
-            }
+            release();
             throw;
         }
-        if (xt) {
-            cb.free_async(xt);
-            cb.free_async(wt);
-        }
+        release();
     }
 };
 
