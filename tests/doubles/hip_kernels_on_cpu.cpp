@@ -87,12 +87,18 @@ EXPORT void emu_conv2d_nchw_transposed(const int64_t *d, float alpha, float beta
 
 #ifdef PASK_EMU_GEMM
 // d: m, n, k, lda, ldb, ldc, trans_a, trans_b, activation
-EXPORT void emu_gemm(const int64_t *d, float alpha, float beta, const void *a, const void *b, const void *bias,
-                     void *c, int splits) {
+static pask_cuda_gemm_params emu_gemm_params(const int64_t *d, float alpha, float beta, const void *a, const void *b,
+                                             const void *bias, void *c) {
     pask_cuda_gemm_params q{};
     q.m = d[0]; q.n = d[1]; q.k = d[2]; q.lda = d[3]; q.ldb = d[4]; q.ldc = d[5];
     q.trans_a = int(d[6]); q.trans_b = int(d[7]); q.activation = int(d[8]);
     q.a = a; q.b = b; q.bias = bias; q.c = c; q.alpha = alpha; q.beta = beta;
+    return q;
+}
+
+EXPORT void emu_gemm(const int64_t *d, float alpha, float beta, const void *a, const void *b, const void *bias,
+                     void *c, int splits) {
+    pask_cuda_gemm_params q = emu_gemm_params(d, alpha, beta, a, b, bias, c);
     unsigned grid[3], block[3], smem = 0;
     q.splits = splits;
     std::vector<float> partial(splits > 1 ? size_t(splits) * size_t(q.m * q.n) : 0, -1e30f);
@@ -109,10 +115,7 @@ EXPORT void emu_gemm(const int64_t *d, float alpha, float beta, const void *a, c
 // geometry, K split over `splits` slices (grid y) then the reduce kernel.
 EXPORT void emu_gemm_small_m(const int64_t *d, float alpha, float beta, const void *a, const void *b,
                              const void *bias, void *c, int splits) {
-    pask_cuda_gemm_params q{};
-    q.m = d[0]; q.n = d[1]; q.k = d[2]; q.lda = d[3]; q.ldb = d[4]; q.ldc = d[5];
-    q.trans_a = int(d[6]); q.trans_b = int(d[7]); q.activation = int(d[8]);
-    q.a = a; q.b = b; q.bias = bias; q.c = c; q.alpha = alpha; q.beta = beta;
+    pask_cuda_gemm_params q = emu_gemm_params(d, alpha, beta, a, b, bias, c);
     unsigned grid[3], block[3], smem = 0;
     pask_cuda_gemm_small_m_launch(&q, int(sizeof(pask_t)), 0, grid, block, &smem);
     q.splits = splits;
