@@ -209,8 +209,20 @@ PASK_API pask_status_t pask_context_create(pask_context_t *context,
                                            int device_index,
                                            const_pask_options_t options);
 
-/* Frees a context, its threads and its resident kernels. Calls running on
- * other threads must have returned. NULL is a no-op. */
+/* Closes a context: refuses new calls (they return
+ * PASK_ERROR_INVALID_ARGUMENT, "the context has been closed"), waits for the
+ * calls in flight on other threads to return, then joins the loader threads,
+ * saves the measured load costs and releases the resident kernels, the vendor
+ * libraries' handles and the device, including memory from pask_malloc. The
+ * handle stays valid until pask_context_destroy; closing twice is a no-op.
+ * In a child of fork() a context inherited from the parent refuses every call
+ * and its close does nothing (its threads do not exist in the child). */
+PASK_API pask_status_t pask_context_close(pask_context_t context);
+
+/* Closes the context (see pask_context_close) and frees the handle. No call
+ * may use the handle once this begins: to stop a context that other threads
+ * may still be calling, pask_context_close it first. NULL is a no-op. A
+ * context inherited through fork() is not freed in the child. */
 PASK_API pask_status_t pask_context_destroy(pask_context_t context);
 
 /* Worker thread count of a CPU context (1 = the caller only). */

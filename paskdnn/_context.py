@@ -261,7 +261,7 @@ class Context:
     def num_threads(self) -> int:
         ffi, lib = _lib.load()
         out = ffi.new("int *")
-        _lib.check(lib.pask_context_get_num_threads(self._handle, out))
+        _lib.check(lib.pask_context_get_num_threads(self._h(), out))
         return int(out[0])
 
     def prime_thread(self) -> bool:
@@ -284,12 +284,22 @@ class Context:
         _lib.check(lib.pask_synchronize(self._h()))
 
     def close(self) -> None:
-        """Frees the context now (it is also freed when garbage collected)."""
+        """Closes the context now: later calls raise ``ValueError``; calls
+        running on other threads are waited for, then the loader threads are
+        joined and the kernels, library handles, device memory taken through
+        the context and the device itself are released. (It is also closed when
+        garbage collected.) Closing twice does nothing."""
         ffi, lib = _lib.load()
-        if self._handle is not None:
-            handle = self._handle
-            self._handle = None
-            ffi.release(handle)  # runs destroy(): marks the lifetime dead, then frees
+        handle = self._handle
+        if handle is None:
+            return
+        self._handle = None
+        # The C handle itself is freed when the last reference to it goes (a
+        # thread that read it before this line still holds one): a call that
+        # races this close finds a closed context, never freed memory.
+        with self._alive.lock:
+            self._alive.alive = False
+            _lib.check(lib.pask_context_close(handle))
 
     def __repr__(self) -> str:
         return f"paskdnn.Context(device={self.device!r}, policy={self.policy!r})"
@@ -403,22 +413,49 @@ def _hip_python_device_count() -> Optional[int]:
 
 
 def get_default_context() -> Context:
-    """The process-wide default context (CPU), created on first use."""
-    global _default
+    """The process-wide default context (CPU), created on first use (and
+    created anew in a child of ``os.fork()``)."""
+    global _default, _default_made_here
     if _default is None:
         with _default_lock:
             if _default is None:
                 _default = Context()
+                _default_made_here = True
     return _default
 
 
 def set_default_context(context: Context) -> None:
     """Makes ``context`` the one ops use when no ``context=`` is given."""
-    global _default
+    global _default, _default_made_here
     if not isinstance(context, Context):
         raise TypeError("set_default_context needs a paskdnn.Context")
     with _default_lock:
         _default = context
+        _default_made_here = False
+
+
+_default_made_here = False
+
+
+def _after_fork_in_child() -> None:
+    """A child of fork() inherits the parent's contexts without their threads:
+    the C library refuses calls on them (a clear error) and never joins them.
+    Here the locks another parent thread may have held are made anew, the
+    inherited contexts' device memory is left alone, and the contexts paskdnn
+    made by itself (the default ones) are dropped so the child makes its own."""
+    global _default, _default_lock, _default_made_here
+    _default_lock = threading.Lock()
+    _lib._lock = threading.Lock()
+    for ctx in list(_live):
+        ctx._alive.lock = threading.RLock()
+        ctx._alive.alive = False
+    if _default_made_here:
+        _default = None
+        _default_made_here = False
+    _cuda_defaults.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def resolve(context: Optional[Context]) -> Any:

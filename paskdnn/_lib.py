@@ -5,12 +5,46 @@ is the one description of the API.
 """
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import threading
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
 from ._errors import error_for_status
+
+#: The environment variables paskdnn reads, and what each is for. Any other
+#: ``PASKDNN_*`` name (a typo such as ``PASKDNN_HINT``) is reported once, when
+#: the library loads, as a warning on the ``paskdnn`` logger.
+ENVIRONMENT = {
+    "PASKDNN_LIBRARY": "path of libpaskdnn.so to load (its folder holds include/ and kernels/)",
+    "PASKDNN_CACHE_DIR": "user cache folder (kernels, load_costs.json)",
+    "PASKDNN_HINTS": "hints record a new context loads",
+    "PASKDNN_NVRTC": "path of libnvrtc",
+    "PASKDNN_CUDNN": "path of libcudnn.so.9",
+    "PASKDNN_LIBCUDA": "path of the CUDA driver library",
+    "PASKDNN_HIP": "path of libamdhip64",
+    "PASKDNN_HIPRTC": "path of libhiprtc",
+    "PASKDNN_MIOPEN": "path of libMIOpen",
+    "PASKDNN_T_SPAWN": "set by the coldstart runner for its child processes",
+    # read by the test suite only
+    "PASKDNN_EMU_CXXFLAGS": "tests: compiler flags of the GPU-kernel emulation",
+    "PASKDNN_SLOW_TESTS": "tests: run the slow tests",
+    "PASKDNN_TEST_HIPRTC": "tests: a real hiprtc to compile with",
+}
+
+log = logging.getLogger("paskdnn")
+log.addHandler(logging.NullHandler())  # a library never prints: the application decides
+
+
+def _warn_unknown_environment() -> None:
+    for name in sorted(os.environ):
+        if name.startswith("PASKDNN_") and name not in ENVIRONMENT:
+            close = difflib.get_close_matches(name, ENVIRONMENT, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            log.warning("unknown environment variable %s ignored%s; paskdnn reads %s", name, hint,
+                        ", ".join(sorted(ENVIRONMENT)))
 
 _lock = threading.Lock()
 _state: Optional[Tuple[Any, Any]] = None
@@ -27,6 +61,7 @@ def library_dir() -> Path:
     """
     env = os.environ.get("PASKDNN_LIBRARY")
     if env:
+        _check_library_variable(env)
         return Path(env).parent
     installed = Path(__file__).resolve().parent / "_lib"
     if (installed / LIB_NAME).exists():
@@ -57,6 +92,16 @@ _CALL_TYPES = ("void *", "void **", "int *", "char **", "uintptr_t", "int64_t[4]
                "pask_context_t *")
 
 
+def _check_library_variable(value: str) -> None:
+    path = Path(value)
+    if not path.is_file():
+        raise ImportError(f"paskdnn: $PASKDNN_LIBRARY={value!r} is not a file; it must name libpaskdnn.so "
+                          "(or be unset to use the installed library)")
+    if not (path.parent / "include" / "paskdnn.h").is_file():
+        raise ImportError(f"paskdnn: $PASKDNN_LIBRARY={value!r}: its folder has no include/paskdnn.h "
+                          "(point it at libpaskdnn.so in a build or install tree)")
+
+
 def load() -> Tuple[Any, Any]:
     """Returns (ffi, lib), loading the library the first time."""
     global _state
@@ -69,8 +114,11 @@ def load() -> Tuple[Any, Any]:
             from ._header import cdef_from_header
 
             env = os.environ.get("PASKDNN_LIBRARY")
+            if env:
+                _check_library_variable(env)
             path = Path(env) if env else library_dir() / LIB_NAME
             header = path.parent / "include" / "paskdnn.h"
+            _warn_unknown_environment()
             ffi = cffi.FFI()
             ffi.cdef(cdef_from_header(header.read_text(encoding="utf-8")))
             try:

@@ -347,13 +347,25 @@ pask_status_t pask_context_create(pask_context_t *context, pask_device_type_t de
     });
 }
 
+pask_status_t pask_context_close(pask_context_t context) {
+    return guarded([&] {
+        need(context, "context");
+        context->close();
+    });
+}
+
 pask_status_t pask_context_destroy(pask_context_t context) {
-    return guarded([&] { delete context; });
+    return guarded([&] {
+        // A context inherited through fork() is left to the child's exit: its
+        // threads do not exist here, and its mutexes may be held by them.
+        if (context && !context->gate.inherited()) delete context;
+    });
 }
 
 pask_status_t pask_context_get_num_threads(const_pask_context_t context, int *num_threads) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         need(num_threads, "num_threads");
         *num_threads = context->device_type == PASK_DEVICE_CPU
                            ? static_cast<const pask::CpuBackend &>(*context->backend).num_threads()
@@ -431,6 +443,7 @@ pask_status_t pask_conv2d_forward(pask_context_t context, const pask_conv2d_para
                                   const_pask_tensor_desc_t y_desc, void *y) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         Problem p;
         pask::OpArgs args;
         conv_call_problem(params, epilogue, x_desc, w_desc, bias_desc, residual_desc, p, args);
@@ -462,6 +475,7 @@ pask_status_t pask_gemm(pask_context_t context, pask_dtype_t dtype, int trans_a,
                         int64_t ldb, const void *bias, void *c, int64_t ldc) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         Problem p;
         pask::OpArgs args;
         gemm_problem(raw(dtype), trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, bias != nullptr, p, args);
@@ -505,6 +519,7 @@ pask_status_t pask_pool2d_forward(pask_context_t context, const pask_pool2d_para
                                   void *y) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         Problem p;
         pool_problem(params, x_desc, p);
         check_output(y_desc, p, p.c);
@@ -531,6 +546,7 @@ pask_status_t pask_device_count(pask_device_type_t device_type, int *count) {
 pask_status_t pask_malloc(pask_context_t context, size_t bytes, void **ptr) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         need(ptr, "ptr");
         *ptr = context->backend->malloc_device(bytes);
     });
@@ -539,6 +555,7 @@ pask_status_t pask_malloc(pask_context_t context, size_t bytes, void **ptr) {
 pask_status_t pask_free(pask_context_t context, void *ptr) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         context->backend->free_device(ptr);
     });
 }
@@ -546,6 +563,7 @@ pask_status_t pask_free(pask_context_t context, void *ptr) {
 pask_status_t pask_memcpy(pask_context_t context, void *dst, const void *src, size_t bytes, pask_copy_kind_t kind) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         require(raw(kind) >= PASK_COPY_HOST_TO_DEVICE && raw(kind) <= PASK_COPY_DEVICE_TO_DEVICE,
                 PASK_ERROR_INVALID_ARGUMENT, "unknown copy kind " + std::to_string(raw(kind)));
         if (bytes == 0) return;
@@ -560,6 +578,7 @@ pask_status_t pask_memcpy(pask_context_t context, void *dst, const void *src, si
 pask_status_t pask_set_stream(pask_context_t context, void *stream) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         context->backend->set_stream(stream);
     });
 }
@@ -567,6 +586,7 @@ pask_status_t pask_set_stream(pask_context_t context, void *stream) {
 pask_status_t pask_synchronize(pask_context_t context) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         context->backend->synchronize();
     });
 }
@@ -574,6 +594,7 @@ pask_status_t pask_synchronize(pask_context_t context) {
 pask_status_t pask_prime_thread(pask_context_t context, int *primed) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         const bool done = context->prime_thread();
         if (primed) *primed = done ? 1 : 0;
     });
@@ -602,6 +623,7 @@ pask_status_t pask_solver_info(int index, int *id, const char **name, pask_op_t 
 pask_status_t pask_context_get_stats(const_pask_context_t context, pask_stats_t *stats) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         need(stats, "stats");
         const pask::Stats &s = context->stats;
         pask_stats_t out{};
@@ -631,6 +653,7 @@ pask_status_t pask_context_get_stats(const_pask_context_t context, pask_stats_t 
 pask_status_t pask_context_get_policy(const_pask_context_t context, const char **policy) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         need(policy, "policy");
         *policy = pask::policy_name(context->policy);
     });
@@ -639,6 +662,7 @@ pask_status_t pask_context_get_policy(const_pask_context_t context, const char *
 pask_status_t pask_context_set_resident_capacity(pask_context_t context, int64_t capacity) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         require(capacity >= 0, PASK_ERROR_INVALID_ARGUMENT, "capacity must be >= 0, got " + std::to_string(capacity));
         context->stats.evictions += static_cast<int64_t>(context->resident.set_capacity(static_cast<size_t>(capacity)));
     });
@@ -647,6 +671,7 @@ pask_status_t pask_context_set_resident_capacity(pask_context_t context, int64_t
 pask_status_t pask_context_wait_loads(pask_context_t context, int64_t timeout_ms, int *idle) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         require(timeout_ms >= 0, PASK_ERROR_INVALID_ARGUMENT, "timeout_ms must be >= 0");
         bool done = context->loader->wait_idle(timeout_ms);
         if (idle) *idle = done ? 1 : 0;
@@ -656,6 +681,7 @@ pask_status_t pask_context_wait_loads(pask_context_t context, int64_t timeout_ms
 pask_status_t pask_context_export_trace(const_pask_context_t context, const char *path) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         need(path, "path");
         context->export_trace(path);
     });
@@ -664,6 +690,7 @@ pask_status_t pask_context_export_trace(const_pask_context_t context, const char
 pask_status_t pask_context_save_record(const_pask_context_t context, const char *path) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         need(path, "path");
         context->save_record(path);
     });
@@ -675,6 +702,7 @@ pask_status_t pask_hint_conv2d(pask_context_t context, const pask_conv2d_params_
                                const_pask_tensor_desc_t residual_desc) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         Problem p;
         pask::OpArgs args;
         conv_call_problem(params, epilogue, x_desc, w_desc, bias_desc, residual_desc, p, args);
@@ -687,6 +715,7 @@ pask_status_t pask_hint_gemm(pask_context_t context, pask_dtype_t dtype, int tra
                              int64_t ldc, int has_bias) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         Problem p;
         pask::OpArgs args;
         gemm_problem(raw(dtype), trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, has_bias != 0, p, args);
@@ -698,6 +727,7 @@ pask_status_t pask_hint_pool2d(pask_context_t context, const pask_pool2d_params_
                                const_pask_tensor_desc_t x_desc) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         Problem p;
         pool_problem(params, x_desc, p);
         context->hint(p);
@@ -707,6 +737,7 @@ pask_status_t pask_hint_pool2d(pask_context_t context, const pask_pool2d_params_
 pask_status_t pask_hint_clear(pask_context_t context) {
     return guarded([&] {
         need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         context->hints->clear();
     });
 }

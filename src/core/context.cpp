@@ -49,6 +49,15 @@ constexpr double kDefaultLoadMs = 1.0;
 // ... and an NVRTC compile of one of our kernels takes 40-60 ms on an H100 host.
 constexpr double kDefaultCompileMs = 100.0;
 
+// Per-(solver, Problem) run times and run counts are bounded like the trace
+// (200k events) and the record (100k Problems): a process that sees millions
+// of distinct shapes forgets an old one for each new one.
+constexpr size_t kMaxRunEntries = 200000;
+template <typename Map>
+void bound_for_insert(Map &m, uint64_t key) {
+    if (m.size() >= kMaxRunEntries && m.find(key) == m.end()) m.erase(m.begin());
+}
+
 int parse_int(const std::string &key, const std::string &value, long lo, long hi) {
     errno = 0;
     char *end = nullptr;
@@ -59,12 +68,26 @@ int parse_int(const std::string &key, const std::string &value, long lo, long hi
     return static_cast<int>(v);
 }
 
-std::string default_cache_dir() {
-    if (const char *d = std::getenv("PASKDNN_CACHE_DIR"); d && *d) return d;
-    if (const char *d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/paskdnn";
-    if (const char *d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/paskdnn";
+// The default cache folder and where it came from (named in errors).
+std::string default_cache_dir(std::string *from) {
+    if (const char *d = std::getenv("PASKDNN_CACHE_DIR"); d && *d) return *from = "$PASKDNN_CACHE_DIR", d;
+    if (const char *d = std::getenv("XDG_CACHE_HOME"); d && *d) return *from = "$XDG_CACHE_HOME", std::string(d) + "/paskdnn";
+    if (const char *d = std::getenv("HOME"); d && *d) return *from = "$HOME", std::string(d) + "/.cache/paskdnn";
     return "";
 }
+
+// Resolved once, at creation: a later chdir() must not move where the context
+// writes (load_costs.json at close) away from where it read.
+std::string absolute(const std::string &path) {
+    if (path.empty() || path[0] == '/') return path;
+    std::string cwd(4096, '\0');
+    if (!::getcwd(&cwd[0], cwd.size())) return path;
+    cwd.resize(std::strlen(cwd.c_str()));
+    return cwd + "/" + path;
+}
+
+// A killed writer's temporary older than this is swept at start (fsutil.hpp).
+constexpr double kStaleTemporaryS = 3600;
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -75,16 +98,19 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 // ---- LoadCosts ------------------------------------------------------------------
 
 void LoadCosts::load_file(const std::string &path) {
-    auto content = read_file(path);
-    if (!content) return;  // no record yet
+    // Missing (no record yet), oversized, not a regular file: ignored, like a damaged one.
+    auto content = read_file(path, kMaxLoadCostsBytes);
+    if (!content) return;
     const std::string &text = *content;
     try {
         json::Value doc = json::parse(text);
         const json::Value *loads = doc.get("load_ms");
         if (!loads || loads->kind != json::Value::Object) return;
         std::lock_guard<std::mutex> lock(mu_);
-        for (const auto &[key, v] : loads->obj)
-            if (v.kind == json::Value::Number && v.num >= 0 && v.num < 1e7) ms_[key] = v.num;
+        for (const auto &[key, v] : loads->obj) {
+            if (ms_.size() >= kMaxEntries) break;
+            if (v.kind == json::Value::Number && v.num >= 0 && v.num < 1e7 && looks_like_kernel_key(key)) ms_[key] = v.num;
+        }
     } catch (const Error &) {
         // a damaged record is a miss, never an error
     }
@@ -108,9 +134,26 @@ void LoadCosts::save_file(const std::string &path) const {
 
 void LoadCosts::record(const KernelKey &key, double ms) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = ms_.find(key.str());
-    ms_[key.str()] = it == ms_.end() ? ms : 0.5 * it->second + 0.5 * ms;
+    const std::string k = key.str();
+    auto it = ms_.find(k);
+    if (it != ms_.end()) {
+        it->second = 0.5 * it->second + 0.5 * ms;
+    } else {
+        if (ms_.size() >= kMaxEntries) ms_.erase(ms_.begin());  // bounded: any old entry makes room
+        ms_.emplace(k, ms);
+    }
     dirty_ = true;
+}
+
+// What KernelKey::str() writes: provider/backend/object:entry@target[...],
+// printable, bounded. Anything else in the file was not written by paskdnn.
+bool LoadCosts::looks_like_kernel_key(const std::string &k) {
+    if (k.empty() || k.size() > 512) return false;
+    for (char c : k)
+        if (c < 0x21 || c > 0x7e) return false;
+    const size_t slash = k.find('/'), colon = k.find(':'), at = k.find('@');
+    return slash != std::string::npos && colon != std::string::npos && at != std::string::npos && slash < colon &&
+           colon < at;
 }
 
 double LoadCosts::estimate_ms(const KernelKey &key, bool needs_compile) const {
@@ -149,8 +192,9 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
     // HIP: empty paths mean $PASKDNN_HIP / $PASKDNN_HIPRTC / $PASKDNN_MIOPEN, else the usual sonames
     std::string hip_library, hiprtc_library, miopen_library;
     bool use_miopen = true;
-    if (const char *h = std::getenv("PASKDNN_HINTS"); h && *h) hints_file = h;
-    cache_dir = default_cache_dir();
+    std::string hints_from, cache_from;
+    if (const char *h = std::getenv("PASKDNN_HINTS"); h && *h) hints_file = h, hints_from = "$PASKDNN_HINTS";
+    cache_dir = default_cache_dir(&cache_from);
     if (options) {
         for (const auto &[key, value] : options->values) {
             if (key == "policy") {
@@ -177,8 +221,10 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
             } else if (key == "cache_dir") {
                 require(!value.empty(), PASK_ERROR_INVALID_ARGUMENT, "cache_dir must not be empty");
                 cache_dir = value;
+                cache_from = "option cache_dir";
             } else if (key == "hints_file") {
                 hints_file = value;
+                hints_from = "option hints_file";
             } else if (key == "cpu_isa") {
                 isa = value;
             } else if (key == "nvrtc_library") {
@@ -224,6 +270,10 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
             }
         }
     }
+    cache_dir = absolute(cache_dir);
+    require(cache_dir.size() <= pask::kMaxPathBytes, PASK_ERROR_INVALID_ARGUMENT,
+            "the cache folder (" + cache_from + ") is a path of " + std::to_string(cache_dir.size()) +
+                " bytes; the limit is " + std::to_string(pask::kMaxPathBytes));
     trace.set_enabled(trace_on);
     debug_load_delay_ms = delay_ms;
     resident.set_capacity(static_cast<size_t>(capacity));
@@ -238,9 +288,19 @@ pask_context::pask_context(pask_device_type_t type, int index, const pask_option
         kernel_dir.empty() ? pask::KernelStore::default_prebuilt_dir() : kernel_dir, backend->object_suffix());
     if (backend->can_compile()) store->set_user_cache(cache_dir);
     // Like the kernel cache: a folder other users could write to is not trusted.
-    if (!cache_dir.empty() && pask::dir_is_private(cache_dir, nullptr)) load_costs.load_file(load_costs_path());
+    if (!cache_dir.empty() && pask::dir_is_private(cache_dir, nullptr)) {
+        load_costs.load_file(load_costs_path());
+        pask::sweep_stale_temporaries(cache_dir, kStaleTemporaryS);
+        pask::sweep_stale_temporaries(cache_dir + "/kernels", kStaleTemporaryS);
+    }
     // Parsed before any thread starts, so a bad file fails creation cleanly.
-    if (!hints_file.empty()) load_hints_file(hints_file);
+    if (!hints_file.empty()) {
+        try {
+            load_hints_file(hints_file);
+        } catch (const Error &e) {
+            fail(e.status(), std::string(e.what()) + " (from " + hints_from + ")");
+        }
+    }
 
     pask::Loader::Hooks hooks;
     hooks.now_us = [this] { return trace.now_us(); };
@@ -321,12 +381,22 @@ int pask_context::device_count(pask_device_type_t type) {
     }
 }
 
-pask_context::~pask_context() {
+pask_context::~pask_context() { close(); }
+
+void pask_context::close() {
+    std::lock_guard<std::mutex> lock(close_mu_);
+    if (closed_) return;
+    if (!gate.close()) return;  // inherited through fork(): nothing here may be joined or freed
+    closed_ = true;
     loader.reset();  // joins the loader threads; queued loads are abandoned
     if (debug_load_delay_ms == 0 && load_costs.dirty() && make_private_dir(cache_dir) &&
         pask::dir_is_private(cache_dir, nullptr))
         load_costs.save_file(load_costs_path());
     resident.clear();
+    providers.clear();
+    hints.reset();
+    store.reset();
+    backend.reset();
 }
 
 std::string pask_context::load_costs_path() const {
@@ -428,6 +498,7 @@ pask::KernelKey pask_context::resolve_key(const pask::Solver &solver, const pask
 void pask_context::record_run(const pask::Solver &solver, size_t problem_hash, double us) {
     const uint64_t key = run_key(solver, problem_hash);
     std::lock_guard<std::mutex> lock(mu_);
+    bound_for_insert(run_us_, key);
     auto [it, fresh] = run_us_.emplace(key, us);
     if (!fresh) it->second = 0.7 * it->second + 0.3 * us;
 }
@@ -460,6 +531,7 @@ int64_t pask_context::start_timing(const pask::Solver &solver, size_t h) {
         if (pending_timings_.size() >= kMaxPendingTimings) return -1;
         auto hinted = hinted_.find(h);
         const int warm_ups = hinted == hinted_.end() ? 1 : hinted->second;
+        bound_for_insert(untimed_runs_, key);
         int &untimed = untimed_runs_[key];
         if (untimed < warm_ups) {
             ++untimed;
@@ -472,6 +544,7 @@ int64_t pask_context::start_timing(const pask::Solver &solver, size_t h) {
     // counted only when a timer started (none while a stream is being captured)
     if (token >= 0) {
         std::lock_guard<std::mutex> lock(mu_);
+        bound_for_insert(timed_runs_, key);
         ++timed_runs_[key];
     }
     return token;
@@ -520,8 +593,8 @@ void pask_context::hint(pask::Problem problem) {
     problem.device = device_type;
     problem.device_index = device_index;
     count_hint(problem.hash());
-    hints->push(problem);
-    stats.hints++;
+    if (hints->push(problem)) stats.hints++;
+    else stats.hints_dropped++;  // the queue is full (HintQueue::kMaxPending)
     feed_loader();
 }
 
@@ -586,8 +659,9 @@ void pask_context::export_trace(const std::string &path) const {
 
 void pask_context::load_hints_file(const std::string &path) {
     pask::json::Value doc;
-    auto text = pask::read_file(path);
-    require(text.has_value(), PASK_ERROR_INVALID_ARGUMENT, "cannot read hints file " + path);
+    std::string why;
+    auto text = pask::read_file(path, pask::kMaxHintsBytes, &why);
+    require(text.has_value(), PASK_ERROR_INVALID_ARGUMENT, "cannot read the hints file: " + why);
     try {
         doc = pask::json::parse(*text);
     } catch (const Error &e) {
@@ -598,6 +672,9 @@ void pask_context::load_hints_file(const std::string &path) {
     require(fmt && fmt->kind == pask::json::Value::String && fmt->str == "paskdnn-hints" && problems &&
                 problems->kind == pask::json::Value::Array,
             PASK_ERROR_INVALID_ARGUMENT, "hints file " + path + " is not a paskdnn hints record");
+    require(problems->arr.size() <= pask::HintQueue::kMaxPending, PASK_ERROR_INVALID_ARGUMENT,
+            "hints file " + path + " names " + std::to_string(problems->arr.size()) + " problems; the limit is " +
+                std::to_string(pask::HintQueue::kMaxPending));
     std::vector<pask::Problem> parsed;
     for (size_t i = 0; i < problems->arr.size(); ++i) {
         const pask::json::Value *fields = problems->arr[i].get("fields");
@@ -619,8 +696,8 @@ void pask_context::load_hints_file(const std::string &path) {
         p.device = device_type;
         p.device_index = device_index;
         count_hint(p.hash());
-        hints->push(p);
-        stats.hints++;
+        if (hints->push(p)) stats.hints++;
+        else stats.hints_dropped++;
     }
 }
 

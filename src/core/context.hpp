@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "call_gate.hpp"
 #include "hint_queue.hpp"
 #include "kernel_store.hpp"
 #include "loader.hpp"
@@ -39,6 +40,9 @@ public:
     // object, about 100 ms when it must be compiled first (NVRTC).
     double estimate_ms(const KernelKey &key, bool needs_compile = false) const;
     bool dirty() const;
+    // Entries kept (on load and as recorded): the load costs of this many kernels.
+    static constexpr size_t kMaxEntries = 4096;
+    static bool looks_like_kernel_key(const std::string &k);
 
 private:
     mutable std::mutex mu_;
@@ -51,6 +55,10 @@ private:
 struct pask_context {
     pask_context(pask_device_type_t device_type, int device_index, const pask_options *options);
     ~pask_context();
+    // Refuses new calls, waits for the calls in flight, then joins the loader
+    // threads, saves the load costs and releases kernels, providers and the
+    // device. Idempotent; a no-op in a child of fork() (see CallGate).
+    void close();
 
     // Dispatcher: Problem -> policy decision -> kernel -> run.
     // pask_prime_thread: the providers' per-thread set-up, where prepare() was queued.
@@ -66,6 +74,7 @@ struct pask_context {
 
     pask_device_type_t device_type;
     int device_index;
+    mutable pask::CallGate gate;  // calls in flight, close, fork
     pask::Policy policy = pask::Policy::Pask;
     std::string cache_dir;
     int debug_load_delay_ms = 0;  // > 0: loads are artificially slow; their times are not persisted
@@ -108,6 +117,8 @@ private:
     bool queues_prepare() const;
     bool reuses() const { return policy == pask::Policy::Reuse || policy == pask::Policy::Pask; }
 
+    std::mutex close_mu_;  // a second close() returns once the first one's teardown is done
+    bool closed_ = false;
     mutable std::mutex mu_;  // bad keys, measured run costs, record
     std::unordered_set<std::string> bad_keys_;
     std::unordered_map<uint64_t, double> run_us_;  // EMA per (solver, problem)

@@ -2,9 +2,11 @@
 
 namespace pask {
 
-void HintQueue::push(const Problem &p) {
+bool HintQueue::push(const Problem &p) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (q_.size() >= kMaxPending) return false;
     q_.push_back(Entry{next_seq_++, p, p.hash(), false});
+    return true;
 }
 
 HintQueue::Match HintQueue::on_call(const Problem &p, size_t h) {
@@ -36,8 +38,9 @@ std::vector<std::pair<int64_t, Problem>> HintQueue::take_ready() {
 }
 
 void HintQueue::clear() {
+    std::deque<Entry> gone;  // freed outside the lock, and its memory returned (clear() keeps blocks)
     std::lock_guard<std::mutex> lock(mu_);
-    q_.clear();
+    gone.swap(q_);
 }
 
 size_t HintQueue::pending() const {

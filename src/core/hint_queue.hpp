@@ -21,9 +21,14 @@ namespace pask {
 
 class HintQueue {
 public:
+    // Pending hints are bounded: a push beyond kMaxPending is refused (false)
+    // and counted as dropped by the caller. Hints are a lookahead; a queue this
+    // long means the calls never match them.
+    static constexpr size_t kMaxPending = 100000;
+
     explicit HintQueue(size_t window) : window_(window ? window : 1) {}
 
-    void push(const Problem &p);
+    bool push(const Problem &p);
     struct Match {
         bool matched = false;
         int64_t dropped = 0;

@@ -92,7 +92,7 @@ std::string KernelStore::cache_path(const std::string &material) const {
 std::optional<std::string> KernelStore::cache_get(const std::string &material, bool *rejected) const {
     if (rejected) *rejected = false;
     if (cache_dir_.empty()) return std::nullopt;
-    auto data = read_file(cache_path(material));
+    auto data = read_file(cache_path(material), kMaxCodeObjectBytes);
     if (!data) return std::nullopt;
     const size_t header = std::char_traits<char>::length(kMagic) + 64 + 1;
     if (data->size() < header || data->compare(0, std::char_traits<char>::length(kMagic), kMagic) != 0 ||

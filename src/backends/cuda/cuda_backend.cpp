@@ -176,8 +176,9 @@ CudaBackend::~CudaBackend() {
 }
 
 std::shared_ptr<CodeObject> CudaBackend::load_code_object(const std::string &path) {
-    auto bytes = read_file(path);
-    if (!bytes) fail(PASK_ERROR_LOAD_FAILED, "cannot read " + path);
+    std::string why;
+    auto bytes = read_file(path, kMaxCodeObjectBytes, &why);
+    if (!bytes) fail(PASK_ERROR_LOAD_FAILED, "cannot load " + why);
     return load_code_object_bytes(*bytes, path);
 }
 
