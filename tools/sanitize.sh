@@ -133,7 +133,7 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
         rc=$?
         set -e
     }
-    for file in tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py \
+    for file in tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py tests/test_reliability.py \
                 tests/test_hip.py tests/test_cudnn_double.py tests/test_conv2d.py tests/test_gemm.py \
                 tests/test_pool.py tests/test_errors.py tests/test_graph.py tests/test_models.py \
                 tests/test_hip_kernels_on_cpu.py; do
@@ -184,6 +184,7 @@ if [ -z "${SANITIZE_SKIP_TSAN:-}" ]; then
         TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:report_signal_unsafe=0:suppressions=$TSUPP:log_path=$LOGS/python_tsan.log.san" \
         python3 -m pytest -q -p no:cacheprovider --capture=sys \
         "tests/test_pask.py::test_eight_threads_calling_one_context_get_correct_results" \
+        "tests/test_reliability.py::test_close_racing_calls_in_this_process" \
         "tests/test_pask.py::test_destroying_a_context_with_loads_in_flight_is_clean" \
         "tests/test_pask.py::test_hint_driven_preloading_makes_later_calls_hit_resident_kernels" \
         "tests/test_stress.py::test_threads_hints_and_calls_then_close_with_loads_queued" \
