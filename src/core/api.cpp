@@ -5,7 +5,6 @@
 #include <new>
 #include <string>
 
-#include "../backends/cpu/cpu_backend.hpp"
 #include "context.hpp"
 #include "error.hpp"
 #include "problem.hpp"
@@ -367,9 +366,7 @@ pask_status_t pask_context_get_num_threads(const_pask_context_t context, int *nu
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         need(num_threads, "num_threads");
-        *num_threads = context->device_type == PASK_DEVICE_CPU
-                           ? static_cast<const pask::CpuBackend &>(*context->backend).num_threads()
-                           : 1;
+        *num_threads = context->backend->num_threads();
     });
 }
 

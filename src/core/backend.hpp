@@ -18,6 +18,8 @@ public:
     virtual pask_device_type_t device_type() const = 0;
     virtual int device_index() const = 0;
     virtual const char *name() const = 0;
+    // Host threads its kernels run on (the CPU's pool; 1 on a GPU).
+    virtual int num_threads() const { return 1; }
     // Targets this device can run, best first ("x86_64-avx512", "x86_64-avx2", "x86_64-generic").
     virtual const std::vector<std::string> &targets() const = 0;
     // Loads a code object from a file; throws pask::Error(PASK_ERROR_LOAD_FAILED) on failure.

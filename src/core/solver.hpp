@@ -46,6 +46,10 @@ public:
     virtual double cost_us(const Problem &p) const = 0;
     virtual size_t workspace(const Problem &) const { return 0; }
     virtual bool accepts(const OpArgs &) const { return true; }
+    // What accepts() asks of a call, for the message when no solver accepts it.
+    virtual const char *requirements() const { return ""; }
+    // The provider whose code objects it runs ("native", "cudnn", "miopen").
+    virtual const char *provider() const { return "native"; }
     virtual void run(const Kernel &kernel, const Problem &p, const OpArgs &args, Backend &backend) const = 0;
 
 private:

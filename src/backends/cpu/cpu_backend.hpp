@@ -28,7 +28,7 @@ public:
     void check_device_pointer(const void *, const char *) const override {}
 
     const pask_cpu_runtime *runtime() const { return &runtime_; }
-    int num_threads() const { return pool_.num_threads(); }
+    int num_threads() const override { return pool_.num_threads(); }
 
     static bool isa_supported(const std::string &isa);
 

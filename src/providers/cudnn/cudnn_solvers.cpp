@@ -33,6 +33,8 @@ public:
         return CudnnProvider::key_for(p, rank_, rtc_, target);
     }
     // Plans bake alpha = 1 in, and tensors are declared 16-byte aligned.
+    const char *provider() const override { return "cudnn"; }
+    const char *requirements() const override { return "cuDNN plans need alpha = 1 and 16-byte aligned tensors"; }
     bool accepts(const OpArgs &a) const override {
         return a.alpha == 1.0f && aligned16(a.x) && aligned16(a.w) && aligned16(a.y) && aligned16(a.bias) &&
                aligned16(a.residual);

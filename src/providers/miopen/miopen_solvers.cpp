@@ -36,6 +36,7 @@ class MiopenSolver : public Solver {
 public:
     constexpr MiopenSolver(int id, const char *name, pask_op_t op, int rank)
         : Solver(id, name, op, PASK_DEVICE_HIP), rank_(rank) {}
+    const char *provider() const override { return "miopen"; }
     KernelKey kernel_for(const Problem &p, const std::string &target) const override {
         return MiopenProvider::key_for(p, rank_, target);
     }

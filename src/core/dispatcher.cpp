@@ -1,0 +1,196 @@
+#include "dispatcher.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "context.hpp"
+#include "error.hpp"
+#include "json.hpp"
+#include "policy.hpp"
+
+namespace pask {
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+void Dispatcher::execute(const Problem &call, const OpArgs &args) {
+    Problem p = call;
+    p.device = ctx_.device_type;
+    p.device_index = ctx_.device_index;
+    execute_hashed(p, p.hash(), args);  // hashed once per call: hashing walks the canonical fields
+}
+
+void Dispatcher::check_pointers(const Problem &p, const OpArgs &args) const {
+    const Backend &b = *ctx_.backend;
+    const bool gemm = p.op == PASK_OP_GEMM;
+    b.check_device_pointer(args.x, gemm ? "A" : "x");
+    b.check_device_pointer(args.w, gemm ? "B" : "w");
+    b.check_device_pointer(args.bias, "bias");
+    b.check_device_pointer(args.residual, "residual");
+    b.check_device_pointer(args.y, gemm ? "C" : "y");
+}
+
+// Counters, the record, and the hint queue's head.
+void Dispatcher::note_call(const Problem &p, size_t h) {
+    ctx_.stats.calls++;
+    if (ctx_.device_type != PASK_DEVICE_CPU) ctx_.ranker->poll_timings();
+    ctx_.record_problem(p, h);
+    auto match = ctx_.hints->on_call(p, h);
+    if (match.matched) ctx_.stats.hints_matched++;
+    ctx_.stats.hints_dropped += match.dropped;
+    if (match.matched) ctx_.feed_loader();
+}
+
+void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args) {
+    check_pointers(p, args);
+    const int64_t t_call = ctx_.trace.now_us();
+    const auto c0 = std::chrono::steady_clock::now();
+    note_call(p, h);
+    const auto cands = ctx_.ranker->candidates(p, h);
+    if (cands.empty()) fail_no_candidates(p);
+    Attempt attempt;
+    for (const auto &c : cands)
+        if (!c.solver->accepts(args)) attempt.skipped.push_back(&c);
+    for (size_t round = 0; round < cands.size() + 1; ++round) {
+        const auto alive = live(cands, attempt);
+        if (alive.empty()) break;
+        Choice choice;
+        if (!choose(p, alive, attempt, choice)) continue;
+        if (!run(p, h, args, alive.size(), choice, attempt)) continue;
+        set_last_solver(choice.chosen->solver->name());
+        set_last_decision(std::strcmp(choice.decision, "blocking_load") == 0 ? "load" : choice.decision);
+        if (ctx_.trace.enabled()) trace_call(p, choice, *alive.front(), t_call, ms_since(c0));
+        return;
+    }
+    fail_all_attempts(p, cands, attempt);
+}
+
+std::vector<const Ranker::Candidate *> Dispatcher::live(const std::vector<Candidate> &cands,
+                                                        const Attempt &attempt) const {
+    // Drop those whose load failed in this context, and those skipped this call.
+    std::vector<const Candidate *> out;
+    for (const auto &c : cands)
+        if (!ctx_.ranker->is_bad(c.key.str()) &&
+            std::find(attempt.skipped.begin(), attempt.skipped.end(), &c) == attempt.skipped.end())
+            out.push_back(&c);
+    return out;
+}
+
+bool Dispatcher::choose(const Problem &p, const std::vector<const Candidate *> &live, Attempt &attempt,
+                        Choice &out) {
+    const Bucket bucket = p.bucket();
+    const Candidate &best = *live.front();
+    std::vector<KernelPtr> resident(live.size());
+    resident[0] = ctx_.resident.find(bucket, best.key);
+    if (resident[0]) {  // the common case, decided without gathering the policy's input
+        out = Choice{&best, resident[0], "resident"};
+        ctx_.stats.resident_hits++;
+        return true;
+    }
+    PolicyInput in;
+    in.policy = ctx_.policy;
+    // Looked up only as far as the policy reads: the first resident alternative.
+    if (policy_reuses(in.policy))
+        for (size_t i = 1; i < live.size(); ++i)
+            if ((resident[i] = ctx_.resident.find(bucket, live[i]->key))) break;
+    for (size_t i = 0; i < live.size(); ++i)
+        in.candidates.push_back({live[i]->cost_us, ctx_.ranker->load_estimate_ms(live[i]->key), bool(resident[i])});
+    in.best_loading = ctx_.loader->running(best.key, &in.best_loading_for_ms);
+    const Decision d = decide(in);
+    if (d.action == Decision::Reuse) {
+        out = Choice{live[d.index], resident[d.index], "reuse"};
+        ctx_.stats.reuses++;
+        ctx_.loader->request(best.key, bucket, ctx_.hints->head_seq());
+        return true;
+    }
+    const Candidate &target = *live[d.index];
+    const auto w0 = std::chrono::steady_clock::now();
+    bool waited = false;
+    try {
+        out.kernel = ctx_.loader->load_blocking(target.key, bucket, &waited);
+    } catch (const Error &e) {
+        if (e.status() == PASK_ERROR_OUT_OF_MEMORY && live.size() > 1) attempt.skipped.push_back(&target);  // this call only
+        else if (e.status() == PASK_ERROR_LOAD_FAILED) ctx_.ranker->mark_bad(target.key.str());
+        else throw;
+        attempt.failures += std::string(attempt.failures.empty() ? "" : "; ") + e.what();
+        return false;
+    }
+    ctx_.stats.blocking_wait_ns += static_cast<int64_t>(ms_since(w0) * 1e6);
+    if (waited) ctx_.stats.inflight_waits++;
+    else ctx_.stats.blocking_loads++;
+    out.chosen = &target;
+    out.decision = waited ? "waited" : "blocking_load";
+    if (d.queue_best) ctx_.loader->request(best.key, bucket, ctx_.hints->head_seq());
+    return true;
+}
+
+bool Dispatcher::run(const Problem &p, size_t h, const OpArgs &args, size_t live_count, const Choice &c,
+                     Attempt &attempt) {
+    const Solver &solver = *c.chosen->solver;
+    const bool cpu = ctx_.device_type == PASK_DEVICE_CPU;
+    const auto r0 = std::chrono::steady_clock::now();
+    // GPU launches return before the kernel ends: device events time them
+    const int64_t timing = cpu ? -1 : ctx_.ranker->start_timing(solver, h);
+    try {
+        solver.run(*c.kernel, p, args, *ctx_.backend);
+    } catch (const Error &e) {
+        ctx_.backend->timer_release(timing);
+        // No room for this solver's workspace: another solver may need less.
+        if (e.status() != PASK_ERROR_OUT_OF_MEMORY || live_count < 2) throw;
+        attempt.skipped.push_back(c.chosen);
+        attempt.failures += std::string(attempt.failures.empty() ? "" : "; ") + solver.name() + ": " + e.what();
+        if (ctx_.trace.enabled())
+            ctx_.trace.complete("out of memory: " + std::string(solver.name()) + ", trying the next solver", "call",
+                                ctx_.trace.now_us(), 0, "\"error\":" + json::quote(e.what()));
+        return false;
+    } catch (...) {
+        ctx_.backend->timer_release(timing);
+        throw;
+    }
+    if (cpu) ctx_.ranker->record_run(solver, h, ms_since(r0) * 1000.0);
+    else ctx_.ranker->finish_timing(timing, solver, h);
+    return true;
+}
+
+void Dispatcher::trace_call(const Problem &p, const Choice &c, const Candidate &best, int64_t t_call,
+                            double ms) const {
+    ctx_.trace.complete(std::string(op_name(p.op)) + " " + c.chosen->solver->name(), "call", t_call,
+                        static_cast<int64_t>(ms * 1000),
+                        "\"problem\":" + json::quote(p.str()) + ",\"solver\":" + json::quote(c.chosen->solver->name()) +
+                            ",\"decision\":\"" + c.decision + "\",\"best\":" + json::quote(best.solver->name()));
+}
+
+void Dispatcher::fail_no_candidates(const Problem &p) const {
+    const bool restricted = !ctx_.options.allowed.empty();
+    if (ctx_.ranker->any_applicable(p)) {
+        std::string why;  // vendor libraries that could not be used say why
+        for (const auto &prov : ctx_.providers)
+            if (!prov->available()) why += std::string("; ") + prov->name() + ": " + prov->unavailable_reason();
+        fail(PASK_ERROR_LOAD_FAILED, "no kernel for " + p.str() + " is available: the code objects are not in " +
+                                         ctx_.store->prebuilt_dir() + " and this backend cannot compile them" + why);
+    }
+    fail(PASK_ERROR_UNSUPPORTED, "no " + std::string(restricted ? "allowed " : "") + "solver is applicable to " +
+                                     p.str() + " on " + ctx_.backend->name());
+}
+
+void Dispatcher::fail_all_attempts(const Problem &p, const std::vector<Candidate> &cands,
+                                   const Attempt &attempt) const {
+    if (attempt.failures.empty() && !attempt.skipped.empty() && attempt.skipped.size() == cands.size()) {
+        std::string needs;  // what the solvers that declined need of a call's values
+        for (const Candidate *c : attempt.skipped) {
+            const std::string r = c->solver->requirements();
+            if (!r.empty() && needs.find(r) == std::string::npos) needs += (needs.empty() ? ": " : "; ") + r;
+        }
+        fail(PASK_ERROR_UNSUPPORTED, "no allowed solver accepts this call of " + p.str() + needs);
+    }
+    fail(PASK_ERROR_LOAD_FAILED, "no kernel could be loaded for " + p.str() +
+                                     (attempt.failures.empty() ? std::string() : ": " + attempt.failures));
+}
+
+}  // namespace pask

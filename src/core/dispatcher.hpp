@@ -1,0 +1,60 @@
+// Dispatcher: the call path. Problem -> candidates (Ranker) -> the policy's
+// decision (Policy) over what is resident (ResidentSet) and loading (Loader)
+// -> kernel -> run -> trace event.
+//
+//   execute ─> hints.on_call ─> ranker.candidates ─┬─> resident? ──────────────┐
+//                                                  └─> decide(): reuse / load ─┴─> solver.run ─> trace
+//
+// A load that fails marks its kernel bad and the next candidate is tried; a
+// run out of memory (a workspace) moves the call to the next solver.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "kernel.hpp"
+#include "problem.hpp"
+#include "ranker.hpp"
+#include "solver.hpp"
+
+struct pask_context;
+
+namespace pask {
+
+class Dispatcher {
+public:
+    explicit Dispatcher(pask_context &ctx) : ctx_(ctx) {}
+    // Runs call (its device fields are set here) with args.
+    void execute(const Problem &call, const OpArgs &args);
+    // The same, for a Problem whose device fields are set and whose hash is known (a plan).
+    void execute_hashed(const Problem &p, size_t hash, const OpArgs &args);
+
+private:
+    using Candidate = Ranker::Candidate;
+    struct Attempt {
+        std::vector<const Candidate *> skipped;  // declined this call's values, or ran out of memory on it
+        std::string failures;
+    };
+    struct Choice {
+        const Candidate *chosen = nullptr;
+        KernelPtr kernel;
+        const char *decision = "resident";
+    };
+
+    void check_pointers(const Problem &p, const OpArgs &args) const;
+    void note_call(const Problem &p, size_t h);
+    [[noreturn]] void fail_no_candidates(const Problem &p) const;
+    [[noreturn]] void fail_all_attempts(const Problem &p, const std::vector<Candidate> &cands,
+                                        const Attempt &attempt) const;
+    std::vector<const Candidate *> live(const std::vector<Candidate> &cands, const Attempt &attempt) const;
+    // The kernel to run, per the policy; false when a load failed (try again).
+    bool choose(const Problem &p, const std::vector<const Candidate *> &live, Attempt &attempt, Choice &out);
+    // Runs the choice; false when it ran out of memory and another may run.
+    bool run(const Problem &p, size_t h, const OpArgs &args, size_t live_count, const Choice &c, Attempt &attempt);
+    void trace_call(const Problem &p, const Choice &c, const Candidate &best, int64_t t_call, double ms) const;
+
+    pask_context &ctx_;
+};
+
+}  // namespace pask

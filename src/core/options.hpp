@@ -1,0 +1,51 @@
+// Options: a context's settings, parsed and validated once from the C API's
+// key/value pairs and the environment ($PASKDNN_CACHE_DIR, $PASKDNN_HINTS,
+// $PASKDNN_CUDNN). Every key is one row of the table in options.cpp.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "paskdnn.h"
+#include "solver.hpp"
+
+struct pask_options {
+    std::map<std::string, std::string> values;
+};
+
+namespace pask {
+
+enum class Policy { Reactive, Proactive, Reuse, Pask };
+const char *policy_name(Policy p);
+
+struct Options {
+    Policy policy = Policy::Pask;
+    int num_threads = 1;        // CPU kernel threads (default: every core)
+    int loader_threads = 2;     // default 2 on the CPU, 4 on a GPU host with >= 8 cores
+    int lookahead = 64;
+    int resident_capacity = 256;
+    bool trace = true;
+    int debug_load_delay_ms = 0;
+    bool explore = false;
+    std::string kernel_dir;      // "" = the installed prebuilt folder
+    std::string cpu_isa;
+    std::string cache_dir;       // absolute, resolved once
+    std::string cache_from;      // where it came from, for messages ("$PASKDNN_CACHE_DIR", "option cache_dir")
+    std::string hints_file;
+    std::string hints_from;
+    // Backend and provider libraries, read by the device set-up (src/setup/).
+    std::string nvrtc_library, cudnn_library, hip_library, hiprtc_library, miopen_library;
+    bool use_cudnn = true, use_miopen = true;
+    std::vector<const Solver *> allowed;  // empty: every solver
+
+    // Whether the solver may run in this context (option "solvers").
+    bool allows(const Solver &s) const;
+    // Whether any allowed solver comes from the named provider ("cudnn").
+    bool wants_provider(const char *provider) const;
+};
+
+// Throws Error(PASK_ERROR_INVALID_ARGUMENT) naming the key (or variable) at fault.
+Options parse_options(pask_device_type_t type, const pask_options *options);
+
+}  // namespace pask

@@ -1,0 +1,224 @@
+#include "ranker.hpp"
+
+#include <algorithm>
+
+#include "policy.hpp"
+#include "registry.hpp"
+
+namespace pask {
+
+namespace {
+
+// Per-(solver, Problem) run times and run counts are bounded like the trace
+// (200k events) and the record (100k Problems): a process that sees millions
+// of distinct shapes forgets an old one for each new one.
+constexpr size_t kMaxRunEntries = 200000;
+template <typename Map>
+void bound_for_insert(Map &m, uint64_t key) {
+    if (m.size() >= kMaxRunEntries && m.find(key) == m.end()) m.erase(m.begin());
+}
+
+uint64_t run_key(const Solver &s, size_t problem_hash) {
+    return (uint64_t(problem_hash) * 0x9E3779B97F4A7C15ull) ^ uint64_t(s.id());
+}
+
+// Timed runs per (solver, Problem) on a GPU: enough to rank solvers by what
+// they do on this device, few enough that steady state runs without events.
+// The runs before them are not timed: the first run of each pair pays for lazy
+// module loading and cold caches, and a fresh process's first inference runs
+// without events and host gates (measured on an H100: a timed run costs 5-7 us
+// of host time, and the process's first one about 0.3 ms). A Problem that the
+// hints name k times (a model repeating a layer shape) has k untimed runs, so
+// that the first inference the hints describe has none (at most kMaxWarmUps).
+constexpr int kTimedRuns = 6;
+constexpr int kMaxWarmUps = 8;
+constexpr size_t kMaxPendingTimings = 128;
+}  // namespace
+
+Ranker::Ranker(const Options &options, pask_device_type_t type, Backend &backend, KernelStore &store,
+               LoadCosts &load_costs)
+    : options_(options), type_(type), backend_(backend), store_(store), load_costs_(load_costs) {}
+
+std::vector<Ranker::Candidate> Ranker::ranked(const Problem &p, size_t h) const {
+    // The analytic ranking of a Problem never changes within a context (same
+    // solvers, store and targets), so it is computed once and remembered.
+    {
+        std::lock_guard<std::mutex> lock(rank_mu_);
+        auto it = ranked_.find(h);
+        if (it != ranked_.end())
+            for (const auto &e : it->second)
+                if (e.problem == p) return e.ranked;
+    }
+    std::vector<Candidate> out;
+    for (const Solver *s : all_solvers()) {
+        if (!options_.allows(*s) || s->device() != type_ || s->op() != p.op || !s->applicable(p)) continue;
+        KernelKey key = resolve_key(*s, p);
+        // neither prebuilt nor compilable here (e.g. no NVRTC): not a candidate
+        if (loader_ && !loader_->available(key)) continue;
+        out.push_back(Candidate{s, std::move(key), s->cost_us(p)});
+    }
+    std::stable_sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.cost_us < b.cost_us; });
+    std::lock_guard<std::mutex> lock(rank_mu_);
+    if (ranked_count_ >= 4096) {  // bounded: start over rather than grow without end
+        ranked_.clear();
+        ranked_count_ = 0;
+    }
+    ranked_[h].push_back(Ranked{p, out});
+    ++ranked_count_;
+    return out;
+}
+
+std::vector<Ranker::Candidate> Ranker::candidates(const Problem &p, size_t h) const {
+    // Ranked by the analytic cost model, which treats every solver alike. A
+    // measured run time replaces an estimate only against other measured times:
+    // if the first-ranked solver has run on this Problem and another solver has
+    // run faster, that one goes first. Run-cost gaps in policy decisions use the
+    // measured time wherever there is one.
+    std::vector<Candidate> out = ranked(p, h);
+    put_measured_first(out, h);
+    return out;
+}
+
+void Ranker::put_measured_first(std::vector<Candidate> &out, size_t h) const {
+    std::vector<double> measured(out.size(), -1.0);
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (size_t i = 0; i < out.size(); ++i) {
+            auto it = run_us_.find(run_key(*out[i].solver, h));
+            if (it != run_us_.end()) measured[i] = it->second;
+        }
+    }
+    if (!out.empty() && measured[0] >= 0) {
+        size_t fastest = 0;
+        for (size_t i = 1; i < out.size(); ++i)
+            if (measured[i] >= 0 && measured[i] < measured[fastest]) fastest = i;
+        // Exploration (GPU contexts that reuse): a candidate the analytic model
+        // puts within 2x of the fastest measured one, never run on this
+        // Problem, goes first once, so the policy loads it in the background
+        // (reusing the fastest meanwhile) and its run gets timed. Analytic
+        // models rank within a factor of two at best on a GPU; the device
+        // decides between such candidates.
+        size_t explore = out.size();
+        if (options_.explore && type_ != PASK_DEVICE_CPU && policy_reuses(options_.policy) && loader_ &&
+            loader_->num_threads() > 0)
+            for (size_t i = 0; i < out.size() && explore == out.size(); ++i)
+                if (measured[i] < 0 && out[i].cost_us <= 2.0 * out[fastest].cost_us && !is_bad(out[i].key.str()))
+                    explore = i;
+        std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(fastest),
+                    out.begin() + static_cast<std::ptrdiff_t>(fastest) + 1);
+        std::rotate(measured.begin(), measured.begin() + static_cast<std::ptrdiff_t>(fastest),
+                    measured.begin() + static_cast<std::ptrdiff_t>(fastest) + 1);
+        if (explore != out.size()) {
+            // the rotation moved it one place down if it was ahead of the fastest
+            const size_t at = explore < fastest ? explore + 1 : explore;
+            std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(at),
+                        out.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+            std::rotate(measured.begin(), measured.begin() + static_cast<std::ptrdiff_t>(at),
+                        measured.begin() + static_cast<std::ptrdiff_t>(at) + 1);
+        }
+    }
+    for (size_t i = 0; i < out.size(); ++i)
+        if (measured[i] >= 0) out[i].cost_us = measured[i];
+}
+
+KernelKey Ranker::resolve_key(const Solver &solver, const Problem &p) const {
+    // The best target this device runs that the store holds a code object for.
+    const auto &targets = backend_.targets();
+    for (const auto &t : targets) {
+        KernelKey key = solver.kernel_for(p, t);
+        if (loader_ ? loader_->available(key) : (store_.find(key).has_value() || backend_.can_compile())) return key;
+    }
+    return solver.kernel_for(p, targets.front());
+}
+
+bool Ranker::any_applicable(const Problem &p) const {
+    for (const Solver *s : all_solvers())
+        if (options_.allows(*s) && s->device() == type_ && s->op() == p.op && s->applicable(p)) return true;
+    return false;
+}
+
+double Ranker::load_estimate_ms(const KernelKey &key) const {
+    return load_costs_.estimate_ms(key, loader_ && !loader_->prebuilt(key));
+}
+
+bool Ranker::is_bad(const std::string &key) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bad_keys_.count(key) != 0;
+}
+
+void Ranker::mark_bad(const std::string &key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    bad_keys_.insert(key);
+}
+
+void Ranker::record_run(const Solver &solver, size_t problem_hash, double us) {
+    const uint64_t key = run_key(solver, problem_hash);
+    std::lock_guard<std::mutex> lock(mu_);
+    bound_for_insert(run_us_, key);
+    auto [it, fresh] = run_us_.emplace(key, us);
+    if (!fresh) it->second = 0.7 * it->second + 0.3 * us;
+}
+
+void Ranker::count_hint(size_t problem_hash) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = hinted_.find(problem_hash);
+    if (it != hinted_.end()) it->second = std::min(it->second + 1, kMaxWarmUps);
+    else if (hinted_.size() < 100000) hinted_.emplace(problem_hash, 1);
+}
+
+int64_t Ranker::start_timing(const Solver &solver, size_t h) {
+    const uint64_t key = run_key(solver, h);
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (pending_timings_.size() >= kMaxPendingTimings) return -1;
+        auto hinted = hinted_.find(h);
+        const int warm_ups = hinted == hinted_.end() ? 1 : hinted->second;
+        bound_for_insert(untimed_runs_, key);
+        int &untimed = untimed_runs_[key];
+        if (untimed < warm_ups) {
+            ++untimed;
+            return -1;
+        }
+        auto it = timed_runs_.find(key);
+        if (it != timed_runs_.end() && it->second >= kTimedRuns) return -1;
+    }
+    const int64_t token = backend_.timer_start();
+    // counted only when a timer started (none while a stream is being captured)
+    if (token >= 0) {
+        std::lock_guard<std::mutex> lock(mu_);
+        bound_for_insert(timed_runs_, key);
+        ++timed_runs_[key];
+    }
+    return token;
+}
+
+void Ranker::finish_timing(int64_t token, const Solver &solver, size_t h) {
+    if (token < 0) return;
+    backend_.timer_stop(token);
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_timings_.push_back(PendingTiming{token, &solver, h});
+}
+
+void Ranker::poll_timings() {
+    struct Done {
+        const Solver *solver;
+        size_t problem_hash;
+        double us;
+    };
+    std::vector<Done> done;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (pending_timings_.empty()) return;
+        // Every entry: several threads' streams finish in no common order.
+        std::vector<PendingTiming> still;
+        for (const auto &t : pending_timings_) {
+            double us = -1;
+            if (!backend_.timer_poll(t.token, &us)) still.push_back(t);
+            else if (us >= 0) done.push_back(Done{t.solver, t.problem_hash, us});
+        }
+        pending_timings_.swap(still);
+    }
+    for (const auto &d : done) record_run(*d.solver, d.problem_hash, d.us);
+}
+
+}  // namespace pask

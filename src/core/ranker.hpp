@@ -1,0 +1,91 @@
+// Ranker: orders a Problem's candidates. The analytic cost model ranks every
+// applicable solver once per Problem (remembered); measured run times (CPU:
+// wall clock; GPU: device events on the first few runs, read back later
+// without blocking) move the fastest measured candidate first; exploration
+// (GPU, option "explore") tries an unmeasured candidate within 2x. Kernels
+// whose load failed in this context are remembered as bad.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "backend.hpp"
+#include "kernel_store.hpp"
+#include "load_costs.hpp"
+#include "loader.hpp"
+#include "options.hpp"
+#include "problem.hpp"
+#include "solver.hpp"
+
+namespace pask {
+
+class Ranker {
+public:
+    struct Candidate {
+        const Solver *solver;
+        KernelKey key;
+        double cost_us;  // measured run time where there is one, else the estimate
+    };
+
+    Ranker(const Options &options, pask_device_type_t type, Backend &backend, KernelStore &store,
+           LoadCosts &load_costs);
+    // The loader, once it exists (candidates need it to tell what can load).
+    void set_loader(Loader *loader) { loader_ = loader; }
+
+    // The candidates of p (h is its hash), best first.
+    std::vector<Candidate> candidates(const Problem &p, size_t h) const;
+    // Whether any allowed solver is applicable to p (to tell "unsupported"
+    // from "nothing can be loaded").
+    bool any_applicable(const Problem &p) const;
+    // Estimated load time of a kernel: measured, else a default that knows
+    // whether it must be compiled first.
+    double load_estimate_ms(const KernelKey &key) const;
+
+    bool is_bad(const std::string &key) const;
+    void mark_bad(const std::string &key);
+
+    // Run times: record_run (CPU, wall clock); GPU runs are timed with events.
+    void record_run(const Solver &solver, size_t problem_hash, double us);
+    void count_hint(size_t problem_hash);  // hints given per Problem: its untimed runs
+    int64_t start_timing(const Solver &solver, size_t problem_hash);
+    void finish_timing(int64_t token, const Solver &solver, size_t problem_hash);
+    void poll_timings();
+
+private:
+    std::vector<Candidate> ranked(const Problem &p, size_t h) const;
+    KernelKey resolve_key(const Solver &solver, const Problem &p) const;
+    void put_measured_first(std::vector<Candidate> &out, size_t h) const;
+
+    const Options &options_;
+    const pask_device_type_t type_;
+    Backend &backend_;
+    KernelStore &store_;
+    LoadCosts &load_costs_;
+    Loader *loader_ = nullptr;
+
+    mutable std::mutex mu_;  // bad keys, measured run costs, timings
+    std::unordered_set<std::string> bad_keys_;
+    std::unordered_map<uint64_t, double> run_us_;  // EMA per (solver, problem)
+    struct PendingTiming {
+        int64_t token;
+        const Solver *solver;
+        size_t problem_hash;
+    };
+    std::vector<PendingTiming> pending_timings_;      // in launch order
+    std::unordered_map<uint64_t, int> timed_runs_;    // timings started per (solver, problem)
+    std::unordered_map<uint64_t, int> untimed_runs_;  // untimed (warm-up) runs per (solver, problem)
+    std::unordered_map<size_t, int> hinted_;          // hints given per problem hash (counted up to kMaxWarmUps)
+    struct Ranked {
+        Problem problem;
+        std::vector<Candidate> ranked;
+    };
+    mutable std::mutex rank_mu_;
+    mutable std::unordered_map<size_t, std::vector<Ranked>> ranked_;  // analytic ranking per Problem
+    mutable size_t ranked_count_ = 0;
+};
+
+}  // namespace pask
