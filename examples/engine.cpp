@@ -7,6 +7,7 @@
 // kernels in while the engine prepares its weights, so the first inference
 // finds them resident.
 //
+//   export PKG_CONFIG_PATH=$(python3 -m paskdnn config --pkgconfig-dir)
 //   c++ -std=c++17 engine.cpp $(pkg-config --cflags --libs paskdnn) -o engine && ./engine
 //
 // Exit status 0 when the network's output matches a plain float64 loop

@@ -1,4 +1,4 @@
-"""``python -m paskdnn``: the main job, the demo and build configuration queries.
+"""python -m paskdnn: the main job, the demo and build configuration queries.
 
     python -m paskdnn coldstart --model resnet50   time-to-first-inference per policy, fresh processes
     python -m paskdnn demo            run each op, check it, print the solver chosen
@@ -106,33 +106,79 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+_DESCRIPTION = """\
+paskdnn: DNN primitives that make a fresh process's first inference fast.
+
+  python -m paskdnn coldstart --model resnet50   the main job: time to first inference per policy
+  python -m paskdnn demo                         run each op once, check it, print the solver chosen
+  python -m paskdnn config --pkgconfig-dir       where the C library, header and pkg-config file are
+
+Run "python -m paskdnn COMMAND --help" for a command's options.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .coldstart import add_arguments as add_coldstart_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m paskdnn", description=_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"paskdnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cold = sub.add_parser("coldstart", help="the main job: time to first inference of a model under each policy, "
+                          "each run a fresh process, user cache cold and warm",
+                          description="The main job: time to first inference of a model under each policy, "
+                          "each run a fresh process, with the user cache cold (empty) and warm (filled by one "
+                          "untimed run). Prints a table and writes coldstart.md, coldstart.json, coldstart.png, "
+                          "timeline.png and the pask cold run's Chrome trace to --out.")
+    add_coldstart_arguments(cold)
+    demo = sub.add_parser("demo", help="run each op once, check it against numpy and print the solver chosen",
+                          description="Run each op once on the CPU, check it against a float64 numpy "
+                          "computation and print the solver the registry chose for the first and later calls.")
+    demo.add_argument("--threads", type=_non_negative_int, default=0,
+                      help="CPU threads; 0 uses all cores (default: 0)")
+    cfg = sub.add_parser("config", help="print where the C library, header and pkg-config file are",
+                         description="Print where the installed C library (default), its header or its "
+                         "pkg-config file are, for building C or C++ programs against libpaskdnn.")
+    group = cfg.add_mutually_exclusive_group()
+    group.add_argument("--pkgconfig-dir", action="store_true", help="the folder holding paskdnn.pc")
+    group.add_argument("--include-dir", action="store_true", help="the folder holding paskdnn.h")
+    group.add_argument("--lib-dir", action="store_true", help="the folder holding libpaskdnn (the default)")
+    parser._paskdnn_subparsers = {"coldstart": cold, "demo": demo, "config": cfg}  # for errors in their usage
+    return parser
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "coldstart":
-        from .coldstart import main as coldstart_main
-
-        return coldstart_main(argv[1:])
-    if argv and argv[0] == "coldstart-child":
+    if argv and argv[0] == "coldstart-child":  # internal: one measured process of the main job
         from .coldstart import child
 
         return child(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m paskdnn", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("coldstart", help="the main job: time-to-first-inference per policy (see coldstart --help)")
-    demo = sub.add_parser("demo", help="run each op once, check it and print the solver the registry chose")
-    demo.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
-    cfg = sub.add_parser("config", help="print where the C library, header and pkg-config file are")
-    group = cfg.add_mutually_exclusive_group()
-    group.add_argument("--pkgconfig-dir", action="store_true")
-    group.add_argument("--include-dir", action="store_true")
-    group.add_argument("--lib-dir", action="store_true")
-    args = parser.parse_args(argv)
+    parser = build_parser()
+    if not argv:  # no command: show what there is rather than running something
+        parser.print_help()
+        return 0
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand's usage, not the top level's
+        owner = parser._paskdnn_subparsers.get(args.command, parser)
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "coldstart":
+        from .coldstart import run as coldstart_run
+
+        return coldstart_run(args, parser._paskdnn_subparsers["coldstart"], argv)
     if args.command == "config":
         return _config(args)
-    if args.command in (None, "demo"):
-        if args.command is None:
-            args.threads = 0
+    if args.command == "demo":
         try:
             return _demo(args)
         except Exception as e:  # a clear message and a non-zero exit, not a traceback

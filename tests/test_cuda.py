@@ -11,9 +11,11 @@ import pytest
 
 import paskdnn
 
-torch = pytest.importorskip("torch")
-if paskdnn.device_count("cuda") == 0 or not torch.cuda.is_available():
+if paskdnn.device_count("cuda") == 0:  # the reason first: no GPU, before whether torch is installed
     pytest.skip("no CUDA device", allow_module_level=True)
+torch = pytest.importorskip("torch", reason="the GPU tests compute their references with torch")
+if not torch.cuda.is_available():
+    pytest.skip("torch does not see the CUDA device (a CPU-only torch build?)", allow_module_level=True)
 from gpu_reference import DTYPES, TOL, F, ref_conv, rel_err  # noqa: E402
 
 rng = np.random.default_rng(20261127)
