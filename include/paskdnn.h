@@ -102,6 +102,8 @@ typedef enum pask_op {
 
 typedef struct pask_context *pask_context_t;
 typedef const struct pask_context *const_pask_context_t;
+typedef struct pask_plan *pask_plan_t;
+typedef const struct pask_plan *const_pask_plan_t;
 typedef struct pask_tensor_desc *pask_tensor_desc_t;
 typedef const struct pask_tensor_desc *const_pask_tensor_desc_t;
 typedef struct pask_options *pask_options_t;
@@ -311,6 +313,67 @@ PASK_API pask_status_t pask_pool2d_forward(pask_context_t context,
                                            const_pask_tensor_desc_t x_desc, const void *x,
                                            const_pask_tensor_desc_t y_desc, void *y);
 
+/* ---- prepared calls ----------------------------------------------------------
+ * A plan is one op's descriptors and parameters, validated, hashed and filed
+ * under its Bucket once, then executed many times with data pointers and a
+ * stream: an engine's layer. Creating a plan checks everything the eager call
+ * checks except the pointers; executing checks the pointers (present where the
+ * plan needs them, the output overlapping no input) and dispatches like the
+ * eager call (resident kernel, reuse, load). Descriptors are not retained.
+ * A plan belongs to its context: destroy plans before the context; executing
+ * a plan of a closed context returns PASK_ERROR_INVALID_ARGUMENT. Plans are
+ * immutable and may be executed from many threads at once. */
+
+/* Data pointers of one execution. conv2d: x, w, bias (iff planned with a
+ * bias_desc), residual (iff planned with a residual_desc), y. gemm: x = A,
+ * w = B, bias (iff planned with has_bias), y = C. pool2d: x, y. Fields the op
+ * does not use are ignored. */
+typedef struct pask_plan_args {
+    const void *x;
+    const void *w;
+    const void *bias;
+    const void *residual;
+    void *y;
+} pask_plan_args_t;
+
+/* The plan of pask_conv2d_forward with these descriptors (see there). */
+PASK_API pask_status_t pask_plan_create_conv2d(pask_plan_t *plan, pask_context_t context,
+                                               const pask_conv2d_params_t *params,
+                                               const pask_epilogue_t *epilogue,
+                                               const_pask_tensor_desc_t x_desc,
+                                               const_pask_tensor_desc_t w_desc,
+                                               const_pask_tensor_desc_t bias_desc,
+                                               const_pask_tensor_desc_t residual_desc,
+                                               const_pask_tensor_desc_t y_desc);
+
+/* The plan of pask_gemm with these sizes (see there); has_bias: whether
+ * executions pass a bias. */
+PASK_API pask_status_t pask_plan_create_gemm(pask_plan_t *plan, pask_context_t context, pask_dtype_t dtype,
+                                             int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                                             const pask_epilogue_t *epilogue, int64_t lda, int64_t ldb,
+                                             int64_t ldc, int has_bias);
+
+/* The plan of pask_pool2d_forward with these descriptors (see there). */
+PASK_API pask_status_t pask_plan_create_pool2d(pask_plan_t *plan, pask_context_t context,
+                                               const pask_pool2d_params_t *params,
+                                               const_pask_tensor_desc_t x_desc,
+                                               const_pask_tensor_desc_t y_desc);
+
+/* Runs the plan on args' pointers. stream: the CUstream / hipStream_t to run
+ * on for this execution (NULL: the calling thread's stream from
+ * pask_set_stream, else the default stream); the CPU device only accepts NULL.
+ * Asynchronous on GPU devices, like the eager calls. */
+PASK_API pask_status_t pask_plan_execute(const_pask_plan_t plan, const pask_plan_args_t *args, void *stream);
+
+/* Hints the plan's Problem to its context (as pask_hint_conv2d etc.). */
+PASK_API pask_status_t pask_plan_hint(const_pask_plan_t plan);
+
+/* The plan's op. */
+PASK_API pask_status_t pask_plan_get_op(const_pask_plan_t plan, pask_op_t *op);
+
+/* Frees a plan. NULL is a no-op. */
+PASK_API pask_status_t pask_plan_destroy(pask_plan_t plan);
+
 /* ---- memory and streams ---------------------------------------------------- */
 
 typedef enum pask_copy_kind {
@@ -335,7 +398,8 @@ PASK_API pask_status_t pask_memcpy(pask_context_t context, void *dst, const void
                                    pask_copy_kind_t kind);
 
 /* Sets the stream (a CUstream / cudaStream_t; NULL = the default stream) that
- * the calling thread's ops on this context run on. Ops are asynchronous with
+ * the calling thread's ops on this context run on. Kept for compatibility:
+ * pask_plan_execute takes the stream as an argument. Ops are asynchronous with
  * respect to the host on GPU devices. The CPU device only accepts NULL. */
 PASK_API pask_status_t pask_set_stream(pask_context_t context, void *stream);
 

@@ -2,10 +2,12 @@
 // boundary. Every entry point validates everything before anything is written.
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string>
 
 #include "context.hpp"
+#include "plan.hpp"
 #include "error.hpp"
 #include "problem.hpp"
 #include "registry.hpp"
@@ -285,6 +287,110 @@ void gemm_problem(int dtype, int trans_a, int trans_b, int64_t m, int64_t n, int
     p.has_beta = args.beta != 0.0f;
 }
 
+// ---- plans: validated once (prepare_*), executed with pointers (execute_plan) ----
+
+void finish_plan(pask_plan &plan, pask_context *context) {
+    plan.context = context;
+    plan.problem.device = context->device_type;
+    plan.problem.device_index = context->device_index;
+    plan.hash = plan.problem.hash();
+}
+
+void prepare_conv(pask_plan &plan, pask_context *context, const pask_conv2d_params_t *params,
+                  const pask_epilogue_t *epilogue, const pask_tensor_desc *x_desc, const pask_tensor_desc *w_desc,
+                  const pask_tensor_desc *bias_desc, const pask_tensor_desc *residual_desc,
+                  const pask_tensor_desc *y_desc) {
+    conv_call_problem(params, epilogue, x_desc, w_desc, bias_desc, residual_desc, plan.problem, plan.args);
+    check_output(y_desc, plan.problem, plan.problem.o);
+    plan.x_bytes = x_desc->bytes;
+    plan.w_bytes = w_desc->bytes;
+    plan.bias_bytes = bias_desc ? bias_desc->bytes : 0;
+    plan.residual_bytes = residual_desc ? residual_desc->bytes : 0;
+    plan.y_bytes = y_desc->bytes;
+    finish_plan(plan, context);
+}
+
+void prepare_gemm(pask_plan &plan, pask_context *context, int dtype, int trans_a, int trans_b, int64_t m, int64_t n,
+                  int64_t k, const pask_epilogue_t *epilogue, int64_t lda, int64_t ldb, int64_t ldc, bool has_bias) {
+    gemm_problem(dtype, trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, has_bias, plan.problem, plan.args);
+    const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
+    const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+    const int64_t es = pask::dtype_size(static_cast<pask_dtype_t>(dtype));
+    auto extent = [&](int64_t rows, int64_t cols, int64_t ld, const char *what) {
+        int64_t e = checked_add(checked_mul(rows - 1, ld, what), cols, what);
+        return checked_mul(checked_mul(e, es, what), 8, what) / 8;
+    };
+    plan.x_bytes = extent(a_rows, a_cols, lda, "A");
+    plan.w_bytes = extent(b_rows, b_cols, ldb, "B");
+    plan.y_bytes = extent(m, n, ldc, "C");
+    plan.bias_bytes = has_bias ? checked_mul(n, es, "bias") : 0;
+    finish_plan(plan, context);
+}
+
+void prepare_pool(pask_plan &plan, pask_context *context, const pask_pool2d_params_t *params,
+                  const pask_tensor_desc *x_desc, const pask_tensor_desc *y_desc) {
+    pool_problem(params, x_desc, plan.problem);
+    check_output(y_desc, plan.problem, plan.problem.c);
+    plan.x_bytes = x_desc->bytes;
+    plan.y_bytes = y_desc->bytes;
+    finish_plan(plan, context);
+}
+
+// The pointers of one execution: present where the plan needs them, absent
+// where it does not, and the output overlapping no input.
+void check_plan_pointers(const pask_plan &plan, const pask_plan_args_t &a) {
+    const Problem &p = plan.problem;
+    const bool gemm = p.op == PASK_OP_GEMM, pool = p.op == PASK_OP_POOL2D;
+    const char *xn = gemm ? "a" : "x", *wn = gemm ? "b" : "w", *yn = gemm ? "c" : "y";
+    need(a.x, xn);
+    if (!pool) need(a.w, wn);
+    need(a.y, yn);
+    if (gemm) {
+        if (p.has_bias) need(a.bias, "bias");
+        else require(a.bias == nullptr, PASK_ERROR_INVALID_ARGUMENT, "bias given to a gemm planned without one");
+    } else if (!pool) {
+        require(p.has_bias == (a.bias != nullptr), PASK_ERROR_NULL_POINTER,
+                "bias and bias_desc must both be NULL or both be set");
+        require(p.has_residual == (a.residual != nullptr), PASK_ERROR_NULL_POINTER,
+                "residual and residual_desc must both be NULL or both be set");
+    }
+    const char *on = gemm ? "C" : "y";
+    check_no_overlap(a.y, plan.y_bytes, a.x, plan.x_bytes, on, gemm ? "A" : "x");
+    if (!pool) check_no_overlap(a.y, plan.y_bytes, a.w, plan.w_bytes, on, gemm ? "B" : "w");
+    if (!pool && a.bias) check_no_overlap(a.y, plan.y_bytes, a.bias, plan.bias_bytes, on, "bias");
+    if (!pool && !gemm && a.residual) check_no_overlap(a.y, plan.y_bytes, a.residual, plan.residual_bytes, on, "residual");
+}
+
+// The calling thread's stream is `stream` for this execution (NULL: the one
+// pask_set_stream gave it, else the default stream).
+class StreamScope {
+public:
+    StreamScope(const pask::Backend &b, void *stream) : b_(stream ? &b : nullptr) {
+        if (b_) prev_ = b_->get_stream(), b_->set_stream(stream);
+    }
+    ~StreamScope() {
+        if (b_) b_->set_stream(prev_);
+    }
+    StreamScope(const StreamScope &) = delete;
+    StreamScope &operator=(const StreamScope &) = delete;
+
+private:
+    const pask::Backend *b_;
+    void *prev_ = nullptr;
+};
+
+void execute_plan(const pask_plan &plan, const pask_plan_args_t &a, void *stream) {
+    check_plan_pointers(plan, a);
+    pask::OpArgs args = plan.args;
+    args.x = a.x;
+    args.w = plan.problem.op == PASK_OP_POOL2D ? nullptr : a.w;
+    args.bias = a.bias;
+    args.residual = plan.problem.op == PASK_OP_CONV2D ? a.residual : nullptr;
+    args.y = a.y;
+    StreamScope scope(*plan.context->backend, stream);
+    plan.context->dispatcher->execute_hashed(plan.problem, plan.hash, args);
+}
+
 }  // namespace
 
 extern "C" {
@@ -441,66 +547,22 @@ pask_status_t pask_conv2d_forward(pask_context_t context, const pask_conv2d_para
     return guarded([&] {
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
-        Problem p;
-        pask::OpArgs args;
-        conv_call_problem(params, epilogue, x_desc, w_desc, bias_desc, residual_desc, p, args);
-        check_output(y_desc, p, p.o);
-        need(x, "x");
-        need(w, "w");
-        need(y, "y");
-        require((bias_desc == nullptr) == (bias == nullptr), PASK_ERROR_NULL_POINTER,
-                "bias and bias_desc must both be NULL or both be set");
-        require((residual_desc == nullptr) == (residual == nullptr), PASK_ERROR_NULL_POINTER,
-                "residual and residual_desc must both be NULL or both be set");
-        if (residual_desc)
-            require(residual_desc->layout == y_desc->layout, PASK_ERROR_SHAPE_MISMATCH, "residual layout differs from y");
-        check_no_overlap(y, y_desc->bytes, x, x_desc->bytes, "y", "x");
-        check_no_overlap(y, y_desc->bytes, w, w_desc->bytes, "y", "w");
-        if (bias) check_no_overlap(y, y_desc->bytes, bias, bias_desc->bytes, "y", "bias");
-        if (residual) check_no_overlap(y, y_desc->bytes, residual, residual_desc->bytes, "y", "residual");
-        args.x = x;
-        args.w = w;
-        args.bias = bias;
-        args.residual = residual;
-        args.y = y;
-        context->execute(p, args);
+        pask_plan plan;
+        prepare_conv(plan, context, params, epilogue, x_desc, w_desc, bias_desc, residual_desc, y_desc);
+        execute_plan(plan, pask_plan_args_t{x, w, bias, residual, y}, nullptr);
     });
 }
-
 pask_status_t pask_gemm(pask_context_t context, pask_dtype_t dtype, int trans_a, int trans_b, int64_t m, int64_t n,
                         int64_t k, const pask_epilogue_t *epilogue, const void *a, int64_t lda, const void *b,
                         int64_t ldb, const void *bias, void *c, int64_t ldc) {
     return guarded([&] {
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
-        Problem p;
-        pask::OpArgs args;
-        gemm_problem(raw(dtype), trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, bias != nullptr, p, args);
-        need(a, "a");
-        need(b, "b");
-        need(c, "c");
-        const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k;
-        const int64_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
-        const int64_t es = pask::dtype_size(dtype);
-        auto extent = [&](int64_t rows, int64_t cols, int64_t ld, const char *what) {
-            int64_t e = checked_add(checked_mul(rows - 1, ld, what), cols, what);
-            return checked_mul(checked_mul(e, es, what), 8, what) / 8;
-        };
-        const int64_t a_bytes = extent(a_rows, a_cols, lda, "A");
-        const int64_t b_bytes = extent(b_rows, b_cols, ldb, "B");
-        const int64_t c_bytes = extent(m, n, ldc, "C");
-        const int64_t bias_bytes = checked_mul(n, es, "bias");
-        check_no_overlap(c, c_bytes, a, a_bytes, "C", "A");
-        check_no_overlap(c, c_bytes, b, b_bytes, "C", "B");
-        if (bias) check_no_overlap(c, c_bytes, bias, bias_bytes, "C", "bias");
-        args.x = a;
-        args.w = b;
-        args.bias = bias;
-        args.y = c;
-        context->execute(p, args);
+        pask_plan plan;
+        prepare_gemm(plan, context, raw(dtype), trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, bias != nullptr);
+        execute_plan(plan, pask_plan_args_t{a, b, bias, nullptr, c}, nullptr);
     });
 }
-
 pask_status_t pask_pool2d_output_dims(const pask_pool2d_params_t *params, const_pask_tensor_desc_t x_desc,
                                       int64_t *out_dims) {
     return guarded([&] {
@@ -517,19 +579,81 @@ pask_status_t pask_pool2d_forward(pask_context_t context, const pask_pool2d_para
     return guarded([&] {
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
-        Problem p;
-        pool_problem(params, x_desc, p);
-        check_output(y_desc, p, p.c);
-        need(x, "x");
-        need(y, "y");
-        check_no_overlap(y, y_desc->bytes, x, x_desc->bytes, "y", "x");
-        pask::OpArgs args;
-        args.x = x;
-        args.y = y;
-        context->execute(p, args);
+        pask_plan plan;
+        prepare_pool(plan, context, params, x_desc, y_desc);
+        execute_plan(plan, pask_plan_args_t{x, nullptr, nullptr, nullptr, y}, nullptr);
     });
 }
 
+// ---- prepared calls -------------------------------------------------------------
+
+pask_status_t pask_plan_create_conv2d(pask_plan_t *plan, pask_context_t context, const pask_conv2d_params_t *params,
+                                      const pask_epilogue_t *epilogue, const_pask_tensor_desc_t x_desc,
+                                      const_pask_tensor_desc_t w_desc, const_pask_tensor_desc_t bias_desc,
+                                      const_pask_tensor_desc_t residual_desc, const_pask_tensor_desc_t y_desc) {
+    return guarded([&] {
+        need(plan, "plan");
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);
+        auto made = std::make_unique<pask_plan>();
+        prepare_conv(*made, context, params, epilogue, x_desc, w_desc, bias_desc, residual_desc, y_desc);
+        *plan = made.release();
+    });
+}
+
+pask_status_t pask_plan_create_gemm(pask_plan_t *plan, pask_context_t context, pask_dtype_t dtype, int trans_a,
+                                    int trans_b, int64_t m, int64_t n, int64_t k, const pask_epilogue_t *epilogue,
+                                    int64_t lda, int64_t ldb, int64_t ldc, int has_bias) {
+    return guarded([&] {
+        need(plan, "plan");
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);
+        auto made = std::make_unique<pask_plan>();
+        prepare_gemm(*made, context, raw(dtype), trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, has_bias != 0);
+        *plan = made.release();
+    });
+}
+
+pask_status_t pask_plan_create_pool2d(pask_plan_t *plan, pask_context_t context, const pask_pool2d_params_t *params,
+                                      const_pask_tensor_desc_t x_desc, const_pask_tensor_desc_t y_desc) {
+    return guarded([&] {
+        need(plan, "plan");
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);
+        auto made = std::make_unique<pask_plan>();
+        prepare_pool(*made, context, params, x_desc, y_desc);
+        *plan = made.release();
+    });
+}
+
+pask_status_t pask_plan_execute(const_pask_plan_t plan, const pask_plan_args_t *args, void *stream) {
+    return guarded([&] {
+        need(plan, "plan");
+        need(args, "args");
+        pask::CallGate::Use in_use(plan->context->gate);
+        execute_plan(*plan, *args, stream);
+    });
+}
+
+pask_status_t pask_plan_hint(const_pask_plan_t plan) {
+    return guarded([&] {
+        need(plan, "plan");
+        pask::CallGate::Use in_use(plan->context->gate);
+        plan->context->hint(plan->problem);
+    });
+}
+
+pask_status_t pask_plan_get_op(const_pask_plan_t plan, pask_op_t *op) {
+    return guarded([&] {
+        need(plan, "plan");
+        need(op, "op");
+        *op = plan->problem.op;
+    });
+}
+
+pask_status_t pask_plan_destroy(pask_plan_t plan) {
+    return guarded([&] { delete plan; });
+}
 pask_status_t pask_device_count(pask_device_type_t device_type, int *count) {
     return guarded([&] {
         need(count, "count");

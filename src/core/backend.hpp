@@ -49,6 +49,8 @@ public:
     virtual void free_device(void *p) const = 0;
     virtual void copy(void *dst, const void *src, size_t bytes, int kind) const = 0;
     virtual void set_stream(void *stream) const = 0;
+    // The calling thread's stream (NULL: the default stream; always NULL on the CPU).
+    virtual void *get_stream() const { return nullptr; }
     virtual void synchronize() const = 0;
     // Device run times, read later without blocking (GPU backends: an event
     // pair on the calling thread's stream). timer_start returns a token, or -1

@@ -96,6 +96,56 @@ int main(void) {
     CHECK(pask_solver_count(&count));
     EXPECT(count >= 8);
 
+    /* prepared calls: a plan made once gives the eager call's result on new
+     * buffers, every time; its pointers are checked per execution */
+    {
+        static float y2[N * O * 5 * 4], x2[N * C * H * W];
+        for (size_t i = 0; i < sizeof x2 / sizeof *x2; ++i) x2[i] = frand();
+        pask_plan_t plan = NULL;
+        CHECK(pask_plan_create_conv2d(&plan, ctx, &params, &ep, xd, wd, bd, NULL, yd));
+        pask_op_t op;
+        CHECK(pask_plan_get_op(plan, &op));
+        EXPECT(op == PASK_OP_CONV2D);
+        for (int rep = 0; rep < 3; ++rep) {
+            pask_plan_args_t a = {rep % 2 ? x2 : x, w, b, NULL, y2};
+            CHECK(pask_plan_execute(plan, &a, NULL));
+            CHECK(pask_conv2d_forward(ctx, &params, &ep, xd, rep % 2 ? x2 : x, wd, w, bd, b, NULL, NULL, yd, y));
+            EXPECT(memcmp(y, y2, sizeof y2) == 0);
+        }
+        float keep = y2[0];
+        pask_plan_args_t no_bias = {x, w, NULL, NULL, y2};
+        EXPECT(pask_plan_execute(plan, &no_bias, NULL) == PASK_ERROR_NULL_POINTER);
+        pask_plan_args_t in_place = {x, w, b, NULL, (void *)x};
+        EXPECT(pask_plan_execute(plan, &in_place, NULL) == PASK_ERROR_INVALID_ARGUMENT);
+        int on_cpu_stream = 0;
+        pask_plan_args_t ok = {x, w, b, NULL, y2};
+        EXPECT(pask_plan_execute(plan, &ok, &on_cpu_stream) != PASK_SUCCESS); /* the CPU has no streams */
+        EXPECT(y2[0] == keep);
+        EXPECT(pask_plan_execute(NULL, &ok, NULL) == PASK_ERROR_NULL_POINTER);
+        EXPECT(pask_plan_create_conv2d(&plan, ctx, &bad, &ep, xd, wd, bd, NULL, yd) == PASK_ERROR_INVALID_ARGUMENT);
+        CHECK(pask_plan_destroy(plan));
+        CHECK(pask_plan_destroy(NULL));
+
+        /* gemm with a bias: C[2x3] = A[2x4] B[4x3] + bias, against a loop here */
+        float ga[8], gb[12], gbias[3], gc[6];
+        for (int i = 0; i < 8; ++i) ga[i] = frand();
+        for (int i = 0; i < 12; ++i) gb[i] = frand();
+        for (int i = 0; i < 3; ++i) gbias[i] = frand();
+        pask_plan_t gp = NULL;
+        CHECK(pask_plan_create_gemm(&gp, ctx, PASK_DTYPE_FLOAT32, 0, 0, 2, 3, 4, NULL, 4, 3, 3, 1));
+        pask_plan_args_t ga_args = {ga, gb, gbias, NULL, gc};
+        CHECK(pask_plan_execute(gp, &ga_args, NULL));
+        for (int i = 0; i < 2; ++i)
+            for (int j = 0; j < 3; ++j) {
+                double acc = gbias[j];
+                for (int k = 0; k < 4; ++k) acc += (double)ga[i * 4 + k] * gb[k * 3 + j];
+                EXPECT(fabs(acc - gc[i * 3 + j]) < 1e-5);
+            }
+        pask_plan_args_t gno = {ga, gb, NULL, NULL, gc};
+        EXPECT(pask_plan_execute(gp, &gno, NULL) == PASK_ERROR_NULL_POINTER);
+        CHECK(pask_plan_destroy(gp));
+    }
+
     /* hints: a fresh context preloads the layer's kernel, then the call hits it */
     pask_options_t opts;
     CHECK(pask_options_create(&opts));

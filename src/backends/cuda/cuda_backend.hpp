@@ -58,6 +58,7 @@ public:
     void free_async(void *p) const;
     // The calling thread's stream (nullptr: the legacy default stream).
     void *current_stream() const { return stream(); }
+    void *get_stream() const override { return stream(); }
 
     // Pushes this device's context for the scope.
     class Scope {

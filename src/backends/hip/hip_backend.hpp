@@ -57,6 +57,7 @@ public:
     void *alloc_async(size_t bytes) const;
     void free_async(void *p) const;
     void *current_stream() const { return stream(); }
+    void *get_stream() const override { return stream(); }
 
     // Makes this device current on the calling thread for the scope (HIP's
     // current device is per thread; the previous one is restored).

@@ -1,0 +1,20 @@
+// Plan: a prepared call (the object behind pask_plan_t). One op's descriptors
+// and parameters, validated and hashed once, with the byte extents its data
+// pointers are checked against; executed many times with pointers and a stream.
+// The eager entry points (pask_conv2d_forward, ...) build one on the stack.
+#pragma once
+
+#include <cstdint>
+
+#include "problem.hpp"
+#include "solver.hpp"
+
+struct pask_context;
+
+struct pask_plan {
+    pask_context *context = nullptr;
+    pask::Problem problem;  // device fields set
+    size_t hash = 0;
+    pask::OpArgs args;      // alpha, beta; the pointers come with each execution
+    int64_t x_bytes = 0, w_bytes = 0, bias_bytes = 0, residual_bytes = 0, y_bytes = 0;
+};
