@@ -362,6 +362,39 @@ def test_the_callers_stream_carries_the_miopen_work_and_its_workspace(double, ca
     assert field(double.calls("hipStreamSynchronize")[-1], "stream") == stream
 
 
+def test_a_stream_set_for_a_closed_context_never_reaches_a_new_one(double, cache):
+    """Per-thread streams are filed under a backend's unique id, not its
+    address: a new HIP backend that lands where a closed one stood (the
+    allocator hands the same block back) starts on the default stream, never
+    on the stream a caller set for the closed one."""
+    import threading
+
+    seen = []  # per context: (stream its op ran on, stream the next context's first copy waited for)
+
+    def body():
+        for i in range(32):
+            ctx = hip_context(double, cache, policy="reactive", solvers=["conv2d.miopen"])
+            double.clear()
+            x = upload(ctx, rng.standard_normal((1, 3, 5, 5), dtype=np.float32))  # the copy syncs this thread's stream
+            first_sync = field(double.calls("hipStreamSynchronize")[0], "stream")
+            w = upload(ctx, rng.standard_normal((2, 3, 3, 3), dtype=np.float32))
+            stream = 0x5EED0 + 16 * i  # a stream of this context's own, made current for this thread
+            paskdnn.conv2d(x, w, context=ctx, stream=stream)
+            assert field(double.calls("miopenConvolutionForwardImmediate")[-1], "stream") == hex(stream)
+            seen.append((hex(stream), first_sync))
+            del x, w
+            ctx.close()
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert len(seen) == 32
+    default = seen[0][1]  # the first context on this thread: nothing set yet
+    assert default not in {s for s, _ in seen}
+    # every later context (several at an address an earlier one had) starts on the default stream
+    assert [first for _, first in seen] == [default] * 32
+
+
 def test_compiled_solution_is_reused_not_compiled_again(double, cache):
     ctx = hip_context(double, cache, policy="reactive", solvers=["conv2d.miopen"])
     x = upload(ctx, rng.standard_normal((1, 3, 7, 7), dtype=np.float32))

@@ -98,75 +98,11 @@ void Driver::check(CUresult r, const char *what) const {
          std::string(what) + " failed: " + (msg ? msg : "CUDA error " + std::to_string(r)));
 }
 
-const Nvrtc *Nvrtc::get(const std::string &path, std::string *why) {
-    static std::mutex mu;
-    static std::map<std::string, std::unique_ptr<Nvrtc>> loaded;
-    std::lock_guard<std::mutex> lock(mu);
+const Nvrtc *load_nvrtc(const std::string &path, std::string *why) {
+    static const gpu::RtcNames names{"nvrtc", "NVRTC", "nvrtcGetCUBINSize", "nvrtcGetCUBIN", "cubin"};
     const char *env = std::getenv("PASKDNN_NVRTC");
-    std::vector<std::string> names = {path, env ? env : "", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
-    std::string key = path + "|" + (env ? env : "");
-    auto it = loaded.find(key);
-    if (it != loaded.end()) return it->second.get();
-    std::string tried;
-    void *lib = open_first(names, tried);
-    if (!lib) {
-        if (why) *why = "NVRTC could not be loaded (" + tried + ")";
-        return nullptr;
-    }
-    auto n = std::make_unique<Nvrtc>();
-    std::string missing;
-    bind(lib, n->nvrtcVersion, "nvrtcVersion", missing);
-    bind(lib, n->nvrtcCreateProgram, "nvrtcCreateProgram", missing);
-    bind(lib, n->nvrtcCompileProgram, "nvrtcCompileProgram", missing);
-    bind(lib, n->nvrtcGetProgramLogSize, "nvrtcGetProgramLogSize", missing);
-    bind(lib, n->nvrtcGetProgramLog, "nvrtcGetProgramLog", missing);
-    bind(lib, n->nvrtcGetCUBINSize, "nvrtcGetCUBINSize", missing);
-    bind(lib, n->nvrtcGetCUBIN, "nvrtcGetCUBIN", missing);
-    bind(lib, n->nvrtcDestroyProgram, "nvrtcDestroyProgram", missing);
-    bind(lib, n->nvrtcGetErrorString, "nvrtcGetErrorString", missing);
-    if (!missing.empty()) {
-        if (why) *why = "NVRTC lacks " + missing;
-        return nullptr;
-    }
-    int major = 0, minor = 0;
-    n->nvrtcVersion(&major, &minor);
-    n->version = "nvrtc-" + std::to_string(major) + "." + std::to_string(minor);
-    const Nvrtc *out = n.get();
-    loaded.emplace(key, std::move(n));
-    return out;
-}
-
-std::string Nvrtc::compile(const std::string &source, const std::string &name, const std::string &options) const {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<std::string> opts;
-    std::istringstream ss(options);
-    for (std::string o; ss >> o;) opts.push_back(o);
-    std::vector<const char *> argv;
-    for (const auto &o : opts) argv.push_back(o.c_str());
-    nvrtcProgram prog = nullptr;
-    nvrtcResult r = nvrtcCreateProgram(&prog, source.c_str(), name.c_str(), 0, nullptr, nullptr);
-    if (r != 0) fail(PASK_ERROR_LOAD_FAILED, std::string("nvrtcCreateProgram: ") + nvrtcGetErrorString(r));
-    r = nvrtcCompileProgram(prog, static_cast<int>(argv.size()), argv.data());
-    std::string log;
-    size_t log_size = 0;
-    if (nvrtcGetProgramLogSize(prog, &log_size) == 0 && log_size > 1) {
-        log.resize(log_size);
-        nvrtcGetProgramLog(prog, &log[0]);
-    }
-    if (r != 0) {
-        nvrtcDestroyProgram(&prog);
-        fail(PASK_ERROR_LOAD_FAILED, "NVRTC failed to compile " + name + " (" + options + "): " +
-                                         nvrtcGetErrorString(r) + "\n" + log.substr(0, 4000));
-    }
-    size_t size = 0;
-    std::string cubin;
-    if (nvrtcGetCUBINSize(prog, &size) == 0 && size > 0) {
-        cubin.resize(size);
-        nvrtcGetCUBIN(prog, &cubin[0]);
-    }
-    nvrtcDestroyProgram(&prog);
-    if (cubin.empty()) fail(PASK_ERROR_LOAD_FAILED, "NVRTC produced no cubin for " + name);
-    return cubin;
+    return gpu::Rtc::load(names, path + "|" + (env ? env : ""),
+                          {path, env ? env : "", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"}, why);
 }
 
 }  // namespace pask::cuda

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <string>
 
+#include "../gpu/gpu_rtc.hpp"
+
 namespace pask::cuda {
 
 using CUresult = int;
@@ -102,31 +104,10 @@ struct Driver {
     void check(CUresult r, const char *what) const;
 };
 
-using nvrtcResult = int;
-using nvrtcProgram = struct _nvrtcProgram *;
-
-struct Nvrtc {
-    nvrtcResult (*nvrtcVersion)(int *, int *);
-    nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *,
-                                      const char *const *);
-    nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int, const char *const *);
-    nvrtcResult (*nvrtcGetProgramLogSize)(nvrtcProgram, size_t *);
-    nvrtcResult (*nvrtcGetProgramLog)(nvrtcProgram, char *);
-    nvrtcResult (*nvrtcGetCUBINSize)(nvrtcProgram, size_t *);
-    nvrtcResult (*nvrtcGetCUBIN)(nvrtcProgram, char *);
-    nvrtcResult (*nvrtcDestroyProgram)(nvrtcProgram *);
-    const char *(*nvrtcGetErrorString)(nvrtcResult);
-    std::string version;  // "nvrtc-13.0"
-
-    // NVRTC from `path` (if not empty), else $PASKDNN_NVRTC, else the usual
-    // sonames. nullptr (with *why set) when it cannot be loaded: paskdnn then
-    // runs on prebuilt cubins only.
-    static const Nvrtc *get(const std::string &path, std::string *why);
-    // Compiles source to a cubin; throws pask::Error(PASK_ERROR_LOAD_FAILED) with the log.
-    std::string compile(const std::string &source, const std::string &name, const std::string &options) const;
-
-private:
-    mutable std::mutex mu_;  // NVRTC serialises compiles inside a process anyway
-};
+// NVRTC from `path` (if not empty), else $PASKDNN_NVRTC, else the usual
+// sonames. nullptr (with *why set) when it cannot be loaded: paskdnn then
+// runs on prebuilt cubins only. compile() turns a source into a cubin.
+using Nvrtc = gpu::Rtc;
+const Nvrtc *load_nvrtc(const std::string &path, std::string *why);
 
 }  // namespace pask::cuda

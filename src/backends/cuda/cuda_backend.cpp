@@ -1,75 +1,15 @@
 #include "cuda_backend.hpp"
 
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <unordered_map>
 
 #include "../../core/error.hpp"
-#include "../../core/fsutil.hpp"
 #include "paskdnn.h"
 
 namespace pask {
 
-namespace {
-
 using namespace cuda;
 
-// The calling thread's stream per backend (set with pask_set_stream).
-thread_local std::unordered_map<uint64_t, CUstream> t_streams;
-std::atomic<uint64_t> g_next_backend{1};
-
-class CudaModule final : public CodeObject {
-public:
-    CudaModule(std::string origin, const CudaBackend &backend, const Driver &d, CUmodule m)
-        : CodeObject(std::move(origin)), backend_(backend), d_(d), module_(m) {}
-    ~CudaModule() override {
-        CudaBackend::Scope scope(backend_);
-        d_.cuModuleUnload(module_);
-    }
-    void *symbol(const std::string &name) const override {
-        CUfunction fn = nullptr;
-        if (d_.cuModuleGetFunction(&fn, module_, name.c_str()) != 0) return nullptr;
-        return reinterpret_cast<void *>(fn);
-    }
-
-private:
-    const CudaBackend &backend_;
-    const Driver &d_;
-    CUmodule module_;
-};
-
-// NVRTC options for a key: the target, and each compile-time constant as a
-// macro (dtype -> PASK_DTYPE, anything else x -> PASK_FIXED_X).
-std::string nvrtc_options(const KernelKey &key) {
-    std::string opts = "-std=c++17 --gpu-architecture=" + key.target + " -default-device -lineinfo";
-    size_t start = 0;
-    while (start < key.constants.size()) {
-        size_t comma = key.constants.find(',', start);
-        std::string kv = key.constants.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        auto eq = kv.find('=');
-        if (eq != std::string::npos) {
-            std::string name = kv.substr(0, eq);
-            for (auto &ch : name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-            opts += " -D" + std::string(name == "DTYPE" ? "PASK_DTYPE" : "PASK_FIXED_" + name) + "=" + kv.substr(eq + 1);
-        }
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-    }
-    return opts;
-}
-
-}  // namespace
-
-CudaBackend::Scope::Scope(const CudaBackend &b) : d_(b.d_) { d_.check(d_.cuCtxPushCurrent(b.ctx_), "cuCtxPushCurrent"); }
-
-CudaBackend::Scope::~Scope() {
-    CUcontext popped = nullptr;
-    d_.cuCtxPopCurrent(&popped);
-}
-
 CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path)
-    : d_(Driver::get()), id_(g_next_backend++), index_(device_index) {
+    : d_(Driver::get()), index_(device_index) {
     int count = 0;
     d_.check(d_.cuDeviceGetCount(&count), "cuDeviceGetCount");
     require(count > 0, PASK_ERROR_BACKEND_UNAVAILABLE, "no CUDA device found");
@@ -85,7 +25,7 @@ CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path)
                 " is " + std::to_string(major) + "." + std::to_string(minor));
     targets_.push_back("sm_" + std::to_string(major) + std::to_string(minor));
     d_.check(d_.cuDevicePrimaryCtxRetain(&ctx_, dev_), "cuDevicePrimaryCtxRetain");
-    nvrtc_ = cuda::Nvrtc::get(nvrtc_path, &nvrtc_problem_);
+    rtc_ = cuda::load_nvrtc(nvrtc_path, &rtc_problem_);
     // Set-up work runs on a private non-blocking stream: the legacy NULL
     // stream would wait for (and, under a global-mode graph capture on another
     // thread, break) other libraries' work in this shared primary context.
@@ -137,34 +77,14 @@ void no_op_host_function(void *) {}
 }  // namespace
 
 void CudaBackend::prepare_timers(CUstream setup) {
-    if (!d_.cuEventCreate || !d_.cuEventRecord || !d_.cuEventQuery || !d_.cuEventElapsedTime ||
-        !d_.cuEventDestroy || !d_.cuStreamSynchronize)
-        return;
+    if (!events_available() || !d_.cuEventDestroy || !d_.cuStreamSynchronize) return;
     if (d_.cuLaunchHostFunc && d_.cuLaunchHostFunc(setup, &no_op_host_function, nullptr) == 0)
         d_.cuStreamSynchronize(setup);
-    std::lock_guard<std::mutex> lock(timer_mu_);
-    while (timers_.size() < kWarmTimers) {
-        Timer t;
-        if (d_.cuEventCreate(&t.start, 0) != 0) return;
-        if (d_.cuEventCreate(&t.stop, 0) != 0) {
-            d_.cuEventDestroy(t.start);
-            return;
-        }
-        timers_.push_back(t);
-    }
+    warm_timers(kWarmTimers);
 }
 
 CudaBackend::~CudaBackend() {
-    if (!timers_.empty() && d_.cuEventDestroy) {
-        try {
-            Scope scope(*this);
-            for (auto &t : timers_) {
-                if (t.start) d_.cuEventDestroy(t.start);
-                if (t.stop) d_.cuEventDestroy(t.stop);
-            }
-        } catch (...) {  // a failing context cannot be cleaned up further
-        }
-    }
+    release_timers();
     if (pool_) {  // outstanding frees complete first (the driver defers the release)
         try {
             Scope scope(*this);
@@ -173,13 +93,6 @@ CudaBackend::~CudaBackend() {
         }
     }
     d_.cuDevicePrimaryCtxRelease(dev_);
-}
-
-std::shared_ptr<CodeObject> CudaBackend::load_code_object(const std::string &path) {
-    std::string why;
-    auto bytes = read_file(path, kMaxCodeObjectBytes, &why);
-    if (!bytes) fail(PASK_ERROR_LOAD_FAILED, "cannot load " + why);
-    return load_code_object_bytes(*bytes, path);
 }
 
 std::shared_ptr<CodeObject> CudaBackend::load_code_object_bytes(const std::string &bytes, const std::string &origin) {
@@ -202,28 +115,35 @@ std::shared_ptr<CodeObject> CudaBackend::load_code_object_bytes(const std::strin
         if (d_.cuModuleEnumerateFunctions(fns.data(), count, m) == 0)
             for (CUfunction f : fns) d_.cuFuncLoad(f);
     }
-    return std::make_shared<CudaModule>(origin, *this, d_, m);
+    return wrap_module(origin, m);
 }
 
-std::string CudaBackend::compile_material(const KernelKey &key) const {
-    const char *src = cuda_kernel_source(key.object);
-    return std::string(src ? src : "") + "\n//--\n" + nvrtc_options(key) + "\n" + (nvrtc_ ? nvrtc_->version : "") +
-           "\n" + key.target;
+void CudaBackend::module_unload(void *module) const {
+    Scope scope(*this);
+    d_.cuModuleUnload(static_cast<CUmodule>(module));
 }
 
-std::string CudaBackend::compile(const KernelKey &key) {
-    require(nvrtc_ != nullptr, PASK_ERROR_LOAD_FAILED, "cannot compile " + key.str() + ": " + nvrtc_problem_);
-    const char *src = cuda_kernel_source(key.object);
-    require(src != nullptr, PASK_ERROR_LOAD_FAILED, "no CUDA source for code object " + key.object);
-    return nvrtc_->compile(src, key.object + ".cu", nvrtc_options(key));
+void *CudaBackend::module_function(void *module, const char *name) const {
+    CUfunction fn = nullptr;
+    if (d_.cuModuleGetFunction(&fn, static_cast<CUmodule>(module), name) != 0) return nullptr;
+    return reinterpret_cast<void *>(fn);
 }
 
-CUstream CudaBackend::stream() const {
-    auto it = t_streams.find(id_);
-    return it == t_streams.end() ? nullptr : it->second;
+// NVRTC options for a key: the target, and each compile-time constant as a
+// macro (dtype -> PASK_DTYPE, anything else x -> PASK_FIXED_X).
+std::string CudaBackend::rtc_options(const KernelKey &key) const {
+    return "-std=c++17 --gpu-architecture=" + key.target + " -default-device -lineinfo" + gpu::constant_macros(key);
 }
 
-void CudaBackend::set_stream(void *s) const { t_streams[id_] = static_cast<CUstream>(s); }
+int CudaBackend::enter_device() const {
+    d_.check(d_.cuCtxPushCurrent(ctx_), "cuCtxPushCurrent");
+    return 0;
+}
+
+void CudaBackend::leave_device(int) const {
+    CUcontext popped = nullptr;
+    d_.cuCtxPopCurrent(&popped);
+}
 
 void CudaBackend::loader_thread_started() const {
     if (!d_.cuThreadExchangeStreamCaptureMode) return;
@@ -282,113 +202,45 @@ void CudaBackend::synchronize() const {
     d_.check(d_.cuStreamSynchronize(stream()), "cuStreamSynchronize");
 }
 
-// ---- device run times -----------------------------------------------------------
-//
-// start event ... work ... stop event measures the work alone only if the
-// device does not reach the start event before the work is queued: on an idle
-// device it would also count the host's time to queue the work (large for
-// cuDNN, small for our kernels) and rank solvers by host overhead. So a timed
-// run is queued behind a gate: a host function on the stream that waits until
-// the stop event is queued (at most 50 ms, so nothing can hang on it).
+// ---- device run times (the timers are GpuBackend's) -------------------------------
 
-struct CudaBackend::Gate {
-    std::mutex m;
-    std::condition_variable cv;
-    bool open = false;
-    std::atomic<int> refs{2};  // the host function and the opener
-    void release() {
-        if (--refs == 0) delete this;
-    }
-    static void wait(void *p) {
-        auto *g = static_cast<Gate *>(p);
-        {
-            std::unique_lock<std::mutex> lock(g->m);
-            g->cv.wait_for(lock, std::chrono::milliseconds(50), [g] { return g->open; });
-        }
-        g->release();
-    }
-    void open_now() {
-        {
-            std::lock_guard<std::mutex> lock(m);
-            open = true;
-        }
-        cv.notify_all();
-        release();
-    }
-};
-
-int64_t CudaBackend::timer_start() const {
-    if (!d_.cuEventCreate || !d_.cuEventRecord || !d_.cuEventQuery || !d_.cuEventElapsedTime) return -1;
-    Scope scope(*this);
-    if (d_.cuStreamIsCapturing) {  // events recorded into a graph capture cannot be timed
-        int status = 0;
-        if (d_.cuStreamIsCapturing(stream(), &status) != 0 || status != CU_STREAM_CAPTURE_STATUS_NONE) return -1;
-    }
-    std::lock_guard<std::mutex> lock(timer_mu_);
-    size_t i = 0;
-    while (i < timers_.size() && timers_[i].busy) ++i;
-    if (i == timers_.size()) {
-        if (timers_.size() >= 256) return -1;
-        Timer t;
-        if (d_.cuEventCreate(&t.start, 0) != 0) return -1;
-        if (d_.cuEventCreate(&t.stop, 0) != 0) {
-            d_.cuEventDestroy(t.start);
-            return -1;
-        }
-        timers_.push_back(t);
-    }
-    Gate *gate = nullptr;
-    if (d_.cuLaunchHostFunc) {
-        gate = new Gate;
-        if (d_.cuLaunchHostFunc(stream(), &Gate::wait, gate) != 0) {
-            delete gate;
-            gate = nullptr;
-        }
-    }
-    if (d_.cuEventRecord(timers_[i].start, stream()) != 0) {
-        if (gate) gate->open_now();
-        return -1;
-    }
-    timers_[i].busy = true;
-    timers_[i].gate = gate;
-    return static_cast<int64_t>(i);
+bool CudaBackend::events_available() const {
+    return d_.cuEventCreate && d_.cuEventRecord && d_.cuEventQuery && d_.cuEventElapsedTime;
 }
 
-void CudaBackend::timer_stop(int64_t token) const {
-    if (token < 0) return;
-    Scope scope(*this);
-    std::lock_guard<std::mutex> lock(timer_mu_);
-    Timer &t = timers_[static_cast<size_t>(token)];
-    d_.cuEventRecord(t.stop, stream());
-    if (t.gate) t.gate->open_now();
-    t.gate = nullptr;
-}
-
-bool CudaBackend::timer_poll(int64_t token, double *us) const {
-    *us = -1;
-    if (token < 0) return true;
-    Scope scope(*this);
-    if (d_.cuStreamIsCapturing) {  // querying an event is not allowed while a graph is being captured
-        int status = 0;
-        if (d_.cuStreamIsCapturing(stream(), &status) != 0 || status != CU_STREAM_CAPTURE_STATUS_NONE) return false;
-    }
-    std::lock_guard<std::mutex> lock(timer_mu_);
-    Timer &t = timers_[static_cast<size_t>(token)];
-    CUresult q = d_.cuEventQuery(t.stop);
-    if (q == CUDA_ERROR_NOT_READY) return false;
-    float ms = 0;
-    if (q == 0 && d_.cuEventElapsedTime(&ms, t.start, t.stop) == 0) *us = double(ms) * 1000.0;
-    t.busy = false;
+bool CudaBackend::event_create(void **event) const {
+    CUevent e = nullptr;
+    if (d_.cuEventCreate(&e, 0) != 0) return false;
+    *event = e;
     return true;
 }
 
-void CudaBackend::timer_release(int64_t token) const {
-    if (token < 0) return;
-    std::lock_guard<std::mutex> lock(timer_mu_);
-    Timer &t = timers_[static_cast<size_t>(token)];
-    if (t.gate) t.gate->open_now();
-    t.gate = nullptr;
-    t.busy = false;
+void CudaBackend::event_destroy(void *event) const {
+    if (d_.cuEventDestroy) d_.cuEventDestroy(static_cast<CUevent>(event));
+}
+
+bool CudaBackend::event_record(void *event, void *stream) const {
+    return d_.cuEventRecord(static_cast<CUevent>(event), static_cast<CUstream>(stream)) == 0;
+}
+
+CudaBackend::Query CudaBackend::event_query(void *event) const {
+    const CUresult q = d_.cuEventQuery(static_cast<CUevent>(event));
+    return q == 0 ? Query::ready : q == CUDA_ERROR_NOT_READY ? Query::not_ready : Query::failed;
+}
+
+bool CudaBackend::event_elapsed(float *ms, void *start, void *stop) const {
+    return d_.cuEventElapsedTime(ms, static_cast<CUevent>(start), static_cast<CUevent>(stop)) == 0;
+}
+
+// Events recorded into a graph capture cannot be timed, nor queried during one.
+bool CudaBackend::stream_capturing() const {
+    if (!d_.cuStreamIsCapturing) return false;
+    int status = 0;
+    return d_.cuStreamIsCapturing(stream(), &status) != 0 || status != CU_STREAM_CAPTURE_STATUS_NONE;
+}
+
+bool CudaBackend::queue_host_function(void (*fn)(void *), void *arg) const {
+    return d_.cuLaunchHostFunc && d_.cuLaunchHostFunc(stream(), fn, arg) == 0;
 }
 
 // ---- stream-ordered scratch memory --------------------------------------------------

@@ -118,78 +118,14 @@ std::string Runtime::arch_name(int device) const {
     return arch;
 }
 
-const Hiprtc *Hiprtc::get(const std::string &path, const Runtime &runtime, std::string *why) {
-    static std::mutex mu;
-    static std::map<std::string, std::unique_ptr<Hiprtc>> loaded;
-    std::lock_guard<std::mutex> lock(mu);
+const Hiprtc *load_hiprtc(const std::string &path, const Runtime &runtime, std::string *why) {
+    static const gpu::RtcNames names{"hiprtc", "hiprtc", "hiprtcGetCodeSize", "hiprtcGetCode", "code object"};
     const char *env = std::getenv("PASKDNN_HIPRTC");
-    const std::string key = path + "|" + (env ? env : "") + "|" + runtime.path;
-    if (auto it = loaded.find(key); it != loaded.end()) return it->second.get();
-    std::vector<std::string> names;
-    if (!path.empty()) names = {path};
-    else if (env && *env) names = {env};
-    else names = {"libhiprtc.so.6", "libhiprtc.so.5", "libhiprtc.so", runtime.path};
-    std::string tried, used;
-    void *lib = open_first(names, tried, &used);
-    if (!lib) {
-        if (why) *why = "hiprtc could not be loaded (" + tried + ")";
-        return nullptr;
-    }
-    auto n = std::make_unique<Hiprtc>();
-    std::string missing;
-    bind(lib, n->hiprtcVersion, "hiprtcVersion", missing);
-    bind(lib, n->hiprtcCreateProgram, "hiprtcCreateProgram", missing);
-    bind(lib, n->hiprtcCompileProgram, "hiprtcCompileProgram", missing);
-    bind(lib, n->hiprtcGetProgramLogSize, "hiprtcGetProgramLogSize", missing);
-    bind(lib, n->hiprtcGetProgramLog, "hiprtcGetProgramLog", missing);
-    bind(lib, n->hiprtcGetCodeSize, "hiprtcGetCodeSize", missing);
-    bind(lib, n->hiprtcGetCode, "hiprtcGetCode", missing);
-    bind(lib, n->hiprtcDestroyProgram, "hiprtcDestroyProgram", missing);
-    bind(lib, n->hiprtcGetErrorString, "hiprtcGetErrorString", missing);
-    if (!missing.empty()) {
-        if (why) *why = "hiprtc (" + used + ") lacks " + missing;
-        return nullptr;
-    }
-    int major = 0, minor = 0;
-    n->hiprtcVersion(&major, &minor);
-    n->version = "hiprtc-" + std::to_string(major) + "." + std::to_string(minor);
-    n->path = used;
-    const Hiprtc *out = n.get();
-    loaded.emplace(key, std::move(n));
-    return out;
-}
-
-std::string Hiprtc::compile(const std::string &source, const std::string &name, const std::string &options) const {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<std::string> opts;
-    std::istringstream ss(options);
-    for (std::string o; ss >> o;) opts.push_back(o);
-    std::vector<const char *> argv;
-    for (const auto &o : opts) argv.push_back(o.c_str());
-    hiprtcProgram prog = nullptr;
-    hiprtcResult r = hiprtcCreateProgram(&prog, source.c_str(), name.c_str(), 0, nullptr, nullptr);
-    if (r != 0) fail(PASK_ERROR_LOAD_FAILED, std::string("hiprtcCreateProgram: ") + hiprtcGetErrorString(r));
-    r = hiprtcCompileProgram(prog, static_cast<int>(argv.size()), argv.data());
-    std::string log;
-    size_t log_size = 0;
-    if (hiprtcGetProgramLogSize(prog, &log_size) == 0 && log_size > 1) {
-        log.resize(log_size);
-        hiprtcGetProgramLog(prog, &log[0]);
-    }
-    if (r != 0) {
-        hiprtcDestroyProgram(&prog);
-        fail(PASK_ERROR_LOAD_FAILED, "hiprtc failed to compile " + name + " (" + options + "): " +
-                                         hiprtcGetErrorString(r) + "\n" + log.substr(0, 4000));
-    }
-    size_t size = 0;
-    std::string code;
-    if (hiprtcGetCodeSize(prog, &size) == 0 && size > 0) {
-        code.resize(size);
-        hiprtcGetCode(prog, &code[0]);
-    }
-    hiprtcDestroyProgram(&prog);
-    if (code.empty()) fail(PASK_ERROR_LOAD_FAILED, "hiprtc produced no code object for " + name);
-    return code;
+    std::vector<std::string> candidates;
+    if (!path.empty()) candidates = {path};
+    else if (env && *env) candidates = {env};
+    else candidates = {"libhiprtc.so.6", "libhiprtc.so.5", "libhiprtc.so", runtime.path};
+    return gpu::Rtc::load(names, path + "|" + (env ? env : "") + "|" + runtime.path, candidates, why);
 }
 
 }  // namespace pask::hip

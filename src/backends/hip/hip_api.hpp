@@ -11,6 +11,8 @@
 #include <mutex>
 #include <string>
 
+#include "../gpu/gpu_rtc.hpp"
+
 namespace pask::hip {
 
 using hipError_t = int;
@@ -100,33 +102,12 @@ struct Runtime {
     std::string arch_name(int device) const;
 };
 
-using hiprtcResult = int;
-using hiprtcProgram = struct _hiprtcProgram *;
-
-struct Hiprtc {
-    hiprtcResult (*hiprtcVersion)(int *, int *);
-    hiprtcResult (*hiprtcCreateProgram)(hiprtcProgram *, const char *, const char *, int, const char **,
-                                        const char **);
-    hiprtcResult (*hiprtcCompileProgram)(hiprtcProgram, int, const char **);
-    hiprtcResult (*hiprtcGetProgramLogSize)(hiprtcProgram, size_t *);
-    hiprtcResult (*hiprtcGetProgramLog)(hiprtcProgram, char *);
-    hiprtcResult (*hiprtcGetCodeSize)(hiprtcProgram, size_t *);
-    hiprtcResult (*hiprtcGetCode)(hiprtcProgram, char *);
-    hiprtcResult (*hiprtcDestroyProgram)(hiprtcProgram *);
-    const char *(*hiprtcGetErrorString)(hiprtcResult);
-    std::string version;  // "hiprtc-6.0"
-    std::string path;
-
-    // hiprtc from `path` (if not empty), else $PASKDNN_HIPRTC, else
-    // libhiprtc.so.6 / .so.5 / .so, else the HIP runtime library itself
-    // (ROCm 5.2 ships hiprtc inside libamdhip64). nullptr (with *why set)
-    // when none loads: the backend then has no run-time compiler.
-    static const Hiprtc *get(const std::string &path, const Runtime &runtime, std::string *why);
-    // Compiles source to a code object; throws pask::Error(PASK_ERROR_LOAD_FAILED) with the log.
-    std::string compile(const std::string &source, const std::string &name, const std::string &options) const;
-
-private:
-    mutable std::mutex mu_;
-};
+// hiprtc from `path` (if not empty), else $PASKDNN_HIPRTC, else
+// libhiprtc.so.6 / .so.5 / .so, else the HIP runtime library itself
+// (ROCm 5.2 ships hiprtc inside libamdhip64). nullptr (with *why set)
+// when none loads: the backend then has no run-time compiler. compile()
+// turns a source into a code object.
+using Hiprtc = gpu::Rtc;
+const Hiprtc *load_hiprtc(const std::string &path, const Runtime &runtime, std::string *why);
 
 }  // namespace pask::hip

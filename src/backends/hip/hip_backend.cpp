@@ -1,78 +1,19 @@
 #include "hip_backend.hpp"
 
-#include <cctype>
-#include <unordered_map>
-
 #include "../../core/error.hpp"
-#include "../../core/fsutil.hpp"
-#include "../cuda/cuda_backend.hpp"  // cuda_kernel_source: one kernel source for CUDA and HIP
 #include "paskdnn.h"
 
 namespace pask {
 
-namespace {
-
 using namespace hip;
-
-// The calling thread's stream per backend (set with pask_set_stream).
-thread_local std::unordered_map<const void *, hipStream_t> t_streams;
-
-class HipModule final : public CodeObject {
-public:
-    HipModule(std::string origin, const HipBackend &backend, hipModule_t m)
-        : CodeObject(std::move(origin)), backend_(backend), module_(m) {}
-    ~HipModule() override {
-        try {
-            HipBackend::Scope scope(backend_);
-            backend_.runtime().hipModuleUnload(module_);
-        } catch (...) {  // the device is gone: nothing left to release
-        }
-    }
-    void *symbol(const std::string &name) const override {
-        hipFunction_t fn = nullptr;
-        if (backend_.runtime().hipModuleGetFunction(&fn, module_, name.c_str()) != hipSuccess) return nullptr;
-        return reinterpret_cast<void *>(fn);
-    }
-
-private:
-    const HipBackend &backend_;
-    hipModule_t module_;
-};
-
-}  // namespace
 
 std::string hiprtc_options(const KernelKey &key) {
     // The kernel sources pick their portable path from PASK_HIP (see
     // src/kernels/cuda/pask_hip_compat.cuh); the constants become macros as on CUDA.
-    std::string opts = "-std=c++17 -O3 --offload-arch=" + key.target + " -DPASK_HIP=1";
-    size_t start = 0;
-    while (start < key.constants.size()) {
-        size_t comma = key.constants.find(',', start);
-        std::string kv = key.constants.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        auto eq = kv.find('=');
-        if (eq != std::string::npos) {
-            std::string name = kv.substr(0, eq);
-            for (auto &ch : name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-            opts += " -D" + std::string(name == "DTYPE" ? "PASK_DTYPE" : "PASK_FIXED_" + name) + "=" + kv.substr(eq + 1);
-        }
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-    }
-    return opts;
+    return "-std=c++17 -O3 --offload-arch=" + key.target + " -DPASK_HIP=1" + gpu::constant_macros(key);
 }
 
-HipBackend::Scope::Scope(const HipBackend &b) : rt_(b.rt_) {
-    int current = -1;
-    if (rt_.hipGetDevice(&current) != hipSuccess) current = -1;
-    if (current != b.index_) {
-        rt_.check(rt_.hipSetDevice(b.index_), "hipSetDevice");
-        previous_ = current;
-    }
-}
-
-HipBackend::Scope::~Scope() {
-    if (previous_ >= 0) rt_.hipSetDevice(previous_);
-}
+std::string HipBackend::rtc_options(const KernelKey &key) const { return hiprtc_options(key); }
 
 HipBackend::HipBackend(int device_index, const std::string &hip_path, const std::string &hiprtc_path)
     : rt_(Runtime::get(hip_path)), index_(device_index) {
@@ -84,27 +25,21 @@ HipBackend::HipBackend(int device_index, const std::string &hip_path, const std:
     require(device_index >= 0 && device_index < count, PASK_ERROR_INVALID_ARGUMENT,
             "HIP device " + std::to_string(device_index) + " does not exist (" + std::to_string(count) + " found)");
     targets_.push_back(rt_.arch_name(device_index));
-    rtc_ = hip::Hiprtc::get(hiprtc_path, rt_, &rtc_problem_);
+    rtc_ = hip::load_hiprtc(hiprtc_path, rt_, &rtc_problem_);
 }
 
-HipBackend::~HipBackend() {
-    if (!timers_.empty() && rt_.hipEventDestroy) {
-        try {
-            Scope scope(*this);
-            for (auto &t : timers_) {
-                if (t.start) rt_.hipEventDestroy(t.start);
-                if (t.stop) rt_.hipEventDestroy(t.stop);
-            }
-        } catch (...) {  // a failing device cannot be cleaned up further
-        }
-    }
+HipBackend::~HipBackend() { release_timers(); }
+
+int HipBackend::enter_device() const {
+    int current = -1;
+    if (rt_.hipGetDevice(&current) != hipSuccess) current = -1;
+    if (current == index_) return -1;
+    rt_.check(rt_.hipSetDevice(index_), "hipSetDevice");
+    return current;
 }
 
-std::shared_ptr<CodeObject> HipBackend::load_code_object(const std::string &path) {
-    std::string why;
-    auto bytes = read_file(path, kMaxCodeObjectBytes, &why);
-    if (!bytes) fail(PASK_ERROR_LOAD_FAILED, "cannot load " + why);
-    return load_code_object_bytes(*bytes, path);
+void HipBackend::leave_device(int previous) const {
+    if (previous >= 0) rt_.hipSetDevice(previous);
 }
 
 std::shared_ptr<CodeObject> HipBackend::load_code_object_bytes(const std::string &bytes, const std::string &origin) {
@@ -112,28 +47,19 @@ std::shared_ptr<CodeObject> HipBackend::load_code_object_bytes(const std::string
     hipModule_t m = nullptr;
     hipError_t r = rt_.hipModuleLoadData(&m, bytes.data());
     if (r != hipSuccess) fail(PASK_ERROR_LOAD_FAILED, "hipModuleLoadData(" + origin + ") failed: " + rt_.message(r));
-    return std::make_shared<HipModule>(origin, *this, m);
+    return wrap_module(origin, m);
 }
 
-std::string HipBackend::compile_material(const KernelKey &key) const {
-    const char *src = cuda_kernel_source(key.object);
-    return std::string(src ? src : "") + "\n//--\n" + hiprtc_options(key) + "\n" + (rtc_ ? rtc_->version : "") +
-           "\n" + key.target;
+void HipBackend::module_unload(void *module) const {
+    Scope scope(*this);
+    rt_.hipModuleUnload(static_cast<hipModule_t>(module));
 }
 
-std::string HipBackend::compile(const KernelKey &key) {
-    require(rtc_ != nullptr, PASK_ERROR_LOAD_FAILED, "cannot compile " + key.str() + ": " + rtc_problem_);
-    const char *src = cuda_kernel_source(key.object);
-    require(src != nullptr, PASK_ERROR_LOAD_FAILED, "no kernel source for code object " + key.object);
-    return rtc_->compile(src, key.object + ".hip", hiprtc_options(key));
+void *HipBackend::module_function(void *module, const char *name) const {
+    hipFunction_t fn = nullptr;
+    if (rt_.hipModuleGetFunction(&fn, static_cast<hipModule_t>(module), name) != hipSuccess) return nullptr;
+    return reinterpret_cast<void *>(fn);
 }
-
-hipStream_t HipBackend::stream() const {
-    auto it = t_streams.find(this);
-    return it == t_streams.end() ? nullptr : it->second;
-}
-
-void HipBackend::set_stream(void *s) const { t_streams[this] = static_cast<hipStream_t>(s); }
 
 void HipBackend::launch(void *fn, const unsigned grid[3], const unsigned block[3], unsigned shared_bytes,
                         void *params) const {
@@ -186,56 +112,33 @@ void HipBackend::synchronize() const {
     rt_.check(rt_.hipStreamSynchronize(stream()), "hipStreamSynchronize");
 }
 
-// ---- device run times -----------------------------------------------------------
+// ---- device run times (the timers are GpuBackend's) -------------------------------
 
-int64_t HipBackend::timer_start() const {
-    if (!rt_.hipEventCreate || !rt_.hipEventRecord || !rt_.hipEventQuery || !rt_.hipEventElapsedTime ||
-        !rt_.hipEventDestroy)
-        return -1;
-    Scope scope(*this);
-    std::lock_guard<std::mutex> lock(timer_mu_);
-    size_t i = 0;
-    while (i < timers_.size() && timers_[i].busy) ++i;
-    if (i == timers_.size()) {
-        if (timers_.size() >= 256) return -1;
-        Timer t;
-        if (rt_.hipEventCreate(&t.start) != hipSuccess) return -1;
-        if (rt_.hipEventCreate(&t.stop) != hipSuccess) {
-            rt_.hipEventDestroy(t.start);
-            return -1;
-        }
-        timers_.push_back(t);
-    }
-    if (rt_.hipEventRecord(timers_[i].start, stream()) != hipSuccess) return -1;
-    timers_[i].busy = true;
-    return static_cast<int64_t>(i);
+bool HipBackend::events_available() const {
+    return rt_.hipEventCreate && rt_.hipEventRecord && rt_.hipEventQuery && rt_.hipEventElapsedTime &&
+           rt_.hipEventDestroy;
 }
 
-void HipBackend::timer_stop(int64_t token) const {
-    if (token < 0) return;
-    Scope scope(*this);
-    std::lock_guard<std::mutex> lock(timer_mu_);
-    rt_.hipEventRecord(timers_[static_cast<size_t>(token)].stop, stream());
-}
-
-bool HipBackend::timer_poll(int64_t token, double *us) const {
-    *us = -1;
-    if (token < 0) return true;
-    Scope scope(*this);
-    std::lock_guard<std::mutex> lock(timer_mu_);
-    Timer &t = timers_[static_cast<size_t>(token)];
-    hipError_t q = rt_.hipEventQuery(t.stop);
-    if (q == hipErrorNotReady) return false;
-    float ms = 0;
-    if (q == hipSuccess && rt_.hipEventElapsedTime(&ms, t.start, t.stop) == hipSuccess) *us = double(ms) * 1000.0;
-    t.busy = false;
+bool HipBackend::event_create(void **event) const {
+    hipEvent_t e = nullptr;
+    if (rt_.hipEventCreate(&e) != hipSuccess) return false;
+    *event = e;
     return true;
 }
 
-void HipBackend::timer_release(int64_t token) const {
-    if (token < 0) return;
-    std::lock_guard<std::mutex> lock(timer_mu_);
-    timers_[static_cast<size_t>(token)].busy = false;
+void HipBackend::event_destroy(void *event) const { rt_.hipEventDestroy(static_cast<hipEvent_t>(event)); }
+
+bool HipBackend::event_record(void *event, void *stream) const {
+    return rt_.hipEventRecord(static_cast<hipEvent_t>(event), static_cast<hipStream_t>(stream)) == hipSuccess;
+}
+
+HipBackend::Query HipBackend::event_query(void *event) const {
+    const hipError_t q = rt_.hipEventQuery(static_cast<hipEvent_t>(event));
+    return q == hipSuccess ? Query::ready : q == hipErrorNotReady ? Query::not_ready : Query::failed;
+}
+
+bool HipBackend::event_elapsed(float *ms, void *start, void *stop) const {
+    return rt_.hipEventElapsedTime(ms, static_cast<hipEvent_t>(start), static_cast<hipEvent_t>(stop)) == hipSuccess;
 }
 
 // ---- stream-ordered scratch memory --------------------------------------------------

@@ -10,12 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "../../core/backend.hpp"
+#include "../gpu/gpu_backend.hpp"
 #include "hip_api.hpp"
 
 namespace pask {
 
-class HipBackend final : public Backend {
+class HipBackend final : public gpu::GpuBackend {
 public:
     // hip_path / hiprtc_path may be empty (search the usual sonames).
     HipBackend(int device_index, const std::string &hip_path, const std::string &hiprtc_path);
@@ -26,10 +26,6 @@ public:
     const char *name() const override { return "hip"; }
     const std::vector<std::string> &targets() const override { return targets_; }
     const char *object_suffix() const override { return ".hsaco"; }
-    std::shared_ptr<CodeObject> load_code_object(const std::string &path) override;
-    bool can_compile() const override { return rtc_ != nullptr; }
-    std::string compile_material(const KernelKey &key) const override;
-    std::string compile(const KernelKey &key) override;
     std::shared_ptr<CodeObject> load_code_object_bytes(const std::string &bytes, const std::string &origin) override;
 
     // Why hiprtc is unavailable ("" when it is available).
@@ -43,51 +39,51 @@ public:
     void *malloc_device(size_t bytes) const override;
     void free_device(void *p) const override;
     void copy(void *dst, const void *src, size_t bytes, int kind) const override;
-    void set_stream(void *stream) const override;
     void synchronize() const override;
-
-    int64_t timer_start() const override;
-    void timer_stop(int64_t token) const override;
-    bool timer_poll(int64_t token, double *us) const override;
-    void timer_release(int64_t token) const override;
 
     // Scratch memory ordered on the calling thread's stream (MIOpen
     // workspaces); hipMallocAsync where the runtime has it. Throws
     // PASK_ERROR_OUT_OF_MEMORY when the device has no room.
     void *alloc_async(size_t bytes) const;
     void free_async(void *p) const;
-    void *current_stream() const { return stream(); }
-    void *get_stream() const override { return stream(); }
 
     // Makes this device current on the calling thread for the scope (HIP's
     // current device is per thread; the previous one is restored).
     class Scope {
     public:
-        explicit Scope(const HipBackend &b);
-        ~Scope();
+        explicit Scope(const HipBackend &b) : b_(b), previous_(b.enter_device()) {}
+        ~Scope() { b_.leave_device(previous_); }
         Scope(const Scope &) = delete;
         Scope &operator=(const Scope &) = delete;
 
     private:
-        const hip::Runtime &rt_;
-        int previous_ = -1;
+        const HipBackend &b_;
+        int previous_;
     };
 
+    void module_unload(void *module) const override;
+    void *module_function(void *module, const char *name) const override;
+
+protected:
+    int enter_device() const override;
+    void leave_device(int token) const override;
+    std::string rtc_options(const KernelKey &key) const override;
+    const char *source_suffix() const override { return ".hip"; }
+    const char *source_noun() const override { return "kernel source"; }
+    bool events_available() const override;
+    bool event_create(void **event) const override;
+    void event_destroy(void *event) const override;
+    bool event_record(void *event, void *stream) const override;
+    Query event_query(void *event) const override;
+    bool event_elapsed(float *ms, void *start, void *stop) const override;
+
 private:
-    hip::hipStream_t stream() const;
+    // The calling thread's stream (nullptr: the default stream).
+    hip::hipStream_t stream() const { return static_cast<hip::hipStream_t>(current_stream()); }
 
     const hip::Runtime &rt_;
     int index_;
     std::vector<std::string> targets_;
-    const hip::Hiprtc *rtc_ = nullptr;
-    std::string rtc_problem_;
-
-    struct Timer {
-        hip::hipEvent_t start = nullptr, stop = nullptr;
-        bool busy = false;
-    };
-    mutable std::mutex timer_mu_;
-    mutable std::vector<Timer> timers_;  // reused; token = index
 };
 
 // hiprtc options for a key (also part of the user-cache key material).
