@@ -2,8 +2,9 @@
 //
 // It builds a little convolutional network (conv 3x3 + ReLU, max pool, a
 // residual block of two convs with the add fused into the second, global
-// average pool, linear), tells the context every layer it will run (hints)
-// when the model is loaded, then runs inferences. The loader threads bring the
+// average pool, linear), prepares one plan per layer and hints them to the
+// context when the model is loaded, then runs inferences (one
+// pask_plan_execute per layer). The loader threads bring the
 // kernels in while the engine prepares its weights, so the first inference
 // finds them resident.
 //
@@ -107,61 +108,59 @@ pask_pool2d_params_t global_avg_params(int64_t h) {
     return pask_pool2d_params_t{PASK_POOL_AVG, {h, h}, {1, 1}, {0, 0}, {0, 0}, {1, 1}, 0, 1, 0};
 }
 
-// Every call of one inference, as a hint or as the call itself.
+struct PlanDeleter {
+    void operator()(pask_plan *p) const { pask_plan_destroy(p); }
+};
+using Plan = std::unique_ptr<pask_plan, PlanDeleter>;
+
+// The engine prepares one plan per layer at model load (validated and hashed
+// once), hints them in execution order, and runs each inference as one
+// pask_plan_execute per layer with that inference's buffers.
 class Engine {
 public:
-    Engine(const Net &net, pask_context_t ctx) : net_(net), ctx_(ctx) {}
+    Engine(const Net &net, pask_context_t ctx) : net_(net), ctx_(ctx) {
+        const int64_t h = Net::H, h2 = Net::H / 2;
+        stem_ = conv_plan(net_.stem, h, false);
+        auto ad = make_desc(PASK_LAYOUT_NCHW, {1, 16, h, h}), pd = make_desc(PASK_LAYOUT_NCHW, {1, 16, h2, h2});
+        auto gd = make_desc(PASK_LAYOUT_NCHW, {1, 16, 1, 1});
+        auto pool = maxpool_params();
+        pask_plan_t p = nullptr;
+        check(pask_plan_create_pool2d(&p, ctx_, &pool, ad.get(), pd.get()), "pask_plan_create_pool2d");
+        pool_.reset(p);
+        block1_ = conv_plan(net_.block1, h2, false);
+        block2_ = conv_plan(net_.block2, h2, true);
+        auto gap = global_avg_params(h2);
+        check(pask_plan_create_pool2d(&p, ctx_, &gap, pd.get(), gd.get()), "pask_plan_create_pool2d");
+        gap_.reset(p);
+        pask_epilogue_t ep{1.0f, 0.0f, PASK_ACTIVATION_NONE};
+        check(pask_plan_create_gemm(&p, ctx_, PASK_DTYPE_FLOAT32, 0, 1, 1, Net::classes, 16, &ep, 16, 16, Net::classes,
+                                    1),
+              "pask_plan_create_gemm");
+        fc_.reset(p);
+    }
 
     // Tells the context, in execution order, every Problem run() will execute.
     void give_hints() {
-        const int64_t h = Net::H, h2 = Net::H / 2;
-        hint_conv(net_.stem, h, nullptr);
-        auto x1 = make_desc(PASK_LAYOUT_NCHW, {1, 16, h, h});
-        auto pool = maxpool_params();
-        check(pask_hint_pool2d(ctx_, &pool, x1.get()), "pask_hint_pool2d");
-        hint_conv(net_.block1, h2, nullptr);
-        auto res = make_desc(PASK_LAYOUT_NCHW, {1, 16, h2, h2});
-        hint_conv(net_.block2, h2, res.get());
-        auto x3 = make_desc(PASK_LAYOUT_NCHW, {1, 16, h2, h2});
-        auto gap = global_avg_params(h2);
-        check(pask_hint_pool2d(ctx_, &gap, x3.get()), "pask_hint_pool2d");
-        pask_epilogue_t ep{1.0f, 0.0f, PASK_ACTIVATION_NONE};
-        check(pask_hint_gemm(ctx_, PASK_DTYPE_FLOAT32, 0, 1, 1, Net::classes, 16, &ep, 16, 16, Net::classes, 1),
-              "pask_hint_gemm");
+        for (const Plan *plan : {&stem_, &pool_, &block1_, &block2_, &gap_, &fc_})
+            check(pask_plan_hint(plan->get()), "pask_plan_hint");
     }
 
     std::vector<float> run(const std::vector<float> &image) {
         const int64_t h = Net::H, h2 = Net::H / 2;
         std::vector<float> a(size_t(16 * h * h)), p(size_t(16 * h2 * h2)), b1(p.size()), b2(p.size()), g(16),
             out(Net::classes);
-        conv(net_.stem, image, a, h, nullptr);
-        auto ad = make_desc(PASK_LAYOUT_NCHW, {1, 16, h, h}), pd = make_desc(PASK_LAYOUT_NCHW, {1, 16, h2, h2});
-        auto pool = maxpool_params();
-        check(pask_pool2d_forward(ctx_, &pool, ad.get(), a.data(), pd.get(), p.data()), "max pool");
-        conv(net_.block1, p, b1, h2, nullptr);
-        conv(net_.block2, b1, b2, h2, &p);  // residual: the block input
-        auto gd = make_desc(PASK_LAYOUT_NCHW, {1, 16, 1, 1});
-        auto gap = global_avg_params(h2);
-        check(pask_pool2d_forward(ctx_, &gap, pd.get(), b2.data(), gd.get(), g.data()), "global average pool");
-        pask_epilogue_t ep{1.0f, 0.0f, PASK_ACTIVATION_NONE};
-        check(pask_gemm(ctx_, PASK_DTYPE_FLOAT32, 0, 1, 1, Net::classes, 16, &ep, g.data(), 16, net_.fc_w.data(), 16,
-                        net_.fc_b.data(), out.data(), Net::classes),
-              "linear");
+        execute(stem_, {image.data(), net_.stem.w.data(), net_.stem.b.data(), nullptr, a.data()}, "stem");
+        execute(pool_, {a.data(), nullptr, nullptr, nullptr, p.data()}, "max pool");
+        execute(block1_, {p.data(), net_.block1.w.data(), net_.block1.b.data(), nullptr, b1.data()}, "block1");
+        // residual: the block input
+        execute(block2_, {b1.data(), net_.block2.w.data(), net_.block2.b.data(), p.data(), b2.data()}, "block2");
+        execute(gap_, {b2.data(), nullptr, nullptr, nullptr, g.data()}, "global average pool");
+        execute(fc_, {g.data(), net_.fc_w.data(), net_.fc_b.data(), nullptr, out.data()}, "linear");
         return out;
     }
 
 private:
-    void hint_conv(const Conv &c, int64_t h, pask_tensor_desc *residual) {
-        auto xd = make_desc(PASK_LAYOUT_NCHW, {1, c.cin, h, h});
-        auto wd = make_desc(PASK_LAYOUT_NCHW, {c.cout, c.cin, c.k, c.k});
-        auto bd = make_desc(PASK_LAYOUT_ROW_MAJOR, {c.cout});
-        auto params = conv_params(c);
-        pask_epilogue_t ep{1.0f, 0.0f, c.relu ? PASK_ACTIVATION_RELU : PASK_ACTIVATION_NONE};
-        check(pask_hint_conv2d(ctx_, &params, &ep, xd.get(), wd.get(), bd.get(), residual), "pask_hint_conv2d");
-    }
-
-    void conv(const Conv &c, const std::vector<float> &x, std::vector<float> &y, int64_t h,
-              const std::vector<float> *residual) {
+    Plan conv_plan(const Conv &c, int64_t h, bool with_residual) {
         auto params = conv_params(c);
         auto xd = make_desc(PASK_LAYOUT_NCHW, {1, c.cin, h, h});
         auto wd = make_desc(PASK_LAYOUT_NCHW, {c.cout, c.cin, c.k, c.k});
@@ -169,15 +168,21 @@ private:
         int64_t od[4];
         check(pask_conv2d_output_dims(&params, xd.get(), wd.get(), od), "pask_conv2d_output_dims");
         auto yd = make_desc(PASK_LAYOUT_NCHW, {od[0], od[1], od[2], od[3]});
-        Desc rd = residual ? make_desc(PASK_LAYOUT_NCHW, {od[0], od[1], od[2], od[3]}) : Desc();
+        Desc rd = with_residual ? make_desc(PASK_LAYOUT_NCHW, {od[0], od[1], od[2], od[3]}) : Desc();
         pask_epilogue_t ep{1.0f, 0.0f, c.relu ? PASK_ACTIVATION_RELU : PASK_ACTIVATION_NONE};
-        check(pask_conv2d_forward(ctx_, &params, &ep, xd.get(), x.data(), wd.get(), c.w.data(), bd.get(), c.b.data(),
-                                  rd.get(), residual ? residual->data() : nullptr, yd.get(), y.data()),
-              "conv2d");
+        pask_plan_t p = nullptr;
+        check(pask_plan_create_conv2d(&p, ctx_, &params, &ep, xd.get(), wd.get(), bd.get(), rd.get(), yd.get()),
+              "pask_plan_create_conv2d");
+        return Plan(p);  // the descriptors are not retained
+    }
+
+    static void execute(const Plan &plan, pask_plan_args_t args, const char *what) {
+        check(pask_plan_execute(plan.get(), &args, nullptr), what);  // NULL stream: the CPU
     }
 
     const Net &net_;
     pask_context_t ctx_;
+    Plan stem_, pool_, block1_, block2_, gap_, fc_;
 };
 
 // ---- an independent float64 implementation, to check the engine ------------------
@@ -241,7 +246,8 @@ int main() {
         auto expect = reference(net, image);
 
         Context ctx = make_context("pask");
-        Engine engine(net, ctx.get());
+        std::unique_ptr<Engine> holder(new Engine(net, ctx.get()));  // plans go before the context
+        Engine &engine = *holder;
         engine.give_hints();  // at model load: the loader threads start now
         int idle = 0;
         check(pask_context_wait_loads(ctx.get(), 30000, &idle), "pask_context_wait_loads");

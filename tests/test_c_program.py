@@ -44,3 +44,17 @@ def test_cpp_engine_example_builds_gives_hints_and_runs(tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "engine OK" in run.stdout
+
+
+@pytest.mark.skipif(shutil.which("pkg-config") is None or shutil.which("cc") is None,
+                    reason="needs pkg-config and a C compiler")
+def test_plans_example_builds_and_runs_as_documented(tmp_path):
+    env = dict(os.environ, PKG_CONFIG_PATH=_pkgconfig_dir(tmp_path))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "paskdnn"], env=env, check=True,
+                           capture_output=True, text=True).stdout.split()
+    exe = tmp_path / "plans"
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", str(HERE.parent / "examples" / "plans.c"), "-o",
+                    str(exe), *flags, "-lm"], check=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 executions of one plan" in run.stdout and "3 calls, 1 hints matched" in run.stdout
