@@ -85,6 +85,23 @@ def library_dir() -> Path:
                       "or set PASKDNN_LIBRARY")
 
 
+def pkgconfig_dir() -> Path:
+    """The folder to put on PKG_CONFIG_PATH for `pkg-config paskdnn`.
+
+    An installed package has pkgconfig/paskdnn.pc beside the library. A meson
+    build tree (an editable install, or PASKDNN_LIBRARY at a build) has meson's
+    meson-uninstalled/paskdnn-uninstalled.pc instead, which pkg-config prefers
+    when asked for paskdnn.
+    """
+    d = library_dir()
+    if (d / "pkgconfig" / "paskdnn.pc").is_file():
+        return d / "pkgconfig"
+    for up in (d, *list(d.parents)[:3]):
+        if (up / "meson-uninstalled" / "paskdnn-uninstalled.pc").is_file():
+            return up / "meson-uninstalled"
+    return d / "pkgconfig"
+
+
 # Every C type string the bindings pass to ffi.new / ffi.cast / ffi.typeof.
 _CALL_TYPES = ("void *", "void **", "int *", "char **", "uintptr_t", "int64_t[4]", "pask_stats_t",
                "pask_stats_t *", "pask_epilogue_t *", "pask_tensor_desc_t *", "pask_pool2d_params_t *",
