@@ -94,11 +94,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from ._lib import library_dir
+    from ._lib import library_dir, pkgconfig_dir
 
     d = library_dir()
     if args.pkgconfig_dir:
-        print(d / "pkgconfig")
+        print(pkgconfig_dir())
     elif args.include_dir:
         print(d / "include")
     else:

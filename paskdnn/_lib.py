@@ -56,8 +56,10 @@ def library_dir() -> Path:
     """The folder holding libpaskdnn, its kernels/, include/ and pkgconfig/.
 
     Looked up in order: $PASKDNN_LIBRARY's folder; _lib/ beside this file (an
-    installed wheel); the meson build tree (an editable install); the installed
-    distribution (when a source checkout shadows the installed package).
+    installed wheel); the package's resources (an editable install, whose import
+    hook maps _lib/libpaskdnn.so to the meson build tree's file: no build path
+    is written into the package); the installed distribution (when a source
+    checkout shadows the installed package).
     """
     env = os.environ.get("PASKDNN_LIBRARY")
     if env:
@@ -66,13 +68,9 @@ def library_dir() -> Path:
     installed = Path(__file__).resolve().parent / "_lib"
     if (installed / LIB_NAME).exists():
         return installed
-    try:
-        from . import _build_info  # type: ignore[attr-defined]
-
-        if (Path(_build_info.LIBDIR) / LIB_NAME).exists():
-            return Path(_build_info.LIBDIR)
-    except ImportError:
-        pass
+    editable = _library_from_resources()
+    if editable is not None:
+        return editable
     try:
         from importlib.metadata import PackageNotFoundError, distribution
 
@@ -83,6 +81,41 @@ def library_dir() -> Path:
         pass
     raise ImportError("paskdnn: libpaskdnn.so not found; install the package with `pip install .` "
                       "or set PASKDNN_LIBRARY")
+
+
+def _library_from_resources() -> Optional[Path]:
+    """The folder of _lib/libpaskdnn.so as the package's resource reader sees it.
+
+    meson-python's editable import hook serves the package's installed files from
+    the build tree: there _lib/libpaskdnn.so is the build tree's library, and its
+    folder holds include/ and kernels/ as an installed _lib/ does.
+    """
+    try:
+        from importlib.resources import files
+
+        lib = files(__package__).joinpath("_lib", LIB_NAME)
+        if isinstance(lib, Path) and lib.is_file():
+            return lib.resolve().parent
+    except (ImportError, OSError, TypeError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def pkgconfig_dir() -> Path:
+    """The folder to put on PKG_CONFIG_PATH for `pkg-config paskdnn`.
+
+    An installed package has pkgconfig/paskdnn.pc beside the library. A meson
+    build tree (an editable install, or PASKDNN_LIBRARY at a build) has meson's
+    meson-uninstalled/paskdnn-uninstalled.pc instead, which pkg-config prefers
+    when asked for paskdnn.
+    """
+    d = library_dir()
+    if (d / "pkgconfig" / "paskdnn.pc").is_file():
+        return d / "pkgconfig"
+    for up in (d, *list(d.parents)[:3]):
+        if (up / "meson-uninstalled" / "paskdnn-uninstalled.pc").is_file():
+            return up / "meson-uninstalled"
+    return d / "pkgconfig"
 
 
 # Every C type string the bindings pass to ffi.new / ffi.cast / ffi.typeof.

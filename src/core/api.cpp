@@ -13,10 +13,6 @@
 #include "registry.hpp"
 #include "tensor.hpp"
 
-#define PASK_STR2(x) #x
-#define PASK_STR(x) PASK_STR2(x)
-#define PASK_VERSION_STRING PASK_STR(PASK_VERSION_MAJOR) "." PASK_STR(PASK_VERSION_MINOR) "." PASK_STR(PASK_VERSION_PATCH)
-
 using pask::checked_add;
 using pask::checked_mul;
 using pask::fail;

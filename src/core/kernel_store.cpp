@@ -19,9 +19,6 @@ void Backend::fail_bytes(const std::string &origin) {
     fail(PASK_ERROR_LOAD_FAILED, "this backend cannot load code objects from memory (" + origin + ")");
 }
 
-#define PASK_STR2(x) #x
-#define PASK_STR(x) PASK_STR2(x)
-
 namespace {
 constexpr const char *kMagic = "PASKDNN-CO1 ";
 }
@@ -86,7 +83,7 @@ void KernelStore::set_user_cache(const std::string &dir) {
 }
 
 std::string KernelStore::cache_path(const std::string &material) const {
-    return cache_dir_ + "/" + sha256_hex(material + "\n" "paskdnn-" PASK_STR(PASK_VERSION_MAJOR) "." PASK_STR(PASK_VERSION_MINOR) "." PASK_STR(PASK_VERSION_PATCH)) + ".bin";
+    return cache_dir_ + "/" + sha256_hex(material + "\n" "paskdnn-" PASK_VERSION_STRING) + ".bin";
 }
 
 std::optional<std::string> KernelStore::cache_get(const std::string &material, bool *rejected) const {
