@@ -144,27 +144,28 @@ void pask_context::hint(pask::Problem problem) {
 void pask_context::feed_loader() {
     if (!proactive() || !loader || loader->num_threads() == 0) return;
     for (auto &[seq, p] : hints->take_ready()) {
-        const auto cands = ranker->candidates(p, p.hash());
+        const auto ranked = ranker->candidates(p, p.hash());
+        const auto &cands = ranked.list;
         const pask::Bucket bucket = p.bucket();
         for (const auto &c : cands) {
-            if (ranker->is_bad(c.key.str())) continue;
+            if (ranker->is_bad(c.key_str())) continue;
             // The best must be built (a cuDNN plan, an NVRTC compile): a prebuilt
             // kernel that serves the Problem too is brought in first, so that the
             // call can reuse it if the build has not landed (reusing policies).
             // Generic kernels share one key across Problems: one load per bucket.
-            if (reuses() && !loader->prebuilt(c.key)) {
+            if (reuses() && !loader->prebuilt(c.key())) {
                 const pask::Ranker::Candidate *quick = nullptr;
                 for (const auto &o : cands)
-                    if (&o != &c && !ranker->is_bad(o.key.str()) && loader->prebuilt(o.key) &&
-                        (!quick || load_costs.estimate_ms(o.key) < load_costs.estimate_ms(quick->key)))
+                    if (&o != &c && !ranker->is_bad(o.key_str()) && loader->prebuilt(o.key()) &&
+                        (!quick || load_costs.estimate_ms(o.key()) < load_costs.estimate_ms(quick->key())))
                         quick = &o;
-                if (quick && !resident.contains(bucket, quick->key) && !loader->queued_or_running(quick->key)) {
-                    loader->request(quick->key, bucket, seq - (int64_t(1) << 40));  // ahead of every build
+                if (quick && !resident.contains(bucket, quick->key()) && !loader->queued_or_running(quick->key())) {
+                    loader->request(quick->key(), bucket, seq - (int64_t(1) << 40));  // ahead of every build
                     stats.prefetches++;
                 }
             }
-            if (!resident.contains(bucket, c.key) && !loader->queued_or_running(c.key)) {
-                loader->request(c.key, bucket, seq);
+            if (!resident.contains(bucket, c.key()) && !loader->queued_or_running(c.key())) {
+                loader->request(c.key(), bucket, seq);
                 stats.prefetches++;
             }
             break;  // only the best

@@ -52,7 +52,8 @@ void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args) 
     const int64_t t_call = ctx_.trace.now_us();
     const auto c0 = std::chrono::steady_clock::now();
     note_call(p, h);
-    const auto cands = ctx_.ranker->candidates(p, h);
+    const auto ranked = ctx_.ranker->candidates(p, h);
+    const auto &cands = ranked.list;
     if (cands.empty()) fail_no_candidates(p);
     Attempt attempt;
     for (const auto &c : cands)
@@ -76,7 +77,7 @@ std::vector<const Ranker::Candidate *> Dispatcher::live(const std::vector<Candid
     // Drop those whose load failed in this context, and those skipped this call.
     std::vector<const Candidate *> out;
     for (const auto &c : cands)
-        if (!ctx_.ranker->is_bad(c.key.str()) &&
+        if (!ctx_.ranker->is_bad(c.key_str()) &&
             std::find(attempt.skipped.begin(), attempt.skipped.end(), &c) == attempt.skipped.end())
             out.push_back(&c);
     return out;
@@ -87,7 +88,7 @@ bool Dispatcher::choose(const Problem &p, const std::vector<const Candidate *> &
     const Bucket bucket = p.bucket();
     const Candidate &best = *live.front();
     std::vector<KernelPtr> resident(live.size());
-    resident[0] = ctx_.resident.find(bucket, best.key);
+    resident[0] = ctx_.resident.find(bucket, best.key());
     if (resident[0]) {  // the common case, decided without gathering the policy's input
         out = Choice{&best, resident[0], "resident"};
         ctx_.stats.resident_hits++;
@@ -98,25 +99,25 @@ bool Dispatcher::choose(const Problem &p, const std::vector<const Candidate *> &
     // Looked up only as far as the policy reads: the first resident alternative.
     if (policy_reuses(in.policy))
         for (size_t i = 1; i < live.size(); ++i)
-            if ((resident[i] = ctx_.resident.find(bucket, live[i]->key))) break;
+            if ((resident[i] = ctx_.resident.find(bucket, live[i]->key()))) break;
     for (size_t i = 0; i < live.size(); ++i)
-        in.candidates.push_back({live[i]->cost_us, ctx_.ranker->load_estimate_ms(live[i]->key), bool(resident[i])});
-    in.best_loading = ctx_.loader->running(best.key, &in.best_loading_for_ms);
+        in.candidates.push_back({live[i]->cost_us, ctx_.ranker->load_estimate_ms(live[i]->key()), bool(resident[i])});
+    in.best_loading = ctx_.loader->running(best.key(), &in.best_loading_for_ms);
     const Decision d = decide(in);
     if (d.action == Decision::Reuse) {
         out = Choice{live[d.index], resident[d.index], "reuse"};
         ctx_.stats.reuses++;
-        ctx_.loader->request(best.key, bucket, ctx_.hints->head_seq());
+        ctx_.loader->request(best.key(), bucket, ctx_.hints->head_seq());
         return true;
     }
     const Candidate &target = *live[d.index];
     const auto w0 = std::chrono::steady_clock::now();
     bool waited = false;
     try {
-        out.kernel = ctx_.loader->load_blocking(target.key, bucket, &waited);
+        out.kernel = ctx_.loader->load_blocking(target.key(), bucket, &waited);
     } catch (const Error &e) {
         if (e.status() == PASK_ERROR_OUT_OF_MEMORY && live.size() > 1) attempt.skipped.push_back(&target);  // this call only
-        else if (e.status() == PASK_ERROR_LOAD_FAILED) ctx_.ranker->mark_bad(target.key.str());
+        else if (e.status() == PASK_ERROR_LOAD_FAILED) ctx_.ranker->mark_bad(target.key_str());
         else throw;
         attempt.failures += std::string(attempt.failures.empty() ? "" : "; ") + e.what();
         return false;
@@ -126,7 +127,7 @@ bool Dispatcher::choose(const Problem &p, const std::vector<const Candidate *> &
     else ctx_.stats.blocking_loads++;
     out.chosen = &target;
     out.decision = waited ? "waited" : "blocking_load";
-    if (d.queue_best) ctx_.loader->request(best.key, bucket, ctx_.hints->head_seq());
+    if (d.queue_best) ctx_.loader->request(best.key(), bucket, ctx_.hints->head_seq());
     return true;
 }
 

@@ -39,7 +39,7 @@ Ranker::Ranker(const Options &options, pask_device_type_t type, Backend &backend
                LoadCosts &load_costs)
     : options_(options), type_(type), backend_(backend), store_(store), load_costs_(load_costs) {}
 
-std::vector<Ranker::Candidate> Ranker::ranked(const Problem &p, size_t h) const {
+std::shared_ptr<const std::vector<Ranker::Entry>> Ranker::ranked(const Problem &p, size_t h) const {
     // The analytic ranking of a Problem never changes within a context (same
     // solvers, store and targets), so it is computed once and remembered.
     {
@@ -49,15 +49,16 @@ std::vector<Ranker::Candidate> Ranker::ranked(const Problem &p, size_t h) const 
             for (const auto &e : it->second)
                 if (e.problem == p) return e.ranked;
     }
-    std::vector<Candidate> out;
+    auto out = std::make_shared<std::vector<Entry>>();
     for (const Solver *s : all_solvers()) {
         if (!options_.allows(*s) || s->device() != type_ || s->op() != p.op || !s->applicable(p)) continue;
         KernelKey key = resolve_key(*s, p);
         // neither prebuilt nor compilable here (e.g. no NVRTC): not a candidate
         if (loader_ && !loader_->available(key)) continue;
-        out.push_back(Candidate{s, std::move(key), s->cost_us(p)});
+        std::string key_str = key.str();
+        out->push_back(Entry{s, std::move(key), std::move(key_str), s->cost_us(p)});
     }
-    std::stable_sort(out.begin(), out.end(), [](const auto &a, const auto &b) { return a.cost_us < b.cost_us; });
+    std::stable_sort(out->begin(), out->end(), [](const auto &a, const auto &b) { return a.cost_us < b.cost_us; });
     std::lock_guard<std::mutex> lock(rank_mu_);
     if (ranked_count_ >= 4096) {  // bounded: start over rather than grow without end
         ranked_.clear();
@@ -68,14 +69,17 @@ std::vector<Ranker::Candidate> Ranker::ranked(const Problem &p, size_t h) const 
     return out;
 }
 
-std::vector<Ranker::Candidate> Ranker::candidates(const Problem &p, size_t h) const {
+Ranker::Candidates Ranker::candidates(const Problem &p, size_t h) const {
     // Ranked by the analytic cost model, which treats every solver alike. A
     // measured run time replaces an estimate only against other measured times:
     // if the first-ranked solver has run on this Problem and another solver has
     // run faster, that one goes first. Run-cost gaps in policy decisions use the
     // measured time wherever there is one.
-    std::vector<Candidate> out = ranked(p, h);
-    put_measured_first(out, h);
+    Candidates out;
+    out.ranking = ranked(p, h);
+    out.list.reserve(out.ranking->size());
+    for (const Entry &e : *out.ranking) out.list.push_back(Candidate{e.solver, &e, e.cost_us});
+    put_measured_first(out.list, h);
     return out;
 }
 
@@ -102,7 +106,7 @@ void Ranker::put_measured_first(std::vector<Candidate> &out, size_t h) const {
         if (options_.explore && type_ != PASK_DEVICE_CPU && policy_reuses(options_.policy) && loader_ &&
             loader_->num_threads() > 0)
             for (size_t i = 0; i < out.size() && explore == out.size(); ++i)
-                if (measured[i] < 0 && out[i].cost_us <= 2.0 * out[fastest].cost_us && !is_bad(out[i].key.str()))
+                if (measured[i] < 0 && out[i].cost_us <= 2.0 * out[fastest].cost_us && !is_bad(out[i].key_str()))
                     explore = i;
         std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(fastest),
                     out.begin() + static_cast<std::ptrdiff_t>(fastest) + 1);
@@ -142,6 +146,7 @@ double Ranker::load_estimate_ms(const KernelKey &key) const {
 }
 
 bool Ranker::is_bad(const std::string &key) const {
+    if (!any_bad_.load(std::memory_order_acquire)) return false;
     std::lock_guard<std::mutex> lock(mu_);
     return bad_keys_.count(key) != 0;
 }
@@ -149,6 +154,7 @@ bool Ranker::is_bad(const std::string &key) const {
 void Ranker::mark_bad(const std::string &key) {
     std::lock_guard<std::mutex> lock(mu_);
     bad_keys_.insert(key);
+    any_bad_.store(true, std::memory_order_release);
 }
 
 void Ranker::record_run(const Solver &solver, size_t problem_hash, double us) {

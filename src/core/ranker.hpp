@@ -6,7 +6,9 @@
 // whose load failed in this context are remembered as bad.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -25,10 +27,25 @@ namespace pask {
 
 class Ranker {
 public:
-    struct Candidate {
+    // One row of a Problem's analytic ranking (computed once, shared).
+    struct Entry {
         const Solver *solver;
         KernelKey key;
+        std::string key_str;  // key.str(), built once
+        double cost_us;       // the analytic estimate
+    };
+    // A candidate of one call: a row of the ranking, with the measured run time
+    // where there is one. Points into the ranking, which Candidates keeps alive.
+    struct Candidate {
+        const Solver *solver;
+        const Entry *entry;
         double cost_us;  // measured run time where there is one, else the estimate
+        const KernelKey &key() const { return entry->key; }
+        const std::string &key_str() const { return entry->key_str; }
+    };
+    struct Candidates {
+        std::shared_ptr<const std::vector<Entry>> ranking;
+        std::vector<Candidate> list;  // best first
     };
 
     Ranker(const Options &options, pask_device_type_t type, Backend &backend, KernelStore &store,
@@ -37,7 +54,7 @@ public:
     void set_loader(Loader *loader) { loader_ = loader; }
 
     // The candidates of p (h is its hash), best first.
-    std::vector<Candidate> candidates(const Problem &p, size_t h) const;
+    Candidates candidates(const Problem &p, size_t h) const;
     // Whether any allowed solver is applicable to p (to tell "unsupported"
     // from "nothing can be loaded").
     bool any_applicable(const Problem &p) const;
@@ -56,7 +73,7 @@ public:
     void poll_timings();
 
 private:
-    std::vector<Candidate> ranked(const Problem &p, size_t h) const;
+    std::shared_ptr<const std::vector<Entry>> ranked(const Problem &p, size_t h) const;
     KernelKey resolve_key(const Solver &solver, const Problem &p) const;
     void put_measured_first(std::vector<Candidate> &out, size_t h) const;
 
@@ -69,6 +86,7 @@ private:
 
     mutable std::mutex mu_;  // bad keys, measured run costs, timings
     std::unordered_set<std::string> bad_keys_;
+    std::atomic<bool> any_bad_{false};  // read without the lock on every call
     std::unordered_map<uint64_t, double> run_us_;  // EMA per (solver, problem)
     struct PendingTiming {
         int64_t token;
@@ -81,7 +99,7 @@ private:
     std::unordered_map<size_t, int> hinted_;          // hints given per problem hash (counted up to kMaxWarmUps)
     struct Ranked {
         Problem problem;
-        std::vector<Candidate> ranked;
+        std::shared_ptr<const std::vector<Entry>> ranked;
     };
     mutable std::mutex rank_mu_;
     mutable std::unordered_map<size_t, std::vector<Ranked>> ranked_;  // analytic ranking per Problem
