@@ -394,3 +394,25 @@ def test_pool_kernels_propagate_nan_and_inf(kernels, dtype, layout):
     kernels("pool", dtype).emu_pool2d(d, 1, ptr(xin), ptr(g))
     check(host(nhwc_to_nchw(g) if nhwc else g, dtype), x.astype(np.float64).mean(axis=(2, 3), keepdims=True),
           **_tol(dtype))
+
+
+@pytest.mark.parametrize("data", ["ones", "random"])
+def test_pool_averages_over_a_huge_window_are_accurate(kernels, data):
+    """Issue 20 weak spot: a float accumulator per thread summed 2^26 ones to 2^24 (a
+    mean of 0.25) in the generic kernel's average and drifted on random data; pool.cu
+    now sums in double per thread. 1x1x8192x8192 float32 (256 MiB; C = 1, so NCHW and
+    NHWC are the same memory), against numpy's float64 sum, to 1e-5 relative."""
+    big = 8192
+    x = np.ones((1, 1, big, big), np.float32)
+    if data == "random":
+        np.random.default_rng(2026).random(out=x.reshape(-1), dtype=np.float32)
+    want = np.sum(x, dtype=np.float64) / x.size
+    lib = kernels("pool", "float32")
+    for nhwc in (0, 1):
+        y = np.zeros(1, np.float32)
+        # the generic kernel: avg, one window over everything, count_include_pad
+        lib.emu_pool2d(i64(1, 1, big, big, 1, 1, big, big, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, nhwc), 0, ptr(x), ptr(y))
+        assert float(y[0]) == pytest.approx(want, rel=1e-5), ("pask_pool2d", nhwc, float(y[0]), want)
+        y[0] = 0
+        lib.emu_pool2d(i64(1, 1, big, big, 1, 1, big, big, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, nhwc), 1, ptr(x), ptr(y))
+        assert float(y[0]) == pytest.approx(want, rel=1e-5), ("pask_pool2d_global_avg", nhwc, float(y[0]), want)
