@@ -8,7 +8,7 @@ Before the fix, activation="relu" turned NaN into 0 in every CPU solver and
 "relu6" did so in the GEMM-based ones (the vector max/min returns its second
 operand when either is NaN).
 
-The references here are float64 and written out with elementwise products and
+The references (tests/nan_reference.py) are float64, written out with elementwise products and
 numpy sums (no BLAS, whose handling of NaN/Inf is not ours to rely on), so IEEE
 rules decide every NaN and Inf. Inputs stay in [-1, 1]: no finite value
 overflows in float32, so where the kernels' sums hold NaN/Inf is decided by
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import paskdnn
-from nan_reference import act_ref, check, conv_ref, gemm_ref, max_pool_ref, sprinkle
+from nan_reference import check, conv_ref, gemm_ref, max_pool_ref, sprinkle
 
 CPU_CONV = sorted(s["name"] for s in paskdnn.solvers("conv2d") if s["device"] == "cpu")
 CPU_GEMM = sorted(s["name"] for s in paskdnn.solvers("gemm") if s["device"] == "cpu")
