@@ -489,3 +489,116 @@ def test_gpu_read_only_cache_folder_still_works(tmp_path):
         c.close()
     finally:
         os.chmod(ro, 0o700)
+
+
+# ---- NaN and +-Inf through every CUDA solver (issue 20 B6) -------------------------
+# PyTorch's rules: relu(NaN) = relu6(NaN) = NaN, relu6(+inf) = 6, -inf -> 0, max
+# pooling keeps NaN. The convolution/GEMM sums come from tests/nan_reference.py
+# (float64, elementwise: IEEE rules decide each NaN and Inf), the activation from
+# PyTorch itself; NaN and Inf positions must match exactly.
+def _nan_cases(op):
+    return sorted(s["name"] for s in paskdnn.solvers(op) if s["device"] == "cuda")
+
+
+def _host(t):
+    return t.to("cpu", torch.float64).numpy()
+
+
+def _torch_act(y, activation):
+    t = torch.from_numpy(y)
+    if activation == "relu":
+        t = torch.relu(t)
+    elif activation == "relu6":
+        t = torch.nn.functional.relu6(t)
+    return t.numpy()
+
+
+def _special(shape, dtype, frac):
+    from nan_reference import sprinkle
+    a = sprinkle(rng, rng.uniform(-1, 1, size=shape).astype(np.float32), "mixed", frac)
+    t = torch.from_numpy(a).to("cuda", DTYPES[dtype])
+    return t
+
+
+def _run_or_skip(fn):
+    try:
+        return fn()
+    except (paskdnn.UnsupportedError, paskdnn.BackendUnavailableError, paskdnn.LoadError) as e:
+        pytest.skip(f"solver not available here: {e}")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("solver", _nan_cases("conv2d"))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("where", ["input", "bias"])
+def test_conv_solvers_propagate_nan_and_inf(cache, dtype, solver, layout, activation, where):
+    from nan_reference import check, conv_ref
+    n, c, h, w, o, k, s, p = 2, 16, 9, 9, 24, 3, 1, 1
+    groups = 1
+    if "depthwise" in solver:
+        o, groups = 16, 16
+    ctx = _run_or_skip(lambda: paskdnn.Context("cuda", cache_dir=cache, solvers=[solver]))
+    x = _special((n, c, h, w), dtype, 0.04) if where == "input" else rand((n, c, h, w), dtype)
+    wt = rand((o, c // groups, k, k), dtype)
+    b = _special((o,), dtype, 0.25) if where == "bias" else rand((o,), dtype)
+    if layout == "NHWC":
+        y = _run_or_skip(lambda: paskdnn.conv2d(x.permute(0, 2, 3, 1).contiguous(), wt.permute(0, 2, 3, 1).contiguous(),
+                                                b, s, p, 1, groups, layout="NHWC", weight_layout="OHWI",
+                                                activation=activation, context=ctx))
+        torch.cuda.synchronize()
+        y = y.permute(0, 3, 1, 2)
+    else:
+        y = _run_or_skip(lambda: paskdnn.conv2d(x, wt, b, s, p, 1, groups, activation=activation, context=ctx))
+        torch.cuda.synchronize()
+    assert paskdnn.last_solver() == solver
+    want = _torch_act(conv_ref(_host(x), _host(wt), _host(b), s, p, groups, None), activation)
+    assert np.isnan(want).any()
+    check(_host(y), want, rtol=10 * TOL[dtype], atol=10 * TOL[dtype])
+    ctx.close()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("solver", _nan_cases("gemm"))
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("m, n, k", [(20, 70, 32), (4, 64, 96)])
+def test_gemm_solvers_propagate_nan_and_inf(cache, dtype, solver, activation, m, n, k):
+    from nan_reference import check, gemm_ref
+    ctx = _run_or_skip(lambda: paskdnn.Context("cuda", cache_dir=cache, solvers=[solver]))
+    a, b, bias = _special((m, k), dtype, 0.01), rand((k, n), dtype), _special((n,), dtype, 0.1)
+    y = _run_or_skip(lambda: paskdnn.gemm(a, b, bias=bias, activation=activation, context=ctx))
+    torch.cuda.synchronize()
+    assert paskdnn.last_solver() == solver
+    want = _torch_act(gemm_ref(_host(a), _host(b), _host(bias), None), activation)
+    assert np.isnan(want).any()
+    check(_host(y), want, rtol=10 * TOL[dtype], atol=10 * TOL[dtype])
+    ctx.close()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("solver", _nan_cases("pool2d"))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_pool_solvers_propagate_nan_and_inf(cache, dtype, solver, layout):
+    from nan_reference import check
+    ctx = _run_or_skip(lambda: paskdnn.Context("cuda", cache_dir=cache, solvers=[solver]))
+    x = _special((2, 19, 9, 11), dtype, 0.04)
+    xl = x.permute(0, 2, 3, 1).contiguous() if layout == "NHWC" else x
+    back = (lambda t: t.permute(0, 3, 1, 2)) if layout == "NHWC" else (lambda t: t)
+    xd = torch.from_numpy(_host(x))
+    if "global" in solver:
+        calls = [(lambda: paskdnn.adaptive_avg_pool2d(xl, 1, layout=layout, context=ctx),
+                  torch.nn.functional.adaptive_avg_pool2d(xd, 1))]
+    else:  # PyTorch's max (NaN wins) and average pooling, float64 on the CPU
+        calls = [(lambda: paskdnn.max_pool2d(xl, 3, 2, 1, layout=layout, context=ctx),
+                  torch.nn.functional.max_pool2d(xd, 3, 2, 1)),
+                 (lambda: paskdnn.avg_pool2d(xl, 3, 2, 0, layout=layout, context=ctx),
+                  torch.nn.functional.avg_pool2d(xd, 3, 2, 0))]
+    for call, want in calls:
+        y = _run_or_skip(call)
+        torch.cuda.synchronize()
+        assert paskdnn.last_solver() == solver
+        check(_host(back(y)), want.numpy(), rtol=10 * TOL[dtype], atol=10 * TOL[dtype])
+    ctx.close()

@@ -126,6 +126,28 @@ def test_conv_graph_nhwc_with_residual_bias_relu6(double_path, tmp_path):
     assert field(ex, "stream") == "0x5000" and field(ex, "ctx") != "(nil)"
 
 
+def test_relu_and_relu6_ask_cudnn_to_propagate_nan(double_path, tmp_path):
+    """Issue 20 B6: relu(NaN) = relu6(NaN) = NaN in every solver (PyTorch's rule), so each
+    relu pointwise op sets CUDNN_ATTR_POINTWISE_NAN_PROPAGATION = CUDNN_PROPAGATE_NAN
+    rather than leave it to the engine; the adds carry no such attribute."""
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cudnn", "gemm.cudnn"], loader_threads=0)
+        for act in ("relu", "relu6"):
+            paskdnn.conv2d(dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c), dev((8,), c), padding=1, activation=act,
+                           context=c)
+            out["conv_" + act] = paskdnn.last_solver()
+        paskdnn.gemm(dev((16, 24), c), dev((24, 32), c), bias=dev((32,), c), activation="relu6", context=c)
+        out["gemm"] = paskdnn.last_solver()
+    """)
+    assert out == {"conv_relu": "conv2d.cudnn", "conv_relu6": "conv2d.cudnn", "gemm": "gemm.cudnn"}, out
+    graphs = lines(log, "graph")
+    relus = [op for g in graphs for op in re.findall(r" relu\((.*?)\)(?= |$)", g)]
+    assert len(relus) >= 3, graphs
+    assert all(",nan=1" in op for op in relus), relus  # PROPAGATE_NAN
+    assert not any("nan=" in op for g in graphs for op in re.findall(r" add\((.*?)\)(?= |$)", g)), graphs
+    assert sum(",clip=6" in op for op in relus) >= 2, relus  # relu6: the conv's and the gemm's
+
+
 def test_each_solver_takes_its_configuration_rank_without_repeats(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         knob("heur_a", "10,11")

@@ -302,3 +302,117 @@ def test_global_average_pool_hip_path_uses_32_lane_shuffles_correctly(kernels, d
     ref = x.astype(np.float64).mean(axis=(2, 3), keepdims=True)
     assert_within_bound(got, ref, np.abs(x).astype(np.float64).mean(axis=(2, 3), keepdims=True) + 1e-3,
                         rtol=RTOL[dtype] * 4, atol=0)
+
+
+# ---- NaN and +-Inf (issue 20 B6) ---------------------------------------------------
+# pask_act, the epilogue of every kernel here, once read "v > 0 ? v : 0": relu
+# turned NaN into 0 on the GPU as on the CPU. PyTorch's rule: NaN propagates
+# through relu and relu6, relu6(+inf) = 6, -inf -> 0; max pooling keeps NaN.
+# References: tests/nan_reference.py (float64, no BLAS, IEEE rules).
+NAN_CONV = [  # (object, entry arg `splits`, layout, (n, c, h, w, o, k, stride, pad, groups))
+    ("conv_igemm", 1, "NHWC", (2, 16, 9, 9, 24, 3, 1, 1, 1)),
+    ("conv_igemm", 3, "NCHW", (1, 16, 9, 9, 40, 3, 1, 1, 2)),
+    ("conv_depthwise", 0, "NCHW", (2, 8, 9, 10, 16, 3, 2, 1, 8)),
+    ("conv_depthwise", 4, "NHWC", (2, 16, 9, 10, 16, 3, 1, 1, 16)),
+]
+
+
+def _tol(dtype):
+    return dict(rtol=2 * RTOL[dtype], atol=20 * RTOL[dtype])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("where", ["input", "bias"])
+@pytest.mark.parametrize("obj, splits, layout, shape", NAN_CONV, ids=lambda v: str(v))
+def test_conv_kernels_propagate_nan_and_inf(kernels, dtype, activation, where, obj, splits, layout, shape):
+    from nan_reference import check, conv_ref, sprinkle
+    n, c, h, w, o, k, s, pad, g = shape
+    oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+    x32 = rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32)
+    b32 = rng.uniform(-1, 1, o).astype(np.float32)
+    if where == "input":
+        x32 = sprinkle(rng, x32, "mixed")
+    else:
+        b32 = sprinkle(rng, b32, "mixed", frac=0.25)
+    x_raw, x = device(x32, dtype)
+    w_raw, wt = device(rng.uniform(-1, 1, (o, c // g, k, k)), dtype)
+    b_raw, b = device(b32, dtype)
+    nhwc = layout == "NHWC"
+    xin = np.ascontiguousarray(nchw_to_nhwc(x_raw)) if nhwc else x_raw
+    win = np.ascontiguousarray(oihw_to_ohwi(w_raw)) if nhwc else w_raw
+    y = empty((n, oh, ow, o) if nhwc else (n, o, oh, ow), dtype)
+    d = i64(n, c, h, w, o, k, k, oh, ow, s, s, pad, pad, 1, 1, g, int(nhwc), int(nhwc), ACT[activation])
+    kernels(obj, dtype).emu_conv2d(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(xin), ptr(win), ptr(b_raw),
+                                   None, ptr(y), splits)
+    got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
+    want = conv_ref(x, wt, b, s, pad, g, activation)
+    assert np.isnan(want).any()
+    check(got, want, **_tol(dtype))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("entry, m, n, k, splits", [("emu_gemm", 20, 70, 33, 1), ("emu_gemm", 37, 40, 96, 3),
+                                                    ("emu_gemm_small_m", 3, 40, 64, 1),
+                                                    ("emu_gemm_small_m", 5, 24, 96, 2)])
+def test_gemm_kernels_propagate_nan_and_inf(kernels, dtype, activation, entry, m, n, k, splits):
+    from nan_reference import check, gemm_ref, sprinkle
+    a32 = sprinkle(rng, rng.uniform(-1, 1, (m, k)).astype(np.float32), "mixed", frac=0.01)
+    b32 = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    bias32 = sprinkle(rng, rng.uniform(-1, 1, n).astype(np.float32), "mixed", frac=0.1)
+    a_raw, a = device(a32, dtype)
+    b_raw, b = device(b32, dtype)
+    bias_raw, bias = device(bias32, dtype)
+    c_out = empty((m, n), dtype)
+    d = i64(m, n, k, k, n, n, 0, 0, ACT[activation])
+    getattr(kernels("gemm", dtype), entry)(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(a_raw), ptr(b_raw),
+                                           ptr(bias_raw), ptr(c_out), splits)
+    want = gemm_ref(a, b, bias, activation)
+    assert np.isnan(want).any()
+    check(host(c_out, dtype), want, **_tol(dtype))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_pool_kernels_propagate_nan_and_inf(kernels, dtype, layout):
+    from nan_reference import check, max_pool_ref, sprinkle
+    n, c, h, w, k, s, p = 2, 5, 11, 9, 3, 2, 1
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    x_raw, x = device(sprinkle(rng, rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32), "mixed"), dtype)
+    nhwc = layout == "NHWC"
+    xin = np.ascontiguousarray(nchw_to_nhwc(x_raw)) if nhwc else x_raw
+    y = empty((n, oh, ow, c) if nhwc else (n, c, oh, ow), dtype)
+    d = i64(n, c, h, w, oh, ow, k, k, s, s, p, p, p, p, 1, 1, 0, 0, 0, int(nhwc))
+    kernels("pool", dtype).emu_pool2d(d, 0, ptr(xin), ptr(y))
+    check(host(nhwc_to_nchw(y) if nhwc else y, dtype), max_pool_ref(x, k, s, p), **_tol(dtype))
+    g = empty((n, 1, 1, c) if nhwc else (n, c, 1, 1), dtype)
+    d = i64(n, c, h, w, 1, 1, h, w, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, int(nhwc))
+    kernels("pool", dtype).emu_pool2d(d, 1, ptr(xin), ptr(g))
+    check(host(nhwc_to_nchw(g) if nhwc else g, dtype), x.astype(np.float64).mean(axis=(2, 3), keepdims=True),
+          **_tol(dtype))
+
+
+@pytest.mark.parametrize("data", ["ones", "random"])
+def test_pool_averages_over_a_huge_window_are_accurate(kernels, data):
+    """Issue 20 weak spot: a float accumulator per thread summed 2^26 ones to 2^24 (a
+    mean of 0.25) in the generic kernel's average and drifted on random data; pool.cu
+    now sums in double per thread. 1x1x8192x8192 float32 (256 MiB; C = 1, so NCHW and
+    NHWC are the same memory), against numpy's float64 sum, to 1e-5 relative."""
+    big = 8192
+    x = np.ones((1, 1, big, big), np.float32)
+    if data == "random":
+        np.random.default_rng(2026).random(out=x.reshape(-1), dtype=np.float32)
+    want = np.sum(x, dtype=np.float64) / x.size
+    lib = kernels("pool", "float32")
+    for nhwc in (0, 1):
+        y = np.zeros(1, np.float32)
+        # the generic kernel: avg, one window over everything, count_include_pad
+        lib.emu_pool2d(i64(1, 1, big, big, 1, 1, big, big, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, nhwc), 0, ptr(x), ptr(y))
+        assert float(y[0]) == pytest.approx(want, rel=1e-5), ("pask_pool2d", nhwc, float(y[0]), want)
+        y[0] = 0
+        lib.emu_pool2d(i64(1, 1, big, big, 1, 1, big, big, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, nhwc), 1, ptr(x), ptr(y))
+        assert float(y[0]) == pytest.approx(want, rel=1e-5), ("pask_pool2d_global_avg", nhwc, float(y[0]), want)

@@ -210,3 +210,32 @@ def test_ceil_mode_drops_window_in_padding():
     assert z.shape == (1, 1, 3, 3)
     # last window holds one real element; divisor clipped to H + pad = 5 -> 1
     assert z[0, 0, 2, 2] == pytest.approx(x[0, 0, 4, 4], rel=1e-6)
+
+
+# ---- averages over huge windows (issue 20, weak spot) ------------------------------
+# One float32 accumulator per output summed 2^26 ones to 2^24 (a mean of 0.25)
+# and drifted on random data; the CPU average kernels now accumulate in
+# float64. 1x1x8192x8192 float32 is 256 MiB; C = 1 makes the NCHW and NHWC
+# tensors the same memory. The reference sums in float64 (numpy's pairwise sum
+# with dtype=float64 casts in chunks: no float64 copy).
+BIG = 8192
+
+
+@pytest.mark.parametrize("data", ["ones", "random"])
+def test_average_over_a_huge_window_is_accurate(data, make_context):
+    rng = np.random.default_rng(2026)
+    x = np.ones((1, 1, BIG, BIG), np.float32)
+    if data == "random":
+        rng.random(out=x.reshape(-1), dtype=np.float32)  # in [0, 1): a mean of 0.5
+    want = np.sum(x, dtype=np.float64) / x.size
+    x_nhwc = x.reshape(1, BIG, BIG, 1)  # the same memory
+    for solver in ("pool2d.global_avg", "pool2d.direct"):
+        ctx = make_context(solver)
+        for layout, xl in (("NCHW", x), ("NHWC", x_nhwc)):
+            if solver == "pool2d.global_avg":
+                y = paskdnn.adaptive_avg_pool2d(xl, 1, layout=layout, context=ctx)
+            else:
+                y = paskdnn.avg_pool2d(xl, BIG, layout=layout, context=ctx)
+            assert paskdnn.last_solver() == solver
+            got = float(np.asarray(y).reshape(-1)[0])
+            assert got == pytest.approx(want, rel=1e-5), f"{solver} {layout} {data}: {got} vs {want}"

@@ -119,7 +119,7 @@ bool is_device(uintptr_t p) {
 size_t type_size(int t) {
     switch (t) {
     case 2: return 1;                          // BOOLEAN
-    case 1: case 4: case 7: case 8: case 11: case 14: case 19: return 4;  // enums, FLOAT
+    case 1: case 4: case 7: case 8: case 10: case 11: case 14: case 19: return 4;  // enums (10: NAN_PROPOGATION), FLOAT
     default: return 8;                         // HANDLE, INT64, DOUBLE, VOID_PTR, BACKEND_DESCRIPTOR
     }
 }
@@ -183,10 +183,11 @@ std::string graph_text(const Desc *g) {
             Desc *pw = op->desc(750);
             const int mode = pw->get<int32_t>(0).empty() ? -1 : pw->get<int32_t>(0)[0];
             auto clip = pw->get<float>(4);
+            auto nan = pw->get<int32_t>(2);  // NAN_PROPAGATION: logged when set (nan=1: propagate)
             out += std::string(" ") + (mode == 0 ? "add" : mode == 100 ? "relu" : "pw" + std::to_string(mode)) +
                    "(x=" + tensor_text(op->desc(751)) + (op->desc(752) ? ",b=" + tensor_text(op->desc(752)) : "") +
                    ",y=" + tensor_text(op->desc(753)) + (clip.empty() ? "" : ",clip=" + std::to_string(int(clip[0]))) +
-                   ")";
+                   (nan.empty() ? "" : ",nan=" + std::to_string(nan[0])) + ")";
         }
     }
     return out;

@@ -23,9 +23,13 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return a == 0 ? 0 : (a - 1) / b 
 // The first output column whose input column ow * stride + off is >= 0.
 inline int64_t first_inside(int64_t off, int64_t stride) { return off >= 0 ? 0 : ceil_div(-off, stride); }
 
+// PyTorch's rules: relu(NaN) = relu6(NaN) = NaN, relu(+inf) = inf, relu6(+inf) = 6,
+// -inf -> 0. Each test is written so that NaN fails it and falls through to v
+// itself ("v > 0 ? v : 0" would turn NaN into 0); every CPU solver and
+// sgemm.hpp's act_scalar/act_vec agree (tests/test_nan_inf.py).
 inline float apply_act(float v, int act) {
-    if (act == PASK_CPU_ACT_RELU) return v > 0.f ? v : 0.f;
-    if (act == PASK_CPU_ACT_RELU6) return std::min(std::max(v, 0.f), 6.f);
+    if (act == PASK_CPU_ACT_RELU) return v < 0.f ? 0.f : v;
+    if (act == PASK_CPU_ACT_RELU6) return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
     return v;
 }
 

@@ -25,11 +25,16 @@ inline Window window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t 
     return w;
 }
 
-inline float divisor(const pask_cpu_pool2d_args &a, const Window &wh, const Window &ww) {
-    if (a.divisor_override) return float(a.divisor_override);
-    if (a.count_include_pad) return float(wh.size * ww.size);
-    return float((wh.hi - wh.lo) * (ww.hi - ww.lo));
+inline double divisor(const pask_cpu_pool2d_args &a, const Window &wh, const Window &ww) {
+    if (a.divisor_override) return double(a.divisor_override);
+    if (a.count_include_pad) return double(wh.size * ww.size);
+    return double((wh.hi - wh.lo) * (ww.hi - ww.lo));
 }
+
+// Averages accumulate in double: a float sum stalls once it is 2^24 times its
+// terms (2^26 ones summed to 2^24, a mean of 0.25) and drifts long before on
+// real data; double keeps a 2^30-tap window to about 1e-7 relative. Max stays
+// in float (it does not round). tests/test_pool.py::test_average_over_a_huge_window_is_accurate.
 
 // PyTorch's rule: NaN wins and stays. Branch-free so the loops vectorise.
 inline void take_max(float &m, float v) { m = (v > m || v != v) ? v : m; }
@@ -38,6 +43,9 @@ inline void take_max(float &m, float v) { m = (v > m || v != v) ? v : m; }
 
 thread_local Scratch t_acc;
 
+// n doubles from the float scratch (aligned_alloc'd, 64-byte aligned).
+inline double *doubles(Scratch &s, size_t n) { return reinterpret_cast<double *>(s.get(2 * n)); }
+
 int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
     // Row at a time: for each window offset (r, s), sweep the valid output
     // columns in one contiguous (stride 1) or strided loop, no per-element bounds.
@@ -45,10 +53,14 @@ int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
     auto task = [&](int64_t t, int) {
         const float *xp = a.x + t * a.h * a.w;
         float *yp = a.y + t * a.oh * a.ow;
-        float *acc = t_acc.get(size_t(a.ow));
-        if (!acc) { failed = 1; return; }
+        float *acc = nullptr;  // max
+        double *sum = nullptr;  // avg
+        if (a.mode == 0) acc = t_acc.get(size_t(a.ow));
+        else sum = doubles(t_acc, size_t(a.ow));
+        if (!acc && !sum) { failed = 1; return; }
         for (int64_t oh = 0; oh < a.oh; ++oh) {
-            std::fill(acc, acc + a.ow, a.mode == 0 ? -std::numeric_limits<float>::infinity() : 0.f);
+            if (a.mode == 0) std::fill(acc, acc + a.ow, -std::numeric_limits<float>::infinity());
+            else std::fill(sum, sum + a.ow, 0.0);
             for (int64_t r = 0; r < a.kh; ++r) {
                 const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
                 if (ih < 0 || ih >= a.h) continue;
@@ -66,9 +78,9 @@ int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
                             for (int64_t ow = lo; ow < hi; ++ow) take_max(acc[ow], src[ow * a.stride_w]);
                     } else {
                         if (a.stride_w == 1)
-                            for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += src[ow];
+                            for (int64_t ow = lo; ow < hi; ++ow) sum[ow] += src[ow];
                         else
-                            for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += src[ow * a.stride_w];
+                            for (int64_t ow = lo; ow < hi; ++ow) sum[ow] += src[ow * a.stride_w];
                     }
                 }
             }
@@ -79,7 +91,7 @@ int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
                 Window wh = window(oh, a.stride_h, a.pad_top, a.kh, a.h, a.pad_bottom);
                 for (int64_t ow = 0; ow < a.ow; ++ow) {
                     Window ww = window(ow, a.stride_w, a.pad_left, a.kw, a.w, a.pad_right);
-                    yrow[ow] = acc[ow] / divisor(a, wh, ww);
+                    yrow[ow] = float(sum[ow] / divisor(a, wh, ww));
                 }
             }
         }
@@ -92,8 +104,11 @@ int pool_nhwc(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
     std::atomic<int> failed{0};
     auto task = [&](int64_t t, int) {
         const int64_t n = t / a.oh, oh = t % a.oh;
-        float *acc = t_acc.get(size_t(a.c));
-        if (!acc) { failed = 1; return; }
+        float *acc = nullptr;  // max
+        double *sum = nullptr;  // avg
+        if (a.mode == 0) acc = t_acc.get(size_t(a.c));
+        else sum = doubles(t_acc, size_t(a.c));
+        if (!acc && !sum) { failed = 1; return; }
         for (int64_t ow = 0; ow < a.ow; ++ow) {
             float *yp = a.y + ((n * a.oh + oh) * a.ow + ow) * a.c;
             if (a.mode == 0) {
@@ -112,14 +127,14 @@ int pool_nhwc(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
             } else {
                 Window wh = window(oh, a.stride_h, a.pad_top, a.kh, a.h, a.pad_bottom);
                 Window ww = window(ow, a.stride_w, a.pad_left, a.kw, a.w, a.pad_right);
-                std::fill(acc, acc + a.c, 0.f);
+                std::fill(sum, sum + a.c, 0.0);
                 for (int64_t ih = wh.lo; ih < wh.hi; ++ih)
                     for (int64_t iw = ww.lo; iw < ww.hi; ++iw) {
                         const float *xp = a.x + ((n * a.h + ih) * a.w + iw) * a.c;
-                        for (int64_t c = 0; c < a.c; ++c) acc[c] += xp[c];
+                        for (int64_t c = 0; c < a.c; ++c) sum[c] += xp[c];
                     }
-                const float inv = 1.f / divisor(a, wh, ww);
-                for (int64_t c = 0; c < a.c; ++c) yp[c] = acc[c] * inv;
+                const double div = divisor(a, wh, ww);
+                for (int64_t c = 0; c < a.c; ++c) yp[c] = float(sum[c] / div);
             }
         }
     };
@@ -140,16 +155,17 @@ constexpr int64_t kChannelBlock = 64;
 }  // namespace
 
 PASK_EXPORT int pask_pool2d_global_avg_f32(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args *a) {
+    // double sums, as pool_nchw/pool_nhwc's averages (why: above)
     const int64_t hw = a->h * a->w;
-    const float inv = 1.f / float(hw);
+    const double div = double(hw);
     if (a->layout == PASK_CPU_LAYOUT_NCHW) {
         auto task = [&](int64_t t, int) {
             const float *xp = a->x + t * hw;
-            float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
             int64_t i = 0;
             for (; i + 4 <= hw; i += 4) { s0 += xp[i]; s1 += xp[i + 1]; s2 += xp[i + 2]; s3 += xp[i + 3]; }
             for (; i < hw; ++i) s0 += xp[i];
-            a->y[t] = ((s0 + s1) + (s2 + s3)) * inv;
+            a->y[t] = float(((s0 + s1) + (s2 + s3)) / div);
         };
         run_parallel(rt, a->n * a->c, task);
         return 0;
@@ -158,12 +174,12 @@ PASK_EXPORT int pask_pool2d_global_avg_f32(const pask_cpu_runtime *rt, const pas
     auto task = [&](int64_t t, int) {
         const int64_t n = t / blocks, c0 = (t % blocks) * kChannelBlock;
         const int64_t cn = std::min(kChannelBlock, a->c - c0);
-        float acc[kChannelBlock] = {};
+        double acc[kChannelBlock] = {};
         for (int64_t p = 0; p < hw; ++p) {
             const float *xp = a->x + (n * hw + p) * a->c + c0;
             for (int64_t c = 0; c < cn; ++c) acc[c] += xp[c];
         }
-        for (int64_t c = 0; c < cn; ++c) a->y[n * a->c + c0 + c] = acc[c] * inv;
+        for (int64_t c = 0; c < cn; ++c) a->y[n * a->c + c0 + c] = float(acc[c] / div);
     };
     run_parallel(rt, a->n * blocks, task);
     return 0;

@@ -198,14 +198,19 @@ static inline Stage make_stage(const GemmEpilogue &ep, bool first, bool last) {
     return s;
 }
 
+/* NaN propagates through relu and relu6 (PyTorch's rule; common.hpp's
+ * apply_act is the same): a NaN fails every comparison and falls through to x. */
 static inline float act_scalar(float x, int act) {
-    if (act == PASK_CPU_ACT_RELU) return x > 0.f ? x : 0.f;
-    if (act == PASK_CPU_ACT_RELU6) return x > 0.f ? (x < 6.f ? x : 6.f) : 0.f;
+    if (act == PASK_CPU_ACT_RELU) return x < 0.f ? 0.f : x;
+    if (act == PASK_CPU_ACT_RELU6) return x < 0.f ? 0.f : (x > 6.f ? 6.f : x);
     return x;
 }
+/* vmax/vmin return their SECOND operand when either is NaN (maxps/minps, and
+ * the generic "a > b ? a : b"), so x goes second: vmax(0, NaN) = NaN, where
+ * vmax(NaN, 0) would be 0. +inf -> inf (relu) / 6 (relu6), -inf -> 0. */
 static inline V act_vec(V x, int act) {
-    if (act == PASK_CPU_ACT_RELU) return vmax(x, vzero());
-    if (act == PASK_CPU_ACT_RELU6) return vmin(vmax(x, vzero()), vset1(6.f));
+    if (act == PASK_CPU_ACT_RELU) return vmax(vzero(), x);
+    if (act == PASK_CPU_ACT_RELU6) return vmin(vset1(6.f), vmax(vzero(), x));
     return x;
 }
 

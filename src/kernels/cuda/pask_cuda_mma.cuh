@@ -115,9 +115,13 @@ PASK_DEV unsigned pask_tf32(float f) {
 }
 #endif
 
+/* The one activation of every CUDA/HIP epilogue (float, fp16 and bf16 alike: they
+ * convert to float first). NaN propagates, PyTorch's rule: each comparison is
+ * false for NaN, so v falls through. Not fmaxf/fminf: CUDA's fmaxf(NaN, 0) is 0.
+ * relu(+inf) = inf, relu6(+inf) = 6, -inf -> 0. */
 PASK_DEV float pask_act(float v, int act) {
-    if (act == PASK_CUDA_ACT_RELU) v = v > 0.f ? v : 0.f;
-    else if (act == PASK_CUDA_ACT_RELU6) v = v > 0.f ? (v < 6.f ? v : 6.f) : 0.f;
+    if (act == PASK_CUDA_ACT_RELU) v = v < 0.f ? 0.f : v;
+    else if (act == PASK_CUDA_ACT_RELU6) v = v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
     return v;
 }
 

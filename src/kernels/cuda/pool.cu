@@ -6,6 +6,10 @@
  * avg: sum over in-bounds taps / divisor, divisor = divisor_override if != 0, else the
  *   number of taps inside [-pad_top, h+pad_bottom) x [-pad_left, w+pad_right) when
  *   count_include_pad, else the number of in-bounds taps (PyTorch's rule for dil = 1).
+ * Averages accumulate in double per thread: a float sum stalls once it is 2^24
+ * times its terms (2^26 ones gave a mean of 0.25) and drifts long before on real
+ * data, as the CPU kernels did (tests/test_pool.py, huge windows). The loads stay
+ * float and the kernels memory-bound.
  */
 #include "pask_cuda_mma.cuh"
 
@@ -50,7 +54,7 @@ extern "C" __global__ void __launch_bounds__(256) pask_pool2d(const pask_cuda_po
             }
             out = m;
         } else {
-            float sum = 0.f;
+            double sum = 0.0;
             int nin = 0, npad = 0;
             for (int r = 0; r < KH; ++r) {
                 const int ih = ih0 + r * DH;
@@ -66,8 +70,8 @@ extern "C" __global__ void __launch_bounds__(256) pask_pool2d(const pask_cuda_po
                     }
                 }
             }
-            float div = p.divisor_override ? (float)p.divisor_override : (float)(p.count_include_pad ? npad : nin);
-            out = sum / div;
+            const double div = p.divisor_override ? (double)p.divisor_override : (double)(p.count_include_pad ? npad : nin);
+            out = (float)(sum / div);
         }
         y[i] = pask_from_f32(out);
     }
@@ -78,13 +82,13 @@ extern "C" __global__ void __launch_bounds__(256) pask_pool2d_global_avg(const p
     const pask_i64 HW = p.h * p.w, NC = p.n * p.c;
     const pask_t *__restrict__ x = (const pask_t *)p.x;
     pask_t *__restrict__ y = (pask_t *)p.y;
-    const float inv = 1.f / (float)HW;
+    const double div = (double)HW;
     if (p.layout == PASK_CUDA_LAYOUT_NHWC) {
         const pask_i64 C = p.c;
         for (pask_i64 i = (pask_i64)blockIdx.x * blockDim.x + threadIdx.x; i < NC; i += (pask_i64)gridDim.x * blockDim.x) {
             const pask_i64 nimg = i / C, c = i - nimg * C;
             const pask_t *src = x + nimg * HW * C + c;
-            float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+            double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
             pask_i64 j = 0;
             for (; j + 4 <= HW; j += 4) {
                 s0 += pask_ld(src, j * C);
@@ -93,17 +97,19 @@ extern "C" __global__ void __launch_bounds__(256) pask_pool2d_global_avg(const p
                 s3 += pask_ld(src, (j + 3) * C);
             }
             for (; j < HW; ++j) s0 += pask_ld(src, j * C);
-            y[i] = pask_from_f32(((s0 + s1) + (s2 + s3)) * inv);
+            y[i] = pask_from_f32((float)(((s0 + s1) + (s2 + s3)) / div));
         }
     } else {
         const int lane = threadIdx.x & 31;
         const pask_i64 warps = (pask_i64)gridDim.x * (blockDim.x >> 5);
         for (pask_i64 wi = (pask_i64)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); wi < NC; wi += warps) {
             const pask_t *src = x + wi * HW;
-            float s = 0.f;
-            for (pask_i64 j = lane; j < HW; j += 32) s += pask_ld(src, j);
-            s = pask_warp_sum(s);
-            if (lane == 0) y[wi] = pask_from_f32(s * inv);
+            /* each lane's double sum, rounded once to float for the 32-lane shuffle
+             * sum (a relative error of about 32 ulp at most, over 32 terms) */
+            double ls = 0.0;
+            for (pask_i64 j = lane; j < HW; j += 32) ls += pask_ld(src, j);
+            const float s = pask_warp_sum((float)(ls / div));
+            if (lane == 0) y[wi] = pask_from_f32(s);
         }
     }
 }

@@ -41,6 +41,7 @@ constexpr int TYPE_DOUBLE = 5;
 constexpr int TYPE_VOID_PTR = 6;
 constexpr int TYPE_CONVOLUTION_MODE = 7;
 constexpr int TYPE_HEUR_MODE = 8;
+constexpr int TYPE_NAN_PROPAGATION = 10;  // CUDNN_TYPE_NAN_PROPOGATION (sic)
 constexpr int TYPE_NUMERICAL_NOTE = 11;
 constexpr int TYPE_POINTWISE_MODE = 14;
 constexpr int TYPE_BACKEND_DESCRIPTOR = 15;
@@ -49,6 +50,7 @@ constexpr int TYPE_BEHAVIOR_NOTE = 19;
 // attribute names (cudnnBackendAttributeName_t)
 constexpr int ATTR_POINTWISE_MODE = 0;
 constexpr int ATTR_POINTWISE_MATH_PREC = 1;
+constexpr int ATTR_POINTWISE_NAN_PROPAGATION = 2;
 constexpr int ATTR_POINTWISE_RELU_LOWER_CLIP = 3;
 constexpr int ATTR_POINTWISE_RELU_UPPER_CLIP = 4;
 constexpr int ATTR_CONVOLUTION_COMP_TYPE = 100;

@@ -73,6 +73,13 @@ public:
         const int prec = DATA_FLOAT;
         set(pw, ATTR_POINTWISE_MODE, TYPE_POINTWISE_MODE, 1, &mode, "pointwise mode");
         set(pw, ATTR_POINTWISE_MATH_PREC, TYPE_DATA_TYPE, 1, &prec, "pointwise precision");
+        if (mode == POINTWISE_RELU_FWD) {
+            // relu/relu6 must keep NaN, as paskdnn's own kernels and PyTorch do; say so
+            // rather than leave it to the engine's default (cuDNN-frontend sets this
+            // attribute only for the relu modes, so only they get it here)
+            const int nan = PROPAGATE_NAN;
+            set(pw, ATTR_POINTWISE_NAN_PROPAGATION, TYPE_NAN_PROPAGATION, 1, &nan, "pointwise NaN propagation");
+        }
         if (upper_clip >= 0) {
             const float lo = 0.0f, hi = static_cast<float>(upper_clip);
             set(pw, ATTR_POINTWISE_RELU_LOWER_CLIP, TYPE_FLOAT, 1, &lo, "relu lower clip");
