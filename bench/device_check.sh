@@ -16,11 +16,12 @@ echo "build: $((SECONDS - t0)) s"
 export PYTHONPATH=/tmp/pask:/tmp/site
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 cd /tmp
-PYTHONUNBUFFERED=1 timeout ${TEST_TIMEOUT:-420} python3 -m pytest -q -rs -p no:cacheprovider ${TESTS:-"$REPO/tests/test_cuda.py $REPO/tests/test_cudnn.py"} \
+PYTHONUNBUFFERED=1 timeout ${TEST_TIMEOUT:-420} python3 -m pytest -q -rs -p no:cacheprovider ${TESTS:-$REPO/tests/test_cuda.py $REPO/tests/test_cudnn.py} \
   > "$OUT/gpu_tests.log" 2>&1
 echo "tests: exit $?"; grep -E "passed|failed|FAILED|Error" "$OUT/gpu_tests.log" | tail -25
 for what in ${THEN:-dispatch overhead coldstart}; do
   case $what in
+    driver) timeout 60 python3 "$REPO/bench/driver_costs.py" 2>&1 | tail -8 ;;
     dispatch) timeout 120 python3 "$REPO/bench/plan_dispatch.py" --device cuda --iterations 100000 \
                 --out "$OUT/plan_dispatch_cuda.md" 2>&1 | tail -8 ;;
     overhead) timeout 180 python3 "$REPO/bench/host_overhead.py" > "$OUT/host_overhead.log" 2>&1; tail -15 "$OUT/host_overhead.log" ;;
