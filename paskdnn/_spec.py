@@ -155,12 +155,14 @@ def _dcode(a: Any) -> int:
     return a.dcode if isinstance(a, (DevView, TensorSpec)) else C.PASK_DTYPE_FLOAT32
 
 
-def _same_dtype(*arrays: Any) -> int:
-    codes = {_dcode(a) for a in arrays if a is not None}
-    if len(codes) > 1:
-        names = sorted(_arrays.dtypes().name[c] for c in codes)
-        raise TypeError(f"all tensors of one op must share a dtype, got {', '.join(names)}")
-    return codes.pop() if codes else C.PASK_DTYPE_FLOAT32
+def _same_dtype(first: Any, *others: Any) -> int:
+    dc = _dcode(first)
+    for a in others:
+        if a is not None and _dcode(a) != dc:
+            codes = {_dcode(t) for t in (first,) + others if t is not None}
+            names = sorted(_arrays.dtypes().name[c] for c in codes)
+            raise TypeError(f"all tensors of one op must share a dtype, got {', '.join(names)}")
+    return dc
 
 
 def _tensor_spec(a: Any, name: str) -> Any:
@@ -191,20 +193,29 @@ def _array(a: Any, name: str, contiguous: bool = True) -> Any:
     return a
 
 
-def _out_array(out: Any, shape: Tuple[int, ...], like: Any = None) -> Any:
+def _out_array(out: Any, shape: Tuple[int, ...], like: Any = None) -> Tuple[Any, Any]:
+    """(out, what its pointer is read from: its DevView on a GPU, else out), checked."""
     if not isinstance(out, np.ndarray) and _arrays.is_device_array(out):
         v = _arrays.view(out, "out")
         if tuple(v.shape) != tuple(shape):
             raise ValueError(f"out has shape {tuple(v.shape)} but the result has shape {tuple(shape)}")
         if like is not None and v.dcode != _dcode(like):
             raise TypeError(f"out is {v.dtype} but the inputs are {_arrays.dtypes().name[_dcode(like)]}")
-        return out
+        return out, v
     _array(out, "out")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"out has shape {tuple(out.shape)} but the result has shape {tuple(shape)}")
-    return out
+    return out, out
+
+
+def _output(spec_out: Any, shape: Tuple[int, ...], like: Any, ctx: Any) -> Tuple[Any, Any]:
+    """(the op's result, its pointer's source): out= checked, else a new array of like's kind."""
+    if spec_out is None:
+        y = _empty(like, shape, ctx)
+        return y, y
+    return _out_array(spec_out, shape, like)
 
 
 def _empty(like: Any, shape: Sequence[int], ctx: Any) -> Any:
@@ -271,7 +282,7 @@ class Spec:
     ``bind(shape, ctx)`` returns the op's result and the (x, w, bias, residual,
     y) arrays of each execution; ``shape`` is the plan's output shape."""
 
-    __slots__ = ("key", "repeat", "hinting")
+    __slots__ = ("key", "repeat", "hinting", "like")
 
     def check(self, shape: Any) -> None:
         """Checks what depends on the plan's output shape (done before any write)."""
@@ -288,8 +299,8 @@ class ConvSpec(Spec):
 
     def bind(self, shape: Any, ctx: Any) -> Tuple[Any, List[tuple]]:
         _check_residual(self.residual, shape)
-        y = _empty(self.x, shape, ctx) if self.out is None else _out_array(self.out, shape, self.x)
-        return y, [(self.x, self.w, self.bias, self.residual, y)]
+        y, yp = _output(self.out, shape, self.x, ctx)
+        return y, [(self.x, self.w, self.bias, self.residual, yp)]
 
 
 class GemmSpec(Spec):
@@ -298,19 +309,19 @@ class GemmSpec(Spec):
     __slots__ = ("a", "b", "bias", "out", "shape", "checked")
 
     def bind(self, shape: Any, ctx: Any) -> Tuple[Any, List[tuple]]:
-        if self.checked:  # gemm's c, checked when normalised
-            y = self.out
+        if self.checked:  # gemm's c or linear's out, checked when normalised
+            y, yp = self.out
         else:
-            y = _empty(self.a, self.shape, ctx) if self.out is None else _out_array(self.out, self.shape, self.a)
-        return y, ([(self.a, self.b, self.bias, None, y)] if self.key is not None else [])
+            y, yp = _output(self.out, self.shape, self.a, ctx)
+        return y, ([(self.a, self.b, self.bias, None, yp)] if self.key is not None else [])
 
 
 class PoolSpec(Spec):
     __slots__ = ("x", "out")
 
     def bind(self, shape: Any, ctx: Any) -> Tuple[Any, List[tuple]]:
-        y = _empty(self.x, shape, ctx) if self.out is None else _out_array(self.out, shape, self.x)
-        return y, [(self.x, None, None, None, y)]
+        y, yp = _output(self.out, shape, self.x, ctx)
+        return y, [(self.x, None, None, None, yp)]
 
 
 class MatmulSpec(Spec):
@@ -319,7 +330,7 @@ class MatmulSpec(Spec):
     def bind(self, shape: Any, ctx: Any) -> Tuple[Any, List[tuple]]:
         a, a2, b2, batch, full, final = self.a, self.a2, self.b2, self.batch, self.shape, self.final
         m, n, k = self.mnk
-        y = _empty(a, final, ctx) if self.out is None else _out_array(self.out, final, a)
+        y = _output(self.out, final, a, ctx)[0]
         if isinstance(a2, DevView):
             if self.key is None:
                 raise _unsupported("matmul of empty GPU arrays is not supported")
@@ -389,7 +400,7 @@ def conv2d_spec(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padd
     dc = _same_dtype(x, w, bias, r)
     spec = _new(ConvSpec, ("conv2d", lay, wlay, nchw_dims(x4.shape, lay), unbatched, (o, ig, kh, kw), st, dil, pads,
                            g, act, a, b, None if bias is None else bias.shape[0], r is not None, dc), hinting)
-    spec.x, spec.w, spec.bias, spec.residual, spec.out = x, w, bias, r, out
+    spec.x, spec.w, spec.bias, spec.residual, spec.out, spec.like = x, w, bias, r, out, x
     return spec
 
 
@@ -433,7 +444,9 @@ def gemm_spec(a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: float 
         checked = True
     spec = _new(GemmSpec, _gemm_key(dc, trans_a, trans_b, m, n, ka, al, be, act, lda, ldb, ldc, bias is not None),
                 hinting)
-    spec.a, spec.b, spec.bias, spec.out, spec.shape, spec.checked = a, b, bias, c_user, (m, n), checked
+    spec.a, spec.b, spec.bias, spec.shape, spec.checked = a, b, bias, (m, n), checked
+    spec.out = (c_user, c) if checked else c_user
+    spec.like = a
     return spec
 
 
@@ -466,6 +479,7 @@ def linear_spec(input: Any, weight: Any, bias: Any = None, *, activation: Option
     key = _gemm_key(dc, False, True, rows, nout, nin, 1.0, 0.0, act, nin, nin, nout, bias is not None) if rows else None
     spec = _new(GemmSpec, key, hinting)
     spec.a, spec.b, spec.bias, spec.out, spec.shape, spec.checked = x, w, bias, out, shape, checked
+    spec.like = x
     return spec
 
 
@@ -512,7 +526,7 @@ def matmul_spec(a: Any, b: Any, *, out: Any = None, hinting: bool = False) -> Ma
             repeat = int(np.prod(batch, dtype=np.int64))
     spec = _new(MatmulSpec, key, hinting, repeat)
     spec.a, spec.a2, spec.b2, spec.out, spec.batch, spec.shape, spec.final = a, a2, b2, out, batch, shape, final
-    spec.single, spec.mnk = single, (m, n, k)
+    spec.single, spec.mnk, spec.like = single, (m, n, k), a
     return spec
 
 
@@ -523,7 +537,7 @@ def _pool_spec(input: Any, layout: str, mode: str, kernel: Tuple[int, int], stri
     x4, unbatched = _batched(x, "input")
     spec = _new(PoolSpec, ("pool2d", layout, nchw_dims(x4.shape, layout), unbatched, mode, kernel, stride, pads,
                            dilation, bool(ceil_mode), bool(count_include_pad), divisor, _dcode(x)), hinting)
-    spec.x, spec.out = x, out
+    spec.x, spec.out, spec.like = x, out, x
     return spec
 
 
@@ -758,30 +772,51 @@ def forget(handle: Any) -> None:
 # ---- running, hinting, preparing -----------------------------------------------------
 
 
-def _ptr(ffi: Any, a: Any, gpu: bool) -> Any:
+class _Abi:
+    """What an execution passes to pask_plan_execute, made once: the args
+    struct is filled as five addresses (pask_plan_args_t is five pointers)."""
+
+    def __init__(self) -> None:
+        ffi, lib = _lib.load()
+        fields = [name for name, _ in ffi.typeof("pask_plan_args_t").fields]
+        if fields != ["x", "w", "bias", "residual", "y"] or \
+                ffi.sizeof("pask_plan_args_t") != 5 * ffi.sizeof("uintptr_t"):
+            raise ImportError("paskdnn: pask_plan_args_t is not the five pointers this binding fills")
+        self.ffi, self.null, self.execute = ffi, ffi.NULL, lib.pask_plan_execute
+        self.words, self.args = ffi.typeof("uintptr_t[5]"), ffi.typeof("pask_plan_args_t *")
+
+
+_ABI: Optional[_Abi] = None
+
+
+def _abi() -> _Abi:
+    global _ABI
+    if _ABI is None:
+        _ABI = _Abi()
+    return _ABI
+
+
+def _addr(a: Any, gpu: bool) -> int:
+    """The address of an op's array (0 for None), of the context's kind."""
     if a is None:
-        return ffi.NULL
+        return 0
+    if type(a) is DevView:
+        if not gpu:
+            raise TypeError("a CPU context takes numpy arrays; this array lives on a GPU")
+        return a.ptr
     if isinstance(a, np.ndarray):
         if gpu:
             raise TypeError("a CUDA context takes GPU arrays (torch, cupy, DLPack or paskdnn.asarray(x)), not numpy")
-        return ffi.cast("void *", a.__array_interface__["data"][0])
-    v = a if isinstance(a, DevView) else _arrays.view(a, "array")
+        return a.__array_interface__["data"][0]
+    v = _arrays.view(a, "array")
     if not gpu:
         raise TypeError("a CPU context takes numpy arrays; this array lives on a GPU")
-    return ffi.cast("void *", v.ptr)
+    return v.ptr
 
 
-def _args(ffi: Any, arrays: tuple, gpu: bool) -> Any:
-    x, w, bias, r, y = arrays
-    return ffi.new("pask_plan_args_t *", (_ptr(ffi, x, gpu), _ptr(ffi, w, gpu), _ptr(ffi, bias, gpu),
-                                          _ptr(ffi, r, gpu), _ptr(ffi, y, gpu)))
-
-
-def _like(spec: Spec) -> Any:
-    x = getattr(spec, "x", None)
-    if x is None:
-        x = getattr(spec, "a", None)
-    return x if isinstance(x, DevView) else None
+def _words(abi: _Abi, arrays: tuple, gpu: bool) -> Any:
+    """The five addresses of one execution (x, w, bias, residual, y)."""
+    return abi.ffi.new(abi.words, [_addr(a, gpu) for a in arrays])
 
 
 def run(spec: Spec, ctx: Any, stream: Any = None) -> Any:
@@ -797,11 +832,13 @@ def run(spec: Spec, ctx: Any, stream: Any = None) -> Any:
         plan, shape = plan_for(spec.key, handle)
     result, executions = spec.bind(shape, ctx)
     if executions:
-        ffi, lib = _lib.load()
-        s = ctx._use_stream(_arrays.stream_of(stream, _like(spec))) if gpu else ffi.NULL
-        execute = lib.pask_plan_execute
+        abi = _ABI or _abi()
+        like = spec.like
+        s = ctx._use_stream(_arrays.stream_of(stream, like if type(like) is DevView else None)) if gpu else abi.null
+        cast, execute, args = abi.ffi.cast, abi.execute, abi.args
         for arrays in executions:
-            status = execute(plan, _args(ffi, arrays, gpu), s)
+            words = _words(abi, arrays, gpu)  # kept alive through the call
+            status = execute(plan, cast(args, words), s)
             if status:
                 _lib.check(status)
     return result
@@ -825,10 +862,12 @@ class Bound:
 
     __slots__ = ("plan", "args", "keep", "result", "_execute", "_null")
 
-    def __init__(self, plan: Any, args: Any, keep: tuple, result: Any) -> None:
-        ffi, lib = _lib.load()
-        self.plan, self.args, self.keep, self.result = plan, args, keep, result
-        self._execute, self._null = lib.pask_plan_execute, ffi.NULL
+    def __init__(self, plan: Any, arrays: tuple, gpu: bool, result: Any) -> None:
+        abi = _abi()
+        words = _words(abi, arrays, gpu)
+        self.plan, self.keep, self.result = plan, (arrays, words), result
+        self.args = abi.ffi.cast(abi.args, words)  # words are kept alive by keep
+        self._execute, self._null = abi.execute, abi.null
 
     def __call__(self) -> None:
         status = self._execute(self.plan, self.args, self._null)
@@ -846,5 +885,4 @@ def prepare(spec: Spec, ctx: Any) -> Optional[Bound]:
     result, executions = spec.bind(shape, ctx)
     if len(executions) != 1:
         raise _unsupported("only ops of one primitive call can be prepared")
-    ffi, _ = _lib.load()
-    return Bound(plan, _args(ffi, executions[0], ctx._gpu), executions[0], result)
+    return Bound(plan, executions[0], ctx._gpu, result)
