@@ -61,8 +61,8 @@ class DevView:
         return DevView(self.ptr, tuple(shape), self.dcode, self.owner, self.kind, self.device_index)
 
     def offset(self, elements: int, shape: Sequence[int]) -> "DevView":
-        return DevView(self.ptr + elements * dtypes().itemsize[self.dcode], tuple(shape), self.dcode, self.owner, self.kind,
-                       self.device_index)
+        return DevView(self.ptr + elements * dtypes().itemsize[self.dcode], tuple(shape), self.dcode, self.owner,
+                       self.kind, self.device_index)
 
 
 def _contiguous(shape: Sequence[int], strides: Optional[Sequence[int]], itemsize: int) -> bool:
