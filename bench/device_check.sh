@@ -21,6 +21,7 @@ PYTHONUNBUFFERED=1 timeout ${TEST_TIMEOUT:-420} python3 -m pytest -q -rs -p no:c
 echo "tests: exit $?"; grep -E "passed|failed|FAILED|Error" "$OUT/gpu_tests.log" | tail -25
 for what in ${THEN:-dispatch overhead coldstart}; do
   case $what in
+    nanprobe) timeout 60 python3 "$REPO/bench/nan_probe.py" "$REPO/tests" 2>&1 | tail -24 ;;
     driver) timeout 60 python3 "$REPO/bench/driver_costs.py" 2>&1 | tail -8 ;;
     dispatch) timeout 120 python3 "$REPO/bench/plan_dispatch.py" --device cuda --iterations 100000 \
                 --out "$OUT/plan_dispatch_cuda.md" 2>&1 | tail -8 ;;
