@@ -385,6 +385,17 @@ typedef enum pask_copy_kind {
 /* Number of devices of a type (0 when its driver is missing). */
 PASK_API pask_status_t pask_device_count(pask_device_type_t device_type, int *count);
 
+/* What a context of device_type with these options (may be NULL) would find
+ * on this machine, as a JSON object in *report: the cache folder and, for
+ * CUDA and HIP, the driver or runtime, its devices and their architectures,
+ * the run-time compiler (NVRTC, hiprtc) and the vendor DNN library (cuDNN,
+ * MIOpen), each with its name, file and version, or why it cannot be used
+ * ("error"). Loads those libraries as a context would (once per process);
+ * creates no context. *report stays valid until the calling thread's next
+ * pask_probe call. Used by "python -m paskdnn doctor". */
+PASK_API pask_status_t pask_probe(pask_device_type_t device_type, const_pask_options_t options,
+                                  const char **report);
+
 /* Allocates bytes of the context's device memory (host memory on the CPU).
  * The caller owns *ptr and frees it with pask_free on the same context. */
 PASK_API pask_status_t pask_malloc(pask_context_t context, size_t bytes, void **ptr);

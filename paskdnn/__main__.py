@@ -3,6 +3,7 @@
     python -m paskdnn coldstart --model resnet50   time-to-first-inference per policy, fresh processes
     python -m paskdnn demo            run each op, check it, print the solver chosen
     python -m paskdnn config --pkgconfig-dir | --include-dir | --lib-dir
+    python -m paskdnn doctor [--device cuda|hip] [--json]
 """
 from __future__ import annotations
 
@@ -112,6 +113,7 @@ paskdnn: DNN primitives that make a fresh process's first inference fast.
   python -m paskdnn coldstart --model resnet50   the main job: time to first inference per policy
   python -m paskdnn demo                         run each op once, check it, print the solver chosen
   python -m paskdnn config --pkgconfig-dir       where the C library, header and pkg-config file are
+  python -m paskdnn doctor --device cuda         what paskdnn finds for its GPU backends, and what is missing
 
 Run "python -m paskdnn COMMAND --help" for a command's options.
 """
@@ -144,7 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--pkgconfig-dir", action="store_true", help="the folder holding paskdnn.pc")
     group.add_argument("--include-dir", action="store_true", help="the folder holding paskdnn.h")
     group.add_argument("--lib-dir", action="store_true", help="the folder holding libpaskdnn (the default)")
-    parser._paskdnn_subparsers = {"coldstart": cold, "demo": demo, "config": cfg}  # for errors in their usage
+    from .doctor import add_arguments as add_doctor_arguments
+
+    doctor = sub.add_parser("doctor", help="print what paskdnn finds for its GPU backends (driver, devices, "
+                            "NVRTC, cuDNN, HIP, hiprtc, MIOpen, the cache folder) and what is missing",
+                            description="Print what paskdnn finds on this machine for its CUDA and HIP "
+                            "backends: the driver or runtime, the devices and their architectures, the run-time "
+                            "compiler and the vendor DNN library, each with its file and version or why it "
+                            "cannot be used and what it would enable, and the cache folder's state. Exit status "
+                            "1 when the backend asked for with --device cannot work.")
+    add_doctor_arguments(doctor)
+    parser._paskdnn_subparsers = {"coldstart": cold, "demo": demo, "config": cfg, "doctor": doctor}  # for errors in their usage
     return parser
 
 
@@ -178,6 +190,10 @@ def main(argv=None) -> int:
         return coldstart_run(args, parser._paskdnn_subparsers["coldstart"], argv)
     if args.command == "config":
         return _config(args)
+    if args.command == "doctor":
+        from .doctor import run as doctor_run
+
+        return doctor_run(args)
     if args.command == "demo":
         try:
             return _demo(args)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import threading
 import weakref
@@ -422,6 +423,35 @@ def device_count(device_type: str = "cuda") -> int:
     out = ffi.new("int *")
     _lib.check(lib.pask_device_count(_device_type(device_type), out))
     return int(out[0])
+
+
+def probe(device_type: str = "cuda", nvrtc: Optional[str] = None, cudnn: Optional[str] = None,
+          hip: Optional[str] = None, hiprtc: Optional[str] = None, miopen: Optional[str] = None,
+          cache_dir: Optional[str] = None) -> Dict[str, Any]:
+    """What a context of ``device_type`` would find on this machine (pask_probe):
+    the cache folder and, for ``"cuda"`` / ``"hip"``, the driver or runtime, its
+    devices and architectures, the run-time compiler and the vendor DNN library,
+    each as ``{"ok", "name", "file", "version", "error"}``. Loads those libraries
+    (once per process, as contexts do); creates no context. Library paths left
+    None are found as Context finds them."""
+    ffi, lib = _lib.load()
+    if device_type not in _DEVICE_TYPES:
+        raise ValueError(f"unknown device type {device_type!r}")
+    options: Dict[str, str] = {}
+    for key, value in (("nvrtc_library", nvrtc), ("cudnn_library", cudnn), ("hip_library", hip),
+                       ("hiprtc_library", hiprtc), ("miopen_library", miopen), ("cache_dir", cache_dir)):
+        if value is not None:
+            options[key] = os.fspath(value)
+    opts = ffi.new("pask_options_t *")
+    _lib.check(lib.pask_options_create(opts))
+    try:
+        for key, value in options.items():
+            _lib.check(lib.pask_options_set(opts[0], key.encode(), value.encode()))
+        out = ffi.new("const char **")
+        _lib.check(lib.pask_probe(_DEVICE_TYPES[device_type], opts[0], out))
+        return json.loads(ffi.string(out[0]).decode())
+    finally:
+        lib.pask_options_destroy(opts[0])
 
 
 def _hip_python_device_count() -> Optional[int]:

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "context.hpp"
+#include "device_setup.hpp"
+#include "options.hpp"
 #include "plan.hpp"
 #include "error.hpp"
 #include "problem.hpp"
@@ -657,6 +659,22 @@ pask_status_t pask_device_count(pask_device_type_t device_type, int *count) {
         *count = type >= PASK_DEVICE_CPU && type <= PASK_DEVICE_HIP
                      ? pask_context::device_count(static_cast<pask_device_type_t>(type))
                      : 0;
+    });
+}
+
+pask_status_t pask_probe(pask_device_type_t device_type, const_pask_options_t options, const char **report) {
+    return guarded([&] {
+        need(report, "report");
+        const int type = raw(device_type);
+        require(type >= PASK_DEVICE_CPU && type <= PASK_DEVICE_HIP, PASK_ERROR_INVALID_ARGUMENT,
+                "unknown device type " + std::to_string(type));
+        const auto t = static_cast<pask_device_type_t>(type);
+        const pask::DeviceSetup *setup = pask::find_device_setup(t);
+        require(setup && setup->probe, PASK_ERROR_BACKEND_UNAVAILABLE,
+                "this libpaskdnn has no set-up for device type " + std::to_string(type));
+        thread_local std::string out;
+        out = setup->probe(pask::parse_options(t, options));
+        *report = out.c_str();
     });
 }
 

@@ -30,6 +30,8 @@ public:
     // Run-time compilation (GPU backends): code objects missing from the
     // prebuilt store are compiled into the user cache. Host code never is.
     virtual bool can_compile() const { return false; }
+    // Why can_compile() is false ("" when it is true or there is nothing to say).
+    virtual std::string compile_problem() const { return std::string(); }
     // Everything that changes the binary of key: source, options, compiler
     // version, target; the store hashes it (with paskdnn's version) into the
     // cache key.

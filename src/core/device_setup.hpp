@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend.hpp"
@@ -26,6 +27,11 @@ struct DeviceSetup {
     std::function<std::unique_ptr<Backend>(int index, const Options &)> make_backend;
     // The vendor-library providers on that backend the options want (may be none).
     std::function<std::vector<std::unique_ptr<Provider>>(Backend &, const Options &, Trace *)> make_providers;
+    // A JSON object saying what the vendor libraries of this type are on this
+    // machine, as a context with these options would load them (pask_probe):
+    // each library's name, file, version or why it cannot be used, and the
+    // devices. Loads the libraries (once per process, as contexts do); never throws.
+    std::function<std::string(const Options &)> probe;
 };
 
 void register_device_setup(DeviceSetup setup);

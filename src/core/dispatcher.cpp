@@ -174,7 +174,11 @@ void Dispatcher::fail_no_candidates(const Problem &p) const {
         for (const auto &prov : ctx_.providers)
             if (!prov->available()) why += std::string("; ") + prov->name() + ": " + prov->unavailable_reason();
         fail(PASK_ERROR_LOAD_FAILED, "no kernel for " + p.str() + " is available: the code objects are not in " +
-                                         ctx_.store->prebuilt_dir() + " and this backend cannot compile them" + why);
+                                         ctx_.store->prebuilt_dir() + " and this backend cannot compile them" +
+                                         (ctx_.backend->compile_problem().empty()
+                                              ? std::string()
+                                              : " (" + ctx_.backend->compile_problem() + ")") +
+                                         why);
     }
     fail(PASK_ERROR_UNSUPPORTED, "no " + std::string(restricted ? "allowed " : "") + "solver is applicable to " +
                                      p.str() + " on " + ctx_.backend->name());

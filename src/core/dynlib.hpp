@@ -3,6 +3,7 @@
 #pragma once
 
 #include <dlfcn.h>
+#include <link.h>
 
 #include <string>
 #include <vector>
@@ -29,6 +30,15 @@ inline void *open_first(const std::vector<std::string> &names, std::string &trie
         tried += std::string(tried.empty() ? "" : "; ") + (e ? std::string(e) : n + ": not found");
     }
     return nullptr;
+}
+
+// The file dlopen mapped for handle (the soname resolved to a full path, as
+// the dynamic linker's link map names it), or fallback when it cannot say.
+inline std::string loaded_path(void *handle, const std::string &fallback) {
+    struct link_map *map = nullptr;
+    if (handle && ::dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name && map->l_name[0])
+        return map->l_name;
+    return fallback;
 }
 
 }  // namespace pask::dynlib

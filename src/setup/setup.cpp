@@ -4,6 +4,7 @@
 // the files included here.
 #include "../core/device_setup.hpp"
 #include "../core/error.hpp"
+#include "../core/json.hpp"
 #include "../backends/cpu/cpu_backend.hpp"
 #include "../backends/cuda/cuda_api.hpp"
 #include "../backends/cuda/cuda_backend.hpp"
@@ -59,6 +60,111 @@ const std::vector<const Solver *> &solver_table() {
     return table;
 }
 
+// ---- pask_probe: what each vendor library is on this machine -----------------
+
+using json::quote;
+
+// {"ok": ..., "name": ..., "file": ..., "version": ..., "error": ...}
+std::string library_json(bool ok, const std::string &name, const std::string &file, const std::string &version,
+                         const std::string &error) {
+    return "{\"ok\": " + std::string(ok ? "true" : "false") + ", \"name\": " + quote(name) +
+           ", \"file\": " + quote(file) + ", \"version\": " + quote(version) + ", \"error\": " + quote(error) + "}";
+}
+
+std::string cache_json(const Options &o) {
+    return "\"cache_dir\": " + quote(o.cache_dir) + ", \"cache_from\": " + quote(o.cache_from);
+}
+
+std::string probe_cuda(const Options &o) {
+    std::string out = "{\"device_type\": \"cuda\", " + cache_json(o) + ", \"driver\": ";
+    const cuda::Driver *d = nullptr;
+    try {
+        d = &cuda::Driver::get();
+        out += library_json(true, d->name, d->path, cuda::cuda_version_text(d->version), "");
+    } catch (const Error &e) {
+        out += library_json(false, "", "", "", e.what());
+    }
+    std::string why;
+    const cuda::Nvrtc *nvrtc = cuda::load_nvrtc(o.nvrtc_library, &why);
+    out += ", \"devices\": [";
+    int count = 0;
+    if (d && d->cuDeviceGetCount(&count) != 0) count = 0;
+    for (int i = 0; i < count; ++i) {
+        cuda::CUdevice dev = 0;
+        int major = 0, minor = 0, sms = 0;
+        char name[256] = {0};
+        if (d->cuDeviceGet(&dev, i) != 0) continue;
+        d->cuDeviceGetAttribute(&major, cuda::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);
+        d->cuDeviceGetAttribute(&minor, cuda::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev);
+        d->cuDeviceGetAttribute(&sms, cuda::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+        if (d->cuDeviceGetName) d->cuDeviceGetName(name, sizeof name - 1, dev);
+        const std::string cc = std::to_string(major) + "." + std::to_string(minor);
+        // the same checks as CudaBackend's constructor
+        std::string problem = major >= 8 ? "" : "paskdnn's CUDA kernels need compute capability 8.0 or newer; device " +
+                                                    std::to_string(i) + " is " + cc;
+        std::string compiler = nvrtc ? cuda::nvrtc_target_problem(*nvrtc, major * 10 + minor, d->version) : why;
+        out += std::string(i ? ", " : "") + "{\"index\": " + std::to_string(i) + ", \"name\": " + quote(name) +
+               ", \"arch\": \"sm_" + std::to_string(major * 10 + minor) + "\", \"compute_capability\": \"" + cc +
+               "\", \"multiprocessors\": " + std::to_string(sms) + ", \"problem\": " + quote(problem) +
+               ", \"compiler_problem\": " + quote(compiler) + "}";
+    }
+    out += "], \"compiler\": ";
+    out += nvrtc ? library_json(true, nvrtc->path, nvrtc->file,
+                                std::to_string(nvrtc->major) + "." + std::to_string(nvrtc->minor), "")
+                 : library_json(false, "", "", "", why);
+    out += ", \"dnn\": ";
+    if (!o.use_cudnn) {
+        out += library_json(false, "", "", "", "cuDNN is switched off (option cudnn=0)");
+    } else {
+        std::string cudnn_why;
+        const cudnn::Api *a = cudnn::Api::get(o.cudnn_library, &cudnn_why);
+        out += a ? library_json(true, a->path, a->file, cudnn::version_text(a->version), "")
+                 : library_json(false, "", "", "", cudnn_why);
+    }
+    return out + "}";
+}
+
+std::string probe_hip(const Options &o) {
+    std::string out = "{\"device_type\": \"hip\", " + cache_json(o) + ", \"driver\": ";
+    const hip::Runtime *rt = nullptr;
+    try {
+        rt = &hip::Runtime::get(o.hip_library);
+        out += library_json(true, rt->path, rt->file, hip::hip_version_text(rt->version), "");
+        out.insert(out.size() - 1, ", \"driver_version\": " +
+                                       quote(rt->driver_version > 0 ? hip::hip_version_text(rt->driver_version) : ""));
+    } catch (const Error &e) {
+        out += library_json(false, "", "", "", e.what());
+    }
+    out += ", \"devices\": [";
+    int count = 0;
+    if (rt && rt->hipGetDeviceCount(&count) != 0) count = 0;
+    for (int i = 0; i < count; ++i) {
+        std::string arch, problem;
+        try {
+            arch = rt->arch_name(i);
+        } catch (const Error &e) {
+            problem = e.what();
+        }
+        out += std::string(i ? ", " : "") + "{\"index\": " + std::to_string(i) + ", \"name\": \"\", \"arch\": " +
+               quote(arch) + ", \"problem\": " + quote(problem) + ", \"compiler_problem\": \"\"}";
+    }
+    out += "], \"compiler\": ";
+    std::string why = "the HIP runtime is needed to look for hiprtc";
+    const hip::Hiprtc *rtc = rt ? hip::load_hiprtc(o.hiprtc_library, *rt, &why) : nullptr;
+    out += rtc ? library_json(true, rtc->path, rtc->file, std::to_string(rtc->major) + "." + std::to_string(rtc->minor),
+                              "")
+               : library_json(false, "", "", "", why);
+    out += ", \"dnn\": ";
+    if (!o.use_miopen) {
+        out += library_json(false, "", "", "", "MIOpen is switched off (option miopen=0)");
+    } else {
+        std::string miopen_why;
+        const miopen::Api *a = miopen::Api::get(o.miopen_library, &miopen_why);
+        out += a ? library_json(true, a->path, a->file, a->version, "") : library_json(false, "", "", "", miopen_why);
+    }
+    return out + "}";
+}
+
 DeviceSetup cpu_setup() {
     DeviceSetup d;
     d.type = PASK_DEVICE_CPU;
@@ -67,6 +173,7 @@ DeviceSetup cpu_setup() {
         return std::make_unique<CpuBackend>(o.num_threads, o.cpu_isa);
     };
     d.make_providers = [](Backend &, const Options &, Trace *) { return std::vector<std::unique_ptr<Provider>>(); };
+    d.probe = [](const Options &o) { return "{\"device_type\": \"cpu\", " + cache_json(o) + "}"; };
     return d;
 }
 
@@ -91,6 +198,7 @@ DeviceSetup cuda_setup() {
             out.push_back(std::make_unique<cudnn::CudnnProvider>(static_cast<CudaBackend &>(b), o.cudnn_library, trace));
         return out;
     };
+    d.probe = probe_cuda;
     return d;
 }
 
@@ -110,6 +218,7 @@ DeviceSetup hip_setup() {
     d.make_backend = [](int index, const Options &o) -> std::unique_ptr<Backend> {
         return std::make_unique<HipBackend>(index, o.hip_library, o.hiprtc_library);
     };
+    d.probe = probe_hip;
     d.make_providers = [](Backend &b, const Options &o, Trace *trace) {
         std::vector<std::unique_ptr<Provider>> out;
         if (o.use_miopen && o.wants_provider("miopen"))

@@ -21,6 +21,19 @@
 //   time_<id>     microseconds engine <id>'s plans take on the stream's clock (default 10)
 //   capturing     a stream (as %p prints it) that cuStreamIsCapturing reports as being captured
 //
+// Every switch can also come from the environment, as PASKDNN_DOUBLE_<KEY>
+// (upper case; double_set wins): what a library reports while it is being
+// loaded, before a test could reach double_set, is set that way:
+//   driver_version   cuDriverGetVersion (default 12040, CUDA 12.4)
+//   cc               compute capability as major*10+minor (default 90)
+//   device_name      cuDeviceGetName (default "paskdnn test double")
+//   cudnn_version    cudnnGetVersion (default 91900, cuDNN 9.19.0)
+//   nvrtc_version    nvrtcVersion as major*1000+minor*10 (default 12040)
+//   nvrtc_archs      nvrtcGetSupportedArchs, comma-separated (default "80,86,87,89,90";
+//                    "none": the NVRTC lacks nvrtcGetSupportedArchs, as NVRTC < 11.2 does)
+// The NVRTC entry points compile nothing: nvrtcCompileProgram fails with a
+// log saying so (paskdnn's own kernels come from prebuilt cubins here).
+//
 // Device time: each stream has a clock; an execution advances it by its
 // engine's time, events read it, so paskdnn's device-timed ranking sees the
 // times the test sets. Host functions (cuLaunchHostFunc) run on a thread.
@@ -73,7 +86,15 @@ void logf(const char *fmt, ...) {
 std::string knob(const std::string &k, const std::string &dflt = "") {
     std::lock_guard<std::mutex> lock(g_mu);
     auto it = g_knobs.find(k);
-    return it == g_knobs.end() ? dflt : it->second;
+    if (it != g_knobs.end()) return it->second;
+    std::string name = "PASKDNN_DOUBLE_";
+    for (char c : k) name += static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    const char *env = std::getenv(name.c_str());
+    return env ? env : dflt;
+}
+int knob_int(const std::string &k, int dflt) {
+    const std::string v = knob(k);
+    return v.empty() ? dflt : std::atoi(v.c_str());
 }
 
 std::vector<int64_t> ids(const std::string &csv) {
@@ -233,7 +254,16 @@ EXPORT int cuDeviceGet(int *d, int i) {
     return 0;
 }
 EXPORT int cuDeviceGetAttribute(int *v, int attr, int) {
-    *v = attr == 16 ? 132 : attr == 75 ? 9 : 0;  // SM count, compute capability 9.0
+    const int cc = knob_int("cc", 90);
+    *v = attr == 16 ? 132 : attr == 75 ? cc / 10 : attr == 76 ? cc % 10 : 0;  // SM count, compute capability
+    return 0;
+}
+EXPORT int cuDriverGetVersion(int *v) {
+    *v = knob_int("driver_version", 12040);
+    return 0;
+}
+EXPORT int cuDeviceGetName(char *name, int len, int) {
+    std::snprintf(name, static_cast<size_t>(len), "%s", knob("device_name", "paskdnn test double").c_str());
     return 0;
 }
 EXPORT int cuDevicePrimaryCtxRetain(void **ctx, int dev) {
@@ -431,7 +461,7 @@ EXPORT int cuLaunchHostFunc(void *, void (*fn)(void *), void *data) {
 
 // ---- cuDNN ---------------------------------------------------------------------------------
 
-EXPORT size_t cudnnGetVersion() { return 91900; }
+EXPORT size_t cudnnGetVersion() { return static_cast<size_t>(knob_int("cudnn_version", 91900)); }
 EXPORT const char *cudnnGetErrorString(int s) {
     return s == 3000 ? "CUDNN_STATUS_NOT_SUPPORTED" : s == 0 ? "CUDNN_STATUS_SUCCESS" : "CUDNN_STATUS_(double)";
 }
@@ -598,5 +628,59 @@ EXPORT int cudnnPoolingForward(Handle *h, Pooling *p, const void *alpha, Tensor4
          double(*static_cast<const float *>(alpha)), double(*static_cast<const float *>(beta)), xd->n, xd->c, xd->h,
          xd->w, xd->ns, xd->cs, xd->hs, xd->ws, xd->dt, yd->n, yd->c, yd->h, yd->w, yd->ns, yd->cs, yd->hs, yd->ws,
          int(is_device(reinterpret_cast<uintptr_t>(x))), int(is_device(reinterpret_cast<uintptr_t>(y))));
+    return 0;
+}
+
+// ---- NVRTC (only the version and target queries answer; nothing compiles) -------------
+
+namespace {
+std::vector<int> nvrtc_archs() {
+    std::vector<int> out;
+    std::stringstream ss(knob("nvrtc_archs", "80,86,87,89,90"));
+    for (std::string a; std::getline(ss, a, ',');)
+        if (!a.empty()) out.push_back(std::atoi(a.c_str()));
+    return out;
+}
+const char kNvrtcLog[] = "the CUDA test double's NVRTC compiles nothing";
+}  // namespace
+
+EXPORT int nvrtcVersion(int *major, int *minor) {
+    const int v = knob_int("nvrtc_version", 12040);
+    *major = v / 1000;
+    *minor = v % 1000 / 10;
+    return 0;
+}
+EXPORT int nvrtcGetNumSupportedArchs(int *n) {
+    if (knob("nvrtc_archs") == "none") return 7;  // NVRTC_ERROR_INVALID_OPTION: as if absent
+    *n = static_cast<int>(nvrtc_archs().size());
+    return 0;
+}
+EXPORT int nvrtcGetSupportedArchs(int *archs) {
+    if (knob("nvrtc_archs") == "none") return 7;
+    for (int a : nvrtc_archs()) *archs++ = a;
+    return 0;
+}
+EXPORT const char *nvrtcGetErrorString(int r) { return r == 0 ? "NVRTC_SUCCESS" : "NVRTC_ERROR_COMPILATION"; }
+EXPORT int nvrtcCreateProgram(void **prog, const char *, const char *, int, const char *const *, const char *const *) {
+    *prog = new int(0);
+    return 0;
+}
+EXPORT int nvrtcCompileProgram(void *, int, const char *const *) { return 6; }  // NVRTC_ERROR_COMPILATION
+EXPORT int nvrtcGetProgramLogSize(void *, size_t *n) {
+    *n = sizeof kNvrtcLog;
+    return 0;
+}
+EXPORT int nvrtcGetProgramLog(void *, char *out) {
+    std::memcpy(out, kNvrtcLog, sizeof kNvrtcLog);
+    return 0;
+}
+EXPORT int nvrtcGetCUBINSize(void *, size_t *n) {
+    *n = 0;
+    return 0;
+}
+EXPORT int nvrtcGetCUBIN(void *, char *) { return 0; }
+EXPORT int nvrtcDestroyProgram(void **prog) {
+    delete static_cast<int *>(*prog);
+    *prog = nullptr;
     return 0;
 }

@@ -41,10 +41,20 @@ std::map<uintptr_t, size_t> g_allocs;  // device allocations: base -> bytes
 std::set<std::string> g_compiled;      // "<problem>#<solution>" compiled by CompileSolution
 int g_next_handle = 1;
 
+// A switch not set with double_set comes from $PASKDNN_DOUBLE_<KEY> (upper
+// case), else dflt: what a library reports while it is being loaded is set
+// that way (hip_version: hipRuntimeGetVersion, default 60032830;
+// hip_driver_version: hipDriverGetVersion, default the runtime's;
+// hiprtc_version: hiprtcVersion as major*100+minor, default 600;
+// miopen_major / miopen_minor: miopenGetVersion, default 3.2).
 std::string cfg(const std::string &key, const std::string &dflt = "") {
     std::lock_guard<std::mutex> lock(g_mu);
     auto it = g_cfg.find(key);
-    return it == g_cfg.end() ? dflt : it->second;
+    if (it != g_cfg.end()) return it->second;
+    std::string name = "PASKDNN_DOUBLE_";
+    for (char c : key) name += static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    const char *env = std::getenv(name.c_str());
+    return env ? env : dflt;
 }
 
 void log(const std::string &line) {
@@ -188,7 +198,11 @@ EXPORT int hipSetDevice(int d) {
     return hipSuccess;
 }
 EXPORT int hipRuntimeGetVersion(int *v) {
-    *v = 60032830;  // "6.0.32830", as ROCm 6.0 reports it
+    *v = std::atoi(cfg("hip_version", "60032830").c_str());  // "6.0.32830", as ROCm 6.0 reports it
+    return hipSuccess;
+}
+EXPORT int hipDriverGetVersion(int *v) {
+    *v = std::atoi(cfg("hip_driver_version", cfg("hip_version", "60032830")).c_str());
     return hipSuccess;
 }
 EXPORT int hipGetDevicePropertiesR0600(void *props, int device) {
@@ -379,8 +393,9 @@ struct Program {
 }  // namespace
 
 EXPORT int hiprtcVersion(int *major, int *minor) {
-    *major = 6;
-    *minor = 0;
+    const int v = std::atoi(cfg("hiprtc_version", "600").c_str());
+    *major = v / 100;
+    *minor = v % 100;
     return 0;
 }
 EXPORT const char *hiprtcGetErrorString(int r) {
@@ -498,7 +513,7 @@ size_t workspace_of(const Tensor *w, const Tensor *x, const Conv *c, const Tenso
 
 EXPORT int miopenGetVersion(size_t *major, size_t *minor, size_t *patch) {
     *major = std::strtoull(cfg("miopen_major", "3").c_str(), nullptr, 10);
-    *minor = 2;
+    *minor = std::strtoull(cfg("miopen_minor", "2").c_str(), nullptr, 10);
     *patch = 0;
     return miopenStatusSuccess;
 }

@@ -99,6 +99,12 @@ struct Driver {
     CUresult (*cuModuleGetFunctionCount)(unsigned *, CUmodule) = nullptr;
     CUresult (*cuModuleEnumerateFunctions)(CUfunction *, unsigned, CUmodule) = nullptr;
     CUresult (*cuFuncLoad)(CUfunction) = nullptr;
+    CUresult (*cuDriverGetVersion)(int *) = nullptr;              // required; every driver has it
+    CUresult (*cuDeviceGetName)(char *, int, CUdevice) = nullptr;  // optional: for the doctor's report
+
+    int version = 0;    // cuDriverGetVersion: 1000 * major + 10 * minor (12040 = CUDA 12.4)
+    std::string name;   // the name dlopen was given ("libcuda.so.1", $PASKDNN_LIBCUDA)
+    std::string path;   // the file it loaded
 
     // The driver, loaded once per process; throws pask::Error
     // (PASK_ERROR_BACKEND_UNAVAILABLE) naming what was not found.
@@ -106,6 +112,30 @@ struct Driver {
     // Throws pask::Error with the driver's message when r != 0.
     void check(CUresult r, const char *what) const;
 };
+
+// The oldest CUDA driver paskdnn accepts, as cuDriverGetVersion reports it:
+// 11.0, the first driver with the _v2 entry points bound in Driver::get()
+// (cuDevicePrimaryCtxRelease_v2, cuCtxPushCurrent_v2, ...) and the first that
+// knows compute capability 8.0, the oldest paskdnn's kernels run on (their
+// cp.async and tensor-core mma need sm_80). paskdnn does not use
+// cuLibraryLoadData (CUDA 12.0); the 12.x-only entry points it uses
+// (cuModuleEnumerateFunctions 12.4, cuEventElapsedTime_v2 12.8) are optional.
+constexpr int kMinDriverVersion = 11000;
+// The oldest NVRTC: 11.1, the first with nvrtcGetCUBIN (paskdnn loads SASS
+// cubins, never PTX); the kernels' inline PTX (cp.async, mma .tf32/.bf16,
+// cvt.rn.bf16.f32) needs PTX ISA 7.0, which NVRTC 11.0 already has.
+constexpr int kMinNvrtcMajor = 11;
+constexpr int kMinNvrtcMinor = 1;
+
+// "12.4" for 12040.
+std::string cuda_version_text(int version);
+// Why this NVRTC cannot make cubins for compute capability cc (80 = 8.0) that
+// this driver loads; "" when it can:
+//  * NVRTC lists its targets (nvrtcGetSupportedArchs, NVRTC 11.2+): the arch
+//    must be among them, else (older NVRTC) the first NVRTC per arch decides;
+//  * a cubin loads only on a driver of the same CUDA major or newer (minor
+//    version compatibility holds within a major only).
+std::string nvrtc_target_problem(const gpu::Rtc &nvrtc, int cc, int driver_version);
 
 // NVRTC from `path` (if not empty), else $PASKDNN_NVRTC, else the usual
 // sonames. nullptr (with *why set) when it cannot be loaded: paskdnn then

@@ -28,6 +28,10 @@ CudaBackend::CudaBackend(int device_index, const std::string &nvrtc_path)
     targets_.push_back("sm_" + std::to_string(major) + std::to_string(minor));
     d_.check(d_.cuDevicePrimaryCtxRetain(&ctx_, dev_), "cuDevicePrimaryCtxRetain");
     rtc_ = cuda::load_nvrtc(nvrtc_path, &rtc_problem_);
+    if (rtc_) {  // one that cannot make cubins for this device and driver is left out, with why
+        std::string problem = cuda::nvrtc_target_problem(*rtc_, major * 10 + minor, d_.version);
+        if (!problem.empty()) rtc_ = nullptr, rtc_problem_ = problem;
+    }
     // Set-up work runs on a private non-blocking stream: the legacy NULL
     // stream would wait for (and, under a global-mode graph capture on another
     // thread, break) other libraries' work in this shared primary context.

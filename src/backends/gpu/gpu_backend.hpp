@@ -32,6 +32,7 @@ public:
 
     std::shared_ptr<CodeObject> load_code_object(const std::string &path) override;
     bool can_compile() const override { return rtc_ != nullptr; }
+    std::string compile_problem() const override { return rtc_ ? std::string() : rtc_problem_; }
     std::string compile_material(const KernelKey &key) const override;
     std::string compile(const KernelKey &key) override;
 

@@ -39,11 +39,17 @@ const Rtc *Rtc::load(const RtcNames &names, const std::string &key, const std::v
         if (why) *why = std::string(names.label) + " (" + used + ") lacks " + missing;
         return nullptr;
     }
+    std::string optional;
+    dynlib::bind(lib, n->num_supported_archs, (p + "GetNumSupportedArchs").c_str(), optional);
+    dynlib::bind(lib, n->supported_archs, (p + "GetSupportedArchs").c_str(), optional);
     int major = 0, minor = 0;
     n->version_fn(&major, &minor);
     n->names = names;
+    n->major = major;
+    n->minor = minor;
     n->version = p + "-" + std::to_string(major) + "." + std::to_string(minor);
     n->path = used;
+    n->file = dynlib::loaded_path(lib, used);
     const Rtc *out = n.get();
     loaded.emplace(full_key, std::move(n));
     return out;

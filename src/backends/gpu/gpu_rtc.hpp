@@ -33,9 +33,14 @@ struct Rtc {
     int (*get_code)(RtcProgram, char *) = nullptr;
     int (*destroy_program)(RtcProgram *) = nullptr;
     const char *(*error_string)(int) = nullptr;
+    // Optional (NVRTC 11.2+ only): the targets this compiler can compile for.
+    int (*num_supported_archs)(int *) = nullptr;
+    int (*supported_archs)(int *) = nullptr;
+    int major = 0, minor = 0;  // <prefix>Version
     RtcNames names{};
     std::string version;  // "nvrtc-13.0", "hiprtc-6.0"
-    std::string path;     // the library loaded
+    std::string path;     // the library loaded (the name dlopen was given)
+    std::string file;     // the file that is (a full path where the dynamic linker says)
 
     // The compiler from the first of candidates that loads, once per
     // (names.prefix, key) in a process. nullptr (with *why set) when none

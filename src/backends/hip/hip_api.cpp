@@ -67,9 +67,20 @@ const Runtime &Runtime::get(const std::string &path) {
     bind(lib, r->hipEventRecord, "hipEventRecord", optional);
     bind(lib, r->hipEventQuery, "hipEventQuery", optional);
     bind(lib, r->hipEventElapsedTime, "hipEventElapsedTime", optional);
+    bind(lib, r->hipDriverGetVersion, "hipDriverGetVersion", optional);
+    r->file = dynlib::loaded_path(lib, used);
     if (!missing.empty()) {
         ::dlclose(lib);
-        fail_with("the HIP runtime " + used + " lacks " + missing);
+        fail_with("the HIP runtime " + used + " (" + r->file + ") lacks " + missing);
+    }
+    // Before hipInit: an old runtime is named as old rather than by what fails in it.
+    if (r->hipRuntimeGetVersion(&r->version) != hipSuccess) r->version = 0;
+    if (r->version < kMinHipVersion) {
+        const std::string msg = "the HIP runtime " + used + " (" + r->file + ") is HIP " +
+                                (r->version > 0 ? hip_version_text(r->version) : "of unknown version") + "; HIP " +
+                                hip_version_text(kMinHipVersion) + " (ROCm 5.2) or newer is required";
+        ::dlclose(lib);
+        fail_with(msg);
     }
     hipError_t e = r->hipInit(0);
     if (e != hipSuccess) {
@@ -77,7 +88,7 @@ const Runtime &Runtime::get(const std::string &path) {
         ::dlclose(lib);
         fail_with(msg);
     }
-    if (r->hipRuntimeGetVersion(&r->version) != hipSuccess) r->version = 0;
+    if (r->hipDriverGetVersion && r->hipDriverGetVersion(&r->driver_version) != hipSuccess) r->driver_version = 0;
     r->path = used;
     r->handle = lib;
     const Runtime &out = *r;
@@ -118,6 +129,10 @@ std::string Runtime::arch_name(int device) const {
     return arch;
 }
 
+std::string hip_version_text(int v) {
+    return std::to_string(v / 10000000) + "." + std::to_string(v / 100000 % 100) + "." + std::to_string(v % 100000);
+}
+
 const Hiprtc *load_hiprtc(const std::string &path, const Runtime &runtime, std::string *why) {
     static const gpu::RtcNames names{"hiprtc", "hiprtc", "hiprtcGetCodeSize", "hiprtcGetCode", "code object"};
     const char *env = std::getenv("PASKDNN_HIPRTC");
@@ -125,7 +140,16 @@ const Hiprtc *load_hiprtc(const std::string &path, const Runtime &runtime, std::
     if (!path.empty()) candidates = {path};
     else if (env && *env) candidates = {env};
     else candidates = {"libhiprtc.so.6", "libhiprtc.so.5", "libhiprtc.so", runtime.path};
-    return gpu::Rtc::load(names, path + "|" + (env ? env : "") + "|" + runtime.path, candidates, why);
+    const Hiprtc *h = gpu::Rtc::load(names, path + "|" + (env ? env : "") + "|" + runtime.path, candidates, why);
+    const int min_major = kMinHipVersion / 10000000, min_minor = kMinHipVersion / 100000 % 100;
+    if (h && (h->major < min_major || (h->major == min_major && h->minor < min_minor))) {
+        if (why)
+            *why = "hiprtc " + std::to_string(h->major) + "." + std::to_string(h->minor) + " (" + h->file +
+                   ") is too old; hiprtc " + std::to_string(min_major) + "." + std::to_string(min_minor) +
+                   " (ROCm 5.2) or newer is required";
+        return nullptr;
+    }
+    return h;
 }
 
 }  // namespace pask::hip

@@ -85,9 +85,12 @@ struct Runtime {
     hipError_t (*hipEventRecord)(hipEvent_t, hipStream_t) = nullptr;
     hipError_t (*hipEventQuery)(hipEvent_t) = nullptr;
     hipError_t (*hipEventElapsedTime)(float *, hipEvent_t, hipEvent_t) = nullptr;
+    hipError_t (*hipDriverGetVersion)(int *) = nullptr;  // optional: for the doctor's report
 
-    int version = 0;   // hipRuntimeGetVersion: major * 10000000 + minor * 100000 + patch
-    std::string path;  // the library loaded
+    int version = 0;         // hipRuntimeGetVersion: major * 10000000 + minor * 100000 + patch
+    int driver_version = 0;  // hipDriverGetVersion (0: not known)
+    std::string path;        // the library loaded (the name dlopen was given)
+    std::string file;        // the file that is (a full path where the dynamic linker says)
     void *handle = nullptr;
 
     // The HIP runtime from `path` (if not empty), else $PASKDNN_HIP, else
@@ -101,6 +104,17 @@ struct Runtime {
     // The gfx arch of device (e.g. "gfx90a" from "gfx90a:sramecc+:xnack-").
     std::string arch_name(int device) const;
 };
+
+// The oldest HIP runtime (and hiprtc) paskdnn accepts: ROCm 5.2, the oldest
+// hip_runtime_api.h the declarations here were checked against (5.2.3):
+// arch_name() reads gcnArchName at that release's hipDeviceProp_t offset
+// (kGcnArchNameOffset5) when hipGetDevicePropertiesR0600 (6.0) is absent, and
+// no older layout is known; 5.2 is also where load_hiprtc finds hiprtc inside
+// libamdhip64. In hipRuntimeGetVersion's numbering (major * 10000000 + minor *
+// 100000 + patch).
+constexpr int kMinHipVersion = 50200000;
+// "6.0.32830" for 60032830.
+std::string hip_version_text(int version);
 
 // hiprtc from `path` (if not empty), else $PASKDNN_HIPRTC, else
 // libhiprtc.so.6 / .so.5 / .so, else the HIP runtime library itself

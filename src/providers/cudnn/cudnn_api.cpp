@@ -38,7 +38,18 @@ const Api *Api::get(const std::string &path, std::string *why) {
                          " (set the cudnn_library option or PASKDNN_CUDNN to its path)");
     auto a = std::make_unique<Api>();
     std::string missing;
+    a->file = dynlib::loaded_path(lib, used);
+    // The version first: a cuDNN 8 (or 10) lacks or changes entry points, and
+    // its version says so more clearly than the list of what it lacks.
     bind(lib, a->cudnnGetVersion, "cudnnGetVersion", missing);
+    if (a->cudnnGetVersion) {
+        a->version = a->cudnnGetVersion();
+        if (a->version < kMinVersion || a->version >= kMaxVersionExclusive) {
+            ::dlclose(lib);
+            return fail_with(used + " (" + a->file + ") is cuDNN " + version_text(a->version) + "; cuDNN 9.x >= " +
+                             version_text(kMinVersion) + " is required");
+        }
+    }
     bind(lib, a->cudnnGetErrorString, "cudnnGetErrorString", missing);
     bind(lib, a->cudnnGetLastErrorString, "cudnnGetLastErrorString", missing);
     bind(lib, a->cudnnCreate, "cudnnCreate", missing);
@@ -59,18 +70,17 @@ const Api *Api::get(const std::string &path, std::string *why) {
     bind(lib, a->cudnnPoolingForward, "cudnnPoolingForward", missing);
     if (!missing.empty()) {
         ::dlclose(lib);
-        return fail_with("the cuDNN library " + used + " lacks " + missing);
-    }
-    a->version = a->cudnnGetVersion();
-    if (a->version < 90000 || a->version >= 100000) {
-        ::dlclose(lib);
-        return fail_with("cuDNN " + std::to_string(a->version) + " from " + used +
-                         " is not supported (paskdnn uses cuDNN 9.x)");
+        return fail_with("the cuDNN library " + used + " (" + a->file + ") lacks " + missing);
     }
     a->path = used;
     const Api *out = a.get();
     loaded.emplace(path, std::move(a));
     return out;  // the library stays loaded for the process
+}
+
+std::string version_text(size_t v) {
+    const size_t unit = v >= 10000 ? 10000 : 1000;  // cuDNN 8 and older: 1000 * major + 100 * minor + patch
+    return std::to_string(v / unit) + "." + std::to_string(v % unit / 100) + "." + std::to_string(v % 100);
 }
 
 std::string Api::message(Status s, const char *what) const {

@@ -131,6 +131,7 @@ struct Api {
                                   void *);
     size_t version = 0;
     std::string path;  // the file loaded (or the soname that resolved)
+    std::string file;  // the file that is (a full path where the dynamic linker says)
 
     // cuDNN from `path` if not empty, else the usual sonames; loaded once per
     // distinct path. nullptr (with *why set) when it cannot be loaded.
@@ -138,5 +139,16 @@ struct Api {
     // "<what> failed: <cuDNN's message>" for status s.
     std::string message(Status s, const char *what) const;
 };
+
+// The cuDNN versions paskdnn accepts (cudnnGetVersion: 10000 * major + 100 *
+// minor + patch since 9.0): 9.0.0 up to, not including, 10.0. 9.0 is the
+// first with cudnnGetLastErrorString, bound in Api::get, and the 9.x ABI of
+// the backend (graph) API's enums that cudnn_api.hpp declares; everything
+// paskdnn builds (convolution forward, pointwise, matmul graphs, heuristics
+// modes A and FALLBACK) is in 9.0. A 10.x ABI is unknown here.
+constexpr size_t kMinVersion = 90000;
+constexpr size_t kMaxVersionExclusive = 100000;
+// "9.1.0" for 90100; cuDNN 8 numbered 8.9.7 as 8907.
+std::string version_text(size_t version);
 
 }  // namespace pask::cudnn

@@ -42,6 +42,7 @@ const Api *Api::get(const std::string &path, std::string *why) {
                          " (set the miopen_library option or PASKDNN_MIOPEN to its path)");
     auto a = std::make_unique<Api>();
     std::string missing;
+    a->file = dynlib::loaded_path(lib, used);
     bind(lib, a->miopenGetVersion, "miopenGetVersion", missing);
     bind(lib, a->miopenGetErrorString, "miopenGetErrorString", missing);
     bind(lib, a->miopenCreate, "miopenCreate", missing);
@@ -72,13 +73,18 @@ const Api *Api::get(const std::string &path, std::string *why) {
     bind(lib, a->miopenDestroyPoolingDescriptor, "miopenDestroyPoolingDescriptor", missing);
     if (!missing.empty()) {
         ::dlclose(lib);
-        return fail_with("the MIOpen library " + used + " lacks " + missing);
+        return fail_with("the MIOpen library " + used + " (" + a->file + ") lacks " + missing);
     }
     size_t major = 0, minor = 0, patch = 0;
-    if (a->miopenGetVersion(&major, &minor, &patch) != STATUS_SUCCESS || major < 2) {
+    // MIOpen 2.0 (ROCm 2.x) is the oldest paskdnn accepts: the first with
+    // the immediate-mode convolution API (miopenConvolutionForwardGetSolution*,
+    // CompileSolution, Immediate) that the provider is built on.
+    constexpr size_t kMinMajor = 2;
+    if (a->miopenGetVersion(&major, &minor, &patch) != STATUS_SUCCESS || major < kMinMajor) {
         ::dlclose(lib);
-        return fail_with("MIOpen " + std::to_string(major) + "." + std::to_string(minor) + " from " + used +
-                         " is not supported (paskdnn uses the immediate-mode API of MIOpen 2.0 or newer)");
+        return fail_with(used + " (" + a->file + ") is MIOpen " + std::to_string(major) + "." + std::to_string(minor) +
+                         "." + std::to_string(patch) + "; MIOpen " + std::to_string(kMinMajor) +
+                         ".0 or newer is required (its immediate-mode convolution API)");
     }
     a->version = std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
     a->path = used;

@@ -79,6 +79,7 @@ struct Api {
     Status (*miopenDestroyPoolingDescriptor)(PoolDesc);
     std::string version;  // "3.2.0"
     std::string path;     // the file loaded (or the soname that resolved)
+    std::string file;     // the file that is (a full path where the dynamic linker says)
 
     // MIOpen from `path` if not empty, else $PASKDNN_MIOPEN, else the usual
     // sonames; loaded once per distinct path. nullptr (with *why set) when it
