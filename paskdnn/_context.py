@@ -448,7 +448,7 @@ def probe(device_type: str = "cuda", nvrtc: Optional[str] = None, cudnn: Optiona
         for key, value in options.items():
             _lib.check(lib.pask_options_set(opts[0], key.encode(), value.encode()))
         out = ffi.new("const char **")
-        _lib.check(lib.pask_probe(_DEVICE_TYPES[device_type], opts[0], out))
+        _lib.check(lib.pask_probe(_device_type(device_type), opts[0], out))
         return json.loads(ffi.string(out[0]).decode())
     finally:
         lib.pask_options_destroy(opts[0])
