@@ -550,3 +550,46 @@ def test_the_docs_table_is_current():
         doc = f.read()
     assert counts["fail"] == 0
     assert text in doc, "rerun python tools/onnx_node_cases.py"
+
+
+# ---- python -m paskdnn run ------------------------------------------------------------------
+
+
+def cli(*args):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "paskdnn", "run", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_run_prints_shape_top5_and_report(tmp_path):
+    m = resnet_block()
+    onnx.save(m, tmp_path / "m.onnx")
+    x = data((3, 3, 12, 12), 11)
+    np.save(tmp_path / "x.npy", x)
+    r = cli(str(tmp_path / "m.onnx"), "--device", "cpu", "--layout", "NHWC", "--input", str(tmp_path / "x.npy"))
+    assert r.returncode == 0, r.stderr
+    assert "output y: shape (3, 5)" in r.stdout
+    ref = reference(m, x)
+    for i in range(3):  # the printed top-5 are the reference's top classes
+        line = next(s for s in r.stdout.splitlines() if s.strip().startswith(f"sample {i} top-5:"))
+        shown = [int(t.split(":")[0]) for t in line.split("top-5:")[1].split(",")]
+        assert shown == list(np.argsort(-ref[i], kind="stable")[:5])
+    for layer in ("conv1", "conv2", "down", "pool", "fc"):
+        assert f"  {layer} " in r.stdout
+
+
+def test_cli_run_errors_exit_2(tmp_path):
+    m = resnet_block()
+    onnx.save(m, tmp_path / "m.onnx")
+    r = cli(str(tmp_path / "m.onnx"), "--device", "cpu")
+    assert r.returncode == 2 and "pass --batch N" in r.stderr
+    bad = conv_then(H.make_node("Sigmoid", ["c"], ["y"], name="act"))
+    onnx.save(bad, tmp_path / "bad.onnx")
+    r = cli(str(tmp_path / "bad.onnx"), "--device", "cpu")
+    assert r.returncode == 2 and "ONNX node 'act' (Sigmoid)" in r.stderr and "Traceback" not in r.stderr
+    np.save(tmp_path / "x.npy", data((2, 3, 5, 5)))
+    r = cli(str(tmp_path / "m.onnx"), "--device", "cpu", "--input", str(tmp_path / "x.npy"))
+    assert r.returncode == 2 and "model takes (2, 3, 12, 12)" in r.stderr
+    r = cli(str(tmp_path / "missing.onnx"))
+    assert r.returncode == 2 and "no such file" in r.stderr
