@@ -105,6 +105,15 @@ def _refuse(node: Any, attribute: Optional[str], reason: str) -> UnsupportedErro
     return err
 
 
+def _graph_refuse(attribute: str, reason: str) -> UnsupportedError:
+    """The error for the graph's own inputs/outputs (no node at fault): ``err.node`` and ``err.op_type`` are None."""
+    err = UnsupportedError(reason, 4)
+    err.node = None  # type: ignore[attr-defined]
+    err.op_type = None  # type: ignore[attr-defined]
+    err.attribute = attribute  # type: ignore[attr-defined]
+    return err
+
+
 def _label(node: Any) -> str:
     if node.name:
         return repr(node.name)
@@ -270,8 +279,7 @@ def _ints(a: Dict[str, Any], key: str, default: Sequence[int]) -> List[int]:
     return list(default) if v is None else [int(i) for i in v]
 
 
-def _spatial(imp: _Importer, node: Any, a: Dict[str, Any], hw: Tuple[int, int], kernel: Tuple[int, int],
-             pool: bool) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]:
+def _spatial(imp: _Importer, node: Any, a: Dict[str, Any], hw: Tuple[int, int], kernel: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]:
     """(strides, dilations, ((top, bottom), (left, right))) from a Conv/pool node's attributes."""
     strides = _ints(a, "strides", (1, 1))
     dil = _ints(a, "dilations", (1, 1))
@@ -329,7 +337,7 @@ def _conv(imp: _Importer, node: Any) -> None:
     if g < 1 or c % g or o % g or cg != c // g:
         raise _refuse(node, "group", f"group={g} does not fit {c} input channels and a weight of shape {wt.shape}")
     bias = imp.opt_const(node, 2, "B")
-    st, dl, pads = _spatial(imp, node, a, (h, w), (kh, kw), pool=False)
+    st, dl, pads = _spatial(imp, node, a, (h, w), (kh, kw))
     for i, (size, k) in enumerate(((h, kh), (w, kw))):
         if dl[i] * (k - 1) + 1 > size + pads[i][0] + pads[i][1]:
             raise _refuse(node, "kernel_shape", "the dilated kernel is larger than the padded input")
@@ -355,7 +363,7 @@ def _pool(imp: _Importer, node: Any, op: str) -> None:
     k = _ints(a, "kernel_shape", ())
     if len(k) != 2:
         raise _refuse(node, "kernel_shape", f"{k}: 2-D pooling only")
-    st, dl, pads = _spatial(imp, node, a, (h, w), (k[0], k[1]), pool=True)
+    st, dl, pads = _spatial(imp, node, a, (h, w), (k[0], k[1]))
     ceil = bool(int(a.get("ceil_mode", 0)))
     if op == "avg_pool2d" and dl != (1, 1):
         raise _refuse(node, "dilations", f"{list(dl)}: average pooling with dilation is not supported by "
@@ -735,17 +743,18 @@ def load_onnx(model: Union[str, "os.PathLike[str]", bytes, Any], *, layout: str 
     g = model.graph
     inputs = [i for i in g.input if i.name not in imp.consts]
     if len(inputs) != 1:
-        raise UnsupportedError(f"ONNX graph {g.name!r}: {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                               "paskdnn graphs take one input (weights must be initializers)", 4)
+        raise _graph_refuse("inputs", f"ONNX graph {g.name!r}: {len(inputs)} inputs "
+                            f"({', '.join(i.name for i in inputs)}); paskdnn graphs take one input (weights must be "
+                            "initializers)")
     if len(g.output) != 1:
-        raise UnsupportedError(f"ONNX graph {g.name!r}: {len(g.output)} outputs; paskdnn graphs have one", 4)
+        raise _graph_refuse("outputs", f"ONNX graph {g.name!r}: {len(g.output)} outputs; paskdnn graphs have one")
     inp = inputs[0]
     tt = inp.type.tensor_type
     if not inp.type.HasField("tensor_type") or tt.elem_type not in _FLOAT_TYPES:
-        raise UnsupportedError(f"ONNX graph input {inp.name!r}: element type {tt.elem_type} "
-                               "(only floating-point inputs)", 4)
+        raise _graph_refuse("elem_type", f"ONNX graph input {inp.name!r}: element type {tt.elem_type} "
+                            "(only floating-point inputs)")
     if not tt.HasField("shape"):
-        raise UnsupportedError(f"ONNX graph input {inp.name!r} has no shape", 4)
+        raise _graph_refuse("shape", f"ONNX graph input {inp.name!r} has no shape")
     shape: List[int] = []
     for i, d in enumerate(tt.shape.dim):
         if i == 0 and batch is not None:
@@ -755,10 +764,10 @@ def load_onnx(model: Union[str, "os.PathLike[str]", bytes, Any], *, layout: str 
         else:
             what = d.dim_param or "unknown"
             hint = "; pass batch=" if i == 0 else ""
-            raise UnsupportedError(f"ONNX graph input {inp.name!r}: dim {i} is dynamic ({what}){hint}", 4)
+            raise _graph_refuse("shape", f"ONNX graph input {inp.name!r}: dim {i} is dynamic ({what}){hint}")
     if len(shape) not in (2, 4):
-        raise UnsupportedError(f"ONNX graph input {inp.name!r} has shape {shape}: paskdnn takes 4-D NCHW or 2-D "
-                               "(N, features) input", 4)
+        raise _graph_refuse("shape", f"ONNX graph input {inp.name!r} has shape {shape}: paskdnn takes 4-D NCHW "
+                            "or 2-D (N, features) input")
     # shape inference on a copy whose input dims are all known
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
@@ -781,10 +790,10 @@ def load_onnx(model: Union[str, "os.PathLike[str]", bytes, Any], *, layout: str 
         fn(imp, node)
     out = g.output[0].name
     if out not in imp.values:
-        raise UnsupportedError(f"ONNX graph output {out!r} is not computed at run time (a constant?)", 4)
+        raise _graph_refuse("outputs", f"ONNX graph output {out!r} is not computed at run time (a constant?)")
     v = imp.values[out]
     if v.name == inp.name:
-        raise UnsupportedError(f"ONNX graph output {out!r} is the input itself; nothing to run", 4)
+        raise _graph_refuse("outputs", f"ONNX graph output {out!r} is the input itself; nothing to run")
     per_sample = tuple(shape[1:])
     if layout == "NHWC" and len(per_sample) == 3:
         per_sample = (per_sample[1], per_sample[2], per_sample[0])

@@ -474,8 +474,9 @@ def test_pool_pads_the_primitive_refuses():
 
 def test_a_dynamic_batch_needs_batch():
     m = resnet_block(dynamic=True)
-    with pytest.raises(paskdnn.UnsupportedError, match="dim 0 is dynamic.*pass batch="):
+    with pytest.raises(paskdnn.UnsupportedError, match="dim 0 is dynamic.*pass batch=") as e:
         paskdnn.load_onnx(m)
+    assert e.value.node is None and e.value.op_type is None and e.value.attribute == "shape"
     assert paskdnn.load_onnx(m, batch=3).batch == 3
 
 
