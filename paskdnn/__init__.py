@@ -5,9 +5,9 @@ Every call routes through a solver registry and a cache of resident kernels
 filed by (device, op, layout, dtype). ``import paskdnn`` is cheap: the C library
 is loaded on first use.
 """
-from ._arrays import DeviceArray, asarray
-from ._context import (Context, device_count, get_default_context, last_decision, last_solver, set_default_context,
-                       solvers, version)
+from ._arrays import DeviceArray
+from ._context import (Context, asarray, device_count, get_default_context, last_decision, last_solver,
+                       set_default_context, solvers, version)
 from ._errors import (
     BackendUnavailableError,
     Error,

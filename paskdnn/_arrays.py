@@ -10,13 +10,34 @@ import numpy as np
 
 from . import _lib
 
-# pask_dtype_t codes
-F32, F16, BF16 = 0, 1, 2
-_ITEMSIZE = {F32: 4, F16: 2, BF16: 2}
-_NAMES = {F32: "float32", F16: "float16", BF16: "bfloat16"}
-_TYPESTR = {"<f4": F32, "<f2": F16}
 # DLPack device types (dlpack.h DLDeviceType)
 KDL_CUDA, KDL_ROCM = 2, 10
+
+
+class DTypes:
+    """The dtypes paskdnn takes: their pask_dtype_t codes (read from the cdef),
+    names, sizes and array-interface type strings."""
+
+    __slots__ = ("F32", "F16", "BF16", "code", "name", "itemsize", "typestr")
+
+    def __init__(self) -> None:
+        C = _lib.C
+        self.F32, self.F16, self.BF16 = C.PASK_DTYPE_FLOAT32, C.PASK_DTYPE_FLOAT16, C.PASK_DTYPE_BFLOAT16
+        self.code = {"float32": self.F32, "float16": self.F16, "bfloat16": self.BF16}
+        self.name = {v: k for k, v in self.code.items()}
+        self.itemsize = {self.F32: 4, self.F16: 2, self.BF16: 2}
+        self.typestr = {"<f4": self.F32, "<f2": self.F16}
+
+
+_DTYPES: Optional[DTypes] = None
+
+
+def dtypes() -> DTypes:
+    """The dtype table (made on first use: it loads the library)."""
+    global _DTYPES
+    if _DTYPES is None:
+        _DTYPES = DTypes()
+    return _DTYPES
 
 
 class DevView:
@@ -34,14 +55,14 @@ class DevView:
 
     @property
     def dtype(self) -> str:
-        return _NAMES[self.dcode]
+        return dtypes().name[self.dcode]
 
     def reshaped(self, shape: Sequence[int]) -> "DevView":
         return DevView(self.ptr, tuple(shape), self.dcode, self.owner, self.kind, self.device_index)
 
     def offset(self, elements: int, shape: Sequence[int]) -> "DevView":
-        return DevView(self.ptr + elements * _ITEMSIZE[self.dcode], tuple(shape), self.dcode, self.owner, self.kind,
-                       self.device_index)
+        return DevView(self.ptr + elements * dtypes().itemsize[self.dcode], tuple(shape), self.dcode, self.owner,
+                       self.kind, self.device_index)
 
 
 def _contiguous(shape: Sequence[int], strides: Optional[Sequence[int]], itemsize: int) -> bool:
@@ -63,7 +84,8 @@ def _torch_codes() -> dict:
     if _TORCH_CODES is None:
         import torch
 
-        _TORCH_CODES = {torch.float32: F32, torch.float16: F16, torch.bfloat16: BF16}
+        D = dtypes()
+        _TORCH_CODES = {torch.float32: D.F32, torch.float16: D.F16, torch.bfloat16: D.BF16}
     return _TORCH_CODES
 
 
@@ -95,13 +117,14 @@ def view(a: Any, name: str) -> DevView:
         return DevView(a._addr, a.shape, a.dcode, a, "paskdnn", a.device_index)
     cai = getattr(a, "__cuda_array_interface__", None)
     if cai is not None:
+        D = dtypes()
         typestr = cai["typestr"]
-        if typestr not in _TYPESTR and not (isinstance(a, DeviceArray) and a.dcode == BF16):
+        if typestr not in D.typestr and not (isinstance(a, DeviceArray) and a.dcode == D.BF16):
             raise TypeError(f"{name} must be float32 or float16 (bfloat16 through torch tensors or "
                             f"paskdnn.asarray(..., dtype='bfloat16')), got {typestr}")
-        dcode = a.dcode if isinstance(a, DeviceArray) else _TYPESTR[typestr]
+        dcode = a.dcode if isinstance(a, DeviceArray) else D.typestr[typestr]
         shape = tuple(cai["shape"])
-        if not _contiguous(shape, cai.get("strides"), _ITEMSIZE[dcode]):
+        if not _contiguous(shape, cai.get("strides"), D.itemsize[dcode]):
             raise ValueError(f"{name} must be C-contiguous")
         kind = "paskdnn" if isinstance(a, DeviceArray) else ("cupy" if type(a).__module__.startswith("cupy") else "cai")
         return DevView(cai["data"][0], shape, dcode, a, kind, getattr(a, "device_index", 0))
@@ -114,7 +137,7 @@ def view(a: Any, name: str) -> DevView:
             raise TypeError(f"{name}: reading a DLPack-only array needs the cuda-core package") from None
         v = StridedMemoryView(a, stream_ptr=-1)
         dt = np.dtype(v.dtype)
-        codes = {np.dtype(np.float32): F32, np.dtype(np.float16): F16}
+        codes = {np.dtype(np.float32): dtypes().F32, np.dtype(np.float16): dtypes().F16}
         if dt not in codes:
             raise TypeError(f"{name} must be float32 or float16, got {dt}")
         if not _contiguous(v.shape, v.strides and [s * dt.itemsize for s in v.strides], dt.itemsize):
@@ -146,28 +169,30 @@ def _rocm_dlpack_view(a: Any, name: str) -> DevView:
     if t.device.device_type != KDL_ROCM:
         raise TypeError(f"{name} is not a ROCm array (DLPack device type {t.device.device_type})")
     code, bits, lanes = t.dtype.code, t.dtype.bits, t.dtype.lanes
-    codes = {(2, 32): F32, (2, 16): F16, (4, 16): BF16}  # kDLFloat = 2, kDLBfloat = 4
+    D = dtypes()
+    codes = {(2, 32): D.F32, (2, 16): D.F16, (4, 16): D.BF16}  # kDLFloat = 2, kDLBfloat = 4
     if lanes != 1 or (code, bits) not in codes:
         raise TypeError(f"{name} must be float32, float16 or bfloat16")
     dcode = codes[(code, bits)]
     shape = tuple(int(t.shape[i]) for i in range(t.ndim))
-    strides = None if not t.strides else [int(t.strides[i]) * _ITEMSIZE[dcode] for i in range(t.ndim)]
-    if not _contiguous(shape, strides, _ITEMSIZE[dcode]):
+    strides = None if not t.strides else [int(t.strides[i]) * D.itemsize[dcode] for i in range(t.ndim)]
+    if not _contiguous(shape, strides, D.itemsize[dcode]):
         raise ValueError(f"{name} must be C-contiguous")
     return DevView(int(t.data or 0) + int(t.byte_offset), shape, dcode, (a, capsule), "dlpack", int(t.device.device_id))
 
 
 def empty_like_kind(like: DevView, shape: Sequence[int], ctx: Any) -> Any:
     """A new array of like's kind (torch tensor, cupy array, else DeviceArray)."""
+    D = dtypes()
     if like.kind == "torch":
         import torch
 
-        dt = {F32: torch.float32, F16: torch.float16, BF16: torch.bfloat16}[like.dcode]
+        dt = {D.F32: torch.float32, D.F16: torch.float16, D.BF16: torch.bfloat16}[like.dcode]
         return torch.empty(tuple(shape), dtype=dt, device=like.owner.device)
-    if like.kind == "cupy" and like.dcode != BF16:
+    if like.kind == "cupy" and like.dcode != D.BF16:
         import cupy
 
-        return cupy.empty(tuple(shape), dtype=np.float32 if like.dcode == F32 else np.float16)
+        return cupy.empty(tuple(shape), dtype=np.float32 if like.dcode == D.F32 else np.float16)
     return DeviceArray._empty(tuple(shape), like.dcode, ctx)
 
 
@@ -218,7 +243,7 @@ class DeviceArray:
         self._handle = handle
         self.device_index = int(ctx.device.partition(":")[2] or 0)
         self._dl_type = KDL_ROCM if ctx.device.startswith("hip") else KDL_CUDA
-        nbytes = math.prod(self.shape) * _ITEMSIZE[dcode]
+        nbytes = math.prod(self.shape) * dtypes().itemsize[dcode]
         out = ffi.new("void **")
         _lib.check(lib.pask_malloc(handle, max(nbytes, 1), out))
         life = ctx._alive  # freed only while the context lives; a dead context took its memory with it
@@ -240,7 +265,7 @@ class DeviceArray:
 
     @property
     def dtype(self) -> str:
-        return _NAMES[self.dcode]
+        return dtypes().name[self.dcode]
 
     @property
     def data_ptr(self) -> int:
@@ -248,7 +273,8 @@ class DeviceArray:
 
     @property
     def __cuda_array_interface__(self) -> dict:
-        typestr = {F32: "<f4", F16: "<f2", BF16: "<V2"}[self.dcode]
+        D = dtypes()
+        typestr = {D.F32: "<f4", D.F16: "<f2", D.BF16: "<V2"}[self.dcode]
         return {"shape": self.shape, "typestr": typestr, "data": (self.data_ptr, False), "version": 3,
                 "strides": None}
 
@@ -261,10 +287,11 @@ class DeviceArray:
                 raise ValueError("this DeviceArray's context has been closed")
             if self.nbytes:
                 _lib.check(lib.pask_memcpy(self._handle, ffi.cast("void *", raw.ctypes.data), self._ptr, self.nbytes,
-                                           1))
-        if self.dcode == BF16:
+                                           lib.PASK_COPY_DEVICE_TO_HOST))
+        D = dtypes()
+        if self.dcode == D.BF16:
             return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(self.shape)
-        return raw.view(np.float32 if self.dcode == F32 else np.float16).reshape(self.shape)
+        return raw.view(np.float32 if self.dcode == D.F32 else np.float16).reshape(self.shape)
 
     def __dlpack_device__(self) -> Tuple[int, int]:
         return (self._dl_type, self.device_index)  # kDLCUDA or kDLROCM
@@ -274,36 +301,6 @@ class DeviceArray:
 
     def __repr__(self) -> str:
         return f"paskdnn.DeviceArray(shape={self.shape}, dtype={self.dtype})"
-
-
-def asarray(x: Any, device: str = "cuda", dtype: Optional[str] = None, context: Any = None) -> Any:
-    """Copies a host array (numpy) to the device of ``context`` (default: a
-    process-wide context of ``device``, "cuda[:N]" or "hip[:N]") as a
-    DeviceArray; dtype "float32", "float16" or "bfloat16" (default: the array's)."""
-    from ._context import Context, default_cuda_context
-
-    if context is None and device not in ("cuda", "hip") and not device.startswith(("cuda:", "hip:")):
-        raise ValueError("asarray copies to a GPU: device='cuda', 'cuda:N', 'hip' or 'hip:N'")
-    ctx = context if context is not None else default_cuda_context(device)
-    if not isinstance(ctx, Context):
-        raise TypeError("context must be a paskdnn.Context")
-    a = np.asarray(x)
-    name = dtype or ("float16" if a.dtype == np.float16 else "float32")
-    if name == "float32":
-        host, dcode = np.ascontiguousarray(a, np.float32), F32
-    elif name == "float16":
-        host, dcode = np.ascontiguousarray(a, np.float16), F16
-    elif name == "bfloat16":
-        f = np.ascontiguousarray(a, np.float32).view(np.uint32)
-        rounded = ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
-        host, dcode = rounded, BF16
-    else:
-        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {name!r}")
-    arr = DeviceArray._empty(a.shape, dcode, ctx)
-    ffi, lib = _lib.load()
-    if arr.nbytes:
-        _lib.check(lib.pask_memcpy(ctx._h(), arr._ptr, ffi.cast("void *", host.ctypes.data), arr.nbytes, 0))
-    return arr
 
 
 # ---- DLPack export (capsule built with ctypes) ------------------------------
@@ -343,7 +340,8 @@ def _dlpack_capsule(arr: DeviceArray) -> Any:
     mt.dl_tensor.data = arr.data_ptr
     mt.dl_tensor.device = _DLDevice(arr._dl_type, arr.device_index)
     mt.dl_tensor.ndim = arr.ndim
-    mt.dl_tensor.dtype = _DLDataType(4 if arr.dcode == BF16 else 2, 16 if arr.dcode != F32 else 32, 1)
+    D = dtypes()
+    mt.dl_tensor.dtype = _DLDataType(4 if arr.dcode == D.BF16 else 2, 16 if arr.dcode != D.F32 else 32, 1)
     mt.dl_tensor.shape = shape
     mt.dl_tensor.strides = None
     mt.dl_tensor.byte_offset = 0

@@ -7,11 +7,18 @@ import threading
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from . import _lib
+import numpy as np
 
-_DEVICE_TYPES = {"cpu": 0, "cuda": 1, "hip": 2}
-_OPS = {0: "conv2d", 1: "gemm", 2: "pool2d"}
-_DEVICE_NAMES = {v: k for k, v in _DEVICE_TYPES.items()}
+from . import _arrays, _lib, _spec
+from ._arrays import DeviceArray
+
+# Device and op names -> the cdef's enum names (values read from the cdef).
+_DEVICE_TYPES = {"cpu": "PASK_DEVICE_CPU", "cuda": "PASK_DEVICE_CUDA", "hip": "PASK_DEVICE_HIP"}
+_OPS = {"conv2d": "PASK_OP_CONV2D", "gemm": "PASK_OP_GEMM", "pool2d": "PASK_OP_POOL2D"}
+
+
+def _device_type(name: str) -> int:
+    return getattr(_lib.C, _DEVICE_TYPES[name])
 
 
 def _parse_device(device: str) -> tuple:
@@ -164,7 +171,7 @@ class Context:
             for key, value in options.items():
                 _lib.check(lib.pask_options_set(opts[0], key.encode(), value.encode()))
             handle = ffi.new("pask_context_t *")
-            _lib.check(lib.pask_context_create(handle, _DEVICE_TYPES[name], index, opts[0]))
+            _lib.check(lib.pask_context_create(handle, _device_type(name), index, opts[0]))
         finally:
             lib.pask_options_destroy(opts[0])
         # The C context dies (close(), or the handle's collection) under the
@@ -181,6 +188,12 @@ class Context:
         self._handle = ffi.gc(handle[0], destroy)
         self._alive = life  # shared with this context's DeviceArrays
         self.device = f"{name}:{index}" if name != "cpu" else "cpu"
+        self._gpu = name != "cpu"
+        # Per calling thread: the stream last given to pask_set_stream (see _use_stream).
+        self._tls = threading.local()
+        # The plans cached for this context hold its handle: they go when it is
+        # closed or collected (the C context is freed after its last plan).
+        self._forget = weakref.finalize(self, _spec.forget, self._handle)
         out = ffi.new("char **")
         _lib.check(lib.pask_context_get_policy(self._handle, out))
         self.policy = ffi.string(out[0]).decode()
@@ -190,6 +203,19 @@ class Context:
         if self._handle is None:
             raise ValueError("this paskdnn.Context has been closed")
         return self._handle
+
+    def _use_stream(self, stream: int) -> Any:
+        """The ``void *`` of a stream handle for a call's plan execution. The
+        calling thread's stream on this context (what synchronize(), memcpy and
+        a DeviceArray's numpy() wait for) follows the stream the thread last
+        ran on: pask_set_stream is called when it changes, not on every call."""
+        tls = self._tls
+        if getattr(tls, "stream", None) != stream:
+            ffi, lib = _lib.load()
+            ptr = ffi.cast("void *", stream)
+            _lib.check(lib.pask_set_stream(self._h(), ptr))
+            tls.stream, tls.ptr = stream, ptr
+        return tls.ptr
 
     def hint(self, op: str, *args: Any, **kwargs: Any) -> None:
         """Tells the context a Problem that will run soon, in execution order.
@@ -201,15 +227,13 @@ class Context:
         the right length). Nothing runs; the loader threads bring the best
         kernel in ahead of the call.
         """
-        from . import functional
-
-        names = ("conv2d", "linear", "matmul", "gemm", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")
-        if op not in names:
-            raise ValueError(f"cannot hint {op!r}; expected one of {names}")
+        if op not in _spec.SPECS:
+            raise ValueError(f"cannot hint {op!r}; expected one of {tuple(_spec.SPECS)}")
         if "context" in kwargs:
             raise TypeError("hint() takes no context= (the hint goes to this context)")
-        target = functional._HintTarget(self._h(), self.device.startswith(("cuda", "hip")))
-        getattr(functional, op)(*args, context=target, **kwargs)
+        kwargs.pop("stream", None)  # the ops take it; a hint runs nothing
+        self._h()
+        _spec.hint(_spec.SPECS[op](*args, hinting=True, **kwargs), self)
 
     def clear_hints(self) -> None:
         """Drops every pending hint."""
@@ -297,9 +321,12 @@ class Context:
         # The C handle itself is freed when the last reference to it goes (a
         # thread that read it before this line still holds one): a call that
         # races this close finds a closed context, never freed memory.
-        with self._alive.lock:
-            self._alive.alive = False
-            _lib.check(lib.pask_context_close(handle))
+        try:
+            with self._alive.lock:
+                self._alive.alive = False
+                _lib.check(lib.pask_context_close(handle))
+        finally:
+            self._forget()  # its cached plans: executing them now would fail
 
     def __repr__(self) -> str:
         return f"paskdnn.Context(device={self.device!r}, policy={self.policy!r})"
@@ -393,7 +420,7 @@ def device_count(device_type: str = "cuda") -> int:
         if found is not None:
             return found
     out = ffi.new("int *")
-    _lib.check(lib.pask_device_count(_DEVICE_TYPES[device_type], out))
+    _lib.check(lib.pask_device_count(_device_type(device_type), out))
     return int(out[0])
 
 
@@ -458,18 +485,11 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def resolve(context: Optional[Context]) -> Any:
-    ctx = get_default_context() if context is None else context
-    if not isinstance(ctx, Context):
-        raise TypeError(f"context must be a paskdnn.Context, got {type(ctx).__name__}")
-    if ctx._handle is None:
-        raise ValueError("this paskdnn.Context has been closed")
-    return ctx._handle
-
-
 def solvers(op: Optional[str] = None) -> List[Dict[str, Any]]:
     """The solver registry: dicts with ``id``, ``name``, ``op`` and ``device``, in table order."""
     ffi, lib = _lib.load()
+    ops = {getattr(_lib.C, v): k for k, v in _OPS.items()}
+    devices = {_device_type(k): k for k in _DEVICE_TYPES}
     count = ffi.new("int *")
     _lib.check(lib.pask_solver_count(count))
     out = []
@@ -479,13 +499,13 @@ def solvers(op: Optional[str] = None) -> List[Dict[str, Any]]:
         entry = {
             "id": int(sid[0]),
             "name": ffi.string(name[0]).decode(),
-            "op": _OPS[int(sop[0])],
-            "device": _DEVICE_NAMES[int(dev[0])],
+            "op": ops[int(sop[0])],
+            "device": devices[int(dev[0])],
         }
         if op is None or entry["op"] == op:
             out.append(entry)
-    if op is not None and op not in _OPS.values():
-        raise ValueError(f"unknown op {op!r}; expected one of {sorted(_OPS.values())}")
+    if op is not None and op not in _OPS:
+        raise ValueError(f"unknown op {op!r}; expected one of {sorted(_OPS)}")
     return out
 
 
@@ -505,3 +525,33 @@ def last_solver() -> str:
 def version() -> str:
     ffi, lib = _lib.load()
     return ffi.string(lib.pask_version_string()).decode()
+
+
+def asarray(x: Any, device: str = "cuda", dtype: Optional[str] = None, context: Any = None) -> Any:
+    """Copies a host array (numpy) to the device of ``context`` (default: a
+    process-wide context of ``device``, "cuda[:N]" or "hip[:N]") as a
+    DeviceArray; dtype "float32", "float16" or "bfloat16" (default: the array's)."""
+    if context is None and device not in ("cuda", "hip") and not device.startswith(("cuda:", "hip:")):
+        raise ValueError("asarray copies to a GPU: device='cuda', 'cuda:N', 'hip' or 'hip:N'")
+    ctx = context if context is not None else default_cuda_context(device)
+    if not isinstance(ctx, Context):
+        raise TypeError("context must be a paskdnn.Context")
+    a = np.asarray(x)
+    D = _arrays.dtypes()
+    name = dtype or ("float16" if a.dtype == np.float16 else "float32")
+    if name == "float32":
+        host, dcode = np.ascontiguousarray(a, np.float32), D.F32
+    elif name == "float16":
+        host, dcode = np.ascontiguousarray(a, np.float16), D.F16
+    elif name == "bfloat16":
+        f = np.ascontiguousarray(a, np.float32).view(np.uint32)
+        rounded = ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+        host, dcode = rounded, D.BF16
+    else:
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {name!r}")
+    arr = DeviceArray._empty(a.shape, dcode, ctx)
+    ffi, lib = _lib.load()
+    if arr.nbytes:
+        _lib.check(lib.pask_memcpy(ctx._h(), arr._ptr, ffi.cast("void *", host.ctypes.data), arr.nbytes,
+                                   lib.PASK_COPY_HOST_TO_DEVICE))
+    return arr

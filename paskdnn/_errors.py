@@ -47,19 +47,22 @@ class InternalError(Error, RuntimeError):
     """A bug in paskdnn (PASK_ERROR_INTERNAL); please report it."""
 
 
-_BY_STATUS = {
-    1: InvalidArgumentError,
-    2: NullPointerError,
-    3: ShapeMismatchError,
-    4: UnsupportedError,
-    5: SizeOverflowError,
-    6: OutOfMemoryError,
-    7: BackendUnavailableError,
-    8: LoadError,
-    9: InternalError,
+#: The class of each C status, by its name in the cdef (pask_status_t); the
+#: numbers come from the cdef when the library loads (see _lib.load).
+BY_STATUS_NAME = {
+    "PASK_ERROR_INVALID_ARGUMENT": InvalidArgumentError,
+    "PASK_ERROR_NULL_POINTER": NullPointerError,
+    "PASK_ERROR_SHAPE_MISMATCH": ShapeMismatchError,
+    "PASK_ERROR_UNSUPPORTED": UnsupportedError,
+    "PASK_ERROR_OVERFLOW": SizeOverflowError,
+    "PASK_ERROR_OUT_OF_MEMORY": OutOfMemoryError,
+    "PASK_ERROR_BACKEND_UNAVAILABLE": BackendUnavailableError,
+    "PASK_ERROR_LOAD_FAILED": LoadError,
+    "PASK_ERROR_INTERNAL": InternalError,
 }
 
 
-def error_for_status(status: int, message: str) -> Error:
-    cls = _BY_STATUS.get(status, Error)
+def error_for_status(status: int, message: str, by_status: dict) -> Error:
+    """The exception for a C status; by_status maps status numbers to classes."""
+    cls = by_status.get(status, Error)
     return cls(message or f"paskdnn status {status}", status)

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
-from ._errors import error_for_status
+from ._errors import BY_STATUS_NAME, error_for_status
 
 #: The environment variables paskdnn reads, and what each is for. Any other
 #: ``PASKDNN_*`` name (a typo such as ``PASKDNN_HINT``) is reported once, when
@@ -48,6 +48,7 @@ def _warn_unknown_environment() -> None:
 
 _lock = threading.Lock()
 _state: Optional[Tuple[Any, Any]] = None
+_by_status: dict = {}
 
 LIB_NAME = "libpaskdnn.so"
 
@@ -122,7 +123,7 @@ def pkgconfig_dir() -> Path:
 _CALL_TYPES = ("void *", "void **", "int *", "char **", "uintptr_t", "int64_t[4]", "pask_stats_t",
                "pask_stats_t *", "pask_epilogue_t *", "pask_tensor_desc_t *", "pask_pool2d_params_t *",
                "pask_options_t *", "pask_op_t *", "pask_device_type_t *", "pask_conv2d_params_t *",
-               "pask_context_t *")
+               "pask_context_t *", "pask_plan_t *", "pask_plan_args_t *")
 
 
 def _check_library_variable(value: str) -> None:
@@ -163,6 +164,7 @@ def load() -> Tuple[Any, Any]:
             # path (a fresh process's first inference paid for them, measured).
             for t in _CALL_TYPES:
                 ffi.typeof(t)
+            _by_status.update({int(getattr(lib, name)): cls for name, cls in BY_STATUS_NAME.items()})
             _state = (ffi, lib)
     return _state
 
@@ -172,4 +174,24 @@ def check(status: int) -> None:
     if status != 0:
         ffi, lib = load()
         message = ffi.string(lib.pask_last_error_message()).decode("utf-8", "replace")
-        raise error_for_status(int(status), message)
+        raise error_for_status(int(status), message, _by_status)
+
+
+class _Enums:
+    """The C enums' values (``C.PASK_LAYOUT_NCHW``, ``C.PASK_ERROR_UNSUPPORTED``,
+    ...), read from the cdef: the header is their one source. The first read
+    loads the library; each value is kept as a plain attribute after that."""
+
+    def __getattr__(self, name: str) -> int:
+        if not name.startswith("PASK_"):
+            raise AttributeError(name)
+        _, lib = load()
+        try:
+            value = int(getattr(lib, name))
+        except AttributeError:
+            raise AttributeError(f"paskdnn.h defines no {name}") from None
+        setattr(self, name, value)
+        return value
+
+
+C = _Enums()

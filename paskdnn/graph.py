@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import functional as Fn
+from . import _arrays, _lib, _spec
+from ._context import asarray, get_default_context
 
 # op name -> the functional op it calls
 OPS = ("conv2d", "linear", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten")
@@ -74,55 +75,41 @@ class Graph:
 # ---- shape inference ------------------------------------------------------------
 
 
-def _conv_out(h: int, k: int, s: int, pre: int, post: int, d: int) -> int:
-    return (h + pre + post - d * (k - 1) - 1) // s + 1
-
-
-def _pool_out(h: int, k: int, s: int, pre: int, post: int, d: int, ceil: bool) -> int:
-    span = h + pre + post - d * (k - 1) - 1
-    o = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (o - 1) * s >= h + pre:
-        o -= 1
-    return o
-
-
 def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
-    """Every value's shape for a batch size, in the graph's layout."""
-    nhwc = graph.layout == "NHWC"
+    """Every value's shape for a batch size, in the graph's layout. Convolution
+    and pooling sizes are the C library's (pask_conv2d_output_dims,
+    pask_pool2d_output_dims), so they agree with what the calls check."""
+    layout = graph.layout
     shapes: Dict[str, tuple] = {graph.input_name: (batch,) + tuple(graph.input_shape)}
-
-    def spatial(shape):
-        return (shape[1], shape[2], shape[3]) if nhwc else (shape[2], shape[3], shape[1])  # h, w, c
-
-    def make(n, h, w, c):
-        return (n, h, w, c) if nhwc else (n, c, h, w)
-
     for node in graph.nodes:
         x = shapes[node.inputs[0]]
         p = node.params
         if node.op == "conv2d":
-            h, w, _ = spatial(x)
             wt = node.weights["weight"]
-            o = wt.shape[0]
-            kh, kw = (wt.shape[1], wt.shape[2]) if p.get("weight_layout") == "OHWI" else (wt.shape[2], wt.shape[3])
-            st = Fn._pair(p.get("stride", 1), "stride")
-            dl = Fn._pair(p.get("dilation", 1), "dilation")
-            (pt, pb), (pl, pr) = Fn._padding(p.get("padding", 0), (kh, kw), dl, st)
-            shapes[node.output] = make(x[0], _conv_out(h, kh, st[0], pt, pb, dl[0]), _conv_out(w, kw, st[1], pl, pr, dl[1]), o)
+            wlay = p.get("weight_layout", "OIHW")
+            if wlay == "OHWI":
+                o, kh, kw, ig = wt.shape
+            else:
+                o, ig, kh, kw = wt.shape
+            st = _spec.pair(p.get("stride", 1), "stride")
+            dl = _spec.pair(p.get("dilation", 1), "dilation")
+            pads = _spec.padding_pairs(p.get("padding", 0), (kh, kw), dl, st)
+            dims = _spec.conv2d_output_dims(_spec.nchw_dims(x, layout), (o, ig, kh, kw), st, dl, pads,
+                                            _spec._int(p.get("groups", 1), "groups"), layout, wlay)
+            shapes[node.output] = _spec.physical(dims, layout)
         elif node.op in ("max_pool2d", "avg_pool2d"):
-            h, w, c = spatial(x)
-            k = Fn._pair(p["kernel_size"], "kernel_size")
-            st = k if p.get("stride") is None else Fn._pair(p["stride"], "stride")
-            dl = Fn._pair(p.get("dilation", 1), "dilation") if node.op == "max_pool2d" else (1, 1)
-            (pt, pb), (pl, pr) = Fn._pool_padding(p.get("padding", 0))
-            ceil = bool(p.get("ceil_mode", False))
-            shapes[node.output] = make(x[0], _pool_out(h, k[0], st[0], pt, pb, dl[0], ceil),
-                                       _pool_out(w, k[1], st[1], pl, pr, dl[1], ceil), c)
+            k = _spec.pair(p["kernel_size"], "kernel_size")
+            st = k if p.get("stride") is None else _spec.pair(p["stride"], "stride")
+            dl = _spec.pair(p.get("dilation", 1), "dilation") if node.op == "max_pool2d" else (1, 1)
+            mode = _spec.MAX if node.op == "max_pool2d" else _spec.AVG
+            dims = _spec.pool2d_output_dims(_spec.nchw_dims(x, layout), mode, k, st,
+                                            _spec.pool_padding(p.get("padding", 0)), dl,
+                                            bool(p.get("ceil_mode", False)), layout=layout)
+            shapes[node.output] = _spec.physical(dims, layout)
         elif node.op == "adaptive_avg_pool2d":
-            h, w, c = spatial(x)
-            o = p.get("output_size", 1)
-            oh, ow = (o, o) if isinstance(o, int) else (o[0] or h, o[1] or w)
-            shapes[node.output] = make(x[0], oh, ow, c)
+            n, c, h, w = _spec.nchw_dims(x, layout)
+            oh, ow = _spec.adaptive_output_size(p.get("output_size", 1), h, w)
+            shapes[node.output] = _spec.physical((n, c, oh, ow), layout)
         elif node.op == "flatten":
             shapes[node.output] = (x[0], int(np.prod(x[1:])))
         elif node.op == "linear":
@@ -144,8 +131,6 @@ class Runner:
     its time in ms (synchronising after each layer on a GPU)."""
 
     def __init__(self, graph: Graph, context: Any = None, batch: int = 1, hints: bool = True) -> None:
-        from ._context import get_default_context
-
         graph.validate()
         self.graph = graph
         self.ctx = context if context is not None else get_default_context()
@@ -166,25 +151,19 @@ class Runner:
         # on the runner's stream rather than in the first inference.
         self.primed = False
         if self.cuda:
-            ffi, lib = _lib_load()
-            lib.pask_set_stream(self.ctx._h(), ffi.NULL)
+            self.ctx._use_stream(0)  # the runner's stream: the thread's default one
             self.primed = self.ctx.prime_thread()
 
     # -- device data --
     def _upload(self, a: np.ndarray) -> Any:
         if not self.cuda:
             return np.ascontiguousarray(a, np.float32)
-        from ._arrays import asarray
-
         return asarray(a, dtype=self.graph.dtype, context=self.ctx)
 
     def _alloc(self, shape: tuple) -> Any:
         if not self.cuda:
             return np.empty(shape, np.float32)
-        from ._arrays import BF16, F16, F32, DeviceArray
-
-        code = {"float32": F32, "float16": F16, "bfloat16": BF16}[self.graph.dtype]
-        return DeviceArray._empty(shape, code, self.ctx)
+        return _arrays.DeviceArray._empty(shape, _arrays.dtypes().code[self.graph.dtype], self.ctx)
 
     def input(self, x: np.ndarray) -> Any:
         """Copies x (a host array of the graph's input shape) into the runner's
@@ -201,20 +180,18 @@ class Runner:
         if not self.cuda:
             np.copyto(self._input, np.asarray(x, np.float32))
             return
-        from . import _lib
-        from ._arrays import _ITEMSIZE, asarray, view
-
         src = asarray(np.asarray(x), dtype=self.graph.dtype, context=self.ctx) if isinstance(x, np.ndarray) else x
-        v = view(src, "input")
+        v = _arrays.view(src, "input")
         if tuple(v.shape) != tuple(self._input.shape) or v.dcode != self._input.dcode:
             raise ValueError(f"input must be {self._input.dtype} of shape {self._input.shape}")
         ffi, lib = _lib.load()
-        nbytes = int(np.prod(v.shape)) * _ITEMSIZE[v.dcode]
-        _lib.check(lib.pask_memcpy(self.ctx._h(), self._input._ptr, ffi.cast("void *", v.ptr), nbytes, 2))
+        nbytes = int(np.prod(v.shape)) * _arrays.dtypes().itemsize[v.dcode]
+        _lib.check(lib.pask_memcpy(self.ctx._h(), self._input._ptr, ffi.cast("void *", v.ptr), nbytes,
+                                   lib.PASK_COPY_DEVICE_TO_DEVICE))
 
     def _prepare(self) -> List[Any]:
-        """One prepared C call per node (None for flatten), validated now."""
-        target = Fn._PrepareTarget(self.ctx)
+        """One prepared call per node (None for flatten): the node's spec's C plan
+        with its buffers' pointers bound (_spec.Bound), validated now."""
         values: Dict[str, Any] = {self.graph.input_name: self._input}
         calls: List[Any] = []
         for node, w in zip(self.graph.nodes, self._weights):
@@ -228,19 +205,19 @@ class Runner:
             if node.op == "conv2d":
                 if len(node.inputs) > 1:
                     kw["residual"] = values[node.inputs[1]]
-                calls.append(Fn.conv2d(src, w["weight"], w.get("bias"), out=out, context=target, **kw))
+                spec = _spec.conv2d_spec(src, w["weight"], w.get("bias"), out=out, **kw)
             elif node.op == "linear":
-                calls.append(Fn.linear(src, w["weight"], w.get("bias"), out=out, context=target, **kw))
+                spec = _spec.linear_spec(src, w["weight"], w.get("bias"), out=out, **kw)
             else:
-                calls.append(getattr(Fn, node.op)(src, out=out, context=target, **kw))
+                spec = _spec.SPECS[node.op](src, out=out, **kw)
+            calls.append(_spec.prepare(spec, self.ctx))
             values[node.output] = out
         return calls
 
     # -- hints --
     def give_hints(self) -> int:
         """Gives the context one hint per primitive call of a run; returns how many."""
-        from .functional import TensorSpec
-
+        TensorSpec = _spec.TensorSpec
         count = 0
         for node in self.graph.nodes:
             w = node.weights
@@ -268,9 +245,8 @@ class Runner:
         run). record=False skips the per-layer report (for steady-state timing)."""
         t_run = time.perf_counter()
         self._set_input(x)
-        if self.cuda:  # the runner's calls go to the default stream of this thread
-            ffi, lib = _lib_load()
-            lib.pask_set_stream(self.ctx._h(), ffi.NULL)
+        if self.cuda:  # the runner's plans run on this thread's stream: the default one
+            self.ctx._use_stream(0)
         self.report = []
         if not record:
             for call in self._calls:
@@ -279,7 +255,7 @@ class Runner:
         else:
             # The report costs two per-thread reads a layer (static strings,
             # decoded after the run): the solver and the policy's decision.
-            ffi, lib = _lib_load()
+            ffi, lib = _lib.load()
             raw = []
             for node, call in zip(self.graph.nodes, self._calls):
                 if call is None:
@@ -313,13 +289,5 @@ class Runner:
     def _flatten(self, a: Any, shape: tuple) -> Any:
         if isinstance(a, np.ndarray):
             return a.reshape(shape)
-        from ._arrays import view
-
-        return view(a, "flatten input").reshaped(shape)
-
-
-def _lib_load() -> Any:
-    from . import _lib
-
-    return _lib.load()
+        return _arrays.view(a, "flatten input").reshaped(shape)
 

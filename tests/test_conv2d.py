@@ -465,7 +465,7 @@ def test_solvers_listing():
 
 def test_repeated_eager_calls_reuse_descriptors_and_still_validate_each_call():
     """An eager call with arguments seen before takes its descriptors from a cache
-    (paskdnn.functional._EAGER): its results follow each call's epilogue values and
+    (paskdnn.functional._EAGER, C plans under (spec key, context handle)): its results follow each call's epilogue values and
     arrays, and what is not in the cache key (residual shape, out) is checked every time."""
     from paskdnn import functional as Fn
 
@@ -479,7 +479,9 @@ def test_repeated_eager_calls_reuse_descriptors_and_still_validate_each_call():
         expect = ref.conv2d_ref(x, w, b, padding=1, alpha=alpha, activation=act, residual=r)
         np.testing.assert_allclose(y, expect, rtol=1e-4, atol=1e-4)
         x = x + 0.25  # new data under the same key
-    keys = [k for k in Fn._EAGER if k[0] == "conv2d" and k[3:5] == ((2, 5, 9, 8), (6, 5, 3, 3)) and k[16]]
+    handle = paskdnn.get_default_context()._h()
+    keys = [k for k, h in Fn._EAGER if h == handle and k[0] == "conv2d" and k[3] == (2, 5, 9, 8)
+            and k[5] == (6, 5, 3, 3) and k[14]]
     assert len(keys) == 2  # (alpha, act) pairs, each made once
     with pytest.raises(ValueError, match="residual has shape"):
         paskdnn.conv2d(x, w, b, padding=1, alpha=0.5, activation="relu", residual=np.ascontiguousarray(r[:, :, :8]))

@@ -566,3 +566,41 @@ def test_scratch_during_graph_capture_comes_from_the_default_pool(double_path, t
     assert [field(ln, "fn") for ln in calls(log, "cuLaunchKernel", "0x7500")] == \
         ["pask_conv2d_igemm", "pask_conv2d_igemm_splitk_reduce"]
     assert calls(log, "cuMemAllocAsync", "0x7500") and not calls(log, "cuMemAllocFromPoolAsync", "0x7500")
+
+
+def test_host_pointers_are_refused_after_device_pointers_were_remembered(double_path, tmp_path):
+    # CudaBackend remembers the device allocations it has checked per thread;
+    # a host pointer is never remembered, so it is refused every time, and a
+    # freed DeviceArray's range is forgotten.
+    out, log = run(double_path, tmp_path, """
+        from paskdnn import _lib
+        c = ctx(solvers=["conv2d.cudnn"], loader_threads=0)
+        x, w = dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c)
+        for _ in range(3):
+            paskdnn.conv2d(x, w, padding=1, context=c)
+        ffi, lib = _lib.load()
+        host = np.zeros(4096, np.float32)
+        errors = []
+        for _ in range(2):
+            try:
+                paskdnn.conv2d(x, w, padding=1, context=c, out=paskdnn.asarray(np.zeros((1, 8, 6, 6), np.float32),
+                               dtype="float16", context=c))
+            except paskdnn.Error as e:
+                errors.append(str(e))
+        # straight through the C API with a host buffer as the weights
+        xd, wd, yd = [ffi.new("pask_tensor_desc_t *") for _ in range(3)]
+        for d, dims in ((xd, [1, 8, 6, 6]), (wd, [8, 8, 3, 3]), (yd, [1, 8, 6, 6])):
+            assert lib.pask_tensor_desc_create(d, lib.PASK_DTYPE_FLOAT16, lib.PASK_LAYOUT_NCHW, 4, dims) == 0
+        params = ffi.new("pask_conv2d_params_t *", {"stride": (1, 1), "pad_pre": (1, 1), "pad_post": (1, 1),
+                                                    "dilation": (1, 1), "groups": 1})
+        y = paskdnn.asarray(np.zeros((1, 8, 6, 6), np.float32), dtype="float16", context=c)
+        for _ in range(2):
+            s = lib.pask_conv2d_forward(c._h(), params, ffi.NULL, xd[0], ffi.cast("void *", x.data_ptr), wd[0],
+                                        ffi.cast("void *", host.ctypes.data), ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL,
+                                        yd[0], ffi.cast("void *", y.data_ptr))
+            out.setdefault("status", []).append(int(s))
+            out.setdefault("msg", []).append(ffi.string(lib.pask_last_error_message()).decode())
+        out["errors"] = errors
+    """)
+    assert out["errors"] == []
+    assert out["status"] == [1, 1] and all("w is not CUDA device memory" in m for m in out["msg"]), out

@@ -14,16 +14,6 @@
 
 namespace pask {
 
-const char *policy_name(Policy p) {
-    switch (p) {
-    case Policy::Reactive: return "reactive";
-    case Policy::Proactive: return "proactive";
-    case Policy::Reuse: return "reuse";
-    case Policy::Pask: return "pask";
-    }
-    return "?";
-}
-
 bool Options::allows(const Solver &s) const {
     if (allowed.empty()) return true;
     for (const Solver *a : allowed)

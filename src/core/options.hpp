@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "paskdnn.h"
+#include "policy.hpp"
 #include "solver.hpp"
 
 struct pask_options {
@@ -15,9 +16,6 @@ struct pask_options {
 };
 
 namespace pask {
-
-enum class Policy { Reactive, Proactive, Reuse, Pask };
-const char *policy_name(Policy p);
 
 struct Options {
     Policy policy = Policy::Pask;

@@ -4,6 +4,16 @@
 
 namespace pask {
 
+const char *policy_name(Policy p) {
+    switch (p) {
+    case Policy::Reactive: return "reactive";
+    case Policy::Proactive: return "proactive";
+    case Policy::Reuse: return "reuse";
+    case Policy::Pask: return "pask";
+    }
+    return "?";
+}
+
 namespace {
 
 // Time until the in-flight best lands, in microseconds. A load that has

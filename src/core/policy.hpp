@@ -15,9 +15,10 @@
 #include <cstddef>
 #include <vector>
 
-#include "options.hpp"
-
 namespace pask {
+
+enum class Policy { Reactive, Proactive, Reuse, Pask };
+const char *policy_name(Policy p);
 
 struct PolicyInput {
     Policy policy = Policy::Pask;

@@ -241,6 +241,10 @@ EXPORT int cuDevicePrimaryCtxRetain(void **ctx, int dev) {
     return 0;
 }
 EXPORT int cuDevicePrimaryCtxRelease_v2(int) { return 0; }
+EXPORT int cuCtxGetCurrent(void **c) {
+    *c = t_ctx.empty() ? nullptr : t_ctx.back();
+    return 0;
+}
 EXPORT int cuCtxPushCurrent_v2(void *c) {
     t_ctx.push_back(c);
     return 0;

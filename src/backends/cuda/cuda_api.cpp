@@ -62,6 +62,7 @@ const Driver &Driver::get() {
     bind(lib, d->cuEventElapsedTime, "cuEventElapsedTime_v2", optional);
     if (!d->cuEventElapsedTime) bind(lib, d->cuEventElapsedTime, "cuEventElapsedTime", optional);
     bind(lib, d->cuStreamIsCapturing, "cuStreamIsCapturing", optional);
+    bind(lib, d->cuCtxGetCurrent, "cuCtxGetCurrent", optional);
     bind(lib, d->cuMemAllocAsync, "cuMemAllocAsync", optional);
     bind(lib, d->cuMemFreeAsync, "cuMemFreeAsync", optional);
     bind(lib, d->cuLaunchHostFunc, "cuLaunchHostFunc", optional);

@@ -1,5 +1,7 @@
 #include "cuda_backend.hpp"
 
+#include <atomic>
+
 
 #include "../../core/error.hpp"
 #include "paskdnn.h"
@@ -136,11 +138,17 @@ std::string CudaBackend::rtc_options(const KernelKey &key) const {
 }
 
 int CudaBackend::enter_device() const {
+    // Already current (a framework such as PyTorch made the primary context
+    // current on this thread): nothing to push. Measured on an H200, a push
+    // and pop cost several times a cuCtxGetCurrent, and every call makes a few.
+    CUcontext current = nullptr;
+    if (d_.cuCtxGetCurrent && d_.cuCtxGetCurrent(&current) == 0 && current == ctx_) return 0;
     d_.check(d_.cuCtxPushCurrent(ctx_), "cuCtxPushCurrent");
-    return 0;
+    return 1;
 }
 
-void CudaBackend::leave_device(int) const {
+void CudaBackend::leave_device(int pushed) const {
+    if (!pushed) return;
     CUcontext popped = nullptr;
     d_.cuCtxPopCurrent(&popped);
 }
@@ -164,14 +172,45 @@ void CudaBackend::launch(void *fn, const unsigned grid[3], const unsigned block[
              "cuLaunchKernel");
 }
 
+namespace {
+
+// Device allocations whose pointers this thread has checked, for one backend:
+// a pointer inside one needs no driver query (each costs a few hundred ns and
+// a call checks up to five). Emptied when the backend differs or paskdnn
+// frees device memory (g_frees); a buffer freed by another allocator and
+// reused as host memory would go unnoticed, which UVA's reserved device
+// address ranges make unlikely; the check exists for clear errors, not safety.
+std::atomic<uint64_t> g_frees{0};
+struct CheckedRanges {
+    uint64_t backend = 0, frees = 0;
+    uintptr_t lo[8] = {}, hi[8] = {};
+    int next = 0;
+};
+thread_local CheckedRanges t_checked;
+
+}  // namespace
+
 void CudaBackend::check_device_pointer(const void *p, const char *what) const {
     if (!p) return;
-    Scope scope(*this);
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    CheckedRanges &c = t_checked;
+    const uint64_t frees = g_frees.load(std::memory_order_relaxed);
+    if (c.backend != id() || c.frees != frees) c = CheckedRanges{id(), frees};
+    for (int i = 0; i < 8; ++i)
+        if (a >= c.lo[i] && a < c.hi[i]) return;
+    // Pointer attributes need no current context (unified addressing).
     unsigned int type = 0;
-    CUresult r = d_.cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
-                                          static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(p)));
+    CUresult r = d_.cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, static_cast<CUdeviceptr>(a));
     require(r == 0 && (type == CU_MEMORYTYPE_DEVICE || type == CU_MEMORYTYPE_UNIFIED), PASK_ERROR_INVALID_ARGUMENT,
             std::string(what) + " is not CUDA device memory (a CUDA context needs device pointers)");
+    CUdeviceptr start = 0;
+    size_t size = 0;
+    if (d_.cuPointerGetAttribute(&start, CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, static_cast<CUdeviceptr>(a)) == 0 &&
+        d_.cuPointerGetAttribute(&size, CU_POINTER_ATTRIBUTE_RANGE_SIZE, static_cast<CUdeviceptr>(a)) == 0 && size) {
+        c.lo[c.next] = static_cast<uintptr_t>(start);
+        c.hi[c.next] = static_cast<uintptr_t>(start) + size;
+        c.next = (c.next + 1) % 8;
+    }
 }
 
 void *CudaBackend::malloc_device(size_t bytes) const {
@@ -183,6 +222,7 @@ void *CudaBackend::malloc_device(size_t bytes) const {
 
 void CudaBackend::free_device(void *p) const {
     if (!p) return;
+    g_frees.fetch_add(1, std::memory_order_relaxed);
     Scope scope(*this);
     d_.check(d_.cuMemFree(static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(p))), "cuMemFree");
 }

@@ -51,13 +51,14 @@ public:
     // Pushes this device's context for the scope.
     class Scope {
     public:
-        explicit Scope(const CudaBackend &b) : b_(b) { b.enter_device(); }
-        ~Scope() { b_.leave_device(0); }
+        explicit Scope(const CudaBackend &b) : b_(b), token_(b.enter_device()) {}
+        ~Scope() { b_.leave_device(token_); }
         Scope(const Scope &) = delete;
         Scope &operator=(const Scope &) = delete;
 
     private:
         const CudaBackend &b_;
+        int token_;
     };
 
     void module_unload(void *module) const override;

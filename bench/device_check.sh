@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One device-machine call that re-checks the GPU path after a change: builds and
+# installs paskdnn, runs the CUDA and cuDNN tests, the prepared-call dispatch
+# benchmark, the eager host-overhead benchmark and the cold-start job, logs
+# under $OUT.   (device tool) carry [".whl"]: bash bench/device_check.sh
+set -uo pipefail
+REPO=$(pwd)
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site
+t0=$SECONDS
+python3 -m pip install -q --upgrade --no-build-isolation --no-deps --no-index --target /tmp/pask . > "$OUT/build.log" 2>&1 \
+  || { tail -50 "$OUT/build.log"; exit 1; }
+echo "build: $((SECONDS - t0)) s"
+export PYTHONPATH=/tmp/pask:/tmp/site
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+cd /tmp
+PYTHONUNBUFFERED=1 timeout ${TEST_TIMEOUT:-420} python3 -m pytest -q -rs -p no:cacheprovider ${TESTS:-$REPO/tests/test_cuda.py $REPO/tests/test_cudnn.py} \
+  > "$OUT/gpu_tests.log" 2>&1
+echo "tests: exit $?"; grep -E "passed|failed|FAILED|Error" "$OUT/gpu_tests.log" | tail -25
+for what in ${THEN:-dispatch overhead coldstart}; do
+  case $what in
+    driver) timeout 60 python3 "$REPO/bench/driver_costs.py" 2>&1 | tail -8 ;;
+    dispatch) timeout 120 python3 "$REPO/bench/plan_dispatch.py" --device cuda --iterations 100000 \
+                --out "$OUT/plan_dispatch_cuda.md" 2>&1 | tail -8 ;;
+    overhead) timeout 180 python3 "$REPO/bench/host_overhead.py" > "$OUT/host_overhead.log" 2>&1; tail -15 "$OUT/host_overhead.log" ;;
+    coldstart) PYTHONUNBUFFERED=1 timeout 240 python3 -m paskdnn coldstart --model resnet50 --device cuda --repeats 1 \
+                 --out "$OUT/coldstart" > "$OUT/coldstart.log" 2>&1; tail -16 "$OUT/coldstart.log" ;;
+  esac
+done
