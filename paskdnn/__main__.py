@@ -1,6 +1,7 @@
-"""python -m paskdnn: the main job, the demo and build configuration queries.
+"""python -m paskdnn: the main job, ONNX runs, the demo, build configuration queries and the doctor.
 
     python -m paskdnn coldstart --model resnet50   time-to-first-inference per policy, fresh processes
+    python -m paskdnn run MODEL.onnx   one inference of an ONNX model: output shape, top-5, per-layer report
     python -m paskdnn demo            run each op, check it, print the solver chosen
     python -m paskdnn config --pkgconfig-dir | --include-dir | --lib-dir
     python -m paskdnn doctor [--device cuda|hip] [--json]
@@ -94,6 +95,61 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
+    """python -m paskdnn run MODEL.onnx: import, one inference, the output's shape and top-5, the report."""
+    import os
+
+    import numpy as np
+
+    import paskdnn
+    from paskdnn import graph as G
+
+    from .coldstart import check_arguments
+
+    check_arguments(args, ap)  # device and dtype defaults; a GPU that is not there; float16 on the CPU
+    if not os.path.isfile(args.model):
+        ap.error(f"{args.model}: no such file")
+    x = None
+    if args.input:
+        try:
+            x = np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            ap.error(f"--input {args.input}: cannot read it as a .npy array ({e})")
+        if args.batch is not None and x.ndim and x.shape[0] != args.batch:
+            ap.error(f"--input {args.input} has batch {x.shape[0]} but --batch is {args.batch}")
+    batch = args.batch if args.batch is not None else (int(x.shape[0]) if x is not None and x.ndim else None)
+    try:
+        g = paskdnn.load_onnx(args.model, layout=args.layout, dtype=args.dtype, batch=batch)
+    except paskdnn.UnsupportedError as e:  # the model, not a crash: one line, exit 2
+        ap.exit(2, f"{ap.prog}: error: {args.model}: {str(e).replace('pass batch=', 'pass --batch N')}\n")
+    except Exception as e:  # noqa: BLE001 - not an ONNX model, a bad protobuf, ...
+        ap.exit(2, f"{ap.prog}: error: {args.model}: cannot import it ({type(e).__name__}: {e})\n")
+    if x is None:
+        x = np.random.default_rng(0).standard_normal(g.onnx_input_shape).astype(np.float32)
+    elif tuple(x.shape) != tuple(g.onnx_input_shape):
+        ap.error(f"--input {args.input} has shape {tuple(x.shape)}; the model takes {g.onnx_input_shape} (NCHW)")
+    try:
+        ctx = paskdnn.Context(args.device)
+        runner = G.Runner(g, ctx, batch=g.batch)
+        y = g.output_to_onnx(runner.run(g.input_from_onnx(x.astype(np.float32)), timed=True))
+    except Exception as e:  # a clear message and a non-zero exit, not a traceback
+        print(f"paskdnn run failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    y = np.asarray(y, np.float32)
+    print(f"{args.model}: {len(g.nodes)} paskdnn nodes, {args.layout} {args.dtype} on {ctx.device}, "
+          f"input {g.onnx_input_name} {g.onnx_input_shape}")
+    print(f"output {g.onnx_output_name}: shape {tuple(y.shape)}")
+    for i, row in enumerate(y.reshape(y.shape[0], -1) if y.ndim else y.reshape(1, 1)):
+        top = np.argsort(-row, kind="stable")[:5]
+        print(f"  sample {i} top-5: " + ", ".join(f"{int(j)}: {row[j]:.5g}" for j in top))
+    print(f"per-layer report (first inference):")
+    print(f"  {'layer':<32} {'op':<20} {'solver':<28} {'decision':<9} {'ms':>8}")
+    for r in runner.report:
+        ms = "" if r["ms"] is None else f"{r['ms']:8.3f}"
+        print(f"  {r['layer'][:32]:<32} {r['op']:<20} {r['solver'][:28]:<28} {r['decision']:<9} {ms:>8}")
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     from ._lib import library_dir, pkgconfig_dir
 
@@ -111,6 +167,7 @@ _DESCRIPTION = """\
 paskdnn: DNN primitives that make a fresh process's first inference fast.
 
   python -m paskdnn coldstart --model resnet50   the main job: time to first inference per policy
+  python -m paskdnn run MODEL.onnx               one inference of your own ONNX model (output, top-5, report)
   python -m paskdnn demo                         run each op once, check it, print the solver chosen
   python -m paskdnn config --pkgconfig-dir       where the C library, header and pkg-config file are
   python -m paskdnn doctor --device cuda         what paskdnn finds for its GPU backends, and what is missing
@@ -121,6 +178,7 @@ Run "python -m paskdnn COMMAND --help" for a command's options.
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .coldstart import DTYPES, _device, _positive_int
     from .coldstart import add_arguments as add_coldstart_arguments
 
     parser = argparse.ArgumentParser(prog="python -m paskdnn", description=_DESCRIPTION,
@@ -134,6 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
                           "untimed run). Prints a table and writes coldstart.md, coldstart.json, coldstart.png, "
                           "timeline.png and the pask cold run's Chrome trace to --out.")
     add_coldstart_arguments(cold)
+    run = sub.add_parser("run", help="one inference of an ONNX model: its output's shape, top-5 and the "
+                         "per-layer report",
+                         description="Import an ONNX model (paskdnn.load_onnx), run one inference of an input "
+                         "(--input, NCHW as the model takes it; default: seeded random normal) and print the "
+                         "output's shape, each sample's top-5 and the per-layer report (solver, what the policy did, "
+                         "ms). Needs the onnx package: pip install 'paskdnn[onnx]'.")
+    run.add_argument("model", metavar="MODEL.onnx", help="the ONNX model file")
+    run.add_argument("--device", default="", type=_device,
+                     help="cpu, cuda[:N] or hip[:N] (default: cuda when a GPU is found, else cpu)")
+    run.add_argument("--dtype", default="", choices=("",) + DTYPES, metavar="{" + ",".join(DTYPES) + "}",
+                     help="float32 (the CPU's only dtype, its default), float16 (the GPU default) or bfloat16 "
+                          "(GPU only)")
+    run.add_argument("--layout", default="NCHW", choices=("NCHW", "NHWC"),
+                     help="activation layout the model runs in; the input stays NCHW (default: %(default)s)")
+    run.add_argument("--input", default="", metavar="X.npy",
+                     help="the input, an NCHW .npy array of the model's input shape (default: seeded random)")
+    run.add_argument("--batch", type=_positive_int, default=None, metavar="N",
+                     help="batch size, needed when the model's batch dim is dynamic (default: the model's, "
+                          "or --input's)")
     demo = sub.add_parser("demo", help="run each op once, check it against numpy and print the solver chosen",
                           description="Run each op once on the CPU, check it against a float64 numpy "
                           "computation and print the solver the registry chose for the first and later calls.")
@@ -156,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "cannot be used and what it would enable, and the cache folder's state. Exit status "
                             "1 when the backend asked for with --device cannot work.")
     add_doctor_arguments(doctor)
-    parser._paskdnn_subparsers = {"coldstart": cold, "demo": demo, "config": cfg, "doctor": doctor}  # for errors in their usage
+    parser._paskdnn_subparsers = {"coldstart": cold, "run": run, "demo": demo, "config": cfg,
+                                 "doctor": doctor}  # for errors in their usage
     return parser
 
 
@@ -188,6 +266,8 @@ def main(argv=None) -> int:
         from .coldstart import run as coldstart_run
 
         return coldstart_run(args, parser._paskdnn_subparsers["coldstart"], argv)
+    if args.command == "run":
+        return _run(args, parser._paskdnn_subparsers["run"])
     if args.command == "config":
         return _config(args)
     if args.command == "doctor":

@@ -1,0 +1,806 @@
+"""ONNX import: an ONNX model as a paskdnn :class:`~paskdnn.graph.Graph`.
+
+    g = paskdnn.load_onnx("resnet50.onnx", layout="NHWC", batch=1)
+    runner = paskdnn.graph.Runner(g, ctx, batch=g.batch)
+    y = g.output_to_onnx(runner.run(g.input_from_onnx(x_nchw)))
+
+The importer maps each ONNX node through :data:`OPS` (operator -> a small
+function). A function either emits one paskdnn node (conv2d, linear, pools,
+flatten), fuses its node into the node that produced its input (BatchNormalization
+folded into a Conv's weights; Relu / Clip(0, 6) into a conv/linear epilogue;
+an Add into a conv's residual input or a constant into a bias), or aliases its
+output (Identity, Dropout, Flatten of a 2-D value). Whatever cannot run on
+today's primitives raises :class:`paskdnn.UnsupportedError` naming the node, its
+operator and the attribute (``err.node``, ``err.op_type``, ``err.attribute``),
+before anything touches a device.
+
+Adding an operator is one row in :data:`OPS` and one function
+``f(imp: _Importer, node: onnx.NodeProto) -> None``.
+
+Data stays NCHW at the model's boundary: a graph imported with
+``layout="NHWC"`` runs NHWC inside (weights converted to OHWI, the first
+linear layer after a flatten has its columns permuted), and
+:meth:`OnnxGraph.input_from_onnx` / :meth:`OnnxGraph.output_to_onnx` convert
+the runner's input and output from and to ONNX's NCHW.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._errors import UnsupportedError
+from .graph import Graph, Node
+
+__all__ = ["load_onnx", "OnnxGraph", "OPS", "SUPPORTED"]
+
+_LAYOUTS = ("NCHW", "NHWC")
+_DTYPES = ("float32", "float16", "bfloat16")
+# ONNX TensorProto element types paskdnn's graphs accept as input (converted to the graph's dtype)
+_FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+@dataclass
+class OnnxGraph(Graph):
+    """A :class:`~paskdnn.graph.Graph` imported from ONNX, plus what it takes
+    to talk to it in ONNX's terms: ``batch`` (the batch size its shapes were
+    checked for; pass it to the Runner), ``onnx_input_shape`` /
+    ``onnx_output_shape`` (full NCHW shapes at that batch) and the ONNX names.
+    ``output_order`` is ``"chw"`` unless the output is a flatten taken in NHWC
+    order (``"hwc"``, with ``output_chw`` its (C, H, W))."""
+
+    batch: int = 1
+    onnx_input_name: str = ""
+    onnx_output_name: str = ""
+    onnx_input_shape: Tuple[int, ...] = ()
+    onnx_output_shape: Tuple[int, ...] = ()
+    output_order: str = "chw"
+    output_chw: Tuple[int, ...] = ()
+
+    def input_from_onnx(self, x: Any) -> np.ndarray:
+        """An ONNX (NCHW) host array in the layout the runner takes."""
+        x = np.asarray(x)
+        if x.ndim == 4 and self.layout == "NHWC":
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return x
+
+    def output_to_onnx(self, y: Any) -> np.ndarray:
+        """The runner's output (host array, or a device array with .numpy())
+        as the ONNX model's output would be laid out."""
+        if not isinstance(y, np.ndarray) and hasattr(y, "numpy"):
+            y = y.numpy()
+        y = np.asarray(y)
+        if y.ndim == 4 and self.layout == "NHWC":
+            return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+        if self.output_order == "hwc":
+            c, h, w = self.output_chw
+            return np.ascontiguousarray(y.reshape(y.shape[0], h, w, c).transpose(0, 3, 1, 2).reshape(y.shape[0], -1))
+        return y
+
+
+# ---- values --------------------------------------------------------------------
+
+
+@dataclass
+class _Value:
+    """A runtime value of the imported graph: its paskdnn name, its ONNX
+    (NCHW) shape, and for a 2-D value flattened from NHWC data the (C, H, W)
+    it came from (its columns are in h, w, c order, not ONNX's c, h, w)."""
+
+    name: str
+    shape: Tuple[int, ...]
+    hwc: Optional[Tuple[int, int, int]] = None
+
+
+def _refuse(node: Any, attribute: Optional[str], reason: str) -> UnsupportedError:
+    """The error for a node paskdnn cannot run: names the node, its op and the attribute."""
+    label = _label(node)
+    what = f"attribute {attribute}: " if attribute else ""
+    err = UnsupportedError(f"ONNX node {label} ({node.op_type}): {what}{reason}", 4)
+    err.node = label  # type: ignore[attr-defined]
+    err.op_type = node.op_type  # type: ignore[attr-defined]
+    err.attribute = attribute  # type: ignore[attr-defined]
+    return err
+
+
+def _graph_refuse(attribute: str, reason: str) -> UnsupportedError:
+    """The error for the graph's own inputs/outputs (no node at fault): ``err.node`` and ``err.op_type`` are None."""
+    err = UnsupportedError(reason, 4)
+    err.node = None  # type: ignore[attr-defined]
+    err.op_type = None  # type: ignore[attr-defined]
+    err.attribute = attribute  # type: ignore[attr-defined]
+    return err
+
+
+def _label(node: Any) -> str:
+    if node.name:
+        return repr(node.name)
+    return f"<unnamed, output {node.output[0]!r}>" if node.output else "<unnamed>"
+
+
+def _attrs(node: Any) -> Dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _s(v: Any) -> Any:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+class _Importer:
+    """State of one import; the op functions call its helpers."""
+
+    def __init__(self, model: Any, layout: str, dtype: str, batch: Optional[int]) -> None:
+        import onnx
+        from onnx import numpy_helper
+
+        self.onnx = onnx
+        self.layout = layout
+        self.nhwc = layout == "NHWC"
+        self.dtype = dtype
+        g = model.graph
+        self.model = model
+        self.consts: Dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self.values: Dict[str, _Value] = {}
+        self.nodes: List[Node] = []
+        self.producer: Dict[str, Node] = {}  # paskdnn value name -> its node
+        self.head: Dict[str, str] = {}  # paskdnn node name -> the ONNX name now holding its result
+        self.names: set = set()
+        # consumers of each ONNX value, for the single-use test of a fusion
+        self.consumers: Dict[str, List[Any]] = {}
+        for n in g.node:
+            for i in n.input:
+                if i:
+                    self.consumers.setdefault(i, []).append(n)
+        self.graph_outputs = [o.name for o in g.output]
+        self.inferred: Dict[str, Tuple[Optional[int], ...]] = {}
+
+    # -- shapes --
+    def set_inferred(self, model: Any) -> None:
+        for vi in list(model.graph.value_info) + list(model.graph.output):
+            t = vi.type.tensor_type
+            if t.HasField("shape"):
+                self.inferred[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+
+    def check_inferred(self, node: Any, out: str, shape: Tuple[int, ...], attribute: Optional[str]) -> None:
+        """Refuses when ONNX's own shape inference disagrees with the shape paskdnn's op gives."""
+        inf = self.inferred.get(out)
+        if inf is None or len(inf) != len(shape) or any(a is not None and a != b for a, b in zip(inf, shape)):
+            if inf is not None and None not in inf:
+                raise _refuse(node, attribute, f"ONNX gives output shape {tuple(inf)}, paskdnn's op gives "
+                              f"{tuple(shape)} (e.g. ceil_mode's rule for a last window in the padding)")
+
+    # -- uses --
+    def uses(self, onnx_name: str) -> int:
+        """Consumers of an ONNX value, looking through Identity/Dropout; the graph output counts as one."""
+        count = self.graph_outputs.count(onnx_name)
+        for n in self.consumers.get(onnx_name, []):
+            if n.op_type in _PASS_THROUGH:
+                count += self.uses(n.output[0])
+            else:
+                count += 1
+        return count
+
+    # -- lookups --
+    def const(self, node: Any, index: int, what: str) -> np.ndarray:
+        name = node.input[index] if index < len(node.input) else ""
+        if not name or name not in self.consts:
+            raise _refuse(node, what, f"input {index} ({name!r}) must be a constant (an initializer or Constant "
+                          "node); paskdnn takes weights as constants")
+        return self.consts[name]
+
+    def opt_const(self, node: Any, index: int, what: str) -> Optional[np.ndarray]:
+        if index >= len(node.input) or not node.input[index]:
+            return None
+        return self.const(node, index, what)
+
+    def value(self, node: Any, index: int = 0) -> _Value:
+        name = node.input[index]
+        if name in self.consts:
+            raise _refuse(node, None, f"input {index} ({name!r}) is a constant; paskdnn computes on the graph "
+                          "input's data only (no constant folding of whole ops)")
+        if name not in self.values:
+            raise _refuse(node, None, f"input {index} ({name!r}) is not computed by any supported node")
+        return self.values[name]
+
+    def fusable(self, node: Any, index: int, ops: Sequence[str]) -> Optional[Node]:
+        """The paskdnn node producing input ``index`` if it is one of ``ops`` and
+        the value it produces has no consumer but ``node``."""
+        name = node.input[index]
+        v = self.values.get(name)
+        if v is None:
+            return None
+        p = self.producer.get(v.name)
+        if p is None or p.op not in ops:
+            return None
+        if self.uses(self.head[p.name]) != 1:
+            return None
+        return p
+
+    # -- output --
+    def emit(self, node: Any, op: str, inputs: List[str], params: Dict[str, Any], weights: Dict[str, np.ndarray],
+             shape: Tuple[int, ...], hwc: Optional[Tuple[int, int, int]] = None) -> Node:
+        out = node.output[0]
+        name = node.name or f"{node.op_type}:{out}"
+        base, k = name, 1
+        while name in self.names:
+            name, k = f"{base}#{k}", k + 1
+        self.names.add(name)
+        n = Node(name, op, inputs, out, params, weights)
+        self.nodes.append(n)
+        self.producer[out] = n
+        self.head[name] = out
+        self.values[out] = _Value(out, tuple(int(s) for s in shape), hwc)
+        return n
+
+    def fuse(self, node: Any, into: Node, shape: Optional[Tuple[int, ...]] = None) -> None:
+        """``node``'s output is now what ``into`` produces (its epilogue or weights were changed)."""
+        v = self.values[into.output]
+        self.values[node.output[0]] = _Value(v.name, v.shape if shape is None else shape, v.hwc)
+        self.head[into.name] = node.output[0]
+
+    def alias(self, node: Any, src: str) -> None:
+        """``node``'s output is its input ``src`` (an ONNX name)."""
+        if src in self.consts:
+            self.consts[node.output[0]] = self.consts[src]
+        else:
+            self.values[node.output[0]] = self.values[src]
+
+    def layout_params(self) -> Dict[str, Any]:
+        return {"layout": self.layout}
+
+
+_PASS_THROUGH = ("Identity", "Dropout")
+
+
+def _f32(a: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float64), dtype=np.float32)
+
+
+def _only_outputs(node: Any, n: int) -> None:
+    extra = [o for o in node.output[n:] if o]
+    if extra:
+        raise _refuse(node, "outputs", f"output {extra[0]!r} is not supported (only the first "
+                      f"{'output' if n == 1 else f'{n} outputs'})")
+
+
+def _four_d(imp: _Importer, node: Any, v: _Value) -> Tuple[int, int, int, int]:
+    if len(v.shape) != 4:
+        raise _refuse(node, None, f"input {node.input[0]!r} has shape {v.shape}; paskdnn's op takes 4-D NCHW "
+                      "(2-D spatial) data only")
+    return v.shape  # type: ignore[return-value]
+
+
+def _ints(a: Dict[str, Any], key: str, default: Sequence[int]) -> List[int]:
+    v = a.get(key)
+    return list(default) if v is None else [int(i) for i in v]
+
+
+def _spatial(imp: _Importer, node: Any, a: Dict[str, Any], hw: Tuple[int, int], kernel: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]:
+    """(strides, dilations, ((top, bottom), (left, right))) from a Conv/pool node's attributes."""
+    strides = _ints(a, "strides", (1, 1))
+    dil = _ints(a, "dilations", (1, 1))
+    if len(strides) != 2 or len(dil) != 2:
+        raise _refuse(node, "strides" if len(strides) != 2 else "dilations", "2 spatial dims only")
+    auto = _s(a.get("auto_pad", "NOTSET"))
+    if auto in ("NOTSET", ""):
+        pads = _ints(a, "pads", (0, 0, 0, 0))
+        if len(pads) != 4:
+            raise _refuse(node, "pads", f"{pads}: 2 spatial dims only")
+        if min(pads) < 0:
+            raise _refuse(node, "pads", f"{pads}: negative padding (cropping) is not supported")
+        sides = ((pads[0], pads[2]), (pads[1], pads[3]))
+    elif auto == "VALID":
+        sides = ((0, 0), (0, 0))
+    elif auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = []
+        for size, k, s, d in zip(hw, kernel, strides, dil):
+            total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+            small, big = total // 2, total - total // 2
+            out.append((small, big) if auto == "SAME_UPPER" else (big, small))
+        sides = (out[0], out[1])
+    else:
+        raise _refuse(node, "auto_pad", f"unknown value {auto!r}")
+    return (strides[0], strides[1]), (dil[0], dil[1]), sides
+
+
+def _conv_out(size: int, k: int, s: int, pre: int, post: int, d: int) -> int:
+    return (size + pre + post - d * (k - 1) - 1) // s + 1
+
+
+def _pool_out(size: int, k: int, s: int, pre: int, post: int, d: int, ceil: bool) -> int:
+    span = size + pre + post - d * (k - 1) - 1
+    o = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (o - 1) * s >= size + pre:
+        o -= 1
+    return o
+
+
+# ---- the operators ---------------------------------------------------------------
+
+
+def _conv(imp: _Importer, node: Any) -> None:
+    a = _attrs(node)
+    x = imp.value(node)
+    n, c, h, w = _four_d(imp, node, x)
+    wt = imp.const(node, 1, "W")
+    if wt.ndim != 4:
+        raise _refuse(node, "W", f"weight of shape {wt.shape}: 2-D convolutions only")
+    o, cg, kh, kw = wt.shape
+    ks = _ints(a, "kernel_shape", (kh, kw))
+    if tuple(ks) != (kh, kw):
+        raise _refuse(node, "kernel_shape", f"{ks} does not match the weight's {(kh, kw)}")
+    g = int(a.get("group", 1))
+    if g < 1 or c % g or o % g or cg != c // g:
+        raise _refuse(node, "group", f"group={g} does not fit {c} input channels and a weight of shape {wt.shape}")
+    bias = imp.opt_const(node, 2, "B")
+    st, dl, pads = _spatial(imp, node, a, (h, w), (kh, kw))
+    for i, (size, k) in enumerate(((h, kh), (w, kw))):
+        if dl[i] * (k - 1) + 1 > size + pads[i][0] + pads[i][1]:
+            raise _refuse(node, "kernel_shape", "the dilated kernel is larger than the padded input")
+    oh = _conv_out(h, kh, st[0], pads[0][0], pads[0][1], dl[0])
+    ow = _conv_out(w, kw, st[1], pads[1][0], pads[1][1], dl[1])
+    wts = wt.astype(np.float64)
+    weights = {"weight": _f32(wts.transpose(0, 2, 3, 1) if imp.nhwc else wts)}
+    if bias is not None:
+        weights["bias"] = _f32(np.broadcast_to(bias, (o,)))
+    params = {"stride": st, "padding": pads, "dilation": dl, "groups": g, "activation": None,
+              "layout": imp.layout, "weight_layout": "OHWI" if imp.nhwc else "OIHW"}
+    imp.check_inferred(node, node.output[0], (n, o, oh, ow), "pads")
+    imp.emit(node, "conv2d", [x.name], params, weights, (n, o, oh, ow))
+
+
+def _pool(imp: _Importer, node: Any, op: str) -> None:
+    a = _attrs(node)
+    _only_outputs(node, 1)
+    x = imp.value(node)
+    n, c, h, w = _four_d(imp, node, x)
+    if int(a.get("storage_order", 0)) != 0:
+        raise _refuse(node, "storage_order", f"{a['storage_order']}: only 0 (row major) is supported")
+    k = _ints(a, "kernel_shape", ())
+    if len(k) != 2:
+        raise _refuse(node, "kernel_shape", f"{k}: 2-D pooling only")
+    st, dl, pads = _spatial(imp, node, a, (h, w), (k[0], k[1]))
+    ceil = bool(int(a.get("ceil_mode", 0)))
+    if op == "avg_pool2d" and dl != (1, 1):
+        raise _refuse(node, "dilations", f"{list(dl)}: average pooling with dilation is not supported by "
+                      "paskdnn's pool2d (max pooling only)")
+    for i in range(2):
+        eff = dl[i] * (k[i] - 1) + 1
+        if max(pads[i]) > eff // 2:
+            raise _refuse(node, "pads" if _s(a.get("auto_pad", "NOTSET")) in ("NOTSET", "") else "auto_pad",
+                          f"padding {pads[i]} along {'HW'[i]} is more than half the (dilated) kernel {eff}, "
+                          "the pool2d primitive's limit")
+        if eff > (h, w)[i] + pads[i][0] + pads[i][1]:
+            raise _refuse(node, "kernel_shape", "the pool window is larger than the padded input")
+    oh = _pool_out(h, k[0], st[0], pads[0][0], pads[0][1], dl[0], ceil)
+    ow = _pool_out(w, k[1], st[1], pads[1][0], pads[1][1], dl[1], ceil)
+    params: Dict[str, Any] = {"kernel_size": (k[0], k[1]), "stride": st, "padding": pads, "ceil_mode": ceil,
+                              "layout": imp.layout}
+    if op == "max_pool2d":
+        params["dilation"] = dl
+    else:
+        params["count_include_pad"] = bool(int(a.get("count_include_pad", 0)))
+    imp.check_inferred(node, node.output[0], (n, c, oh, ow), "ceil_mode")
+    imp.emit(node, op, [x.name], params, {}, (n, c, oh, ow))
+
+
+def _max_pool(imp: _Importer, node: Any) -> None:
+    _pool(imp, node, "max_pool2d")
+
+
+def _avg_pool(imp: _Importer, node: Any) -> None:
+    _pool(imp, node, "avg_pool2d")
+
+
+def _global_avg_pool(imp: _Importer, node: Any) -> None:
+    x = imp.value(node)
+    n, c, _, _ = _four_d(imp, node, x)
+    imp.emit(node, "adaptive_avg_pool2d", [x.name], {"output_size": 1, "layout": imp.layout}, {}, (n, c, 1, 1))
+
+
+def _global_max_pool(imp: _Importer, node: Any) -> None:
+    # one max pool whose window is the whole image
+    x = imp.value(node)
+    n, c, h, w = _four_d(imp, node, x)
+    imp.emit(node, "max_pool2d", [x.name], {"kernel_size": (h, w), "stride": (h, w), "padding": 0,
+                                            "layout": imp.layout}, {}, (n, c, 1, 1))
+
+
+def _reduce_mean(imp: _Importer, node: Any) -> None:
+    a = _attrs(node)
+    x = imp.value(node)
+    n, c, _, _ = _four_d(imp, node, x)
+    if "axes" in a:
+        axes = [int(i) for i in a["axes"]]
+        where = "axes"
+    else:
+        ax = imp.opt_const(node, 1, "axes")
+        axes = [] if ax is None else [int(i) for i in np.asarray(ax).ravel()]
+        where = "axes"
+    if not axes and int(a.get("noop_with_empty_axes", 0)):
+        imp.alias(node, node.input[0])
+        return
+    if sorted(i % 4 for i in axes) != [2, 3]:
+        raise _refuse(node, where, f"{axes or 'all axes'}: only the mean over H and W (axes 2, 3) is supported, "
+                      "as a global average pool")
+    # the pool's (N, C, 1, 1); keepdims=0 is the pool and a flatten to (N, C)
+    keep = int(a.get("keepdims", 1))
+    if keep:
+        imp.emit(node, "adaptive_avg_pool2d", [x.name], {"output_size": 1, "layout": imp.layout}, {}, (n, c, 1, 1))
+        return
+    pooled = _Proxy(node, node.output[0] + ":pool")
+    imp.emit(pooled, "adaptive_avg_pool2d", [x.name], {"output_size": 1, "layout": imp.layout}, {}, (n, c, 1, 1))
+    imp.emit(node, "flatten", [pooled.output[0]], {}, {}, (n, c))
+
+
+class _Proxy:
+    """A node-like record for an extra paskdnn node made from one ONNX node."""
+
+    def __init__(self, node: Any, out: str) -> None:
+        self.name = f"{node.name or node.op_type}:{out.split(':')[-1]}"
+        self.op_type = node.op_type
+        self.output = [out]
+        self.input = list(node.input)
+
+
+def _linear(imp: _Importer, node: Any, x: _Value, weight: np.ndarray, bias: Optional[np.ndarray]) -> None:
+    """y = x @ weight.T + bias, weight (out, in) in ONNX's column order."""
+    if len(x.shape) != 2:
+        raise _refuse(node, None, f"input {node.input[0]!r} has shape {x.shape}; 2-D inputs only "
+                      "(Flatten or Reshape to (N, -1) first)")
+    nout, nin = weight.shape
+    if x.shape[1] != nin:
+        raise _refuse(node, None, f"input has {x.shape[1]} features, the weight {nin}")
+    if x.hwc is not None:  # the flatten before it ran in NHWC: its columns are (h, w, c)
+        c, h, w = x.hwc
+        weight = weight.reshape(nout, c, h, w).transpose(0, 2, 3, 1).reshape(nout, nin)
+    weights = {"weight": _f32(weight)}
+    if bias is not None:
+        weights["bias"] = _f32(bias)
+    imp.emit(node, "linear", [x.name], {"activation": None}, weights, (x.shape[0], nout))
+
+
+def _gemm(imp: _Importer, node: Any) -> None:
+    a = _attrs(node)
+    x = imp.value(node)
+    if int(a.get("transA", 0)):
+        raise _refuse(node, "transA", "1: the data operand A must not be transposed (paskdnn's linear)")
+    b = imp.const(node, 1, "B").astype(np.float64)
+    if b.ndim != 2:
+        raise _refuse(node, "B", f"shape {b.shape}: must be 2-D")
+    weight = b if int(a.get("transB", 0)) else b.T  # (N, K)
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    weight = weight * alpha
+    c = imp.opt_const(node, 2, "C")
+    bias = None
+    if c is not None:
+        nout = weight.shape[0]
+        c = np.asarray(c, np.float64)
+        if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1) or (c.ndim >= 1 and c.shape[-1] not in (1, nout)):
+            raise _refuse(node, "C", f"shape {c.shape}: only a bias broadcast along the rows (a scalar, (1,), "
+                          f"({nout},), (1, 1) or (1, {nout})) is supported")
+        bias = beta * np.broadcast_to(c.reshape(-1) if c.ndim else c, (nout,))
+    _linear(imp, node, x, weight, bias)
+
+
+def _matmul(imp: _Importer, node: Any) -> None:
+    x = imp.value(node)
+    b = imp.const(node, 1, "B")
+    if b.ndim != 2 or len(x.shape) != 2:
+        raise _refuse(node, "B" if b.ndim != 2 else None,
+                      f"A {x.shape} @ B {b.shape}: 2-D MatMul with a constant B only")
+    _linear(imp, node, x, np.asarray(b, np.float64).T, None)
+
+
+def _flatten_to_2d(imp: _Importer, node: Any, x: _Value) -> None:
+    if len(x.shape) == 2:
+        imp.alias(node, node.input[0])
+        return
+    n, c, h, w = _four_d(imp, node, x)
+    hwc = (c, h, w) if imp.nhwc and h * w > 1 else None
+    imp.emit(node, "flatten", [x.name], {}, {}, (n, c * h * w), hwc)
+
+
+def _flatten(imp: _Importer, node: Any) -> None:
+    a = _attrs(node)
+    x = imp.value(node)
+    axis = int(a.get("axis", 1))
+    if axis < 0:
+        axis += len(x.shape)
+    if axis != 1:
+        raise _refuse(node, "axis", f"{axis}: only Flatten(axis=1) to (N, -1) is supported")
+    _flatten_to_2d(imp, node, x)
+
+
+def _reshape(imp: _Importer, node: Any) -> None:
+    a = _attrs(node)
+    x = imp.value(node)
+    shape = [int(i) for i in np.asarray(imp.const(node, 1, "shape")).ravel()]
+    total = int(np.prod(x.shape[1:]))
+    zero = bool(int(a.get("allowzero", 0))) and 0 in shape
+    ok = len(shape) == 2 and not zero and ((shape[0] in (0, x.shape[0]) and shape[1] in (-1, total))
+                                           or (shape[0] == -1 and shape[1] == total))
+    if not ok:
+        raise _refuse(node, "shape", f"{shape} from {x.shape}: only a reshape to (N, -1) is supported")
+    _flatten_to_2d(imp, node, x)
+
+
+def _batch_norm(imp: _Importer, node: Any) -> None:
+    a = _attrs(node)
+    _only_outputs(node, 1)
+    if int(a.get("training_mode", 0)):
+        raise _refuse(node, "training_mode", "1: inference only")
+    scale, bias, mean, var = (imp.const(node, i, k).astype(np.float64) for i, k in
+                              ((1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")))
+    p = imp.fusable(node, 0, ("conv2d",))
+    if p is None or p.params.get("activation") or len(p.inputs) > 1:
+        raise _refuse(node, None, "a BatchNormalization is folded into the Conv that produces its input (with no "
+                      "other consumer); paskdnn has no standalone batch_norm yet")
+    eps = float(a.get("epsilon", 1e-5))
+    s = scale / np.sqrt(var + eps)
+    w = p.weights["weight"].astype(np.float64)
+    w = w * s[:, None, None, None]  # O first in OIHW and OHWI
+    b = p.weights["bias"].astype(np.float64) if "bias" in p.weights else np.zeros(w.shape[0])
+    p.weights["weight"] = _f32(w)
+    p.weights["bias"] = _f32((b - mean) * s + bias)
+    imp.fuse(node, p)
+
+
+def _activation(imp: _Importer, node: Any, act: str) -> None:
+    p = imp.fusable(node, 0, ("conv2d", "linear"))
+    if p is None or p.params.get("activation"):
+        raise _refuse(node, None, f"{node.op_type} runs as a conv2d/linear epilogue ({act}): its input must be "
+                      "produced by a Conv/Gemm/MatMul with no other consumer; paskdnn has no standalone "
+                      "activation yet")
+    p.params["activation"] = act
+    imp.fuse(node, p)
+
+
+def _relu(imp: _Importer, node: Any) -> None:
+    _activation(imp, node, "relu")
+
+
+def _clip(imp: _Importer, node: Any) -> None:
+    a = _attrs(node)
+    lo, hi = a.get("min"), a.get("max")  # opset < 11
+    if len(node.input) > 1:
+        m = imp.opt_const(node, 1, "min")
+        lo = None if m is None else float(np.asarray(m))
+    if len(node.input) > 2:
+        m = imp.opt_const(node, 2, "max")
+        hi = None if m is None else float(np.asarray(m))
+    if lo == 0.0 and (hi is None or hi == float("inf")):
+        _activation(imp, node, "relu")
+    elif lo == 0.0 and hi == 6.0:
+        _activation(imp, node, "relu6")
+    else:
+        raise _refuse(node, "min" if lo != 0.0 else "max", f"Clip({lo}, {hi}): only Clip(0, 6) (relu6) and "
+                      "Clip(0) (relu) are supported")
+
+
+def _per_channel(cst: np.ndarray, shape: Tuple[int, ...]) -> Optional[np.ndarray]:
+    """cst as a per-channel (C,) vector if adding it to a value of ``shape``
+    (N, C, ...) broadcasts along axis 1 only, else None."""
+    if cst.ndim > len(shape):
+        return None
+    full = (1,) * (len(shape) - cst.ndim) + cst.shape
+    if any(d != 1 for i, d in enumerate(full) if i != 1) or full[1] not in (1, shape[1]):
+        return None
+    return np.broadcast_to(cst.reshape(-1), (shape[1],))
+
+
+def _add(imp: _Importer, node: Any) -> None:
+    names = list(node.input)
+    if len(names) != 2:
+        raise _refuse(node, None, "two inputs expected")
+    # a constant: folded into the producing conv's or linear's bias
+    for i in (0, 1):
+        if names[i] in imp.consts and names[1 - i] not in imp.consts:
+            cst = np.asarray(imp.consts[names[i]], np.float64)
+            p = imp.fusable(node, 1 - i, ("conv2d", "linear"))
+            v = imp.values.get(names[1 - i])
+            if p is None or p.params.get("activation") or v is None:
+                break
+            add = _per_channel(cst, v.shape)
+            if add is None:
+                break
+            b = p.weights.get("bias")
+            p.weights["bias"] = _f32((0.0 if b is None else b.astype(np.float64)) + add)
+            imp.fuse(node, p)
+            return
+    if names[0] in imp.consts or names[1] in imp.consts:
+        raise _refuse(node, None, "adding a constant is supported only as a bias of the Conv/Gemm/MatMul that "
+                      "produces the other operand (per-channel or scalar, no other consumer, no activation yet)")
+    va, vb = imp.value(node, 0), imp.value(node, 1)
+    if va.shape != vb.shape or len(va.shape) != 4:
+        raise _refuse(node, None, f"shapes {va.shape} + {vb.shape}: paskdnn has no standalone add yet; an Add "
+                      "runs as a conv's residual input (two 4-D values of the same shape)")
+    for i in (1, 0):  # prefer the conv emitted last: no reordering
+        p = imp.fusable(node, i, ("conv2d",))
+        if p is None or p.params.get("activation") or len(p.inputs) > 1:
+            continue
+        other = (va, vb)[1 - i]
+        if other.name == p.output:
+            continue
+        idx = imp.nodes.index(p)
+        src = imp.producer.get(other.name)
+        if src is not None and imp.nodes.index(src) > idx:
+            # the residual is computed after the conv: run the conv last (nothing else reads it)
+            imp.nodes.append(imp.nodes.pop(idx))
+        p.inputs.append(other.name)
+        imp.fuse(node, p)
+        return
+    raise _refuse(node, None, "paskdnn has no standalone add yet; an Add runs as a conv's residual input: one "
+                  "operand must come from a Conv (no activation, no other consumer)")
+
+
+def _identity(imp: _Importer, node: Any) -> None:
+    imp.alias(node, node.input[0])
+
+
+def _dropout(imp: _Importer, node: Any) -> None:
+    if len(node.output) > 1 and node.output[1] and imp.uses(node.output[1]):
+        raise _refuse(node, "outputs", "the mask output is not supported")
+    if len(node.input) > 2 and node.input[2]:
+        t = imp.const(node, 2, "training_mode")
+        if bool(np.asarray(t)):
+            raise _refuse(node, "training_mode", "true: inference only")
+    imp.alias(node, node.input[0])
+
+
+def _constant(imp: _Importer, node: Any) -> None:
+    from onnx import numpy_helper
+
+    a = node.attribute[0] if len(node.attribute) == 1 else None
+    if a is None:
+        raise _refuse(node, None, "one value attribute expected")
+    if a.name == "value":
+        v = numpy_helper.to_array(a.t)
+    elif a.name in ("value_float", "value_int"):
+        v = np.array(a.f if a.name == "value_float" else a.i)
+    elif a.name in ("value_floats", "value_ints"):
+        v = np.array(list(a.floats if a.name == "value_floats" else a.ints))
+    else:
+        raise _refuse(node, a.name, "sparse and string constants are not supported")
+    imp.consts[node.output[0]] = v
+
+
+#: ONNX operator -> the function that imports it (see the module docstring).
+OPS: Dict[str, Callable[[_Importer, Any], None]] = {
+    "Conv": _conv,
+    "MaxPool": _max_pool,
+    "AveragePool": _avg_pool,
+    "GlobalAveragePool": _global_avg_pool,
+    "GlobalMaxPool": _global_max_pool,
+    "ReduceMean": _reduce_mean,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "BatchNormalization": _batch_norm,
+    "Relu": _relu,
+    "Clip": _clip,
+    "Add": _add,
+    "Identity": _identity,
+    "Dropout": _dropout,
+    "Constant": _constant,
+}
+
+#: the operators load_onnx maps, sorted
+SUPPORTED = tuple(sorted(OPS))
+
+
+# ---- entry point -------------------------------------------------------------------
+
+
+def _as_model(model: Any) -> Any:
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return onnx.load_model_from_string(bytes(model))
+    if isinstance(model, (str, os.PathLike)):
+        return onnx.load(os.fspath(model))
+    raise TypeError(f"model must be a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
+
+
+def load_onnx(model: Union[str, "os.PathLike[str]", bytes, Any], *, layout: str = "NCHW",
+              dtype: str = "float32", batch: Optional[int] = None) -> OnnxGraph:
+    """An ONNX model as a paskdnn graph (an :class:`OnnxGraph`) for
+    :class:`paskdnn.graph.Runner`.
+
+    Args:
+        model: a path to an .onnx file, its bytes, or an ``onnx.ModelProto``.
+        layout: ``"NCHW"`` or ``"NHWC"``, the layout the graph runs in (its
+            boundary stays NCHW through ``input_from_onnx``/``output_to_onnx``).
+        dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``, what the runner
+            converts weights and data to.
+        batch: the batch size when the model's batch dim is dynamic (also
+            overrides a fixed one).
+
+    Raises:
+        paskdnn.UnsupportedError: an operator, attribute value or shape
+            paskdnn cannot run, naming the node, its op and the attribute.
+        ValueError: a bad argument or an invalid model.
+    """
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1):
+        raise ValueError(f"batch must be a positive int or None, got {batch!r}")
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("load_onnx needs the onnx package: pip install 'paskdnn[onnx]'") from None
+    model = _as_model(model)
+    imp = _Importer(model, layout, dtype, batch)
+    g = model.graph
+    inputs = [i for i in g.input if i.name not in imp.consts]
+    if len(inputs) != 1:
+        raise _graph_refuse("inputs", f"ONNX graph {g.name!r}: {len(inputs)} inputs "
+                            f"({', '.join(i.name for i in inputs)}); paskdnn graphs take one input (weights must be "
+                            "initializers)")
+    if len(g.output) != 1:
+        raise _graph_refuse("outputs", f"ONNX graph {g.name!r}: {len(g.output)} outputs; paskdnn graphs have one")
+    inp = inputs[0]
+    tt = inp.type.tensor_type
+    if not inp.type.HasField("tensor_type") or tt.elem_type not in _FLOAT_TYPES:
+        raise _graph_refuse("elem_type", f"ONNX graph input {inp.name!r}: element type {tt.elem_type} "
+                            "(only floating-point inputs)")
+    if not tt.HasField("shape"):
+        raise _graph_refuse("shape", f"ONNX graph input {inp.name!r} has no shape")
+    shape: List[int] = []
+    for i, d in enumerate(tt.shape.dim):
+        if i == 0 and batch is not None:
+            shape.append(int(batch))
+        elif d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(int(d.dim_value))
+        else:
+            what = d.dim_param or "unknown"
+            hint = "; pass batch=" if i == 0 else ""
+            raise _graph_refuse("shape", f"ONNX graph input {inp.name!r}: dim {i} is dynamic ({what}){hint}")
+    if len(shape) not in (2, 4):
+        raise _graph_refuse("shape", f"ONNX graph input {inp.name!r} has shape {shape}: paskdnn takes 4-D NCHW "
+                            "or 2-D (N, features) input")
+    # shape inference on a copy whose input dims are all known
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for vi in fixed.graph.input:
+        if vi.name == inp.name:
+            for d, v in zip(vi.type.tensor_type.shape.dim, shape):
+                d.Clear()
+                d.dim_value = v
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed)
+    except Exception as e:  # noqa: BLE001 - onnx raises several kinds
+        raise ValueError(f"ONNX shape inference failed: {e}") from None
+    imp.set_inferred(inferred)
+    imp.values[inp.name] = _Value(inp.name, tuple(shape))
+    for node in g.node:
+        fn = OPS.get(node.op_type)
+        if fn is None or (node.domain not in ("", "ai.onnx")):
+            raise _refuse(node, None, f"operator {node.domain + '.' if node.domain else ''}{node.op_type} is not "
+                          f"supported (supported: {', '.join(SUPPORTED)})")
+        fn(imp, node)
+    out = g.output[0].name
+    if out not in imp.values:
+        raise _graph_refuse("outputs", f"ONNX graph output {out!r} is not computed at run time (a constant?)")
+    v = imp.values[out]
+    if v.name == inp.name:
+        raise _graph_refuse("outputs", f"ONNX graph output {out!r} is the input itself; nothing to run")
+    per_sample = tuple(shape[1:])
+    if layout == "NHWC" and len(per_sample) == 3:
+        per_sample = (per_sample[1], per_sample[2], per_sample[0])
+    name = g.name or "onnx"
+    graph = OnnxGraph(name=name, input_name=inp.name, input_shape=per_sample, nodes=imp.nodes, output_name=v.name,
+                      layout=layout, dtype=dtype, batch=shape[0], onnx_input_name=inp.name, onnx_output_name=out,
+                      onnx_input_shape=tuple(shape), onnx_output_shape=v.shape,
+                      output_order="hwc" if v.hwc else "chw", output_chw=v.hwc or ())
+    graph.validate()
+    return graph

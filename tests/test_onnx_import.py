@@ -1,0 +1,596 @@
+"""paskdnn.load_onnx: ONNX graphs written with onnx.helper, random weights and
+inputs, run through graph.Runner and compared with onnx.reference's
+ReferenceEvaluator (an independent implementation) or, for average pooling
+with asymmetric pads, a float64 numpy reference of our own; the refusals; and
+the ONNX package's own backend node cases for the mapped operators
+(tools/onnx_node_cases.py, whose table is in docs/onnx.md)."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto as T  # noqa: E402
+from onnx import helper as H  # noqa: E402
+from onnx import numpy_helper as nh  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+import paskdnn  # noqa: E402
+from paskdnn import graph as G  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tools"))
+import onnx_node_cases  # noqa: E402
+
+LAYOUTS = ["NCHW", "NHWC"]
+RTOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def ctx(make_context):
+    return make_context()
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def const(name, a):
+    return nh.from_array(np.asarray(a, np.float32), name)
+
+
+def make(nodes, inits, x_shape, opset=17, y_shape=None, x="x", y="y"):
+    g = H.make_graph(nodes, "t", [H.make_tensor_value_info(x, T.FLOAT, list(x_shape))],
+                     [H.make_tensor_value_info(y, T.FLOAT, y_shape)], inits)
+    return H.make_model(g, opset_imports=[H.make_opsetid("", opset)])
+
+
+def run(m, x, layout, ctx, batch=None):
+    g = paskdnn.load_onnx(m, layout=layout, batch=batch)
+    assert isinstance(g, G.Graph)
+    runner = G.Runner(g, ctx, batch=g.batch)
+    return g.output_to_onnx(runner.run(g.input_from_onnx(x))), g
+
+
+def reference(m, x):
+    return ReferenceEvaluator(m).run(None, {"x": x})[0]
+
+
+def close(y, ref):
+    ref = np.asarray(ref, np.float64)
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    scale = max(np.abs(ref).max(), 1e-6)
+    err = np.abs(y.astype(np.float64) - ref).max()
+    assert err <= RTOL * scale, f"max error {err} vs max |ref| {scale}"
+
+
+def check(m, x, layout, ctx, batch=None):
+    y, g = run(m, x, layout, ctx, batch)
+    close(y, reference(m, x))
+    return g
+
+
+def data(shape, seed=1):
+    return rng(seed).standard_normal(shape).astype(np.float32)
+
+
+# ---- Conv ---------------------------------------------------------------------------
+
+CONV_CASES = [
+    dict(),
+    dict(pads=[1, 1, 1, 1]),
+    dict(pads=[0, 1, 2, 1], strides=[2, 1]),
+    dict(strides=[2, 2], dilations=[2, 1], pads=[2, 1, 2, 1]),
+    dict(group=2),
+    dict(group=4, pads=[1, 1, 1, 1]),  # depthwise: 4 channels, 4 groups
+    dict(auto_pad="SAME_UPPER", strides=[2, 2]),
+    dict(auto_pad="SAME_LOWER", strides=[2, 2]),
+    dict(auto_pad="SAME_UPPER", kernel=(2, 2)),
+    dict(auto_pad="SAME_LOWER", kernel=(2, 2)),
+    dict(auto_pad="VALID", strides=[1, 2]),
+    dict(kernel_shape=True, bias=False),
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+def test_conv_attributes(ctx, layout, case):
+    attrs = dict(CONV_CASES[case])
+    kh, kw = attrs.pop("kernel", (3, 3))
+    bias = attrs.pop("bias", True)
+    c, o, g = 4, 6 if attrs.get("group", 1) != 4 else 4, attrs.get("group", 1)
+    r = rng(case)
+    w = r.standard_normal((o, c // g, kh, kw)) * 0.3
+    if attrs.pop("kernel_shape", False):
+        attrs["kernel_shape"] = [kh, kw]
+    inits = [const("w", w)] + ([const("b", r.standard_normal(o))] if bias else [])
+    node = H.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], name="conv", **attrs)
+    x = data((2, c, 9, 8), case)
+    check(make([node], inits, x.shape), x, layout, ctx)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("act", ["relu", "clip6", "clip6_attr", "clip0"])
+def test_conv_activation_is_fused(ctx, layout, act):
+    r = rng(2)
+    inits = [const("w", r.standard_normal((5, 3, 3, 3))), const("b", r.standard_normal(5))]
+    nodes = [H.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv")]
+    opset = 17
+    if act == "relu":
+        nodes.append(H.make_node("Relu", ["c"], ["y"], name="act"))
+    elif act == "clip6":
+        inits += [const("lo", np.float32(0)), const("hi", np.float32(6))]
+        nodes.append(H.make_node("Clip", ["c", "lo", "hi"], ["y"], name="act"))
+    elif act == "clip6_attr":  # opset 6: min and max are attributes
+        nodes.append(H.make_node("Clip", ["c"], ["y"], min=0.0, max=6.0, name="act"))
+        opset = 6
+    else:  # Clip(0) with no max is a relu
+        inits += [const("lo", np.float32(0))]
+        nodes.append(H.make_node("Clip", ["c", "lo"], ["y"], name="act"))
+    x = data((2, 3, 7, 7)) * 3
+    g = check(make(nodes, inits, x.shape, opset=opset), x, layout, ctx)
+    assert [n.op for n in g.nodes] == ["conv2d"]
+    assert g.nodes[0].params["activation"] == ("relu6" if act.startswith("clip6") else "relu")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("conv_bias", [True, False])
+def test_batch_norm_is_folded_into_the_conv(ctx, layout, conv_bias):
+    r = rng(3)
+    c = 6
+    inits = [const("w", r.standard_normal((c, 3, 3, 3))), const("s", r.uniform(0.5, 1.5, c)),
+             const("bb", r.standard_normal(c)), const("m", r.standard_normal(c)), const("v", r.uniform(0.5, 2, c))]
+    if conv_bias:
+        inits.append(const("b", r.standard_normal(c)))
+    nodes = [H.make_node("Conv", ["x", "w"] + (["b"] if conv_bias else []), ["c"], name="conv"),
+             H.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["n"], epsilon=1e-3, name="bn"),
+             H.make_node("Relu", ["n"], ["y"], name="relu")]
+    x = data((2, 3, 8, 8))
+    g = check(make(nodes, inits, x.shape), x, layout, ctx)
+    assert [n.op for n in g.nodes] == ["conv2d"]
+
+
+# ---- residual add ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("order", ["conv_first", "residual_first", "residual_computed_after"])
+def test_residual_add_runs_as_the_conv_epilogue(ctx, layout, order):
+    r = rng(4)
+    c = 4
+    inits = [const("w1", r.standard_normal((c, c, 3, 3)) * 0.3), const("w2", r.standard_normal((c, c, 1, 1)))]
+    conv = H.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv")
+    if order == "residual_computed_after":
+        # the residual is a second conv that ONNX computes after the first (as torch exports ResNet's downsample)
+        # and a pool between them keeps neither conv last
+        nodes = [conv, H.make_node("Conv", ["x", "w2"], ["d"], name="down"),
+                 H.make_node("Add", ["c", "d"], ["s"], name="add")]
+        # make the first conv the only fusable one: the downsample is used twice
+        nodes += [H.make_node("MaxPool", ["d"], ["p"], kernel_shape=[1, 1], name="pool"),
+                  H.make_node("Relu", ["s"], ["r"], name="relu"),
+                  H.make_node("Conv", ["p", "w2"], ["q"], name="conv3"),
+                  H.make_node("Add", ["q", "r"], ["y"], name="add2")]
+    else:
+        args = ["c", "x"] if order == "conv_first" else ["x", "c"]
+        nodes = [conv, H.make_node("Add", args, ["s"], name="add"), H.make_node("Relu", ["s"], ["y"], name="relu")]
+    x = data((2, c, 6, 6))
+    g = check(make(nodes, inits, x.shape), x, layout, ctx)
+    assert all(n.op in ("conv2d", "max_pool2d") for n in g.nodes)
+    assert any(len(n.inputs) == 2 for n in g.nodes)
+    if order == "residual_computed_after":  # the conv moved after the residual's producer
+        assert [n.name for n in g.nodes] == ["down", "conv", "pool", "conv3"]
+        assert g.nodes[1].inputs == ["x", "d"] and g.nodes[1].params["activation"] == "relu"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", [(1, 5, 1, 1), (5, 1, 1), (1,)])
+def test_a_constant_add_after_a_conv_is_its_bias(ctx, layout, shape):
+    r = rng(5)
+    inits = [const("w", r.standard_normal((5, 3, 3, 3))), const("k", r.standard_normal(shape))]
+    nodes = [H.make_node("Conv", ["x", "w"], ["c"], name="conv"), H.make_node("Add", ["k", "c"], ["y"], name="add")]
+    x = data((1, 3, 6, 6))
+    g = check(make(nodes, inits, x.shape), x, layout, ctx)
+    assert [n.op for n in g.nodes] == ["conv2d"]
+
+
+# ---- pooling ------------------------------------------------------------------------
+
+MAXPOOL_CASES = [
+    dict(kernel_shape=[2, 2], strides=[2, 2]),
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    dict(kernel_shape=[3, 2], pads=[1, 0, 0, 1]),
+    dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
+    dict(kernel_shape=[2, 2], dilations=[2, 2]),
+    dict(kernel_shape=[3, 3], dilations=[2, 1], pads=[2, 1, 2, 1], strides=[1, 2]),
+    dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+    dict(kernel_shape=[2, 2], strides=[1, 1], auto_pad="SAME_LOWER"),
+    dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID"),
+    dict(kernel_shape=[3, 3]),  # ONNX's strides default to 1, not to the kernel
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", range(len(MAXPOOL_CASES)))
+def test_max_pool_attributes(ctx, layout, case):
+    node = H.make_node("MaxPool", ["x"], ["y"], name="pool", **MAXPOOL_CASES[case])
+    x = data((2, 3, 9, 8), case)
+    check(make([node], [], x.shape, opset=12), x, layout, ctx)
+
+
+AVGPOOL_CASES = [
+    dict(kernel_shape=[2, 2], strides=[2, 2]),
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+    dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1),
+    dict(kernel_shape=[3, 2], pads=[1, 0, 0, 1]),
+    dict(kernel_shape=[3, 2], pads=[1, 0, 0, 1], count_include_pad=1),
+    dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+    dict(kernel_shape=[2, 2], strides=[1, 1], auto_pad="SAME_LOWER"),
+    dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID"),
+]
+
+
+def avg_pool_reference(x, kernel_shape, strides=(1, 1), pads=(0, 0, 0, 0), ceil_mode=0, count_include_pad=0,
+                       auto_pad=None):
+    """float64 average pooling with ONNX's semantics: per-side pads; the divisor
+    counts the pads (count_include_pad=1) but never cells past them (ceil_mode)."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw) = kernel_shape, strides
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        p = []
+        for size, k, s in ((h, kh, sh), (w, kw, sw)):
+            total = max(0, (-(-size // s) - 1) * s + k - size)
+            lo = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            p.append((lo, total - lo))
+        pads = (p[0][0], p[1][0], p[0][1], p[1][1])
+        count_include_pad = 0  # ONNX: pads from auto_pad are not counted
+    t, l, b, r = pads
+
+    def out(size, k, s, lo, hi):
+        span = size + lo + hi - k
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (o - 1) * s >= size + lo:
+            o -= 1
+        return o
+
+    oh, ow = out(h, kh, sh, t, b), out(w, kw, sw, l, r)
+    y = np.zeros((n, c, oh, ow))
+    xd = x.astype(np.float64)
+    for i in range(oh):
+        for j in range(ow):
+            h0, w0 = i * sh - t, j * sw - l
+            h1, w1 = h0 + kh, w0 + kw
+            win = xd[:, :, max(h0, 0):min(h1, h), max(w0, 0):min(w1, w)]
+            if count_include_pad:
+                cnt = (min(h1, h + b) - h0) * (min(w1, w + r) - w0)
+            else:
+                cnt = win.shape[2] * win.shape[3]
+            y[:, :, i, j] = win.sum(axis=(2, 3)) / cnt
+    return y
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", range(len(AVGPOOL_CASES)))
+def test_average_pool_attributes(ctx, layout, case):
+    attrs = AVGPOOL_CASES[case]
+    node = H.make_node("AveragePool", ["x"], ["y"], name="pool", **attrs)
+    x = data((2, 3, 9, 8), case)
+    m = make([node], [], x.shape, opset=19)
+    y, _ = run(m, x, layout, ctx)
+    close(y, avg_pool_reference(x, **attrs))
+    pads = attrs.get("pads", (0, 0, 0, 0))
+    if pads[0] == pads[2] and pads[1] == pads[3] and "auto_pad" not in attrs:  # the evaluator agrees here
+        close(y, reference(m, x))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool", "ReduceMean13", "ReduceMean13_nokeep",
+                                "ReduceMean18", "ReduceMean18_neg"])
+def test_global_pools(ctx, layout, op):
+    opset = 17
+    inits = []
+    if op.startswith("Global"):
+        node = H.make_node(op, ["x"], ["y"], name="gp")
+    elif op.startswith("ReduceMean13"):
+        node = H.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3], keepdims=0 if "nokeep" in op else 1, name="gp")
+        opset = 13
+    else:
+        inits = [nh.from_array(np.array([-1, -2] if "neg" in op else [2, 3], np.int64), "axes")]
+        node = H.make_node("ReduceMean", ["x", "axes"], ["y"], name="gp")
+        opset = 18
+    x = data((2, 5, 6, 7))
+    check(make([node], inits, x.shape, opset=opset), x, layout, ctx)
+
+
+# ---- Gemm, MatMul, Flatten, Reshape ------------------------------------------------------
+
+GEMM_CASES = [
+    dict(),
+    dict(transB=1),
+    dict(alpha=0.5, beta=2.0, transB=1, c=(4,)),
+    dict(beta=0.5, c=()),
+    dict(c=(1,)),
+    dict(c=(1, 4)),
+    dict(c=(1, 1), alpha=3.0),
+]
+
+
+@pytest.mark.parametrize("case", range(len(GEMM_CASES)))
+def test_gemm_attributes(ctx, case):
+    attrs = dict(GEMM_CASES[case])
+    r = rng(case)
+    cshape = attrs.pop("c", None)
+    b = r.standard_normal((4, 6) if attrs.get("transB") else (6, 4))
+    inits = [const("b", b)]
+    ins = ["x", "b"]
+    if cshape is not None:
+        inits.append(const("c", r.standard_normal(cshape)))
+        ins.append("c")
+    x = data((3, 6), case)
+    check(make([H.make_node("Gemm", ins, ["y"], name="fc", **attrs)], inits, x.shape), x, "NCHW", ctx)
+
+
+def test_matmul_then_bias_add_then_relu(ctx):
+    r = rng(6)
+    inits = [const("w", r.standard_normal((6, 4))), const("b", r.standard_normal(4))]
+    nodes = [H.make_node("MatMul", ["x", "w"], ["m"], name="mm"), H.make_node("Add", ["m", "b"], ["a"], name="bias"),
+             H.make_node("Relu", ["a"], ["y"], name="relu")]
+    x = data((5, 6))
+    g = check(make(nodes, inits, x.shape), x, "NCHW", ctx)
+    assert [n.op for n in g.nodes] == ["linear"] and g.nodes[0].params["activation"] == "relu"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("how", ["flatten", "flatten_neg", "reshape0", "reshape_n", "reshape_neg_first"])
+@pytest.mark.parametrize("then", ["gemm", "matmul", "output"])
+def test_flatten_and_reshape_keep_onnx_order(ctx, layout, how, then):
+    """A flatten of a C x H x W map: in NHWC the following layer's columns are
+    permuted (or the output is reordered), the result is ONNX's either way."""
+    r = rng(7)
+    n, c, h, w = 2, 3, 4, 5
+    inits = [const("w", r.standard_normal((4, c, 3, 3)))]
+    nodes = [H.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv")]
+    if how.startswith("flatten"):
+        nodes.append(H.make_node("Flatten", ["c"], ["f"], axis=-3 if how == "flatten_neg" else 1, name="flat"))
+    else:
+        shape = {"reshape0": [0, -1], "reshape_n": [n, -1], "reshape_neg_first": [-1, 4 * h * w]}[how]
+        inits.append(nh.from_array(np.array(shape, np.int64), "shape"))
+        nodes.append(H.make_node("Reshape", ["c", "shape"], ["f"], name="reshape"))
+    if then == "gemm":
+        inits += [const("fc", r.standard_normal((7, 4 * h * w))), const("fb", r.standard_normal(7))]
+        nodes.append(H.make_node("Gemm", ["f", "fc", "fb"], ["y"], transB=1, name="fc"))
+    elif then == "matmul":
+        inits += [const("fc", r.standard_normal((4 * h * w, 7)))]
+        nodes.append(H.make_node("MatMul", ["f", "fc"], ["y"], name="fc"))
+    else:
+        nodes.append(H.make_node("Identity", ["f"], ["y"], name="id"))
+    x = data((n, c, h, w))
+    check(make(nodes, inits, x.shape), x, layout, ctx)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_identity_dropout_and_constant_nodes(ctx, layout):
+    r = rng(8)
+    wt = H.make_tensor("wc", T.FLOAT, (4, 3, 1, 1), r.standard_normal(12).astype(np.float32).tolist())
+    nodes = [H.make_node("Constant", [], ["w"], value=wt, name="weight"),
+             H.make_node("Identity", ["x"], ["x2"], name="id"),
+             H.make_node("Conv", ["x2", "w"], ["c"], name="conv"),
+             H.make_node("Dropout", ["c"], ["d"], name="drop"),
+             H.make_node("Relu", ["d"], ["y"], name="relu")]
+    x = data((2, 3, 5, 5))
+    g = check(make(nodes, [], x.shape), x, layout, ctx)
+    assert [n.op for n in g.nodes] == ["conv2d"]
+
+
+# ---- a small ResNet, end to end ------------------------------------------------------
+
+
+def resnet_block(c=8, classes=5, dynamic=True):
+    r = rng(9)
+    inits = [const("w1", r.standard_normal((c, 3, 3, 3)) * 0.3), const("w2", r.standard_normal((c, c, 3, 3)) * 0.2),
+             const("wd", r.standard_normal((c, 3, 1, 1))), const("fc", r.standard_normal((classes, c * 4))),
+             const("fcb", r.standard_normal(classes))]
+    for p in ("bn1", "bn2", "bnd"):
+        inits += [const(p + "s", r.uniform(.5, 1.5, c)), const(p + "b", r.standard_normal(c) * .1),
+                  const(p + "m", r.standard_normal(c) * .1), const(p + "v", r.uniform(.5, 1.5, c))]
+    bn = lambda p, i, o: H.make_node("BatchNormalization", [i, p + "s", p + "b", p + "m", p + "v"], [o], name=p)  # noqa
+    nodes = [H.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2], name="conv1"), bn("bn1", "c1", "b1"),
+             H.make_node("Relu", ["b1"], ["r1"], name="relu1"),
+             H.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"), bn("bn2", "c2", "b2"),
+             H.make_node("Conv", ["x", "wd"], ["cd"], strides=[2, 2], name="down"), bn("bnd", "cd", "bd"),
+             H.make_node("Add", ["b2", "bd"], ["s"], name="add"),
+             H.make_node("Relu", ["s"], ["r2"], name="relu2"),
+             H.make_node("MaxPool", ["r2"], ["p"], kernel_shape=[3, 3], strides=[3, 3], name="pool"),
+             H.make_node("Flatten", ["p"], ["f"], name="flat"),
+             H.make_node("Gemm", ["f", "fc", "fcb"], ["y"], transB=1, name="fc")]
+    return make(nodes, inits, ["N" if dynamic else 2, 3, 12, 12], y_shape=["N" if dynamic else 2, classes])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("form", ["proto", "bytes", "path"])
+def test_resnet_block_end_to_end(ctx, tmp_path, layout, form):
+    m = resnet_block()
+    src = {"proto": m, "bytes": m.SerializeToString(), "path": tmp_path / "m.onnx"}[form]
+    if form == "path":
+        onnx.save(m, src)
+    x = data((2, 3, 12, 12))
+    y, g = run(src, x, layout, ctx, batch=2)
+    close(y, reference(m, x))
+    assert [n.op for n in g.nodes] == ["conv2d", "conv2d", "conv2d", "max_pool2d", "flatten", "linear"]
+    assert g.batch == 2 and g.onnx_input_shape == (2, 3, 12, 12)
+    # hints, report and a second run like any graph
+    runner = G.Runner(g, ctx, batch=2)
+    runner.run(g.input_from_onnx(x))
+    assert [row["layer"] for row in runner.report] == [n.name for n in g.nodes if n.op != "flatten"]
+
+
+# ---- refusals ------------------------------------------------------------------------------
+
+
+def refused(m, node, op, attribute, **kw):
+    with pytest.raises(paskdnn.UnsupportedError) as e:
+        paskdnn.load_onnx(m, **kw)
+    err = e.value
+    assert err.op_type == op and err.attribute == attribute, str(err)
+    assert repr(node) in str(err) and f"({op})" in str(err)
+    if attribute:
+        assert f"attribute {attribute}" in str(err)
+    return str(err)
+
+
+def conv_then(node, inits=(), x_shape=(1, 4, 6, 6), opset=17, extra=()):
+    w = const("w", rng().standard_normal((4, 4, 1, 1)))
+    return make([H.make_node("Conv", ["x", "w"], ["c"], name="conv")] + list(extra) + [node], [w] + list(inits),
+                x_shape, opset=opset)
+
+
+@pytest.mark.parametrize("op", ["Sigmoid", "HardSwish", "Softmax"])
+def test_unmapped_operators_are_refused(op):
+    msg = refused(conv_then(H.make_node(op, ["c"], ["y"], name="act")), "act", op, None)
+    assert "not supported" in msg and "Conv" in msg  # lists what is
+
+
+def test_mul_and_concat_are_refused():
+    refused(conv_then(H.make_node("Mul", ["c", "c"], ["y"], name="mul")), "mul", "Mul", None)
+    refused(conv_then(H.make_node("Concat", ["c", "x"], ["y"], axis=1, name="cat")), "cat", "Concat", None)
+
+
+def test_max_pool_storage_order_and_indices_are_refused():
+    refused(conv_then(H.make_node("MaxPool", ["c"], ["y"], kernel_shape=[2, 2], storage_order=1, name="mp")),
+            "mp", "MaxPool", "storage_order")
+    m = conv_then(H.make_node("MaxPool", ["c"], ["y", "idx"], kernel_shape=[2, 2], name="mp"))
+    refused(m, "mp", "MaxPool", "outputs")
+
+
+def test_pool_pads_the_primitive_refuses():
+    msg = refused(conv_then(H.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], pads=[2, 2, 2, 2], name="mp")),
+                  "mp", "MaxPool", "pads")
+    assert "half" in msg
+    refused(conv_then(H.make_node("AveragePool", ["c"], ["y"], kernel_shape=[3, 3], dilations=[2, 2], name="ap"),
+                      opset=19), "ap", "AveragePool", "dilations")
+
+
+def test_a_dynamic_batch_needs_batch():
+    m = resnet_block(dynamic=True)
+    with pytest.raises(paskdnn.UnsupportedError, match="dim 0 is dynamic.*pass batch=") as e:
+        paskdnn.load_onnx(m)
+    assert e.value.node is None and e.value.op_type is None and e.value.attribute == "shape"
+    assert paskdnn.load_onnx(m, batch=3).batch == 3
+
+
+def test_a_relu_that_cannot_be_fused_is_refused():
+    # the conv's output has a second consumer: its pre-activation value is needed
+    m = conv_then(H.make_node("Add", ["r", "c"], ["y"], name="add"),
+                  extra=[H.make_node("Relu", ["c"], ["r"], name="relu")])
+    msg = refused(m, "relu", "Relu", None)
+    assert "no other consumer" in msg
+    # on the graph input: nothing to fuse into
+    m = make([H.make_node("Relu", ["x"], ["y"], name="relu")], [], (1, 3, 4, 4))
+    refused(m, "relu", "Relu", None)
+    # Clip other than (0, 6)
+    lo, hi = const("lo", np.float32(-1)), const("hi", np.float32(1))
+    refused(conv_then(H.make_node("Clip", ["c", "lo", "hi"], ["y"], name="clip"), inits=[lo, hi]), "clip", "Clip", "min")
+
+
+def test_standalone_batch_norm_and_add_are_refused():
+    r = rng()
+    bn = [const(k, r.uniform(0.5, 1, 3)) for k in ("s", "b", "m", "v")]
+    m = make([H.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn")], bn, (1, 3, 4, 4))
+    refused(m, "bn", "BatchNormalization", None)
+    m = make([H.make_node("MaxPool", ["x"], ["p"], kernel_shape=[1, 1], name="p"),
+              H.make_node("Add", ["p", "x"], ["y"], name="add")], [], (1, 3, 4, 4))
+    refused(m, "add", "Add", None)
+
+
+def test_gemm_attributes_it_cannot_honour_are_refused():
+    b = const("b", rng().standard_normal((3, 4)))
+    refused(make([H.make_node("Gemm", ["x", "b"], ["y"], transA=1, name="g")], [b], (3, 2)), "g", "Gemm", "transA")
+    c = const("c", rng().standard_normal((2, 4)))
+    refused(make([H.make_node("Gemm", ["x", "b", "c"], ["y"], name="g")], [b, c], (2, 3)), "g", "Gemm", "C")
+    # a weight that is not a constant
+    g = H.make_graph([H.make_node("Conv", ["x", "w"], ["y"], name="conv")], "t",
+                     [H.make_tensor_value_info("x", T.FLOAT, [1, 3, 4, 4]),
+                      H.make_tensor_value_info("w", T.FLOAT, [2, 3, 1, 1])],
+                     [H.make_tensor_value_info("y", T.FLOAT, None)])
+    with pytest.raises(paskdnn.UnsupportedError, match="2 inputs"):
+        paskdnn.load_onnx(H.make_model(g, opset_imports=[H.make_opsetid("", 17)]))
+
+
+def test_bad_arguments():
+    m = resnet_block(dynamic=False)
+    with pytest.raises(ValueError, match="layout"):
+        paskdnn.load_onnx(m, layout="CHWN")
+    with pytest.raises(ValueError, match="dtype"):
+        paskdnn.load_onnx(m, dtype="int8")
+    with pytest.raises(ValueError, match="batch"):
+        paskdnn.load_onnx(m, batch=0)
+    with pytest.raises(TypeError, match="model"):
+        paskdnn.load_onnx(42)
+
+
+# ---- ONNX's own backend node cases -------------------------------------------------------
+
+CASES = onnx_node_cases.supported_cases()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("op_case", CASES, ids=[c.name for _, c in CASES])
+def test_onnx_backend_node_case(ctx, layout, op_case):
+    status, detail = onnx_node_cases.run_case(op_case[1], layout, ctx)
+    if status == "skip":
+        pytest.skip(detail)
+    assert status == "pass", detail
+
+
+def test_the_docs_table_is_current():
+    """docs/onnx.md's table is what tools/onnx_node_cases.py makes now."""
+    text, counts = onnx_node_cases.table()
+    with open(onnx_node_cases.DOC) as f:
+        doc = f.read()
+    assert counts["fail"] == 0
+    assert text in doc, "rerun python tools/onnx_node_cases.py"
+
+
+# ---- python -m paskdnn run ------------------------------------------------------------------
+
+
+def cli(*args):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "paskdnn", "run", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_run_prints_shape_top5_and_report(tmp_path):
+    m = resnet_block()
+    onnx.save(m, tmp_path / "m.onnx")
+    x = data((3, 3, 12, 12), 11)
+    np.save(tmp_path / "x.npy", x)
+    r = cli(str(tmp_path / "m.onnx"), "--device", "cpu", "--layout", "NHWC", "--input", str(tmp_path / "x.npy"))
+    assert r.returncode == 0, r.stderr
+    assert "output y: shape (3, 5)" in r.stdout
+    ref = reference(m, x)
+    for i in range(3):  # the printed top-5 are the reference's top classes
+        line = next(s for s in r.stdout.splitlines() if s.strip().startswith(f"sample {i} top-5:"))
+        shown = [int(t.split(":")[0]) for t in line.split("top-5:")[1].split(",")]
+        assert shown == list(np.argsort(-ref[i], kind="stable")[:5])
+    for layer in ("conv1", "conv2", "down", "pool", "fc"):
+        assert f"  {layer} " in r.stdout
+
+
+def test_cli_run_errors_exit_2(tmp_path):
+    m = resnet_block()
+    onnx.save(m, tmp_path / "m.onnx")
+    r = cli(str(tmp_path / "m.onnx"), "--device", "cpu")
+    assert r.returncode == 2 and "pass --batch N" in r.stderr
+    bad = conv_then(H.make_node("Sigmoid", ["c"], ["y"], name="act"))
+    onnx.save(bad, tmp_path / "bad.onnx")
+    r = cli(str(tmp_path / "bad.onnx"), "--device", "cpu")
+    assert r.returncode == 2 and "ONNX node 'act' (Sigmoid)" in r.stderr and "Traceback" not in r.stderr
+    np.save(tmp_path / "x.npy", data((2, 3, 5, 5)))
+    r = cli(str(tmp_path / "m.onnx"), "--device", "cpu", "--input", str(tmp_path / "x.npy"))
+    assert r.returncode == 2 and "model takes (2, 3, 12, 12)" in r.stderr
+    r = cli(str(tmp_path / "missing.onnx"))
+    assert r.returncode == 2 and "no such file" in r.stderr
