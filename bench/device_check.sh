@@ -10,8 +10,8 @@ mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
 t0=$SECONDS
-python3 -m pip install -q --upgrade --no-build-isolation --no-deps --no-index --target /tmp/pask . > "$OUT/build.log" 2>&1 \
-  || { tail -50 "$OUT/build.log"; exit 1; }
+python3 -m pip install -q --upgrade --no-build-isolation --no-deps --no-index --target /tmp/pask . > /tmp/build.log 2>&1 \
+  || { cp /tmp/build.log "$OUT/"; tail -50 /tmp/build.log; exit 1; }
 echo "build: $((SECONDS - t0)) s"
 export PYTHONPATH=/tmp/pask:/tmp/site
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
@@ -22,11 +22,14 @@ echo "tests: exit $?"; grep -E "passed|failed|FAILED|Error" "$OUT/gpu_tests.log"
 for what in ${THEN:-dispatch overhead coldstart}; do
   case $what in
     nanprobe) timeout 60 python3 "$REPO/bench/nan_probe.py" "$REPO/tests" 2>&1 | tail -24 ;;
+    onnx) PYTHONUNBUFFERED=1 timeout 240 python3 "$REPO/bench/onnx_gpu_check.py" --out "$OUT/onnx_gpu.md" 2>&1 | grep -v Warning | tail -12 ;;
+    doctor) python3 -m paskdnn doctor --device cuda > "$OUT/doctor.txt" 2>&1; echo "doctor: exit $?"; head -30 "$OUT/doctor.txt" ;;
     driver) timeout 60 python3 "$REPO/bench/driver_costs.py" 2>&1 | tail -8 ;;
     dispatch) timeout 120 python3 "$REPO/bench/plan_dispatch.py" --device cuda --iterations 100000 \
                 --out "$OUT/plan_dispatch_cuda.md" 2>&1 | tail -8 ;;
     overhead) timeout 180 python3 "$REPO/bench/host_overhead.py" > "$OUT/host_overhead.log" 2>&1; tail -15 "$OUT/host_overhead.log" ;;
     coldstart) PYTHONUNBUFFERED=1 timeout 240 python3 -m paskdnn coldstart --model resnet50 --device cuda --repeats 1 \
-                 --out "$OUT/coldstart" > "$OUT/coldstart.log" 2>&1; tail -16 "$OUT/coldstart.log" ;;
+                 --out /tmp/coldstart > /tmp/coldstart.log 2>&1; tail -16 /tmp/coldstart.log
+               cp /tmp/coldstart/coldstart.md /tmp/coldstart/coldstart.png "$OUT/" 2>/dev/null ;;
   esac
 done
