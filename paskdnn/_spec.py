@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _arrays, _lib
 from ._arrays import DevView
-from ._errors import UnsupportedError
+from ._errors import ShapeMismatchError, UnsupportedError
 
 C = _lib.C
 
@@ -282,7 +282,7 @@ class Spec:
     ``bind(shape, ctx)`` returns the op's result and the (x, w, bias, residual,
     y) arrays of each execution; ``shape`` is the plan's output shape."""
 
-    __slots__ = ("key", "repeat", "hinting", "like")
+    __slots__ = ("key", "repeat", "hinting", "like", "empty")
 
     def check(self, shape: Any) -> None:
         """Checks what depends on the plan's output shape (done before any write)."""
@@ -295,12 +295,14 @@ class ConvSpec(Spec):
     __slots__ = ("x", "w", "bias", "residual", "out")
 
     def check(self, shape: Any) -> None:
-        _check_residual(self.residual, shape)  # not in the key
+        _check_residual(self.residual, _zero_batch(shape) if self.empty else shape)  # not in the key
 
     def bind(self, shape: Any, ctx: Any) -> Tuple[Any, List[tuple]]:
+        if self.empty:
+            shape = _zero_batch(shape)
         _check_residual(self.residual, shape)
         y, yp = _output(self.out, shape, self.x, ctx)
-        return y, [(self.x, self.w, self.bias, self.residual, yp)]
+        return y, ([] if self.empty else [(self.x, self.w, self.bias, self.residual, yp)])
 
 
 class GemmSpec(Spec):
@@ -320,8 +322,10 @@ class PoolSpec(Spec):
     __slots__ = ("x", "out")
 
     def bind(self, shape: Any, ctx: Any) -> Tuple[Any, List[tuple]]:
+        if self.empty:
+            shape = _zero_batch(shape)
         y, yp = _output(self.out, shape, self.x, ctx)
-        return y, [(self.x, None, None, None, yp)]
+        return y, ([] if self.empty else [(self.x, None, None, None, yp)])
 
 
 class MatmulSpec(Spec):
@@ -354,13 +358,42 @@ class MatmulSpec(Spec):
 
 def _new(cls: type, key: Any, hinting: bool, repeat: int = 1) -> Any:
     s = cls.__new__(cls)
-    s.key, s.hinting, s.repeat = key, hinting, repeat
+    s.key, s.hinting, s.repeat, s.empty = key, hinting, repeat, False
     return s
+
+
+def _batch_of_one(dims: Tuple[int, int, int, int]) -> Tuple[Tuple[int, int, int, int], bool]:
+    """A zero batch, like PyTorch, gives an empty result: the plan is made (and
+    so every other argument checked) for a batch of one, nothing runs."""
+    return ((1,) + tuple(dims[1:]), True) if dims[0] == 0 else (tuple(dims), False)
+
+
+def _zero_batch(shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    return (0,) + tuple(shape[1:])
+
+
+def _shape_mismatch(message: str) -> ShapeMismatchError:
+    return ShapeMismatchError(message, C.PASK_ERROR_SHAPE_MISMATCH)
 
 
 def _gemm_key(dc: int, ta: bool, tb: bool, m: int, n: int, k: int, alpha: float, beta: float, act: str,
               lda: int, ldb: int, ldc: int, has_bias: bool) -> tuple:
     return ("gemm", dc, bool(ta), bool(tb), m, n, k, alpha, beta, act, lda, ldb, ldc, bool(has_bias))
+
+
+def _check_channels(xshape: Sequence[int], lay: str, want: int, wshape: Sequence[int], wlay: str) -> None:
+    """NHWC data passed with the default layout (or the reverse): when the
+    input's channels disagree with the weight's and the other layout would
+    fit, say so. Other mismatches are the C library's to report."""
+    c = xshape[1] if lay == "NCHW" else xshape[3]
+    other = xshape[3] if lay == "NCHW" else xshape[1]
+    if c == want or other != want:
+        return
+    swap, kind = ("NHWC", "channels-last") if lay == "NCHW" else ("NCHW", "channels-first")
+    raise _shape_mismatch(f"input has {c} channels in layout {lay} (shape {tuple(xshape)}) but weight "
+                          f"{tuple(wshape)} ({wlay}) expects {want}; the input's "
+                          f"{'last' if lay == 'NCHW' else 'second'} axis has {want}: pass layout=\"{swap}\" if it "
+                          f"is {kind}")
 
 
 def conv2d_spec(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
@@ -398,9 +431,12 @@ def conv2d_spec(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padd
             raise ValueError(f"bias must be 1-D, got shape {bias.shape}")
     r = None if residual is None else _array(residual, "residual")
     dc = _same_dtype(x, w, bias, r)
-    spec = _new(ConvSpec, ("conv2d", lay, wlay, nchw_dims(x4.shape, lay), unbatched, (o, ig, kh, kw), st, dil, pads,
+    _check_channels(x4.shape, lay, ig * g, w.shape, wlay)
+    dims, empty = _batch_of_one(nchw_dims(x4.shape, lay))
+    spec = _new(ConvSpec, ("conv2d", lay, wlay, dims, unbatched, (o, ig, kh, kw), st, dil, pads,
                            g, act, a, b, None if bias is None else bias.shape[0], r is not None, dc), hinting)
     spec.x, spec.w, spec.bias, spec.residual, spec.out, spec.like = x, w, bias, r, out, x
+    spec.empty = empty
     return spec
 
 
@@ -418,7 +454,7 @@ def gemm_spec(a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: float 
     m, ka = (a.shape[1], a.shape[0]) if trans_a else a.shape
     kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if ka != kb:
-        raise ValueError(f"inner dimensions differ: op(a) is {m}x{ka}, op(b) is {kb}x{n}")
+        raise _shape_mismatch(f"inner dimensions differ: op(a) is {m}x{ka}, op(b) is {kb}x{n}")
     al, be = _float(alpha, "alpha"), _float(beta, "beta")
     act = _activation(activation)
     if hinting and bias is not None:
@@ -456,7 +492,14 @@ def linear_spec(input: Any, weight: Any, bias: Any = None, *, activation: Option
         input, weight = _tensor_spec(input, "input"), _tensor_spec(weight, "weight")
         if bias is not None:
             bias = TensorSpec((weight.shape[0],), weight.dtype) if bias is True else _tensor_spec(bias, "bias")
-    x = _array(input, "input")
+    lda = None
+    if isinstance(input, np.ndarray) and input.ndim == 2 and not input.flags.c_contiguous:
+        x, lda = _matrix(input, "input")  # rows may be strided, as gemm's a
+    elif isinstance(input, np.ndarray) and not input.flags.c_contiguous:
+        raise ValueError("input must be C-contiguous (strided rows are accepted for a 2-D input only; use "
+                         "np.ascontiguousarray(input))")
+    else:
+        x = _array(input, "input")
     w = _array(weight, "weight")
     if w.ndim != 2:
         raise ValueError(f"weight must be 2-D, got shape {w.shape}")
@@ -464,7 +507,7 @@ def linear_spec(input: Any, weight: Any, bias: Any = None, *, activation: Option
         raise ValueError("input must have at least 1 dimension")
     nout, nin = w.shape
     if x.shape[-1] != nin:
-        raise ValueError(f"input has {x.shape[-1]} features but weight expects {nin}")
+        raise _shape_mismatch(f"input has {x.shape[-1]} features but weight expects {nin}")
     act = _activation(activation)
     if bias is not None:
         bias = _array(bias, "bias")
@@ -476,7 +519,8 @@ def linear_spec(input: Any, weight: Any, bias: Any = None, *, activation: Option
     checked = False
     if out is not None and not hinting:
         out, checked = _out_array(out, shape, x), True
-    key = _gemm_key(dc, False, True, rows, nout, nin, 1.0, 0.0, act, nin, nin, nout, bias is not None) if rows else None
+    key = _gemm_key(dc, False, True, rows, nout, nin, 1.0, 0.0, act, lda or nin, nin, nout,
+                    bias is not None) if rows else None
     spec = _new(GemmSpec, key, hinting)
     spec.a, spec.b, spec.bias, spec.out, spec.shape, spec.checked = x, w, bias, out, shape, checked
     spec.like = x
@@ -503,7 +547,7 @@ def matmul_spec(a: Any, b: Any, *, out: Any = None, hinting: bool = False) -> Ma
     m, k = a2.shape[-2:]
     kb, n = b2.shape[-2:]
     if k != kb:
-        raise ValueError(f"matmul: a has {k} columns but b has {kb} rows")
+        raise _shape_mismatch(f"matmul: a has {k} columns but b has {kb} rows")
     try:
         batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     except ValueError:
@@ -535,9 +579,10 @@ def _pool_spec(input: Any, layout: str, mode: str, kernel: Tuple[int, int], stri
                hinting: bool) -> PoolSpec:
     x = input
     x4, unbatched = _batched(x, "input")
-    spec = _new(PoolSpec, ("pool2d", layout, nchw_dims(x4.shape, layout), unbatched, mode, kernel, stride, pads,
+    dims, empty = _batch_of_one(nchw_dims(x4.shape, layout))
+    spec = _new(PoolSpec, ("pool2d", layout, dims, unbatched, mode, kernel, stride, pads,
                            dilation, bool(ceil_mode), bool(count_include_pad), divisor, _dcode(x)), hinting)
-    spec.x, spec.out, spec.like = x, out, x
+    spec.x, spec.out, spec.like, spec.empty = x, out, x, empty
     return spec
 
 
@@ -846,7 +891,7 @@ def run(spec: Spec, ctx: Any, stream: Any = None) -> Any:
 
 def hint(spec: Spec, ctx: Any) -> None:
     """Hints a spec's Problem to ctx (once per primitive call the op would make)."""
-    if spec.key is None:
+    if spec.key is None or spec.empty:
         return
     ffi, lib = _lib.load()
     plan, shape = plan_for(spec.key, ctx._h())
@@ -879,7 +924,7 @@ def prepare(spec: Spec, ctx: Any) -> Optional[Bound]:
     """The spec's plan on ctx with its pointers bound, checked now (None when the
     op has nothing to execute, e.g. a linear of zero rows)."""
     handle = ctx._h()
-    if spec.key is None:
+    if spec.key is None or spec.empty:
         return None
     plan, shape = plan_for(spec.key, handle)
     result, executions = spec.bind(shape, ctx)
