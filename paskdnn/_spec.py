@@ -381,19 +381,21 @@ def _gemm_key(dc: int, ta: bool, tb: bool, m: int, n: int, k: int, alpha: float,
     return ("gemm", dc, bool(ta), bool(tb), m, n, k, alpha, beta, act, lda, ldb, ldc, bool(has_bias))
 
 
-def _check_channels(xshape: Sequence[int], lay: str, want: int, wshape: Sequence[int], wlay: str) -> None:
+def _check_channels(xshape: Sequence[int], lay: str, ig: int, g: int, wshape: Sequence[int]) -> None:
     """NHWC data passed with the default layout (or the reverse): when the
     input's channels disagree with the weight's and the other layout would
-    fit, say so. Other mismatches are the C library's to report."""
+    fit, the C library's message plus which layout to pass. Other mismatches
+    are the C library's to report."""
+    want = ig * g
     c = xshape[1] if lay == "NCHW" else xshape[3]
     other = xshape[3] if lay == "NCHW" else xshape[1]
     if c == want or other != want:
         return
-    swap, kind = ("NHWC", "channels-last") if lay == "NCHW" else ("NCHW", "channels-first")
-    raise _shape_mismatch(f"input has {c} channels in layout {lay} (shape {tuple(xshape)}) but weight "
-                          f"{tuple(wshape)} ({wlay}) expects {want}; the input's "
-                          f"{'last' if lay == 'NCHW' else 'second'} axis has {want}: pass layout=\"{swap}\" if it "
-                          f"is {kind}")
+    swap, kind, axis = ("NHWC", "channels-last", "last") if lay == "NCHW" else ("NCHW", "channels-first", "second")
+    dims = lambda t: "[" + ",".join(str(int(v)) for v in t) + "]"  # noqa: E731 - as the C library prints them
+    raise _shape_mismatch(f"weight {dims(wshape)} expects {ig} input channels per group, but x "
+                          f"{dims(nchw_dims(xshape, lay))} with "
+                          f"groups={g} has {c} (its {axis} axis has {want}: if it is {kind}, pass layout=\"{swap}\")")
 
 
 def conv2d_spec(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
@@ -431,7 +433,7 @@ def conv2d_spec(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padd
             raise ValueError(f"bias must be 1-D, got shape {bias.shape}")
     r = None if residual is None else _array(residual, "residual")
     dc = _same_dtype(x, w, bias, r)
-    _check_channels(x4.shape, lay, ig * g, w.shape, wlay)
+    _check_channels(x4.shape, lay, ig, g, (o, ig, kh, kw))  # logical dims in the message, as C prints them
     dims, empty = _batch_of_one(nchw_dims(x4.shape, lay))
     spec = _new(ConvSpec, ("conv2d", lay, wlay, dims, unbatched, (o, ig, kh, kw), st, dil, pads,
                            g, act, a, b, None if bias is None else bias.shape[0], r is not None, dc), hinting)
