@@ -89,6 +89,11 @@ def _torch_codes() -> dict:
     return _TORCH_CODES
 
 
+def torch_view(t: Any, name: str) -> DevView:
+    """A DevView of a CUDA torch tensor (checked: dtype, contiguity)."""
+    return _torch_view(t, name)
+
+
 def _torch_view(t: Any, name: str) -> DevView:
     code = _torch_codes().get(t.dtype)
     if code is None:
@@ -103,14 +108,14 @@ def is_device_array(a: Any) -> bool:
         return True
     mod = type(a).__module__
     if mod.startswith("torch"):
-        return getattr(getattr(a, "device", None), "type", "") == "cuda"
+        return getattr(a, "is_cuda", False) is True
     return hasattr(a, "__cuda_array_interface__") or (hasattr(a, "__dlpack__") and not isinstance(a, np.ndarray))
 
 
 def view(a: Any, name: str) -> DevView:
     """A DevView of a GPU array, or a TypeError/ValueError saying why not."""
     if type(a).__module__.startswith("torch"):
-        if a.device.type != "cuda":
+        if not a.is_cuda:
             raise TypeError(f"{name} is a CPU torch tensor but the context is a CUDA one")
         return _torch_view(a, name)
     if type(a) is DeviceArray:  # paskdnn's own: C-contiguous, its address kept (no interface dict per call)

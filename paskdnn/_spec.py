@@ -182,6 +182,8 @@ def _tensor_spec(a: Any, name: str) -> Any:
 def _array(a: Any, name: str, contiguous: bool = True) -> Any:
     if isinstance(a, (TensorSpec, DevView)):
         return a
+    if getattr(a, "is_cuda", False) is True and type(a).__module__.startswith("torch"):
+        return _arrays.torch_view(a, name)  # the common GPU case, without a torch.device per check
     if not isinstance(a, np.ndarray) and _arrays.is_device_array(a):
         return _arrays.view(a, name)
     if not isinstance(a, np.ndarray):
@@ -195,7 +197,7 @@ def _array(a: Any, name: str, contiguous: bool = True) -> Any:
 
 def _out_array(out: Any, shape: Tuple[int, ...], like: Any = None) -> Tuple[Any, Any]:
     """(out, what its pointer is read from: its DevView on a GPU, else out), checked."""
-    if not isinstance(out, np.ndarray) and _arrays.is_device_array(out):
+    if not isinstance(out, np.ndarray) and (getattr(out, "is_cuda", False) is True or _arrays.is_device_array(out)):
         v = _arrays.view(out, "out")
         if tuple(v.shape) != tuple(shape):
             raise ValueError(f"out has shape {tuple(v.shape)} but the result has shape {tuple(shape)}")
