@@ -48,18 +48,7 @@ public:
     void *alloc_async(size_t bytes) const;
     void free_async(void *p) const;
 
-    // Pushes this device's context for the scope.
-    class Scope {
-    public:
-        explicit Scope(const CudaBackend &b) : b_(b), token_(b.enter_device()) {}
-        ~Scope() { b_.leave_device(token_); }
-        Scope(const Scope &) = delete;
-        Scope &operator=(const Scope &) = delete;
-
-    private:
-        const CudaBackend &b_;
-        int token_;
-    };
+    using Scope = DeviceScope;  // see GpuBackend
 
     void module_unload(void *module) const override;
     void *module_function(void *module, const char *name) const override;

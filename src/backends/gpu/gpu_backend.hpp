@@ -54,12 +54,8 @@ public:
     virtual void module_unload(void *module) const = 0;
     virtual void *module_function(void *module, const char *name) const = 0;
 
-protected:
-    GpuBackend();
-
-    // Makes the device current for a scope (enter's result goes to leave).
-    virtual int enter_device() const = 0;
-    virtual void leave_device(int token) const = 0;
+    // Makes the device current for a scope: CUDA pushes the context (unless
+    // it is current already), HIP sets the thread's device (and restores it).
     class DeviceScope {
     public:
         explicit DeviceScope(const GpuBackend &b) : b_(b), token_(b.enter_device()) {}
@@ -71,6 +67,13 @@ protected:
         const GpuBackend &b_;
         int token_;
     };
+
+protected:
+    GpuBackend();
+
+    // Makes the device current for a scope (enter's result goes to leave).
+    virtual int enter_device() const = 0;
+    virtual void leave_device(int token) const = 0;
 
     // A loaded module as a code object (unloaded through module_unload).
     std::shared_ptr<CodeObject> wrap_module(const std::string &origin, void *module) const;

@@ -47,19 +47,7 @@ public:
     void *alloc_async(size_t bytes) const;
     void free_async(void *p) const;
 
-    // Makes this device current on the calling thread for the scope (HIP's
-    // current device is per thread; the previous one is restored).
-    class Scope {
-    public:
-        explicit Scope(const HipBackend &b) : b_(b), previous_(b.enter_device()) {}
-        ~Scope() { b_.leave_device(previous_); }
-        Scope(const Scope &) = delete;
-        Scope &operator=(const Scope &) = delete;
-
-    private:
-        const HipBackend &b_;
-        int previous_;
-    };
+    using Scope = DeviceScope;  // see GpuBackend
 
     void module_unload(void *module) const override;
     void *module_function(void *module, const char *name) const override;
