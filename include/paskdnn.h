@@ -83,10 +83,28 @@ typedef enum pask_device_type {
     PASK_DEVICE_HIP = 2
 } pask_device_type_t;
 
+/* Epilogue activations, with torch.nn.functional's semantics. The numbering is
+ * append-only: a value once given never changes meaning (ABI).
+ *   RELU        max(x, 0)
+ *   RELU6       min(max(x, 0), 6)
+ *   SIGMOID     1 / (1 + exp(-x))
+ *   SILU        x * sigmoid(x)
+ *   HARDSWISH   x * relu6(x + 3) / 6
+ *   HARDSIGMOID relu6(x + 3) / 6
+ *   GELU        0.5 * x * (1 + erf(x / sqrt(2)))
+ *   GELU_TANH   0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))
+ * NaN gives NaN through every one; +-inf give the limits: sigmoid and
+ * hardsigmoid 0 / 1, the others 0 at -inf (relu6: 6 at +inf, the rest +inf). */
 typedef enum pask_activation {
     PASK_ACTIVATION_NONE = 0,
     PASK_ACTIVATION_RELU = 1,
-    PASK_ACTIVATION_RELU6 = 2
+    PASK_ACTIVATION_RELU6 = 2,
+    PASK_ACTIVATION_SIGMOID = 3,
+    PASK_ACTIVATION_SILU = 4,
+    PASK_ACTIVATION_HARDSWISH = 5,
+    PASK_ACTIVATION_HARDSIGMOID = 6,
+    PASK_ACTIVATION_GELU = 7,
+    PASK_ACTIVATION_GELU_TANH = 8
 } pask_activation_t;
 
 typedef enum pask_pool_mode {

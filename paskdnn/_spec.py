@@ -38,8 +38,12 @@ C = _lib.C
 # Public spellings -> the cdef's enum names (the values are read from the cdef).
 LAYOUTS = {"NCHW": "PASK_LAYOUT_NCHW", "NHWC": "PASK_LAYOUT_NHWC"}
 WEIGHT_LAYOUTS = {"OIHW": "PASK_LAYOUT_NCHW", "OHWI": "PASK_LAYOUT_NHWC"}
+# torch.nn.functional's names; "gelu_tanh" is gelu(approximate="tanh").
 ACTIVATIONS = {None: "PASK_ACTIVATION_NONE", "none": "PASK_ACTIVATION_NONE", "relu": "PASK_ACTIVATION_RELU",
-               "relu6": "PASK_ACTIVATION_RELU6"}
+               "relu6": "PASK_ACTIVATION_RELU6", "sigmoid": "PASK_ACTIVATION_SIGMOID", "silu": "PASK_ACTIVATION_SILU",
+               "hardswish": "PASK_ACTIVATION_HARDSWISH", "hardsigmoid": "PASK_ACTIVATION_HARDSIGMOID",
+               "gelu": "PASK_ACTIVATION_GELU", "gelu_tanh": "PASK_ACTIVATION_GELU_TANH"}
+_ACTIVATION_NAMES = ", ".join(repr(a) for a in ACTIVATIONS)
 MAX, AVG = "PASK_POOL_MAX", "PASK_POOL_AVG"
 
 
@@ -131,9 +135,9 @@ def pool_padding(padding: Any) -> Tuple[Tuple[int, int], Tuple[int, int]]:
 
 def _activation(activation: Optional[str]) -> str:
     if activation is not None and not isinstance(activation, str):
-        raise TypeError("activation must be None, 'relu' or 'relu6'")
+        raise TypeError(f"activation must be one of {_ACTIVATION_NAMES}, not {type(activation).__name__}")
     if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; expected None, 'relu' or 'relu6'")
+        raise ValueError(f"unknown activation {activation!r}; expected one of {_ACTIVATION_NAMES}")
     return ACTIVATIONS[activation]
 
 

@@ -91,7 +91,9 @@ def conv2d(
             ``"same"`` (stride 1 only; an odd total puts the extra row/column
             at the bottom/right, as PyTorch does).
         groups: input and output channels are split into this many groups.
-        activation: None, ``"relu"`` or ``"relu6"``.
+        activation: None, ``"relu"``, ``"relu6"``, ``"sigmoid"``, ``"silu"``,
+            ``"hardswish"``, ``"hardsigmoid"``, ``"gelu"`` or ``"gelu_tanh"``
+            (torch.nn.functional's, gelu_tanh being gelu(approximate="tanh")).
         residual: an array of the output's shape added before the activation.
         alpha, beta: scale the convolution and the prior content of ``out``
             (``beta != 0`` needs ``out``).

@@ -7,7 +7,9 @@
 The importer maps each ONNX node through :data:`OPS` (operator -> a small
 function). A function either emits one paskdnn node (conv2d, linear, pools,
 flatten), fuses its node into the node that produced its input (BatchNormalization
-folded into a Conv's weights; Relu / Clip(0, 6) into a conv/linear epilogue;
+folded into a Conv's weights; Relu, Clip(0, 6), Sigmoid, HardSigmoid (alpha 1/6,
+beta 0.5), HardSwish, Gelu, x * Sigmoid(x) (SiLU) and torch's Erf-form GELU
+pattern into a conv/linear epilogue;
 an Add into a conv's residual input or a constant into a bias), or aliases its
 output (Identity, Dropout, Flatten of a 2-D value). Whatever cannot run on
 today's primitives raises :class:`paskdnn.UnsupportedError` naming the node, its
@@ -157,6 +159,9 @@ class _Importer:
                     self.consumers.setdefault(i, []).append(n)
         self.graph_outputs = [o.name for o in g.output]
         self.inferred: Dict[str, Tuple[Optional[int], ...]] = {}
+        # later nodes already handled by a fused pattern: ONNX output name -> the
+        # paskdnn node whose result that output now is (None: an inner node)
+        self.deferred: Dict[str, Optional[Node]] = {}
 
     # -- shapes --
     def set_inferred(self, model: Any) -> None:
@@ -582,6 +587,126 @@ def _clip(imp: _Importer, node: Any) -> None:
                       "Clip(0) (relu) are supported")
 
 
+def _sole_consumer(imp: _Importer, name: str, op_type: str) -> Optional[Any]:
+    """The one node reading ONNX value ``name`` if it is an ``op_type`` (and
+    ``name`` is not a graph output), else None."""
+    c = imp.consumers.get(name, [])
+    if len(c) != 1 or c[0].op_type != op_type or name in imp.graph_outputs:
+        return None
+    return c[0]
+
+
+def _scalar(imp: _Importer, node: Any, name: str) -> Optional[float]:
+    """The value of a constant scalar (any shape of one element) input, else None."""
+    if name not in imp.consts or np.asarray(imp.consts[name]).size != 1:
+        return None
+    return float(np.asarray(imp.consts[name]).reshape(-1)[0])
+
+
+def _other(node: Any, name: str) -> Optional[str]:
+    """The other input of a two-input node one of whose inputs is ``name``."""
+    if len(node.input) != 2 or name not in node.input:
+        return None
+    return node.input[1] if node.input[0] == name else node.input[0]
+
+
+def _epilogue_producer(imp: _Importer, name: str) -> Optional[Node]:
+    """The conv2d/linear producing ONNX value ``name`` with no activation yet."""
+    v = imp.values.get(name)
+    p = None if v is None else imp.producer.get(v.name)
+    if p is None or p.op not in ("conv2d", "linear") or p.params.get("activation") or imp.head[p.name] != name:
+        return None
+    return p
+
+
+def _silu_mul(imp: _Importer, node: Any) -> Optional[Any]:
+    """For Sigmoid(y) in y * Sigmoid(y) (SiLU, as torch exports it): the Mul,
+    when y is read by this Sigmoid and that Mul only and the Sigmoid's output by
+    the Mul only; else None."""
+    y, s = node.input[0], node.output[0]
+    mul = _sole_consumer(imp, s, "Mul")
+    if mul is None or _other(mul, s) != y or y in imp.graph_outputs:
+        return None
+    readers = imp.consumers.get(y, [])
+    if len(readers) != 2 or not any(r is node for r in readers) or not any(r is mul for r in readers):
+        return None
+    return mul
+
+
+def _sigmoid(imp: _Importer, node: Any) -> None:
+    mul = _silu_mul(imp, node)
+    p = _epilogue_producer(imp, node.input[0]) if mul is not None else None
+    if p is None:
+        _activation(imp, node, "sigmoid")
+        return
+    p.params["activation"] = "silu"
+    imp.deferred[mul.output[0]] = p  # the Mul is now the conv/linear's output
+
+
+def _hard_sigmoid(imp: _Importer, node: Any) -> None:
+    a = _attrs(node)
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    if not np.isclose(alpha, 1.0 / 6.0, rtol=1e-6, atol=0):
+        raise _refuse(node, "alpha", f"{alpha}: only alpha = 1/6 (with beta = 0.5: torch's hardsigmoid) is "
+                      "supported")
+    if beta != 0.5:
+        raise _refuse(node, "beta", f"{beta}: only beta = 0.5 (with alpha = 1/6: torch's hardsigmoid) is supported")
+    _activation(imp, node, "hardsigmoid")
+
+
+def _gelu_chain(imp: _Importer, node: Any) -> Optional[Tuple[Node, List[Any], Any]]:
+    """For the first node of torch's Erf-form GELU on a value y,
+        Mul(Mul(y, Add(Erf(Div(y, sqrt 2)), 1)), 0.5)
+    (the scaling also as Mul by 1/sqrt 2; operands of Add / Mul in either
+    order), with y produced by a conv/linear and read by nothing else and each
+    intermediate read by the next node only: (producer, the inner nodes, the
+    last Mul). Else None."""
+    y = node.input[0]
+    if len(node.input) != 2 or node.input[1] == y:
+        return None
+    k = _scalar(imp, node, node.input[1])
+    if k is None or not (node.op_type == "Div" and np.isclose(k, np.sqrt(2.0), rtol=1e-6) or
+                         node.op_type == "Mul" and np.isclose(k, np.sqrt(0.5), rtol=1e-6)):
+        return None
+    erf = _sole_consumer(imp, node.output[0], "Erf")
+    add = erf and _sole_consumer(imp, erf.output[0], "Add")
+    one = add and _other(add, erf.output[0])
+    if not add or one is None or _scalar(imp, add, one) != 1.0:
+        return None
+    mul1 = _sole_consumer(imp, add.output[0], "Mul")
+    if mul1 is None or _other(mul1, add.output[0]) != y:
+        return None
+    mul2 = _sole_consumer(imp, mul1.output[0], "Mul")
+    half = mul2 and _other(mul2, mul1.output[0])
+    if not mul2 or half is None or _scalar(imp, mul2, half) != 0.5:
+        return None
+    readers = imp.consumers.get(y, [])
+    if len(readers) != 2 or y in imp.graph_outputs or not all(r is node or r is mul1 for r in readers):
+        return None
+    p = _epilogue_producer(imp, y)
+    return None if p is None else (p, [erf, add, mul1], mul2)
+
+
+def _div_or_mul(imp: _Importer, node: Any) -> None:
+    chain = _gelu_chain(imp, node)
+    if chain is None:
+        raise _refuse(node, None, f"paskdnn has no standalone {node.op_type.lower()} yet; a {node.op_type} runs "
+                      "only as part of a fused epilogue: x * Sigmoid(x) (SiLU) or the Erf-form GELU "
+                      "x * 0.5 * (1 + Erf(x / sqrt(2))) on the output of a Conv/Gemm/MatMul with no other consumer")
+    p, inner, last = chain
+    p.params["activation"] = "gelu"
+    for n in inner:
+        imp.deferred[n.output[0]] = None  # absorbed
+    imp.deferred[last.output[0]] = p
+
+
+def _gelu(imp: _Importer, node: Any) -> None:  # opset 20's Gelu
+    approx = _s(_attrs(node).get("approximate", "none"))
+    if approx not in ("none", "tanh"):
+        raise _refuse(node, "approximate", f"{approx!r}: 'none' or 'tanh' expected")
+    _activation(imp, node, "gelu" if approx == "none" else "gelu_tanh")
+
+
 def _per_channel(cst: np.ndarray, shape: Tuple[int, ...]) -> Optional[np.ndarray]:
     """cst as a per-channel (C,) vector if adding it to a value of ``shape``
     (N, C, ...) broadcasts along axis 1 only, else None."""
@@ -684,6 +809,12 @@ OPS: Dict[str, Callable[[_Importer, Any], None]] = {
     "BatchNormalization": _batch_norm,
     "Relu": _relu,
     "Clip": _clip,
+    "Sigmoid": _sigmoid,
+    "HardSigmoid": _hard_sigmoid,
+    "HardSwish": lambda imp, node: _activation(imp, node, "hardswish"),
+    "Gelu": _gelu,
+    "Mul": _div_or_mul,
+    "Div": _div_or_mul,
     "Add": _add,
     "Identity": _identity,
     "Dropout": _dropout,
@@ -783,6 +914,11 @@ def load_onnx(model: Union[str, "os.PathLike[str]", bytes, Any], *, layout: str 
     imp.set_inferred(inferred)
     imp.values[inp.name] = _Value(inp.name, tuple(shape))
     for node in g.node:
+        if node.output and node.output[0] in imp.deferred:  # inside a fused pattern (SiLU, GELU)
+            into = imp.deferred.pop(node.output[0])
+            if into is not None:
+                imp.fuse(node, into)
+            continue
         fn = OPS.get(node.op_type)
         if fn is None or (node.domain not in ("", "ai.onnx")):
             raise _refuse(node, None, f"operator {node.domain + '.' if node.domain else ''}{node.op_type} is not "

@@ -9,16 +9,45 @@ a sum holding a NaN, or +inf and -inf, is NaN; relu/relu6 and max keep NaN
 value overflows in float32 and the kernels' order of summation cannot move a
 NaN or an Inf.
 """
+import math
+
 import numpy as np
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])  # math.erf(nan) = nan, erf(+-inf) = +-1
+
+#: the activations beyond relu / relu6 (include/paskdnn.h, torch.nn.functional's)
+NEW_ACTIVATIONS = ["sigmoid", "silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh"]
 
 
 def act_ref(y, activation):
+    """act(y) in float64, torch.nn.functional's formulas written out literally.
+    NaN propagates; at -inf the products x * (something -> 0) take their limit
+    -0 (the literal formula would give -inf * 0 = NaN), at +inf the limit."""
     # np.maximum / np.minimum propagate NaN, as PyTorch's relu / relu6 do
     if activation == "relu":
         return np.maximum(y, 0.0)
     if activation == "relu6":
         return np.minimum(np.maximum(y, 0.0), 6.0)
-    return y
+    if activation is None or activation == "none":
+        return y
+    y = np.asarray(y, np.float64)
+    relu6 = lambda v: np.minimum(np.maximum(v, 0.0), 6.0)  # noqa: E731
+    with np.errstate(all="ignore"):
+        if activation == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-y))
+        if activation == "hardsigmoid":
+            return relu6(y + 3.0) / 6.0
+        if activation == "silu":
+            out = y * (1.0 / (1.0 + np.exp(-y)))
+        elif activation == "hardswish":
+            out = y * relu6(y + 3.0) / 6.0
+        elif activation == "gelu":
+            out = 0.5 * y * (1.0 + _erf(y / math.sqrt(2.0)))
+        elif activation == "gelu_tanh":
+            out = 0.5 * y * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (y + 0.044715 * y ** 3)))
+        else:
+            raise ValueError(f"unknown activation {activation!r}")
+    return np.where(np.isneginf(y), -0.0, out)
 
 
 def sprinkle(rng, a, special, frac=0.04):

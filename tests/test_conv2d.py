@@ -17,7 +17,7 @@ CONV_SOLVERS = sorted(s["name"] for s in paskdnn.solvers("conv2d"))
 GENERAL_SOLVERS = {"conv2d.direct", "conv2d.im2col_gemm"}
 SOLVER_KIND = {"conv2d.gemm_1x1": "1x1", "conv2d.depthwise": "depthwise"}
 
-ACTIVATIONS = [None, "relu", "relu6"]
+ACTIVATIONS = [None, "relu", "relu6", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh"]
 
 
 def note(msg):

@@ -619,3 +619,46 @@ def test_pool_solvers_propagate_nan_and_inf(cache, dtype, solver, layout):
         assert paskdnn.last_solver() == solver
         check(_host(back(y)), want.numpy(), rtol=10 * TOL[dtype], atol=10 * TOL[dtype])
     ctx.close()
+
+
+# ---- sigmoid, silu, hardswish, hardsigmoid, gelu, gelu_tanh --------------------------
+# Every CUDA conv and gemm solver by name against torch.nn.functional's activation
+# (float64, on the CPU) of the float64 conv/gemm; finite inputs (at -inf torch
+# gives NaN for silu/hardswish/gelu where paskdnn gives the limit 0). cuDNN has
+# no hardswish/hardsigmoid pointwise mode: its solvers must decline those.
+_TORCH_ACT = {"sigmoid": torch.sigmoid, "silu": torch.nn.functional.silu,
+              "hardswish": torch.nn.functional.hardswish, "hardsigmoid": torch.nn.functional.hardsigmoid,
+              "gelu": torch.nn.functional.gelu,
+              "gelu_tanh": lambda t: torch.nn.functional.gelu(t, approximate="tanh")}
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("solver", _nan_cases("conv2d") + _nan_cases("gemm"))
+@pytest.mark.parametrize("activation", list(_TORCH_ACT))
+def test_new_activations_match_torch(cache, dtype, solver, activation):
+    from nan_reference import conv_ref, gemm_ref
+    ctx = _run_or_skip(lambda: paskdnn.Context("cuda", cache_dir=cache, solvers=[solver]))
+    if solver.startswith("conv2d"):
+        n, c, h, w, o, k, s, p, groups = 2, 16, 9, 9, 24, 3, 1, 1, 1
+        if "depthwise" in solver:
+            o, groups = 16, 16
+        x, wt, b = rand((n, c, h, w), dtype) * 2, rand((o, c // groups, k, k), dtype), rand((o,), dtype) * 2
+        call = lambda: paskdnn.conv2d(x, wt, b, s, p, 1, groups, activation=activation, context=ctx)  # noqa: E731
+        pre = conv_ref(_host(x), _host(wt), _host(b), s, p, groups, None)
+    else:
+        a, bm, bias = rand((20, 64), dtype), rand((64, 70), dtype) * 0.5, rand((70,), dtype) * 2
+        call = lambda: paskdnn.gemm(a, bm, bias=bias, activation=activation, context=ctx)  # noqa: E731
+        pre = gemm_ref(_host(a), _host(bm), _host(bias), None)
+    if "cudnn" in solver and activation in ("hardswish", "hardsigmoid"):
+        with pytest.raises(paskdnn.UnsupportedError):
+            call()
+        ctx.close()
+        return
+    y = _run_or_skip(call)
+    torch.cuda.synchronize()
+    assert paskdnn.last_solver() == solver
+    want = _TORCH_ACT[activation](torch.from_numpy(pre)).numpy()
+    got = _host(y)
+    err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-6)
+    assert err < 10 * TOL[dtype], (solver, activation, err)
+    ctx.close()

@@ -148,6 +148,73 @@ def test_relu_and_relu6_ask_cudnn_to_propagate_nan(double_path, tmp_path):
     assert sum(",clip=6" in op for op in relus) >= 2, relus  # relu6: the conv's and the gemm's
 
 
+def test_activations_ask_cudnn_for_their_pointwise_mode(double_path, tmp_path):
+    """sigmoid, silu, gelu and gelu_tanh become CUDNN_POINTWISE_SIGMOID_FWD,
+    SWISH_FWD with SWISH_BETA = 1, GELU_FWD and GELU_APPROX_TANH_FWD after the
+    bias add, in conv and gemm graphs. hardswish and hardsigmoid have no
+    pointwise mode: the cuDNN solvers are not applicable, so with only them
+    allowed the call is refused, and with paskdnn's own kernels allowed too
+    another solver runs (no cuDNN graph is built)."""
+    out, log = run(double_path, tmp_path, """
+        c = ctx(solvers=["conv2d.cudnn", "gemm.cudnn"], loader_threads=0)
+        for act in ("sigmoid", "silu", "gelu", "gelu_tanh"):
+            D.double_log_clear()
+            paskdnn.conv2d(dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c), dev((8,), c), padding=1, activation=act,
+                           context=c)
+            out["conv_" + act] = [paskdnn.last_solver(), [g for g in log().splitlines() if g.startswith("graph")]]
+            D.double_log_clear()
+            paskdnn.gemm(dev((16, 24), c), dev((24, 32), c), bias=dev((32,), c), activation=act, context=c)
+            out["gemm_" + act] = [paskdnn.last_solver(), [g for g in log().splitlines() if g.startswith("graph")]]
+        for act in ("hardswish", "hardsigmoid"):
+            for op in ("conv", "gemm"):
+                D.double_log_clear()
+                try:
+                    if op == "conv":
+                        paskdnn.conv2d(dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c), padding=1, activation=act,
+                                       context=c)
+                    else:
+                        paskdnn.gemm(dev((16, 24), c), dev((24, 32), c), activation=act, context=c)
+                    out[op + "_" + act] = paskdnn.last_solver()
+                except paskdnn.UnsupportedError as e:
+                    out[op + "_" + act] = "refused: " + str(e)
+                out[op + "_" + act + "_graphs"] = [g for g in log().splitlines() if g.startswith("graph")]
+        D.double_log_clear()
+    """)
+    modes = {"sigmoid": "sigmoid", "silu": "swish", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}
+    for act, mode in modes.items():
+        for op, solver, producer in (("conv", "conv2d.cudnn", "conv"), ("gemm", "gemm.cudnn", "matmul")):
+            got_solver, graphs = out[f"{op}_{act}"]
+            assert got_solver == solver, (act, op, got_solver)
+            assert graphs, (act, op)
+            for g in graphs:
+                ops = re.findall(r" (\w+)\(", g)
+                assert ops == [producer, "add", mode], (act, g)  # the activation last, after the bias
+                last = re.findall(r" \w+\((.*?)\)(?= |$)", g)[-1]
+                assert ",clip=" not in last and ",nan=" not in last, g
+                assert (",beta=1.000000" in last) == (act == "silu"), g  # silu = swish with beta 1
+    for act in ("hardswish", "hardsigmoid"):
+        for op in ("conv", "gemm"):
+            assert out[f"{op}_{act}"].startswith("refused: "), out[f"{op}_{act}"]
+            assert out[f"{op}_{act}_graphs"] == [], out[f"{op}_{act}_graphs"]
+
+
+def test_hardswish_and_hardsigmoid_run_on_paskdnns_own_kernels(double_path, tmp_path):
+    """With every solver allowed, hardswish / hardsigmoid epilogues go to
+    paskdnn's own CUDA kernels (prebuilt cubins; skipped without them)."""
+    out, log = run(double_path, tmp_path, """
+        probe_prebuilt()
+        c = ctx(loader_threads=0)
+        for act in ("hardswish", "hardsigmoid"):
+            paskdnn.conv2d(dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c), dev((8,), c), padding=1, activation=act,
+                           context=c)
+            out["conv_" + act] = paskdnn.last_solver()
+    """)
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    assert all(not s.endswith(".cudnn") for s in out.values()), out
+    assert not [g for g in lines(log, "graph") if "conv(" in g], log
+
+
 def test_each_solver_takes_its_configuration_rank_without_repeats(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         knob("heur_a", "10,11")

@@ -13,7 +13,7 @@ GENERAL_SOLVERS = {"gemm.blocked"}
 # largest M, N, K drawn for each solver; gemm.small is for tiny problems
 MAX_DIM = {"gemm.small": 8}
 
-ACTIVATIONS = [None, "relu", "relu6"]
+ACTIVATIONS = [None, "relu", "relu6", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh"]
 
 
 def note(msg):

@@ -223,6 +223,37 @@ def test_miopen_conv_epilogue_groups_dilation_match_reference(double, cache, dty
                    "miopenActivationForward"]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_miopen_conv_sigmoid_is_its_logistic_activation(double, cache, dtype):
+    ctx = hip_context(double, cache, solvers=["conv2d.miopen"])
+    x = rng.standard_normal((1, 4, 9, 8), dtype=np.float32)
+    w = rng.standard_normal((6, 4, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(6, dtype=np.float32)
+    if dtype == "float16":
+        x, w, b = (a.astype(np.float16).astype(np.float32) for a in (x, w, b))
+    y = paskdnn.conv2d(upload(ctx, x, dtype), upload(ctx, w, dtype), upload(ctx, b, dtype), padding=1,
+                       activation="sigmoid", context=ctx)
+    assert paskdnn.last_solver() == "conv2d.miopen"
+    ref = conv2d_ref(x, w, b, padding=1, activation="sigmoid")
+    assert_within_bound(y.numpy().astype(np.float32), ref, conv2d_bound(x, w, b, padding=1),
+                        rtol=1e-5 if dtype == "float32" else 2e-3, atol=1e-5 if dtype == "float32" else 2e-3)
+    act = double.calls("miopenSetActivationDescriptor")[0]
+    assert field(act, "mode") == "1"  # miopenActivationLOGISTIC
+
+
+@pytest.mark.parametrize("activation", ["silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh"])
+def test_miopen_is_not_applicable_to_activations_it_lacks(double, cache, activation):
+    """MIOpen's activation descriptor has no silu, hardswish, hardsigmoid or gelu:
+    the MIOpen conv solvers decline (another solver would run), no descriptor is made."""
+    ctx = hip_context(double, cache, solvers=["conv2d.miopen", "conv2d.miopen_alt"])
+    x = rng.standard_normal((1, 2, 6, 6), dtype=np.float32)
+    w = rng.standard_normal((3, 2, 3, 3), dtype=np.float32)
+    with pytest.raises(paskdnn.UnsupportedError):
+        paskdnn.conv2d(upload(ctx, x), upload(ctx, w), padding=1, activation=activation, context=ctx)
+    assert not double.calls("miopenSetActivationDescriptor")
+    assert not double.calls("miopenConvolutionForwardImmediate")
+
+
 def test_failing_compile_solution_falls_back_to_the_next_solution(double, cache):
     double.set("fail_compile", "85")
     ctx = hip_context(double, cache, policy="reactive", solvers=["conv2d.miopen", "conv2d.miopen_alt"])

@@ -92,7 +92,8 @@ def i64(*values):
     return (ctypes.c_int64 * len(values))(*values)
 
 
-ACT = {None: 0, "relu": 1, "relu6": 2}
+ACT = {None: 0, "relu": 1, "relu6": 2, "sigmoid": 3, "silu": 4, "hardswish": 5, "hardsigmoid": 6, "gelu": 7,
+       "gelu_tanh": 8}  # pask_activation_t
 
 CONV_CASES = [
     # n, c, h, w, o, k, stride, ((top, bottom), (left, right)), dilation, groups
@@ -416,3 +417,73 @@ def test_pool_averages_over_a_huge_window_are_accurate(kernels, data):
         y[0] = 0
         lib.emu_pool2d(i64(1, 1, big, big, 1, 1, big, big, 1, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, nhwc), 1, ptr(x), ptr(y))
         assert float(y[0]) == pytest.approx(want, rel=1e-5), ("pask_pool2d_global_avg", nhwc, float(y[0]), want)
+
+
+# ---- sigmoid, silu, hardswish, hardsigmoid, gelu, gelu_tanh --------------------------
+# pask_act's other branches, through every kernel entry that applies an epilogue:
+# the igemm conv (direct and split-K reduce), the depthwise conv (generic and
+# vectorised NHWC), gemm (direct, split-K) and the few-rows gemm. Inputs carry
+# NaN and +-inf; the reference is nan_reference.act_ref (float64, the formulas
+# of torch.nn.functional written out, limits at -inf).
+NEW_ACTS = ["sigmoid", "silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("activation", NEW_ACTS)
+def test_new_activations_through_every_kernel_entry(kernels, dtype, activation):
+    from nan_reference import act_ref, check, conv_ref, gemm_ref, sprinkle
+    tol = dict(rtol=2 * RTOL[dtype], atol=20 * RTOL[dtype])
+    for obj, splits, layout, (n, c, h, w, o, k, s, pad, g) in NAN_CONV:
+        oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+        x_raw, x = device(sprinkle(rng, rng.uniform(-1.5, 1.5, (n, c, h, w)).astype(np.float32), "mixed", 0.01), dtype)
+        w_raw, wt = device(rng.uniform(-1, 1, (o, c // g, k, k)), dtype)
+        b_raw, b = device(rng.uniform(-2, 2, o), dtype)
+        nhwc = layout == "NHWC"
+        xin = np.ascontiguousarray(nchw_to_nhwc(x_raw)) if nhwc else x_raw
+        win = np.ascontiguousarray(oihw_to_ohwi(w_raw)) if nhwc else w_raw
+        y = empty((n, oh, ow, o) if nhwc else (n, o, oh, ow), dtype)
+        d = i64(n, c, h, w, o, k, k, oh, ow, s, s, pad, pad, 1, 1, g, int(nhwc), int(nhwc), ACT[activation])
+        kernels(obj, dtype).emu_conv2d(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(xin), ptr(win), ptr(b_raw),
+                                       None, ptr(y), splits)
+        got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
+        want = conv_ref(x, wt, b, s, pad, g, activation)
+        assert np.isnan(want).any() and np.isfinite(want).any()
+        check(got, want, **tol)
+    for entry, m, n, k, splits in [("emu_gemm", 20, 70, 33, 1), ("emu_gemm", 37, 40, 96, 3),
+                                   ("emu_gemm_small_m", 3, 40, 64, 1), ("emu_gemm_small_m", 5, 24, 96, 2)]:
+        a_raw, a = device(sprinkle(rng, rng.uniform(-1, 1, (m, k)).astype(np.float32), "mixed", 0.01), dtype)
+        b_raw, b = device(rng.uniform(-1, 1, (k, n)) * (4.0 / np.sqrt(k)), dtype)
+        bias_raw, bias = device(rng.uniform(-2, 2, n), dtype)
+        c_out = empty((m, n), dtype)
+        d = i64(m, n, k, k, n, n, 0, 0, ACT[activation])
+        getattr(kernels("gemm", dtype), entry)(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(a_raw), ptr(b_raw),
+                                               ptr(bias_raw), ptr(c_out), splits)
+        want = gemm_ref(a, b, bias, activation)
+        assert np.isnan(want).any()
+        check(host(c_out, dtype), want, **tol)
+
+
+# float32 pask_act (expf, erfcf in float) against float64: relative error at most
+# RELERR, absolute 1e-12 below (subnormals; the float64 literal gelu's own
+# cancellation below about -7); gelu's error grows as the tail is reached,
+# erfc's argument x/sqrt(2) being rounded to float first.
+RELERR = {"sigmoid": 1e-6, "silu": 1e-6, "hardswish": 1e-6, "hardsigmoid": 1e-6, "gelu": 1e-5, "gelu_tanh": 2e-6}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("activation", NEW_ACTS)
+def test_new_activations_float32_accuracy(kernels, activation):
+    """gemm with K = 1 and B = 1: C = act(a), so pask_act alone is measured."""
+    from nan_reference import act_ref
+    vals = np.concatenate([rng.uniform(-12, 12, 700), np.linspace(-3.5, 3.5, 141),
+                           np.sign(rng.uniform(-1, 1, 300)) * 10.0 ** rng.uniform(-8, 2.2, 300),
+                           [np.nan, np.inf, -np.inf, 0.0, -0.0, 3e38, -3e38, -200.0, 200.0]]).astype(np.float32)
+    m, n = len(vals), 8
+    c_out = empty((m, n), "float32")
+    d = i64(m, n, 1, 1, n, n, 0, 0, ACT[activation])
+    kernels("gemm", "float32").emu_gemm(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(vals.reshape(m, 1)),
+                                        ptr(np.ones((1, n), np.float32)), None, ptr(c_out), 1)
+    want = np.repeat(act_ref(vals.astype(np.float64), activation)[:, None], n, axis=1)
+    np.testing.assert_array_equal(np.isnan(c_out), np.isnan(want))
+    np.testing.assert_allclose(c_out, want, rtol=RELERR[activation], atol=1e-12, equal_nan=True)

@@ -426,6 +426,125 @@ def test_resnet_block_end_to_end(ctx, tmp_path, layout, form):
     assert [row["layer"] for row in runner.report] == [n.name for n in g.nodes if n.op != "flatten"]
 
 
+# ---- activations fused into conv / linear epilogues --------------------------------------
+
+
+def _conv_model(tail, x_shape=(2, 6, 7, 7), o=8, k=3, opset=17, extra_inits=()):
+    """x -> Conv(3x3, pad 1, bias) -> c -> tail nodes -> y."""
+    w = const("w", rng(3).standard_normal((o, x_shape[1], k, k)) * 0.6)
+    b = const("b", rng(4).standard_normal(o) * 0.5)
+    conv = H.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv")
+    return make([conv] + list(tail), [w, b] + list(extra_inits), x_shape, opset=opset)
+
+
+def _gemm_model(tail, m=3, k=20, n=24, opset=17, extra_inits=()):
+    w = const("w", rng(5).standard_normal((n, k)) * 0.5)
+    b = const("b", rng(6).standard_normal(n))
+    gemm = H.make_node("Gemm", ["x", "w", "b"], ["c"], transB=1, name="fc")
+    return make([gemm] + list(tail), [w, b] + list(extra_inits), (m, k), opset=opset)
+
+
+def _fused(g, act):
+    (node,) = [n for n in g.nodes if n.op in ("conv2d", "linear")]
+    assert node.params.get("activation") == act, node.params
+    return node
+
+
+# MobileNetV3: Conv + HardSwish, Conv + HardSigmoid (torch exports alpha = 1/6, beta = 0.5)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("op, act, attrs", [("HardSwish", "hardswish", {}),
+                                            ("HardSigmoid", "hardsigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}),
+                                            ("Sigmoid", "sigmoid", {}), ("Relu", "relu", {})])
+def test_conv_then_elementwise_activation_is_fused(layout, op, act, attrs, ctx):
+    m = _conv_model([H.make_node(op, ["c"], ["y"], name="act", **attrs)])
+    g = check(m, data((2, 6, 7, 7)) * 2, layout, ctx)
+    _fused(g, act)
+    assert len(g.nodes) == 1
+
+
+# EfficientNet / RegNet: SiLU exported as x * Sigmoid(x), the Mul's operands in either order
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("order", ["c_s", "s_c"])
+def test_conv_times_its_own_sigmoid_is_silu(layout, order, ctx):
+    mul_in = ["c", "s"] if order == "c_s" else ["s", "c"]
+    m = _conv_model([H.make_node("Sigmoid", ["c"], ["s"], name="sig"), H.make_node("Mul", mul_in, ["y"], name="mul")])
+    g = check(m, data((2, 6, 7, 7)) * 2, layout, ctx)
+    _fused(g, "silu")
+    assert len(g.nodes) == 1
+
+
+def test_gemm_silu_and_sigmoid(ctx):
+    m = _gemm_model([H.make_node("Sigmoid", ["c"], ["s"], name="sig"), H.make_node("Mul", ["s", "c"], ["y"])])
+    g = check(m, data((3, 20)), "NCHW", ctx)
+    _fused(g, "silu")
+    g = check(_gemm_model([H.make_node("HardSwish", ["c"], ["y"])]), data((3, 20)), "NCHW", ctx)
+    _fused(g, "hardswish")
+
+
+def _torch_gelu(x="c", y="y", scale_as_mul=False, swap=False):
+    """torch's opset-17 export of F.gelu: Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5)."""
+    first = (H.make_node("Mul", [x, "inv_sqrt2"], ["d"], name="gelu_div") if scale_as_mul
+             else H.make_node("Div", [x, "sqrt2"], ["d"], name="gelu_div"))
+    return [first, H.make_node("Erf", ["d"], ["e"], name="gelu_erf"),
+            H.make_node("Add", ["one", "e"] if swap else ["e", "one"], ["a"], name="gelu_add"),
+            H.make_node("Mul", ["a", x] if swap else [x, "a"], ["m"], name="gelu_mul"),
+            H.make_node("Mul", ["half", "m"] if swap else ["m", "half"], [y], name="gelu_half")]
+
+
+GELU_CONSTS = [const("sqrt2", np.sqrt(2.0)), const("inv_sqrt2", np.sqrt(0.5)), const("one", 1.0),
+               const("half", 0.5)]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("variant", [dict(), dict(scale_as_mul=True), dict(swap=True)])
+def test_erf_form_gelu_pattern_is_fused(layout, variant, ctx):
+    m = _conv_model(_torch_gelu(**variant), extra_inits=GELU_CONSTS)
+    g = check(m, data((2, 6, 7, 7)) * 2, layout, ctx)
+    _fused(g, "gelu")
+    assert len(g.nodes) == 1
+    g = check(_gemm_model(_torch_gelu(**variant), extra_inits=GELU_CONSTS), data((3, 20)) * 2, "NCHW", ctx)
+    _fused(g, "gelu")
+
+
+@pytest.mark.parametrize("approximate, act", [("none", "gelu"), ("tanh", "gelu_tanh")])
+def test_opset_20_gelu_operator(approximate, act, ctx):
+    m = _conv_model([H.make_node("Gelu", ["c"], ["y"], approximate=approximate, name="gelu")], opset=20)
+    g = check(m, data((2, 6, 7, 7)) * 2, "NCHW", ctx)
+    _fused(g, act)
+
+
+def test_hard_sigmoid_other_than_torchs_is_refused():
+    refused(_conv_model([H.make_node("HardSigmoid", ["c"], ["y"], name="hs")]), "hs", "HardSigmoid", "alpha")
+    refused(_conv_model([H.make_node("HardSigmoid", ["c"], ["y"], alpha=1.0 / 6.0, beta=0.4, name="hs")]), "hs",
+            "HardSigmoid", "beta")
+
+
+def test_activation_on_a_shared_conv_output_is_refused():
+    # c feeds the Sigmoid and an Add: nothing to fuse into, and no standalone sigmoid yet
+    m = _conv_model([H.make_node("Sigmoid", ["c"], ["s"], name="sig"), H.make_node("Add", ["s", "c"], ["y"])])
+    msg = refused(m, "sig", "Sigmoid", None)
+    assert "no standalone activation" in msg
+    # SiLU whose x is read a third time
+    m = _conv_model([H.make_node("Sigmoid", ["c"], ["s"], name="sig"), H.make_node("Mul", ["c", "s"], ["p"]),
+                     H.make_node("Add", ["p", "c"], ["y"])])
+    refused(m, "sig", "Sigmoid", None)
+    # Sigmoid(x) times something else: a real Mul
+    m = _conv_model([H.make_node("Sigmoid", ["c"], ["s"], name="sig"),
+                     H.make_node("Mul", ["s", "x"], ["y"], name="gate")])
+    msg = refused(m, "gate", "Mul", None)
+    assert "no standalone mul" in msg
+
+
+def test_near_miss_gelu_patterns_are_refused():
+    consts = GELU_CONSTS[:3] + [const("half", 0.25)]  # x * 0.25 * (1 + erf(...)): not GELU
+    msg = refused(_conv_model(_torch_gelu(), extra_inits=consts), "gelu_div", "Div", None)
+    assert "no standalone div" in msg and "GELU" in msg
+    nodes = _torch_gelu()
+    nodes[-1] = H.make_node("Mul", ["m", "half"], ["y2"], name="gelu_half")
+    m = _conv_model(nodes + [H.make_node("Add", ["y2", "c"], ["y"])], extra_inits=GELU_CONSTS)  # x read 3 times
+    refused(m, "gelu_div", "Div", None)
+
+
 # ---- refusals ------------------------------------------------------------------------------
 
 
@@ -446,7 +565,7 @@ def conv_then(node, inits=(), x_shape=(1, 4, 6, 6), opset=17, extra=()):
                 x_shape, opset=opset)
 
 
-@pytest.mark.parametrize("op", ["Sigmoid", "HardSwish", "Softmax"])
+@pytest.mark.parametrize("op", ["Softmax", "Tanh", "LeakyRelu"])
 def test_unmapped_operators_are_refused(op):
     msg = refused(conv_then(H.make_node(op, ["c"], ["y"], name="act")), "act", op, None)
     assert "not supported" in msg and "Conv" in msg  # lists what is
@@ -585,10 +704,10 @@ def test_cli_run_errors_exit_2(tmp_path):
     onnx.save(m, tmp_path / "m.onnx")
     r = cli(str(tmp_path / "m.onnx"), "--device", "cpu")
     assert r.returncode == 2 and "pass --batch N" in r.stderr
-    bad = conv_then(H.make_node("Sigmoid", ["c"], ["y"], name="act"))
+    bad = conv_then(H.make_node("Softmax", ["c"], ["y"], name="act"))
     onnx.save(bad, tmp_path / "bad.onnx")
     r = cli(str(tmp_path / "bad.onnx"), "--device", "cpu")
-    assert r.returncode == 2 and "ONNX node 'act' (Sigmoid)" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "ONNX node 'act' (Softmax)" in r.stderr and "Traceback" not in r.stderr
     np.save(tmp_path / "x.npy", data((2, 3, 5, 5)))
     r = cli(str(tmp_path / "m.onnx"), "--device", "cpu", "--input", str(tmp_path / "x.npy"))
     assert r.returncode == 2 and "model takes (2, 3, 12, 12)" in r.stderr

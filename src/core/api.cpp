@@ -70,8 +70,9 @@ bool valid_layout(int v) { return v >= PASK_LAYOUT_ROW_MAJOR && v <= PASK_LAYOUT
 
 void check_activation(const pask_activation_t &act) {
     const int a = raw(act);
-    require(a == PASK_ACTIVATION_NONE || a == PASK_ACTIVATION_RELU || a == PASK_ACTIVATION_RELU6,
-            PASK_ERROR_INVALID_ARGUMENT, "unknown activation " + std::to_string(a));
+    require(a >= PASK_ACTIVATION_NONE && a <= pask::kLastActivation, PASK_ERROR_INVALID_ARGUMENT,
+            "unknown activation " + std::to_string(a) + " (pask_activation_t is 0.." +
+                std::to_string(int(pask::kLastActivation)) + ")");
 }
 
 void check_4d(const pask_tensor_desc &d, const char *what) {

@@ -117,7 +117,7 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
         p.groups = dim("groups");
         if (p.c % p.groups || p.o % p.groups) bad("groups must divide channels");
         p.has_bias = flag("has_bias"); p.has_residual = flag("has_residual"); p.has_beta = flag("has_beta");
-        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, 2, "activation"));
+        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastActivation, "activation"));
     } else if (p.op == PASK_OP_POOL2D) {
         p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = p.c;
         p.oh = dim("oh"); p.ow = dim("ow"); p.kh = dim("kh"); p.kw = dim("kw");
@@ -134,7 +134,7 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
         p.gm = dim("m"); p.gn = dim("n"); p.gk = dim("k");
         p.lda = dim("lda"); p.ldb = dim("ldb"); p.ldc = dim("ldc");
         p.has_bias = flag("has_bias"); p.has_beta = flag("has_beta");
-        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, 2, "activation"));
+        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastActivation, "activation"));
     }
     return p;
 }

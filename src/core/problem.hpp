@@ -33,6 +33,9 @@ struct BucketHash {
     }
 };
 
+// The highest pask_activation_t value (the enum is append-only: raise this with it).
+constexpr int kLastActivation = PASK_ACTIVATION_GELU_TANH;
+
 struct Problem {
     pask_op_t op = PASK_OP_CONV2D;
     pask_device_type_t device = PASK_DEVICE_CPU;

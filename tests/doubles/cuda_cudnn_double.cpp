@@ -205,10 +205,19 @@ std::string graph_text(const Desc *g) {
             const int mode = pw->get<int32_t>(0).empty() ? -1 : pw->get<int32_t>(0)[0];
             auto clip = pw->get<float>(4);
             auto nan = pw->get<int32_t>(2);  // NAN_PROPAGATION: logged when set (nan=1: propagate)
-            out += std::string(" ") + (mode == 0 ? "add" : mode == 100 ? "relu" : "pw" + std::to_string(mode)) +
+            auto swish_beta = pw->get<double>(8);  // SWISH_BETA (double)
+            const char *name = mode == 0     ? "add"
+                               : mode == 100 ? "relu"
+                               : mode == 102 ? "sigmoid"
+                               : mode == 104 ? "gelu"
+                               : mode == 106 ? "swish"
+                               : mode == 107 ? "gelu_tanh"
+                                             : nullptr;  // SIGMOID_FWD, GELU_FWD, SWISH_FWD, GELU_APPROX_TANH_FWD
+            out += std::string(" ") + (name ? std::string(name) : "pw" + std::to_string(mode)) +
                    "(x=" + tensor_text(op->desc(751)) + (op->desc(752) ? ",b=" + tensor_text(op->desc(752)) : "") +
                    ",y=" + tensor_text(op->desc(753)) + (clip.empty() ? "" : ",clip=" + std::to_string(int(clip[0]))) +
-                   (nan.empty() ? "" : ",nan=" + std::to_string(nan[0])) + ")";
+                   (nan.empty() ? "" : ",nan=" + std::to_string(nan[0])) +
+                   (swish_beta.empty() ? "" : ",beta=" + std::to_string(swish_beta[0])) + ")";
         }
     }
     return out;

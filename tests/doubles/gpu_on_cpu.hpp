@@ -7,6 +7,8 @@
 // only by the tests.
 #pragma once
 
+#include <math.h>
+
 #include <barrier>
 #include <memory>
 #include <thread>

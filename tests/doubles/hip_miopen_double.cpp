@@ -713,14 +713,19 @@ EXPORT int miopenSetActivationDescriptor(Activ *a, int mode, double alpha, doubl
 EXPORT int miopenActivationForward(Handle *h, Activ *a, const float *alpha, Tensor *xd, const void *x,
                                    const float *beta, Tensor *yd, void *y) {
     log("miopenActivationForward h=" + std::to_string(h->id) + " mode=" + std::to_string(a->mode));
-    if (a->mode != 3 && a->mode != 7) return miopenStatusBadParm;  // the double knows RELU and CLIPPEDRELU
+    // the double knows LOGISTIC, RELU and CLIPPEDRELU
+    if (a->mode != 1 && a->mode != 3 && a->mode != 7) return miopenStatusBadParm;
     for (int n = 0; n < yd->dims[0]; ++n)
         for (int c = 0; c < yd->dims[1]; ++c)
             for (int hh = 0; hh < yd->dims[2]; ++hh)
                 for (int ww = 0; ww < yd->dims[3]; ++ww) {
                     double v = load(x, xd->dt, xd->at(n, c, hh, ww));
-                    v = v > 0 ? v : 0;
-                    if (a->mode == 7) v = std::min(v, a->alpha);
+                    if (a->mode == 1) {
+                        v = 1.0 / (1.0 + std::exp(-v));  // LOGISTIC
+                    } else {
+                        v = v > 0 ? v : 0;
+                        if (a->mode == 7) v = std::min(v, a->alpha);
+                    }
                     const int64_t i = yd->at(n, c, hh, ww);
                     const double prev = *beta != 0 ? load(y, yd->dt, i) : 0.0;
                     store(y, yd->dt, i, *alpha * v + *beta * prev);

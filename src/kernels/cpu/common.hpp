@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "activation.hpp"
 #include "kernel_abi.h"
 
 #define PASK_EXPORT extern "C" __attribute__((visibility("default")))
@@ -26,10 +27,12 @@ inline int64_t first_inside(int64_t off, int64_t stride) { return off >= 0 ? 0 :
 // PyTorch's rules: relu(NaN) = relu6(NaN) = NaN, relu(+inf) = inf, relu6(+inf) = 6,
 // -inf -> 0. Each test is written so that NaN fails it and falls through to v
 // itself ("v > 0 ? v : 0" would turn NaN into 0); every CPU solver and
-// sgemm.hpp's act_scalar/act_vec agree (tests/test_nan_inf.py).
+// sgemm.hpp's act_scalar/act_vec agree (tests/test_nan_inf.py). The other
+// activations are activation.hpp's (tests/test_activations.py).
 inline float apply_act(float v, int act) {
     if (act == PASK_CPU_ACT_RELU) return v < 0.f ? 0.f : v;
     if (act == PASK_CPU_ACT_RELU6) return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
+    if (act >= PASK_CPU_ACT_SIGMOID) return pask_cpu_act_ext(v, act);  // activation.hpp
     return v;
 }
 

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define PASK_CPU_ABI_VERSION 1u
+#define PASK_CPU_ABI_VERSION 2u /* 2: activation codes 3..8 */
 
 /* Work-sharing services the core lends a kernel for one call.
  * parallel_for runs fn(arg, task, thread) for every task in [0, ntasks) on
@@ -38,6 +38,12 @@ typedef struct pask_cpu_runtime {
 #define PASK_CPU_ACT_NONE 0
 #define PASK_CPU_ACT_RELU 1
 #define PASK_CPU_ACT_RELU6 2
+#define PASK_CPU_ACT_SIGMOID 3
+#define PASK_CPU_ACT_SILU 4
+#define PASK_CPU_ACT_HARDSWISH 5
+#define PASK_CPU_ACT_HARDSIGMOID 6
+#define PASK_CPU_ACT_GELU 7
+#define PASK_CPU_ACT_GELU_TANH 8
 
 /* Layout codes: activations NCHW / NHWC; weights OIHW / OHWI. */
 #define PASK_CPU_LAYOUT_NCHW 0

@@ -27,6 +27,7 @@
 #include <new>
 #include <utility>
 
+#include "activation.hpp"
 #include "kernel_abi.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -48,7 +49,7 @@ inline namespace PASK_ISA_NS {
 
 struct GemmEpilogue {
     float alpha = 1.f, beta = 0.f;   // out = act(alpha*acc + beta*C_before + bias + residual)
-    int activation = 0;              // PASK_CPU_ACT_NONE/RELU/RELU6 (relu6 = min(max(x,0),6))
+    int activation = 0;              // PASK_CPU_ACT_* (relu6 = min(max(x,0),6); others: activation.hpp)
     const float *bias_n = nullptr;   // length N, added to every row (linear / NHWC conv bias)
     const float *bias_m = nullptr;   // length M, added to every column (NCHW conv bias)
     const float *residual = nullptr; // M x N row-major, row stride ld_residual
@@ -203,6 +204,7 @@ static inline Stage make_stage(const GemmEpilogue &ep, bool first, bool last) {
 static inline float act_scalar(float x, int act) {
     if (act == PASK_CPU_ACT_RELU) return x < 0.f ? 0.f : x;
     if (act == PASK_CPU_ACT_RELU6) return x < 0.f ? 0.f : (x > 6.f ? 6.f : x);
+    if (act >= PASK_CPU_ACT_SIGMOID) return pask_cpu_act_ext(x, act);  // activation.hpp
     return x;
 }
 /* vmax/vmin return their SECOND operand when either is NaN (maxps/minps, and
@@ -211,6 +213,13 @@ static inline float act_scalar(float x, int act) {
 static inline V act_vec(V x, int act) {
     if (act == PASK_CPU_ACT_RELU) return vmax(vzero(), x);
     if (act == PASK_CPU_ACT_RELU6) return vmin(vset1(6.f), vmax(vzero(), x));
+    if (act >= PASK_CPU_ACT_SIGMOID) {
+        // sigmoid, silu, hardswish, ...: lane by lane in double (activation.hpp)
+        alignas(64) float t[VL];
+        vstore(t, x);
+        for (int l = 0; l < VL; ++l) t[l] = pask_cpu_act_ext(t[l], act);
+        return vload(t);
+    }
     return x;
 }
 

@@ -39,6 +39,12 @@ typedef int64_t pask_i64;
 #define PASK_CUDA_ACT_NONE 0
 #define PASK_CUDA_ACT_RELU 1
 #define PASK_CUDA_ACT_RELU6 2
+#define PASK_CUDA_ACT_SIGMOID 3
+#define PASK_CUDA_ACT_SILU 4
+#define PASK_CUDA_ACT_HARDSWISH 5
+#define PASK_CUDA_ACT_HARDSIGMOID 6
+#define PASK_CUDA_ACT_GELU 7
+#define PASK_CUDA_ACT_GELU_TANH 8
 
 typedef struct pask_cuda_conv2d_params {
     pask_i64 n, c, h, w;       /* input, logical */

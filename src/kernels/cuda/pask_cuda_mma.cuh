@@ -115,13 +115,40 @@ PASK_DEV unsigned pask_tf32(float f) {
 }
 #endif
 
+/* sigmoid(v) = 1 / (1 + exp(-v)), the exponent never positive (no overflow);
+ * NaN takes the second branch and stays NaN, -inf gives 0, +inf 1. */
+PASK_DEV float pask_sigmoidf(float v) {
+    if (v >= 0.f) return 1.f / (1.f + expf(-v));
+    const float e = expf(v);
+    return e / (1.f + e);
+}
+
 /* The one activation of every CUDA/HIP epilogue (float, fp16 and bf16 alike: they
  * convert to float first). NaN propagates, PyTorch's rule: each comparison is
  * false for NaN, so v falls through. Not fmaxf/fminf: CUDA's fmaxf(NaN, 0) is 0.
- * relu(+inf) = inf, relu6(+inf) = 6, -inf -> 0. */
+ * relu(+inf) = inf, relu6(+inf) = 6, -inf -> 0.
+ * The others are torch.nn.functional's (include/paskdnn.h), in float, written
+ * without cancellation: 1 + erf(t) = erfc(-t), 0.5 * (1 + tanh(u)) = sigmoid(2u).
+ * At -inf, silu / hardswish / gelu / gelu_tanh give their limit -0 (not
+ * -inf * 0 = NaN); at +inf, +inf. */
 PASK_DEV float pask_act(float v, int act) {
+    const float kNegHuge = -3.402823466e38f;  // -FLT_MAX: v < it only for -inf
     if (act == PASK_CUDA_ACT_RELU) v = v < 0.f ? 0.f : v;
     else if (act == PASK_CUDA_ACT_RELU6) v = v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
+    else if (act == PASK_CUDA_ACT_SIGMOID) v = pask_sigmoidf(v);
+    else if (act == PASK_CUDA_ACT_SILU) v = v < kNegHuge ? -0.f : v * pask_sigmoidf(v);
+    else if (act == PASK_CUDA_ACT_HARDSWISH) {
+        const float t = v + 3.f;
+        v = t < 0.f ? -0.f : (t > 6.f ? v : v * t * (1.f / 6.f));
+    } else if (act == PASK_CUDA_ACT_HARDSIGMOID) {
+        const float t = v + 3.f;
+        v = t < 0.f ? 0.f : (t > 6.f ? 1.f : t * (1.f / 6.f));
+    } else if (act == PASK_CUDA_ACT_GELU) {
+        v = v < kNegHuge ? -0.f : 0.5f * v * erfcf(v * -0.70710678118654752f);
+    } else if (act == PASK_CUDA_ACT_GELU_TANH) {
+        const float u = 0.79788456080286535588f * (v + 0.044715f * v * v * v);  // sqrt(2/pi)
+        v = v < kNegHuge ? -0.f : v * pask_sigmoidf(2.f * u);
+    }
     return v;
 }
 

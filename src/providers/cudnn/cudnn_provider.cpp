@@ -80,6 +80,10 @@ public:
             const int nan = PROPAGATE_NAN;
             set(pw, ATTR_POINTWISE_NAN_PROPAGATION, TYPE_NAN_PROPAGATION, 1, &nan, "pointwise NaN propagation");
         }
+        if (mode == POINTWISE_SWISH_FWD) {  // silu = swish with beta 1
+            const double swish_beta = 1.0;
+            set(pw, ATTR_POINTWISE_SWISH_BETA, TYPE_DOUBLE, 1, &swish_beta, "swish beta");
+        }
         if (upper_clip >= 0) {
             const float lo = 0.0f, hi = static_cast<float>(upper_clip);
             set(pw, ATTR_POINTWISE_RELU_LOWER_CLIP, TYPE_FLOAT, 1, &lo, "relu lower clip");
@@ -112,7 +116,13 @@ void append_epilogue(Descs &d, std::vector<Desc> &ops, Desc acc, Desc y, const P
     // match this order; bias first leaves only runtime-compiled engines
     if (residual) stages.push_back({POINTWISE_ADD, residual});
     if (bias) stages.push_back({POINTWISE_ADD, bias});
-    if (p.activation != PASK_ACTIVATION_NONE) stages.push_back({POINTWISE_RELU_FWD, nullptr});
+    if (p.activation != PASK_ACTIVATION_NONE) {
+        const int mode = CudnnProvider::activation_mode(p.activation);
+        if (mode < 0)  // the solvers' applicable() keeps such Problems away
+            fail(PASK_ERROR_UNSUPPORTED, "cuDNN has no pointwise mode for activation " +
+                                             std::to_string(int(p.activation)));
+        stages.push_back({mode, nullptr});
+    }
     Desc cur = acc;
     for (size_t i = 0; i < stages.size(); ++i) {
         const bool last = i + 1 == stages.size();
@@ -493,6 +503,18 @@ bool CudnnProvider::prime_thread() {
     CudaBackend::Scope scope(backend_);
     warm_up(*plan, primer_problem_, h, true);
     return true;
+}
+
+int CudnnProvider::activation_mode(pask_activation_t act) {
+    switch (act) {
+    case PASK_ACTIVATION_RELU:
+    case PASK_ACTIVATION_RELU6: return POINTWISE_RELU_FWD;  // relu6: upper clip 6
+    case PASK_ACTIVATION_SIGMOID: return POINTWISE_SIGMOID_FWD;
+    case PASK_ACTIVATION_SILU: return POINTWISE_SWISH_FWD;
+    case PASK_ACTIVATION_GELU: return POINTWISE_GELU_FWD;
+    case PASK_ACTIVATION_GELU_TANH: return POINTWISE_GELU_APPROX_TANH_FWD;
+    default: return -1;  // none, hardswish, hardsigmoid
+    }
 }
 
 KernelKey CudnnProvider::key_for(const Problem &p, int rank, bool rtc, const std::string &target) {

@@ -62,6 +62,11 @@ public:
     // The key of Problem p's plan from the rank-th engine configuration of the
     // runtime-compiled (rtc) or precompiled kind.
     static KernelKey key_for(const Problem &p, int rank, bool rtc, const std::string &target);
+    // The cuDNN pointwise mode of an epilogue activation: relu and relu6 (a clipped
+    // relu), sigmoid, silu (swish, beta 1), gelu, gelu_tanh; -1 where the graph
+    // API has none (hardswish, hardsigmoid: the cuDNN solvers are then not
+    // applicable and another solver runs).
+    static int activation_mode(pask_activation_t act);
 
     const Api &api() const { return *api_; }
     CudaBackend &backend() const { return backend_; }

@@ -23,6 +23,12 @@ double elem_bytes(const Problem &p) { return double(dtype_size(p.dtype)); }
 
 bool aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// cuDNN's graph API has no pointwise mode for hardswish / hardsigmoid: not
+// applicable then, so paskdnn's own kernels run those epilogues.
+bool cudnn_activation(const Problem &p) {
+    return p.activation == PASK_ACTIVATION_NONE || CudnnProvider::activation_mode(p.activation) >= 0;
+}
+
 class CudnnSolver : public Solver {
 public:
     // rank: which of the heuristics' configurations (of the precompiled or the
@@ -55,7 +61,7 @@ class Conv final : public CudnnSolver {
 public:
     using CudnnSolver::CudnnSolver;
     bool applicable(const Problem &p) const override {
-        if (!gpu_dtype(p) || p.has_beta) return false;
+        if (!gpu_dtype(p) || p.has_beta || !cudnn_activation(p)) return false;
         if (p.layout != PASK_LAYOUT_NCHW && p.layout != PASK_LAYOUT_NHWC) return false;
         // runtime compilation only pays where there is an epilogue to fuse
         if (rtc_ && !(p.has_bias || p.has_residual || p.activation != PASK_ACTIVATION_NONE)) return false;
@@ -84,7 +90,7 @@ public:
 class Gemm final : public CudnnSolver {
 public:
     using CudnnSolver::CudnnSolver;
-    bool applicable(const Problem &p) const override { return gpu_dtype(p) && !p.has_beta; }
+    bool applicable(const Problem &p) const override { return gpu_dtype(p) && !p.has_beta && cudnn_activation(p); }
     double cost_us(const Problem &p) const override {
         const double bytes = (double(p.gm) * p.gk + double(p.gk) * p.gn + double(p.gm) * p.gn) * elem_bytes(p);
         const double rate = p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs;

@@ -28,7 +28,7 @@ constexpr int CONVOLUTION = 0;
 // miopenPoolingMode_t
 constexpr int POOLING_MAX = 0, POOLING_AVERAGE = 1, POOLING_AVERAGE_INCLUSIVE = 2;
 // miopenActivationMode_t
-constexpr int ACTIVATION_RELU = 3, ACTIVATION_CLIPPEDRELU = 7;
+constexpr int ACTIVATION_LOGISTIC = 1, ACTIVATION_RELU = 3, ACTIVATION_CLIPPEDRELU = 7;
 // miopenTensorOp_t
 constexpr int TENSOR_OP_ADD = 0;
 

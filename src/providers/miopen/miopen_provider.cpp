@@ -10,6 +10,11 @@
 
 namespace pask::miopen {
 
+bool miopen_has_activation(pask_activation_t act) {
+    return act == PASK_ACTIVATION_NONE || act == PASK_ACTIVATION_RELU || act == PASK_ACTIVATION_RELU6 ||
+           act == PASK_ACTIVATION_SIGMOID;
+}
+
 namespace {
 
 std::atomic<uint64_t> g_next_provider{1};
@@ -70,8 +75,14 @@ public:
     }
     ActivDesc activation(pask_activation_t act) {
         check(a_, a_.miopenCreateActivationDescriptor(&act_), "miopenCreateActivationDescriptor");
+        // the solvers take only the activations MIOpen has (miopen_solvers.cpp)
+        require(miopen_has_activation(act), PASK_ERROR_UNSUPPORTED,
+                "MIOpen has no activation mode for activation " + std::to_string(int(act)));
         if (act == PASK_ACTIVATION_RELU6)
             check(a_, a_.miopenSetActivationDescriptor(act_, ACTIVATION_CLIPPEDRELU, 6.0, 0.0, 1.0),
+                  "miopenSetActivationDescriptor");
+        else if (act == PASK_ACTIVATION_SIGMOID)
+            check(a_, a_.miopenSetActivationDescriptor(act_, ACTIVATION_LOGISTIC, 0.0, 0.0, 1.0),
                   "miopenSetActivationDescriptor");
         else
             check(a_, a_.miopenSetActivationDescriptor(act_, ACTIVATION_RELU, 0.0, 0.0, 1.0),

@@ -45,6 +45,11 @@ public:
     std::string what;  // "solution 57 (algorithm 0), workspace 4096 B"
 };
 
+// MIOpen's activation descriptor has the epilogue's none, relu, relu6 (clipped
+// relu) and sigmoid (logistic); not silu, hardswish, hardsigmoid or gelu: the
+// MIOpen solvers are then not applicable and another solver runs.
+bool miopen_has_activation(pask_activation_t act);
+
 class MiopenProvider final : public Provider {
 public:
     // library: a path, or "" for $PASKDNN_MIOPEN or the usual sonames. The

@@ -54,7 +54,7 @@ class Conv final : public MiopenSolver {
 public:
     using MiopenSolver::MiopenSolver;
     bool applicable(const Problem &p) const override {
-        if (!hip_dtype(p) || p.has_beta) return false;
+        if (!hip_dtype(p) || p.has_beta || !miopen_has_activation(p.activation)) return false;
         // NCHW activations with OIHW weights (the descriptors paskdnn sets up)
         if (p.layout != PASK_LAYOUT_NCHW || p.weight_layout != PASK_LAYOUT_NCHW) return false;
         // MIOpen pads symmetrically
