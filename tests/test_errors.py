@@ -89,7 +89,7 @@ CONV_VALUE_ERRORS = {
     "w_3d": lambda d: dict(w=r32(6, 4, 3)),
     "unknown_layout": lambda d: dict(layout="NCWH"),
     "unknown_weight_layout": lambda d: dict(weight_layout="HWIO"),
-    "unknown_activation": lambda d: dict(activation="gelu"),
+    "unknown_activation": lambda d: dict(activation="tanh"),
     "beta_without_out": lambda d: dict(beta=1.0, out=None),
     "out_wrong_shape": lambda d: dict(out=r32(2, 6, 6, 5)),
     "out_nhwc_shape_for_nchw": lambda d: dict(x=r32(2, 4, 6, 5), out=r32(2, 6, 5, 6)),
