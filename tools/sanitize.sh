@@ -5,7 +5,7 @@
 # suite against the ASan library; then a ThreadSanitizer build (build/tsan)
 # runs the concurrency tests. Any sanitizer report fails the script.
 #
-#   bash tools/sanitize.sh            # everything (~9-12 min on 2 cores, cold)
+#   bash tools/sanitize.sh            # everything (~14-16 min on 2 cores, cold)
 #   SANITIZE_SKIP_TSAN=1 bash tools/sanitize.sh
 #   SANITIZE_SKIP_PYTHON=1 bash tools/sanitize.sh
 #
