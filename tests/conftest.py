@@ -74,3 +74,22 @@ def make_context(kernel_cache_dir):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def ctx_for(kernel_cache_dir):
+    """ctx_for(solver, isa) -> a paskdnn.Context pinned to one CPU solver and
+    kernel variant (cpu_isa), made once per test module and closed after it."""
+    import paskdnn
+
+    cache = {}
+
+    def get(solver, isa):
+        if (solver, isa) not in cache:
+            cache[solver, isa] = paskdnn.Context(cache_dir=kernel_cache_dir, solvers=[solver], cpu_isa=isa,
+                                                 num_threads=2)
+        return cache[solver, isa]
+
+    yield get
+    for c in cache.values():
+        c.close()

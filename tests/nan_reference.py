@@ -113,3 +113,17 @@ def max_pool_ref(x, k, stride, pad):
         for s in range(k):
             y = np.maximum(y, xp[:, :, r:r + stride * (oh - 1) + 1:stride, s:s + stride * (ow - 1) + 1:stride])
     return y
+
+
+def cpu_isas():
+    """The CPU kernel variants (cpu_isa) this processor runs, best first."""
+    import paskdnn
+
+    out = []
+    for isa in ("avx512", "avx2", "generic"):
+        try:
+            paskdnn.Context(cpu_isa=isa).close()
+            out.append(isa)
+        except paskdnn.Error:
+            pass  # not this processor
+    return out

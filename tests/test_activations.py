@@ -15,40 +15,14 @@ import numpy as np
 import pytest
 
 import paskdnn
-from nan_reference import NEW_ACTIVATIONS, act_ref, check, conv_ref, gemm_ref, sprinkle
+from nan_reference import cpu_isas, NEW_ACTIVATIONS, act_ref, check, conv_ref, gemm_ref, sprinkle
 
 CPU_CONV = sorted(s["name"] for s in paskdnn.solvers("conv2d") if s["device"] == "cpu")
 CPU_GEMM = sorted(s["name"] for s in paskdnn.solvers("gemm") if s["device"] == "cpu")
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
-def _isas():
-    out = []
-    for isa in ("avx512", "avx2", "generic"):
-        try:
-            paskdnn.Context(cpu_isa=isa).close()
-            out.append(isa)
-        except paskdnn.Error:
-            pass  # not this processor
-    return out
-
-
-ISAS = _isas()
-
-
-@pytest.fixture(scope="module")
-def ctx_for(kernel_cache_dir):
-    cache = {}
-
-    def get(solver, isa):
-        if (solver, isa) not in cache:
-            cache[solver, isa] = paskdnn.Context(cache_dir=kernel_cache_dir, solvers=[solver], cpu_isa=isa,
-                                                 num_threads=2)
-        return cache[solver, isa]
-
-    yield get
-    for c in cache.values():
-        c.close()
+ISAS = cpu_isas()  # the CPU kernel variants this processor runs; ctx_for: conftest.py
 
 
 # (n, c, h, w, o, k, stride, pad, groups); O = 40 spans a full AVX-512 micro-tile and a tail
