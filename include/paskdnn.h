@@ -115,7 +115,9 @@ typedef enum pask_pool_mode {
 typedef enum pask_op {
     PASK_OP_CONV2D = 0,
     PASK_OP_GEMM = 1,
-    PASK_OP_POOL2D = 2
+    PASK_OP_POOL2D = 2,
+    PASK_OP_ELTWISE = 3,
+    PASK_OP_CAT = 4
 } pask_op_t;
 
 typedef struct pask_context *pask_context_t;
@@ -331,6 +333,38 @@ PASK_API pask_status_t pask_pool2d_forward(pask_context_t context,
                                            const_pask_tensor_desc_t x_desc, const void *x,
                                            const_pask_tensor_desc_t y_desc, void *y);
 
+/* ---- element-wise ops ------------------------------------------------------ */
+
+/* y = act(x * m + a), element by element, where m (a multiplier) and a (an
+ * addend) are each optional and broadcast to x numpy-style: each is a 4-D
+ * tensor in x's layout and dtype whose every dimension equals x's or is 1
+ * ({1, C, 1, 1} per channel, {N, C, 1, 1} per image and channel, {1, 1, 1, 1}
+ * a scalar, or x's own shape). So:
+ *   add(x, b)         a = b              y = act(x + b)
+ *   mul(x, b)         m = b              y = act(x * b)
+ *   activation(x)     neither            y = act(x)
+ *   batch norm (inference) m = weight / sqrt(running_var + eps),
+ *                     a = bias - running_mean * m, both {1, C, 1, 1}
+ * x: {N, C, H, W} NCHW or NHWC; y like x. y may be x itself (in place) but
+ * must not partly overlap x, and must not overlap m or a. A NULL desc goes
+ * with a NULL pointer. */
+PASK_API pask_status_t pask_eltwise_forward(pask_context_t context, pask_activation_t activation,
+                                            const_pask_tensor_desc_t x_desc, const void *x,
+                                            const_pask_tensor_desc_t m_desc, const void *m,
+                                            const_pask_tensor_desc_t a_desc, const void *a,
+                                            const_pask_tensor_desc_t y_desc, void *y);
+
+/* Concatenation along channels: y = [x_0, x_1, ...] on dim 1 (C).
+ * count >= 1 inputs, each {N, C_i, H, W} with the same N, H, W, layout and
+ * dtype; y {N, sum C_i, H, W} in that layout. y must not overlap any input. */
+PASK_API pask_status_t pask_cat_forward(pask_context_t context, int64_t count,
+                                        const const_pask_tensor_desc_t *x_descs, const void *const *xs,
+                                        const_pask_tensor_desc_t y_desc, void *y);
+
+/* Output dims {N, sum C_i, H, W} of a concatenation (logical order). */
+PASK_API pask_status_t pask_cat_output_dims(int64_t count, const const_pask_tensor_desc_t *x_descs,
+                                            int64_t *out_dims);
+
 /* ---- prepared calls ----------------------------------------------------------
  * A plan is one op's descriptors and parameters, validated, hashed and filed
  * under its Bucket once, then executed many times with data pointers and a
@@ -344,14 +378,20 @@ PASK_API pask_status_t pask_pool2d_forward(pask_context_t context,
 
 /* Data pointers of one execution. conv2d: x, w, bias (iff planned with a
  * bias_desc), residual (iff planned with a residual_desc), y. gemm: x = A,
- * w = B, bias (iff planned with has_bias), y = C. pool2d: x, y. Fields the op
- * does not use are ignored. */
+ * w = B, bias (iff planned with has_bias), y = C. pool2d: x, y. eltwise: x,
+ * m and a (each iff planned with its desc), y. cat: xs (the plan's count
+ * input pointers), y. Fields the op does not use are ignored (a caller built
+ * against the five-field struct of 0.x never reaches m, a or xs: only eltwise
+ * and cat plans read them). */
 typedef struct pask_plan_args {
     const void *x;
     const void *w;
     const void *bias;
     const void *residual;
     void *y;
+    const void *m;
+    const void *a;
+    const void *const *xs;
 } pask_plan_args_t;
 
 /* The plan of pask_conv2d_forward with these descriptors (see there). */
@@ -376,6 +416,17 @@ PASK_API pask_status_t pask_plan_create_pool2d(pask_plan_t *plan, pask_context_t
                                                const pask_pool2d_params_t *params,
                                                const_pask_tensor_desc_t x_desc,
                                                const_pask_tensor_desc_t y_desc);
+
+/* The plan of pask_eltwise_forward with these descriptors (see there). */
+PASK_API pask_status_t pask_plan_create_eltwise(pask_plan_t *plan, pask_context_t context,
+                                                pask_activation_t activation, const_pask_tensor_desc_t x_desc,
+                                                const_pask_tensor_desc_t m_desc, const_pask_tensor_desc_t a_desc,
+                                                const_pask_tensor_desc_t y_desc);
+
+/* The plan of pask_cat_forward with these descriptors (see there). */
+PASK_API pask_status_t pask_plan_create_cat(pask_plan_t *plan, pask_context_t context, int64_t count,
+                                            const const_pask_tensor_desc_t *x_descs,
+                                            const_pask_tensor_desc_t y_desc);
 
 /* Runs the plan on args' pointers. stream: the CUstream / hipStream_t to run
  * on for this execution (NULL: the calling thread's stream from
@@ -545,6 +596,12 @@ PASK_API pask_status_t pask_hint_gemm(pask_context_t context, pask_dtype_t dtype
 
 PASK_API pask_status_t pask_hint_pool2d(pask_context_t context, const pask_pool2d_params_t *params,
                                         const_pask_tensor_desc_t x_desc);
+
+PASK_API pask_status_t pask_hint_eltwise(pask_context_t context, pask_activation_t activation,
+                                         const_pask_tensor_desc_t x_desc, const_pask_tensor_desc_t m_desc,
+                                         const_pask_tensor_desc_t a_desc);
+
+PASK_API pask_status_t pask_hint_cat(pask_context_t context, int64_t count, const const_pask_tensor_desc_t *x_descs);
 
 /* Drops every pending hint. */
 PASK_API pask_status_t pask_hint_clear(pask_context_t context);

@@ -20,7 +20,9 @@ from ._errors import (
     SizeOverflowError,
     UnsupportedError,
 )
-from .functional import TensorSpec, adaptive_avg_pool2d, avg_pool2d, conv2d, gemm, linear, matmul, max_pool2d
+from .functional import (TensorSpec, adaptive_avg_pool2d, add, avg_pool2d, batch_norm, cat, conv2d, gelu, gemm,
+                         hardsigmoid, hardswish, linear, matmul, max_pool2d, mul, relu, relu6, scale_shift, sigmoid,
+                         silu)
 
 
 def load_onnx(model, *, layout="NCHW", dtype="float32", batch=None):  # type: ignore[no-untyped-def]
@@ -59,6 +61,18 @@ __all__ = [
     "max_pool2d",
     "avg_pool2d",
     "adaptive_avg_pool2d",
+    "add",
+    "mul",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "silu",
+    "hardswish",
+    "hardsigmoid",
+    "gelu",
+    "batch_norm",
+    "scale_shift",
+    "cat",
     "load_onnx",
     "Error",
     "InvalidArgumentError",

@@ -334,6 +334,42 @@ class PoolSpec(Spec):
         return y, ([] if self.empty else [(self.x, None, None, None, yp)])
 
 
+class EltwiseSpec(Spec):
+    """y = act(x * m + a) with m, a broadcast (add, mul, activations, batch norm)."""
+
+    __slots__ = ("x", "m", "a", "out")
+
+    def bind(self, shape: Any, ctx: Any) -> Tuple[Any, List[tuple]]:
+        if self.empty:
+            shape = _zero_batch(shape)
+        y, yp = _output(self.out, shape, self.x, ctx)
+        return y, ([] if self.empty else [(self.x, None, None, None, yp, self.m, self.a, None)])
+
+
+class PtrList:
+    """The input pointers of a cat, as the C array pask_plan_args_t.xs points to."""
+
+    __slots__ = ("arrays", "c")
+
+    def __init__(self, arrays: Sequence[Any], gpu: bool) -> None:
+        ffi = _lib.load()[0]
+        self.arrays = tuple(arrays)
+        self.c = ffi.new("uintptr_t[]", [_addr(a, gpu) for a in self.arrays])
+
+    def address(self) -> int:
+        return int(_lib.load()[0].cast("uintptr_t", self.c))
+
+
+class CatSpec(Spec):
+    __slots__ = ("xs", "out")
+
+    def bind(self, shape: Any, ctx: Any) -> Tuple[Any, List[tuple]]:
+        if self.empty:
+            shape = _zero_batch(shape)
+        y, yp = _output(self.out, shape, self.xs[0], ctx)
+        return y, ([] if self.empty else [(None, None, None, None, yp, None, None, PtrList(self.xs, ctx._gpu))])
+
+
 class MatmulSpec(Spec):
     __slots__ = ("a2", "b2", "a", "out", "batch", "shape", "final", "single", "mnk")
 
@@ -657,6 +693,96 @@ def adaptive_avg_pool2d_spec(input: Any, output_size: Any, *, layout: str = "NCH
     return _pool_spec(x, lay, AVG, k, k, ((0, 0), (0, 0)), (1, 1), False, True, 0, out, hinting)
 
 
+def _broadcast_operand(b: Any, name: str, xshape: Tuple[int, ...], lay: str) -> Tuple[int, int, int, int]:
+    """Logical (N, C, H, W) dims of an eltwise operand that broadcasts to x's
+    physical shape xshape numpy-style (right-aligned, each dim 1 or x's)."""
+    bshape = tuple(b.shape)
+    if len(bshape) > 4:
+        raise ValueError(f"{name} has {len(bshape)} dims; it must broadcast to the input's shape {xshape}")
+    full = (1,) * (4 - len(bshape)) + bshape
+    for d, xd in zip(full, xshape):
+        if d != 1 and d != xd:
+            raise _shape_mismatch(f"{name} of shape {bshape} does not broadcast to the input's shape {xshape}")
+    return nchw_dims(full, lay)
+
+
+def eltwise_spec(input: Any, mul: Any = None, add: Any = None, *, activation: Optional[str] = None,
+                 layout: str = "NCHW", out: Any = None, hinting: bool = False) -> EltwiseSpec:
+    """y = activation(input * mul + add), mul and add optional and broadcast
+    to input (numpy rules, in input's layout); y has input's shape."""
+    if hinting:
+        input = _tensor_spec(input, "input")
+        mul = None if mul is None else _tensor_spec(mul, "mul")
+        add = None if add is None else _tensor_spec(add, "add")
+    lay = _layout(layout, LAYOUTS, "layout")
+    x = _array(input, "input")
+    m = None if mul is None else _array(mul, "mul")
+    a = None if add is None else _array(add, "add")
+    dc = _same_dtype(x, m, a)
+    x4, unbatched = _batched(x, "input")
+    xshape = tuple(x4.shape) if not unbatched else (1,) + tuple(x.shape)
+    mdims = None if m is None else _broadcast_operand(m, "mul", xshape, lay)
+    adims = None if a is None else _broadcast_operand(a, "add", xshape, lay)
+    act = _activation(activation)
+    dims, empty = _batch_of_one(nchw_dims(xshape, lay))
+    if empty:  # operands with the zero batch broadcast like one image
+        mdims = None if mdims is None else (1,) + tuple(mdims[1:])
+        adims = None if adims is None else (1,) + tuple(adims[1:])
+    spec = _new(EltwiseSpec, ("eltwise", lay, dims, unbatched, mdims, adims, act, dc), hinting)
+    spec.x, spec.m, spec.a, spec.out, spec.like, spec.empty = x, m, a, out, x, empty
+    return spec
+
+
+def _channel_axis(dim: Any, ndim: int, lay: str) -> None:
+    d = _int(dim, "dim")
+    axis = d + ndim if d < 0 else d
+    want = (0 if lay == "NCHW" else 2) + ndim - 3  # the channel axis of a 3-D or 4-D array
+    if axis != want:
+        raise _unsupported(f"cat joins channels only: dim={d} is not the channel axis {want} of {ndim}-D "
+                           f"{lay} arrays")
+
+
+def cat_spec(tensors: Sequence[Any], dim: Any = 1, *, layout: str = "NCHW", out: Any = None,
+             hinting: bool = False) -> CatSpec:
+    """Concatenation along the channel axis (dim 1 of NCHW arrays, 3 of NHWC ones)."""
+    if isinstance(tensors, (np.ndarray, TensorSpec)) or not isinstance(tensors, (list, tuple)):
+        raise TypeError("cat takes a list or tuple of arrays")
+    if not tensors:
+        raise ValueError("cat needs at least one array")
+    lay = _layout(layout, LAYOUTS, "layout")
+    xs = [_tensor_spec(t, f"tensors[{i}]") if hinting else _array(t, f"tensors[{i}]") for i, t in enumerate(tensors)]
+    dc = _same_dtype(*xs)
+    _channel_axis(dim, xs[0].ndim, lay)
+    all_dims, unb = [], None
+    for i, t in enumerate(xs):
+        t4, unbatched = _batched(t, f"tensors[{i}]")
+        if unb is None:
+            unb = unbatched
+        elif unb != unbatched:
+            raise ValueError("cat's arrays must all be batched (4-D) or all unbatched (3-D)")
+        all_dims.append(nchw_dims(t4.shape, lay))
+    n0, _, h0, w0 = all_dims[0]
+    for i, (n, c, h, w) in enumerate(all_dims):
+        if (n, h, w) != (n0, h0, w0):
+            raise _shape_mismatch(f"tensors[{i}] has N, H, W = {(n, h, w)} but tensors[0] has {(n0, h0, w0)}: "
+                                  "cat joins channels, the other dims must agree")
+    empty = n0 == 0
+    key_dims = tuple(((1,) + tuple(d[1:])) if empty else tuple(d) for d in all_dims)
+    spec = _new(CatSpec, ("cat", lay, key_dims, bool(unb), dc), hinting)
+    spec.xs, spec.out, spec.like, spec.empty = xs, out, xs[0], empty
+    return spec
+
+
+def add_spec(input: Any, other: Any, *, activation: Optional[str] = None, layout: str = "NCHW", out: Any = None,
+             hinting: bool = False) -> EltwiseSpec:
+    return eltwise_spec(input, None, other, activation=activation, layout=layout, out=out, hinting=hinting)
+
+
+def mul_spec(input: Any, other: Any, *, activation: Optional[str] = None, layout: str = "NCHW", out: Any = None,
+             hinting: bool = False) -> EltwiseSpec:
+    return eltwise_spec(input, other, None, activation=activation, layout=layout, out=out, hinting=hinting)
+
+
 #: op name -> its spec function (the ops Context.hint and graph.Runner take).
 SPECS = {
     "conv2d": conv2d_spec,
@@ -666,6 +792,10 @@ SPECS = {
     "max_pool2d": max_pool2d_spec,
     "avg_pool2d": avg_pool2d_spec,
     "adaptive_avg_pool2d": adaptive_avg_pool2d_spec,
+    "eltwise": eltwise_spec,
+    "add": add_spec,
+    "mul": mul_spec,
+    "cat": cat_spec,
 }
 
 
@@ -755,6 +885,23 @@ def _create_plan(key: tuple, handle: Any) -> Tuple[Any, Any]:
                                              int(has_bias)))
         return plan[0], (m, n)
     with _Descs() as d:
+        if op == "eltwise":
+            _, lay, xdims, unbatched, mdims, adims, act, dc = key
+            xd = d.make(LAYOUTS[lay], xdims, dc)
+            md = ffi.NULL if mdims is None else d.make(LAYOUTS[lay], mdims, dc)
+            ad = ffi.NULL if adims is None else d.make(LAYOUTS[lay], adims, dc)
+            ydims = tuple(xdims)
+            _lib.check(lib.pask_plan_create_eltwise(plan, handle, getattr(C, act), xd, md, ad,
+                                                    d.make(LAYOUTS[lay], ydims, dc)))
+            return plan[0], _user_shape(ydims, lay, unbatched)
+        if op == "cat":
+            _, lay, all_dims, unbatched, dc = key
+            descs = ffi.new("const_pask_tensor_desc_t[]", [d.make(LAYOUTS[lay], x, dc) for x in all_dims])
+            dims = ffi.new("int64_t[4]")
+            _lib.check(lib.pask_cat_output_dims(len(all_dims), descs, dims))
+            ydims = tuple(int(v) for v in dims)
+            _lib.check(lib.pask_plan_create_cat(plan, handle, len(all_dims), descs, d.make(LAYOUTS[lay], ydims, dc)))
+            return plan[0], _user_shape(ydims, lay, unbatched)
         if op == "conv2d":
             _, lay, wlay, xdims, unbatched, wdims, st, dil, pads, g, act, alpha, beta, nbias, has_r, dc = key
             xd = d.make(LAYOUTS[lay], xdims, dc)
@@ -825,18 +972,21 @@ def forget(handle: Any) -> None:
 # ---- running, hinting, preparing -----------------------------------------------------
 
 
+ARGS_FIELDS = ["x", "w", "bias", "residual", "y", "m", "a", "xs"]
+
+
 class _Abi:
     """What an execution passes to pask_plan_execute, made once: the args
-    struct is filled as five addresses (pask_plan_args_t is five pointers)."""
+    struct is filled as eight addresses (pask_plan_args_t is eight pointers,
+    ARGS_FIELDS)."""
 
     def __init__(self) -> None:
         ffi, lib = _lib.load()
         fields = [name for name, _ in ffi.typeof("pask_plan_args_t").fields]
-        if fields != ["x", "w", "bias", "residual", "y"] or \
-                ffi.sizeof("pask_plan_args_t") != 5 * ffi.sizeof("uintptr_t"):
-            raise ImportError("paskdnn: pask_plan_args_t is not the five pointers this binding fills")
+        if fields != ARGS_FIELDS or ffi.sizeof("pask_plan_args_t") != len(ARGS_FIELDS) * ffi.sizeof("uintptr_t"):
+            raise ImportError("paskdnn: pask_plan_args_t is not the eight pointers this binding fills")
         self.ffi, self.null, self.execute = ffi, ffi.NULL, lib.pask_plan_execute
-        self.words, self.args = ffi.typeof("uintptr_t[5]"), ffi.typeof("pask_plan_args_t *")
+        self.words, self.args = ffi.typeof(f"uintptr_t[{len(ARGS_FIELDS)}]"), ffi.typeof("pask_plan_args_t *")
 
 
 _ABI: Optional[_Abi] = None
@@ -853,6 +1003,8 @@ def _addr(a: Any, gpu: bool) -> int:
     """The address of an op's array (0 for None), of the context's kind."""
     if a is None:
         return 0
+    if type(a) is PtrList:
+        return a.address()
     if type(a) is DevView:
         if not gpu:
             raise TypeError("a CPU context takes numpy arrays; this array lives on a GPU")
@@ -868,7 +1020,7 @@ def _addr(a: Any, gpu: bool) -> int:
 
 
 def _words(abi: _Abi, arrays: tuple, gpu: bool) -> Any:
-    """The five addresses of one execution (x, w, bias, residual, y)."""
+    """The addresses of one execution (ARGS_FIELDS; a shorter tuple leaves the rest NULL)."""
     return abi.ffi.new(abi.words, [_addr(a, gpu) for a in arrays])
 
 

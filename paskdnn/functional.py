@@ -34,6 +34,18 @@ __all__ = [
     "max_pool2d",
     "avg_pool2d",
     "adaptive_avg_pool2d",
+    "add",
+    "mul",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "silu",
+    "hardswish",
+    "hardsigmoid",
+    "gelu",
+    "batch_norm",
+    "scale_shift",
+    "cat",
 ]
 
 
@@ -227,3 +239,176 @@ def adaptive_avg_pool2d(
     for output sizes that divide the input evenly (``None`` keeps a size)."""
     ctx = _context(context, stream)
     return _spec.run(_spec.adaptive_avg_pool2d_spec(input, output_size, layout=layout, out=out), ctx, stream)
+
+
+# ---- element-wise: add, mul, activations, batch norm; cat -------------------------
+
+
+def _eltwise(input: Any, mul: Any, add: Any, activation: Optional[str], layout: str, out: Any,
+             context: Optional[Context], stream: Any) -> Any:
+    ctx = _context(context, stream)
+    spec = _spec.eltwise_spec(input, mul, add, activation=activation, layout=layout, out=out)
+    return _spec.run(spec, ctx, stream)
+
+
+def _commuted(input: Any, other: Any) -> Tuple[Any, Any]:
+    """(input, other) or, when only other has the full shape (a broadcast first
+    operand, as torch allows), (other, input): the result has the full shape."""
+    ishape, oshape = tuple(getattr(input, "shape", ())), tuple(getattr(other, "shape", ()))
+    if len(oshape) > len(ishape) or (len(oshape) == len(ishape) and oshape != ishape and
+                                     all(o >= i for o, i in zip(oshape, ishape))):
+        return other, input
+    return input, other
+
+
+def add(input: Any, other: Any, *, activation: Optional[str] = None, layout: str = "NCHW", out: Any = None,
+        context: Optional[Context] = None, stream: Any = None) -> Any:
+    """``activation(input + other)``: other of input's shape or broadcast to it
+    numpy-style (a per-channel (1, C, 1, 1) or (N, C, 1, 1) array in NCHW,
+    (1, 1, 1, C) in NHWC, a (1,) scalar array, ...). Either operand may be the
+    broadcast one. ``out`` may be ``input`` itself (in place)."""
+    input, other = _commuted(input, other)
+    return _eltwise(input, None, other, activation, layout, out, context, stream)
+
+
+def mul(input: Any, other: Any, *, activation: Optional[str] = None, layout: str = "NCHW", out: Any = None,
+        context: Optional[Context] = None, stream: Any = None) -> Any:
+    """``activation(input * other)``, broadcasting as :func:`add` (e.g. the
+    per-channel gate of a squeeze-and-excitation block)."""
+    input, other = _commuted(input, other)
+    return _eltwise(input, other, None, activation, layout, out, context, stream)
+
+
+def _activation_op(name: str) -> Any:
+    def op(input: Any, *, layout: str = "NCHW", out: Any = None, context: Optional[Context] = None,
+           stream: Any = None) -> Any:
+        return _eltwise(input, None, None, name, layout, out, context, stream)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = (f"``torch.nn.functional.{name}`` on a 4-D (or 3-D unbatched) array, element by element; "
+                  "``out`` may be ``input`` itself (in place).")
+    return op
+
+
+relu = _activation_op("relu")
+relu6 = _activation_op("relu6")
+sigmoid = _activation_op("sigmoid")
+silu = _activation_op("silu")
+hardswish = _activation_op("hardswish")
+hardsigmoid = _activation_op("hardsigmoid")
+
+
+def gelu(input: Any, approximate: str = "none", *, layout: str = "NCHW", out: Any = None,
+         context: Optional[Context] = None, stream: Any = None) -> Any:
+    """``torch.nn.functional.gelu``: ``approximate="none"`` (erf) or ``"tanh"``."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _eltwise(input, None, None, "gelu" if approximate == "none" else "gelu_tanh", layout, out, context,
+                    stream)
+
+
+def _host_vector(a: Any, name: str, ctx: Context) -> np.ndarray:
+    """A per-channel vector as float64 on the host (copied from the GPU when it lives there)."""
+    if isinstance(a, np.ndarray):
+        if a.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+        return a.astype(np.float64)
+    from . import _arrays, _lib
+
+    if not _arrays.is_device_array(a):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    v = _arrays.view(a, name)
+    if len(v.shape) != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(v.shape)}")
+    if not ctx._gpu:
+        raise TypeError("a CPU context takes numpy arrays; this array lives on a GPU")
+    D = _arrays.dtypes()
+    host = np.empty(v.shape, {D.F32: np.float32, D.F16: np.float16}.get(v.dcode, np.uint16))
+    ffi, lib = _lib.load()
+    if host.nbytes:
+        _lib.check(lib.pask_memcpy(ctx._h(), ffi.cast("void *", host.ctypes.data), ffi.cast("void *", v.ptr),
+                                   host.nbytes, lib.PASK_COPY_DEVICE_TO_HOST))
+    if host.dtype == np.uint16:  # bfloat16 bits
+        return (host.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    return host.astype(np.float64)
+
+
+def batch_norm_scale_shift(running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+                           eps: float = 1e-5) -> Tuple[np.ndarray, np.ndarray]:
+    """The per-channel (scale, shift) of inference batch norm, in float64:
+    ``scale = weight / sqrt(running_var + eps)``, ``shift = bias - running_mean * scale``."""
+    mean = np.asarray(running_mean, np.float64)
+    var = np.asarray(running_var, np.float64)
+    if mean.ndim != 1 or var.shape != mean.shape:
+        raise ValueError(f"running_mean and running_var must be 1-D of one length, got {mean.shape} and {var.shape}")
+    eps = float(eps)
+    if not eps >= 0.0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if np.any(var + eps < 0):
+        raise ValueError("running_var + eps must be >= 0")
+    w = np.ones_like(mean) if weight is None else np.asarray(weight, np.float64)
+    b = np.zeros_like(mean) if bias is None else np.asarray(bias, np.float64)
+    if w.shape != mean.shape or b.shape != mean.shape:
+        raise ValueError(f"weight and bias must be ({mean.shape[0]},), got {w.shape} and {b.shape}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = w / np.sqrt(var + eps)
+    return scale, b - mean * scale
+
+
+def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5, *,
+               activation: Optional[str] = None, layout: str = "NCHW", out: Any = None,
+               context: Optional[Context] = None, stream: Any = None) -> Any:
+    """Inference batch norm like ``torch.nn.functional.batch_norm(training=False)``,
+    with an optional fused activation: ``act((x - mean) / sqrt(var + eps) * weight + bias)``
+    per channel, run as one element-wise pass ``x * scale + shift``. The
+    per-channel vectors are folded in float64 on the host (read back from the
+    GPU where they live there: for a model, fold once, as the ONNX importer
+    does, and call :func:`scale_shift`). ``training=True`` is not supported."""
+    if training:
+        from ._errors import UnsupportedError
+        from ._lib import C
+
+        raise UnsupportedError("batch_norm(training=True) is not supported: paskdnn runs inference",
+                               C.PASK_ERROR_UNSUPPORTED)
+    ctx = _context(context, stream)
+    vecs = [None if v is None else _host_vector(v, name, ctx)
+            for v, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"),
+                            (bias, "bias"))]
+    scale, shift = batch_norm_scale_shift(*vecs, eps=eps)
+    return scale_shift(input, scale, shift, activation=activation, layout=layout, out=out, context=ctx,
+                       stream=stream)
+
+
+def scale_shift(input: Any, scale: Any, shift: Any, *, activation: Optional[str] = None, layout: str = "NCHW",
+                out: Any = None, context: Optional[Context] = None, stream: Any = None) -> Any:
+    """``activation(input * scale[c] + shift[c])`` per channel, scale and shift
+    of length C (host arrays, converted to the input's dtype and device, or
+    arrays of the input's kind already in (1, C, 1, 1) / (1, 1, 1, C) form)."""
+    ctx = _context(context, stream)
+    x = _spec._array(input, "input")
+    c = _spec.nchw_dims(_spec._batched(x, "input")[0].shape, _spec._layout(layout, _spec.LAYOUTS, "layout"))[1]
+    shape = (1, c, 1, 1) if layout == "NCHW" else (1, 1, 1, c)
+
+    def operand(v: Any, name: str) -> Any:
+        if isinstance(v, np.ndarray) or isinstance(v, (list, tuple)):
+            h = np.asarray(v, np.float64)
+            if h.shape != (c,) and h.shape != shape:
+                raise ValueError(f"{name} must have {c} values (one per channel), got shape {h.shape}")
+            h = h.reshape(shape)
+            if not ctx._gpu:
+                return h.astype(np.float32)
+            from ._context import asarray
+
+            return asarray(h, dtype=x.dtype, context=ctx)
+        return v
+
+    return _eltwise(x, operand(scale, "scale"), operand(shift, "shift"), activation, layout, out, ctx, stream)
+
+
+def cat(tensors: Sequence[Any], dim: int = 1, *, layout: str = "NCHW", out: Any = None,
+        context: Optional[Context] = None, stream: Any = None) -> Any:
+    """``torch.cat`` along the channel axis: dim 1 (or -3) of NCHW arrays, dim
+    3 (or -1) of NHWC ones (``layout="NHWC"``); the other dims must agree."""
+    ctx = _context(context, stream)
+    return _spec.run(_spec.cat_spec(tensors, dim, layout=layout, out=out), ctx, stream)

@@ -14,7 +14,7 @@ mkdir -p "$out"
 archs="${PASK_HIP_ARCHS:-gfx90a gfx1030}"
 n=0
 for arch in $archs; do
-  for obj in conv_igemm conv_depthwise gemm pool; do
+  for obj in conv_igemm conv_depthwise gemm pool eltwise; do
     for dtype in 0 1 2; do
       hipcc --offload-arch="$arch" --genco -std=c++17 -DPASK_DTYPE="$dtype" \
         -o "$out/pask_hip_$obj.dtype=$dtype.$arch.hsaco" "$obj.cu"

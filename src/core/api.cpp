@@ -286,6 +286,75 @@ void gemm_problem(int dtype, int trans_a, int trans_b, int64_t m, int64_t n, int
     p.has_beta = args.beta != 0.0f;
 }
 
+// The eltwise Problem: x {N, C, H, W}, m and a (optional) broadcast to it.
+void eltwise_problem(const pask_activation_t &activation, const pask_tensor_desc *x, const pask_tensor_desc *m,
+                     const pask_tensor_desc *a, Problem &p) {
+    need(x, "x_desc");
+    check_4d(*x, "x");
+    check_activation(activation);
+    p.op = PASK_OP_ELTWISE;
+    p.dtype = x->dtype;
+    p.layout = x->layout;
+    p.n = x->dims[0]; p.c = x->dims[1]; p.h = x->dims[2]; p.w = x->dims[3];
+    p.o = p.c; p.oh = p.h; p.ow = p.w;
+    p.activation = activation;
+    const char *names[2] = {"m", "a"};
+    const pask_tensor_desc *ops[2] = {m, a};
+    int64_t *dims[2] = {p.mdims, p.adims};
+    for (int k = 0; k < 2; ++k) {
+        const pask_tensor_desc *d = ops[k];
+        if (!d) continue;
+        require(d->ndim == 4, PASK_ERROR_SHAPE_MISMATCH,
+                std::string(names[k]) + " must be 4-D (dims of 1 broadcast), got " + dims_str(*d));
+        require(d->layout == x->layout, PASK_ERROR_INVALID_ARGUMENT,
+                std::string(names[k]) + " is " + pask::layout_name(d->layout) + " but x is " +
+                    pask::layout_name(x->layout));
+        require(d->dtype == x->dtype, PASK_ERROR_INVALID_ARGUMENT,
+                std::string(names[k]) + " is " + pask::dtype_name(d->dtype) + " but x is " +
+                    pask::dtype_name(x->dtype));
+        for (int j = 0; j < 4; ++j) {
+            require(d->dims[j] == 1 || d->dims[j] == x->dims[j], PASK_ERROR_SHAPE_MISMATCH,
+                    std::string(names[k]) + " " + dims_str(*d) + " does not broadcast to x " + dims_str(*x) +
+                        ": each dim must be 1 or x's");
+            dims[k][j] = d->dims[j];
+        }
+    }
+}
+
+// The cat Problem: count inputs {N, C_i, H, W} joined along C.
+void cat_problem(int64_t count, const const_pask_tensor_desc_t *descs, Problem &p) {
+    require(count >= 1 && count <= pask::kMaxCatInputs, PASK_ERROR_INVALID_ARGUMENT,
+            "cat takes 1.." + std::to_string(pask::kMaxCatInputs) + " inputs, got " + std::to_string(count));
+    need(descs, "x_descs");
+    p.op = PASK_OP_CAT;
+    p.cat_c.clear();
+    int64_t total = 0;
+    for (int64_t i = 0; i < count; ++i) {
+        const pask_tensor_desc *d = descs[i];
+        const std::string name = "cat input " + std::to_string(i);
+        need(d, name.c_str());
+        check_4d(*d, name.c_str());
+        if (i == 0) {
+            p.dtype = d->dtype;
+            p.layout = d->layout;
+            p.n = d->dims[0]; p.h = d->dims[2]; p.w = d->dims[3];
+        } else {
+            require(d->dtype == p.dtype, PASK_ERROR_INVALID_ARGUMENT,
+                    name + " is " + pask::dtype_name(d->dtype) + " but input 0 is " + pask::dtype_name(p.dtype));
+            require(d->layout == p.layout, PASK_ERROR_INVALID_ARGUMENT,
+                    name + " is " + pask::layout_name(d->layout) + " but input 0 is " + pask::layout_name(p.layout));
+            require(d->dims[0] == p.n && d->dims[2] == p.h && d->dims[3] == p.w, PASK_ERROR_SHAPE_MISMATCH,
+                    name + " is " + dims_str(*d) + " but input 0 is " + dims_str(*descs[0]) +
+                        ": cat joins channels, so N, H and W must agree");
+        }
+        p.cat_c.push_back(d->dims[1]);
+        total = checked_add(total, d->dims[1], "cat channels");
+    }
+    p.c = p.o = total;
+    p.oh = p.h;
+    p.ow = p.w;
+}
+
 // ---- plans: validated once (prepare_*), executed with pointers (execute_plan) ----
 
 void finish_plan(pask_plan &plan, pask_context *context) {
@@ -335,6 +404,51 @@ void prepare_pool(pask_plan &plan, pask_context *context, const pask_pool2d_para
     finish_plan(plan, context);
 }
 
+void prepare_eltwise(pask_plan &plan, pask_context *context, const pask_activation_t &activation,
+                     const pask_tensor_desc *x_desc, const pask_tensor_desc *m_desc, const pask_tensor_desc *a_desc,
+                     const pask_tensor_desc *y_desc) {
+    eltwise_problem(activation, x_desc, m_desc, a_desc, plan.problem);
+    check_output(y_desc, plan.problem, plan.problem.c);
+    plan.x_bytes = x_desc->bytes;
+    plan.m_bytes = m_desc ? m_desc->bytes : 0;
+    plan.a_bytes = a_desc ? a_desc->bytes : 0;
+    plan.y_bytes = y_desc->bytes;
+    finish_plan(plan, context);
+}
+
+void prepare_cat(pask_plan &plan, pask_context *context, int64_t count, const const_pask_tensor_desc_t *x_descs,
+                 const pask_tensor_desc *y_desc) {
+    cat_problem(count, x_descs, plan.problem);
+    check_output(y_desc, plan.problem, plan.problem.o);
+    plan.cat_bytes.clear();
+    for (int64_t i = 0; i < count; ++i) plan.cat_bytes.push_back(x_descs[i]->bytes);
+    plan.y_bytes = y_desc->bytes;
+    finish_plan(plan, context);
+}
+
+// eltwise and cat: their own operands (x and y may coincide for eltwise).
+void check_new_op_pointers(const pask_plan &plan, const pask_plan_args_t &a) {
+    const Problem &p = plan.problem;
+    need(a.y, "y");
+    if (p.op == PASK_OP_CAT) {
+        need(a.xs, "xs");
+        for (size_t i = 0; i < p.cat_c.size(); ++i) {
+            const std::string name = "cat input " + std::to_string(i);
+            need(a.xs[i], name.c_str());
+            check_no_overlap(a.y, plan.y_bytes, a.xs[i], plan.cat_bytes[i], "y", name.c_str());
+        }
+        return;
+    }
+    need(a.x, "x");
+    require((plan.m_bytes != 0) == (a.m != nullptr), PASK_ERROR_NULL_POINTER,
+            "m and m_desc must both be NULL or both be set");
+    require((plan.a_bytes != 0) == (a.a != nullptr), PASK_ERROR_NULL_POINTER,
+            "a and a_desc must both be NULL or both be set");
+    if (a.x != a.y) check_no_overlap(a.y, plan.y_bytes, a.x, plan.x_bytes, "y", "x (only y == x exactly is in place)");
+    check_no_overlap(a.y, plan.y_bytes, a.m, plan.m_bytes, "y", "m");
+    check_no_overlap(a.y, plan.y_bytes, a.a, plan.a_bytes, "y", "a");
+}
+
 // The pointers of one execution: present where the plan needs them, absent
 // where it does not, and the output overlapping no input.
 void check_plan_pointers(const pask_plan &plan, const pask_plan_args_t &a) {
@@ -379,8 +493,20 @@ private:
 };
 
 void execute_plan(const pask_plan &plan, const pask_plan_args_t &a, void *stream) {
-    check_plan_pointers(plan, a);
+    const pask_op_t op = plan.problem.op;
     pask::OpArgs args = plan.args;
+    if (op == PASK_OP_ELTWISE || op == PASK_OP_CAT) {
+        check_new_op_pointers(plan, a);
+        args.x = op == PASK_OP_ELTWISE ? a.x : nullptr;
+        args.m = op == PASK_OP_ELTWISE ? a.m : nullptr;
+        args.a = op == PASK_OP_ELTWISE ? a.a : nullptr;
+        args.xs = op == PASK_OP_CAT ? a.xs : nullptr;
+        args.y = a.y;
+        StreamScope scope(*plan.context->backend, stream);
+        plan.context->dispatcher->execute_hashed(plan.problem, plan.hash, args);
+        return;
+    }
+    check_plan_pointers(plan, a);
     args.x = a.x;
     args.w = plan.problem.op == PASK_OP_POOL2D ? nullptr : a.w;
     args.bias = a.bias;
@@ -584,6 +710,43 @@ pask_status_t pask_pool2d_forward(pask_context_t context, const pask_pool2d_para
     });
 }
 
+pask_status_t pask_eltwise_forward(pask_context_t context, pask_activation_t activation,
+                                   const_pask_tensor_desc_t x_desc, const void *x, const_pask_tensor_desc_t m_desc,
+                                   const void *m, const_pask_tensor_desc_t a_desc, const void *a,
+                                   const_pask_tensor_desc_t y_desc, void *y) {
+    return guarded([&] {
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        pask_plan plan;
+        prepare_eltwise(plan, context, activation, x_desc, m_desc, a_desc, y_desc);
+        pask_plan_args_t args{};
+        args.x = x; args.m = m; args.a = a; args.y = y;
+        execute_plan(plan, args, nullptr);
+    });
+}
+
+pask_status_t pask_cat_output_dims(int64_t count, const const_pask_tensor_desc_t *x_descs, int64_t *out_dims) {
+    return guarded([&] {
+        need(out_dims, "out_dims");
+        Problem p;
+        cat_problem(count, x_descs, p);
+        out_dims[0] = p.n; out_dims[1] = p.o; out_dims[2] = p.h; out_dims[3] = p.w;
+    });
+}
+
+pask_status_t pask_cat_forward(pask_context_t context, int64_t count, const const_pask_tensor_desc_t *x_descs,
+                               const void *const *xs, const_pask_tensor_desc_t y_desc, void *y) {
+    return guarded([&] {
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        pask_plan plan;
+        prepare_cat(plan, context, count, x_descs, y_desc);
+        pask_plan_args_t args{};
+        args.xs = xs; args.y = y;
+        execute_plan(plan, args, nullptr);
+    });
+}
+
 // ---- prepared calls -------------------------------------------------------------
 
 pask_status_t pask_plan_create_conv2d(pask_plan_t *plan, pask_context_t context, const pask_conv2d_params_t *params,
@@ -621,6 +784,31 @@ pask_status_t pask_plan_create_pool2d(pask_plan_t *plan, pask_context_t context,
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_pool(*made, context, params, x_desc, y_desc);
+        *plan = made.release();
+    });
+}
+
+pask_status_t pask_plan_create_eltwise(pask_plan_t *plan, pask_context_t context, pask_activation_t activation,
+                                       const_pask_tensor_desc_t x_desc, const_pask_tensor_desc_t m_desc,
+                                       const_pask_tensor_desc_t a_desc, const_pask_tensor_desc_t y_desc) {
+    return guarded([&] {
+        need(plan, "plan");
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);
+        auto made = std::make_unique<pask_plan>();
+        prepare_eltwise(*made, context, activation, x_desc, m_desc, a_desc, y_desc);
+        *plan = made.release();
+    });
+}
+
+pask_status_t pask_plan_create_cat(pask_plan_t *plan, pask_context_t context, int64_t count,
+                                   const const_pask_tensor_desc_t *x_descs, const_pask_tensor_desc_t y_desc) {
+    return guarded([&] {
+        need(plan, "plan");
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);
+        auto made = std::make_unique<pask_plan>();
+        prepare_cat(*made, context, count, x_descs, y_desc);
         *plan = made.release();
     });
 }
@@ -866,6 +1054,27 @@ pask_status_t pask_hint_pool2d(pask_context_t context, const pask_pool2d_params_
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         Problem p;
         pool_problem(params, x_desc, p);
+        context->hint(p);
+    });
+}
+
+pask_status_t pask_hint_eltwise(pask_context_t context, pask_activation_t activation, const_pask_tensor_desc_t x_desc,
+                                const_pask_tensor_desc_t m_desc, const_pask_tensor_desc_t a_desc) {
+    return guarded([&] {
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        Problem p;
+        eltwise_problem(activation, x_desc, m_desc, a_desc, p);
+        context->hint(p);
+    });
+}
+
+pask_status_t pask_hint_cat(pask_context_t context, int64_t count, const const_pask_tensor_desc_t *x_descs) {
+    return guarded([&] {
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        Problem p;
+        cat_problem(count, x_descs, p);
         context->hint(p);
     });
 }

@@ -34,6 +34,10 @@ void Dispatcher::check_pointers(const Problem &p, const OpArgs &args) const {
     b.check_device_pointer(args.bias, "bias");
     b.check_device_pointer(args.residual, "residual");
     b.check_device_pointer(args.y, gemm ? "C" : "y");
+    b.check_device_pointer(args.m, "m");
+    b.check_device_pointer(args.a, "a");
+    if (p.op == PASK_OP_CAT)
+        for (size_t i = 0; i < p.cat_c.size(); ++i) b.check_device_pointer(args.xs[i], "a cat input");
 }
 
 // Counters, the record, and the hint queue's head.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "problem.hpp"
 #include "solver.hpp"
@@ -17,4 +18,6 @@ struct pask_plan {
     size_t hash = 0;
     pask::OpArgs args;      // alpha, beta; the pointers come with each execution
     int64_t x_bytes = 0, w_bytes = 0, bias_bytes = 0, residual_bytes = 0, y_bytes = 0;
+    int64_t m_bytes = 0, a_bytes = 0;          // eltwise operands (0: none)
+    std::vector<int64_t> cat_bytes;            // cat: each input's extent
 };

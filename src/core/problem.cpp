@@ -41,11 +41,23 @@ const char *layout_name(pask_layout_t layout) {
     return "?";
 }
 
+void broadcast_strides(const int64_t d[4], pask_layout_t layout, int64_t out[4]) {
+    int64_t s[4];
+    if (layout == PASK_LAYOUT_NHWC) {
+        s[1] = 1; s[3] = d[1]; s[2] = d[3] * d[1]; s[0] = d[2] * d[3] * d[1];
+    } else {
+        s[3] = 1; s[2] = d[3]; s[1] = d[2] * d[3]; s[0] = d[1] * d[2] * d[3];
+    }
+    for (int i = 0; i < 4; ++i) out[i] = d[i] == 1 ? 0 : s[i];
+}
+
 const char *op_name(pask_op_t op) {
     switch (op) {
     case PASK_OP_CONV2D: return "conv2d";
     case PASK_OP_GEMM: return "gemm";
     case PASK_OP_POOL2D: return "pool2d";
+    case PASK_OP_ELTWISE: return "eltwise";
+    case PASK_OP_CAT: return "cat";
     }
     return "?";
 }
@@ -82,6 +94,14 @@ std::vector<int64_t> Problem::fields() const {
     case PASK_OP_GEMM:
         f.insert(f.end(), {trans_a, trans_b, gm, gn, gk, lda, ldb, ldc, has_bias, has_beta, activation});
         break;
+    case PASK_OP_ELTWISE:
+        f.insert(f.end(), {n, c, h, w, mdims[0], mdims[1], mdims[2], mdims[3], adims[0], adims[1], adims[2],
+                           adims[3], activation});
+        break;
+    case PASK_OP_CAT:
+        f.insert(f.end(), {n, h, w, int64_t(cat_c.size())});
+        f.insert(f.end(), cat_c.begin(), cat_c.end());
+        break;
     }
     return f;
 }
@@ -94,13 +114,18 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
         if (v < lo || v > hi) bad(std::string(what) + " out of range");
         return v;
     };
-    p.op = static_cast<pask_op_t>(in(f[0], PASK_OP_CONV2D, PASK_OP_POOL2D, "op"));
+    p.op = static_cast<pask_op_t>(in(f[0], PASK_OP_CONV2D, PASK_OP_CAT, "op"));
     p.device = static_cast<pask_device_type_t>(in(f[1], PASK_DEVICE_CPU, PASK_DEVICE_HIP, "device"));
     p.device_index = static_cast<int>(in(f[2], 0, 1024, "device index"));
     p.dtype = static_cast<pask_dtype_t>(in(f[3], PASK_DTYPE_FLOAT32, PASK_DTYPE_FLOAT64, "dtype"));
     p.layout = static_cast<pask_layout_t>(in(f[4], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "layout"));
     p.weight_layout = static_cast<pask_layout_t>(in(f[5], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "weight layout"));
-    const size_t want = p.op == PASK_OP_CONV2D ? 28 : p.op == PASK_OP_POOL2D ? 26 : 17;
+    size_t want = p.op == PASK_OP_CONV2D ? 28 : p.op == PASK_OP_POOL2D ? 26 : p.op == PASK_OP_GEMM ? 17
+                : p.op == PASK_OP_ELTWISE ? 19 : 10;
+    if (p.op == PASK_OP_CAT) {
+        if (f.size() < 10) bad("too few fields for cat");
+        want = 10 + size_t(in(f[9], 1, kMaxCatInputs, "cat input count"));
+    }
     if (f.size() != want) bad("expected " + std::to_string(want) + " fields for " + op_name(p.op));
     constexpr int64_t big = int64_t(1) << 40;
     size_t i = 6;
@@ -129,6 +154,26 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
         p.ceil_mode = static_cast<int>(flag("ceil_mode"));
         p.count_include_pad = static_cast<int>(flag("count_include_pad"));
         p.divisor_override = nonneg("divisor_override");
+    } else if (p.op == PASK_OP_ELTWISE) {
+        p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = p.c; p.oh = p.h; p.ow = p.w;
+        const int64_t x[4] = {p.n, p.c, p.h, p.w};
+        for (int64_t *d : {p.mdims, p.adims}) {
+            for (int j = 0; j < 4; ++j) d[j] = nonneg("operand dim");
+            const bool absent = d[0] == 0 && d[1] == 0 && d[2] == 0 && d[3] == 0;
+            for (int j = 0; j < 4 && !absent; ++j)
+                if (d[j] != 1 && d[j] != x[j]) bad("operand dims must each be 1 or x's");
+        }
+        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastActivation, "activation"));
+    } else if (p.op == PASK_OP_CAT) {
+        p.n = dim("n"); p.h = dim("h"); p.w = dim("w"); p.oh = p.h; p.ow = p.w;
+        ++i;  // the count, read above
+        int64_t total = 0;
+        while (i < f.size()) {
+            p.cat_c.push_back(dim("cat channels"));
+            total += p.cat_c.back();
+            if (total > big) bad("cat channels out of range");
+        }
+        p.c = p.o = total;
     } else {
         p.trans_a = static_cast<int>(flag("trans_a")); p.trans_b = static_cast<int>(flag("trans_b"));
         p.gm = dim("m"); p.gn = dim("n"); p.gk = dim("k");
@@ -179,6 +224,21 @@ std::string Problem::str() const {
                       (long long)gm, (long long)gn, (long long)gk, trans_a, trans_b, has_bias ? " bias" : "",
                       int(activation));
         break;
+    case PASK_OP_ELTWISE: {
+        auto d4 = [](const int64_t *d) {
+            if (!d[0]) return std::string("-");
+            return "[" + std::to_string(d[0]) + "," + std::to_string(d[1]) + "," + std::to_string(d[2]) + "," +
+                   std::to_string(d[3]) + "]";
+        };
+        std::snprintf(buf, sizeof buf, "eltwise %s %s x=[%lld,%lld,%lld,%lld] m=%s a=%s act=%d", dtype_name(dtype),
+                      layout_name(layout), (long long)n, (long long)c, (long long)h, (long long)w,
+                      d4(mdims).c_str(), d4(adims).c_str(), int(activation));
+        break;
+    }
+    case PASK_OP_CAT:
+        std::snprintf(buf, sizeof buf, "cat %s %s n=%lld %zu inputs -> c=%lld %lldx%lld", dtype_name(dtype),
+                      layout_name(layout), (long long)n, cat_c.size(), (long long)o, (long long)h, (long long)w);
+        break;
     }
     return buf;
 }
@@ -190,6 +250,8 @@ double Problem::flops() const {
                double(kw);
     case PASK_OP_GEMM: return 2.0 * double(gm) * double(gn) * double(gk);
     case PASK_OP_POOL2D: return double(n) * double(c) * double(oh) * double(ow) * double(kh) * double(kw);
+    case PASK_OP_ELTWISE: return double(n) * double(c) * double(h) * double(w);
+    case PASK_OP_CAT: return 0;
     }
     return 0;
 }

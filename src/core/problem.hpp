@@ -64,7 +64,15 @@ struct Problem {
     int64_t gm = 0, gn = 0, gk = 0;
     int64_t lda = 0, ldb = 0, ldc = 0;
 
-    // epilogue (conv2d, gemm)
+    // eltwise: y = act(x * m + a) over x {n, c, h, w}; m and a broadcast to x.
+    // Their logical dims, each equal to x's or 1; all 0 when absent.
+    int64_t mdims[4] = {0, 0, 0, 0};
+    int64_t adims[4] = {0, 0, 0, 0};
+
+    // cat: inputs {n, cat_c[i], h, w}, output {n, o = sum, h, w}
+    std::vector<int64_t> cat_c;
+
+    // epilogue (conv2d, gemm); activation also eltwise
     bool has_bias = false;
     bool has_residual = false;
     bool has_beta = false;  // beta != 0: the output is read
@@ -88,6 +96,14 @@ struct Problem {
 struct ProblemHash {
     size_t operator()(const Problem &p) const { return p.hash(); }
 };
+
+// The most inputs a cat Problem takes (a bound on records read from files).
+constexpr int64_t kMaxCatInputs = 4096;
+
+// Element strides, in logical (n, c, h, w) order, of a 4-D eltwise operand
+// of dims d stored in layout, 0 along its dims of 1 (so that indexing it with
+// x's coordinates broadcasts it).
+void broadcast_strides(const int64_t d[4], pask_layout_t layout, int64_t out[4]);
 
 // p is for device and in one of the GPU solvers' dtypes (float32, float16, bfloat16).
 bool gpu_float(const Problem &p, pask_device_type_t device);

@@ -25,7 +25,10 @@ struct OpArgs {
     const void *w = nullptr;         // conv weight, gemm B
     const void *bias = nullptr;
     const void *residual = nullptr;
-    void *y = nullptr;               // conv/pool output, gemm C
+    void *y = nullptr;               // conv/pool/eltwise/cat output, gemm C
+    const void *m = nullptr;         // eltwise multiplier (broadcast), or none
+    const void *a = nullptr;         // eltwise addend (broadcast), or none
+    const void *const *xs = nullptr; // cat inputs (Problem::cat_c.size() of them)
     float alpha = 1.0f;
     float beta = 0.0f;
 };

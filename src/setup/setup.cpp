@@ -56,6 +56,12 @@ const std::vector<const Solver *> &solver_table() {
         &cudnn::conv2d_cudnn_h1,           // conv2d.cudnn_h1          the heuristics' 2nd precompiled configuration
         &cudnn::conv2d_cudnn_h2,           // conv2d.cudnn_h2          ... 3rd
         &cudnn::gemm_cudnn_h1,             // gemm.cudnn_h1            matmul, 2nd configuration
+        &native::cpu::eltwise,             // eltwise.cpu         y = act(x * m + a), m and a broadcast
+        &native::cpu::cat,                 // cat.cpu             channels joined
+        &native::cuda::eltwise,            // eltwise.cuda             y = act(x * m + a), m and a broadcast
+        &native::cuda::cat,                // cat.cuda                 channels joined, 24 inputs a launch
+        &native::hip::eltwise,             // eltwise.hip              as eltwise.cuda (same source)
+        &native::hip::cat,                 // cat.hip                  as cat.cuda
     };
     return table;
 }

@@ -130,6 +130,37 @@ EXPORT void emu_gemm_small_m(const int64_t *d, float alpha, float beta, const vo
 }
 #endif
 
+#ifdef PASK_EMU_ELTWISE
+// d: n, c, h, w, layout, activation, m_stride[4], a_stride[4]
+EXPORT void emu_eltwise(const int64_t *d, const void *x, const void *m, const void *a, void *y) {
+    pask_cuda_eltwise_params q{};
+    q.n = d[0]; q.c = d[1]; q.h = d[2]; q.w = d[3]; q.layout = int(d[4]); q.activation = int(d[5]);
+    for (int i = 0; i < 4; ++i) q.m_stride[i] = d[6 + i], q.a_stride[i] = d[10 + i];
+    q.x = x; q.m = m; q.a = a; q.y = y;
+    unsigned grid[3], block[3], smem = 0;
+    pask_cuda_eltwise_launch(&q, grid, block, &smem);
+    pask_emu_launch(pask_eltwise, q, grid, block);
+}
+
+// d: n, h, w, layout, count; cs: count channels; xs: count pointers. Launched
+// in groups of PASK_CUDA_CAT_GROUP as the solver does.
+EXPORT void emu_cat(const int64_t *d, const int64_t *cs, const void *const *xs, void *y) {
+    int64_t total = 0;
+    for (int64_t i = 0; i < d[4]; ++i) total += cs[i];
+    int64_t base = 0;
+    for (int64_t g = 0; g < d[4]; g += PASK_CUDA_CAT_GROUP) {
+        pask_cuda_cat_params q{};
+        q.n = d[0]; q.h = d[1]; q.w = d[2]; q.layout = int(d[3]); q.c_total = total; q.c_base = base; q.y = y;
+        q.count = int(d[4] - g < PASK_CUDA_CAT_GROUP ? d[4] - g : PASK_CUDA_CAT_GROUP);
+        for (int i = 0; i < q.count; ++i) q.cs[i] = cs[g + i], q.xs[i] = xs[g + i], q.c_group += cs[g + i];
+        unsigned grid[3], block[3], smem = 0;
+        pask_cuda_cat_launch(&q, grid, block, &smem);
+        pask_emu_launch(pask_cat, q, grid, block);
+        base += q.c_group;
+    }
+}
+#endif
+
 #ifdef PASK_EMU_POOL
 // d: n, c, h, w, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left, pad_bottom,
 //    pad_right, dil_h, dil_w, divisor_override, mode, count_include_pad, layout

@@ -102,9 +102,35 @@ typedef struct pask_cpu_pool2d_args {
     float *y;
 } pask_cpu_pool2d_args;
 
+/* y = act(x * m + a) over x {n, c, h, w} in layout; m and a (NULL: none)
+ * broadcast to x: m_stride / a_stride give each one's element stride along
+ * (n, c, h, w) in logical order, 0 along a broadcast dim. y may be x. */
+typedef struct pask_cpu_eltwise_args {
+    int64_t n, c, h, w;
+    int layout;
+    int activation;
+    const float *x;
+    const float *m; int64_t m_stride[4];
+    const float *a; int64_t a_stride[4];
+    float *y;
+} pask_cpu_eltwise_args;
+
+/* y {n, sum c_i, h, w} = inputs joined along channels, layout as given. */
+typedef struct pask_cpu_cat_args {
+    int64_t n, h, w;
+    int layout;
+    int64_t count;
+    const float *const *xs;
+    const int64_t *cs;           /* channels of each input */
+    int64_t c_total;
+    float *y;
+} pask_cpu_cat_args;
+
 typedef int (*pask_cpu_conv2d_fn)(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *args);
 typedef int (*pask_cpu_gemm_fn)(const pask_cpu_runtime *rt, const pask_cpu_gemm_args *args);
 typedef int (*pask_cpu_pool2d_fn)(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args *args);
+typedef int (*pask_cpu_eltwise_fn)(const pask_cpu_runtime *rt, const pask_cpu_eltwise_args *args);
+typedef int (*pask_cpu_cat_fn)(const pask_cpu_runtime *rt, const pask_cpu_cat_args *args);
 typedef uint32_t (*pask_cpu_abi_version_fn)(void);
 
 #ifdef __cplusplus

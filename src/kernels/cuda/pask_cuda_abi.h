@@ -111,6 +111,35 @@ typedef struct pask_cuda_pool2d_params {
     void *y;
 } pask_cuda_pool2d_params;
 
+/* y = act(x * m + a), m and a (NULL: none) broadcast to x {n, c, h, w}:
+ * m_stride / a_stride are their element strides along (n, c, h, w) in
+ * logical order, 0 along a broadcast dim. y may be x. */
+typedef struct pask_cuda_eltwise_params {
+    pask_i64 n, c, h, w;
+    pask_i64 m_stride[4];
+    pask_i64 a_stride[4];
+    int layout;
+    int activation;
+    const void *x;
+    const void *m;
+    const void *a;
+    void *y;
+} pask_cuda_eltwise_params;
+
+/* Inputs one cat launch copies; the host launches once per group of this many. */
+#define PASK_CUDA_CAT_GROUP 24
+
+/* One group of a cat: inputs xs[0..count) of cs[i] channels land at output
+ * channels c_base + (cs[0] + ... + cs[i-1]); y has c_total channels. */
+typedef struct pask_cuda_cat_params {
+    pask_i64 n, h, w, c_total, c_base, c_group;
+    pask_i64 cs[PASK_CUDA_CAT_GROUP];
+    const void *xs[PASK_CUDA_CAT_GROUP];
+    int count;
+    int layout;
+    void *y;
+} pask_cuda_cat_params;
+
 #if !defined(__CUDACC_RTC__) && !defined(__CUDACC__) && !defined(__HIP__)
 /* ---- host-only launch geometry (kernel entries take the params struct by value) ----
  * Dynamic shared memory: igemm conv and gemm may ask for more than 48 KB (81920 bytes for
@@ -303,6 +332,15 @@ static inline void pask_cuda_pool2d_global_avg_launch(const pask_cuda_pool2d_par
     /* NCHW: a warp per (n, c); NHWC: a thread per (n, c) */
     pask_i64 work = p->layout == PASK_CUDA_LAYOUT_NHWC ? p->n * p->c : p->n * p->c * 32;
     pask_cuda_elementwise_geom_(work, grid, block, shared_bytes);
+}
+static inline void pask_cuda_eltwise_launch(const pask_cuda_eltwise_params *p, unsigned grid[3], unsigned block[3],
+                                            unsigned *shared_bytes) {
+    pask_cuda_elementwise_geom_(p->n * p->c * p->h * p->w, grid, block, shared_bytes);
+}
+
+static inline void pask_cuda_cat_launch(const pask_cuda_cat_params *p, unsigned grid[3], unsigned block[3],
+                                        unsigned *shared_bytes) {
+    pask_cuda_elementwise_geom_(p->n * p->c_group * p->h * p->w, grid, block, shared_bytes);
 }
 #endif /* host only */
 

@@ -204,6 +204,52 @@ public:
     double cost_us(const Problem &p) const override { return double(p.n) * p.c * p.h * p.w / 8e3 + 1; }
 };
 
+// ---- eltwise, cat ---------------------------------------------------------------
+
+class Eltwise final : public CpuSolver {
+public:
+    using CpuSolver::CpuSolver;
+    bool applicable(const Problem &p) const override {
+        return p.op == PASK_OP_ELTWISE && p.dtype == PASK_DTYPE_FLOAT32;
+    }
+    double cost_us(const Problem &p) const override { return 3.0 * 4.0 * p.flops() / kBytesPerUs + 1; }
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &backend) const override {
+        pask_cpu_eltwise_args args{};
+        args.n = p.n; args.c = p.c; args.h = p.h; args.w = p.w;
+        args.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CPU_LAYOUT_NHWC : PASK_CPU_LAYOUT_NCHW;
+        args.activation = static_cast<int>(p.activation);
+        args.x = static_cast<const float *>(a.x);
+        args.m = static_cast<const float *>(a.m);
+        args.a = static_cast<const float *>(a.a);
+        if (args.m) broadcast_strides(p.mdims, p.layout, args.m_stride);
+        if (args.a) broadcast_strides(p.adims, p.layout, args.a_stride);
+        args.y = static_cast<float *>(a.y);
+        auto fn = reinterpret_cast<pask_cpu_eltwise_fn>(k.entry);
+        check_kernel_status(fn(runtime_of(backend), &args), k);
+    }
+};
+
+class Cat final : public CpuSolver {
+public:
+    using CpuSolver::CpuSolver;
+    bool applicable(const Problem &p) const override { return p.op == PASK_OP_CAT && p.dtype == PASK_DTYPE_FLOAT32; }
+    double cost_us(const Problem &p) const override {
+        return 2.0 * 4.0 * double(p.n) * double(p.o) * double(p.h) * double(p.w) / kBytesPerUs + 1;
+    }
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &backend) const override {
+        pask_cpu_cat_args args{};
+        args.n = p.n; args.h = p.h; args.w = p.w;
+        args.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CPU_LAYOUT_NHWC : PASK_CPU_LAYOUT_NCHW;
+        args.count = int64_t(p.cat_c.size());
+        args.xs = reinterpret_cast<const float *const *>(a.xs);
+        args.cs = p.cat_c.data();
+        args.c_total = p.o;
+        args.y = static_cast<float *>(a.y);
+        auto fn = reinterpret_cast<pask_cpu_cat_fn>(k.entry);
+        check_kernel_status(fn(runtime_of(backend), &args), k);
+    }
+};
+
 const ConvDirect k_conv2d_direct(1, "conv2d.direct", PASK_OP_CONV2D, "conv_direct", "pask_conv2d_direct_f32");
 const ConvIm2col k_conv2d_im2col(2, "conv2d.im2col_gemm", PASK_OP_CONV2D, "conv_im2col", "pask_conv2d_im2col_f32");
 const ConvGemm1x1 k_conv2d_1x1(3, "conv2d.gemm_1x1", PASK_OP_CONV2D, "conv_1x1", "pask_conv2d_1x1_f32");
@@ -213,8 +259,13 @@ const GemmSmall k_gemm_small(6, "gemm.small", PASK_OP_GEMM, "gemm", "pask_gemm_s
 const PoolDirect k_pool_direct(7, "pool2d.direct", PASK_OP_POOL2D, "pool_direct", "pask_pool2d_direct_f32");
 const PoolGlobalAvg k_pool_global(8, "pool2d.global_avg", PASK_OP_POOL2D, "pool_global", "pask_pool2d_global_avg_f32");
 
+const Eltwise k_eltwise(30, "eltwise.cpu", PASK_OP_ELTWISE, "eltwise", "pask_eltwise_f32");
+const Cat k_cat(31, "cat.cpu", PASK_OP_CAT, "eltwise", "pask_cat_f32");
+
 }  // namespace
 
+const Solver &eltwise = k_eltwise;
+const Solver &cat = k_cat;
 const Solver &conv2d_direct = k_conv2d_direct;
 const Solver &conv2d_im2col_gemm = k_conv2d_im2col;
 const Solver &conv2d_gemm_1x1 = k_conv2d_1x1;

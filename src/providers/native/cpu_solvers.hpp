@@ -14,5 +14,7 @@ extern const Solver &gemm_blocked;
 extern const Solver &gemm_small;
 extern const Solver &pool2d_direct;
 extern const Solver &pool2d_global_avg;
+extern const Solver &eltwise;
+extern const Solver &cat;
 
 }  // namespace pask::native::cpu

@@ -173,6 +173,8 @@ const gpu::ConvDepthwise<Cuda> k_dw(11, "conv2d.cuda_depthwise", PASK_OP_CONV2D,
 const gpu::Gemm<Cuda> k_gemm(12, "gemm.cuda_tc", PASK_OP_GEMM, "gemm", "pask_gemm");
 const gpu::PoolDirect<Cuda> k_pool(13, "pool2d.cuda_direct", PASK_OP_POOL2D, "pool", "pask_pool2d");
 const gpu::PoolGlobalAvg<Cuda> k_gpool(14, "pool2d.cuda_global_avg", PASK_OP_POOL2D, "pool", "pask_pool2d_global_avg");
+const gpu::Eltwise<Cuda> k_eltwise(32, "eltwise.cuda", PASK_OP_ELTWISE, "eltwise", "pask_eltwise");
+const gpu::Cat<Cuda> k_cat(33, "cat.cuda", PASK_OP_CAT, "eltwise", "pask_cat");
 
 }  // namespace
 const Solver &conv2d_igemm = k_igemm;
@@ -181,5 +183,7 @@ const Solver &conv2d_depthwise = k_dw;
 const Solver &gemm_tc = k_gemm;
 const Solver &pool2d_direct = k_pool;
 const Solver &pool2d_global_avg = k_gpool;
+const Solver &eltwise = k_eltwise;
+const Solver &cat = k_cat;
 
 }  // namespace pask::native::cuda

@@ -190,4 +190,59 @@ public:
     }
 };
 
+template <class T>
+class Eltwise final : public GpuSolver<T> {
+public:
+    using GpuSolver<T>::GpuSolver;
+    bool applicable(const Problem &p) const override { return p.op == PASK_OP_ELTWISE && this->dtype_ok(p); }
+    double cost_us(const Problem &p) const override {
+        return 2.0 * p.flops() * elem_bytes(p) / T::bytes_per_us + T::launch_us;
+    }
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
+        pask_cuda_eltwise_params q{};
+        q.n = p.n; q.c = p.c; q.h = p.h; q.w = p.w;
+        if (a.m) broadcast_strides(p.mdims, p.layout, q.m_stride);
+        if (a.a) broadcast_strides(p.adims, p.layout, q.a_stride);
+        q.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CUDA_LAYOUT_NHWC : PASK_CUDA_LAYOUT_NCHW;
+        q.activation = static_cast<int>(p.activation);
+        q.x = a.x; q.m = a.m; q.a = a.a; q.y = a.y;
+        unsigned grid[3], block[3], smem = 0;
+        pask_cuda_eltwise_launch(&q, grid, block, &smem);
+        this->launch(k, b, grid, block, smem, &q);
+    }
+};
+
+// A concatenation: one launch per PASK_CUDA_CAT_GROUP inputs, each writing
+// its inputs' channel range of y.
+template <class T>
+class Cat final : public GpuSolver<T> {
+public:
+    using GpuSolver<T>::GpuSolver;
+    bool applicable(const Problem &p) const override { return p.op == PASK_OP_CAT && this->dtype_ok(p); }
+    double cost_us(const Problem &p) const override {
+        const double groups = double((p.cat_c.size() + PASK_CUDA_CAT_GROUP - 1) / PASK_CUDA_CAT_GROUP);
+        return 2.0 * double(p.n) * p.o * p.h * p.w * elem_bytes(p) / T::bytes_per_us + groups * T::launch_us;
+    }
+    void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &b) const override {
+        const size_t count = p.cat_c.size();
+        int64_t base = 0;
+        for (size_t g = 0; g < count; g += PASK_CUDA_CAT_GROUP) {
+            pask_cuda_cat_params q{};
+            q.n = p.n; q.h = p.h; q.w = p.w; q.c_total = p.o; q.c_base = base;
+            q.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CUDA_LAYOUT_NHWC : PASK_CUDA_LAYOUT_NCHW;
+            q.y = a.y;
+            q.count = static_cast<int>(std::min<size_t>(PASK_CUDA_CAT_GROUP, count - g));
+            for (int i = 0; i < q.count; ++i) {
+                q.cs[i] = p.cat_c[g + i];
+                q.xs[i] = a.xs[g + i];
+                q.c_group += q.cs[i];
+            }
+            unsigned grid[3], block[3], smem = 0;
+            pask_cuda_cat_launch(&q, grid, block, &smem);
+            this->launch(k, b, grid, block, smem, &q);
+            base += q.c_group;
+        }
+    }
+};
+
 }  // namespace pask::native::gpu

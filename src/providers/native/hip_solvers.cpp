@@ -50,6 +50,8 @@ const gpu::ConvDepthwise<Hip> k_dw(20, "conv2d.hip_depthwise", PASK_OP_CONV2D, "
 const gpu::Gemm<Hip> k_gemm(21, "gemm.hip", PASK_OP_GEMM, "gemm", "pask_gemm");
 const gpu::PoolDirect<Hip> k_pool(22, "pool2d.hip_direct", PASK_OP_POOL2D, "pool", "pask_pool2d");
 const gpu::PoolGlobalAvg<Hip> k_gpool(23, "pool2d.hip_global_avg", PASK_OP_POOL2D, "pool", "pask_pool2d_global_avg");
+const gpu::Eltwise<Hip> k_eltwise(34, "eltwise.hip", PASK_OP_ELTWISE, "eltwise", "pask_eltwise");
+const gpu::Cat<Hip> k_cat(35, "cat.hip", PASK_OP_CAT, "eltwise", "pask_cat");
 
 }  // namespace
 
@@ -58,5 +60,7 @@ const Solver &conv2d_depthwise = k_dw;
 const Solver &gemm = k_gemm;
 const Solver &pool2d_direct = k_pool;
 const Solver &pool2d_global_avg = k_gpool;
+const Solver &eltwise = k_eltwise;
+const Solver &cat = k_cat;
 
 }  // namespace pask::native::hip

@@ -11,5 +11,7 @@ extern const Solver &conv2d_depthwise;
 extern const Solver &gemm;
 extern const Solver &pool2d_direct;
 extern const Solver &pool2d_global_avg;
+extern const Solver &eltwise;
+extern const Solver &cat;
 
 }  // namespace pask::native::hip
