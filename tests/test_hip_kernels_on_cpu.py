@@ -31,7 +31,8 @@ RTOL = {"float32": 2e-5, "float16": 1e-3, "bfloat16": 8e-3}
 OBJECTS = {"conv_igemm": ("conv_igemm.cu", "-DPASK_EMU_CONV"),
            "conv_depthwise": ("conv_depthwise.cu", "-DPASK_EMU_CONV -DPASK_EMU_DEPTHWISE"),
            "gemm": ("gemm.cu", "-DPASK_EMU_GEMM"),
-           "pool": ("pool.cu", "-DPASK_EMU_POOL")}
+           "pool": ("pool.cu", "-DPASK_EMU_POOL"),
+           "eltwise": ("eltwise.cu", "-DPASK_EMU_ELTWISE")}
 rng = np.random.default_rng(20261128)
 
 
@@ -487,3 +488,53 @@ def test_new_activations_float32_accuracy(kernels, activation):
     want = np.repeat(act_ref(vals.astype(np.float64), activation)[:, None], n, axis=1)
     np.testing.assert_array_equal(np.isnan(c_out), np.isnan(want))
     np.testing.assert_allclose(c_out, want, rtol=RELERR[activation], atol=1e-12, equal_nan=True)
+
+
+def _bstrides(dims, nhwc):
+    """Element strides in logical (n, c, h, w) order of an operand of logical dims, 0 where it broadcasts."""
+    n, c, h, w = dims
+    s = [c * h * w, h * w, w, 1] if not nhwc else [h * w * c, 1, w * c, c]
+    return [0 if d == 1 else st for d, st in zip(dims, s)]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("act", [None, "relu6", "silu", "gelu"])
+@pytest.mark.parametrize("mdims,adims", [(None, None), ((2, 5, 6, 7), None), (None, (1, 5, 1, 1)),
+                                         ((2, 5, 1, 1), (1, 1, 6, 7)), ((1, 1, 1, 1), (2, 5, 6, 7))])
+def test_eltwise_gpu_source_matches_the_reference(kernels, dtype, layout, act, mdims, adims):
+    from nan_reference import act_ref
+    nhwc = layout == "NHWC"
+    dims = (2, 5, 6, 7)
+    phys = lambda a: np.ascontiguousarray(nchw_to_nhwc(a)) if nhwc else a  # noqa: E731
+    x_raw, x = device(rng.uniform(-3, 3, dims), dtype)
+    m_raw, m = (None, None) if mdims is None else device(rng.uniform(-2, 2, mdims), dtype)
+    a_raw, a = (None, None) if adims is None else device(rng.uniform(-2, 2, adims), dtype)
+    y = empty(nchw_to_nhwc(np.empty(dims)).shape if nhwc else dims, dtype)
+    d = i64(*dims, int(nhwc), ACT[act], *(_bstrides(mdims, nhwc) if mdims else [0] * 4),
+            *(_bstrides(adims, nhwc) if adims else [0] * 4))
+    xin, min_, ain = phys(x_raw), None if m is None else phys(m_raw), None if a is None else phys(a_raw)  # kept alive
+    kernels("eltwise", dtype).emu_eltwise(d, ptr(xin), ptr(min_), ptr(ain), ptr(y))
+    want = x.astype(np.float64)
+    if m is not None:
+        want = want * m
+    if a is not None:
+        want = want + a
+    ref = act_ref(want, act)
+    got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
+    assert_within_bound(got, ref, np.abs(want) + 1, rtol=RTOL[dtype], atol=0, what=f"eltwise {dtype} {layout} {act}")
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("count", [1, 3, 30])  # 30: two launches of PASK_CUDA_CAT_GROUP = 24
+def test_cat_gpu_source_copies_exactly(kernels, dtype, layout, count):
+    nhwc = layout == "NHWC"
+    n, h, w = 2, 3, 5
+    cs = [int(c) for c in rng.integers(1, 6, count)]
+    raws = [device(rng.uniform(-1, 1, (n, c, h, w)), dtype)[0] for c in cs]
+    phys = [np.ascontiguousarray(nchw_to_nhwc(r)) if nhwc else r for r in raws]
+    y = empty((n, h, w, sum(cs)) if nhwc else (n, sum(cs), h, w), dtype)
+    ptrs = (ctypes.c_void_p * count)(*[p.ctypes.data for p in phys])
+    kernels("eltwise", dtype).emu_cat(i64(n, h, w, int(nhwc), count), i64(*cs), ptrs, ptr(y))
+    np.testing.assert_array_equal(y, np.concatenate(phys, axis=3 if nhwc else 1))
