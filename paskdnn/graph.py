@@ -23,7 +23,7 @@ from . import _arrays, _lib, _spec
 from ._context import asarray, get_default_context
 
 # op name -> the functional op it calls
-OPS = ("conv2d", "linear", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten")
+OPS = ("conv2d", "linear", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "flatten", "eltwise", "cat")
 
 
 @dataclass
@@ -34,7 +34,12 @@ class Node:
     residual added before the activation. params are the op's keyword
     arguments (stride, padding, groups, activation, kernel_size, ...);
     weights holds "weight" and optionally "bias" as arrays of the graph's
-    dtype and layout."""
+    dtype and layout.
+
+    eltwise (y = activation(x * mul + add)): params "activation" and "roles",
+    the role ("mul" or "add") of each of inputs[1:]; an operand that is a
+    constant is in weights under its role instead, as a 4-D array in the
+    graph's layout broadcasting to x. cat: inputs joined along channels."""
 
     name: str
     op: str
@@ -112,6 +117,12 @@ def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
             shapes[node.output] = _spec.physical((n, c, oh, ow), layout)
         elif node.op == "flatten":
             shapes[node.output] = (x[0], int(np.prod(x[1:])))
+        elif node.op == "eltwise":
+            shapes[node.output] = tuple(x)
+        elif node.op == "cat":
+            dims = [_spec.nchw_dims(shapes[i], layout) for i in node.inputs]
+            n, _, h, w = dims[0]
+            shapes[node.output] = _spec.physical((n, sum(d[1] for d in dims), h, w), layout)
         elif node.op == "linear":
             shapes[node.output] = tuple(x[:-1]) + (node.weights["weight"].shape[0],)
     return shapes
@@ -212,11 +223,29 @@ class Runner:
                 spec = _spec.conv2d_spec(src, w["weight"], w.get("bias"), out=out, **kw)
             elif node.op == "linear":
                 spec = _spec.linear_spec(src, w["weight"], w.get("bias"), out=out, **kw)
+            elif node.op == "eltwise":
+                ops = self._operands(node, w, values)
+                spec = _spec.eltwise_spec(src, ops.get("mul"), ops.get("add"), out=out, layout=self.graph.layout,
+                                          activation=kw.get("activation"))
+            elif node.op == "cat":
+                spec = _spec.cat_spec([values[i] for i in node.inputs], self._channel_axis(), out=out,
+                                      layout=self.graph.layout)
             else:
                 spec = _spec.SPECS[node.op](src, out=out, **kw)
             calls.append(_spec.prepare(spec, self.ctx))
             values[node.output] = out
         return calls
+
+    def _channel_axis(self) -> int:
+        return 1 if self.graph.layout == "NCHW" else 3
+
+    @staticmethod
+    def _operands(node: Node, weights: Dict[str, Any], values: Dict[str, Any]) -> Dict[str, Any]:
+        """An eltwise node's mul / add operands: graph values (inputs[1:], by
+        params["roles"]) or constants (weights)."""
+        ops = {role: values[name] for role, name in zip(node.params.get("roles", ()), node.inputs[1:])}
+        ops.update({k: v for k, v in weights.items() if k in ("mul", "add")})
+        return ops
 
     # -- hints --
     def give_hints(self) -> int:
@@ -237,6 +266,15 @@ class Runner:
             elif node.op == "linear":
                 self.ctx.hint("linear", x, TensorSpec(node.weights["weight"].shape, self.graph.dtype),
                               True if "bias" in w else None, **kw)
+            elif node.op == "eltwise":
+                shapes = {role: self.shapes[name] for role, name in zip(kw.get("roles", ()), node.inputs[1:])}
+                shapes.update({k: v.shape for k, v in w.items() if k in ("mul", "add")})
+                spec = {k: TensorSpec(v, self.graph.dtype) for k, v in shapes.items()}
+                self.ctx.hint("eltwise", x, spec.get("mul"), spec.get("add"), activation=kw.get("activation"),
+                              layout=self.graph.layout)
+            elif node.op == "cat":
+                self.ctx.hint("cat", [TensorSpec(self.shapes[i], self.graph.dtype) for i in node.inputs],
+                              self._channel_axis(), layout=self.graph.layout)
             else:
                 self.ctx.hint(node.op, x, **kw)
             count += 1

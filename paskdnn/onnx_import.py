@@ -541,11 +541,19 @@ def _batch_norm(imp: _Importer, node: Any) -> None:
         raise _refuse(node, "training_mode", "1: inference only")
     scale, bias, mean, var = (imp.const(node, i, k).astype(np.float64) for i, k in
                               ((1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")))
+    eps = float(a.get("epsilon", 1e-5))
     p = imp.fusable(node, 0, ("conv2d",))
     if p is None or p.params.get("activation") or len(p.inputs) > 1:
-        raise _refuse(node, None, "a BatchNormalization is folded into the Conv that produces its input (with no "
-                      "other consumer); paskdnn has no standalone batch_norm yet")
-    eps = float(a.get("epsilon", 1e-5))
+        # not foldable (e.g. DenseNet's BN -> ReLU -> Conv on a concatenation):
+        # a per-channel scale-shift, x * s + t
+        x = imp.value(node, 0)
+        if len(x.shape) != 4 or scale.shape != (x.shape[1],):
+            raise _refuse(node, None, f"input of shape {x.shape}: a standalone BatchNormalization takes 4-D "
+                          "(N, C, H, W) values with C-long scale, B, mean and var")
+        s = scale / np.sqrt(var + eps)
+        c = x.shape[1]
+        _eltwise(imp, node, x, None, (("mul", s.reshape(1, c, 1, 1)), ("add", (bias - mean * s).reshape(1, c, 1, 1))))
+        return
     s = scale / np.sqrt(var + eps)
     w = p.weights["weight"].astype(np.float64)
     w = w * s[:, None, None, None]  # O first in OIHW and OHWI
@@ -555,14 +563,54 @@ def _batch_norm(imp: _Importer, node: Any) -> None:
     imp.fuse(node, p)
 
 
+def _layout_const(imp: _Importer, node: Any, cst: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """A constant operand of an element-wise op on a 4-D value of ONNX shape
+    ``shape``: right-aligned to 4-D (numpy broadcasting), checked to broadcast
+    to it, in the graph's layout."""
+    c = np.asarray(cst, np.float64)
+    if c.ndim > 4:
+        raise _refuse(node, None, f"a constant of shape {c.shape} does not broadcast to {shape}")
+    c = c.reshape((1,) * (4 - c.ndim) + c.shape)
+    if any(d != 1 and d != x for d, x in zip(c.shape, shape)):
+        raise _refuse(node, None, f"a constant of shape {cst.shape} does not broadcast to the value's {shape} "
+                      "(paskdnn's element-wise ops broadcast the second operand to the first)")
+    if imp.nhwc:
+        c = c.transpose(0, 2, 3, 1)
+    return _f32(c)
+
+
+def _eltwise(imp: _Importer, node: Any, x: _Value, act: Optional[str] = None,
+             operands: Sequence[Tuple[str, Any]] = ()) -> Node:
+    """A standalone eltwise node y = act(x * mul + add) on 4-D value x; each
+    operand is (role, _Value or constant array)."""
+    if len(x.shape) != 4:
+        raise _refuse(node, None, f"input of shape {x.shape}: paskdnn's standalone element-wise ops take 4-D "
+                      "(N, C, H, W) values")
+    roles, inputs, weights = [], [x.name], {}
+    for role, v in operands:
+        if isinstance(v, _Value):
+            if len(v.shape) != 4 or any(d != 1 and d != xd for d, xd in zip(v.shape, x.shape)):
+                raise _refuse(node, None, f"shapes {x.shape} and {v.shape}: the second operand must broadcast "
+                              "to the first (4-D, each dim equal or 1)")
+            roles.append(role)
+            inputs.append(v.name)
+        else:
+            weights[role] = _layout_const(imp, node, v, x.shape)
+    params: Dict[str, Any] = {"activation": act}
+    if roles:
+        params["roles"] = roles
+    return imp.emit(node, "eltwise", inputs, params, weights, x.shape)
+
+
 def _activation(imp: _Importer, node: Any, act: str) -> None:
-    p = imp.fusable(node, 0, ("conv2d", "linear"))
-    if p is None or p.params.get("activation"):
-        raise _refuse(node, None, f"{node.op_type} runs as a conv2d/linear epilogue ({act}): its input must be "
-                      "produced by a Conv/Gemm/MatMul with no other consumer; paskdnn has no standalone "
-                      "activation yet")
-    p.params["activation"] = act
-    imp.fuse(node, p)
+    """An activation: fused into the conv/linear (or a standalone eltwise
+    without one yet) that produces its input, else a standalone eltwise."""
+    p = imp.fusable(node, 0, ("conv2d", "linear", "eltwise"))
+    if p is not None and not p.params.get("activation"):
+        p.params["activation"] = act
+        imp.fuse(node, p)
+        return
+    _eltwise(imp, node, imp.value(node, 0), act)
 
 
 def _relu(imp: _Importer, node: Any) -> None:
@@ -635,12 +683,20 @@ def _silu_mul(imp: _Importer, node: Any) -> Optional[Any]:
 
 def _sigmoid(imp: _Importer, node: Any) -> None:
     mul = _silu_mul(imp, node)
-    p = _epilogue_producer(imp, node.input[0]) if mul is not None else None
-    if p is None:
-        _activation(imp, node, "sigmoid")
+    p = None if mul is None else _epilogue_producer(imp, node.input[0])
+    if p is not None:
+        p.params["activation"] = "silu"
+        imp.deferred[mul.output[0]] = p  # the Mul is now the conv/linear's output
         return
-    p.params["activation"] = "silu"
-    imp.deferred[mul.output[0]] = p  # the Mul is now the conv/linear's output
+    y, s = node.input[0], node.output[0]
+    gate = _sole_consumer(imp, s, "Mul")
+    if gate is not None and _other(gate, s) == y and y not in imp.consts:
+        # x * sigmoid(x) on a value no epilogue can take: one standalone silu,
+        # emitted under the Mul's output name (the Mul itself is then skipped)
+        _eltwise(imp, gate, imp.value(node, 0), "silu")
+        imp.deferred[gate.output[0]] = None
+        return
+    _activation(imp, node, "sigmoid")
 
 
 def _hard_sigmoid(imp: _Importer, node: Any) -> None:
@@ -687,12 +743,40 @@ def _gelu_chain(imp: _Importer, node: Any) -> Optional[Tuple[Node, List[Any], An
     return None if p is None else (p, [erf, add, mul1], mul2)
 
 
+def _binary_operands(imp: _Importer, node: Any) -> Tuple[_Value, Any]:
+    """(the full-shape value, the other operand: a _Value or a constant) of a
+    two-input element-wise node; the operands are swapped when the first one
+    is the broadcast one (Add and Mul commute)."""
+    names = list(node.input)
+    if len(names) != 2:
+        raise _refuse(node, None, "two inputs expected")
+    if names[0] in imp.consts and names[1] in imp.consts:
+        raise _refuse(node, None, "both inputs are constants (no constant folding of whole ops)")
+    if names[0] in imp.consts:
+        return imp.value(node, 1), np.asarray(imp.consts[names[0]])
+    if names[1] in imp.consts:
+        return imp.value(node, 0), np.asarray(imp.consts[names[1]])
+    a, b = imp.value(node, 0), imp.value(node, 1)
+    if len(a.shape) == len(b.shape) == 4 and a.shape != b.shape and \
+            all(x == 1 or x == y for x, y in zip(a.shape, b.shape)):
+        a, b = b, a
+    return a, b
+
+
 def _div_or_mul(imp: _Importer, node: Any) -> None:
     chain = _gelu_chain(imp, node)
     if chain is None:
-        raise _refuse(node, None, f"paskdnn has no standalone {node.op_type.lower()} yet; a {node.op_type} runs "
-                      "only as part of a fused epilogue: x * Sigmoid(x) (SiLU) or the Erf-form GELU "
-                      "x * 0.5 * (1 + Erf(x / sqrt(2))) on the output of a Conv/Gemm/MatMul with no other consumer")
+        if node.op_type == "Div":
+            if node.input[1] not in imp.consts or node.input[0] in imp.consts:
+                raise _refuse(node, None, "a Div runs as a Mul by the reciprocal of a constant divisor only")
+            x = imp.value(node, 0)
+            with np.errstate(divide="ignore"):
+                inv = 1.0 / np.asarray(imp.consts[node.input[1]], np.float64)
+            _eltwise(imp, node, x, None, (("mul", inv),))
+            return
+        x, other = _binary_operands(imp, node)
+        _eltwise(imp, node, x, None, (("mul", other),))
+        return
     p, inner, last = chain
     p.params["activation"] = "gelu"
     for n in inner:
@@ -738,12 +822,14 @@ def _add(imp: _Importer, node: Any) -> None:
             imp.fuse(node, p)
             return
     if names[0] in imp.consts or names[1] in imp.consts:
-        raise _refuse(node, None, "adding a constant is supported only as a bias of the Conv/Gemm/MatMul that "
-                      "produces the other operand (per-channel or scalar, no other consumer, no activation yet)")
+        x, other = _binary_operands(imp, node)
+        _eltwise(imp, node, x, None, (("add", other),))
+        return
     va, vb = imp.value(node, 0), imp.value(node, 1)
     if va.shape != vb.shape or len(va.shape) != 4:
-        raise _refuse(node, None, f"shapes {va.shape} + {vb.shape}: paskdnn has no standalone add yet; an Add "
-                      "runs as a conv's residual input (two 4-D values of the same shape)")
+        x, other = _binary_operands(imp, node)
+        _eltwise(imp, node, x, None, (("add", other),))
+        return
     for i in (1, 0):  # prefer the conv emitted last: no reordering
         p = imp.fusable(node, i, ("conv2d",))
         if p is None or p.params.get("activation") or len(p.inputs) > 1:
@@ -759,8 +845,26 @@ def _add(imp: _Importer, node: Any) -> None:
         p.inputs.append(other.name)
         imp.fuse(node, p)
         return
-    raise _refuse(node, None, "paskdnn has no standalone add yet; an Add runs as a conv's residual input: one "
-                  "operand must come from a Conv (no activation, no other consumer)")
+    _eltwise(imp, node, va, None, (("add", vb),))  # no conv to take it as a residual: a standalone add
+
+
+def _concat(imp: _Importer, node: Any) -> None:
+    a = _attrs(node)
+    vals = [imp.value(node, i) for i in range(len(node.input))]
+    rank = len(vals[0].shape)
+    axis = int(a.get("axis", 1))
+    axis = axis + rank if axis < 0 else axis
+    if rank != 4 or axis != 1:
+        raise _refuse(node, "axis", f"{a.get('axis')} on {rank}-D values: paskdnn's cat joins the channels of 4-D "
+                      "(N, C, H, W) values (axis 1)")
+    n, _, h, w = vals[0].shape
+    for v in vals:
+        if len(v.shape) != 4 or (v.shape[0], v.shape[2], v.shape[3]) != (n, h, w):
+            raise _refuse(node, None, f"shapes {[v.shape for v in vals]}: N, H and W must agree")
+    if len(vals) == 1:
+        imp.alias(node, node.input[0])
+        return
+    imp.emit(node, "cat", [v.name for v in vals], {}, {}, (n, sum(v.shape[1] for v in vals), h, w))
 
 
 def _identity(imp: _Importer, node: Any) -> None:
@@ -816,6 +920,7 @@ OPS: Dict[str, Callable[[_Importer, Any], None]] = {
     "Mul": _div_or_mul,
     "Div": _div_or_mul,
     "Add": _add,
+    "Concat": _concat,
     "Identity": _identity,
     "Dropout": _dropout,
     "Constant": _constant,

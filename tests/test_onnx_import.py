@@ -519,30 +519,35 @@ def test_hard_sigmoid_other_than_torchs_is_refused():
             "HardSigmoid", "beta")
 
 
-def test_activation_on_a_shared_conv_output_is_refused():
-    # c feeds the Sigmoid and an Add: nothing to fuse into, and no standalone sigmoid yet
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_activation_on_a_shared_conv_output_runs_standalone(layout, ctx):
+    # c feeds the Sigmoid and an Add: nothing to fuse into; a standalone sigmoid, then a standalone add
+    x = data((2, 6, 7, 7))
     m = _conv_model([H.make_node("Sigmoid", ["c"], ["s"], name="sig"), H.make_node("Add", ["s", "c"], ["y"])])
-    msg = refused(m, "sig", "Sigmoid", None)
-    assert "no standalone activation" in msg
-    # SiLU whose x is read a third time
+    g = check(m, x, layout, ctx)
+    assert [n.op for n in g.nodes] == ["conv2d", "eltwise", "eltwise"]
+    # SiLU whose x is read a third time: one standalone silu
     m = _conv_model([H.make_node("Sigmoid", ["c"], ["s"], name="sig"), H.make_node("Mul", ["c", "s"], ["p"]),
                      H.make_node("Add", ["p", "c"], ["y"])])
-    refused(m, "sig", "Sigmoid", None)
-    # Sigmoid(x) times something else: a real Mul
-    m = _conv_model([H.make_node("Sigmoid", ["c"], ["s"], name="sig"),
-                     H.make_node("Mul", ["s", "x"], ["y"], name="gate")])
-    msg = refused(m, "gate", "Mul", None)
-    assert "no standalone mul" in msg
+    g = check(m, x, layout, ctx)
+    assert [n.params.get("activation") for n in g.nodes if n.op == "eltwise"][0] == "silu"
+    # Sigmoid(x) times another value: a real Mul
+    m = _conv_model([H.make_node("Relu", ["c"], ["r"]), H.make_node("Sigmoid", ["c"], ["s"], name="sig"),
+                     H.make_node("Mul", ["s", "r"], ["y"], name="gate")])
+    g = check(m, x, layout, ctx)
+    assert [n.params.get("activation") for n in g.nodes if n.op == "eltwise"] == ["relu", "sigmoid", None]
 
 
-def test_near_miss_gelu_patterns_are_refused():
-    consts = GELU_CONSTS[:3] + [const("half", 0.25)]  # x * 0.25 * (1 + erf(...)): not GELU
-    msg = refused(_conv_model(_torch_gelu(), extra_inits=consts), "gelu_div", "Div", None)
-    assert "no standalone div" in msg and "GELU" in msg
+def test_near_miss_gelu_patterns_stop_at_the_erf():
+    # x * 0.25 * (1 + erf(...)) is not GELU: the Div runs standalone, and Erf has no primitive
+    consts = GELU_CONSTS[:3] + [const("half", 0.25)]
+    nodes = _torch_gelu()
+    msg = refused(_conv_model(nodes, extra_inits=consts), nodes[1].name or "Erf:" + nodes[1].output[0], "Erf", None)
+    assert "not supported" in msg
     nodes = _torch_gelu()
     nodes[-1] = H.make_node("Mul", ["m", "half"], ["y2"], name="gelu_half")
     m = _conv_model(nodes + [H.make_node("Add", ["y2", "c"], ["y"])], extra_inits=GELU_CONSTS)  # x read 3 times
-    refused(m, "gelu_div", "Div", None)
+    refused(m, nodes[1].name or "Erf:" + nodes[1].output[0], "Erf", None)
 
 
 # ---- refusals ------------------------------------------------------------------------------
@@ -571,9 +576,14 @@ def test_unmapped_operators_are_refused(op):
     assert "not supported" in msg and "Conv" in msg  # lists what is
 
 
-def test_mul_and_concat_are_refused():
-    refused(conv_then(H.make_node("Mul", ["c", "c"], ["y"], name="mul")), "mul", "Mul", None)
-    refused(conv_then(H.make_node("Concat", ["c", "x"], ["y"], axis=1, name="cat")), "cat", "Concat", None)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_mul_and_concat_run_standalone(layout, ctx):
+    x = data((1, 4, 6, 6))
+    check(conv_then(H.make_node("Mul", ["c", "c"], ["y"], name="mul")), x, layout, ctx)
+    g = check(conv_then(H.make_node("Concat", ["c", "x"], ["y"], axis=1, name="cat")), x, layout, ctx)
+    assert g.nodes[-1].op == "cat"
+    g = check(conv_then(H.make_node("Concat", ["x", "c", "x"], ["y"], axis=-3, name="cat")), x, layout, ctx)
+    refused(conv_then(H.make_node("Concat", ["c", "x"], ["y"], axis=2, name="cat")), "cat", "Concat", "axis")
 
 
 def test_max_pool_storage_order_and_indices_are_refused():
@@ -599,28 +609,92 @@ def test_a_dynamic_batch_needs_batch():
     assert paskdnn.load_onnx(m, batch=3).batch == 3
 
 
-def test_a_relu_that_cannot_be_fused_is_refused():
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_a_relu_that_cannot_be_fused_runs_standalone(layout, ctx):
     # the conv's output has a second consumer: its pre-activation value is needed
     m = conv_then(H.make_node("Add", ["r", "c"], ["y"], name="add"),
                   extra=[H.make_node("Relu", ["c"], ["r"], name="relu")])
-    msg = refused(m, "relu", "Relu", None)
-    assert "no other consumer" in msg
+    g = check(m, data((1, 4, 6, 6)), layout, ctx)
+    assert [n.op for n in g.nodes] == ["conv2d", "eltwise", "eltwise"]
     # on the graph input: nothing to fuse into
     m = make([H.make_node("Relu", ["x"], ["y"], name="relu")], [], (1, 3, 4, 4))
-    refused(m, "relu", "Relu", None)
+    check(m, data((1, 3, 4, 4)), layout, ctx)
+
+
+def test_clip_other_than_relu_and_relu6_is_refused():
     # Clip other than (0, 6)
     lo, hi = const("lo", np.float32(-1)), const("hi", np.float32(1))
     refused(conv_then(H.make_node("Clip", ["c", "lo", "hi"], ["y"], name="clip"), inits=[lo, hi]), "clip", "Clip", "min")
 
 
-def test_standalone_batch_norm_and_add_are_refused():
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_standalone_batch_norm_and_add(layout, ctx):
     r = rng()
     bn = [const(k, r.uniform(0.5, 1, 3)) for k in ("s", "b", "m", "v")]
-    m = make([H.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn")], bn, (1, 3, 4, 4))
-    refused(m, "bn", "BatchNormalization", None)
+    m = make([H.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn", epsilon=1e-3)], bn,
+             (2, 3, 4, 4))
+    g = check(m, data((2, 3, 4, 4)), layout, ctx)
+    assert g.nodes[0].op == "eltwise" and set(g.nodes[0].weights) == {"mul", "add"}
     m = make([H.make_node("MaxPool", ["x"], ["p"], kernel_shape=[1, 1], name="p"),
               H.make_node("Add", ["p", "x"], ["y"], name="add")], [], (1, 3, 4, 4))
-    refused(m, "add", "Add", None)
+    check(m, data((1, 3, 4, 4)), layout, ctx)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("cshape", [(1,), (3, 1, 1), (1, 3, 1, 1), (4,), (3, 4, 4), (1, 1, 4, 1)])
+def test_constant_operands_broadcast(layout, cshape, ctx):
+    c = const("k", rng(3).uniform(0.5, 2, cshape))
+    x = data((2, 3, 4, 4))
+    for op in ("Add", "Mul", "Div"):
+        m = make([H.make_node("MaxPool", ["x"], ["p"], kernel_shape=[1, 1]),
+                  H.make_node(op, ["p", "k"], ["y"], name="op")], [c], (2, 3, 4, 4))
+        check(m, x, layout, ctx)
+    # the constant first (Add and Mul commute)
+    m = make([H.make_node("MaxPool", ["x"], ["p"], kernel_shape=[1, 1]),
+              H.make_node("Mul", ["k", "p"], ["y"], name="op")], [c], (2, 3, 4, 4))
+    check(m, x, layout, ctx)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("gate", ["Sigmoid", "HardSigmoid"])
+def test_squeeze_excite_block(layout, gate, ctx):
+    """MobileNetV3 / EfficientNet's squeeze-and-excitation: x * gate(fc(relu(fc(mean(x))))),
+    the gate a per-image, per-channel (N, C, 1, 1) value; HardSwish / SiLU around it."""
+    r = rng(4)
+    inits = [const("w0", r.standard_normal((8, 4, 3, 3)) * 0.3), const("w1", r.standard_normal((2, 8, 1, 1))),
+             const("b1", r.standard_normal(2)), const("w2", r.standard_normal((8, 2, 1, 1))),
+             const("b2", r.standard_normal(8))]
+    kw = dict(alpha=1.0 / 6.0, beta=0.5) if gate == "HardSigmoid" else {}
+    nodes = [H.make_node("Conv", ["x", "w0"], ["c"], pads=[1, 1, 1, 1]),
+             H.make_node("HardSwish", ["c"], ["a"]),
+             H.make_node("GlobalAveragePool", ["a"], ["s"]),
+             H.make_node("Conv", ["s", "w1", "b1"], ["f1"]),
+             H.make_node("Relu", ["f1"], ["r1"]),
+             H.make_node("Conv", ["r1", "w2", "b2"], ["f2"]),
+             H.make_node(gate, ["f2"], ["g"], **kw),
+             H.make_node("Mul", ["a", "g"], ["y"], name="scale")]
+    g = check(make(nodes, inits, (2, 4, 6, 6)), data((2, 4, 6, 6)), layout, ctx)
+    assert g.nodes[-1].op == "eltwise" and g.nodes[-1].params["roles"] == ["mul"]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_densenet_block(layout, ctx):
+    """DenseNet's pre-activation layers on concatenations: BN -> ReLU -> Conv, then Concat."""
+    r = rng(5)
+    bn = lambda p, c: [const(p + k, r.uniform(0.5, 1.5, c)) for k in ("s", "b", "m", "v")]  # noqa: E731
+    inits = bn("a", 4) + bn("b", 7) + [const("w1", r.standard_normal((3, 4, 3, 3)) * 0.3),
+                                       const("w2", r.standard_normal((3, 7, 3, 3)) * 0.3)]
+    nodes = [H.make_node("BatchNormalization", ["x", "as", "ab", "am", "av"], ["n1"]),
+             H.make_node("Relu", ["n1"], ["r1"]),
+             H.make_node("Conv", ["r1", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             H.make_node("Concat", ["x", "c1"], ["k1"], axis=1),
+             H.make_node("BatchNormalization", ["k1", "bs", "bb", "bm", "bv"], ["n2"]),
+             H.make_node("Relu", ["n2"], ["r2"]),
+             H.make_node("Conv", ["r2", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             H.make_node("Concat", ["x", "c1", "c2"], ["y"], axis=1)]
+    g = check(make(nodes, inits, (2, 4, 5, 5)), data((2, 4, 5, 5)), layout, ctx)
+    assert [n.op for n in g.nodes] == ["eltwise", "conv2d", "cat", "eltwise", "conv2d", "cat"]
+    assert g.nodes[0].params["activation"] == "relu"
 
 
 def test_gemm_attributes_it_cannot_honour_are_refused():
