@@ -662,3 +662,66 @@ def test_new_activations_match_torch(cache, dtype, solver, activation):
     err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-6)
     assert err < 10 * TOL[dtype], (solver, activation, err)
     ctx.close()
+
+
+# ---- element-wise ops and cat (eltwise.cuda, cat.cuda) ------------------------------------
+
+ELTWISE_OPERANDS = [  # (mul shape, add shape) in NCHW terms; None: absent
+    (None, None), ((2, 24, 9, 10), None), (None, (1, 24, 1, 1)), ((2, 24, 1, 1), (1, 1, 9, 10)),
+    ((1, 1, 1, 1), (2, 24, 9, 10)),
+]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("operands", ELTWISE_OPERANDS)
+@pytest.mark.parametrize("activation", [None, "relu", "hardswish", "silu", "gelu"])
+def test_eltwise_matches_torch(ctx, dtype, layout, operands, activation):
+    nhwc = layout == "NHWC"
+    to = (lambda t: t.permute(0, 2, 3, 1).contiguous()) if nhwc else (lambda t: t)  # noqa: E731
+    x = rand((2, 24, 9, 10), dtype)
+    m = None if operands[0] is None else rand(operands[0], dtype)
+    a = None if operands[1] is None else rand(operands[1], dtype)
+    y = paskdnn._spec.run(paskdnn._spec.eltwise_spec(to(x), None if m is None else to(m), None if a is None else to(a),
+                                                     activation=activation, layout=layout), ctx)
+    torch.cuda.synchronize()
+    assert paskdnn.last_solver() == "eltwise.cuda"
+    ref = x.to("cpu", torch.float64)
+    if m is not None:
+        ref = ref * m.to("cpu", torch.float64)
+    if a is not None:
+        ref = ref + a.to("cpu", torch.float64)
+    ref = {None: lambda t: t, "relu": F.relu, "hardswish": F.hardswish, "silu": F.silu, "gelu": F.gelu}[activation](ref)
+    assert rel_err(y, to(ref)) < TOL[dtype] / 2
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_public_add_mul_batch_norm_in_place(ctx, dtype, layout):
+    nhwc = layout == "NHWC"
+    x = rand((2, 9, 10, 16) if nhwc else (2, 16, 9, 10), dtype)
+    gate = rand((2, 1, 1, 16) if nhwc else (2, 16, 1, 1), dtype)
+    y = paskdnn.mul(x, gate, activation="relu6", layout=layout, context=ctx)
+    torch.cuda.synchronize()
+    assert rel_err(y, F.relu6(x.double().cpu() * gate.double().cpu())) < TOL[dtype] / 2
+    mean, var = rand((16,), "float32"), rand((16,), "float32").abs() + 0.5
+    w, b = rand((16,), "float32"), rand((16,), "float32")
+    xd = (x.permute(0, 3, 1, 2) if nhwc else x).double().cpu()
+    ref = F.batch_norm(xd, mean.double().cpu(), var.double().cpu(), w.double().cpu(), b.double().cpu(), eps=1e-3)
+    out = paskdnn.batch_norm(x, mean, var, w, b, eps=1e-3, layout=layout, context=ctx, out=x)  # in place
+    torch.cuda.synchronize()
+    assert out is x
+    assert rel_err(x, ref.permute(0, 2, 3, 1) if nhwc else ref) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("count", [2, 5, 30])  # 30: two launches
+def test_cat_matches_torch(ctx, dtype, layout, count):
+    dim = 3 if layout == "NHWC" else 1
+    cs = [int(c) for c in rng.integers(1, 40, count)]
+    xs = [rand((2, 7, 6, c) if dim == 3 else (2, c, 7, 6), dtype) for c in cs]
+    y = paskdnn.cat(xs, dim, layout=layout, context=ctx)
+    torch.cuda.synchronize()
+    assert paskdnn.last_solver() == "cat.cuda"
+    assert torch.equal(y, torch.cat(xs, dim))
