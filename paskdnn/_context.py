@@ -15,7 +15,8 @@ from ._arrays import DeviceArray
 
 # Device and op names -> the cdef's enum names (values read from the cdef).
 _DEVICE_TYPES = {"cpu": "PASK_DEVICE_CPU", "cuda": "PASK_DEVICE_CUDA", "hip": "PASK_DEVICE_HIP"}
-_OPS = {"conv2d": "PASK_OP_CONV2D", "gemm": "PASK_OP_GEMM", "pool2d": "PASK_OP_POOL2D"}
+_OPS = {"conv2d": "PASK_OP_CONV2D", "gemm": "PASK_OP_GEMM", "pool2d": "PASK_OP_POOL2D", "eltwise": "PASK_OP_ELTWISE",
+        "cat": "PASK_OP_CAT"}
 
 
 def _device_type(name: str) -> int:
