@@ -68,7 +68,8 @@ int main(int argc, char **argv) {
     CHECK(pask_plan_create_conv2d(&conv, ctx, &cp, &ep, xd, wd, bd, NULL, yd));
     CHECK(pask_plan_create_gemm(&gemm, ctx, dt, 0, 1, 1, 8, 8, &ep, 8, 8, 8, 1));
     CHECK(pask_plan_create_pool2d(&pool, ctx, &pp, xd, pd));
-    pask_plan_args_t ca = {x, w, b, NULL, y}, ga = {x, w, b, NULL, y}, pa = {x, NULL, NULL, NULL, py};
+    pask_plan_args_t ca = {.x = x, .w = w, .bias = b, .y = y}, ga = {.x = x, .w = w, .bias = b, .y = y},
+                     pa = {.x = x, .y = py};
 
     const char *names[6] = {"conv2d 1x1 + bias + relu, eager", "conv2d 1x1 + bias + relu, plan",
                             "gemm 1x8x8 + bias + relu, eager", "gemm 1x8x8 + bias + relu, plan",

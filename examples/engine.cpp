@@ -149,13 +149,13 @@ public:
         const int64_t h = Net::H, h2 = Net::H / 2;
         std::vector<float> a(size_t(16 * h * h)), p(size_t(16 * h2 * h2)), b1(p.size()), b2(p.size()), g(16),
             out(Net::classes);
-        execute(stem_, {image.data(), net_.stem.w.data(), net_.stem.b.data(), nullptr, a.data()}, "stem");
-        execute(pool_, {a.data(), nullptr, nullptr, nullptr, p.data()}, "max pool");
-        execute(block1_, {p.data(), net_.block1.w.data(), net_.block1.b.data(), nullptr, b1.data()}, "block1");
+        execute(stem_, args(image.data(), net_.stem.w.data(), net_.stem.b.data(), nullptr, a.data()), "stem");
+        execute(pool_, args(a.data(), nullptr, nullptr, nullptr, p.data()), "max pool");
+        execute(block1_, args(p.data(), net_.block1.w.data(), net_.block1.b.data(), nullptr, b1.data()), "block1");
         // residual: the block input
-        execute(block2_, {b1.data(), net_.block2.w.data(), net_.block2.b.data(), p.data(), b2.data()}, "block2");
-        execute(gap_, {b2.data(), nullptr, nullptr, nullptr, g.data()}, "global average pool");
-        execute(fc_, {g.data(), net_.fc_w.data(), net_.fc_b.data(), nullptr, out.data()}, "linear");
+        execute(block2_, args(b1.data(), net_.block2.w.data(), net_.block2.b.data(), p.data(), b2.data()), "block2");
+        execute(gap_, args(b2.data(), nullptr, nullptr, nullptr, g.data()), "global average pool");
+        execute(fc_, args(g.data(), net_.fc_w.data(), net_.fc_b.data(), nullptr, out.data()), "linear");
         return out;
     }
 
@@ -174,6 +174,13 @@ private:
         check(pask_plan_create_conv2d(&p, ctx_, &params, &ep, xd.get(), wd.get(), bd.get(), rd.get(), yd.get()),
               "pask_plan_create_conv2d");
         return Plan(p);  // the descriptors are not retained
+    }
+
+    // One execution's pointers (pask_plan_args_t: the fields an op does not use stay NULL).
+    static pask_plan_args_t args(const void *x, const void *w, const void *bias, const void *residual, void *y) {
+        pask_plan_args_t a{};
+        a.x = x; a.w = w; a.bias = bias; a.residual = residual; a.y = y;
+        return a;
     }
 
     static void execute(const Plan &plan, pask_plan_args_t args, const char *what) {

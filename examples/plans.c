@@ -56,7 +56,7 @@ int main(void) {
     double worst = 0;
     for (int run = 0; run < 3; ++run) {
         for (int i = 0; i < N * C * H * W; ++i) x[i] = (float)rand() / RAND_MAX - 0.5f;
-        pask_plan_args_t args = {x, w, b, NULL, y}; /* x, w, bias, residual, y */
+        pask_plan_args_t args = {.x = x, .w = w, .bias = b, .y = y};
         if (!ok(pask_plan_execute(conv, &args, NULL), "execute")) return 1; /* NULL stream: the CPU */
         for (int o = 0; o < O; ++o)
             for (int i = 0; i < H; ++i)

@@ -107,18 +107,18 @@ int main(void) {
         CHECK(pask_plan_get_op(plan, &op));
         EXPECT(op == PASK_OP_CONV2D);
         for (int rep = 0; rep < 3; ++rep) {
-            pask_plan_args_t a = {rep % 2 ? x2 : x, w, b, NULL, y2};
+            pask_plan_args_t a = {.x = rep % 2 ? x2 : x, .w = w, .bias = b, .y = y2};
             CHECK(pask_plan_execute(plan, &a, NULL));
             CHECK(pask_conv2d_forward(ctx, &params, &ep, xd, rep % 2 ? x2 : x, wd, w, bd, b, NULL, NULL, yd, y));
             EXPECT(memcmp(y, y2, sizeof y2) == 0);
         }
         float keep = y2[0];
-        pask_plan_args_t no_bias = {x, w, NULL, NULL, y2};
+        pask_plan_args_t no_bias = {.x = x, .w = w, .y = y2};
         EXPECT(pask_plan_execute(plan, &no_bias, NULL) == PASK_ERROR_NULL_POINTER);
-        pask_plan_args_t in_place = {x, w, b, NULL, (void *)x};
+        pask_plan_args_t in_place = {.x = x, .w = w, .bias = b, .y = (void *)x};
         EXPECT(pask_plan_execute(plan, &in_place, NULL) == PASK_ERROR_INVALID_ARGUMENT);
         int on_cpu_stream = 0;
-        pask_plan_args_t ok = {x, w, b, NULL, y2};
+        pask_plan_args_t ok = {.x = x, .w = w, .bias = b, .y = y2};
         EXPECT(pask_plan_execute(plan, &ok, &on_cpu_stream) != PASK_SUCCESS); /* the CPU has no streams */
         EXPECT(y2[0] == keep);
         EXPECT(pask_plan_execute(NULL, &ok, NULL) == PASK_ERROR_NULL_POINTER);
@@ -133,7 +133,7 @@ int main(void) {
         for (int i = 0; i < 3; ++i) gbias[i] = frand();
         pask_plan_t gp = NULL;
         CHECK(pask_plan_create_gemm(&gp, ctx, PASK_DTYPE_FLOAT32, 0, 0, 2, 3, 4, NULL, 4, 3, 3, 1));
-        pask_plan_args_t ga_args = {ga, gb, gbias, NULL, gc};
+        pask_plan_args_t ga_args = {.x = ga, .w = gb, .bias = gbias, .y = gc};
         CHECK(pask_plan_execute(gp, &ga_args, NULL));
         for (int i = 0; i < 2; ++i)
             for (int j = 0; j < 3; ++j) {
@@ -141,9 +141,48 @@ int main(void) {
                 for (int k = 0; k < 4; ++k) acc += (double)ga[i * 4 + k] * gb[k * 3 + j];
                 EXPECT(fabs(acc - gc[i * 3 + j]) < 1e-5);
             }
-        pask_plan_args_t gno = {ga, gb, NULL, NULL, gc};
+        pask_plan_args_t gno = {.x = ga, .w = gb, .y = gc};
         EXPECT(pask_plan_execute(gp, &gno, NULL) == PASK_ERROR_NULL_POINTER);
         CHECK(pask_plan_destroy(gp));
+    }
+
+    {
+        /* eltwise: y = relu(x * m + a), m per channel {1, 3, 1, 1}, a full; then cat of x and y */
+        float ex[2 * 3 * 2 * 2], em[3], ea[2 * 3 * 2 * 2], ey[2 * 3 * 2 * 2], ec[2 * 6 * 2 * 2];
+        for (int i = 0; i < 24; ++i) ex[i] = frand(), ea[i] = frand();
+        for (int i = 0; i < 3; ++i) em[i] = frand();
+        const int64_t full[4] = {2, 3, 2, 2}, chan[4] = {1, 3, 1, 1}, both[4] = {2, 6, 2, 2};
+        pask_tensor_desc_t exd, emd, ecd;
+        CHECK(pask_tensor_desc_create(&exd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, full));
+        CHECK(pask_tensor_desc_create(&emd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, chan));
+        CHECK(pask_tensor_desc_create(&ecd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, both));
+        CHECK(pask_eltwise_forward(ctx, PASK_ACTIVATION_RELU, exd, ex, emd, em, exd, ea, exd, ey));
+        for (int i = 0; i < 24; ++i) {
+            double v = (double)ex[i] * em[(i / 4) % 3] + ea[i];
+            EXPECT(fabs((v > 0 ? v : 0) - ey[i]) < 1e-6);
+        }
+        EXPECT(strcmp(pask_last_solver(), "eltwise.cpu") == 0);
+        /* a multiplier that does not broadcast: a clear status, nothing written */
+        EXPECT(pask_eltwise_forward(ctx, PASK_ACTIVATION_NONE, exd, ex, ecd, ec, NULL, NULL, exd, ey) ==
+               PASK_ERROR_SHAPE_MISMATCH);
+        const_pask_tensor_desc_t parts[2] = {exd, exd};
+        const void *srcs[2] = {ex, ey};
+        int64_t cat_dims[4];
+        CHECK(pask_cat_output_dims(2, parts, cat_dims));
+        EXPECT(cat_dims[0] == 2 && cat_dims[1] == 6 && cat_dims[2] == 2 && cat_dims[3] == 2);
+        pask_plan_t cp = NULL;
+        CHECK(pask_plan_create_cat(&cp, ctx, 2, parts, ecd));
+        pask_plan_args_t ca = {.xs = srcs, .y = ec};
+        CHECK(pask_plan_execute(cp, &ca, NULL));
+        for (int n = 0; n < 2; ++n)
+            for (int i = 0; i < 12; ++i) {
+                EXPECT(ec[n * 24 + i] == ex[n * 12 + i]);
+                EXPECT(ec[n * 24 + 12 + i] == ey[n * 12 + i]);
+            }
+        CHECK(pask_plan_destroy(cp));
+        pask_tensor_desc_destroy(exd);
+        pask_tensor_desc_destroy(emd);
+        pask_tensor_desc_destroy(ecd);
     }
 
     /* hints: a fresh context preloads the layer's kernel, then the call hits it */
