@@ -28,7 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v2", "vgg16_bn", "resnext50_32x4d",
                                                     "googlenet", "efficientnet_b0", "mobilenet_v3_large",
-                                                    "regnet_y_400mf"])
+                                                    "regnet_y_400mf", "densenet121", "squeezenet1_1", "mnasnet1_0",
+                                                    "efficientnet_v2_s", "shufflenet_v2_x1_0"])
     ap.add_argument("--out", help="also write the table here (Markdown)")
     args = ap.parse_args()
     torch.backends.cudnn.allow_tf32 = False
