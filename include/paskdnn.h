@@ -93,6 +93,8 @@ typedef enum pask_device_type {
  *   HARDSIGMOID relu6(x + 3) / 6
  *   GELU        0.5 * x * (1 + erf(x / sqrt(2)))
  *   GELU_TANH   0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))
+ *   LEAKY_RELU  x < 0 ? negative_slope * x : x      (parameters: eltwise only)
+ *   CLAMP       min(max(x, lo), hi)                 (parameters: eltwise only)
  * NaN gives NaN through every one; +-inf give the limits: sigmoid and
  * hardsigmoid 0 / 1, the others 0 at -inf (relu6: 6 at +inf, the rest +inf). */
 typedef enum pask_activation {
@@ -104,7 +106,9 @@ typedef enum pask_activation {
     PASK_ACTIVATION_HARDSWISH = 5,
     PASK_ACTIVATION_HARDSIGMOID = 6,
     PASK_ACTIVATION_GELU = 7,
-    PASK_ACTIVATION_GELU_TANH = 8
+    PASK_ACTIVATION_GELU_TANH = 8,
+    PASK_ACTIVATION_LEAKY_RELU = 9,
+    PASK_ACTIVATION_CLAMP = 10
 } pask_activation_t;
 
 typedef enum pask_pool_mode {
@@ -335,6 +339,14 @@ PASK_API pask_status_t pask_pool2d_forward(pask_context_t context,
 
 /* ---- element-wise ops ------------------------------------------------------ */
 
+/* The activation of an eltwise op and its parameters: LEAKY_RELU
+ * params[0] = negative_slope; CLAMP params[0] = lo, params[1] = hi (lo <= hi,
+ * either may be +-inf); ignored for the others. */
+typedef struct pask_eltwise_params {
+    pask_activation_t activation;
+    float params[2];
+} pask_eltwise_params_t;
+
 /* y = act(x * m + a), element by element, where m (a multiplier) and a (an
  * addend) are each optional and broadcast to x numpy-style: each is a 4-D
  * tensor in x's layout and dtype whose every dimension equals x's or is 1
@@ -347,8 +359,9 @@ PASK_API pask_status_t pask_pool2d_forward(pask_context_t context,
  *                     a = bias - running_mean * m, both {1, C, 1, 1}
  * x: {N, C, H, W} NCHW or NHWC; y like x. y may be x itself (in place) but
  * must not partly overlap x, and must not overlap m or a. A NULL desc goes
- * with a NULL pointer. */
-PASK_API pask_status_t pask_eltwise_forward(pask_context_t context, pask_activation_t activation,
+ * with a NULL pointer. params NULL: no activation. The conv2d/gemm epilogues
+ * take the activations without parameters only (up to GELU_TANH). */
+PASK_API pask_status_t pask_eltwise_forward(pask_context_t context, const pask_eltwise_params_t *params,
                                             const_pask_tensor_desc_t x_desc, const void *x,
                                             const_pask_tensor_desc_t m_desc, const void *m,
                                             const_pask_tensor_desc_t a_desc, const void *a,
@@ -419,7 +432,7 @@ PASK_API pask_status_t pask_plan_create_pool2d(pask_plan_t *plan, pask_context_t
 
 /* The plan of pask_eltwise_forward with these descriptors (see there). */
 PASK_API pask_status_t pask_plan_create_eltwise(pask_plan_t *plan, pask_context_t context,
-                                                pask_activation_t activation, const_pask_tensor_desc_t x_desc,
+                                                const pask_eltwise_params_t *params, const_pask_tensor_desc_t x_desc,
                                                 const_pask_tensor_desc_t m_desc, const_pask_tensor_desc_t a_desc,
                                                 const_pask_tensor_desc_t y_desc);
 
@@ -597,7 +610,7 @@ PASK_API pask_status_t pask_hint_gemm(pask_context_t context, pask_dtype_t dtype
 PASK_API pask_status_t pask_hint_pool2d(pask_context_t context, const pask_pool2d_params_t *params,
                                         const_pask_tensor_desc_t x_desc);
 
-PASK_API pask_status_t pask_hint_eltwise(pask_context_t context, pask_activation_t activation,
+PASK_API pask_status_t pask_hint_eltwise(pask_context_t context, const pask_eltwise_params_t *params,
                                          const_pask_tensor_desc_t x_desc, const_pask_tensor_desc_t m_desc,
                                          const_pask_tensor_desc_t a_desc);
 

@@ -21,8 +21,8 @@ from ._errors import (
     UnsupportedError,
 )
 from .functional import (TensorSpec, adaptive_avg_pool2d, add, avg_pool2d, batch_norm, cat, conv2d, gelu, gemm,
-                         hardsigmoid, hardswish, linear, matmul, max_pool2d, mul, relu, relu6, scale_shift, sigmoid,
-                         silu)
+                         clamp, hardsigmoid, hardswish, hardtanh, leaky_relu, linear, matmul, max_pool2d, mul, relu,
+                         relu6, scale_shift, sigmoid, silu)
 
 
 def load_onnx(model, *, layout="NCHW", dtype="float32", batch=None):  # type: ignore[no-untyped-def]
@@ -70,6 +70,9 @@ __all__ = [
     "hardswish",
     "hardsigmoid",
     "gelu",
+    "leaky_relu",
+    "clamp",
+    "hardtanh",
     "batch_norm",
     "scale_shift",
     "cat",

@@ -42,7 +42,10 @@ WEIGHT_LAYOUTS = {"OIHW": "PASK_LAYOUT_NCHW", "OHWI": "PASK_LAYOUT_NHWC"}
 ACTIVATIONS = {None: "PASK_ACTIVATION_NONE", "none": "PASK_ACTIVATION_NONE", "relu": "PASK_ACTIVATION_RELU",
                "relu6": "PASK_ACTIVATION_RELU6", "sigmoid": "PASK_ACTIVATION_SIGMOID", "silu": "PASK_ACTIVATION_SILU",
                "hardswish": "PASK_ACTIVATION_HARDSWISH", "hardsigmoid": "PASK_ACTIVATION_HARDSIGMOID",
-               "gelu": "PASK_ACTIVATION_GELU", "gelu_tanh": "PASK_ACTIVATION_GELU_TANH"}
+               "gelu": "PASK_ACTIVATION_GELU", "gelu_tanh": "PASK_ACTIVATION_GELU_TANH",
+               "leaky_relu": "PASK_ACTIVATION_LEAKY_RELU", "clamp": "PASK_ACTIVATION_CLAMP"}
+# the activations with parameters (eltwise only): name -> how many
+ACTIVATION_PARAMS = {"leaky_relu": 1, "clamp": 2}
 _ACTIVATION_NAMES = ", ".join(repr(a) for a in ACTIVATIONS)
 MAX, AVG = "PASK_POOL_MAX", "PASK_POOL_AVG"
 
@@ -706,10 +709,24 @@ def _broadcast_operand(b: Any, name: str, xshape: Tuple[int, ...], lay: str) -> 
     return nchw_dims(full, lay)
 
 
+def _activation_params(activation: Optional[str], params: Any) -> Tuple[float, float]:
+    want = ACTIVATION_PARAMS.get(activation or "", 0)
+    ps = tuple(_float(v, "activation_params") for v in (params or ()))
+    if len(ps) != want:
+        raise ValueError(f"activation {activation!r} takes {want} parameter(s) (activation_params), got {len(ps)}")
+    if activation == "leaky_relu" and not np.isfinite(ps[0]):
+        raise ValueError(f"leaky_relu's negative_slope must be finite, got {ps[0]}")
+    if activation == "clamp" and not (ps[0] <= ps[1]):
+        raise ValueError(f"clamp needs min <= max (not NaN), got {ps[0]}, {ps[1]}")
+    return (ps + (0.0, 0.0))[:2]  # type: ignore[return-value]
+
+
 def eltwise_spec(input: Any, mul: Any = None, add: Any = None, *, activation: Optional[str] = None,
-                 layout: str = "NCHW", out: Any = None, hinting: bool = False) -> EltwiseSpec:
+                 activation_params: Any = None, layout: str = "NCHW", out: Any = None,
+                 hinting: bool = False) -> EltwiseSpec:
     """y = activation(input * mul + add), mul and add optional and broadcast
-    to input (numpy rules, in input's layout); y has input's shape."""
+    to input (numpy rules, in input's layout); y has input's shape.
+    activation_params: leaky_relu's (negative_slope,), clamp's (min, max)."""
     if hinting:
         input = _tensor_spec(input, "input")
         mul = None if mul is None else _tensor_spec(mul, "mul")
@@ -724,11 +741,12 @@ def eltwise_spec(input: Any, mul: Any = None, add: Any = None, *, activation: Op
     mdims = None if m is None else _broadcast_operand(m, "mul", xshape, lay)
     adims = None if a is None else _broadcast_operand(a, "add", xshape, lay)
     act = _activation(activation)
+    aps = _activation_params(activation, activation_params)
     dims, empty = _batch_of_one(nchw_dims(xshape, lay))
     if empty:  # operands with the zero batch broadcast like one image
         mdims = None if mdims is None else (1,) + tuple(mdims[1:])
         adims = None if adims is None else (1,) + tuple(adims[1:])
-    spec = _new(EltwiseSpec, ("eltwise", lay, dims, unbatched, mdims, adims, act, dc), hinting)
+    spec = _new(EltwiseSpec, ("eltwise", lay, dims, unbatched, mdims, adims, act, aps, dc), hinting)
     spec.x, spec.m, spec.a, spec.out, spec.like, spec.empty = x, m, a, out, x, empty
     return spec
 
@@ -886,13 +904,13 @@ def _create_plan(key: tuple, handle: Any) -> Tuple[Any, Any]:
         return plan[0], (m, n)
     with _Descs() as d:
         if op == "eltwise":
-            _, lay, xdims, unbatched, mdims, adims, act, dc = key
+            _, lay, xdims, unbatched, mdims, adims, act, aps, dc = key
             xd = d.make(LAYOUTS[lay], xdims, dc)
             md = ffi.NULL if mdims is None else d.make(LAYOUTS[lay], mdims, dc)
             ad = ffi.NULL if adims is None else d.make(LAYOUTS[lay], adims, dc)
             ydims = tuple(xdims)
-            _lib.check(lib.pask_plan_create_eltwise(plan, handle, getattr(C, act), xd, md, ad,
-                                                    d.make(LAYOUTS[lay], ydims, dc)))
+            ep = ffi.new("pask_eltwise_params_t *", {"activation": getattr(C, act), "params": aps})
+            _lib.check(lib.pask_plan_create_eltwise(plan, handle, ep, xd, md, ad, d.make(LAYOUTS[lay], ydims, dc)))
             return plan[0], _user_shape(ydims, lay, unbatched)
         if op == "cat":
             _, lay, all_dims, unbatched, dc = key

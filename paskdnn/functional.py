@@ -43,6 +43,9 @@ __all__ = [
     "hardswish",
     "hardsigmoid",
     "gelu",
+    "leaky_relu",
+    "clamp",
+    "hardtanh",
     "batch_norm",
     "scale_shift",
     "cat",
@@ -245,9 +248,10 @@ def adaptive_avg_pool2d(
 
 
 def _eltwise(input: Any, mul: Any, add: Any, activation: Optional[str], layout: str, out: Any,
-             context: Optional[Context], stream: Any) -> Any:
+             context: Optional[Context], stream: Any, activation_params: Any = None) -> Any:
     ctx = _context(context, stream)
-    spec = _spec.eltwise_spec(input, mul, add, activation=activation, layout=layout, out=out)
+    spec = _spec.eltwise_spec(input, mul, add, activation=activation, activation_params=activation_params,
+                              layout=layout, out=out)
     return _spec.run(spec, ctx, stream)
 
 
@@ -261,22 +265,23 @@ def _commuted(input: Any, other: Any) -> Tuple[Any, Any]:
     return input, other
 
 
-def add(input: Any, other: Any, *, activation: Optional[str] = None, layout: str = "NCHW", out: Any = None,
-        context: Optional[Context] = None, stream: Any = None) -> Any:
+def add(input: Any, other: Any, *, activation: Optional[str] = None, activation_params: Any = None,
+        layout: str = "NCHW", out: Any = None, context: Optional[Context] = None, stream: Any = None) -> Any:
     """``activation(input + other)``: other of input's shape or broadcast to it
     numpy-style (a per-channel (1, C, 1, 1) or (N, C, 1, 1) array in NCHW,
     (1, 1, 1, C) in NHWC, a (1,) scalar array, ...). Either operand may be the
-    broadcast one. ``out`` may be ``input`` itself (in place)."""
+    broadcast one. ``out`` may be ``input`` itself (in place). activation_params:
+    leaky_relu's (negative_slope,), clamp's (min, max)."""
     input, other = _commuted(input, other)
-    return _eltwise(input, None, other, activation, layout, out, context, stream)
+    return _eltwise(input, None, other, activation, layout, out, context, stream, activation_params)
 
 
-def mul(input: Any, other: Any, *, activation: Optional[str] = None, layout: str = "NCHW", out: Any = None,
-        context: Optional[Context] = None, stream: Any = None) -> Any:
+def mul(input: Any, other: Any, *, activation: Optional[str] = None, activation_params: Any = None,
+        layout: str = "NCHW", out: Any = None, context: Optional[Context] = None, stream: Any = None) -> Any:
     """``activation(input * other)``, broadcasting as :func:`add` (e.g. the
     per-channel gate of a squeeze-and-excitation block)."""
     input, other = _commuted(input, other)
-    return _eltwise(input, other, None, activation, layout, out, context, stream)
+    return _eltwise(input, other, None, activation, layout, out, context, stream, activation_params)
 
 
 def _activation_op(name: str) -> Any:
@@ -296,6 +301,33 @@ sigmoid = _activation_op("sigmoid")
 silu = _activation_op("silu")
 hardswish = _activation_op("hardswish")
 hardsigmoid = _activation_op("hardsigmoid")
+
+
+def leaky_relu(input: Any, negative_slope: float = 0.01, *, layout: str = "NCHW", out: Any = None,
+               context: Optional[Context] = None, stream: Any = None) -> Any:
+    """``torch.nn.functional.leaky_relu``: ``x < 0 ? negative_slope * x : x``."""
+    ctx = _context(context, stream)
+    spec = _spec.eltwise_spec(input, activation="leaky_relu", activation_params=(negative_slope,), layout=layout,
+                              out=out)
+    return _spec.run(spec, ctx, stream)
+
+
+def clamp(input: Any, min: Optional[float] = None, max: Optional[float] = None, *, layout: str = "NCHW",
+          out: Any = None, context: Optional[Context] = None, stream: Any = None) -> Any:
+    """``torch.clamp`` with scalar bounds (None: unbounded on that side; NaN stays NaN)."""
+    if min is None and max is None:
+        raise ValueError("clamp needs min or max")
+    lo = -np.inf if min is None else min
+    hi = np.inf if max is None else max
+    ctx = _context(context, stream)
+    spec = _spec.eltwise_spec(input, activation="clamp", activation_params=(lo, hi), layout=layout, out=out)
+    return _spec.run(spec, ctx, stream)
+
+
+def hardtanh(input: Any, min_val: float = -1.0, max_val: float = 1.0, *, layout: str = "NCHW", out: Any = None,
+             context: Optional[Context] = None, stream: Any = None) -> Any:
+    """``torch.nn.functional.hardtanh``: clamp to [min_val, max_val]."""
+    return clamp(input, min_val, max_val, layout=layout, out=out, context=context, stream=stream)
 
 
 def gelu(input: Any, approximate: str = "none", *, layout: str = "NCHW", out: Any = None,

@@ -36,7 +36,8 @@ class Node:
     weights holds "weight" and optionally "bias" as arrays of the graph's
     dtype and layout.
 
-    eltwise (y = activation(x * mul + add)): params "activation" and "roles",
+    eltwise (y = activation(x * mul + add)): params "activation" (and
+    "activation_params" for leaky_relu / clamp) and "roles",
     the role ("mul" or "add") of each of inputs[1:]; an operand that is a
     constant is in weights under its role instead, as a 4-D array in the
     graph's layout broadcasting to x. cat: inputs joined along channels."""
@@ -226,7 +227,8 @@ class Runner:
             elif node.op == "eltwise":
                 ops = self._operands(node, w, values)
                 spec = _spec.eltwise_spec(src, ops.get("mul"), ops.get("add"), out=out, layout=self.graph.layout,
-                                          activation=kw.get("activation"))
+                                          activation=kw.get("activation"),
+                                          activation_params=kw.get("activation_params"))
             elif node.op == "cat":
                 spec = _spec.cat_spec([values[i] for i in node.inputs], self._channel_axis(), out=out,
                                       layout=self.graph.layout)
@@ -271,7 +273,7 @@ class Runner:
                 shapes.update({k: v.shape for k, v in w.items() if k in ("mul", "add")})
                 spec = {k: TensorSpec(v, self.graph.dtype) for k, v in shapes.items()}
                 self.ctx.hint("eltwise", x, spec.get("mul"), spec.get("add"), activation=kw.get("activation"),
-                              layout=self.graph.layout)
+                              activation_params=kw.get("activation_params"), layout=self.graph.layout)
             elif node.op == "cat":
                 self.ctx.hint("cat", [TensorSpec(self.shapes[i], self.graph.dtype) for i in node.inputs],
                               self._channel_axis(), layout=self.graph.layout)

@@ -580,7 +580,7 @@ def _layout_const(imp: _Importer, node: Any, cst: np.ndarray, shape: Tuple[int, 
 
 
 def _eltwise(imp: _Importer, node: Any, x: _Value, act: Optional[str] = None,
-             operands: Sequence[Tuple[str, Any]] = ()) -> Node:
+             operands: Sequence[Tuple[str, Any]] = (), act_params: Optional[Tuple[float, ...]] = None) -> Node:
     """A standalone eltwise node y = act(x * mul + add) on 4-D value x; each
     operand is (role, _Value or constant array)."""
     if len(x.shape) != 4:
@@ -597,20 +597,29 @@ def _eltwise(imp: _Importer, node: Any, x: _Value, act: Optional[str] = None,
         else:
             weights[role] = _layout_const(imp, node, v, x.shape)
     params: Dict[str, Any] = {"activation": act}
+    if act_params is not None:
+        params["activation_params"] = tuple(act_params)
     if roles:
         params["roles"] = roles
     return imp.emit(node, "eltwise", inputs, params, weights, x.shape)
 
 
-def _activation(imp: _Importer, node: Any, act: str) -> None:
+def _activation(imp: _Importer, node: Any, act: str, act_params: Optional[Tuple[float, ...]] = None) -> None:
     """An activation: fused into the conv/linear (or a standalone eltwise
-    without one yet) that produces its input, else a standalone eltwise."""
-    p = imp.fusable(node, 0, ("conv2d", "linear", "eltwise"))
+    without one yet) that produces its input, else a standalone eltwise.
+    Activations with parameters (leaky_relu, clamp) fuse into eltwise only."""
+    p = imp.fusable(node, 0, ("eltwise",) if act_params else ("conv2d", "linear", "eltwise"))
     if p is not None and not p.params.get("activation"):
         p.params["activation"] = act
+        if act_params:
+            p.params["activation_params"] = tuple(act_params)
         imp.fuse(node, p)
         return
-    _eltwise(imp, node, imp.value(node, 0), act)
+    _eltwise(imp, node, imp.value(node, 0), act, act_params=act_params)
+
+
+def _leaky_relu(imp: _Importer, node: Any) -> None:
+    _activation(imp, node, "leaky_relu", (float(_attrs(node).get("alpha", 0.01)),))
 
 
 def _relu(imp: _Importer, node: Any) -> None:
@@ -631,8 +640,11 @@ def _clip(imp: _Importer, node: Any) -> None:
     elif lo == 0.0 and hi == 6.0:
         _activation(imp, node, "relu6")
     else:
-        raise _refuse(node, "min" if lo != 0.0 else "max", f"Clip({lo}, {hi}): only Clip(0, 6) (relu6) and "
-                      "Clip(0) (relu) are supported")
+        lo = float("-inf") if lo is None else float(lo)
+        hi = float("inf") if hi is None else float(hi)
+        if not lo <= hi:
+            raise _refuse(node, "min", f"Clip({lo}, {hi}): min must be <= max")
+        _activation(imp, node, "clamp", (lo, hi))
 
 
 def _sole_consumer(imp: _Importer, name: str, op_type: str) -> Optional[Any]:
@@ -913,6 +925,7 @@ OPS: Dict[str, Callable[[_Importer, Any], None]] = {
     "BatchNormalization": _batch_norm,
     "Relu": _relu,
     "Clip": _clip,
+    "LeakyRelu": _leaky_relu,
     "Sigmoid": _sigmoid,
     "HardSigmoid": _hard_sigmoid,
     "HardSwish": lambda imp, node: _activation(imp, node, "hardswish"),

@@ -447,14 +447,14 @@ def test_solvers_listing():
     for s in allsol:
         assert {"id", "name", "op", "device"} <= set(s)
         assert isinstance(s["id"], int) and isinstance(s["name"], str)
-        assert s["op"] in ("conv2d", "gemm", "pool2d")
+        assert s["op"] in ("conv2d", "gemm", "pool2d", "eltwise", "cat")
         assert s["name"].startswith(s["op"] + ".")
         ids.add(s["id"])
         names.add(s["name"])
     assert len(ids) == len(allsol) and len(names) == len(allsol)
     cpu = [s for s in allsol if s["device"] == "cpu"]
     assert cpu
-    for op in ("conv2d", "gemm", "pool2d"):
+    for op in ("conv2d", "gemm", "pool2d", "eltwise", "cat"):
         sub = paskdnn.solvers(op)
         assert sub and all(s["op"] == op for s in sub)
         assert sorted(s["name"] for s in sub) == sorted(

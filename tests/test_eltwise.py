@@ -102,6 +102,37 @@ def test_standalone_activations(name):
     assert getattr(paskdnn, name)(x3).shape == x3.shape  # unbatched
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_leaky_relu_clamp_hardtanh(layout):
+    rng = np.random.default_rng(5)
+    x = rand(rng, physical((2, 3, 5, 4), layout), -8, 8)
+    x[0, 0, 0, :2] = [np.nan, -np.inf]
+    x64 = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        for slope in (0.01, 0.3, -2.0):
+            want = np.where(x64 < 0, x64 * np.float64(np.float32(slope)), x64)
+            np.testing.assert_allclose(paskdnn.leaky_relu(x, slope, layout=layout), want, rtol=2e-7, atol=0)
+        np.testing.assert_array_equal(paskdnn.leaky_relu(x), np.where(x < 0, x * np.float32(0.01), x))
+        for lo, hi in ((-1.5, 2.25), (None, 0.5), (-0.5, None), (1.0, 1.0)):
+            want = np.clip(x64, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+            np.testing.assert_array_equal(paskdnn.clamp(x, lo, hi, layout=layout), want.astype(np.float32))
+        np.testing.assert_array_equal(paskdnn.hardtanh(x), np.clip(x, -1, 1))
+        np.testing.assert_array_equal(paskdnn.hardtanh(x, -2.0, 3.0), np.clip(x, -2, 3))
+    # in a fused add: act(x + b)
+    b = rand(rng, x.shape)
+    got = F.add(x, b, activation="clamp", activation_params=(-1.0, 1.0), layout=layout)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(got, np.clip(x64 + b, -1, 1), rtol=2e-7, atol=0)
+    out = np.full_like(x, 7)
+    with pytest.raises(ValueError, match="min or max"):
+        paskdnn.clamp(x)
+    with pytest.raises(ValueError, match="min <= max"):
+        paskdnn.clamp(x, 1.0, 0.0, out=out)
+    with pytest.raises(ValueError, match="min <= max"):
+        paskdnn.clamp(x, np.nan, 0.0, out=out)
+    assert (out == 7).all()
+
+
 def test_gelu_both_forms():
     rng = np.random.default_rng(3)
     x = rand(rng, (1, 4, 6, 6), -6, 6)

@@ -94,7 +94,7 @@ def i64(*values):
 
 
 ACT = {None: 0, "relu": 1, "relu6": 2, "sigmoid": 3, "silu": 4, "hardswish": 5, "hardsigmoid": 6, "gelu": 7,
-       "gelu_tanh": 8}  # pask_activation_t
+       "gelu_tanh": 8, "leaky_relu": 9, "clamp": 10}  # pask_activation_t
 
 CONV_CASES = [
     # n, c, h, w, o, k, stride, ((top, bottom), (left, right)), dilation, groups
@@ -499,7 +499,7 @@ def _bstrides(dims, nhwc):
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-@pytest.mark.parametrize("act", [None, "relu6", "silu", "gelu"])
+@pytest.mark.parametrize("act", [None, "relu6", "silu", "gelu", "leaky_relu", "clamp"])
 @pytest.mark.parametrize("mdims,adims", [(None, None), ((2, 5, 6, 7), None), (None, (1, 5, 1, 1)),
                                          ((2, 5, 1, 1), (1, 1, 6, 7)), ((1, 1, 1, 1), (2, 5, 6, 7))])
 def test_eltwise_gpu_source_matches_the_reference(kernels, dtype, layout, act, mdims, adims):
@@ -514,13 +514,20 @@ def test_eltwise_gpu_source_matches_the_reference(kernels, dtype, layout, act, m
     d = i64(*dims, int(nhwc), ACT[act], *(_bstrides(mdims, nhwc) if mdims else [0] * 4),
             *(_bstrides(adims, nhwc) if adims else [0] * 4))
     xin, min_, ain = phys(x_raw), None if m is None else phys(m_raw), None if a is None else phys(a_raw)  # kept alive
-    kernels("eltwise", dtype).emu_eltwise(d, ptr(xin), ptr(min_), ptr(ain), ptr(y))
+    params = {"leaky_relu": (0.2, 0.0), "clamp": (-1.5, 0.75)}.get(act, (0.0, 0.0))
+    p = np.array(params, np.float32)
+    kernels("eltwise", dtype).emu_eltwise(d, ptr(p), ptr(xin), ptr(min_), ptr(ain), ptr(y))
     want = x.astype(np.float64)
     if m is not None:
         want = want * m
     if a is not None:
         want = want + a
-    ref = act_ref(want, act)
+    if act == "leaky_relu":
+        ref = np.where(want < 0, want * np.float64(p[0]), want)
+    elif act == "clamp":
+        ref = np.clip(want, np.float64(p[0]), np.float64(p[1]))
+    else:
+        ref = act_ref(want, act)
     got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
     assert_within_bound(got, ref, np.abs(want) + 1, rtol=RTOL[dtype], atol=0, what=f"eltwise {dtype} {layout} {act}")
 

@@ -570,7 +570,7 @@ def conv_then(node, inits=(), x_shape=(1, 4, 6, 6), opset=17, extra=()):
                 x_shape, opset=opset)
 
 
-@pytest.mark.parametrize("op", ["Softmax", "Tanh", "LeakyRelu"])
+@pytest.mark.parametrize("op", ["Softmax", "Tanh", "Elu"])
 def test_unmapped_operators_are_refused(op):
     msg = refused(conv_then(H.make_node(op, ["c"], ["y"], name="act")), "act", op, None)
     assert "not supported" in msg and "Conv" in msg  # lists what is
@@ -621,10 +621,27 @@ def test_a_relu_that_cannot_be_fused_runs_standalone(layout, ctx):
     check(m, data((1, 3, 4, 4)), layout, ctx)
 
 
-def test_clip_other_than_relu_and_relu6_is_refused():
-    # Clip other than (0, 6)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_clip_and_leaky_relu_run_as_eltwise(layout, ctx):
+    # Clip other than (0, 6) and (0, inf): an eltwise clamp after the conv (the epilogues take no parameters)
     lo, hi = const("lo", np.float32(-1)), const("hi", np.float32(1))
-    refused(conv_then(H.make_node("Clip", ["c", "lo", "hi"], ["y"], name="clip"), inits=[lo, hi]), "clip", "Clip", "min")
+    g = check(conv_then(H.make_node("Clip", ["c", "lo", "hi"], ["y"], name="clip"), inits=[lo, hi]), data((1, 4, 6, 6)),
+              layout, ctx)
+    assert [n.op for n in g.nodes] == ["conv2d", "eltwise"] and g.nodes[1].params["activation"] == "clamp"
+    # only a max (min left out) and the opset-6 attribute form
+    g = check(conv_then(H.make_node("Clip", ["c", "", "hi"], ["y"], name="clip"), inits=[hi]), data((1, 4, 6, 6)),
+              layout, ctx)
+    g = check(conv_then(H.make_node("Clip", ["c"], ["y"], min=-0.5, max=0.25, name="clip"), opset=6),
+              data((1, 4, 6, 6)), layout, ctx)
+    g = check(conv_then(H.make_node("LeakyRelu", ["c"], ["y"], alpha=0.2, name="lr")), data((1, 4, 6, 6)), layout, ctx)
+    assert g.nodes[1].params["activation"] == "leaky_relu"
+    # after an Add: fused into the add's eltwise node
+    m = conv_then(H.make_node("LeakyRelu", ["s"], ["y"], name="lr"), extra=[H.make_node("Add", ["c", "x"], ["s"])])
+    g = check(m, data((1, 4, 6, 6)), layout, ctx)
+    assert [n.op for n in g.nodes] == ["conv2d", "eltwise"] or [n.op for n in g.nodes] == ["conv2d"]
+    # a clip whose bounds are not constants is refused
+    m = make([H.make_node("Clip", ["x", "x"], ["y"], name="clip")], [], (1, 3, 4, 4))
+    refused(m, "clip", "Clip", "min")
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])

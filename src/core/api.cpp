@@ -68,11 +68,14 @@ std::string dims_str(const pask_tensor_desc &d) {
 bool valid_dtype(int v) { return v >= PASK_DTYPE_FLOAT32 && v <= PASK_DTYPE_FLOAT64; }
 bool valid_layout(int v) { return v >= PASK_LAYOUT_ROW_MAJOR && v <= PASK_LAYOUT_NHWC; }
 
-void check_activation(const pask_activation_t &act) {
+void check_activation(const pask_activation_t &act, int last = pask::kLastEpilogueActivation) {
     const int a = raw(act);
     require(a >= PASK_ACTIVATION_NONE && a <= pask::kLastActivation, PASK_ERROR_INVALID_ARGUMENT,
             "unknown activation " + std::to_string(a) + " (pask_activation_t is 0.." +
                 std::to_string(int(pask::kLastActivation)) + ")");
+    require(a <= last, PASK_ERROR_INVALID_ARGUMENT,
+            "activation " + std::to_string(a) + " (LEAKY_RELU, CLAMP) takes parameters: a conv2d/gemm epilogue "
+            "cannot carry them; run it as an eltwise op after the conv/gemm");
 }
 
 void check_4d(const pask_tensor_desc &d, const char *what) {
@@ -287,11 +290,26 @@ void gemm_problem(int dtype, int trans_a, int trans_b, int64_t m, int64_t n, int
 }
 
 // The eltwise Problem: x {N, C, H, W}, m and a (optional) broadcast to it.
-void eltwise_problem(const pask_activation_t &activation, const pask_tensor_desc *x, const pask_tensor_desc *m,
+void eltwise_problem(const pask_eltwise_params_t *params, const pask_tensor_desc *x, const pask_tensor_desc *m,
                      const pask_tensor_desc *a, Problem &p) {
     need(x, "x_desc");
     check_4d(*x, "x");
-    check_activation(activation);
+    pask_activation_t activation = PASK_ACTIVATION_NONE;
+    if (params) {
+        check_activation(params->activation, pask::kLastActivation);
+        activation = params->activation;
+        const float p0 = params->params[0], p1 = params->params[1];
+        if (activation == PASK_ACTIVATION_LEAKY_RELU) {
+            require(std::isfinite(p0), PASK_ERROR_INVALID_ARGUMENT,
+                    "leaky_relu's negative_slope must be finite, got " + std::to_string(p0));
+            p.act_params[0] = p0;
+        } else if (activation == PASK_ACTIVATION_CLAMP) {
+            require(p0 == p0 && p1 == p1 && p0 <= p1, PASK_ERROR_INVALID_ARGUMENT,
+                    "clamp needs lo <= hi (not NaN), got " + std::to_string(p0) + ", " + std::to_string(p1));
+            p.act_params[0] = p0;
+            p.act_params[1] = p1;
+        }
+    }
     p.op = PASK_OP_ELTWISE;
     p.dtype = x->dtype;
     p.layout = x->layout;
@@ -404,10 +422,10 @@ void prepare_pool(pask_plan &plan, pask_context *context, const pask_pool2d_para
     finish_plan(plan, context);
 }
 
-void prepare_eltwise(pask_plan &plan, pask_context *context, const pask_activation_t &activation,
+void prepare_eltwise(pask_plan &plan, pask_context *context, const pask_eltwise_params_t *params,
                      const pask_tensor_desc *x_desc, const pask_tensor_desc *m_desc, const pask_tensor_desc *a_desc,
                      const pask_tensor_desc *y_desc) {
-    eltwise_problem(activation, x_desc, m_desc, a_desc, plan.problem);
+    eltwise_problem(params, x_desc, m_desc, a_desc, plan.problem);
     check_output(y_desc, plan.problem, plan.problem.c);
     plan.x_bytes = x_desc->bytes;
     plan.m_bytes = m_desc ? m_desc->bytes : 0;
@@ -710,7 +728,7 @@ pask_status_t pask_pool2d_forward(pask_context_t context, const pask_pool2d_para
     });
 }
 
-pask_status_t pask_eltwise_forward(pask_context_t context, pask_activation_t activation,
+pask_status_t pask_eltwise_forward(pask_context_t context, const pask_eltwise_params_t *params,
                                    const_pask_tensor_desc_t x_desc, const void *x, const_pask_tensor_desc_t m_desc,
                                    const void *m, const_pask_tensor_desc_t a_desc, const void *a,
                                    const_pask_tensor_desc_t y_desc, void *y) {
@@ -718,7 +736,7 @@ pask_status_t pask_eltwise_forward(pask_context_t context, pask_activation_t act
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         pask_plan plan;
-        prepare_eltwise(plan, context, activation, x_desc, m_desc, a_desc, y_desc);
+        prepare_eltwise(plan, context, params, x_desc, m_desc, a_desc, y_desc);
         pask_plan_args_t args{};
         args.x = x; args.m = m; args.a = a; args.y = y;
         execute_plan(plan, args, nullptr);
@@ -788,7 +806,7 @@ pask_status_t pask_plan_create_pool2d(pask_plan_t *plan, pask_context_t context,
     });
 }
 
-pask_status_t pask_plan_create_eltwise(pask_plan_t *plan, pask_context_t context, pask_activation_t activation,
+pask_status_t pask_plan_create_eltwise(pask_plan_t *plan, pask_context_t context, const pask_eltwise_params_t *params,
                                        const_pask_tensor_desc_t x_desc, const_pask_tensor_desc_t m_desc,
                                        const_pask_tensor_desc_t a_desc, const_pask_tensor_desc_t y_desc) {
     return guarded([&] {
@@ -796,7 +814,7 @@ pask_status_t pask_plan_create_eltwise(pask_plan_t *plan, pask_context_t context
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
-        prepare_eltwise(*made, context, activation, x_desc, m_desc, a_desc, y_desc);
+        prepare_eltwise(*made, context, params, x_desc, m_desc, a_desc, y_desc);
         *plan = made.release();
     });
 }
@@ -1058,13 +1076,13 @@ pask_status_t pask_hint_pool2d(pask_context_t context, const pask_pool2d_params_
     });
 }
 
-pask_status_t pask_hint_eltwise(pask_context_t context, pask_activation_t activation, const_pask_tensor_desc_t x_desc,
+pask_status_t pask_hint_eltwise(pask_context_t context, const pask_eltwise_params_t *params, const_pask_tensor_desc_t x_desc,
                                 const_pask_tensor_desc_t m_desc, const_pask_tensor_desc_t a_desc) {
     return guarded([&] {
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
         Problem p;
-        eltwise_problem(activation, x_desc, m_desc, a_desc, p);
+        eltwise_problem(params, x_desc, m_desc, a_desc, p);
         context->hint(p);
     });
 }

@@ -1,11 +1,25 @@
 #include "problem.hpp"
 
 #include <cstdio>
+#include <cstring>
 
 #include "error.hpp"
 #include "tensor.hpp"
 
 namespace pask {
+
+int64_t float_bits(float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    return int64_t(u);
+}
+
+float bits_float(int64_t b) {
+    const uint32_t u = uint32_t(b);
+    float v;
+    std::memcpy(&v, &u, sizeof v);
+    return v;
+}
 
 bool gpu_float(const Problem &p, pask_device_type_t device) {
     return p.device == device &&
@@ -96,7 +110,7 @@ std::vector<int64_t> Problem::fields() const {
         break;
     case PASK_OP_ELTWISE:
         f.insert(f.end(), {n, c, h, w, mdims[0], mdims[1], mdims[2], mdims[3], adims[0], adims[1], adims[2],
-                           adims[3], activation});
+                           adims[3], activation, float_bits(act_params[0]), float_bits(act_params[1])});
         break;
     case PASK_OP_CAT:
         f.insert(f.end(), {n, h, w, int64_t(cat_c.size())});
@@ -121,7 +135,7 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
     p.layout = static_cast<pask_layout_t>(in(f[4], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "layout"));
     p.weight_layout = static_cast<pask_layout_t>(in(f[5], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "weight layout"));
     size_t want = p.op == PASK_OP_CONV2D ? 28 : p.op == PASK_OP_POOL2D ? 26 : p.op == PASK_OP_GEMM ? 17
-                : p.op == PASK_OP_ELTWISE ? 19 : 10;
+                : p.op == PASK_OP_ELTWISE ? 21 : 10;
     if (p.op == PASK_OP_CAT) {
         if (f.size() < 10) bad("too few fields for cat");
         want = 10 + size_t(in(f[9], 1, kMaxCatInputs, "cat input count"));
@@ -142,7 +156,7 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
         p.groups = dim("groups");
         if (p.c % p.groups || p.o % p.groups) bad("groups must divide channels");
         p.has_bias = flag("has_bias"); p.has_residual = flag("has_residual"); p.has_beta = flag("has_beta");
-        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastActivation, "activation"));
+        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastEpilogueActivation, "activation"));
     } else if (p.op == PASK_OP_POOL2D) {
         p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = p.c;
         p.oh = dim("oh"); p.ow = dim("ow"); p.kh = dim("kh"); p.kw = dim("kw");
@@ -164,6 +178,12 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
                 if (d[j] != 1 && d[j] != x[j]) bad("operand dims must each be 1 or x's");
         }
         p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastActivation, "activation"));
+        for (float &v : p.act_params) {
+            const int64_t b = f[i++];
+            if (b < 0 || b > 0xffffffffll) bad("activation parameter out of range");
+            v = bits_float(b);
+            if (v != v) bad("activation parameter is NaN");
+        }
     } else if (p.op == PASK_OP_CAT) {
         p.n = dim("n"); p.h = dim("h"); p.w = dim("w"); p.oh = p.h; p.ow = p.w;
         ++i;  // the count, read above
@@ -179,7 +199,7 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
         p.gm = dim("m"); p.gn = dim("n"); p.gk = dim("k");
         p.lda = dim("lda"); p.ldb = dim("ldb"); p.ldc = dim("ldc");
         p.has_bias = flag("has_bias"); p.has_beta = flag("has_beta");
-        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastActivation, "activation"));
+        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastEpilogueActivation, "activation"));
     }
     return p;
 }

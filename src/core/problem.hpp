@@ -34,7 +34,9 @@ struct BucketHash {
 };
 
 // The highest pask_activation_t value (the enum is append-only: raise this with it).
-constexpr int kLastActivation = PASK_ACTIVATION_GELU_TANH;
+constexpr int kLastActivation = PASK_ACTIVATION_CLAMP;
+// The last activation a conv2d/gemm epilogue takes (the later ones have parameters).
+constexpr int kLastEpilogueActivation = PASK_ACTIVATION_GELU_TANH;
 
 struct Problem {
     pask_op_t op = PASK_OP_CONV2D;
@@ -68,6 +70,7 @@ struct Problem {
     // Their logical dims, each equal to x's or 1; all 0 when absent.
     int64_t mdims[4] = {0, 0, 0, 0};
     int64_t adims[4] = {0, 0, 0, 0};
+    float act_params[2] = {0.f, 0.f};  // LEAKY_RELU slope; CLAMP lo, hi (eltwise)
 
     // cat: inputs {n, cat_c[i], h, w}, output {n, o = sum, h, w}
     std::vector<int64_t> cat_c;
@@ -104,6 +107,10 @@ constexpr int64_t kMaxCatInputs = 4096;
 // of dims d stored in layout, 0 along its dims of 1 (so that indexing it with
 // x's coordinates broadcasts it).
 void broadcast_strides(const int64_t d[4], pask_layout_t layout, int64_t out[4]);
+
+// A float's bits as a Problem field, and back.
+int64_t float_bits(float v);
+float bits_float(int64_t b);
 
 // p is for device and in one of the GPU solvers' dtypes (float32, float16, bfloat16).
 bool gpu_float(const Problem &p, pask_device_type_t device);

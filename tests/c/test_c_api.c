@@ -156,14 +156,28 @@ int main(void) {
         CHECK(pask_tensor_desc_create(&exd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, full));
         CHECK(pask_tensor_desc_create(&emd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, chan));
         CHECK(pask_tensor_desc_create(&ecd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, both));
-        CHECK(pask_eltwise_forward(ctx, PASK_ACTIVATION_RELU, exd, ex, emd, em, exd, ea, exd, ey));
+        const pask_eltwise_params_t relu = {.activation = PASK_ACTIVATION_RELU};
+        CHECK(pask_eltwise_forward(ctx, &relu, exd, ex, emd, em, exd, ea, exd, ey));
         for (int i = 0; i < 24; ++i) {
             double v = (double)ex[i] * em[(i / 4) % 3] + ea[i];
             EXPECT(fabs((v > 0 ? v : 0) - ey[i]) < 1e-6);
         }
         EXPECT(strcmp(pask_last_solver(), "eltwise.cpu") == 0);
+        /* clamp and leaky ReLU take their parameters from the struct */
+        const pask_eltwise_params_t clamp = {.activation = PASK_ACTIVATION_CLAMP, .params = {-0.25f, 0.5f}};
+        CHECK(pask_eltwise_forward(ctx, &clamp, exd, ex, NULL, NULL, exd, ea, exd, ey));
+        for (int i = 0; i < 24; ++i) {
+            double v = (double)ex[i] + ea[i];
+            EXPECT(fabs((v < -0.25 ? -0.25 : v > 0.5 ? 0.5 : v) - ey[i]) < 1e-6);
+        }
+        const pask_eltwise_params_t leaky = {.activation = PASK_ACTIVATION_LEAKY_RELU, .params = {0.125f, 0.f}};
+        CHECK(pask_eltwise_forward(ctx, &leaky, exd, ex, NULL, NULL, NULL, NULL, exd, ey));
+        for (int i = 0; i < 24; ++i) EXPECT(fabs((ex[i] < 0 ? ex[i] * 0.125 : ex[i]) - ey[i]) < 1e-6);
+        /* clamp with lo > hi: a clear status */
+        const pask_eltwise_params_t bad = {.activation = PASK_ACTIVATION_CLAMP, .params = {1.f, 0.f}};
+        EXPECT(pask_eltwise_forward(ctx, &bad, exd, ex, NULL, NULL, NULL, NULL, exd, ey) == PASK_ERROR_INVALID_ARGUMENT);
         /* a multiplier that does not broadcast: a clear status, nothing written */
-        EXPECT(pask_eltwise_forward(ctx, PASK_ACTIVATION_NONE, exd, ex, ecd, ec, NULL, NULL, exd, ey) ==
+        EXPECT(pask_eltwise_forward(ctx, NULL, exd, ex, ecd, ec, NULL, NULL, exd, ey) ==
                PASK_ERROR_SHAPE_MISMATCH);
         const_pask_tensor_desc_t parts[2] = {exd, exd};
         const void *srcs[2] = {ex, ey};

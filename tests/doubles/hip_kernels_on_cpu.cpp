@@ -131,9 +131,11 @@ EXPORT void emu_gemm_small_m(const int64_t *d, float alpha, float beta, const vo
 #endif
 
 #ifdef PASK_EMU_ELTWISE
-// d: n, c, h, w, layout, activation, m_stride[4], a_stride[4]
-EXPORT void emu_eltwise(const int64_t *d, const void *x, const void *m, const void *a, void *y) {
+// d: n, c, h, w, layout, activation, m_stride[4], a_stride[4]; p: the activation's parameters
+EXPORT void emu_eltwise(const int64_t *d, const float *p, const void *x, const void *m, const void *a, void *y) {
     pask_cuda_eltwise_params q{};
+    q.act_p[0] = p[0];
+    q.act_p[1] = p[1];
     q.n = d[0]; q.c = d[1]; q.h = d[2]; q.w = d[3]; q.layout = int(d[4]); q.activation = int(d[5]);
     for (int i = 0; i < 4; ++i) q.m_stride[i] = d[6 + i], q.a_stride[i] = d[10 + i];
     q.x = x; q.m = m; q.a = a; q.y = y;

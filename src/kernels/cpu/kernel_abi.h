@@ -44,6 +44,8 @@ typedef struct pask_cpu_runtime {
 #define PASK_CPU_ACT_HARDSIGMOID 6
 #define PASK_CPU_ACT_GELU 7
 #define PASK_CPU_ACT_GELU_TANH 8
+#define PASK_CPU_ACT_LEAKY_RELU 9  /* eltwise only: act_params[0] = negative_slope */
+#define PASK_CPU_ACT_CLAMP 10      /* eltwise only: act_params = lo, hi */
 
 /* Layout codes: activations NCHW / NHWC; weights OIHW / OHWI. */
 #define PASK_CPU_LAYOUT_NCHW 0
@@ -109,6 +111,7 @@ typedef struct pask_cpu_eltwise_args {
     int64_t n, c, h, w;
     int layout;
     int activation;
+    float act_params[2];
     const float *x;
     const float *m; int64_t m_stride[4];
     const float *a; int64_t a_stride[4];

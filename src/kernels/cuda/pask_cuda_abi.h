@@ -45,6 +45,8 @@ typedef int64_t pask_i64;
 #define PASK_CUDA_ACT_HARDSIGMOID 6
 #define PASK_CUDA_ACT_GELU 7
 #define PASK_CUDA_ACT_GELU_TANH 8
+#define PASK_CUDA_ACT_LEAKY_RELU 9 /* eltwise only: act_p[0] = negative_slope */
+#define PASK_CUDA_ACT_CLAMP 10     /* eltwise only: act_p = lo, hi */
 
 typedef struct pask_cuda_conv2d_params {
     pask_i64 n, c, h, w;       /* input, logical */
@@ -120,6 +122,7 @@ typedef struct pask_cuda_eltwise_params {
     pask_i64 a_stride[4];
     int layout;
     int activation;
+    float act_p[2];
     const void *x;
     const void *m;
     const void *a;

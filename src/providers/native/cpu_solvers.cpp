@@ -218,6 +218,8 @@ public:
         args.n = p.n; args.c = p.c; args.h = p.h; args.w = p.w;
         args.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CPU_LAYOUT_NHWC : PASK_CPU_LAYOUT_NCHW;
         args.activation = static_cast<int>(p.activation);
+        args.act_params[0] = p.act_params[0];
+        args.act_params[1] = p.act_params[1];
         args.x = static_cast<const float *>(a.x);
         args.m = static_cast<const float *>(a.m);
         args.a = static_cast<const float *>(a.a);

@@ -205,6 +205,8 @@ public:
         if (a.a) broadcast_strides(p.adims, p.layout, q.a_stride);
         q.layout = p.layout == PASK_LAYOUT_NHWC ? PASK_CUDA_LAYOUT_NHWC : PASK_CUDA_LAYOUT_NCHW;
         q.activation = static_cast<int>(p.activation);
+        q.act_p[0] = p.act_params[0];
+        q.act_p[1] = p.act_params[1];
         q.x = a.x; q.m = a.m; q.a = a.a; q.y = a.y;
         unsigned grid[3], block[3], smem = 0;
         pask_cuda_eltwise_launch(&q, grid, block, &smem);
