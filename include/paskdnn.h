@@ -159,7 +159,11 @@ typedef struct pask_conv2d_params {
  * PyTorch: floor (or ceil with ceil_mode) of
  * (in + pad_pre + pad_post - dilation*(kernel-1) - 1) / stride + 1, and with
  * ceil_mode a window that would start in the post padding is dropped.
- * dilation applies to max pooling only (must be 1 for average).
+ * Each pad is smaller than the dilated kernel (ONNX's range; PyTorch allows
+ * half of it). An average divides by the taps inside the input, or with
+ * count_include_pad by those inside the padded input (the ceil_mode overhang
+ * not counted); a dilated window whose taps all miss the input gives -inf
+ * (max) or NaN (average without count_include_pad).
  * count_include_pad and divisor_override apply to average pooling;
  * divisor_override 0 means none. */
 typedef struct pask_pool2d_params {

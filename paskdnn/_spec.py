@@ -649,8 +649,8 @@ def max_pool2d_spec(input: Any, kernel_size: Any, stride: Any = None, padding: A
 
 
 def avg_pool2d_spec(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
-                    count_include_pad: bool = True, divisor_override: Optional[int] = None, *, layout: str = "NCHW",
-                    out: Any = None, hinting: bool = False) -> PoolSpec:
+                    count_include_pad: bool = True, divisor_override: Optional[int] = None, *, dilation: Any = 1,
+                    layout: str = "NCHW", out: Any = None, hinting: bool = False) -> PoolSpec:
     if hinting:
         input = _tensor_spec(input, "input")
     lay = _layout(layout, LAYOUTS, "layout")
@@ -662,8 +662,8 @@ def avg_pool2d_spec(input: Any, kernel_size: Any, stride: Any = None, padding: A
         div = _int(divisor_override, "divisor_override")
         if div <= 0:
             raise ValueError(f"divisor_override must be a positive int, got {div}")
-    return _pool_spec(x, lay, AVG, k, s, pool_padding(padding), (1, 1), ceil_mode, count_include_pad, div, out,
-                      hinting)
+    return _pool_spec(x, lay, AVG, k, s, pool_padding(padding), pair(dilation, "dilation"), ceil_mode,
+                      count_include_pad, div, out, hinting)
 
 
 def adaptive_output_size(output_size: Any, h: int, w: int) -> Tuple[int, int]:

@@ -1,7 +1,7 @@
 """The main job: time-to-first-inference of a model under each policy, each in
 a fresh process, with the user cache cold (empty) and warm.
 
-    python -m paskdnn coldstart --model resnet50 [--device cpu|cuda] [--repeats 3]
+    python -m paskdnn coldstart --model resnet50|FILE.onnx [--device cpu|cuda] [--repeats 3]
 
 Each run is a child process (python -m paskdnn coldstart-child) that imports
 paskdnn, creates a context, builds the model (seeded random weights), gives its
@@ -59,11 +59,14 @@ def child(argv: List[str]) -> int:
     t_import = time.time()
     ctx = paskdnn.Context(a.device, policy=a.policy, cache_dir=a.cache_dir)
     t_context = time.time()
-    g = models.build(a.model, weights=a.weights, seed=0, layout=a.layout, dtype=a.dtype)
+    if is_onnx(a.model):  # the import (parse, shape inference, folding) counts in model-ready
+        g = paskdnn.load_onnx(a.model, layout=a.layout, dtype=a.dtype, batch=a.batch)
+    else:
+        g = models.build(a.model, weights=a.weights, seed=0, layout=a.layout, dtype=a.dtype)
     runner = G.Runner(g, ctx, batch=a.batch, hints=True)
     if a.input:
         host = np.load(a.input).astype(np.float32)
-        if a.layout == "NHWC":
+        if a.layout == "NHWC" and host.ndim == 4:
             host = np.ascontiguousarray(host.transpose(0, 2, 3, 1))
     else:
         host = np.random.default_rng(0).standard_normal(runner.shapes[g.input_name]).astype(np.float32)
@@ -116,6 +119,24 @@ def _run_child(args: argparse.Namespace, policy: str, cache_dir: str, work: str,
         return json.load(f)
 
 
+def is_onnx(model: str) -> bool:
+    """--model names an ONNX file (else a zoo model)."""
+    return model.lower().endswith(".onnx")
+
+
+def _model(text: str) -> str:
+    """--model: a zoo name, or an existing .onnx file (made absolute: the children run elsewhere)."""
+    from .models import MODELS
+
+    if is_onnx(text):
+        if not os.path.isfile(text):
+            raise argparse.ArgumentTypeError(f"{text}: no such file")
+        return os.path.abspath(text)
+    if text not in MODELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a zoo model ({', '.join(MODELS)}) nor an .onnx file")
+    return text
+
+
 def _device_default() -> str:
     try:
         import paskdnn
@@ -157,8 +178,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The coldstart command's options (on its subparser of python -m paskdnn)."""
     from .models import MODELS
 
-    ap.add_argument("--model", default="resnet50", choices=list(MODELS),
-                    help="the model to build (seeded random weights) (default: %(default)s)")
+    ap.add_argument("--model", default="resnet50", type=_model, metavar="{" + ",".join(MODELS) + "} or FILE.onnx",
+                    help="a zoo model (built with seeded random weights) or your own ONNX model (imported with "
+                         "paskdnn.load_onnx; its import counts in model-ready; needs pip install 'paskdnn[onnx]') "
+                         "(default: %(default)s)")
     ap.add_argument("--device", default="", type=_device,
                     help="cpu, cuda[:N] or hip[:N] (default: cuda when a GPU is found, else cpu)")
     ap.add_argument("--policies", default=list(POLICIES), type=_policies, metavar="P1,P2,...",
@@ -224,6 +247,13 @@ def main(argv: List[str]) -> int:
 def run(args: argparse.Namespace, ap: argparse.ArgumentParser, argv: List[str]) -> int:
     """Runs the main job with parsed arguments; argv (from "coldstart" on) is recorded as its command."""
     check_arguments(args, ap)
+    if is_onnx(args.model):  # an operator paskdnn cannot run is refused here, before any process starts
+        try:
+            import paskdnn
+
+            paskdnn.load_onnx(args.model, layout=args.layout, dtype=args.dtype, batch=args.batch)
+        except (paskdnn.UnsupportedError, ValueError, ImportError) as e:
+            ap.error(f"--model {args.model}: {e}")
     policies = args.policies
     try:
         os.makedirs(args.out, exist_ok=True)

@@ -200,7 +200,8 @@ def max_pool2d(
     stream: Any = None,
 ) -> np.ndarray:
     """Max pooling like ``torch.nn.functional.max_pool2d`` (stride defaults to
-    kernel_size; padding counts as -inf and is at most half the dilated kernel).
+    kernel_size; padding counts as -inf and may be anything smaller than the
+    dilated kernel, as ONNX allows; torch allows at most half of it).
     ``return_indices=True`` is not supported."""
     ctx = _context(context, stream)
     spec = _spec.max_pool2d_spec(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
@@ -217,15 +218,21 @@ def avg_pool2d(
     count_include_pad: bool = True,
     divisor_override: Optional[int] = None,
     *,
+    dilation: IntPair = 1,
     layout: str = "NCHW",
     out: Optional[np.ndarray] = None,
     context: Optional[Context] = None,
     stream: Any = None,
 ) -> np.ndarray:
-    """Average pooling like ``torch.nn.functional.avg_pool2d``."""
+    """Average pooling like ``torch.nn.functional.avg_pool2d``, plus ``dilation``
+    (ONNX AveragePool's ``dilations``, opset 19; torch has none): the window's
+    taps are ``dilation`` apart, and the divisor counts the taps inside the input
+    (``count_include_pad=False``) or inside the padded input (``True``).
+    ``padding`` may be anything smaller than the (dilated) window, as ONNX allows
+    (torch: at most half of it)."""
     ctx = _context(context, stream)
     spec = _spec.avg_pool2d_spec(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                 divisor_override, layout=layout, out=out)
+                                 divisor_override, dilation=dilation, layout=layout, out=out)
     return _spec.run(spec, ctx, stream)
 
 

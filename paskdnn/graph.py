@@ -106,7 +106,7 @@ def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
         elif node.op in ("max_pool2d", "avg_pool2d"):
             k = _spec.pair(p["kernel_size"], "kernel_size")
             st = k if p.get("stride") is None else _spec.pair(p["stride"], "stride")
-            dl = _spec.pair(p.get("dilation", 1), "dilation") if node.op == "max_pool2d" else (1, 1)
+            dl = _spec.pair(p.get("dilation", 1), "dilation")
             mode = _spec.MAX if node.op == "max_pool2d" else _spec.AVG
             dims = _spec.pool2d_output_dims(_spec.nchw_dims(x, layout), mode, k, st,
                                             _spec.pool_padding(p.get("padding", 0)), dl,

@@ -370,24 +370,20 @@ def _pool(imp: _Importer, node: Any, op: str) -> None:
         raise _refuse(node, "kernel_shape", f"{k}: 2-D pooling only")
     st, dl, pads = _spatial(imp, node, a, (h, w), (k[0], k[1]))
     ceil = bool(int(a.get("ceil_mode", 0)))
-    if op == "avg_pool2d" and dl != (1, 1):
-        raise _refuse(node, "dilations", f"{list(dl)}: average pooling with dilation is not supported by "
-                      "paskdnn's pool2d (max pooling only)")
     for i in range(2):
         eff = dl[i] * (k[i] - 1) + 1
-        if max(pads[i]) > eff // 2:
+        if max(pads[i]) >= eff:
             raise _refuse(node, "pads" if _s(a.get("auto_pad", "NOTSET")) in ("NOTSET", "") else "auto_pad",
-                          f"padding {pads[i]} along {'HW'[i]} is more than half the (dilated) kernel {eff}, "
-                          "the pool2d primitive's limit")
+                          f"padding {pads[i]} along {'HW'[i]} is not smaller than the (dilated) kernel {eff}: "
+                          "a window would lie wholly in the padding")
         if eff > (h, w)[i] + pads[i][0] + pads[i][1]:
             raise _refuse(node, "kernel_shape", "the pool window is larger than the padded input")
     oh = _pool_out(h, k[0], st[0], pads[0][0], pads[0][1], dl[0], ceil)
     ow = _pool_out(w, k[1], st[1], pads[1][0], pads[1][1], dl[1], ceil)
     params: Dict[str, Any] = {"kernel_size": (k[0], k[1]), "stride": st, "padding": pads, "ceil_mode": ceil,
                               "layout": imp.layout}
-    if op == "max_pool2d":
-        params["dilation"] = dl
-    else:
+    params["dilation"] = dl
+    if op == "avg_pool2d":
         params["count_include_pad"] = bool(int(a.get("count_include_pad", 0)))
     imp.check_inferred(node, node.output[0], (n, c, oh, ow), "ceil_mode")
     imp.emit(node, op, [x.name], params, {}, (n, c, oh, ow))

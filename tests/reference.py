@@ -418,3 +418,41 @@ def ceil_div(a, b):
 def rand32(rng, shape, lo=-1.0, hi=1.0):
     """C-contiguous float32 array with values uniform in [lo, hi)."""
     return np.ascontiguousarray(rng.uniform(lo, hi, shape).astype(np.float32))
+
+
+def pool2d_onnx_ref(x, mode, k, s, pads, dil, ceil_mode, count_include_pad, divisor=None):
+    """Pooling written out tap by tap from ONNX's MaxPool/AveragePool definition,
+    float64, NCHW: tap r of output o sits at o*s - pad_pre + r*dil; max over the
+    taps inside the input (-inf when none); average = their sum over the taps
+    inside the input, or with count_include_pad inside [-pad_pre, in + pad_post)
+    (the ceil-mode overhang not counted), or over divisor."""
+    x = np.asarray(x, np.float64)
+    N, C, H, W = x.shape
+    outs = []
+    for i, n in enumerate((H, W)):
+        eff = dil[i] * (k[i] - 1) + 1
+        span = n + pads[i][0] + pads[i][1] - eff
+        o = (-(-span // s[i]) if ceil_mode else span // s[i]) + 1
+        if ceil_mode and (o - 1) * s[i] >= n + pads[i][0]:
+            o -= 1
+        outs.append(o)
+    y = np.empty((N, C, outs[0], outs[1]))
+    for oh in range(outs[0]):
+        for ow in range(outs[1]):
+            vals, padded = [], 0
+            for r in range(k[0]):
+                ih = oh * s[0] - pads[0][0] + r * dil[0]
+                for q in range(k[1]):
+                    iw = ow * s[1] - pads[1][0] + q * dil[1]
+                    if ih < H + pads[0][1] and iw < W + pads[1][1]:
+                        padded += 1
+                    if 0 <= ih < H and 0 <= iw < W:
+                        vals.append(x[:, :, ih, iw])
+            if mode == "max":
+                y[:, :, oh, ow] = np.max(vals, axis=0) if vals else -np.inf
+            else:
+                total = np.sum(vals, axis=0) if vals else np.zeros((N, C))
+                d = divisor or (padded if count_include_pad else len(vals))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    y[:, :, oh, ow] = total / np.float64(d)
+    return y

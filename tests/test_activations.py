@@ -198,11 +198,14 @@ def test_unknown_activations_are_refused():
         paskdnn.linear(x[0, 0], np.ones((3, 2), np.float32), activation=3)
     ffi, lib = paskdnn._lib.load()
     ctx = paskdnn.Context()
-    for code in (9, 0xFFFFFFFF):  # 0xFFFFFFFF: -1 as cffi passes this unsigned-typed enum
+    for code in (11, 0xFFFFFFFF, 9, 10):  # 0xFFFFFFFF: -1 as cffi passes this unsigned-typed enum
         ep = ffi.new("pask_epilogue_t *", {"alpha": 1.0, "beta": 0.0, "activation": code})
         plan = ffi.new("pask_plan_t *")
         status = lib.pask_plan_create_gemm(plan, ctx._handle, lib.PASK_DTYPE_FLOAT32, 0, 0, 2, 2, 2, ep, 2, 2, 2, 0)
         assert status == lib.PASK_ERROR_INVALID_ARGUMENT
         msg = ffi.string(lib.pask_last_error_message()).decode()
-        assert "unknown activation" in msg and "0..8" in msg, msg
+        if code in (9, 10):  # LEAKY_RELU, CLAMP: eltwise only (the epilogue struct has no parameters)
+            assert "takes parameters" in msg and "eltwise" in msg, msg
+        else:
+            assert "unknown activation" in msg and "0..10" in msg, msg
     ctx.close()

@@ -292,6 +292,29 @@ def test_pool_hip_path_matches_the_reference(kernels, dtype, layout, mode):
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("mode", ["max", "avg", "avg_exclude_pad"])
+def test_pool_hip_path_takes_onnx_pads_and_dilated_averages(kernels, dtype, layout, mode):
+    # pads up to one less than the dilated window (5), asymmetric; average pooling dilated
+    from reference import pool2d_onnx_ref
+    n, c, h, w, k, s, dil = 2, 3, 7, 6, 3, 2, 2
+    (pt, pb), (pl, pr) = (4, 2), (1, 4)
+    oh, ow = (h + pt + pb - dil * (k - 1) - 1) // s + 1, (w + pl + pr - dil * (k - 1) - 1) // s + 1
+    x_raw, x = device(rng.uniform(-1, 1, (n, c, h, w)), dtype)
+    nhwc = layout == "NHWC"
+    xin = np.ascontiguousarray(nchw_to_nhwc(x_raw)) if nhwc else x_raw
+    y = empty((n, oh, ow, c) if nhwc else (n, c, oh, ow), dtype)
+    d = i64(n, c, h, w, oh, ow, k, k, s, s, pt, pl, pb, pr, dil, dil, 0, int(mode != "max"), int(mode == "avg"),
+            int(nhwc))
+    kernels("pool", dtype).emu_pool2d(d, 0, ptr(xin), ptr(y))
+    got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
+    ref = pool2d_onnx_ref(x, "max" if mode == "max" else "avg", (k, k), (s, s), ((pt, pb), (pl, pr)), (dil, dil),
+                          False, mode == "avg")
+    assert np.isfinite(ref).all()
+    assert_within_bound(got, ref, np.abs(ref) + 1, rtol=RTOL[dtype], atol=0)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_global_average_pool_hip_path_uses_32_lane_shuffles_correctly(kernels, dtype, layout):
     n, c, h, w = 2, 6, 7, 9
     x_raw, x = device(rng.uniform(-1, 1, (n, c, h, w)), dtype)

@@ -239,3 +239,58 @@ def test_average_over_a_huge_window_is_accurate(data, make_context):
             assert paskdnn.last_solver() == solver
             got = float(np.asarray(y).reshape(-1)[0])
             assert got == pytest.approx(want, rel=1e-5), f"{solver} {layout} {data}: {got} vs {want}"
+
+
+# ---- ONNX's range: pads up to the dilated window, average pooling with dilation ----
+
+@st.composite
+def onnx_pool_cases(draw):
+    mode = draw(st.sampled_from(["max", "avg"]))
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dil = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    eff = [dil[i] * (k[i] - 1) + 1 for i in range(2)]
+    pads = tuple((draw(st.integers(0, e - 1)), draw(st.integers(0, e - 1))) for e in eff)
+    hw = [draw(st.integers(max(1, eff[i] - sum(pads[i])), 10)) for i in range(2)]
+    return dict(mode=mode, k=k, dil=dil, pads=pads, H=hw[0], W=hw[1],
+                s=(draw(st.integers(1, 3)), draw(st.integers(1, 3))), ceil=draw(st.booleans()),
+                cip=draw(st.booleans()), div=draw(st.sampled_from([None, None, None, 2])),
+                layout=draw(st.sampled_from(["NCHW", "NHWC"])), seed=draw(st.integers(0, 2**31)))
+
+
+@given(onnx_pool_cases())
+def test_pools_take_onnx_pads_and_dilated_averages(case):
+    """Pads up to one less than the dilated window (torch stops at half) and average
+    pooling with dilation, against the tap-by-tap reference (reference.pool2d_onnx_ref)."""
+    note(repr(case))
+    rng = np.random.default_rng(case["seed"])
+    x = ref.rand32(rng, (2, 3, case["H"], case["W"]))
+    c = case
+    want = ref.pool2d_onnx_ref(x, c["mode"], c["k"], c["s"], c["pads"], c["dil"], c["ceil"], c["cip"],
+                         c["div"] if c["mode"] == "avg" else None)
+    nhwc = c["layout"] == "NHWC"
+    xin = ref.nchw_to_nhwc(x) if nhwc else x
+    common = dict(kernel_size=c["k"], stride=c["s"], padding=c["pads"], ceil_mode=c["ceil"], layout=c["layout"])
+    if c["mode"] == "max":
+        y = paskdnn.max_pool2d(xin, dilation=c["dil"], **common)
+    else:
+        y = paskdnn.avg_pool2d(xin, dilation=c["dil"], count_include_pad=c["cip"], divisor_override=c["div"],
+                               **common)
+    y = ref.nhwc_to_nchw(y) if nhwc else y
+    assert y.shape == want.shape
+    if c["mode"] == "max":
+        np.testing.assert_array_equal(y, want.astype(np.float32))
+    else:
+        np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+def test_pool_pads_reaching_the_window_are_refused():
+    x = np.ones((1, 1, 5, 5), np.float32)
+    out = np.full((1, 1, 7, 7), 7, np.float32)
+    with pytest.raises(paskdnn.InvalidArgumentError, match="smaller than the .dilated. kernel size 3"):
+        paskdnn.max_pool2d(x, 3, 1, 3, out=out)
+    with pytest.raises(paskdnn.InvalidArgumentError, match="smaller than the .dilated. kernel size 5"):
+        paskdnn.avg_pool2d(x, 3, 1, ((0, 0), (5, 0)), dilation=2)
+    assert (out == 7).all()
+    # two less than the window: fine, and the edge windows hold one tap each
+    y = paskdnn.avg_pool2d(np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5), 3, 1, 2, count_include_pad=False)
+    assert y.shape == (1, 1, 7, 7) and y[0, 0, 0, 0] == 0.0 and y[0, 0, -1, -1] == 24.0

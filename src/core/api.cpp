@@ -169,9 +169,6 @@ void pool_problem(const pask_pool2d_params_t *params, const pask_tensor_desc *x,
     require(params->ceil_mode == 0 || params->ceil_mode == 1, PASK_ERROR_INVALID_ARGUMENT, "ceil_mode must be 0 or 1");
     require(params->count_include_pad == 0 || params->count_include_pad == 1, PASK_ERROR_INVALID_ARGUMENT,
             "count_include_pad must be 0 or 1");
-    if (params->mode == PASK_POOL_AVG)
-        require(params->dilation[0] == 1 && params->dilation[1] == 1, PASK_ERROR_INVALID_ARGUMENT,
-                "dilation applies to max pooling only; average pooling needs dilation 1");
     p.op = PASK_OP_POOL2D;
     p.dtype = x->dtype;
     p.layout = x->layout;
@@ -192,9 +189,12 @@ void pool_problem(const pask_pool2d_params_t *params, const pask_tensor_desc *x,
         p.dilation[i] = params->dilation[i];
         int64_t eff = checked_add(checked_mul(params->dilation[i], params->kernel[i] - 1, "dilated kernel"), 1,
                                   "dilated kernel");
-        require(params->pad_pre[i] <= eff / 2 && params->pad_post[i] <= eff / 2, PASK_ERROR_INVALID_ARGUMENT,
-                "pool2d padding must be at most half the (dilated) kernel size " + std::to_string(eff) + ", got " +
-                    std::to_string(params->pad_pre[i]) + "/" + std::to_string(params->pad_post[i]));
+        // Any padding ONNX allows, short of a window lying wholly in the padding:
+        // with pad < eff the first and last windows reach into the input.
+        require(params->pad_pre[i] < eff && params->pad_post[i] < eff, PASK_ERROR_INVALID_ARGUMENT,
+                "pool2d padding must be smaller than the (dilated) kernel size " + std::to_string(eff) +
+                    " (a window would lie wholly in the padding), got " + std::to_string(params->pad_pre[i]) + "/" +
+                    std::to_string(params->pad_post[i]));
         int64_t padded = checked_add(checked_add(in[i], params->pad_pre[i], "padded input"), params->pad_post[i],
                                      "padded input");
         require(eff <= padded, PASK_ERROR_SHAPE_MISMATCH,

@@ -9,26 +9,34 @@ PASK_EXPORT uint32_t pask_cpu_abi_version(void) { return PASK_CPU_ABI_VERSION; }
 
 namespace {
 
-// Window bounds along one axis, PyTorch's rules.
-struct Window {
-    int64_t lo, hi;   // clipped to the input
-    int64_t size;     // divisor extent for count_include_pad (clipped to the padded input)
+// The taps of one window along one axis (tap r at o * stride - pad + r * dil,
+// r < k): how many fall inside the input, and how many inside the padded input
+// [-pad, in + pad_end) (count_include_pad's divisor; the extra right padding of
+// ceil mode does not count). PyTorch's rule for dil = 1, ONNX's for any dil.
+struct Taps {
+    int64_t in, padded;
 };
 
-inline Window window(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t in, int64_t pad_end) {
-    int64_t start = o * stride - pad;
-    int64_t end = std::min(start + k, in + pad_end);
-    Window w;
-    w.size = end - start;
-    w.lo = std::max<int64_t>(start, 0);
-    w.hi = std::min<int64_t>(end, in);
-    return w;
+// #r in [0, k) with start + r * dil < limit (start >= -pad: the lower bound holds)
+inline int64_t taps_below(int64_t start, int64_t limit, int64_t k, int64_t dil) {
+    if (limit <= start) return 0;
+    return std::min(k, (limit - start + dil - 1) / dil);
 }
 
-inline double divisor(const pask_cpu_pool2d_args &a, const Window &wh, const Window &ww) {
+inline Taps taps(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t dil, int64_t in, int64_t pad_end) {
+    const int64_t start = o * stride - pad;
+    const int64_t skipped = taps_below(start, 0, k, dil);  // taps left of the input
+    return Taps{std::max<int64_t>(0, taps_below(start, in, k, dil) - skipped),
+                taps_below(start, in + pad_end, k, dil)};
+}
+
+// The average's divisor. A window whose taps all miss the input (possible only
+// with a dilation skipping over it) averages nothing: 0 / 0 = NaN without
+// count_include_pad, as ONNX's reference (np.average of no values).
+inline double divisor(const pask_cpu_pool2d_args &a, const Taps &th, const Taps &tw) {
     if (a.divisor_override) return double(a.divisor_override);
-    if (a.count_include_pad) return double(wh.size * ww.size);
-    return double((wh.hi - wh.lo) * (ww.hi - ww.lo));
+    if (a.count_include_pad) return double(th.padded * tw.padded);
+    return double(th.in * tw.in);
 }
 
 // Averages accumulate in double: a float sum stalls once it is 2^24 times its
@@ -88,10 +96,10 @@ int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
             if (a.mode == 0) {
                 std::copy(acc, acc + a.ow, yrow);
             } else {
-                Window wh = window(oh, a.stride_h, a.pad_top, a.kh, a.h, a.pad_bottom);
+                const Taps th = taps(oh, a.stride_h, a.pad_top, a.kh, a.dil_h, a.h, a.pad_bottom);
                 for (int64_t ow = 0; ow < a.ow; ++ow) {
-                    Window ww = window(ow, a.stride_w, a.pad_left, a.kw, a.w, a.pad_right);
-                    yrow[ow] = float(sum[ow] / divisor(a, wh, ww));
+                    const Taps tw = taps(ow, a.stride_w, a.pad_left, a.kw, a.dil_w, a.w, a.pad_right);
+                    yrow[ow] = float(sum[ow] / divisor(a, th, tw));
                 }
             }
         }
@@ -111,29 +119,27 @@ int pool_nhwc(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
         if (!acc && !sum) { failed = 1; return; }
         for (int64_t ow = 0; ow < a.ow; ++ow) {
             float *yp = a.y + ((n * a.oh + oh) * a.ow + ow) * a.c;
-            if (a.mode == 0) {
-                std::fill(acc, acc + a.c, -std::numeric_limits<float>::infinity());
-                for (int64_t r = 0; r < a.kh; ++r) {
-                    const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
-                    if (ih < 0 || ih >= a.h) continue;
-                    for (int64_t s = 0; s < a.kw; ++s) {
-                        const int64_t iw = ow * a.stride_w - a.pad_left + s * a.dil_w;
-                        if (iw < 0 || iw >= a.w) continue;
-                        const float *xp = a.x + ((n * a.h + ih) * a.w + iw) * a.c;
+            if (a.mode == 0) std::fill(acc, acc + a.c, -std::numeric_limits<float>::infinity());
+            else std::fill(sum, sum + a.c, 0.0);
+            for (int64_t r = 0; r < a.kh; ++r) {
+                const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
+                if (ih < 0 || ih >= a.h) continue;
+                for (int64_t s = 0; s < a.kw; ++s) {
+                    const int64_t iw = ow * a.stride_w - a.pad_left + s * a.dil_w;
+                    if (iw < 0 || iw >= a.w) continue;
+                    const float *xp = a.x + ((n * a.h + ih) * a.w + iw) * a.c;
+                    if (a.mode == 0)
                         for (int64_t c = 0; c < a.c; ++c) take_max(acc[c], xp[c]);
-                    }
+                    else
+                        for (int64_t c = 0; c < a.c; ++c) sum[c] += xp[c];
                 }
+            }
+            if (a.mode == 0) {
                 std::copy(acc, acc + a.c, yp);
             } else {
-                Window wh = window(oh, a.stride_h, a.pad_top, a.kh, a.h, a.pad_bottom);
-                Window ww = window(ow, a.stride_w, a.pad_left, a.kw, a.w, a.pad_right);
-                std::fill(sum, sum + a.c, 0.0);
-                for (int64_t ih = wh.lo; ih < wh.hi; ++ih)
-                    for (int64_t iw = ww.lo; iw < ww.hi; ++iw) {
-                        const float *xp = a.x + ((n * a.h + ih) * a.w + iw) * a.c;
-                        for (int64_t c = 0; c < a.c; ++c) sum[c] += xp[c];
-                    }
-                const double div = divisor(a, wh, ww);
+                const Taps th = taps(oh, a.stride_h, a.pad_top, a.kh, a.dil_h, a.h, a.pad_bottom);
+                const Taps tw = taps(ow, a.stride_w, a.pad_left, a.kw, a.dil_w, a.w, a.pad_right);
+                const double div = divisor(a, th, tw);
                 for (int64_t c = 0; c < a.c; ++c) yp[c] = float(sum[c] / div);
             }
         }

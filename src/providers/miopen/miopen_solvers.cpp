@@ -84,6 +84,8 @@ public:
         if (p.dilation[0] != 1 || p.dilation[1] != 1 || p.divisor_override != 0) return false;
         // MIOpen pads symmetrically and sizes the output with floor division
         if (p.pad_pre[0] != p.pad_post[0] || p.pad_pre[1] != p.pad_post[1]) return false;
+        // and, as PyTorch, no more than half the window (any more is paskdnn's own kernels')
+        if (2 * p.pad_pre[0] > p.kh || 2 * p.pad_pre[1] > p.kw) return false;
         if (p.oh != (p.h + 2 * p.pad_pre[0] - p.kh) / p.stride[0] + 1) return false;
         if (p.ow != (p.w + 2 * p.pad_pre[1] - p.kw) / p.stride[1] + 1) return false;
         return fits_int({p.n * p.c * p.h * p.w});
