@@ -362,7 +362,8 @@ typedef struct pask_eltwise_params {
  *   batch norm (inference) m = weight / sqrt(running_var + eps),
  *                     a = bias - running_mean * m, both {1, C, 1, 1}
  * x: {N, C, H, W} NCHW or NHWC; y like x. y may be x itself (in place) but
- * must not partly overlap x, and must not overlap m or a. A NULL desc goes
+ * must not partly overlap x; likewise y may be m or a itself when that one
+ * has x's full shape, and must not otherwise overlap them. A NULL desc goes
  * with a NULL pointer. params NULL: no activation. The conv2d/gemm epilogues
  * take the activations without parameters only (up to GELU_TANH). */
 PASK_API pask_status_t pask_eltwise_forward(pask_context_t context, const pask_eltwise_params_t *params,

@@ -696,10 +696,12 @@ def adaptive_avg_pool2d_spec(input: Any, output_size: Any, *, layout: str = "NCH
     return _pool_spec(x, lay, AVG, k, k, ((0, 0), (0, 0)), (1, 1), False, True, 0, out, hinting)
 
 
-def _broadcast_operand(b: Any, name: str, xshape: Tuple[int, ...], lay: str) -> Tuple[int, int, int, int]:
+def _broadcast_operand(b: Any, name: str, xshape: Tuple[int, ...], lay: str,
+                       bshape: Optional[Tuple[int, ...]] = None) -> Tuple[int, int, int, int]:
     """Logical (N, C, H, W) dims of an eltwise operand that broadcasts to x's
-    physical shape xshape numpy-style (right-aligned, each dim 1 or x's)."""
-    bshape = tuple(b.shape)
+    physical shape xshape numpy-style (right-aligned, each dim 1 or x's);
+    bshape: the operand's shape when not b's own (a view of it)."""
+    bshape = tuple(b.shape) if bshape is None else bshape
     if len(bshape) > 4:
         raise ValueError(f"{name} has {len(bshape)} dims; it must broadcast to the input's shape {xshape}")
     full = (1,) * (4 - len(bshape)) + bshape
@@ -736,17 +738,33 @@ def eltwise_spec(input: Any, mul: Any = None, add: Any = None, *, activation: Op
     m = None if mul is None else _array(mul, "mul")
     a = None if add is None else _array(add, "add")
     dc = _same_dtype(x, m, a)
-    x4, unbatched = _batched(x, "input")
-    xshape = tuple(x4.shape) if not unbatched else (1,) + tuple(x.shape)
-    mdims = None if m is None else _broadcast_operand(m, "mul", xshape, lay)
-    adims = None if a is None else _broadcast_operand(a, "add", xshape, lay)
+    if x.ndim in (1, 2):
+        # (F,) or (N, F), e.g. a linear layer's output: element-wise ops do not see
+        # the layout, so run it as NCHW (N, F, 1, 1), the same memory; operands
+        # broadcast right-aligned to x's shape as numpy's, then take the same view
+        lay = "NCHW"
+        rank = x.ndim
+        xshape = (1,) * (2 - x.ndim) + tuple(x.shape)
+        for name, b in (("mul", m), ("add", a)):
+            if b is not None and b.ndim > 2:
+                raise _shape_mismatch(f"{name} of shape {tuple(b.shape)} does not broadcast to the input's shape "
+                                      f"{tuple(x.shape)}")
+        mdims = None if m is None else _broadcast_operand(m, "mul", xshape + (1, 1), lay, tuple(m.shape) + (1, 1))
+        adims = None if a is None else _broadcast_operand(a, "add", xshape + (1, 1), lay, tuple(a.shape) + (1, 1))
+        xshape = xshape + (1, 1)
+    else:
+        x4, unbatched = _batched(x, "input")
+        rank = 3 if unbatched else 4
+        xshape = tuple(x4.shape) if not unbatched else (1,) + tuple(x.shape)
+        mdims = None if m is None else _broadcast_operand(m, "mul", xshape, lay)
+        adims = None if a is None else _broadcast_operand(a, "add", xshape, lay)
     act = _activation(activation)
     aps = _activation_params(activation, activation_params)
     dims, empty = _batch_of_one(nchw_dims(xshape, lay))
     if empty:  # operands with the zero batch broadcast like one image
         mdims = None if mdims is None else (1,) + tuple(mdims[1:])
         adims = None if adims is None else (1,) + tuple(adims[1:])
-    spec = _new(EltwiseSpec, ("eltwise", lay, dims, unbatched, mdims, adims, act, aps, dc), hinting)
+    spec = _new(EltwiseSpec, ("eltwise", lay, dims, rank, mdims, adims, act, aps, dc), hinting)
     spec.x, spec.m, spec.a, spec.out, spec.like, spec.empty = x, m, a, out, x, empty
     return spec
 
@@ -904,14 +922,16 @@ def _create_plan(key: tuple, handle: Any) -> Tuple[Any, Any]:
         return plan[0], (m, n)
     with _Descs() as d:
         if op == "eltwise":
-            _, lay, xdims, unbatched, mdims, adims, act, aps, dc = key
+            _, lay, xdims, rank, mdims, adims, act, aps, dc = key
             xd = d.make(LAYOUTS[lay], xdims, dc)
             md = ffi.NULL if mdims is None else d.make(LAYOUTS[lay], mdims, dc)
             ad = ffi.NULL if adims is None else d.make(LAYOUTS[lay], adims, dc)
             ydims = tuple(xdims)
             ep = ffi.new("pask_eltwise_params_t *", {"activation": getattr(C, act), "params": aps})
             _lib.check(lib.pask_plan_create_eltwise(plan, handle, ep, xd, md, ad, d.make(LAYOUTS[lay], ydims, dc)))
-            return plan[0], _user_shape(ydims, lay, unbatched)
+            if rank <= 2:  # (N, F, 1, 1) -> (N, F) or (F,)
+                return plan[0], tuple(ydims[2 - rank:2])
+            return plan[0], _user_shape(ydims, lay, rank == 3)
         if op == "cat":
             _, lay, all_dims, unbatched, dc = key
             descs = ffi.new("const_pask_tensor_desc_t[]", [d.make(LAYOUTS[lay], x, dc) for x in all_dims])

@@ -297,7 +297,7 @@ def _activation_op(name: str) -> Any:
         return _eltwise(input, None, None, name, layout, out, context, stream)
 
     op.__name__ = op.__qualname__ = name
-    op.__doc__ = (f"``torch.nn.functional.{name}`` on a 4-D (or 3-D unbatched) array, element by element; "
+    op.__doc__ = (f"``torch.nn.functional.{name}`` on a 4-D (or 3-D unbatched, 2-D, 1-D) array, element by element; "
                   "``out`` may be ``input`` itself (in place).")
     return op
 

@@ -227,8 +227,8 @@ class _Importer:
 
     # -- output --
     def emit(self, node: Any, op: str, inputs: List[str], params: Dict[str, Any], weights: Dict[str, np.ndarray],
-             shape: Tuple[int, ...], hwc: Optional[Tuple[int, int, int]] = None) -> Node:
-        out = node.output[0]
+             shape: Tuple[int, ...], hwc: Optional[Tuple[int, int, int]] = None, output: Optional[str] = None) -> Node:
+        out = node.output[0] if output is None else output  # output: an intermediate of a node run as two
         name = node.name or f"{node.op_type}:{out}"
         base, k = name, 1
         while name in self.names:
@@ -448,7 +448,8 @@ class _Proxy:
         self.input = list(node.input)
 
 
-def _linear(imp: _Importer, node: Any, x: _Value, weight: np.ndarray, bias: Optional[np.ndarray]) -> None:
+def _linear(imp: _Importer, node: Any, x: _Value, weight: np.ndarray, bias: Optional[np.ndarray],
+            output: Optional[str] = None) -> None:
     """y = x @ weight.T + bias, weight (out, in) in ONNX's column order."""
     if len(x.shape) != 2:
         raise _refuse(node, None, f"input {node.input[0]!r} has shape {x.shape}; 2-D inputs only "
@@ -462,7 +463,7 @@ def _linear(imp: _Importer, node: Any, x: _Value, weight: np.ndarray, bias: Opti
     weights = {"weight": _f32(weight)}
     if bias is not None:
         weights["bias"] = _f32(bias)
-    imp.emit(node, "linear", [x.name], {"activation": None}, weights, (x.shape[0], nout))
+    imp.emit(node, "linear", [x.name], {"activation": None}, weights, (x.shape[0], nout), output=output)
 
 
 def _gemm(imp: _Importer, node: Any) -> None:
@@ -481,10 +482,17 @@ def _gemm(imp: _Importer, node: Any) -> None:
     if c is not None:
         nout = weight.shape[0]
         c = np.asarray(c, np.float64)
-        if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1) or (c.ndim >= 1 and c.shape[-1] not in (1, nout)):
-            raise _refuse(node, "C", f"shape {c.shape}: only a bias broadcast along the rows (a scalar, (1,), "
-                          f"({nout},), (1, 1) or (1, {nout})) is supported")
-        bias = beta * np.broadcast_to(c.reshape(-1) if c.ndim else c, (nout,))
+        rows = x.shape[0] if len(x.shape) == 2 else None
+        if c.ndim > 2 or (c.ndim >= 1 and c.shape[-1] not in (1, nout)) or (
+                c.ndim == 2 and c.shape[0] not in (1, rows)):
+            raise _refuse(node, "C", f"shape {c.shape}: C must broadcast to the output ({rows}, {nout})")
+        if c.ndim < 2 or c.shape[0] == 1:  # the same for every row: the linear's bias
+            bias = beta * np.broadcast_to(c.reshape(-1) if c.ndim else c, (nout,))
+        else:  # (M, 1) or (M, N): an eltwise add after the linear, on the (M, N) product
+            mid = node.output[0] + "/gemm"
+            _linear(imp, node, x, weight, None, output=mid)
+            _eltwise(imp, node, imp.values[mid], operands=[("add", beta * c)])
+            return
     _linear(imp, node, x, weight, bias)
 
 
@@ -564,30 +572,31 @@ def _layout_const(imp: _Importer, node: Any, cst: np.ndarray, shape: Tuple[int, 
     ``shape``: right-aligned to 4-D (numpy broadcasting), checked to broadcast
     to it, in the graph's layout."""
     c = np.asarray(cst, np.float64)
-    if c.ndim > 4:
+    rank = len(shape)  # 4, or 2 for (N, features)
+    if c.ndim > rank:
         raise _refuse(node, None, f"a constant of shape {c.shape} does not broadcast to {shape}")
-    c = c.reshape((1,) * (4 - c.ndim) + c.shape)
+    c = c.reshape((1,) * (rank - c.ndim) + c.shape)
     if any(d != 1 and d != x for d, x in zip(c.shape, shape)):
         raise _refuse(node, None, f"a constant of shape {cst.shape} does not broadcast to the value's {shape} "
                       "(paskdnn's element-wise ops broadcast the second operand to the first)")
-    if imp.nhwc:
+    if imp.nhwc and rank == 4:
         c = c.transpose(0, 2, 3, 1)
     return _f32(c)
 
 
 def _eltwise(imp: _Importer, node: Any, x: _Value, act: Optional[str] = None,
              operands: Sequence[Tuple[str, Any]] = (), act_params: Optional[Tuple[float, ...]] = None) -> Node:
-    """A standalone eltwise node y = act(x * mul + add) on 4-D value x; each
-    operand is (role, _Value or constant array)."""
-    if len(x.shape) != 4:
+    """A standalone eltwise node y = act(x * mul + add) on a 4-D value x (or a
+    2-D (N, features) one); each operand is (role, _Value or constant array)."""
+    if len(x.shape) not in (2, 4):
         raise _refuse(node, None, f"input of shape {x.shape}: paskdnn's standalone element-wise ops take 4-D "
-                      "(N, C, H, W) values")
+                      "(N, C, H, W) or 2-D (N, features) values")
     roles, inputs, weights = [], [x.name], {}
     for role, v in operands:
         if isinstance(v, _Value):
-            if len(v.shape) != 4 or any(d != 1 and d != xd for d, xd in zip(v.shape, x.shape)):
+            if len(v.shape) != len(x.shape) or any(d != 1 and d != xd for d, xd in zip(v.shape, x.shape)):
                 raise _refuse(node, None, f"shapes {x.shape} and {v.shape}: the second operand must broadcast "
-                              "to the first (4-D, each dim equal or 1)")
+                              "to the first (same rank, each dim equal or 1)")
             roles.append(role)
             inputs.append(v.name)
         else:

@@ -266,3 +266,31 @@ def test_hints_and_plans_serve_the_new_ops():
     close(y, np.full((1, 8, 5, 5), 2.0))
     paskdnn.cat([x, x], context=ctx)
     assert paskdnn.last_decision() == "resident"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)  # ignored for 1-D / 2-D arrays: element-wise ops do not see it
+def test_one_and_two_dimensional_arrays(layout):
+    rng = np.random.default_rng(11)
+    x = rand(rng, (5, 7))
+    x64 = x.astype(np.float64)
+    for shape in [(7,), (1, 7), (5, 1), (5, 7), (1,), (1, 1)]:
+        b = rand(rng, shape)
+        close(F.add(x, b, layout=layout), x64 + b)
+        close(F.mul(x, b, activation="silu", layout=layout), act_ref(x64 * b, "silu"))
+        close(F.add(b, x, layout=layout), x64 + b)  # the broadcast operand first
+    v = rand(rng, (9,))
+    close(paskdnn.relu6(v, layout=layout), act_ref(v.astype(np.float64), "relu6"))
+    k = rand(rng, (1,))
+    close(F.mul(v, k, activation="clamp", activation_params=(-1.0, 1.0), layout=layout),
+          np.clip(v.astype(np.float64) * k, -1, 1))
+    assert F.add(x, x).shape == (5, 7) and paskdnn.sigmoid(v).shape == (9,)
+    assert F.add(np.zeros((0, 7), np.float32), rand(rng, (7,))).shape == (0, 7)
+    out = np.full_like(x, 3)
+    with pytest.raises(paskdnn.ShapeMismatchError, match="broadcast"):
+        F.add(x, rand(rng, (7, 1)), out=out)
+    with pytest.raises(paskdnn.ShapeMismatchError, match="broadcast"):
+        F.mul(x, rand(rng, (6,)), out=out)
+    assert (out == 3).all()
+    y = F.add(x, x, out=x)  # in place
+    assert y is x
+    close(x, 2 * x64)

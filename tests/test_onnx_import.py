@@ -314,6 +314,8 @@ GEMM_CASES = [
     dict(c=(1,)),
     dict(c=(1, 4)),
     dict(c=(1, 1), alpha=3.0),
+    dict(c=(3, 1), beta=0.75),  # a C with rows: an eltwise add after the linear
+    dict(c=(3, 4), alpha=2.0, transB=1),
 ]
 
 
@@ -730,7 +732,7 @@ def test_densenet_block(layout, ctx):
 def test_gemm_attributes_it_cannot_honour_are_refused():
     b = const("b", rng().standard_normal((3, 4)))
     refused(make([H.make_node("Gemm", ["x", "b"], ["y"], transA=1, name="g")], [b], (3, 2)), "g", "Gemm", "transA")
-    c = const("c", rng().standard_normal((2, 4)))
+    c = const("c", rng().standard_normal((3, 4)))  # 3 rows for a batch of 2
     refused(make([H.make_node("Gemm", ["x", "b", "c"], ["y"], name="g")], [b, c], (2, 3)), "g", "Gemm", "C")
     # a weight that is not a constant
     g = H.make_graph([H.make_node("Conv", ["x", "w"], ["y"], name="conv")], "t",
@@ -845,3 +847,22 @@ def test_coldstart_runs_an_onnx_model(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and "ONNX node 'act' (Softmax)" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "bad-out").exists()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_elementwise_ops_on_linear_outputs(layout, ctx):
+    # (N, features) values: LeakyRelu (no epilogue takes it), Add of two values, Mul by a constant row
+    k = const("k", rng(8).uniform(0.5, 2, (24,)))
+    m = _gemm_model([H.make_node("LeakyRelu", ["c"], ["l"], alpha=0.1, name="lr"),
+                     H.make_node("Add", ["l", "c"], ["s"], name="add"),
+                     H.make_node("Mul", ["s", "k"], ["y"], name="mul")], extra_inits=[k])
+    g = check(m, data((3, 20)), layout, ctx)
+    assert [n.op for n in g.nodes] == ["linear", "eltwise", "eltwise", "eltwise"]
+    # a per-row (N, 1) operand, a Clip after a Gemm with a C of rows
+    c = const("cc", rng(9).standard_normal((3, 1)))
+    m = _gemm_model([H.make_node("Sigmoid", ["c"], ["g"], name="sig"),
+                     H.make_node("Gemm", ["g", "w2", "cc"], ["h"], transB=1, name="fc2"),
+                     H.make_node("Clip", ["h", "lo"], ["y"], name="clip")],
+                    extra_inits=[c, const("w2", rng(10).standard_normal((5, 24))), const("lo", np.float32(-0.5))])
+    g = check(m, data((3, 20)), layout, ctx)
+    assert [n.op for n in g.nodes] == ["linear", "linear", "eltwise"]

@@ -463,8 +463,12 @@ void check_new_op_pointers(const pask_plan &plan, const pask_plan_args_t &a) {
     require((plan.a_bytes != 0) == (a.a != nullptr), PASK_ERROR_NULL_POINTER,
             "a and a_desc must both be NULL or both be set");
     if (a.x != a.y) check_no_overlap(a.y, plan.y_bytes, a.x, plan.x_bytes, "y", "x (only y == x exactly is in place)");
-    check_no_overlap(a.y, plan.y_bytes, a.m, plan.m_bytes, "y", "m");
-    check_no_overlap(a.y, plan.y_bytes, a.a, plan.a_bytes, "y", "a");
+    // m or a of x's full shape may be y itself too (add(x, b, out=b)): each
+    // element is read before its own index is written, as for x
+    if (!(a.m == a.y && plan.m_bytes == plan.y_bytes))
+        check_no_overlap(a.y, plan.y_bytes, a.m, plan.m_bytes, "y", "m (only y == m of x's shape exactly is in place)");
+    if (!(a.a == a.y && plan.a_bytes == plan.y_bytes))
+        check_no_overlap(a.y, plan.y_bytes, a.a, plan.a_bytes, "y", "a (only y == a of x's shape exactly is in place)");
 }
 
 // The pointers of one execution: present where the plan needs them, absent
