@@ -132,7 +132,7 @@ public:
         auto gap = global_avg_params(h2);
         check(pask_plan_create_pool2d(&p, ctx_, &gap, pd.get(), gd.get()), "pask_plan_create_pool2d");
         gap_.reset(p);
-        pask_epilogue_t ep{1.0f, 0.0f, PASK_ACTIVATION_NONE};
+        pask_epilogue_t ep{1.0f, 0.0f, PASK_ACTIVATION_NONE, {0.0f, 0.0f}};
         check(pask_plan_create_gemm(&p, ctx_, PASK_DTYPE_FLOAT32, 0, 1, 1, Net::classes, 16, &ep, 16, 16, Net::classes,
                                     1),
               "pask_plan_create_gemm");
@@ -169,7 +169,7 @@ private:
         check(pask_conv2d_output_dims(&params, xd.get(), wd.get(), od), "pask_conv2d_output_dims");
         auto yd = make_desc(PASK_LAYOUT_NCHW, {od[0], od[1], od[2], od[3]});
         Desc rd = with_residual ? make_desc(PASK_LAYOUT_NCHW, {od[0], od[1], od[2], od[3]}) : Desc();
-        pask_epilogue_t ep{1.0f, 0.0f, c.relu ? PASK_ACTIVATION_RELU : PASK_ACTIVATION_NONE};
+        pask_epilogue_t ep{1.0f, 0.0f, c.relu ? PASK_ACTIVATION_RELU : PASK_ACTIVATION_NONE, {0.0f, 0.0f}};
         pask_plan_t p = nullptr;
         check(pask_plan_create_conv2d(&p, ctx_, &params, &ep, xd.get(), wd.get(), bd.get(), rd.get(), yd.get()),
               "pask_plan_create_conv2d");

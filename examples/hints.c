@@ -42,7 +42,7 @@ int main(void) {
     /* stride, pad_pre, pad_post, dilation, groups (index 0 = height, 1 = width) */
     pask_conv2d_params_t conv3 = {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1};
     pask_conv2d_params_t conv1 = {{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1};
-    pask_epilogue_t relu = {1.0f, 0.0f, PASK_ACTIVATION_RELU};
+    pask_epilogue_t relu = {.alpha = 1.0f, .activation = PASK_ACTIVATION_RELU};
     CHECK(pask_conv2d_output_dims(&conv3, xd, wd, y_dims));
     CHECK(pask_tensor_desc_create(&yd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, y_dims));
     CHECK(pask_conv2d_output_dims(&conv1, yd, w1d, z_dims));

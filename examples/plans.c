@@ -41,7 +41,7 @@ int main(void) {
     pask_tensor_desc_create(&bd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_ROW_MAJOR, 1, bdims);
     pask_tensor_desc_create(&yd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, ydims);
     pask_conv2d_params_t params = {{1, 1}, {1, 1}, {1, 1}, {1, 1}, 1}; /* stride, pad, pad, dilation, groups */
-    pask_epilogue_t ep = {1.0f, 0.0f, PASK_ACTIVATION_RELU};
+    pask_epilogue_t ep = {.alpha = 1.0f, .activation = PASK_ACTIVATION_RELU};
 
     /* At model load: plan the layer (everything but the pointers is checked
      * here), then hint it so a loader thread brings its kernel in. */

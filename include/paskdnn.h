@@ -137,12 +137,16 @@ typedef const struct pask_options *const_pask_options_t;
  *     out = act(alpha * acc + beta * out_before + bias + residual)
  * acc is the raw convolution / matrix product. out_before is read only when
  * beta != 0 (so an uninitialised output is fine with beta == 0). bias and
- * residual are the optional tensors passed to the op. A NULL epilogue pointer
- * means alpha = 1, beta = 0, activation none. */
+ * residual are the optional tensors passed to the op. activation_params are
+ * LEAKY_RELU's negative slope (params[0], finite) and CLAMP's lo <= hi
+ * (params[0], params[1], either may be infinite, neither NaN); the other
+ * activations ignore them. A NULL epilogue pointer means alpha = 1, beta = 0,
+ * activation none. */
 typedef struct pask_epilogue {
     float alpha;
     float beta;
     pask_activation_t activation;
+    float activation_params[2];
 } pask_epilogue_t;
 
 /* conv2d parameters, index 0 = height, 1 = width. Padding may be asymmetric:
@@ -364,8 +368,7 @@ typedef struct pask_eltwise_params {
  * x: {N, C, H, W} NCHW or NHWC; y like x. y may be x itself (in place) but
  * must not partly overlap x; likewise y may be m or a itself when that one
  * has x's full shape, and must not otherwise overlap them. A NULL desc goes
- * with a NULL pointer. params NULL: no activation. The conv2d/gemm epilogues
- * take the activations without parameters only (up to GELU_TANH). */
+ * with a NULL pointer. params NULL: no activation. */
 PASK_API pask_status_t pask_eltwise_forward(pask_context_t context, const pask_eltwise_params_t *params,
                                             const_pask_tensor_desc_t x_desc, const void *x,
                                             const_pask_tensor_desc_t m_desc, const void *m,

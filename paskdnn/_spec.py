@@ -422,8 +422,8 @@ def _shape_mismatch(message: str) -> ShapeMismatchError:
 
 
 def _gemm_key(dc: int, ta: bool, tb: bool, m: int, n: int, k: int, alpha: float, beta: float, act: str,
-              lda: int, ldb: int, ldc: int, has_bias: bool) -> tuple:
-    return ("gemm", dc, bool(ta), bool(tb), m, n, k, alpha, beta, act, lda, ldb, ldc, bool(has_bias))
+              lda: int, ldb: int, ldc: int, has_bias: bool, aps: Tuple[float, float] = (0.0, 0.0)) -> tuple:
+    return ("gemm", dc, bool(ta), bool(tb), m, n, k, alpha, beta, act, lda, ldb, ldc, bool(has_bias), aps)
 
 
 def _check_channels(xshape: Sequence[int], lay: str, ig: int, g: int, wshape: Sequence[int]) -> None:
@@ -445,8 +445,8 @@ def _check_channels(xshape: Sequence[int], lay: str, ig: int, g: int, wshape: Se
 
 def conv2d_spec(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
                 groups: Any = 1, *, layout: str = "NCHW", weight_layout: str = "OIHW", activation: Optional[str] = None,
-                residual: Any = None, alpha: float = 1.0, beta: float = 0.0, out: Any = None,
-                hinting: bool = False) -> ConvSpec:
+                activation_params: Any = None, residual: Any = None, alpha: float = 1.0, beta: float = 0.0,
+                out: Any = None, hinting: bool = False) -> ConvSpec:
     if hinting:
         input, weight = _tensor_spec(input, "input"), _tensor_spec(weight, "weight")
         bias = None if bias is None or bias is False else (TensorSpec((weight.shape[0],), weight.dtype)
@@ -468,6 +468,7 @@ def conv2d_spec(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padd
     pads = padding_pairs(padding, (kh, kw), dil, st)
     g = _int(groups, "groups")
     act = _activation(activation)
+    aps = _activation_params(activation, activation_params)
     a = _float(alpha, "alpha")
     b = _float(beta, "beta")
     if b != 0.0 and out is None and not hinting:
@@ -481,7 +482,7 @@ def conv2d_spec(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padd
     _check_channels(x4.shape, lay, ig, g, (o, ig, kh, kw))  # logical dims in the message, as C prints them
     dims, empty = _batch_of_one(nchw_dims(x4.shape, lay))
     spec = _new(ConvSpec, ("conv2d", lay, wlay, dims, unbatched, (o, ig, kh, kw), st, dil, pads,
-                           g, act, a, b, None if bias is None else bias.shape[0], r is not None, dc), hinting)
+                           g, act, a, b, None if bias is None else bias.shape[0], r is not None, aps, dc), hinting)
     spec.x, spec.w, spec.bias, spec.residual, spec.out, spec.like = x, w, bias, r, out, x
     spec.empty = empty
     return spec
@@ -489,7 +490,7 @@ def conv2d_spec(input: Any, weight: Any, bias: Any = None, stride: Any = 1, padd
 
 def gemm_spec(a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool = False,
               trans_b: bool = False, bias: Any = None, activation: Optional[str] = None,
-              hinting: bool = False) -> GemmSpec:
+              activation_params: Any = None, hinting: bool = False) -> GemmSpec:
     if hinting:
         a, b = _tensor_spec(a, "a"), _tensor_spec(b, "b")
         c = None if c is None else _tensor_spec(c, "c")
@@ -504,6 +505,7 @@ def gemm_spec(a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: float 
         raise _shape_mismatch(f"inner dimensions differ: op(a) is {m}x{ka}, op(b) is {kb}x{n}")
     al, be = _float(alpha, "alpha"), _float(beta, "beta")
     act = _activation(activation)
+    aps = _activation_params(activation, activation_params)
     if hinting and bias is not None:
         bias = TensorSpec((n,), a.dtype) if bias is True else _tensor_spec(bias, "bias")
     if bias is not None:
@@ -525,16 +527,16 @@ def gemm_spec(a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: float 
         if tuple(c.shape) != (m, n):
             raise ValueError(f"c must have shape ({m}, {n}), got {tuple(c.shape)}")
         checked = True
-    spec = _new(GemmSpec, _gemm_key(dc, trans_a, trans_b, m, n, ka, al, be, act, lda, ldb, ldc, bias is not None),
-                hinting)
+    spec = _new(GemmSpec, _gemm_key(dc, trans_a, trans_b, m, n, ka, al, be, act, lda, ldb, ldc, bias is not None,
+                                    aps), hinting)
     spec.a, spec.b, spec.bias, spec.shape, spec.checked = a, b, bias, (m, n), checked
     spec.out = (c_user, c) if checked else c_user
     spec.like = a
     return spec
 
 
-def linear_spec(input: Any, weight: Any, bias: Any = None, *, activation: Optional[str] = None, out: Any = None,
-                hinting: bool = False) -> GemmSpec:
+def linear_spec(input: Any, weight: Any, bias: Any = None, *, activation: Optional[str] = None,
+                activation_params: Any = None, out: Any = None, hinting: bool = False) -> GemmSpec:
     if hinting:
         input, weight = _tensor_spec(input, "input"), _tensor_spec(weight, "weight")
         if bias is not None:
@@ -556,6 +558,7 @@ def linear_spec(input: Any, weight: Any, bias: Any = None, *, activation: Option
     if x.shape[-1] != nin:
         raise _shape_mismatch(f"input has {x.shape[-1]} features but weight expects {nin}")
     act = _activation(activation)
+    aps = _activation_params(activation, activation_params)
     if bias is not None:
         bias = _array(bias, "bias")
         if bias.shape != (nout,):
@@ -567,7 +570,7 @@ def linear_spec(input: Any, weight: Any, bias: Any = None, *, activation: Option
     if out is not None and not hinting:
         out, checked = _out_array(out, shape, x), True
     key = _gemm_key(dc, False, True, rows, nout, nin, 1.0, 0.0, act, lda or nin, nin, nout,
-                    bias is not None) if rows else None
+                    bias is not None, aps) if rows else None
     spec = _new(GemmSpec, key, hinting)
     spec.a, spec.b, spec.bias, spec.out, spec.shape, spec.checked = x, w, bias, out, shape, checked
     spec.like = x
@@ -915,8 +918,9 @@ def _create_plan(key: tuple, handle: Any) -> Tuple[Any, Any]:
     plan = ffi.new("pask_plan_t *")
     op = key[0]
     if op == "gemm":
-        _, dc, ta, tb, m, n, k, alpha, beta, act, lda, ldb, ldc, has_bias = key
-        ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": getattr(C, act)})
+        _, dc, ta, tb, m, n, k, alpha, beta, act, lda, ldb, ldc, has_bias, aps = key
+        ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": getattr(C, act),
+                                           "activation_params": aps})
         _lib.check(lib.pask_plan_create_gemm(plan, handle, dc, int(ta), int(tb), m, n, k, ep, lda, ldb, ldc,
                                              int(has_bias)))
         return plan[0], (m, n)
@@ -941,7 +945,7 @@ def _create_plan(key: tuple, handle: Any) -> Tuple[Any, Any]:
             _lib.check(lib.pask_plan_create_cat(plan, handle, len(all_dims), descs, d.make(LAYOUTS[lay], ydims, dc)))
             return plan[0], _user_shape(ydims, lay, unbatched)
         if op == "conv2d":
-            _, lay, wlay, xdims, unbatched, wdims, st, dil, pads, g, act, alpha, beta, nbias, has_r, dc = key
+            _, lay, wlay, xdims, unbatched, wdims, st, dil, pads, g, act, alpha, beta, nbias, has_r, aps, dc = key
             xd = d.make(LAYOUTS[lay], xdims, dc)
             wd = d.make(WEIGHT_LAYOUTS[wlay], wdims, dc)
             params = _conv_params(ffi, st, dil, pads, g)
@@ -950,7 +954,8 @@ def _create_plan(key: tuple, handle: Any) -> Tuple[Any, Any]:
             ydims = tuple(int(v) for v in dims)
             bd = d.make("PASK_LAYOUT_ROW_MAJOR", (nbias,), dc) if nbias is not None else ffi.NULL
             rd = d.make(LAYOUTS[lay], ydims, dc) if has_r else ffi.NULL
-            ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": getattr(C, act)})
+            ep = ffi.new("pask_epilogue_t *", {"alpha": alpha, "beta": beta, "activation": getattr(C, act),
+                                               "activation_params": aps})
             yd = d.make(LAYOUTS[lay], ydims, dc)
             _lib.check(lib.pask_plan_create_conv2d(plan, handle, params, ep, xd, wd, bd, rd, yd))
         else:

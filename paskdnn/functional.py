@@ -85,6 +85,7 @@ def conv2d(
     layout: str = "NCHW",
     weight_layout: str = "OIHW",
     activation: Optional[str] = None,
+    activation_params: Optional[Tuple[float, ...]] = None,
     residual: Optional[np.ndarray] = None,
     alpha: float = 1.0,
     beta: float = 0.0,
@@ -107,8 +108,11 @@ def conv2d(
             at the bottom/right, as PyTorch does).
         groups: input and output channels are split into this many groups.
         activation: None, ``"relu"``, ``"relu6"``, ``"sigmoid"``, ``"silu"``,
-            ``"hardswish"``, ``"hardsigmoid"``, ``"gelu"`` or ``"gelu_tanh"``
-            (torch.nn.functional's, gelu_tanh being gelu(approximate="tanh")).
+            ``"hardswish"``, ``"hardsigmoid"``, ``"gelu"``, ``"gelu_tanh"``,
+            ``"leaky_relu"`` or ``"clamp"`` (torch.nn.functional's, gelu_tanh
+            being gelu(approximate="tanh"), clamp torch.clamp's).
+        activation_params: leaky_relu's ``(negative_slope,)``; clamp's
+            ``(min, max)`` (``-inf``/``inf`` for no bound on a side).
         residual: an array of the output's shape added before the activation.
         alpha, beta: scale the convolution and the prior content of ``out``
             (``beta != 0`` needs ``out``).
@@ -123,8 +127,8 @@ def conv2d(
     """
     ctx = _context(context, stream)
     spec = _spec.conv2d_spec(input, weight, bias, stride, padding, dilation, groups, layout=layout,
-                             weight_layout=weight_layout, activation=activation, residual=residual, alpha=alpha,
-                             beta=beta, out=out)
+                             weight_layout=weight_layout, activation=activation,
+                             activation_params=activation_params, residual=residual, alpha=alpha, beta=beta, out=out)
     return _spec.run(spec, ctx, stream)
 
 
@@ -142,6 +146,7 @@ def gemm(
     trans_b: bool = False,
     bias: Optional[np.ndarray] = None,
     activation: Optional[str] = None,
+    activation_params: Optional[Tuple[float, ...]] = None,
     context: Optional[Context] = None,
     stream: Any = None,
 ) -> np.ndarray:
@@ -151,10 +156,11 @@ def gemm(
     strided rows (e.g. column slices); the row stride becomes the leading
     dimension. ``bias`` has length N and is added to every row. With ``c`` the
     result is written into it and returned; ``beta != 0`` needs ``c``.
+    activation and activation_params as :func:`conv2d`'s.
     """
     ctx = _context(context, stream)
     spec = _spec.gemm_spec(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b, bias=bias,
-                           activation=activation)
+                           activation=activation, activation_params=activation_params)
     return _spec.run(spec, ctx, stream)
 
 
@@ -164,14 +170,17 @@ def linear(
     bias: Optional[np.ndarray] = None,
     *,
     activation: Optional[str] = None,
+    activation_params: Optional[Tuple[float, ...]] = None,
     out: Optional[np.ndarray] = None,
     context: Optional[Context] = None,
     stream: Any = None,
 ) -> np.ndarray:
     """``y = act(input @ weight.T + bias)`` like ``torch.nn.functional.linear``:
-    input (..., in_features), weight (out_features, in_features), bias (out_features,)."""
+    input (..., in_features), weight (out_features, in_features), bias (out_features,).
+    activation and activation_params as :func:`conv2d`'s."""
     ctx = _context(context, stream)
-    return _spec.run(_spec.linear_spec(input, weight, bias, activation=activation, out=out), ctx, stream)
+    return _spec.run(_spec.linear_spec(input, weight, bias, activation=activation,
+                                       activation_params=activation_params, out=out), ctx, stream)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, out: Optional[np.ndarray] = None,

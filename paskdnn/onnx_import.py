@@ -611,9 +611,8 @@ def _eltwise(imp: _Importer, node: Any, x: _Value, act: Optional[str] = None,
 
 def _activation(imp: _Importer, node: Any, act: str, act_params: Optional[Tuple[float, ...]] = None) -> None:
     """An activation: fused into the conv/linear (or a standalone eltwise
-    without one yet) that produces its input, else a standalone eltwise.
-    Activations with parameters (leaky_relu, clamp) fuse into eltwise only."""
-    p = imp.fusable(node, 0, ("eltwise",) if act_params else ("conv2d", "linear", "eltwise"))
+    without one yet) that produces its input, else a standalone eltwise."""
+    p = imp.fusable(node, 0, ("conv2d", "linear", "eltwise"))
     if p is not None and not p.params.get("activation"):
         p.params["activation"] = act
         if act_params:

@@ -1,6 +1,7 @@
-"""The epilogue activations sigmoid, silu, hardswish, hardsigmoid, gelu and
-gelu_tanh (include/paskdnn.h) through every CPU solver, by name, for every CPU
-kernel variant (ISA) this processor runs.
+"""The epilogue activations sigmoid, silu, hardswish, hardsigmoid, gelu,
+gelu_tanh, and leaky_relu and clamp with their parameters (include/paskdnn.h)
+through every CPU solver, by name, for every CPU kernel variant (ISA) this
+processor runs.
 
 References: tests/nan_reference.py's act_ref, torch.nn.functional's formulas
 written out in float64 (math.erf, np.tanh); at -inf the limit -0 where the
@@ -23,6 +24,24 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
 ISAS = cpu_isas()  # the CPU kernel variants this processor runs; ctx_for: conftest.py
+
+# the activations with parameters, with values exact in float32
+PARAMS = {"leaky_relu": (0.25,), "clamp": (-0.75, 1.5)}
+ACTIVATIONS = NEW_ACTIVATIONS + list(PARAMS)
+
+
+def ref(y, activation):
+    """act(y) in float64; leaky_relu and clamp with PARAMS (NaN stays NaN)."""
+    y = np.asarray(y, np.float64)
+    if activation == "leaky_relu":
+        return np.where(y < 0, y * PARAMS[activation][0], y)
+    if activation == "clamp":
+        return np.clip(y, *PARAMS[activation])
+    return act_ref(y, activation)
+
+
+def act_kw(activation):
+    return dict(activation=activation, activation_params=PARAMS.get(activation))
 
 
 # (n, c, h, w, o, k, stride, pad, groups); O = 40 spans a full AVX-512 micro-tile and a tail
@@ -49,7 +68,7 @@ def test_every_activation_of_the_header_is_spelled():
 
 
 @pytest.mark.parametrize("solver", CPU_CONV)
-@pytest.mark.parametrize("activation", NEW_ACTIVATIONS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_conv2d_activation(solver, activation, ctx_for):
     """Random inputs in [-1.5, 1.5] (pre-activations over about [-12, 12]), with a
     scaled residual and beta*out, NCHW and NHWC; then NaN/+-Inf sprinkled in."""
@@ -72,8 +91,8 @@ def test_conv2d_activation(solver, activation, ctx_for):
                     want = pre
                     if res is not None:
                         want = want + res + 0.25 * before
-                    want = act_ref(want, activation)
-                    kw = dict(activation=activation, context=ctx, alpha=0.5)
+                    want = ref(want, activation)
+                    kw = dict(act_kw(activation), context=ctx, alpha=0.5)
                     if layout == "NCHW":
                         if res is not None:
                             kw.update(residual=res, out=before.copy(), beta=0.25)
@@ -93,7 +112,7 @@ GEMM_SHAPES = [(20, 70, 33), (37, 40, 300), (5, 70, 33), (70, 6, 17)]
 
 
 @pytest.mark.parametrize("solver", CPU_GEMM)
-@pytest.mark.parametrize("activation", NEW_ACTIVATIONS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_gemm_activation(solver, activation, ctx_for):
     for isa in ISAS:
         ctx = ctx_for(solver, isa)
@@ -109,15 +128,15 @@ def test_gemm_activation(solver, activation, ctx_for):
                 if special:
                     a = sprinkle(rng, a, special, frac=0.01)
                 scale = 3.0 / np.sqrt(k)  # pre-activations over about [-8, 8]
-                want = act_ref(scale * gemm_ref(a, b, None, None) + 0.5 * c0 + bias, activation)
-                y = paskdnn.gemm(a, b, c0.copy(), bias=bias, alpha=scale, beta=0.5, activation=activation,
+                want = ref(scale * gemm_ref(a, b, None, None) + 0.5 * c0 + bias, activation)
+                y = paskdnn.gemm(a, b, c0.copy(), bias=bias, alpha=scale, beta=0.5, **act_kw(activation),
                                  context=ctx)
                 assert paskdnn.last_solver() == solver
                 check(np.asarray(y), want, rtol=1e-4, atol=1e-5)
                 # linear: x @ w.T + bias, the same activation
-                y = paskdnn.linear(a, np.ascontiguousarray(b.T), bias, activation=activation, context=ctx)
+                y = paskdnn.linear(a, np.ascontiguousarray(b.T), bias, **act_kw(activation), context=ctx)
                 assert paskdnn.last_solver() == solver
-                check(np.asarray(y), gemm_ref(a, b, bias, activation), rtol=1e-4, atol=1e-5)
+                check(np.asarray(y), ref(gemm_ref(a, b, bias, None), activation), rtol=1e-4, atol=1e-5)
 
 
 SPECIAL_VALUES = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 3.0, -3.0, 6.0], np.float32)
@@ -138,7 +157,7 @@ def _wide_values(rng):
 
 
 def _check_accurate(got, x, activation, what):
-    want = act_ref(x.astype(np.float64), activation)
+    want = ref(x.astype(np.float64), activation)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=what)
     # within about 1e-6 relative of the float64 value; absolute 1e-13 below that
     # (float32 subnormals; and the float64 literal gelu loses its relative
@@ -151,7 +170,7 @@ def _check_accurate(got, x, activation, what):
             np.testing.assert_array_equal(got[at], np.full(at.sum(), e), err_msg=f"{what} act({v})")
 
 
-@pytest.mark.parametrize("activation", NEW_ACTIVATIONS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_activation_accuracy_every_solver(activation, ctx_for):
     """y = act(x) exactly: a 1x1 convolution with unit weights (groups = 2, so
     the depthwise solver takes it too; groups = 1 for gemm_1x1) and a gemm
@@ -165,27 +184,27 @@ def test_activation_accuracy_every_solver(activation, ctx_for):
             groups = 1 if solver == "conv2d.gemm_1x1" else 2
             xs = x.reshape(1, 2, 8, -1)[:, :groups]
             y = paskdnn.conv2d(xs, np.ones((groups, 1, 1, 1), np.float32), None, 1, 0, 1, groups,
-                               activation=activation, context=ctx)
+                               **act_kw(activation), context=ctx)
             assert paskdnn.last_solver() == solver
             _check_accurate(np.asarray(y).reshape(-1), xs.reshape(-1), activation, f"{solver} {isa}")
             if solver != "conv2d.depthwise":
                 xh = np.ascontiguousarray(xs.transpose(0, 2, 3, 1))
                 y = paskdnn.conv2d(xh, np.ones((groups, 1, 1, 1), np.float32), None, 1, 0, 1, groups,
-                                   layout="NHWC", weight_layout="OHWI", activation=activation, context=ctx)
+                                   layout="NHWC", weight_layout="OHWI", **act_kw(activation), context=ctx)
                 _check_accurate(np.asarray(y).reshape(-1), xh.reshape(-1), activation, f"{solver} {isa} NHWC")
         for solver in CPU_GEMM:
             ctx = ctx_for(solver, isa)
             rows = x.reshape(-1, 8) if solver == "gemm.small" else x.reshape(-1, 48)[:, :40]
             # rows x 1 times 1 x N: every column the same, through full tiles and tails
             y = paskdnn.gemm(rows.reshape(-1, 1), np.ones((1, 8 if solver == "gemm.small" else 40), np.float32),
-                             activation=activation, context=ctx)
+                             **act_kw(activation), context=ctx)
             assert paskdnn.last_solver() == solver
             got = np.asarray(y)
             for j in range(got.shape[1]):
                 _check_accurate(got[:, j], rows.reshape(-1), activation, f"{solver} {isa} column {j}")
             # a row of values times ones: the values along N (the vector epilogue)
             v = rows.reshape(1, -1)
-            y = paskdnn.gemm(np.ones((1, 1), np.float32), v, activation=activation, context=ctx)
+            y = paskdnn.gemm(np.ones((1, 1), np.float32), v, **act_kw(activation), context=ctx)
             _check_accurate(np.asarray(y).reshape(-1), v.reshape(-1), activation, f"{solver} {isa} row")
 
 
@@ -198,14 +217,15 @@ def test_unknown_activations_are_refused():
         paskdnn.linear(x[0, 0], np.ones((3, 2), np.float32), activation=3)
     ffi, lib = paskdnn._lib.load()
     ctx = paskdnn.Context()
-    for code in (11, 0xFFFFFFFF, 9, 10):  # 0xFFFFFFFF: -1 as cffi passes this unsigned-typed enum
-        ep = ffi.new("pask_epilogue_t *", {"alpha": 1.0, "beta": 0.0, "activation": code})
+    for code, params, want in ((11, (0, 0), "unknown activation"), (0xFFFFFFFF, (0, 0), "unknown activation"),
+                               (9, (float("nan"), 0), "negative_slope must be finite"),
+                               (10, (1.0, 0.0), "lo <= hi"), (10, (0.0, float("nan")), "lo <= hi")):
+        # 0xFFFFFFFF: -1 as cffi passes this unsigned-typed enum
+        ep = ffi.new("pask_epilogue_t *", {"alpha": 1.0, "beta": 0.0, "activation": code,
+                                           "activation_params": params})
         plan = ffi.new("pask_plan_t *")
         status = lib.pask_plan_create_gemm(plan, ctx._handle, lib.PASK_DTYPE_FLOAT32, 0, 0, 2, 2, 2, ep, 2, 2, 2, 0)
         assert status == lib.PASK_ERROR_INVALID_ARGUMENT
         msg = ffi.string(lib.pask_last_error_message()).decode()
-        if code in (9, 10):  # LEAKY_RELU, CLAMP: eltwise only (the epilogue struct has no parameters)
-            assert "takes parameters" in msg and "eltwise" in msg, msg
-        else:
-            assert "unknown activation" in msg and "0..10" in msg, msg
+        assert want in msg and (want != "unknown activation" or "0..10" in msg), msg
     ctx.close()

@@ -113,7 +113,7 @@ def test_gemm_leading_dims_and_overflowing_extents(ctx):
     assert lib.pask_gemm(ctx, 0, 0, 0, 2**40, 4, 4, ffi.NULL, ptr(a), 2**40, ptr(a), 4, ffi.NULL, ptr(c),
                          4) == OVERFLOW
     assert lib.pask_gemm(ctx, 9, 0, 0, 4, 4, 4, ffi.NULL, ptr(a), 4, ptr(a), 4, ffi.NULL, ptr(c), 4) == INVALID
-    ep = ffi.new("pask_epilogue_t *", {"alpha": 1.0, "beta": 0.0, "activation": 9})  # GELU_TANH (8) + 1
+    ep = ffi.new("pask_epilogue_t *", {"alpha": 1.0, "beta": 0.0, "activation": 11})  # CLAMP (10) + 1
     assert lib.pask_gemm(ctx, 0, 0, 0, 4, 4, 4, ep, ptr(a), 4, ptr(a), 4, ffi.NULL, ptr(c), 4) == INVALID
     assert (c == 3.0).all()
 

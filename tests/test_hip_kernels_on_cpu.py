@@ -450,14 +450,29 @@ def test_pool_averages_over_a_huge_window_are_accurate(kernels, data):
 # NaN and +-inf; the reference is nan_reference.act_ref (float64, the formulas
 # of torch.nn.functional written out, limits at -inf).
 NEW_ACTS = ["sigmoid", "silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh"]
+# leaky_relu and clamp with parameters exact in every dtype (act_p of the params structs)
+PARAM_ACTS = {"leaky_relu": (0.25, 0.0), "clamp": (-0.75, 1.5)}
+
+
+def _param_ref(y, activation):
+    p0, p1 = PARAM_ACTS[activation]
+    return np.where(y < 0, y * p0, y) if activation == "leaky_relu" else np.clip(y, p0, p1)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("dtype", list(DTYPES))
-@pytest.mark.parametrize("activation", NEW_ACTS)
+@pytest.mark.parametrize("activation", NEW_ACTS + list(PARAM_ACTS))
 def test_new_activations_through_every_kernel_entry(kernels, dtype, activation):
-    from nan_reference import act_ref, check, conv_ref, gemm_ref, sprinkle
+    from nan_reference import check, conv_ref, gemm_ref, sprinkle
     tol = dict(rtol=2 * RTOL[dtype], atol=20 * RTOL[dtype])
+    params = PARAM_ACTS.get(activation, (0.0, 0.0))
+    for obj in ("conv_igemm", "conv_depthwise", "gemm"):
+        kernels(obj, dtype).emu_set_act_params(ctypes.c_float(params[0]), ctypes.c_float(params[1]))
+    if activation in PARAM_ACTS:
+        conv_ref_ = lambda *a: _param_ref(conv_ref(*a[:-1], None), activation)  # noqa: E731
+        gemm_ref_ = lambda a, b, bias, act: _param_ref(gemm_ref(a, b, bias, None), activation)  # noqa: E731
+    else:
+        conv_ref_, gemm_ref_ = conv_ref, gemm_ref
     for obj, splits, layout, (n, c, h, w, o, k, s, pad, g) in NAN_CONV:
         oh, ow = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
         x_raw, x = device(sprinkle(rng, rng.uniform(-1.5, 1.5, (n, c, h, w)).astype(np.float32), "mixed", 0.01), dtype)
@@ -471,7 +486,7 @@ def test_new_activations_through_every_kernel_entry(kernels, dtype, activation):
         kernels(obj, dtype).emu_conv2d(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(xin), ptr(win), ptr(b_raw),
                                        None, ptr(y), splits)
         got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
-        want = conv_ref(x, wt, b, s, pad, g, activation)
+        want = conv_ref_(x, wt, b, s, pad, g, activation)
         assert np.isnan(want).any() and np.isfinite(want).any()
         check(got, want, **tol)
     for entry, m, n, k, splits in [("emu_gemm", 20, 70, 33, 1), ("emu_gemm", 37, 40, 96, 3),
@@ -483,9 +498,11 @@ def test_new_activations_through_every_kernel_entry(kernels, dtype, activation):
         d = i64(m, n, k, k, n, n, 0, 0, ACT[activation])
         getattr(kernels("gemm", dtype), entry)(d, ctypes.c_float(1.0), ctypes.c_float(0.0), ptr(a_raw), ptr(b_raw),
                                                ptr(bias_raw), ptr(c_out), splits)
-        want = gemm_ref(a, b, bias, activation)
+        want = gemm_ref_(a, b, bias, activation)
         assert np.isnan(want).any()
         check(host(c_out, dtype), want, **tol)
+    for obj in ("conv_igemm", "conv_depthwise", "gemm"):
+        kernels(obj, dtype).emu_set_act_params(ctypes.c_float(0.0), ctypes.c_float(0.0))
 
 
 # float32 pask_act (expf, erfcf in float) against float64: relative error at most

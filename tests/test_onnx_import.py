@@ -638,18 +638,19 @@ def test_a_relu_that_cannot_be_fused_runs_standalone(layout, ctx):
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_clip_and_leaky_relu_run_as_eltwise(layout, ctx):
-    # Clip other than (0, 6) and (0, inf): an eltwise clamp after the conv (the epilogues take no parameters)
+    # Clip other than (0, 6) and (0, inf): the conv's clamp epilogue
     lo, hi = const("lo", np.float32(-1)), const("hi", np.float32(1))
     g = check(conv_then(H.make_node("Clip", ["c", "lo", "hi"], ["y"], name="clip"), inits=[lo, hi]), data((1, 4, 6, 6)),
               layout, ctx)
-    assert [n.op for n in g.nodes] == ["conv2d", "eltwise"] and g.nodes[1].params["activation"] == "clamp"
+    assert [n.op for n in g.nodes] == ["conv2d"] and g.nodes[0].params["activation"] == "clamp"
+    assert g.nodes[0].params["activation_params"] == (-1.0, 1.0)
     # only a max (min left out) and the opset-6 attribute form
     g = check(conv_then(H.make_node("Clip", ["c", "", "hi"], ["y"], name="clip"), inits=[hi]), data((1, 4, 6, 6)),
               layout, ctx)
     g = check(conv_then(H.make_node("Clip", ["c"], ["y"], min=-0.5, max=0.25, name="clip"), opset=6),
               data((1, 4, 6, 6)), layout, ctx)
     g = check(conv_then(H.make_node("LeakyRelu", ["c"], ["y"], alpha=0.2, name="lr")), data((1, 4, 6, 6)), layout, ctx)
-    assert g.nodes[1].params["activation"] == "leaky_relu"
+    assert g.nodes[0].params["activation"] == "leaky_relu"
     # after an Add: fused into the add's eltwise node
     m = conv_then(H.make_node("LeakyRelu", ["s"], ["y"], name="lr"), extra=[H.make_node("Add", ["c", "x"], ["s"])])
     g = check(m, data((1, 4, 6, 6)), layout, ctx)
@@ -856,7 +857,7 @@ def test_elementwise_ops_on_linear_outputs(layout, ctx):
     m = _gemm_model([H.make_node("LeakyRelu", ["c"], ["l"], alpha=0.1, name="lr"),
                      H.make_node("Add", ["l", "c"], ["s"], name="add"),
                      H.make_node("Mul", ["s", "k"], ["y"], name="mul")], extra_inits=[k])
-    g = check(m, data((3, 20)), layout, ctx)
+    g = check(m, data((3, 20)), layout, ctx)  # the linear's value has two readers: the leaky relu stands alone
     assert [n.op for n in g.nodes] == ["linear", "eltwise", "eltwise", "eltwise"]
     # a per-row (N, 1) operand, a Clip after a Gemm with a C of rows
     c = const("cc", rng(9).standard_normal((3, 1)))

@@ -68,14 +68,26 @@ std::string dims_str(const pask_tensor_desc &d) {
 bool valid_dtype(int v) { return v >= PASK_DTYPE_FLOAT32 && v <= PASK_DTYPE_FLOAT64; }
 bool valid_layout(int v) { return v >= PASK_LAYOUT_ROW_MAJOR && v <= PASK_LAYOUT_NHWC; }
 
-void check_activation(const pask_activation_t &act, int last = pask::kLastEpilogueActivation) {
+// The activation and its parameters into p (checked): LEAKY_RELU's slope,
+// CLAMP's bounds; the others' parameters are ignored (and kept 0, so that they
+// do not split Problems).
+void set_activation(const pask_activation_t &act, const float *params, Problem &p) {
     const int a = raw(act);
     require(a >= PASK_ACTIVATION_NONE && a <= pask::kLastActivation, PASK_ERROR_INVALID_ARGUMENT,
             "unknown activation " + std::to_string(a) + " (pask_activation_t is 0.." +
                 std::to_string(int(pask::kLastActivation)) + ")");
-    require(a <= last, PASK_ERROR_INVALID_ARGUMENT,
-            "activation " + std::to_string(a) + " (LEAKY_RELU, CLAMP) takes parameters: a conv2d/gemm epilogue "
-            "cannot carry them; run it as an eltwise op after the conv/gemm");
+    p.activation = act;
+    const float p0 = params[0], p1 = params[1];
+    if (act == PASK_ACTIVATION_LEAKY_RELU) {
+        require(std::isfinite(p0), PASK_ERROR_INVALID_ARGUMENT,
+                "leaky_relu's negative_slope must be finite, got " + std::to_string(p0));
+        p.act_params[0] = p0;
+    } else if (act == PASK_ACTIVATION_CLAMP) {
+        require(p0 == p0 && p1 == p1 && p0 <= p1, PASK_ERROR_INVALID_ARGUMENT,
+                "clamp needs lo <= hi (not NaN), got " + std::to_string(p0) + ", " + std::to_string(p1));
+        p.act_params[0] = p0;
+        p.act_params[1] = p1;
+    }
 }
 
 void check_4d(const pask_tensor_desc &d, const char *what) {
@@ -249,8 +261,7 @@ void conv_call_problem(const pask_conv2d_params_t *params, const pask_epilogue_t
         require(residual_desc->dtype == p.dtype, PASK_ERROR_INVALID_ARGUMENT, "residual dtype differs from x");
     }
     if (epilogue) {
-        check_activation(epilogue->activation);
-        p.activation = epilogue->activation;
+        set_activation(epilogue->activation, epilogue->activation_params, p);
         args.alpha = epilogue->alpha;
         args.beta = epilogue->beta;
     }
@@ -280,8 +291,7 @@ void gemm_problem(int dtype, int trans_a, int trans_b, int64_t m, int64_t n, int
     p.gm = m; p.gn = n; p.gk = k;
     p.lda = lda; p.ldb = ldb; p.ldc = ldc;
     if (epilogue) {
-        check_activation(epilogue->activation);
-        p.activation = epilogue->activation;
+        set_activation(epilogue->activation, epilogue->activation_params, p);
         args.alpha = epilogue->alpha;
         args.beta = epilogue->beta;
     }
@@ -294,28 +304,12 @@ void eltwise_problem(const pask_eltwise_params_t *params, const pask_tensor_desc
                      const pask_tensor_desc *a, Problem &p) {
     need(x, "x_desc");
     check_4d(*x, "x");
-    pask_activation_t activation = PASK_ACTIVATION_NONE;
-    if (params) {
-        check_activation(params->activation, pask::kLastActivation);
-        activation = params->activation;
-        const float p0 = params->params[0], p1 = params->params[1];
-        if (activation == PASK_ACTIVATION_LEAKY_RELU) {
-            require(std::isfinite(p0), PASK_ERROR_INVALID_ARGUMENT,
-                    "leaky_relu's negative_slope must be finite, got " + std::to_string(p0));
-            p.act_params[0] = p0;
-        } else if (activation == PASK_ACTIVATION_CLAMP) {
-            require(p0 == p0 && p1 == p1 && p0 <= p1, PASK_ERROR_INVALID_ARGUMENT,
-                    "clamp needs lo <= hi (not NaN), got " + std::to_string(p0) + ", " + std::to_string(p1));
-            p.act_params[0] = p0;
-            p.act_params[1] = p1;
-        }
-    }
+    if (params) set_activation(params->activation, params->params, p);
     p.op = PASK_OP_ELTWISE;
     p.dtype = x->dtype;
     p.layout = x->layout;
     p.n = x->dims[0]; p.c = x->dims[1]; p.h = x->dims[2]; p.w = x->dims[3];
     p.o = p.c; p.oh = p.h; p.ow = p.w;
-    p.activation = activation;
     const char *names[2] = {"m", "a"};
     const pask_tensor_desc *ops[2] = {m, a};
     int64_t *dims[2] = {p.mdims, p.adims};

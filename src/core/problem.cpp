@@ -98,7 +98,8 @@ std::vector<int64_t> Problem::fields() const {
     case PASK_OP_CONV2D:
         f.insert(f.end(), {n, c, h, w, o, oh, ow, kh, kw, stride[0], stride[1], pad_pre[0], pad_pre[1],
                            pad_post[0], pad_post[1], dilation[0], dilation[1], groups, has_bias,
-                           has_residual, has_beta, activation});
+                           has_residual, has_beta, activation, float_bits(act_params[0]),
+                           float_bits(act_params[1])});
         break;
     case PASK_OP_POOL2D:
         f.insert(f.end(), {n, c, h, w, oh, ow, kh, kw, stride[0], stride[1], pad_pre[0], pad_pre[1],
@@ -106,7 +107,8 @@ std::vector<int64_t> Problem::fields() const {
                            count_include_pad, divisor_override});
         break;
     case PASK_OP_GEMM:
-        f.insert(f.end(), {trans_a, trans_b, gm, gn, gk, lda, ldb, ldc, has_bias, has_beta, activation});
+        f.insert(f.end(), {trans_a, trans_b, gm, gn, gk, lda, ldb, ldc, has_bias, has_beta, activation,
+                           float_bits(act_params[0]), float_bits(act_params[1])});
         break;
     case PASK_OP_ELTWISE:
         f.insert(f.end(), {n, c, h, w, mdims[0], mdims[1], mdims[2], mdims[3], adims[0], adims[1], adims[2],
@@ -134,7 +136,7 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
     p.dtype = static_cast<pask_dtype_t>(in(f[3], PASK_DTYPE_FLOAT32, PASK_DTYPE_FLOAT64, "dtype"));
     p.layout = static_cast<pask_layout_t>(in(f[4], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "layout"));
     p.weight_layout = static_cast<pask_layout_t>(in(f[5], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "weight layout"));
-    size_t want = p.op == PASK_OP_CONV2D ? 28 : p.op == PASK_OP_POOL2D ? 26 : p.op == PASK_OP_GEMM ? 17
+    size_t want = p.op == PASK_OP_CONV2D ? 30 : p.op == PASK_OP_POOL2D ? 26 : p.op == PASK_OP_GEMM ? 19
                 : p.op == PASK_OP_ELTWISE ? 21 : 10;
     if (p.op == PASK_OP_CAT) {
         if (f.size() < 10) bad("too few fields for cat");
@@ -146,6 +148,15 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
     auto dim = [&](const char *what) { return in(f[i++], 1, big, what); };
     auto nonneg = [&](const char *what) { return in(f[i++], 0, big, what); };
     auto flag = [&](const char *what) { return in(f[i++], 0, 1, what); };
+    auto activation = [&]() {  // the activation and its two parameters (float bits)
+        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastActivation, "activation"));
+        for (float &v : p.act_params) {
+            const int64_t b = f[i++];
+            if (b < 0 || b > 0xffffffffll) bad("activation parameter out of range");
+            v = bits_float(b);
+            if (v != v) bad("activation parameter is NaN");
+        }
+    };
     if (p.op == PASK_OP_CONV2D) {
         p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = dim("o");
         p.oh = dim("oh"); p.ow = dim("ow"); p.kh = dim("kh"); p.kw = dim("kw");
@@ -156,7 +167,7 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
         p.groups = dim("groups");
         if (p.c % p.groups || p.o % p.groups) bad("groups must divide channels");
         p.has_bias = flag("has_bias"); p.has_residual = flag("has_residual"); p.has_beta = flag("has_beta");
-        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastEpilogueActivation, "activation"));
+        activation();
     } else if (p.op == PASK_OP_POOL2D) {
         p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = p.c;
         p.oh = dim("oh"); p.ow = dim("ow"); p.kh = dim("kh"); p.kw = dim("kw");
@@ -177,13 +188,7 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
             for (int j = 0; j < 4 && !absent; ++j)
                 if (d[j] != 1 && d[j] != x[j]) bad("operand dims must each be 1 or x's");
         }
-        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastActivation, "activation"));
-        for (float &v : p.act_params) {
-            const int64_t b = f[i++];
-            if (b < 0 || b > 0xffffffffll) bad("activation parameter out of range");
-            v = bits_float(b);
-            if (v != v) bad("activation parameter is NaN");
-        }
+        activation();
     } else if (p.op == PASK_OP_CAT) {
         p.n = dim("n"); p.h = dim("h"); p.w = dim("w"); p.oh = p.h; p.ow = p.w;
         ++i;  // the count, read above
@@ -199,7 +204,7 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
         p.gm = dim("m"); p.gn = dim("n"); p.gk = dim("k");
         p.lda = dim("lda"); p.ldb = dim("ldb"); p.ldc = dim("ldc");
         p.has_bias = flag("has_bias"); p.has_beta = flag("has_beta");
-        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastEpilogueActivation, "activation"));
+        activation();
     }
     return p;
 }

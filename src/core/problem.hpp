@@ -35,8 +35,6 @@ struct BucketHash {
 
 // The highest pask_activation_t value (the enum is append-only: raise this with it).
 constexpr int kLastActivation = PASK_ACTIVATION_CLAMP;
-// The last activation a conv2d/gemm epilogue takes (the later ones have parameters).
-constexpr int kLastEpilogueActivation = PASK_ACTIVATION_GELU_TANH;
 
 struct Problem {
     pask_op_t op = PASK_OP_CONV2D;
@@ -70,7 +68,7 @@ struct Problem {
     // Their logical dims, each equal to x's or 1; all 0 when absent.
     int64_t mdims[4] = {0, 0, 0, 0};
     int64_t adims[4] = {0, 0, 0, 0};
-    float act_params[2] = {0.f, 0.f};  // LEAKY_RELU slope; CLAMP lo, hi (eltwise)
+    float act_params[2] = {0.f, 0.f};  // LEAKY_RELU slope; CLAMP lo, hi (0 for the other activations)
 
     // cat: inputs {n, cat_c[i], h, w}, output {n, o = sum, h, w}
     std::vector<int64_t> cat_c;

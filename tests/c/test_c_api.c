@@ -52,7 +52,7 @@ int main(void) {
     CHECK(pask_conv2d_output_dims(&params, xd, wd, out_dims));
     EXPECT(out_dims[0] == N && out_dims[1] == O && out_dims[2] == OH && out_dims[3] == OW);
     CHECK(pask_tensor_desc_create(&yd, PASK_DTYPE_FLOAT32, PASK_LAYOUT_NCHW, 4, out_dims));
-    pask_epilogue_t ep = {1.0f, 0.0f, PASK_ACTIVATION_RELU};
+    pask_epilogue_t ep = {.alpha = 1.0f, .activation = PASK_ACTIVATION_RELU};
     CHECK(pask_conv2d_forward(ctx, &params, &ep, xd, x, wd, w, bd, b, NULL, NULL, yd, y));
 
     double worst = 0;

@@ -11,6 +11,14 @@
 
 #define EXPORT extern "C" __attribute__((visibility("default")))
 
+// The epilogue's activation parameters (leaky_relu's slope, clamp's bounds) for
+// the conv and gemm entries below; 0 until set.
+static float g_act_p[2] = {0.f, 0.f};
+EXPORT void emu_set_act_params(float p0, float p1) {
+    g_act_p[0] = p0;
+    g_act_p[1] = p1;
+}
+
 #ifdef PASK_EMU_CONV
 // d: n, c, h, w, o, kh, kw, oh, ow, stride_h, stride_w, pad_top, pad_left,
 //    dil_h, dil_w, groups, layout, weight_layout, activation
@@ -23,6 +31,7 @@ static pask_cuda_conv2d_params emu_conv_params(const int64_t *d, float alpha, fl
     q.stride_h = d[9]; q.stride_w = d[10]; q.pad_top = d[11]; q.pad_left = d[12]; q.dil_h = d[13]; q.dil_w = d[14];
     q.groups = d[15]; q.layout = int(d[16]); q.weight_layout = int(d[17]); q.activation = int(d[18]);
     q.x = x; q.weight = w; q.bias = bias; q.residual = residual; q.y = y; q.alpha = alpha; q.beta = beta;
+    q.act_p[0] = g_act_p[0]; q.act_p[1] = g_act_p[1];
     return q;
 }
 
@@ -93,6 +102,7 @@ static pask_cuda_gemm_params emu_gemm_params(const int64_t *d, float alpha, floa
     q.m = d[0]; q.n = d[1]; q.k = d[2]; q.lda = d[3]; q.ldb = d[4]; q.ldc = d[5];
     q.trans_a = int(d[6]); q.trans_b = int(d[7]); q.activation = int(d[8]);
     q.a = a; q.b = b; q.bias = bias; q.c = c; q.alpha = alpha; q.beta = beta;
+    q.act_p[0] = g_act_p[0]; q.act_p[1] = g_act_p[1];
     return q;
 }
 

@@ -29,6 +29,14 @@ static inline double pask_cpu_sigmoid_d(double x) {
     return e / (1.0 + e);
 }
 
+/* The activations with parameters: leaky_relu (p[0] = negative slope) and
+ * clamp (p[0] = lo <= p[1] = hi). NaN fails each test and passes through. */
+static inline float pask_cpu_act_param(float x, int act, const float *p) {
+    if (act == PASK_CPU_ACT_LEAKY_RELU) return x < 0.f ? x * p[0] : x;
+    if (act == PASK_CPU_ACT_CLAMP) return x < p[0] ? p[0] : (x > p[1] ? p[1] : x);
+    return x;
+}
+
 /* The new activations (act >= PASK_CPU_ACT_SIGMOID); anything else returns x. */
 static inline float pask_cpu_act_ext(float xf, int act) {
     const double x = xf;
@@ -60,6 +68,8 @@ static inline float pask_cpu_act_ext(float xf, int act) {
         // 0.5 * x * (1 + tanh(u)) = x * sigmoid(2u)
         return (float)(x * pask_cpu_sigmoid_d(2.0 * u));
     }
+    case PASK_CPU_ACT_LEAKY_RELU:
+    case PASK_CPU_ACT_CLAMP:  // need their parameters: pask_cpu_act_param
     default:
         return xf;
     }

@@ -29,10 +29,12 @@ inline int64_t first_inside(int64_t off, int64_t stride) { return off >= 0 ? 0 :
 // itself ("v > 0 ? v : 0" would turn NaN into 0); every CPU solver and
 // sgemm.hpp's act_scalar/act_vec agree (tests/test_nan_inf.py). The other
 // activations are activation.hpp's (tests/test_activations.py).
-inline float apply_act(float v, int act) {
+// p: the parameters of leaky_relu / clamp (pask_cpu_act_param).
+inline float apply_act(float v, int act, const float *p = nullptr) {
     if (act == PASK_CPU_ACT_RELU) return v < 0.f ? 0.f : v;
     if (act == PASK_CPU_ACT_RELU6) return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
-    if (act >= PASK_CPU_ACT_SIGMOID) return pask_cpu_act_ext(v, act);  // activation.hpp
+    if (act >= PASK_CPU_ACT_LEAKY_RELU) return pask_cpu_act_param(v, act, p);  // activation.hpp
+    if (act >= PASK_CPU_ACT_SIGMOID) return pask_cpu_act_ext(v, act);
     return v;
 }
 
@@ -40,7 +42,7 @@ inline float apply_act(float v, int act) {
 inline float finish(float acc, const pask_cpu_epilogue &ep, float before, float bias, float residual) {
     float v = ep.alpha * acc + bias + residual;
     if (ep.beta != 0.f) v += ep.beta * before;
-    return apply_act(v, ep.activation);
+    return apply_act(v, ep.activation, ep.act_params);
 }
 
 // A growable, 64-byte aligned scratch buffer; one per thread and purpose.

@@ -17,6 +17,8 @@ pask_cpu::GemmEpilogue gemm_ep(const pask_cpu_conv2d_args &a) {
     ep.alpha = a.ep.alpha;
     ep.beta = a.ep.beta;
     ep.activation = a.ep.activation;
+    ep.act_params[0] = a.ep.act_params[0];
+    ep.act_params[1] = a.ep.act_params[1];
     return ep;
 }
 

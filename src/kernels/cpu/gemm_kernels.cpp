@@ -12,6 +12,8 @@ inline pask_cpu::GemmEpilogue make_epilogue(const pask_cpu_gemm_args *args) {
     ep.alpha = args->ep.alpha;
     ep.beta = args->ep.beta;
     ep.activation = args->ep.activation;
+    ep.act_params[0] = args->ep.act_params[0];
+    ep.act_params[1] = args->ep.act_params[1];
     ep.bias_n = args->bias;
     return ep;
 }

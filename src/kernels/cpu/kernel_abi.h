@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define PASK_CPU_ABI_VERSION 2u /* 2: activation codes 3..8 */
+#define PASK_CPU_ABI_VERSION 3u /* 2: activation codes 3..8; 3: 9..10 with the epilogue's act_params */
 
 /* Work-sharing services the core lends a kernel for one call.
  * parallel_for runs fn(arg, task, thread) for every task in [0, ntasks) on
@@ -44,8 +44,8 @@ typedef struct pask_cpu_runtime {
 #define PASK_CPU_ACT_HARDSIGMOID 6
 #define PASK_CPU_ACT_GELU 7
 #define PASK_CPU_ACT_GELU_TANH 8
-#define PASK_CPU_ACT_LEAKY_RELU 9  /* eltwise only: act_params[0] = negative_slope */
-#define PASK_CPU_ACT_CLAMP 10      /* eltwise only: act_params = lo, hi */
+#define PASK_CPU_ACT_LEAKY_RELU 9  /* act_params[0] = negative_slope */
+#define PASK_CPU_ACT_CLAMP 10      /* act_params = lo, hi */
 
 /* Layout codes: activations NCHW / NHWC; weights OIHW / OHWI. */
 #define PASK_CPU_LAYOUT_NCHW 0
@@ -58,6 +58,7 @@ typedef struct pask_cpu_epilogue {
     float alpha;
     float beta;
     int activation;
+    float act_params[2];         /* LEAKY_RELU's slope; CLAMP's lo, hi */
 } pask_cpu_epilogue;
 
 typedef struct pask_cpu_conv2d_args {

@@ -50,6 +50,7 @@ inline namespace PASK_ISA_NS {
 struct GemmEpilogue {
     float alpha = 1.f, beta = 0.f;   // out = act(alpha*acc + beta*C_before + bias + residual)
     int activation = 0;              // PASK_CPU_ACT_* (relu6 = min(max(x,0),6); others: activation.hpp)
+    float act_params[2] = {0.f, 0.f};  // leaky_relu's slope; clamp's lo, hi
     const float *bias_n = nullptr;   // length N, added to every row (linear / NHWC conv bias)
     const float *bias_m = nullptr;   // length M, added to every column (NCHW conv bias)
     const float *residual = nullptr; // M x N row-major, row stride ld_residual
@@ -181,6 +182,7 @@ struct Stage {
     float alpha, cmul;
     bool load_c, last;
     int act;
+    float act_p[2];
     const float *bias_n, *bias_m, *res;
     int64_t ld_res;
 };
@@ -192,6 +194,8 @@ static inline Stage make_stage(const GemmEpilogue &ep, bool first, bool last) {
     s.cmul = first ? ep.beta : 1.f;
     s.last = last;
     s.act = ep.activation;
+    s.act_p[0] = ep.act_params[0];
+    s.act_p[1] = ep.act_params[1];
     s.bias_n = ep.bias_n;
     s.bias_m = ep.bias_m;
     s.res = ep.residual;
@@ -201,23 +205,25 @@ static inline Stage make_stage(const GemmEpilogue &ep, bool first, bool last) {
 
 /* NaN propagates through relu and relu6 (PyTorch's rule; common.hpp's
  * apply_act is the same): a NaN fails every comparison and falls through to x. */
-static inline float act_scalar(float x, int act) {
+static inline float act_scalar(float x, int act, const float *p) {
     if (act == PASK_CPU_ACT_RELU) return x < 0.f ? 0.f : x;
     if (act == PASK_CPU_ACT_RELU6) return x < 0.f ? 0.f : (x > 6.f ? 6.f : x);
-    if (act >= PASK_CPU_ACT_SIGMOID) return pask_cpu_act_ext(x, act);  // activation.hpp
+    if (act >= PASK_CPU_ACT_LEAKY_RELU) return pask_cpu_act_param(x, act, p);  // activation.hpp
+    if (act >= PASK_CPU_ACT_SIGMOID) return pask_cpu_act_ext(x, act);
     return x;
 }
 /* vmax/vmin return their SECOND operand when either is NaN (maxps/minps, and
  * the generic "a > b ? a : b"), so x goes second: vmax(0, NaN) = NaN, where
  * vmax(NaN, 0) would be 0. +inf -> inf (relu) / 6 (relu6), -inf -> 0. */
-static inline V act_vec(V x, int act) {
+static inline V act_vec(V x, int act, const float *p) {
     if (act == PASK_CPU_ACT_RELU) return vmax(vzero(), x);
     if (act == PASK_CPU_ACT_RELU6) return vmin(vset1(6.f), vmax(vzero(), x));
+    if (act == PASK_CPU_ACT_CLAMP) return vmin(vset1(p[1]), vmax(vset1(p[0]), x));  // x second: NaN stays
     if (act >= PASK_CPU_ACT_SIGMOID) {
-        // sigmoid, silu, hardswish, ...: lane by lane in double (activation.hpp)
+        // sigmoid, silu, hardswish, ..., leaky_relu: lane by lane (activation.hpp)
         alignas(64) float t[VL];
         vstore(t, x);
-        for (int l = 0; l < VL; ++l) t[l] = pask_cpu_act_ext(t[l], act);
+        for (int l = 0; l < VL; ++l) t[l] = act_scalar(t[l], act, p);
         return vload(t);
     }
     return x;
@@ -239,7 +245,7 @@ __attribute__((noinline)) static void epi_row(const float *acc, float *c, int64_
             if (bn) x = vadd(x, vload(bn + j));
             x = vadd(x, vbm);
             if (rs) x = vadd(x, vload(rs + j));
-            x = act_vec(x, st.act);
+            x = act_vec(x, st.act, st.act_p);
         }
         vstore(c + j, x);
     }
@@ -251,7 +257,7 @@ __attribute__((noinline)) static void epi_row(const float *acc, float *c, int64_
             if (bn) x += bn[j];
             x += bm;
             if (rs) x += rs[j];
-            x = act_scalar(x, st.act);
+            x = act_scalar(x, st.act, st.act_p);
         }
         c[j] = x;
     }
@@ -311,7 +317,7 @@ static void ukernel(int64_t kc, const float *__restrict a, const float *__restri
                     if (bn) x = vadd(x, vload(bn + v * VL));
                     x = vadd(x, vbm);
                     if (rs) x = vadd(x, vload(rs + v * VL));
-                    x = act_vec(x, st.act);
+                    x = act_vec(x, st.act, st.act_p);
                     vstore(cr + v * VL, x);
                 }
             }

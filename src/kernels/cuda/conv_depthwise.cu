@@ -56,7 +56,7 @@ extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise(const pa
         if (beta != 0.f) v += beta * pask_ld(y, i);
         if (bias) v += pask_ld(bias, o);
         if (res) v += pask_ld(res, i);
-        y[i] = pask_from_f32(pask_act(v, act));
+        y[i] = pask_from_f32(pask_act(v, act, p.act_p[0], p.act_p[1]));
     }
 }
 
@@ -131,7 +131,7 @@ PASK_UNROLL_CUDA
                 float v = p.alpha * acc[q][j] + bv[j];
                 if (p.beta != 0.f) v += p.beta * pask_v16_get(before, j);
                 if (res) v += pask_v16_get(rv, j);
-                pask_v16_put(out, j, pask_act(v, p.activation));
+                pask_v16_put(out, j, pask_act(v, p.activation, p.act_p[0], p.act_p[1]));
             }
             *(pask_v16 *)(y + at) = out;
         }

@@ -275,7 +275,7 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
                     if (beta != 0.f) v += beta * pask_ld(y, off);
                     if (bias) v += pask_ld(bias, (pask_i64)g * Og + o);
                     if (res) v += pask_ld(res, off);
-                    y[off] = pask_from_f32(pask_act(v, act));
+                    y[off] = pask_from_f32(pask_act(v, act, p.act_p[0], p.act_p[1]));
                 }
         }
 }
@@ -310,7 +310,7 @@ extern "C" __global__ void __launch_bounds__(256) pask_conv2d_igemm_splitk_reduc
         if (p.beta != 0.f) v += p.beta * pask_ld(y, off);
         if (bias) v += pask_ld(bias, col);
         if (res) v += pask_ld(res, off);
-        y[off] = pask_from_f32(pask_act(v, p.activation));
+        y[off] = pask_from_f32(pask_act(v, p.activation, p.act_p[0], p.act_p[1]));
     }
 }
 

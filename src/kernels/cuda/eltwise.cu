@@ -39,9 +39,7 @@ PASK_DEV void pask_eltwise_body(const pask_cuda_eltwise_params &p) {
             const float av = a ? pask_ld(a, nn * as0 + c * as1 + hh * as2 + ww * as3) : 0.f;
             v = fmaf(v, mv, av);
         }
-        if (p.activation == PASK_CUDA_ACT_LEAKY_RELU) v = v < 0.f ? v * p.act_p[0] : v;  /* NaN passes */
-        else if (p.activation == PASK_CUDA_ACT_CLAMP) v = v < p.act_p[0] ? p.act_p[0] : (v > p.act_p[1] ? p.act_p[1] : v);
-        else v = pask_act(v, p.activation);
+        v = pask_act(v, p.activation, p.act_p[0], p.act_p[1]);  /* NaN passes */
         y[i] = pask_from_f32(v);
     }
 }

@@ -155,7 +155,7 @@ PASK_DEV void gemm_body(const pask_cuda_gemm_params &p, unsigned *smem) {
                     float v = alpha * acc[mi][ni][h * 2 + j];
                     if (beta != 0.f) v += beta * pask_ld(Cp, off);
                     if (bias) v += pask_ld(bias, n);
-                    Cp[off] = pask_from_f32(pask_act(v, act));
+                    Cp[off] = pask_from_f32(pask_act(v, act, p.act_p[0], p.act_p[1]));
                 }
         }
 }
@@ -193,7 +193,7 @@ extern "C" __global__ void __launch_bounds__(256) pask_gemm_splitk_reduce(const 
         v *= p.alpha;
         if (p.beta != 0.f) v += p.beta * pask_ld(Cp, off);
         if (bias) v += pask_ld(bias, n);
-        Cp[off] = pask_from_f32(pask_act(v, p.activation));
+        Cp[off] = pask_from_f32(pask_act(v, p.activation, p.act_p[0], p.act_p[1]));
     }
 }
 
@@ -211,7 +211,7 @@ PASK_DEV void pask_gemm_small_store(const pask_cuda_gemm_params &p, int i, pask_
     float v = p.alpha * acc;
     if (p.beta != 0.f) v += p.beta * pask_ld(Cp, off);
     if (p.bias) v += pask_ld((const pask_t *)p.bias, j);
-    Cp[off] = pask_from_f32(pask_act(v, p.activation));
+    Cp[off] = pask_from_f32(pask_act(v, p.activation, p.act_p[0], p.act_p[1]));
 }
 
 /* B[k x n] (not transposed): a block covers 32 vectors of PASK_VEC adjacent

@@ -45,8 +45,8 @@ typedef int64_t pask_i64;
 #define PASK_CUDA_ACT_HARDSIGMOID 6
 #define PASK_CUDA_ACT_GELU 7
 #define PASK_CUDA_ACT_GELU_TANH 8
-#define PASK_CUDA_ACT_LEAKY_RELU 9 /* eltwise only: act_p[0] = negative_slope */
-#define PASK_CUDA_ACT_CLAMP 10     /* eltwise only: act_p = lo, hi */
+#define PASK_CUDA_ACT_LEAKY_RELU 9 /* act_p[0] = negative_slope */
+#define PASK_CUDA_ACT_CLAMP 10     /* act_p = lo, hi */
 
 typedef struct pask_cuda_conv2d_params {
     pask_i64 n, c, h, w;       /* input, logical */
@@ -65,6 +65,7 @@ typedef struct pask_cuda_conv2d_params {
     void *y;
     float alpha, beta;
     int activation;
+    float act_p[2];            /* LEAKY_RELU's slope; CLAMP's lo, hi */
     int splits;                /* split-K slices; <= 1: none (the kernel writes y) */
     float *partial;            /* splits > 1: splits * (n*oh*ow) * o float32 partial sums
                                   (pask_conv2d_igemm_splitk_reduce sums them into y) */
@@ -92,6 +93,7 @@ typedef struct pask_cuda_gemm_params {
     void *c;
     float alpha, beta;
     int activation;
+    float act_p[2];            /* LEAKY_RELU's slope; CLAMP's lo, hi */
     int splits;                /* split-K slices; <= 1: none (the kernel writes c) */
     float *partial;            /* splits > 1: splits * m * n float32 partial sums
                                   (pask_gemm_splitk_reduce sums them into c) */

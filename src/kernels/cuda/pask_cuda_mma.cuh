@@ -130,10 +130,13 @@ PASK_DEV float pask_sigmoidf(float v) {
  * The others are torch.nn.functional's (include/paskdnn.h), in float, written
  * without cancellation: 1 + erf(t) = erfc(-t), 0.5 * (1 + tanh(u)) = sigmoid(2u).
  * At -inf, silu / hardswish / gelu / gelu_tanh give their limit -0 (not
- * -inf * 0 = NaN); at +inf, +inf. */
-PASK_DEV float pask_act(float v, int act) {
+ * -inf * 0 = NaN); at +inf, +inf. leaky_relu (p0 its slope) and clamp (to
+ * [p0, p1]) take the parameters (act_p of the params structs). */
+PASK_DEV float pask_act(float v, int act, float p0, float p1) {
     const float kNegHuge = -3.402823466e38f;  // -FLT_MAX: v < it only for -inf
     if (act == PASK_CUDA_ACT_RELU) v = v < 0.f ? 0.f : v;
+    else if (act == PASK_CUDA_ACT_LEAKY_RELU) v = v < 0.f ? v * p0 : v;  // p0: negative slope
+    else if (act == PASK_CUDA_ACT_CLAMP) v = v < p0 ? p0 : (v > p1 ? p1 : v);  // [p0, p1]
     else if (act == PASK_CUDA_ACT_RELU6) v = v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
     else if (act == PASK_CUDA_ACT_SIGMOID) v = pask_sigmoidf(v);
     else if (act == PASK_CUDA_ACT_SILU) v = v < kNegHuge ? -0.f : v * pask_sigmoidf(v);

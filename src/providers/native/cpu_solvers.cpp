@@ -22,6 +22,8 @@ pask_cpu_epilogue epilogue_of(const Problem &p, const OpArgs &a) {
     ep.alpha = a.alpha;
     ep.beta = a.beta;
     ep.activation = static_cast<int>(p.activation);
+    ep.act_params[0] = p.act_params[0];
+    ep.act_params[1] = p.act_params[1];
     return ep;
 }
 

@@ -46,6 +46,7 @@ inline pask_cuda_conv2d_params conv_params(const Problem &p, const OpArgs &a) {
     q.weight_layout = p.weight_layout == PASK_LAYOUT_NHWC ? PASK_CUDA_LAYOUT_NHWC : PASK_CUDA_LAYOUT_NCHW;
     q.x = a.x; q.weight = a.w; q.bias = a.bias; q.residual = a.residual; q.y = a.y;
     q.alpha = a.alpha; q.beta = a.beta; q.activation = static_cast<int>(p.activation);
+    q.act_p[0] = p.act_params[0]; q.act_p[1] = p.act_params[1];
     return q;
 }
 
@@ -56,6 +57,7 @@ inline pask_cuda_gemm_params gemm_params(const Problem &p, const OpArgs &a) {
     q.trans_a = p.trans_a; q.trans_b = p.trans_b;
     q.a = a.x; q.b = a.w; q.bias = a.bias; q.c = a.y;
     q.alpha = a.alpha; q.beta = a.beta; q.activation = static_cast<int>(p.activation);
+    q.act_p[0] = p.act_params[0]; q.act_p[1] = p.act_params[1];
     return q;
 }
 
