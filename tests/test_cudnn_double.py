@@ -451,6 +451,42 @@ def test_device_timed_runs_choose_between_configurations(double_path, tmp_path, 
     assert ("conv2d.cudnn_h1" in seen) == explore, seen
 
 
+@pytest.mark.parametrize("native_us, cudnn_us", [(20, 500), (500, 20), (20, 90), (90, 20)])
+def test_a_candidate_far_slower_than_its_estimate_gets_another_providers_trial(double_path, tmp_path, native_us,
+                                                                               cudnn_us):
+    """Whichever provider the analytic model ranks first: when its measured time is
+    more than twice its estimate and 100 us over it, the other provider's best
+    candidate gets a timed trial, and the faster one runs from then on (issue 17:
+    cuDNN 8.6x slower than paskdnn's kernel, which never ran). Below the floor
+    (90 us) nothing is tried: the first-ranked stays even when slower."""
+    out, log = run(double_path, tmp_path, f"""
+        probe_prebuilt()
+        knob("time_native", {native_us})
+        knob("time_10", {cudnn_us})
+        c = ctx(solvers=["conv2d.cudnn", "conv2d.cuda_igemm"], policy="pask", loader_threads=1)
+        x, w = dev((1, 8, 6, 6), c), dev((8, 8, 3, 3), c)
+        seen = []
+        for _ in range(24):
+            paskdnn.conv2d(x, w, padding=1, context=c)
+            seen.append(paskdnn.last_solver())
+            c.wait_loads(30)
+        out["seen"] = seen
+    """)
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    seen = out["seen"]
+    times = {"conv2d.cuda_igemm": native_us, "conv2d.cudnn": cudnn_us}
+    ranked_first = seen[1]  # the first call may run whichever loads soonest; then the best
+    fast = min(times, key=times.get)
+    if max(times.values()) > 100 and ranked_first != fast:
+        assert seen[-4:] == [fast] * 4, seen  # tried, and kept
+    else:
+        assert seen[-4:] == [ranked_first] * 4, seen
+        if ranked_first == fast:
+            return
+        assert fast not in seen[2:], seen  # no trial below the floor
+
+
 def test_hinted_occurrences_of_a_problem_run_untimed(double_path, tmp_path):
     """A Problem the hints name k times has k untimed runs (the first inference they
     describe), then six device-timed ones; an unhinted Problem has one untimed run."""
