@@ -376,3 +376,68 @@ def test_capture_is_unsupported_on_the_cpu_with_a_message():
         assert g[0] == ffi.NULL
     finally:
         c.close()
+
+
+def test_capture_with_stand_ins_while_the_best_kernels_build_then_stale(double_path, tmp_path):
+    # cuDNN plans (the analytic best here) take a second to build on the loader
+    # thread; paskdnn's prebuilt implicit GEMM serves meanwhile. A capture then
+    # holds the stand-ins (reuses), the loader keeps building during it, and once
+    # the plans land the graph reports itself stale; a new capture holds cuDNN.
+    out = run(double_path, tmp_path, """
+        knob("finalize_ms", 1000)
+        c = ctx(loader_threads=1, policy="pask", solvers=["conv2d.cudnn", "conv2d.cuda_igemm"])
+        ch = Chain(c)
+        s = new_stream(ch.h)
+        st = ch.run(s)
+        if st:
+            print("RESULT" + json.dumps({"skip": err()}))  # a libpaskdnn built without nvcc: no prebuilt kernels
+            sys.exit(0)
+        mark = len(log())
+        assert ch.run(s) == 0, err()
+        out["eager"] = [(ln.split("fn=")[1].split()[0], ln.split("grid=")[1].split()[0])
+                        for ln in named(since(mark), "cuLaunchKernel")]
+        g = ffi.new("pask_graph_t *")
+        info = ffi.new("pask_graph_info_t *")
+        mark = len(log())
+        assert lib.pask_graph_capture_begin(ch.h, s) == 0, err()
+        assert ch.run(s) == 0, err()
+        out["solvers"] = ffi.string(lib.pask_last_solver()).decode()
+        assert lib.pask_graph_capture_end(ch.h, g) == 0, err()
+        out["captured"] = [ln for ln in since(mark) if ln.startswith("capture ")]
+        assert lib.pask_graph_get_info(g[0], info) == 0, err()
+        out["info_during_builds"] = [info.calls, info.reuses, info.stale]
+        mark = len(log())
+        assert lib.pask_graph_launch(g[0], s) == 0, err()
+        out["replayed"] = [(ln.split("fn=")[1].split()[0], ln.split("grid=")[1].split()[0])
+                           for ln in named(since(mark), "cuLaunchKernel")]
+        assert c.wait_loads(30)
+        assert lib.pask_graph_get_info(g[0], info) == 0, err()
+        out["info_after_builds"] = [info.calls, info.reuses, info.stale]
+        g2 = ffi.new("pask_graph_t *")
+        assert lib.pask_graph_capture_begin(ch.h, s) == 0, err()
+        assert ch.run(s) == 0, err()
+        assert lib.pask_graph_capture_end(ch.h, g2) == 0, err()
+        assert lib.pask_graph_get_info(g2[0], info) == 0, err()
+        out["info_second"] = [info.calls, info.reuses, info.stale]
+        mark = len(log())
+        assert lib.pask_graph_launch(g2[0], s) == 0, err()
+        out["second_replay"] = [ln.split(" ", 1)[0] for ln in since(mark)
+                                if ln.startswith(("cuLaunchKernel", "cudnnBackendExecute"))]
+        for x in (g, g2):
+            lib.pask_graph_destroy(x[0])
+        out["graphs"] = D.double_live_graphs()
+        lib.pask_stream_destroy(ch.h, s)
+        ch.destroy()
+        c.close()
+    """)
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    assert out["solvers"] == "conv2d.cuda_igemm"
+    assert out["captured"] and all(ln.startswith("capture cuLaunchKernel") for ln in out["captured"]), out["captured"]
+    assert out["info_during_builds"] == [3, 3, 0]  # stand-ins, and the best not landed yet
+    # the replay launches the kernels the eager run launched, with the same grids
+    assert out["replayed"] == out["eager"] and out["replayed"]
+    assert out["info_after_builds"] == [3, 3, 3]   # every captured call has a better kernel now
+    assert out["info_second"] == [3, 0, 0]
+    assert out["second_replay"] == ["cudnnBackendExecute"] * 3
+    assert out["graphs"] == 0
