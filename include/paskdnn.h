@@ -245,7 +245,9 @@ PASK_API pask_status_t pask_context_create(pask_context_t *context,
  * PASK_ERROR_INVALID_ARGUMENT, "the context has been closed"), waits for the
  * calls in flight on other threads to return, then joins the loader threads,
  * saves the measured load costs and releases the resident kernels, the vendor
- * libraries' handles and the device, including memory from pask_malloc. The
+ * libraries' handles, the graphs captured on it (pask_graph_t) and the device,
+ * including memory from pask_malloc. End graph captures in progress (and
+ * destroy streams from pask_stream_create) before closing. The
  * handle stays valid until pask_context_destroy; closing twice is a no-op.
  * In a child of fork() a context inherited from the parent refuses every call
  * and its close does nothing (its threads do not exist in the child). */

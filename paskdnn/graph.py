@@ -176,8 +176,8 @@ class Runner:
     so the loader threads bring each layer's kernel in ahead of its call.
 
     ``report`` lists, after each run, every layer's solver and what the policy
-    did for it (resident / reuse / waited / load; ``replay`` when the run was a
-    graph replay) and, with ``timed=True``, its time in ms (synchronising after
+    did for it (resident / reuse / waited / load; ``captured`` for the run that
+    captured the graph and replayed it, ``replay`` for a replay) and, with ``timed=True``, its time in ms (synchronising after
     each layer on a GPU; timed runs are eager).
 
     Graph capture (``capture``; default on for CUDA contexts unless
@@ -330,12 +330,12 @@ class Runner:
     def _n_calls(self) -> int:
         return sum(call is not None for call in self._calls)
 
-    def _replay(self, record: bool) -> None:
+    def _replay(self, record: bool, decision: str = "replay") -> None:
         _, lib = _lib.load()
         _lib.check(lib.pask_graph_launch(self._cap.graph, self._cap.stream))
         self.replays += 1
         if record:
-            self.report = [dict(layer=node.name, op=node.op, solver=solver, decision="replay", ms=None)
+            self.report = [dict(layer=node.name, op=node.op, solver=solver, decision=decision, ms=None)
                            for node, solver in zip((n for n, c in zip(self.graph.nodes, self._calls) if c is not None),
                                                    self._choices or [])]
 
@@ -471,7 +471,7 @@ class Runner:
                 self._replay(record)
                 return self._finish(t_run)
             if cap.graph is None and self._settled >= self.settle_runs and self._capture_now():
-                self._replay(record)
+                self._replay(record, "captured")
                 return self._finish(t_run)
         # eager: a layer per call (settling before a capture, or checking a graph after a load landed)
         if cap is not None and not record:

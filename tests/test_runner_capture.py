@@ -65,7 +65,8 @@ def test_runner_captures_once_settled_and_replays_with_the_eager_results(double_
     assert len([ln for ln in cap if ln.startswith("capture cudnnBackendExecute")]) == 3
     assert len(named(cap, "cuGraphLaunch")) == 1 and len(named(cap, "cudnnBackendExecute")) == 3
     assert all("replay=1" in ln for ln in named(cap, "cudnnBackendExecute"))
-    assert runs[4]["decisions"] == ["replay"] * 3 and runs[4]["solvers"] == runs[3]["solvers"]
+    assert runs[4]["decisions"] == ["captured"] * 3 and runs[4]["solvers"] == runs[3]["solvers"]
+    assert runs[5]["decisions"] == ["replay"] * 3
     # the sixth run only replays: one host call, no dispatch
     assert not [ln for ln in runs[5]["log"] if ln.startswith("capture")]
     assert len(named(runs[5]["log"], "cuGraphLaunch")) == 1
@@ -142,7 +143,7 @@ def test_runner_captures_again_when_a_better_kernel_lands(double_path, tmp_path)
     after = out["after"]
     # the load landed: the graph is stale, dropped; an eager run on engine 11, then a new capture
     assert after[0][:3] == ["conv2d.cudnn_h1", "resident", 1] and "graph dropped" in after[0][3], after
-    assert after[1][:3] == ["conv2d.cudnn_h1", "replay", 2] and after[1][4] == ["11"], after
+    assert after[1][:3] == ["conv2d.cudnn_h1", "captured", 2] and after[1][4] == ["11"], after
     assert after[3][:3] == ["conv2d.cudnn_h1", "replay", 2] and after[3][4] == ["11"], after
 
 
