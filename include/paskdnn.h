@@ -548,7 +548,9 @@ PASK_API pask_status_t pask_prime_thread(pask_context_t context, int *primed);
 PASK_API pask_status_t pask_stream_create(pask_context_t context, void **stream);
 
 /* Destroys a stream from pask_stream_create (its queued work still runs).
- * NULL is a no-op; a stream being captured is refused. */
+ * NULL is a no-op; a stream being captured is refused. If it was the calling
+ * thread's stream on the context (pask_set_stream), the thread goes back to
+ * the default stream; other threads must stop using it first. */
 PASK_API pask_status_t pask_stream_destroy(pask_context_t context, void *stream);
 
 /* Starts capturing the calling thread's calls on this context that run on

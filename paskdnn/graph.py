@@ -165,6 +165,10 @@ class _Capture:
         self.drop_graph()
         if self.stream is not None and self.ctx._handle is not None:
             _, lib = _lib.load()
+            # the calling thread goes back to the default stream if it ran on this one (C does the same)
+            tls = self.ctx._tls
+            if getattr(tls, "stream", None) == self.stream_int:
+                del tls.stream, tls.ptr
             lib.pask_stream_destroy(self.ctx._handle, self.stream)
         self.stream = None
 
@@ -177,8 +181,9 @@ class Runner:
 
     ``report`` lists, after each run, every layer's solver and what the policy
     did for it (resident / reuse / waited / load; ``captured`` for the run that
-    captured the graph and replayed it, ``replay`` for a replay) and, with ``timed=True``, its time in ms (synchronising after
-    each layer on a GPU; timed runs are eager).
+    captured the graph and replayed it, ``replay`` for a replay) and, with
+    ``timed=True``, its time in ms (synchronising after each layer on a GPU;
+    timed runs are eager).
 
     Graph capture (``capture``; default on for CUDA contexts unless
     ``PASKDNN_CAPTURE=0``): the runner runs on a stream of its own. Once
@@ -267,6 +272,7 @@ class Runner:
         if self._cap is not None:
             self._cap_finalizer()
             self._cap = None
+            self._stream_int = 0  # later runs are eager, on the thread's default stream
 
     def _loads(self) -> int:
         _, lib = _lib.load()
@@ -473,7 +479,7 @@ class Runner:
             if cap.graph is None and self._settled >= self.settle_runs and self._capture_now():
                 self._replay(record, "captured")
                 return self._finish(t_run)
-        # eager: a layer per call (settling before a capture, or checking a graph after a load landed)
+        # eager: a layer per call (before a capture, or after a graph went stale)
         if cap is not None and not record:
             record = True  # the choices are read to settle
         if not record:

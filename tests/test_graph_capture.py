@@ -326,13 +326,19 @@ def test_capture_misuse_fails_cleanly(double_path, tmp_path):
         note("destroy_twice", lib.pask_graph_destroy(good))
         note("destroy_null", lib.pask_graph_destroy(ffi.NULL))
         note("launch_null", lib.pask_graph_launch(ffi.NULL, s))
+        # destroying the thread's stream puts the thread back on the default stream
+        assert lib.pask_set_stream(h, s2) == 0, err()
+        assert lib.pask_stream_destroy(h, s2) == 0, err()
+        mark = len(log())
+        assert lib.pask_plan_execute(ch.plans[0], ch.args[0], ffi.NULL) == 0, err()
+        res["stream_after_destroy"] = [ln.split("stream=")[1].split()[0]
+                                       for ln in named(since(mark), "cudnnBackendExecute")]
         # a graph of a context that closes goes with it
         assert lib.pask_graph_capture_begin(h, s) == 0, err()
         assert ch.run(s) == 0, err()
         assert lib.pask_graph_capture_end(h, g) == 0, err()
         res["graphs_before_close"] = D.double_live_graphs()
-        for st in (s, s2):
-            assert lib.pask_stream_destroy(h, st) == 0, err()
+        assert lib.pask_stream_destroy(h, s) == 0, err()
         ch.destroy()
         c.close()
         res["graphs_after_close"] = D.double_live_graphs()
@@ -359,6 +365,7 @@ def test_capture_misuse_fails_cleanly(double_path, tmp_path):
     assert out["destroy_null"] == ["PASK_SUCCESS", ""]
     assert out["launch_null"][0] == "PASK_ERROR_NULL_POINTER"
     assert out["graphs_before_close"] == 2 and out["graphs_after_close"] == 0
+    assert out["stream_after_destroy"] == ["(nil)"]
 
 
 def test_capture_is_unsupported_on_the_cpu_with_a_message():

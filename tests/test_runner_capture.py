@@ -52,6 +52,10 @@ def test_runner_captures_once_settled_and_replays_with_the_eager_results(double_
         out["eager_capture"] = eager.capture
         r.close()
         out["graphs_after_close"] = D.double_live_graphs()
+        mark = len(log())
+        r.run(x1)  # closed: eager, on the thread's default stream
+        out["after_close"] = [[d["decision"] for d in r.report],
+                              sorted({ln.split("stream=")[1].split()[0] for ln in named(since(mark), "cudnnBackendExecute")})]
         c.close()
     """))
     assert out["capture_on"]
@@ -77,6 +81,7 @@ def test_runner_captures_once_settled_and_replays_with_the_eager_results(double_
     assert out["graph_events"] == ["graph capture", "graph launch"]
     assert out["eager_capture"] is False
     assert out["graphs_after_close"] == 0
+    assert out["after_close"] == [["resident"] * 3, ["(nil)"]]
 
 
 def test_runner_without_capture_stays_eager(double_path, tmp_path):

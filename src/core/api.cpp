@@ -965,6 +965,7 @@ pask_status_t pask_stream_destroy(pask_context_t context, void *stream) {
         require(!context->captures.captures(stream), PASK_ERROR_INVALID_ARGUMENT,
                 "the stream is being captured into a graph; end the capture (pask_graph_capture_end) first");
         context->backend->stream_destroy(stream);
+        if (context->backend->get_stream() == stream) context->backend->set_stream(nullptr);
     });
 }
 
