@@ -253,6 +253,33 @@ def test_runtime_compiled_engines_only_for_the_rtc_solver(double_path, tmp_path)
     assert [field(ln, "engine") for ln in calls(log, "cudnnBackendExecute")] == ["10", "7"]
 
 
+def test_matmul_epilogue_no_precompiled_engine_fuses_runs_on_a_runtime_compiled_one(double_path, tmp_path):
+    # Issue 17: a context limited to cuDNN could not load fp16 m=32 n=1000 k=1280,
+    # B transposed, with bias. Here no precompiled engine finalises the matmul
+    # graph (10, 11, 20), engine 12 is runtime-compiled: without gemm.cudnn_rtc
+    # nothing loads, with it engine 12 runs the call.
+    out, log = run(double_path, tmp_path, """
+        knob("heur_a", "10,11,12")
+        knob("heur_fallback", "10,20")
+        knob("rtc", "12")
+        knob("fail", "10,11,20")
+        x, w, b = (np.ones(s, np.float32) for s in [(32, 1280), (1000, 1280), (1000,)])
+        for solvers in (["gemm.cudnn", "gemm.cudnn_h1"], ["gemm.cudnn", "gemm.cudnn_h1", "gemm.cudnn_rtc"]):
+            c = ctx(solvers=solvers, loader_threads=0)
+            xd, wd, bd = (paskdnn.asarray(a, dtype="float16", context=c) for a in (x, w, b))
+            try:
+                paskdnn.linear(xd, wd, bd, context=c)
+                out[str(len(solvers))] = paskdnn.last_solver()
+            except paskdnn.Error as e:
+                out[str(len(solvers))] = type(e).__name__ + ": " + str(e)
+            c.close()
+    """)
+    assert out["2"].startswith("LoadError") and "no kernel could be loaded" in out["2"], out["2"]
+    assert out["3"] == "gemm.cudnn_rtc", out["3"]
+    assert field(calls(log, "cudnnBackendExecute")[-1], "engine") == "12"
+    assert "matmul(a=uid1[1,32,1280/" in lines(log, "graph")[-1]
+
+
 def test_unsupported_pattern_is_a_clear_load_error(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         knob("graph_fail", "1")
