@@ -194,10 +194,13 @@ class Runner:
     the runner asks whether a layer's best kernel is now another one
     (``pask_graph_info_t.stale``): then it drops the graph, runs eagerly and
     captures again once settled. A capture that fails (a kernel evicted
-    meanwhile) leaves the run eager; ``capture_note`` says why.
+    meanwhile) leaves the run eager; after ``MAX_FAILED_CAPTURES`` (3) failures
+    capture is off for the runner. ``capture_note`` says why.
     ``captures`` and ``replays`` count them; the context's trace shows each
     capture and launch ("graph" events). capture=True on a CPU or HIP context
     raises ValueError."""
+
+    MAX_FAILED_CAPTURES = 3
 
     def __init__(self, graph: Graph, context: Any = None, batch: int = 1, hints: bool = True,
                  capture: Optional[bool] = None, settle_runs: int = 8) -> None:
@@ -241,6 +244,7 @@ class Runner:
         self._settled = 0  # eager runs in a row with the same settled choices
         self._choices: Optional[List[str]] = None
         self._loads_seen = -1
+        self._failed_captures = 0
         want = _capture_default() if capture is None else bool(capture)
         if not cuda or not want:
             self.capture_note = "off" if cuda else f"off: {self.ctx.device} contexts run eagerly"
@@ -317,21 +321,30 @@ class Runner:
                     call()
                     chosen.append(lib.pask_last_solver())
         except _errors.Error as e:  # a failing call ended the capture
-            self.capture_note = f"capture failed, running eagerly: {e}"
-            self._settled = 0
-            return False
+            return self._capture_failed(str(e))
         out = ffi.new("pask_graph_t *")
         status = lib.pask_graph_capture_end(h, out)
         if status:
-            self.capture_note = "capture failed, running eagerly: " + ffi.string(lib.pask_last_error_message()).decode()
-            self._settled = 0
-            return False
+            return self._capture_failed(ffi.string(lib.pask_last_error_message()).decode())
         cap.graph = out[0]
         self._choices = [ffi.string(c).decode() for c in chosen]  # what the graph runs
         self.captures += 1
         self._loads_seen = self._loads()
         self.capture_note = f"captured {self._n_calls()} calls (capture {self.captures})"
         return True
+
+    def _capture_failed(self, why: str) -> bool:
+        """A failed capture: eager again, settling anew; after
+        ``MAX_FAILED_CAPTURES`` failures capture is off for this runner."""
+        self._failed_captures += 1
+        self._settled = 0
+        if self._failed_captures >= self.MAX_FAILED_CAPTURES:
+            self.close()
+            self.ctx._use_stream(0)
+            self.capture_note = f"off after {self._failed_captures} failed captures; the last: {why}"
+        else:
+            self.capture_note = f"capture failed, running eagerly: {why}"
+        return False
 
     def _n_calls(self) -> int:
         return sum(call is not None for call in self._calls)

@@ -152,6 +152,33 @@ def test_runner_captures_again_when_a_better_kernel_lands(double_path, tmp_path)
     assert after[3][:3] == ["conv2d.cudnn_h1", "replay", 2] and after[3][4] == ["11"], after
 
 
+def test_runner_gives_up_capturing_after_three_failures(double_path, tmp_path):
+    out = run(double_path, tmp_path, RUNNER + textwrap.dedent("""
+        knob("instantiate_fail", 1)
+        c = ctx(loader_threads=0)
+        r = G.Runner(g, c, settle_runs=1)
+        notes = []
+        for i in range(6):
+            r.run(x1)
+            notes.append([r.capture, [d["decision"] for d in r.report], r.capture_note])
+        out["notes"] = notes
+        mark = len(log())
+        r.run(x1)
+        out["last_streams"] = sorted({ln.split("stream=")[1].split()[0]
+                                      for ln in named(since(mark), "cudnnBackendExecute")})
+        out["begins"] = len([ln for ln in log().splitlines() if ln.startswith("cuStreamBeginCapture")])
+        out["graphs"] = D.double_live_graphs()
+        c.close()
+    """))
+    notes = out["notes"]
+    assert [n[0] for n in notes] == [True, True, True, True, False, False], notes
+    assert all(n[1] == ["resident"] * 3 for n in notes[1:]), notes
+    assert "capture failed, running eagerly" in notes[2][2] and "cuGraphInstantiate" in notes[2][2]
+    assert notes[4][2].startswith("off after 3 failed captures")
+    assert out["begins"] == 3 and out["graphs"] == 0
+    assert out["last_streams"] == ["(nil)"]
+
+
 def test_runner_capture_is_off_on_the_cpu():
     from paskdnn import graph as G
 
