@@ -132,6 +132,8 @@ typedef struct pask_tensor_desc *pask_tensor_desc_t;
 typedef const struct pask_tensor_desc *const_pask_tensor_desc_t;
 typedef struct pask_options *pask_options_t;
 typedef const struct pask_options *const_pask_options_t;
+typedef struct pask_graph *pask_graph_t;
+typedef const struct pask_graph *const_pask_graph_t;
 
 /* Fused epilogue applied to every output element:
  *     out = act(alpha * acc + beta * out_before + bias + residual)
@@ -247,7 +249,9 @@ PASK_API pask_status_t pask_context_create(pask_context_t *context,
  * PASK_ERROR_INVALID_ARGUMENT, "the context has been closed"), waits for the
  * calls in flight on other threads to return, then joins the loader threads,
  * saves the measured load costs and releases the resident kernels, the vendor
- * libraries' handles and the device, including memory from pask_malloc. The
+ * libraries' handles, the graphs captured on it (pask_graph_t) and the device,
+ * including memory from pask_malloc. End graph captures in progress (and
+ * destroy streams from pask_stream_create) before closing. The
  * handle stays valid until pask_context_destroy; closing twice is a no-op.
  * In a child of fork() a context inherited from the parent refuses every call
  * and its close does nothing (its threads do not exist in the child). */
@@ -516,6 +520,78 @@ PASK_API pask_status_t pask_synchronize(pask_context_t context);
  * was primed, 0 where there is nothing to prime (CPU contexts, no cuDNN, the
  * reactive policy, no loader threads) or its set-up is not done yet. */
 PASK_API pask_status_t pask_prime_thread(pask_context_t context, int *primed);
+
+/* ---- streams and graph capture -----------------------------------------------
+ * Prepared calls captured as a device graph (a CUDA graph) and replayed with
+ * one host call: an engine's steady state without a host call per layer.
+ *
+ *   pask_stream_create(ctx, &s);
+ *   ... run the plans once eagerly on s; pask_context_wait_loads(ctx, 10000, &idle) ...
+ *   pask_graph_capture_begin(ctx, s);
+ *   pask_plan_execute(plan_1, &args_1, s); ... pask_plan_execute(plan_n, &args_n, s);
+ *   pask_graph_capture_end(ctx, &g);
+ *   pask_graph_launch(g, s);          (any number of times; same pointers, their data may change)
+ *   pask_graph_destroy(g); pask_stream_destroy(ctx, s);
+ *
+ * A capture belongs to the calling thread and one context: the calls of that
+ * context on that thread between begin and end must run on the captured
+ * stream, and only on resident kernels. A call that would load a kernel (or
+ * wait for a load in flight), a call on another stream, and pask_memcpy,
+ * pask_synchronize, pask_malloc, pask_free and pask_prime_thread fail with a
+ * message and end the capture, discarded (nothing is kept; the next
+ * pask_graph_capture_end returns PASK_ERROR_INVALID_ARGUMENT). The best kernel
+ * of a refused call is queued for loading (policies with loader threads), so a
+ * later capture finds it. Graph capture needs a CUDA context whose driver has
+ * the graph API (CUDA 11.4+); CPU and HIP contexts return
+ * PASK_ERROR_UNSUPPORTED. A graph replays the kernels chosen at capture: when
+ * a better kernel lands later (pask_graph_info_t.stale > 0), capture again. */
+
+/* Creates a non-blocking stream on the context's device (capture needs a
+ * stream other than the default one). The caller owns *stream (a CUstream)
+ * and frees it with pask_stream_destroy before the context goes. */
+PASK_API pask_status_t pask_stream_create(pask_context_t context, void **stream);
+
+/* Destroys a stream from pask_stream_create (its queued work still runs).
+ * NULL is a no-op; a stream being captured is refused. If it was the calling
+ * thread's stream on the context (pask_set_stream), the thread goes back to
+ * the default stream; other threads must stop using it first. */
+PASK_API pask_status_t pask_stream_destroy(pask_context_t context, void *stream);
+
+/* Starts capturing the calling thread's calls on this context that run on
+ * stream (not NULL: the default stream cannot be captured). Refused when this
+ * thread captures already or another thread captures stream. */
+PASK_API pask_status_t pask_graph_capture_begin(pask_context_t context, void *stream);
+
+/* Ends the calling thread's capture on this context and instantiates its
+ * graph; the caller owns *graph and frees it with pask_graph_destroy. Nothing
+ * is written when there is no capture in progress (never begun, ended, or
+ * ended by a call that failed during it). */
+PASK_API pask_status_t pask_graph_capture_end(pask_context_t context, pask_graph_t *graph);
+
+/* Queues one replay of graph on stream (NULL: the default stream); it reads
+ * and writes the buffers the captured calls were given. Asynchronous, like
+ * the calls. A graph is replayed by one stream at a time: launches on two
+ * streams must be ordered by the caller. */
+PASK_API pask_status_t pask_graph_launch(const_pask_graph_t graph, void *stream);
+
+typedef struct pask_graph_info {
+    int64_t calls;     /* calls captured */
+    int64_t reuses;    /* of those, calls that ran a resident stand-in while their best kernel loaded */
+    int64_t launches;  /* replays queued so far */
+    int64_t stale;     /* captured calls whose best kernel is now another resident one (it landed, or
+                          was measured faster, since the capture): capture again to replay it */
+} pask_graph_info_t;
+
+/* Reads what a graph holds, and whether it is stale. A graph keeps the kernels
+ * it runs loaded (resident set eviction does not unload them) until it is
+ * destroyed. Checking staleness ranks each captured call again: call it when
+ * the context's stats.loads has moved, not on every replay. */
+PASK_API pask_status_t pask_graph_get_info(const_pask_graph_t graph, pask_graph_info_t *info);
+
+/* Frees a graph. NULL is a no-op; a handle already destroyed, or of a closed
+ * context (closing a context frees its graphs), returns
+ * PASK_ERROR_INVALID_ARGUMENT, as does every use of such a handle. */
+PASK_API pask_status_t pask_graph_destroy(pask_graph_t graph);
 
 /* ---- solver registry ------------------------------------------------------ */
 

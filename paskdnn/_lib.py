@@ -27,6 +27,7 @@ ENVIRONMENT = {
     "PASKDNN_HIP": "path of libamdhip64",
     "PASKDNN_HIPRTC": "path of libhiprtc",
     "PASKDNN_MIOPEN": "path of libMIOpen",
+    "PASKDNN_CAPTURE": "0 turns graph capture off in graph.Runner (default on for CUDA contexts)",
     "PASKDNN_T_SPAWN": "set by the coldstart runner for its child processes",
     # read by the test suite only
     "PASKDNN_EMU_CXXFLAGS": "tests: compiler flags of the GPU-kernel emulation",
@@ -123,7 +124,8 @@ def pkgconfig_dir() -> Path:
 _CALL_TYPES = ("void *", "void **", "int *", "char **", "uintptr_t", "int64_t[4]", "pask_stats_t",
                "pask_stats_t *", "pask_epilogue_t *", "pask_tensor_desc_t *", "pask_pool2d_params_t *",
                "pask_options_t *", "pask_op_t *", "pask_device_type_t *", "pask_conv2d_params_t *",
-               "pask_context_t *", "pask_plan_t *", "pask_plan_args_t *")
+               "pask_context_t *", "pask_plan_t *", "pask_plan_args_t *", "pask_graph_t *",
+               "pask_graph_info_t *")
 
 
 def _check_library_variable(value: str) -> None:

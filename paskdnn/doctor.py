@@ -27,7 +27,7 @@ _ENABLES = {
                            "without it only prebuilt cubins and kernels already in the cache run",
                            'pip install "paskdnn[cuda12]" (or [cuda13] with a CUDA 13 driver)'),
     ("cuda", "dnn"): ("the cuDNN solvers (conv2d.cudnn, conv2d.cudnn_rtc, conv2d.cudnn_h1/_h2, gemm.cudnn, "
-                      "gemm.cudnn_h1, pool2d.cudnn)",
+                      "gemm.cudnn_h1, gemm.cudnn_rtc, pool2d.cudnn)",
                       'pip install "paskdnn[cuda12]" (or [cuda13] with a CUDA 13 driver)'),
     ("hip", "driver"): ("the hip device: every HIP solver", "ROCm 5.2 or newer (the amdgpu driver and libamdhip64)"),
     ("hip", "compiler"): ("compiling paskdnn's own HIP kernels (conv2d.hip_igemm, conv2d.hip_depthwise, gemm.hip, "

@@ -9,17 +9,23 @@ calls it will make.
     graph = paskdnn.models.resnet50(layout="NHWC")
     runner = Runner(graph, context)     # gives the hints at load time
     y = runner.run(x)                    # x: (N, H, W, C) or (N, C, H, W)
-    runner.report                        # per layer: solver, resident / reuse / load
+    runner.report                        # per layer: solver, resident / reuse / load / replay
+
+On a CUDA context the runner captures its calls as a CUDA graph once the
+kernels it runs have settled, and replays the graph (one host call a run)
+after that; see :class:`Runner`.
 """
 from __future__ import annotations
 
+import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import _arrays, _lib, _spec
+from . import _arrays, _errors, _lib, _spec
 from ._context import asarray, get_default_context
 
 # op name -> the functional op it calls
@@ -132,6 +138,41 @@ def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
 # ---- the runner -------------------------------------------------------------------
 
 
+def _capture_default() -> bool:
+    return os.environ.get("PASKDNN_CAPTURE", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+class _Capture:
+    """A runner's stream and captured graph (C handles), freed by release() or
+    when the runner is collected (the stream after the graph)."""
+
+    def __init__(self, ctx: Any) -> None:
+        ffi, lib = _lib.load()
+        out = ffi.new("void **")
+        _lib.check(lib.pask_stream_create(ctx._h(), out))
+        self.ctx, self.stream = ctx, out[0]
+        self.stream_int = int(ffi.cast("uintptr_t", out[0]))
+        self.graph: Any = None
+        self.info = ffi.new("pask_graph_info_t *")
+
+    def drop_graph(self) -> None:
+        if self.graph is not None:
+            _, lib = _lib.load()
+            lib.pask_graph_destroy(self.graph)  # a closed context freed it already: nothing to report
+            self.graph = None
+
+    def release(self) -> None:
+        self.drop_graph()
+        if self.stream is not None and self.ctx._handle is not None:
+            _, lib = _lib.load()
+            # the calling thread goes back to the default stream if it ran on this one (C does the same)
+            tls = self.ctx._tls
+            if getattr(tls, "stream", None) == self.stream_int:
+                del tls.stream, tls.ptr
+            lib.pask_stream_destroy(self.ctx._handle, self.stream)
+        self.stream = None
+
+
 class Runner:
     """Runs a Graph on a context: weights moved to the device once, every
     intermediate buffer allocated once, and the graph's Problems given to the
@@ -139,10 +180,30 @@ class Runner:
     so the loader threads bring each layer's kernel in ahead of its call.
 
     ``report`` lists, after each run, every layer's solver and what the policy
-    did for it (resident / reuse / waited / load) and, with ``timed=True``,
-    its time in ms (synchronising after each layer on a GPU)."""
+    did for it (resident / reuse / waited / load; ``captured`` for the run that
+    captured the graph and replayed it, ``replay`` for a replay) and, with
+    ``timed=True``, its time in ms (synchronising after each layer on a GPU;
+    timed runs are eager).
 
-    def __init__(self, graph: Graph, context: Any = None, batch: int = 1, hints: bool = True) -> None:
+    Graph capture (``capture``; default on for CUDA contexts unless
+    ``PASKDNN_CAPTURE=0``): the runner runs on a stream of its own. Once
+    ``settle_runs`` eager runs in a row chose the same solver for every layer,
+    each from a resident kernel, with no load in flight, the next run captures
+    the calls as a CUDA graph and later runs replay it (one host call a run).
+    When a kernel load lands afterwards (the context's count of loads moves),
+    the runner asks whether a layer's best kernel is now another one
+    (``pask_graph_info_t.stale``): then it drops the graph, runs eagerly and
+    captures again once settled. A capture that fails (a kernel evicted
+    meanwhile) leaves the run eager; after ``MAX_FAILED_CAPTURES`` (3) failures
+    capture is off for the runner. ``capture_note`` says why.
+    ``captures`` and ``replays`` count them; the context's trace shows each
+    capture and launch ("graph" events). capture=True on a CPU or HIP context
+    raises ValueError."""
+
+    MAX_FAILED_CAPTURES = 3
+
+    def __init__(self, graph: Graph, context: Any = None, batch: int = 1, hints: bool = True,
+                 capture: Optional[bool] = None, settle_runs: int = 8) -> None:
         graph.validate()
         self.graph = graph
         self.ctx = context if context is not None else get_default_context()
@@ -162,9 +223,140 @@ class Runner:
         # a thread: about 0.15 ms of host time on an H100), paid at model load
         # on the runner's stream rather than in the first inference.
         self.primed = False
+        self._init_capture(capture, settle_runs)
         if self.cuda:
-            self.ctx._use_stream(0)  # the runner's stream: the thread's default one
+            self.ctx._use_stream(self._stream_int)  # the runner's stream
             self.primed = self.ctx.prime_thread()
+
+    # -- graph capture --
+    def _init_capture(self, capture: Optional[bool], settle_runs: int) -> None:
+        if isinstance(settle_runs, bool) or not isinstance(settle_runs, int) or settle_runs < 1:
+            raise ValueError(f"settle_runs must be an int >= 1, not {settle_runs!r}")
+        cuda = self.ctx.device.startswith("cuda")
+        if capture and not cuda:
+            raise ValueError(f"capture=True needs a CUDA context; this runner's context is {self.ctx.device}")
+        self.settle_runs = settle_runs
+        self.captures = 0
+        self.replays = 0
+        self.capture_note = ""
+        self._cap: Optional[_Capture] = None
+        self._stream_int = 0  # the thread's default stream
+        self._settled = 0  # eager runs in a row with the same settled choices
+        self._choices: Optional[List[str]] = None
+        self._loads_seen = -1
+        self._failed_captures = 0
+        want = _capture_default() if capture is None else bool(capture)
+        if not cuda or not want:
+            self.capture_note = "off" if cuda else f"off: {self.ctx.device} contexts run eagerly"
+            return
+        try:
+            self._cap = _Capture(self.ctx)
+        except Exception as e:  # a driver without the graph API: the runner stays eager
+            if capture:
+                raise
+            self.capture_note = f"off: {e}"
+            return
+        self._stream_int = self._cap.stream_int
+        self._cap_finalizer = weakref.finalize(self, self._cap.release)
+        ffi, _ = _lib.load()
+        self._stats = ffi.new("pask_stats_t *")
+
+    @property
+    def capture(self) -> bool:
+        """Whether this runner captures and replays its calls."""
+        return self._cap is not None
+
+    @property
+    def captured(self) -> bool:
+        """Whether a captured graph is ready to replay."""
+        return self._cap is not None and self._cap.graph is not None
+
+    def close(self) -> None:
+        """Frees the runner's graph and stream now (else when it is collected)."""
+        if self._cap is not None:
+            self._cap_finalizer()
+            self._cap = None
+            self._stream_int = 0  # later runs are eager, on the thread's default stream
+
+    def _loads(self) -> int:
+        _, lib = _lib.load()
+        _lib.check(lib.pask_context_get_stats(self.ctx._h(), self._stats))
+        return int(self._stats.loads)
+
+    def _still_best(self) -> bool:
+        """Whether the graph still runs every layer's best kernel. Asked of the
+        C library (pask_graph_get_info's stale count) only when a kernel load
+        has landed since the last answer; a stale graph is dropped."""
+        loads = self._loads()
+        if loads == self._loads_seen:
+            return True
+        _, lib = _lib.load()
+        _lib.check(lib.pask_graph_get_info(self._cap.graph, self._cap.info))
+        if self._cap.info.stale == 0:
+            self._loads_seen = loads
+            return True
+        self.capture_note = f"graph dropped: {self._cap.info.stale} layer(s) have a better kernel now"
+        self._cap.drop_graph()
+        self._settled = 0
+        return False
+
+    def _note_eager(self, report: List[Dict[str, Any]]) -> None:
+        """After an eager run: counts it towards settling (same solvers as the
+        run before, each from a resident kernel, no load in flight)."""
+        choices = [r["solver"] for r in report]
+        settled = all(r["decision"] == "resident" for r in report) and self.ctx.wait_loads(0)
+        self._settled = self._settled + 1 if settled and choices == self._choices else (1 if settled else 0)
+        self._choices = choices
+
+    def _capture_now(self) -> bool:
+        """Captures the calls (they are recorded, not run); False when it failed."""
+        ffi, lib = _lib.load()
+        cap = self._cap
+        h = self.ctx._h()
+        chosen = []
+        try:
+            _lib.check(lib.pask_graph_capture_begin(h, cap.stream))
+            for call in self._calls:
+                if call is not None:
+                    call()
+                    chosen.append(lib.pask_last_solver())
+        except _errors.Error as e:  # a failing call ended the capture
+            return self._capture_failed(str(e))
+        out = ffi.new("pask_graph_t *")
+        status = lib.pask_graph_capture_end(h, out)
+        if status:
+            return self._capture_failed(ffi.string(lib.pask_last_error_message()).decode())
+        cap.graph = out[0]
+        self._choices = [ffi.string(c).decode() for c in chosen]  # what the graph runs
+        self.captures += 1
+        self._loads_seen = self._loads()
+        self.capture_note = f"captured {self._n_calls()} calls (capture {self.captures})"
+        return True
+
+    def _capture_failed(self, why: str) -> bool:
+        """A failed capture: eager again, settling anew; after
+        ``MAX_FAILED_CAPTURES`` failures capture is off for this runner."""
+        self._failed_captures += 1
+        self._settled = 0
+        if self._failed_captures >= self.MAX_FAILED_CAPTURES:
+            self.close()
+            self.ctx._use_stream(0)
+            self.capture_note = f"off after {self._failed_captures} failed captures; the last: {why}"
+        else:
+            self.capture_note = f"capture failed, running eagerly: {why}"
+        return False
+
+    def _n_calls(self) -> int:
+        return sum(call is not None for call in self._calls)
+
+    def _replay(self, record: bool, decision: str = "replay") -> None:
+        _, lib = _lib.load()
+        _lib.check(lib.pask_graph_launch(self._cap.graph, self._cap.stream))
+        self.replays += 1
+        if record:
+            self.report = [dict(layer=node.name, op=node.op, solver=solver, decision=decision, ms=None)
+                           for node, solver in zip((n for n, c in zip(self.graph.nodes, self._calls) if c is not None),
+                                                   self._choices or [])]
 
     # -- device data --
     def _upload(self, a: np.ndarray) -> Any:
@@ -288,10 +480,21 @@ class Runner:
         input's shape, copied in). Returns the output buffer (reused by the next
         run). record=False skips the per-layer report (for steady-state timing)."""
         t_run = time.perf_counter()
+        if self.cuda:  # the runner's plans run on this thread's stream: the runner's
+            self.ctx._use_stream(self._stream_int)
         self._set_input(x)
-        if self.cuda:  # the runner's plans run on this thread's stream: the default one
-            self.ctx._use_stream(0)
         self.report = []
+        cap = self._cap
+        if cap is not None and not timed:
+            if cap.graph is not None and self._still_best():
+                self._replay(record)
+                return self._finish(t_run)
+            if cap.graph is None and self._settled >= self.settle_runs and self._capture_now():
+                self._replay(record, "captured")
+                return self._finish(t_run)
+        # eager: a layer per call (before a capture, or after a graph went stale)
+        if cap is not None and not record:
+            record = True  # the choices are read to settle
         if not record:
             for call in self._calls:
                 if call is not None:
@@ -317,7 +520,12 @@ class Runner:
             for node, solver, decision, ms in raw:
                 self.report.append(dict(layer=node.name, op=node.op, solver=ffi.string(solver).decode(),
                                         decision=ffi.string(decision).decode(), ms=ms))
-        # host time until the last call returned (on a GPU the rest is the device finishing)
+            if cap is not None:
+                self._note_eager(self.report)
+        return self._finish(t_run)
+
+    def _finish(self, t_run: float) -> Any:
+        # host time until the last call (or the replay) returned (on a GPU the rest is the device finishing)
         self.last_enqueue_ms = (time.perf_counter() - t_run) * 1e3
         if self.cuda:
             self.ctx.synchronize()

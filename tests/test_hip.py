@@ -99,6 +99,28 @@ def upload(ctx, a, dtype="float32"):
 # ---- contexts and the HIP backend ----------------------------------------------------
 
 
+def test_graph_capture_is_refused_on_hip_with_a_message(double, cache):
+    # The HIP backend binds no graph API: capture is unsupported, said so, and a
+    # graph.Runner stays eager on the thread's default stream.
+    from paskdnn import _lib, graph as G
+
+    ffi, lib = _lib.load()
+    ctx = hip_context(double, cache)
+    try:
+        s = ffi.new("void **")
+        assert lib.pask_stream_create(ctx._h(), s) == lib.PASK_ERROR_UNSUPPORTED
+        assert "the hip backend runs every call eagerly" in ffi.string(lib.pask_last_error_message()).decode()
+        assert lib.pask_graph_capture_begin(ctx._h(), ffi.cast("void *", 0x10)) == lib.PASK_ERROR_UNSUPPORTED
+        g = G.Graph("one", "x", (3, 5, 5), [G.Node("p", "max_pool2d", ["x"], "y", params=dict(kernel_size=2))], "y")
+        r = G.Runner(g, ctx)
+        assert not r.capture and r.capture_note == "off: hip:0 contexts run eagerly"
+        with pytest.raises(ValueError, match="capture=True needs a CUDA context"):
+            G.Runner(g, ctx, capture=True)
+    finally:
+        ctx.close()
+
+
+
 def test_context_over_double_reads_gfx_arch_and_lists_hip_solvers(double, cache):
     ctx = hip_context(double, cache)
     assert ctx.device == "hip:0"

@@ -6,6 +6,7 @@
 #include <new>
 #include <string>
 
+#include "capture.hpp"
 #include "context.hpp"
 #include "device_setup.hpp"
 #include "options.hpp"
@@ -887,6 +888,7 @@ pask_status_t pask_malloc(pask_context_t context, size_t bytes, void **ptr) {
     return guarded([&] {
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        context->refuse_during_capture("pask_malloc");
         need(ptr, "ptr");
         *ptr = context->backend->malloc_device(bytes);
     });
@@ -896,6 +898,7 @@ pask_status_t pask_free(pask_context_t context, void *ptr) {
     return guarded([&] {
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        context->refuse_during_capture("pask_free");
         context->backend->free_device(ptr);
     });
 }
@@ -904,6 +907,7 @@ pask_status_t pask_memcpy(pask_context_t context, void *dst, const void *src, si
     return guarded([&] {
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        context->refuse_during_capture("pask_memcpy");
         require(raw(kind) >= PASK_COPY_HOST_TO_DEVICE && raw(kind) <= PASK_COPY_DEVICE_TO_DEVICE,
                 PASK_ERROR_INVALID_ARGUMENT, "unknown copy kind " + std::to_string(raw(kind)));
         if (bytes == 0) return;
@@ -927,6 +931,7 @@ pask_status_t pask_synchronize(pask_context_t context) {
     return guarded([&] {
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        context->refuse_during_capture("pask_synchronize");
         context->backend->synchronize();
     });
 }
@@ -935,8 +940,108 @@ pask_status_t pask_prime_thread(pask_context_t context, int *primed) {
     return guarded([&] {
         need(context, "context");
         pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        context->refuse_during_capture("pask_prime_thread");
         const bool done = context->prime_thread();
         if (primed) *primed = done ? 1 : 0;
+    });
+}
+
+pask_status_t pask_stream_create(pask_context_t context, void **stream) {
+    return guarded([&] {
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        need(stream, "stream");
+        *stream = context->backend->stream_create();
+    });
+}
+
+pask_status_t pask_stream_destroy(pask_context_t context, void *stream) {
+    return guarded([&] {
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        if (!stream) return;
+        require(!context->captures.captures(stream), PASK_ERROR_INVALID_ARGUMENT,
+                "the stream is being captured into a graph; end the capture (pask_graph_capture_end) first");
+        context->backend->stream_destroy(stream);
+        if (context->backend->get_stream() == stream) context->backend->set_stream(nullptr);
+    });
+}
+
+pask_status_t pask_graph_capture_begin(pask_context_t context, void *stream) {
+    return guarded([&] {
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        require(stream != nullptr, PASK_ERROR_INVALID_ARGUMENT,
+                "the default stream (NULL) cannot be captured; capture a stream from pask_stream_create");
+        const std::string problem = context->backend->capture_problem();
+        require(problem.empty(), PASK_ERROR_UNSUPPORTED, problem);
+        context->captures.add(stream, context->trace.now_us());  // refuses a second capture of the thread or stream
+        try {
+            context->backend->capture_begin(stream);
+        } catch (...) {
+            context->captures.take();
+            throw;
+        }
+    });
+}
+
+pask_status_t pask_graph_capture_end(pask_context_t context, pask_graph_t *graph) {
+    return guarded([&] {
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        need(graph, "graph");
+        const pask::ActiveCapture c = context->captures.take();
+        auto g = std::make_shared<pask::CapturedGraph>();
+        g->context = context;
+        g->stream = c.stream;
+        g->calls = c.calls;
+        g->reuses = c.reuses;
+        g->held = c.held;
+        g->exec = context->backend->capture_end(c.stream);  // ends the capture even when it throws
+        if (context->trace.enabled())
+            context->trace.complete("graph capture", "graph", c.t_begin_us, context->trace.now_us() - c.t_begin_us,
+                                    "\"calls\":" + std::to_string(c.calls) + ",\"reuses\":" + std::to_string(c.reuses));
+        *graph = pask::register_graph(std::move(g));
+    });
+}
+
+pask_status_t pask_graph_launch(const_pask_graph_t graph, void *stream) {
+    return guarded([&] {
+        need(graph, "graph");
+        auto g = pask::find_graph(graph);
+        pask_context &ctx = *g->context;
+        pask::CallGate::Use in_use(ctx.gate);  // close() waits for this call
+        struct Release {  // a graph destroyed meanwhile is freed here, while the context is held
+            std::shared_ptr<pask::CapturedGraph> &g;
+            ~Release() { g.reset(); }
+        } release{g};
+        const int64_t t0 = ctx.trace.enabled() ? ctx.trace.now_us() : 0;
+        g->exec->launch(stream);
+        const int64_t n = ++g->launches;
+        if (ctx.trace.enabled())
+            ctx.trace.complete("graph launch", "graph", t0, ctx.trace.now_us() - t0,
+                               "\"calls\":" + std::to_string(g->calls) + ",\"launch\":" + std::to_string(n));
+    });
+}
+
+pask_status_t pask_graph_get_info(const_pask_graph_t graph, pask_graph_info_t *info) {
+    return guarded([&] {
+        need(graph, "graph");
+        need(info, "info");
+        const auto g = pask::find_graph(graph);
+        pask::CallGate::Use in_use(g->context->gate);  // close() waits for this call
+        const int64_t stale = g->context->dispatcher->stale(g->held);
+        info->calls = g->calls;
+        info->reuses = g->reuses;
+        info->launches = g->launches.load();
+        info->stale = stale;
+    });
+}
+
+pask_status_t pask_graph_destroy(pask_graph_t graph) {
+    return guarded([&] {
+        if (!graph) return;
+        pask::remove_graph(graph);  // freed here, or by the last launch holding it
     });
 }
 

@@ -12,6 +12,15 @@
 
 namespace pask {
 
+// An instantiated graph of captured device work (a CUDA graph's executable
+// form), replayed with launch(). Destroying it releases the device's graph.
+class GraphExec {
+public:
+    virtual ~GraphExec() = default;
+    // Queues one replay on stream; throws pask::Error on failure.
+    virtual void launch(void *stream) const = 0;
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -71,10 +80,28 @@ public:
     // graphs, so they take the relaxed capture mode and cannot break a
     // caller's capture).
     virtual void loader_thread_started() const {}
+    // Streams of the library's own and graph capture (GPU backends that bind
+    // the driver's capture API). capture_problem(): why this backend cannot
+    // create streams or capture ("" when it can); the others throw
+    // PASK_ERROR_UNSUPPORTED with that text when it is not "".
+    virtual std::string capture_problem() const {
+        return std::string("graph capture needs a CUDA context; the ") + name() + " backend runs every call eagerly";
+    }
+    virtual void *stream_create() const;
+    virtual void stream_destroy(void *stream) const;
+    // Starts capturing the work queued on stream (never the default stream)
+    // by this thread; the capture mode refuses unsafe calls of this thread only.
+    virtual void capture_begin(void *stream) const;
+    // Ends the capture on stream and instantiates the graph; throws on failure
+    // (the capture has ended either way, nothing is kept).
+    virtual std::unique_ptr<GraphExec> capture_end(void *stream) const;
+    // Ends a capture whose graph is not wanted; never throws.
+    virtual void capture_abort(void *stream) const noexcept { (void)stream; }
     // Throws PASK_ERROR_INVALID_ARGUMENT when p cannot be used by this device.
     virtual void check_device_pointer(const void *p, const char *what) const = 0;
 
 private:
+    [[noreturn]] void fail_capture() const;
     [[noreturn]] static void fail_compile(const KernelKey &key);
     [[noreturn]] static void fail_bytes(const std::string &origin);
 };

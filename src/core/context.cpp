@@ -118,6 +118,7 @@ void pask_context::close() {
     if (!gate.close()) return;  // inherited through fork(): nothing here may be joined or freed
     closed_ = true;
     loader.reset();  // joins the loader threads; queued loads are abandoned
+    pask::remove_graphs_of(this);  // their device graphs go before the device
     if (debug_load_delay_ms == 0 && load_costs.dirty() && make_private_dir(cache_dir) &&
         pask::dir_is_private(cache_dir, nullptr))
         load_costs.save_file(load_costs_path());
@@ -126,6 +127,27 @@ void pask_context::close() {
     hints.reset();
     store.reset();
     backend.reset();
+}
+
+bool pask_context::abandon_capture() noexcept {
+    if (!captures.current()) return false;
+    try {
+        const pask::ActiveCapture c = captures.take();
+        backend->capture_abort(c.stream);
+        if (trace.enabled())
+            trace.complete("graph capture abandoned", "graph", c.t_begin_us, trace.now_us() - c.t_begin_us,
+                           "\"calls\":" + std::to_string(c.calls));
+    } catch (...) {  // nothing more can be released
+    }
+    return true;
+}
+
+void pask_context::refuse_during_capture(const char *what) {
+    if (!captures.current()) return;
+    abandon_capture();
+    pask::fail(PASK_ERROR_INVALID_ARGUMENT,
+               std::string(what) + " cannot run while this thread captures a graph on the context (it synchronises "
+                                   "or allocates, which a graph cannot hold); the capture was ended and discarded");
 }
 
 std::string pask_context::load_costs_path() const {

@@ -22,6 +22,7 @@
 
 #include "backend.hpp"
 #include "call_gate.hpp"
+#include "capture.hpp"
 #include "dispatcher.hpp"
 #include "hint_queue.hpp"
 #include "kernel_store.hpp"
@@ -54,12 +55,20 @@ struct pask_context {
     void export_trace(const std::string &path) const;
     // Remembers a Problem for save_record (bounded: 100k distinct Problems).
     void record_problem(const pask::Problem &problem, size_t hash);
+    // Graph capture: ends the calling thread's capture on this context, if any,
+    // discarding it (a call during it failed); never throws. Whether there was one.
+    bool abandon_capture() noexcept;
+    // Throws PASK_ERROR_INVALID_ARGUMENT, ending the calling thread's capture,
+    // when the thread captures on this context: `what` (a synchronising or
+    // allocating call) cannot be part of a graph.
+    void refuse_during_capture(const char *what);
     // Devices of a type this process can use (0 when the driver is missing).
     static int device_count(pask_device_type_t type);
 
     pask_device_type_t device_type;
     int device_index;
     mutable pask::CallGate gate;  // calls in flight, close, fork
+    pask::Captures captures;      // graph captures in progress, by thread
     pask::Options options;
     pask::Policy policy = pask::Policy::Pask;
     std::string cache_dir;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <sstream>
 
 #include "context.hpp"
 #include "error.hpp"
@@ -52,6 +53,31 @@ void Dispatcher::note_call(const Problem &p, size_t h) {
 }
 
 void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args) {
+    ActiveCapture *cap = ctx_.captures.current();
+    if (!cap) {
+        execute_on(p, h, args, nullptr);
+        return;
+    }
+    // A call that fails during a capture ends it: the graph would miss the call.
+    try {
+        void *stream = ctx_.backend->get_stream();
+        if (stream != cap->stream) {
+            std::ostringstream o;
+            o << "this thread is capturing stream " << cap->stream << " on this context; a call on stream " << stream
+              << " cannot be part of that graph";
+            fail(PASK_ERROR_INVALID_ARGUMENT, o.str());
+        }
+        execute_on(p, h, args, cap);
+    } catch (const Error &e) {
+        ctx_.abandon_capture();
+        fail(e.status(), std::string(e.what()) + "; the graph capture on this thread was ended and discarded");
+    } catch (...) {
+        ctx_.abandon_capture();
+        throw;
+    }
+}
+
+void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, ActiveCapture *cap) {
     check_pointers(p, args);
     const int64_t t_call = ctx_.trace.now_us();
     const auto c0 = std::chrono::steady_clock::now();
@@ -66,14 +92,32 @@ void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args) 
         const auto alive = live(cands, attempt);
         if (alive.empty()) break;
         Choice choice;
-        if (!choose(p, alive, attempt, choice)) continue;
+        if (!choose(p, alive, attempt, choice, cap != nullptr)) continue;
         if (!run(p, h, args, alive.size(), choice, attempt)) continue;
+        if (cap) {
+            cap->calls++;
+            if (std::strcmp(choice.decision, "reuse") == 0) cap->reuses++;
+            cap->held.push_back(CapturedCall{p, h, choice.chosen->key_str(), choice.kernel});
+        }
         set_last_solver(choice.chosen->solver->name());
         set_last_decision(std::strcmp(choice.decision, "blocking_load") == 0 ? "load" : choice.decision);
         if (ctx_.trace.enabled()) trace_call(p, choice, *alive.front(), t_call, ms_since(c0));
         return;
     }
     fail_all_attempts(p, cands, attempt);
+}
+
+int64_t Dispatcher::stale(const std::vector<CapturedCall> &held) const {
+    int64_t n = 0;
+    for (const CapturedCall &c : held) {
+        const auto ranked = ctx_.ranker->candidates(c.problem, c.hash);
+        for (const auto &cand : ranked.list) {
+            if (ctx_.ranker->is_bad(cand.key_str())) continue;
+            if (cand.key_str() != c.key && ctx_.resident.contains(c.problem.bucket(), cand.key())) ++n;
+            break;  // the best live candidate decides
+        }
+    }
+    return n;
 }
 
 std::vector<const Ranker::Candidate *> Dispatcher::live(const std::vector<Candidate> &cands,
@@ -88,7 +132,7 @@ std::vector<const Ranker::Candidate *> Dispatcher::live(const std::vector<Candid
 }
 
 bool Dispatcher::choose(const Problem &p, const std::vector<const Candidate *> &live, Attempt &attempt,
-                        Choice &out) {
+                        Choice &out, bool capturing) {
     const Bucket bucket = p.bucket();
     const Candidate &best = *live.front();
     std::vector<KernelPtr> resident(live.size());
@@ -115,6 +159,18 @@ bool Dispatcher::choose(const Problem &p, const std::vector<const Candidate *> &
         return true;
     }
     const Candidate &target = *live[d.index];
+    if (capturing) {
+        // Loading (or waiting for a load) cannot be captured: the graph must hold
+        // resident kernels only. The best is queued, so a later capture finds it.
+        if (policy_hints(ctx_.policy) || policy_reuses(ctx_.policy))
+            ctx_.loader->request(best.key(), bucket, ctx_.hints->head_seq());
+        fail(PASK_ERROR_UNSUPPORTED,
+             "the kernel this call needs for " + p.str() + " is not resident (" + target.solver->name() +
+                 "'s would have to be " +
+                 (in.best_loading && d.index == 0 ? "waited for" : "loaded") +
+                 "): a graph capture runs resident kernels only; run the calls eagerly and wait for the loads "
+                 "(pask_context_wait_loads) before capturing");
+    }
     const auto w0 = std::chrono::steady_clock::now();
     bool waited = false;
     try {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "capture.hpp"
 #include "kernel.hpp"
 #include "problem.hpp"
 #include "ranker.hpp"
@@ -29,6 +30,10 @@ public:
     void execute(const Problem &call, const OpArgs &args);
     // The same, for a Problem whose device fields are set and whose hash is known (a plan).
     void execute_hashed(const Problem &p, size_t hash, const OpArgs &args);
+    // Captured calls whose kernel is no longer what the call would run now: its
+    // best candidate is resident and is another kernel (it landed, or was
+    // measured faster, since the capture).
+    int64_t stale(const std::vector<CapturedCall> &held) const;
 
 private:
     using Candidate = Ranker::Candidate;
@@ -42,6 +47,8 @@ private:
         const char *decision = "resident";
     };
 
+    // The call itself; cap: the calling thread's graph capture (nullptr: none).
+    void execute_on(const Problem &p, size_t hash, const OpArgs &args, ActiveCapture *cap);
     void check_pointers(const Problem &p, const OpArgs &args) const;
     void note_call(const Problem &p, size_t h);
     [[noreturn]] void fail_no_candidates(const Problem &p) const;
@@ -49,7 +56,10 @@ private:
                                         const Attempt &attempt) const;
     std::vector<const Candidate *> live(const std::vector<Candidate> &cands, const Attempt &attempt) const;
     // The kernel to run, per the policy; false when a load failed (try again).
-    bool choose(const Problem &p, const std::vector<const Candidate *> &live, Attempt &attempt, Choice &out);
+    // During a capture (capturing) only resident kernels may run: a load or a
+    // wait for one is refused (PASK_ERROR_UNSUPPORTED).
+    bool choose(const Problem &p, const std::vector<const Candidate *> &live, Attempt &attempt, Choice &out,
+                bool capturing);
     // Runs the choice; false when it ran out of memory and another may run.
     bool run(const Problem &p, size_t h, const OpArgs &args, size_t live_count, const Choice &c, Attempt &attempt);
     void trace_call(const Problem &p, const Choice &c, const Candidate &best, int64_t t_call, double ms) const;

@@ -31,6 +31,15 @@ uint64_t run_key(const Solver &s, size_t problem_hash) {
 // hints name k times (a model repeating a layer shape) has k untimed runs, so
 // that the first inference the hints describe has none (at most kMaxWarmUps).
 constexpr int kTimedRuns = 6;
+// Cross-provider trials: when the fastest measured candidate runs more than
+// kTrialRatio times its analytic estimate, and kTrialFloorUs over it, the
+// estimates are wrong for this Problem (issue 17: cuDNN plans for MobileNetV2's
+// 1x1 convolutions at batch 32 measured 8.6x slower than paskdnn's kernel,
+// which never ran), so each other provider's best-estimated candidate gets a
+// timed trial. The floor keeps small kernels, whose estimates are mostly
+// launch overhead, out of it.
+constexpr double kTrialRatio = 2.0;
+constexpr double kTrialFloorUs = 100.0;
 constexpr int kMaxWarmUps = 8;
 constexpr size_t kMaxPendingTimings = 128;
 }  // namespace
@@ -108,6 +117,10 @@ void Ranker::put_measured_first(std::vector<Candidate> &out, size_t h) const {
             for (size_t i = 0; i < out.size() && explore == out.size(); ++i)
                 if (measured[i] < 0 && out[i].cost_us <= 2.0 * out[fastest].cost_us && !is_bad(out[i].key_str()))
                     explore = i;
+        // A cross-provider trial (see kTrialRatio) takes the exploration's place.
+        if (explore == out.size() && type_ != PASK_DEVICE_CPU && policy_reuses(options_.policy) && loader_ &&
+            loader_->num_threads() > 0)
+            explore = trial(out, measured, fastest);
         std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(fastest),
                     out.begin() + static_cast<std::ptrdiff_t>(fastest) + 1);
         std::rotate(measured.begin(), measured.begin() + static_cast<std::ptrdiff_t>(fastest),
@@ -123,6 +136,23 @@ void Ranker::put_measured_first(std::vector<Candidate> &out, size_t h) const {
     }
     for (size_t i = 0; i < out.size(); ++i)
         if (measured[i] >= 0) out[i].cost_us = measured[i];
+}
+
+size_t Ranker::trial(const std::vector<Candidate> &out, const std::vector<double> &measured, size_t fastest) const {
+    const double estimate = out[fastest].entry->cost_us;
+    if (!(measured[fastest] > kTrialRatio * estimate && measured[fastest] - estimate > kTrialFloorUs))
+        return out.size();
+    // In analytic order: the first live candidate of each provider is that
+    // provider's best estimate; one never timed gets the trial.
+    std::vector<std::string> seen{out[fastest].solver->provider()};
+    for (size_t i = 0; i < out.size(); ++i) {
+        if (is_bad(out[i].key_str())) continue;
+        const std::string provider = out[i].solver->provider();
+        if (std::find(seen.begin(), seen.end(), provider) != seen.end()) continue;
+        seen.push_back(provider);
+        if (measured[i] < 0) return i;
+    }
+    return out.size();
 }
 
 KernelKey Ranker::resolve_key(const Solver &solver, const Problem &p) const {

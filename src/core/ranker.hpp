@@ -2,7 +2,10 @@
 // applicable solver once per Problem (remembered); measured run times (CPU:
 // wall clock; GPU: device events on the first few runs, read back later
 // without blocking) move the fastest measured candidate first; exploration
-// (GPU, option "explore") tries an unmeasured candidate within 2x. Kernels
+// (GPU, option "explore") tries an unmeasured candidate within 2x; a
+// cross-provider trial (GPU, reusing policies with loader threads) tries the
+// best-estimated untimed candidate of each other provider when the fastest
+// measured one runs several times over its estimate. Kernels
 // whose load failed in this context are remembered as bad.
 #pragma once
 
@@ -76,6 +79,9 @@ private:
     std::shared_ptr<const std::vector<Entry>> ranked(const Problem &p, size_t h) const;
     KernelKey resolve_key(const Solver &solver, const Problem &p) const;
     void put_measured_first(std::vector<Candidate> &out, size_t h) const;
+    // The candidate (index into out) that gets a cross-provider trial, or
+    // out.size() for none (see kTrialRatio in ranker.cpp).
+    size_t trial(const std::vector<Candidate> &out, const std::vector<double> &measured, size_t fastest) const;
 
     const Options &options_;
     const pask_device_type_t type_;

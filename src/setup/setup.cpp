@@ -62,6 +62,7 @@ const std::vector<const Solver *> &solver_table() {
         &native::cuda::cat,                // cat.cuda                 channels joined, 24 inputs a launch
         &native::hip::eltwise,             // eltwise.hip              as eltwise.cuda (same source)
         &native::hip::cat,                 // cat.hip                  as cat.cuda
+        &cudnn::gemm_cudnn_rtc,            // gemm.cudnn_rtc           cuDNN runtime-compiled fusion (matmul + epilogue)
     };
     return table;
 }

@@ -20,6 +20,10 @@
 //   launch_fail   1: cuLaunchKernel fails (else a launch computes nothing and takes time_native us)
 //   time_<id>     microseconds engine <id>'s plans take on the stream's clock (default 10)
 //   capturing     a stream (as %p prints it) that cuStreamIsCapturing reports as being captured
+//   digest        1: cuDNN executions and poolings write a digest of their inputs' first 8 bytes
+//                 (and the engine id) into the output's first 8 bytes, so a chain of calls
+//                 has a result that depends on every call, its order and its input data
+//   instantiate_fail 1: cuGraphInstantiateWithFlags reports out of memory
 //
 // Every switch can also come from the environment, as PASKDNN_DOUBLE_<KEY>
 // (upper case; double_set wins): what a library reports while it is being
@@ -34,6 +38,18 @@
 // The NVRTC entry points compile nothing: nvrtcCompileProgram fails with a
 // log saying so (paskdnn's own kernels come from prebuilt cubins here).
 //
+// Graph capture (cuStreamBeginCapture_v2 ... cuStreamEndCapture, cuGraphLaunch):
+// work queued on a stream being captured (kernel launches, cuDNN executions
+// and poolings, stream-ordered allocations) is recorded, logged as
+// "capture <call> ...", not run; each cuGraphLaunch logs "cuGraphLaunch" and
+// runs the recorded work again on its stream, each call logged as it would be
+// eagerly, with " replay=1". The capturing thread's unsafe calls (a
+// synchronising copy, cuMemAlloc/cuMemFree, a module load, a synchronisation
+// of the captured stream) fail with CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and
+// invalidate the capture, as the driver's thread-local mode does (a module
+// load among them: paskdnn must never load while capturing, and a test sees
+// it if it did). double_live_graphs() counts graphs and executable graphs.
+//
 // Device time: each stream has a clock; an execution advances it by its
 // engine's time, events read it, so paskdnn's device-timed ranking sees the
 // times the test sets. Host functions (cuLaunchHostFunc) run on a thread.
@@ -43,6 +59,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <map>
 #include <mutex>
 #include <set>
@@ -133,6 +151,62 @@ bool is_device(uintptr_t p) {
     if (it == g_allocs.begin()) return false;
     --it;
     return p >= it->first && p < it->first + std::max<size_t>(it->second, 1);
+}
+
+// ---- graph capture ------------------------------------------------------------------
+
+// Recorded work: replayed on a stream.
+struct Recording {
+    std::vector<std::function<void(void *stream)>> nodes;
+    std::vector<void *> memory;  // graph memory nodes' allocations (freed with the last holder)
+    ~Recording() {
+        for (void *p : memory) device_free(p);
+    }
+};
+struct Capture {
+    std::shared_ptr<Recording> rec = std::make_shared<Recording>();
+    std::thread::id thread;
+    int mode = 0;
+    bool invalidated = false;
+};
+std::map<void *, Capture> g_captures;                          // by stream (under g_mu)
+std::map<void *, std::shared_ptr<Recording>> g_graphs, g_execs;  // live CUgraph / CUgraphExec (under g_mu)
+
+// The recording of stream when it is being captured, else nullptr (then the call runs).
+std::shared_ptr<Recording> recording(void *stream) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    auto it = g_captures.find(stream);
+    return it == g_captures.end() ? nullptr : it->second.rec;
+}
+
+// An unsafe call on a thread that captures (thread-local or global mode): it
+// fails and invalidates the capture, as the driver does.
+bool unsafe(const char *what) {
+    bool hit = false;
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        for (auto &[stream, c] : g_captures)
+            if (c.mode != 2 && (c.mode == 0 || c.thread == std::this_thread::get_id())) {
+                c.invalidated = true;
+                hit = true;
+            }
+    }
+    if (hit) logf("unsafe %s during capture", what);
+    return hit;
+}
+constexpr int kCaptureUnsupported = 900;  // CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+
+uint64_t first8(const void *p) {
+    uint64_t v = 0;
+    if (p) std::memcpy(&v, p, sizeof v);
+    return v;
+}
+// The digest knob: y's first 8 bytes from the inputs' first 8 bytes and the engine.
+void write_digest(void *y, int64_t engine, const std::vector<const void *> &inputs) {
+    if (knob("digest") != "1" || !y) return;
+    uint64_t h = 1469598103934665603ull ^ uint64_t(engine);
+    for (const void *p : inputs) h = (h ^ first8(p)) * 1099511628211ull;
+    std::memcpy(y, &h, sizeof h);
 }
 
 // ---- cuDNN backend descriptors ----------------------------------------------------
@@ -246,6 +320,10 @@ EXPORT void double_set(const char *key, const char *value) {
     if (value) g_knobs[key] = value;
     else g_knobs.erase(key);
 }
+EXPORT int double_live_graphs() {
+    std::lock_guard<std::mutex> lock(g_mu);
+    return static_cast<int>(g_graphs.size() + g_execs.size());
+}
 EXPORT int double_live_allocations() {
     std::lock_guard<std::mutex> lock(g_mu);
     return static_cast<int>(g_allocs.size());
@@ -294,8 +372,9 @@ EXPORT int cuCtxPopCurrent_v2(void **c) {
     t_ctx.pop_back();
     return 0;
 }
-EXPORT int cuCtxSynchronize() { return 0; }
+EXPORT int cuCtxSynchronize() { return unsafe("cuCtxSynchronize") ? kCaptureUnsupported : 0; }
 EXPORT int cuModuleLoadData(void **m, const void *) {
+    if (unsafe("cuModuleLoadData")) return kCaptureUnsupported;
     *m = device_alloc(1);
     return 0;
 }
@@ -347,31 +426,54 @@ EXPORT int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsign
         return 801;  // CUDA_ERROR_NOT_SUPPORTED
     }
     // No GPU code runs here: a launch only advances the stream's clock.
-    advance(stream, std::atof(knob("time_native", "30").c_str()));
-    logf("cuLaunchKernel stream=%p fn=%s grid=%u,%u,%u", stream, function_name(f).c_str(), gx, gy, gz);
+    const double us = std::atof(knob("time_native", "30").c_str());
+    const std::string fn = function_name(f);
+    if (auto rec = recording(stream)) {
+        rec->nodes.push_back([us, fn, gx, gy, gz](void *s) {
+            advance(s, us);
+            logf("cuLaunchKernel stream=%p fn=%s grid=%u,%u,%u replay=1", s, fn.c_str(), gx, gy, gz);
+        });
+        logf("capture cuLaunchKernel stream=%p fn=%s grid=%u,%u,%u", stream, fn.c_str(), gx, gy, gz);
+        return 0;
+    }
+    advance(stream, us);
+    logf("cuLaunchKernel stream=%p fn=%s grid=%u,%u,%u", stream, fn.c_str(), gx, gy, gz);
     return 0;
 }
 EXPORT int cuMemAlloc_v2(unsigned long long *p, size_t n) {
+    if (unsafe("cuMemAlloc")) return kCaptureUnsupported;
     *p = reinterpret_cast<uintptr_t>(device_alloc(n));
     return 0;
 }
 EXPORT int cuMemFree_v2(unsigned long long p) {
+    if (unsafe("cuMemFree")) return kCaptureUnsupported;
     device_free(reinterpret_cast<void *>(uintptr_t(p)));
     return 0;
 }
 EXPORT int cuMemcpyHtoD_v2(unsigned long long d, const void *s, size_t n) {
+    if (unsafe("cuMemcpyHtoD")) return kCaptureUnsupported;
     std::memcpy(reinterpret_cast<void *>(uintptr_t(d)), s, n);
     return 0;
 }
 EXPORT int cuMemcpyDtoH_v2(void *d, unsigned long long s, size_t n) {
+    if (unsafe("cuMemcpyDtoH")) return kCaptureUnsupported;
     std::memcpy(d, reinterpret_cast<void *>(uintptr_t(s)), n);
     return 0;
 }
 EXPORT int cuMemcpyDtoD_v2(unsigned long long d, unsigned long long s, size_t n) {
+    if (unsafe("cuMemcpyDtoD")) return kCaptureUnsupported;
     std::memmove(reinterpret_cast<void *>(uintptr_t(d)), reinterpret_cast<void *>(uintptr_t(s)), n);
     return 0;
 }
-EXPORT int cuStreamSynchronize(void *) { return 0; }
+EXPORT int cuStreamSynchronize(void *stream) {
+    if (recording(stream)) {  // from any thread: the captured stream cannot be waited for
+        unsafe("cuStreamSynchronize");
+        std::lock_guard<std::mutex> lock(g_mu);
+        g_captures[stream].invalidated = true;
+        return kCaptureUnsupported;
+    }
+    return 0;
+}
 EXPORT int cuPointerGetAttribute(void *data, int attr, unsigned long long p) {
     if (attr != 2) return 1;
     *static_cast<unsigned *>(data) = is_device(uintptr_t(p)) ? 2u : 1u;  // DEVICE : HOST
@@ -389,6 +491,11 @@ EXPORT int cuMemAllocAsync(unsigned long long *p, size_t n, void *stream) {
         return 2;  // CUDA_ERROR_OUT_OF_MEMORY
     }
     *p = reinterpret_cast<uintptr_t>(device_alloc(n));
+    if (auto rec = recording(stream)) {  // a graph memory node: the graph owns it
+        rec->memory.push_back(reinterpret_cast<void *>(uintptr_t(*p)));
+        logf("capture cuMemAllocAsync bytes=%zu stream=%p ptr=%p", n, stream, reinterpret_cast<void *>(uintptr_t(*p)));
+        return 0;
+    }
     logf("cuMemAllocAsync bytes=%zu stream=%p ptr=%p", n, stream, reinterpret_cast<void *>(uintptr_t(*p)));
     return 0;
 }
@@ -410,6 +517,10 @@ EXPORT int cuMemPoolSetAttribute(void *pool, int attr, void *value) {
     return 0;
 }
 EXPORT int cuMemAllocFromPoolAsync(unsigned long long *p, size_t n, void *pool, void *stream) {
+    if (recording(stream)) {  // paskdnn takes cuMemAllocAsync while capturing
+        logf("cuMemAllocFromPoolAsync during capture stream=%p", stream);
+        return kCaptureUnsupported;
+    }
     if (knob("oom_async") == "1") {
         logf("cuMemAllocFromPoolAsync bytes=%zu pool=%p stream=%p oom", n, pool, stream);
         return 2;  // CUDA_ERROR_OUT_OF_MEMORY
@@ -420,6 +531,10 @@ EXPORT int cuMemAllocFromPoolAsync(unsigned long long *p, size_t n, void *pool, 
     return 0;
 }
 EXPORT int cuMemFreeAsync(unsigned long long p, void *stream) {
+    if (recording(stream)) {  // a graph's free node: the memory goes with the graph
+        logf("capture cuMemFreeAsync ptr=%p stream=%p", reinterpret_cast<void *>(uintptr_t(p)), stream);
+        return 0;
+    }
     logf("cuMemFreeAsync ptr=%p stream=%p", reinterpret_cast<void *>(uintptr_t(p)), stream);
     device_free(reinterpret_cast<void *>(uintptr_t(p)));
     return 0;
@@ -460,11 +575,114 @@ EXPORT int cuEventElapsedTime_v2(float *ms, Event *a, Event *b) {
 EXPORT int cuStreamIsCapturing(void *stream, int *status) {
     char self[32];
     std::snprintf(self, sizeof self, "%p", stream);
-    *status = knob("capturing") == self ? 1 : 0;  // CU_STREAM_CAPTURE_STATUS_ACTIVE
+    *status = knob("capturing") == self || recording(stream) ? 1 : 0;  // CU_STREAM_CAPTURE_STATUS_ACTIVE
     return 0;
 }
-EXPORT int cuLaunchHostFunc(void *, void (*fn)(void *), void *data) {
+EXPORT int cuLaunchHostFunc(void *stream, void (*fn)(void *), void *data) {
+    if (auto rec = recording(stream)) {  // a host node
+        rec->nodes.push_back([fn, data](void *) { std::thread(fn, data).detach(); });
+        logf("capture cuLaunchHostFunc stream=%p", stream);
+        return 0;
+    }
     std::thread(fn, data).detach();
+    return 0;
+}
+
+EXPORT int cuStreamBeginCapture_v2(void *stream, int mode) {
+    if (!stream) {
+        logf("cuStreamBeginCapture stream=(nil) refused");
+        return kCaptureUnsupported;  // the legacy stream cannot be captured
+    }
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        if (g_captures.count(stream)) return 401;  // CUDA_ERROR_ILLEGAL_STATE
+        Capture c;
+        c.thread = std::this_thread::get_id();
+        c.mode = mode;
+        g_captures.emplace(stream, std::move(c));
+    }
+    logf("cuStreamBeginCapture stream=%p mode=%d", stream, mode);
+    return 0;
+}
+EXPORT int cuStreamEndCapture(void *stream, void **graph) {
+    Capture c;
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        auto it = g_captures.find(stream);
+        if (it == g_captures.end()) return 401;  // CUDA_ERROR_ILLEGAL_STATE: not capturing
+        if (it->second.mode != 2 && it->second.thread != std::this_thread::get_id())
+            return 904;  // CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD
+        c = std::move(it->second);
+        g_captures.erase(it);
+    }
+    *graph = nullptr;
+    if (c.invalidated) {
+        logf("cuStreamEndCapture stream=%p invalidated", stream);
+        return 901;  // CUDA_ERROR_STREAM_CAPTURE_INVALIDATED
+    }
+    void *g = device_alloc(1);
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        g_graphs[g] = c.rec;
+    }
+    *graph = g;
+    logf("cuStreamEndCapture stream=%p graph=%p nodes=%zu", stream, g, c.rec->nodes.size());
+    return 0;
+}
+EXPORT int cuGraphInstantiateWithFlags(void **exec, void *graph, unsigned long long) {
+    if (knob("instantiate_fail") == "1") return 2;  // CUDA_ERROR_OUT_OF_MEMORY
+    std::shared_ptr<Recording> rec;
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        auto it = g_graphs.find(graph);
+        if (it == g_graphs.end()) return 400;  // CUDA_ERROR_INVALID_HANDLE
+        rec = it->second;
+    }
+    void *e = device_alloc(1);
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        g_execs[e] = rec;
+    }
+    *exec = e;
+    logf("cuGraphInstantiate graph=%p exec=%p", graph, e);
+    return 0;
+}
+EXPORT int cuGraphLaunch(void *exec, void *stream) {
+    std::shared_ptr<Recording> rec;
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        auto it = g_execs.find(exec);
+        if (it == g_execs.end()) return 400;  // CUDA_ERROR_INVALID_HANDLE
+        rec = it->second;
+    }
+    logf("cuGraphLaunch exec=%p stream=%p nodes=%zu", exec, stream, rec->nodes.size());
+    for (auto &node : rec->nodes) node(stream);
+    return 0;
+}
+EXPORT int cuGraphExecDestroy(void *exec) {
+    std::shared_ptr<Recording> rec;  // released outside the lock
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        auto it = g_execs.find(exec);
+        if (it == g_execs.end()) return 400;
+        rec = std::move(it->second);
+        g_execs.erase(it);
+    }
+    device_free(exec);
+    logf("cuGraphExecDestroy exec=%p", exec);
+    return 0;
+}
+EXPORT int cuGraphDestroy(void *graph) {
+    std::shared_ptr<Recording> rec;
+    {
+        std::lock_guard<std::mutex> lock(g_mu);
+        auto it = g_graphs.find(graph);
+        if (it == g_graphs.end()) return 400;
+        rec = std::move(it->second);
+        g_graphs.erase(it);
+    }
+    device_free(graph);
+    logf("cuGraphDestroy graph=%p", graph);
     return 0;
 }
 
@@ -589,11 +807,34 @@ EXPORT int cudnnBackendExecute(Handle *h, Desc *plan, Desc *vp) {
     for (size_t i = 0; i < uids.size() && i < ptrs.size(); ++i)
         data += (i ? "," : "") + std::to_string(uids[i]) + ":" +
                 (is_device(reinterpret_cast<uintptr_t>(ptrs[i])) ? "dev" : "HOST");
-    advance(h->stream, std::atof(knob("time_" + std::to_string(plan->engine), "10").c_str()));
+    const double us = std::atof(knob("time_" + std::to_string(plan->engine), "10").c_str());
+    const long long engine = plan->engine;
+    const std::string wstext =
+        ws.empty() || !ws[0] ? "none" : (is_device(reinterpret_cast<uintptr_t>(ws[0])) ? "dev" : "HOST");
+    // The digest knob: uid 3 is paskdnn's output (y), the others its inputs.
+    void *y = nullptr;
+    std::vector<const void *> inputs;
+    for (size_t i = 0; i < uids.size() && i < ptrs.size(); ++i) {
+        if (uids[i] == 3) y = ptrs[i];
+        else inputs.push_back(ptrs[i]);
+    }
+    void *handle = h;
+    if (auto rec = recording(h->stream)) {
+        rec->nodes.push_back([=](void *s) {
+            advance(s, us);
+            write_digest(y, engine, inputs);
+            logf("cudnnBackendExecute handle=%p stream=%p engine=%lld data=%s workspace=%s replay=1", handle, s,
+                 engine, data.c_str(), wstext.c_str());
+        });
+        logf("capture cudnnBackendExecute handle=%p stream=%p engine=%lld data=%s workspace=%s", handle, h->stream,
+             engine, data.c_str(), wstext.c_str());
+        return 0;
+    }
+    advance(h->stream, us);
+    write_digest(y, engine, inputs);
     logf("cudnnBackendExecute handle=%p stream=%p engine=%lld ctx=%p data=%s workspace=%s",
-         static_cast<void *>(h), h->stream, static_cast<long long>(plan->engine),
-         t_ctx.empty() ? nullptr : t_ctx.back(), data.c_str(),
-         ws.empty() || !ws[0] ? "none" : (is_device(reinterpret_cast<uintptr_t>(ws[0])) ? "dev" : "HOST"));
+         static_cast<void *>(h), h->stream, engine, t_ctx.empty() ? nullptr : t_ctx.back(), data.c_str(),
+         wstext.c_str());
     return 0;
 }
 
@@ -631,6 +872,16 @@ EXPORT int cudnnSetPooling2dDescriptor(Pooling *p, int mode, int nan, int wh, in
 }
 EXPORT int cudnnPoolingForward(Handle *h, Pooling *p, const void *alpha, Tensor4d *xd, const void *x,
                                const void *beta, Tensor4d *yd, void *y) {
+    if (auto rec = recording(h->stream)) {
+        void *handle = h;
+        rec->nodes.push_back([handle, x, y](void *s) {
+            write_digest(y, -2, {x});
+            logf("cudnnPoolingForward handle=%p stream=%p replay=1", handle, s);
+        });
+        logf("capture cudnnPoolingForward handle=%p stream=%p", handle, h->stream);
+        return 0;
+    }
+    write_digest(y, -2, {x});
     logf("cudnnPoolingForward handle=%p stream=%p mode=%d window=%dx%d pad=%d,%d stride=%d,%d alpha=%g beta=%g "
          "x=[%d,%d,%d,%d/%d,%d,%d,%d]dt%d y=[%d,%d,%d,%d/%d,%d,%d,%d] xdev=%d ydev=%d",
          static_cast<void *>(h), h->stream, p->mode, p->wh, p->ww, p->ph, p->pw, p->sh, p->sw,

@@ -71,6 +71,12 @@ const Driver &Driver::get() {
     bind(lib, d->cuThreadExchangeStreamCaptureMode, "cuThreadExchangeStreamCaptureMode", optional);
     bind(lib, d->cuStreamCreate, "cuStreamCreate", optional);
     bind(lib, d->cuStreamDestroy, "cuStreamDestroy_v2", optional);
+    bind(lib, d->cuStreamBeginCapture, "cuStreamBeginCapture_v2", optional);
+    bind(lib, d->cuStreamEndCapture, "cuStreamEndCapture", optional);
+    bind(lib, d->cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags", optional);
+    bind(lib, d->cuGraphLaunch, "cuGraphLaunch", optional);
+    bind(lib, d->cuGraphExecDestroy, "cuGraphExecDestroy", optional);
+    bind(lib, d->cuGraphDestroy, "cuGraphDestroy", optional);
     bind(lib, d->cuMemPoolCreate, "cuMemPoolCreate", optional);
     bind(lib, d->cuMemPoolDestroy, "cuMemPoolDestroy", optional);
     bind(lib, d->cuMemPoolSetAttribute, "cuMemPoolSetAttribute", optional);

@@ -30,6 +30,8 @@ struct CUmemPoolProps {  // CUDA's CUmemPoolProps_st: 88 bytes, unused fields ze
 static_assert(sizeof(CUmemPoolProps) == 88, "CUmemPoolProps layout");
 using CUstream = struct CUstream_st *;
 using CUevent = struct CUevent_st *;
+using CUgraph = struct CUgraph_st *;
+using CUgraphExec = struct CUgraphExec_st *;
 
 constexpr int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 constexpr int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
@@ -48,6 +50,7 @@ constexpr int CU_MEM_LOCATION_TYPE_DEVICE = 1;
 constexpr int CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = 4;
 constexpr int CU_STREAM_CAPTURE_STATUS_NONE = 0;
 constexpr unsigned CU_STREAM_NON_BLOCKING = 1;
+constexpr int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
 constexpr int CU_STREAM_CAPTURE_MODE_RELAXED = 2;
 
 struct Driver {
@@ -89,6 +92,14 @@ struct Driver {
     CUresult (*cuThreadExchangeStreamCaptureMode)(int *) = nullptr;
     CUresult (*cuStreamCreate)(CUstream *, unsigned) = nullptr;
     CUresult (*cuStreamDestroy)(CUstream) = nullptr;
+    // Graph capture (CUDA 11.4+ for cuGraphInstantiateWithFlags): without them
+    // pask_graph_capture_begin says which is missing.
+    CUresult (*cuStreamBeginCapture)(CUstream, int) = nullptr;  // cuStreamBeginCapture_v2: with a mode
+    CUresult (*cuStreamEndCapture)(CUstream, CUgraph *) = nullptr;
+    CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec *, CUgraph, unsigned long long) = nullptr;
+    CUresult (*cuGraphLaunch)(CUgraphExec, CUstream) = nullptr;
+    CUresult (*cuGraphExecDestroy)(CUgraphExec) = nullptr;
+    CUresult (*cuGraphDestroy)(CUgraph) = nullptr;
     // A memory pool of our own for stream-ordered scratch (CUmemPoolProps, 88 bytes).
     CUresult (*cuMemPoolCreate)(CUmemoryPool *, const CUmemPoolProps *) = nullptr;
     CUresult (*cuMemPoolDestroy)(CUmemoryPool) = nullptr;

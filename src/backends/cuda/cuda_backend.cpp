@@ -1,7 +1,7 @@
 #include "cuda_backend.hpp"
 
 #include <atomic>
-
+#include <memory>
 
 #include "../../core/error.hpp"
 #include "paskdnn.h"
@@ -163,6 +163,124 @@ void CudaBackend::loader_thread_started() const {
     d_.cuThreadExchangeStreamCaptureMode(&mode);
 }
 
+// ---- streams of our own and graph capture ----------------------------------------------
+
+namespace {
+
+class CudaGraphExec final : public GraphExec {
+public:
+    CudaGraphExec(const CudaBackend &b, const Driver &d, CUgraph g, CUgraphExec e) : b_(b), d_(d), graph_(g), exec_(e) {}
+    ~CudaGraphExec() override {
+        try {
+            CudaBackend::Scope scope(b_);
+            d_.cuGraphExecDestroy(exec_);
+            d_.cuGraphDestroy(graph_);
+        } catch (...) {  // the device is gone: nothing left to release
+        }
+    }
+    void launch(void *stream) const override {
+        CudaBackend::Scope scope(b_);
+        d_.check(d_.cuGraphLaunch(exec_, static_cast<CUstream>(stream)), "cuGraphLaunch");
+    }
+
+private:
+    const CudaBackend &b_;
+    const Driver &d_;
+    CUgraph graph_;
+    CUgraphExec exec_;
+};
+
+std::string driver_message(const Driver &d, CUresult r) {
+    const char *msg = nullptr;
+    d.cuGetErrorString(r, &msg);
+    return msg ? msg : "CUDA error " + std::to_string(r);
+}
+
+}  // namespace
+
+std::string CudaBackend::capture_problem() const {
+    std::string missing;
+    auto need = [&](const void *fn, const char *name) {
+        if (!fn) missing += (missing.empty() ? "" : ", ") + std::string(name);
+    };
+    need(reinterpret_cast<const void *>(d_.cuStreamCreate), "cuStreamCreate");
+    need(reinterpret_cast<const void *>(d_.cuStreamDestroy), "cuStreamDestroy_v2");
+    need(reinterpret_cast<const void *>(d_.cuStreamBeginCapture), "cuStreamBeginCapture_v2");
+    need(reinterpret_cast<const void *>(d_.cuStreamEndCapture), "cuStreamEndCapture");
+    need(reinterpret_cast<const void *>(d_.cuGraphInstantiateWithFlags), "cuGraphInstantiateWithFlags");
+    need(reinterpret_cast<const void *>(d_.cuGraphLaunch), "cuGraphLaunch");
+    need(reinterpret_cast<const void *>(d_.cuGraphExecDestroy), "cuGraphExecDestroy");
+    need(reinterpret_cast<const void *>(d_.cuGraphDestroy), "cuGraphDestroy");
+    if (missing.empty()) return std::string();
+    return "graph capture needs CUDA 11.4's graph API; the CUDA driver " + d_.name + " (" + d_.path + ") lacks " +
+           missing;
+}
+
+void *CudaBackend::stream_create() const {
+    require(d_.cuStreamCreate && d_.cuStreamDestroy, PASK_ERROR_UNSUPPORTED,
+            "the CUDA driver " + d_.name + " lacks cuStreamCreate / cuStreamDestroy_v2");
+    Scope scope(*this);
+    CUstream s = nullptr;
+    d_.check(d_.cuStreamCreate(&s, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+    return s;
+}
+
+void CudaBackend::stream_destroy(void *stream) const {
+    require(d_.cuStreamDestroy != nullptr, PASK_ERROR_UNSUPPORTED, "the CUDA driver " + d_.name + " lacks cuStreamDestroy_v2");
+    Scope scope(*this);
+    d_.check(d_.cuStreamDestroy(static_cast<CUstream>(stream)), "cuStreamDestroy");
+}
+
+// Thread-local mode: the driver refuses this thread's unsafe calls (a
+// synchronising copy, cuMemAlloc, a module load) during the capture, and
+// leaves other threads alone (loader threads use the relaxed mode anyway).
+void CudaBackend::capture_begin(void *stream) const {
+    const std::string problem = capture_problem();
+    require(problem.empty(), PASK_ERROR_UNSUPPORTED, problem);
+    Scope scope(*this);
+    const CUresult r = d_.cuStreamBeginCapture(static_cast<CUstream>(stream), CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+    if (r != 0)
+        fail(PASK_ERROR_INVALID_ARGUMENT, "cuStreamBeginCapture failed: " + driver_message(d_, r) +
+                                              " (a stream of this context that no one captures is needed)");
+}
+
+std::unique_ptr<GraphExec> CudaBackend::capture_end(void *stream) const {
+    Scope scope(*this);
+    CUgraph graph = nullptr;
+    CUresult r = d_.cuStreamEndCapture(static_cast<CUstream>(stream), &graph);
+    if (r != 0) {
+        if (graph) d_.cuGraphDestroy(graph);
+        fail(PASK_ERROR_UNSUPPORTED, "cuStreamEndCapture failed: " + driver_message(d_, r) +
+                                         " (work queued on the stream during the capture, outside paskdnn, may have "
+                                         "invalidated it); nothing was kept");
+    }
+    CUgraphExec exec = nullptr;
+    r = d_.cuGraphInstantiateWithFlags(&exec, graph, 0);
+    if (r != 0) {
+        d_.cuGraphDestroy(graph);
+        fail(r == CUDA_ERROR_OUT_OF_MEMORY ? PASK_ERROR_OUT_OF_MEMORY : PASK_ERROR_INTERNAL,
+             "cuGraphInstantiateWithFlags failed: " + driver_message(d_, r));
+    }
+    try {
+        return std::make_unique<CudaGraphExec>(*this, d_, graph, exec);
+    } catch (...) {
+        d_.cuGraphExecDestroy(exec);
+        d_.cuGraphDestroy(graph);
+        throw;
+    }
+}
+
+void CudaBackend::capture_abort(void *stream) const noexcept {
+    if (!d_.cuStreamEndCapture) return;
+    try {
+        Scope scope(*this);
+        CUgraph graph = nullptr;
+        d_.cuStreamEndCapture(static_cast<CUstream>(stream), &graph);
+        if (graph && d_.cuGraphDestroy) d_.cuGraphDestroy(graph);
+    } catch (...) {  // the device is gone: nothing to end
+    }
+}
+
 void CudaBackend::launch(void *fn, const unsigned grid[3], const unsigned block[3], unsigned shared_bytes,
                          void *params) const {
     Scope scope(*this);
@@ -238,7 +356,13 @@ void CudaBackend::copy(void *dst, const void *src, size_t bytes, int kind) const
     d_.check(d_.cuStreamSynchronize(stream()), "cuStreamSynchronize");
     if (kind == PASK_COPY_HOST_TO_DEVICE) d_.check(d_.cuMemcpyHtoD(dptr(dst), src, bytes), "cuMemcpyHtoD");
     else if (kind == PASK_COPY_DEVICE_TO_HOST) d_.check(d_.cuMemcpyDtoH(dst, dptr(src), bytes), "cuMemcpyDtoH");
-    else d_.check(d_.cuMemcpyDtoD(dptr(dst), dptr(src), bytes), "cuMemcpyDtoD");
+    else {
+        d_.check(d_.cuMemcpyDtoD(dptr(dst), dptr(src), bytes), "cuMemcpyDtoD");
+        // A device-to-device cuMemcpy returns before the copy is done (no host
+        // synchronisation); pask_memcpy returns when it is, so that work queued
+        // next on any stream (a non-blocking one: graph.Runner's) sees it.
+        d_.check(d_.cuStreamSynchronize(nullptr), "cuStreamSynchronize");
+    }
 }
 
 void CudaBackend::synchronize() const {

@@ -42,6 +42,14 @@ public:
 
     void loader_thread_started() const override;
 
+    // Streams of our own and CUDA graph capture (thread-local capture mode).
+    std::string capture_problem() const override;
+    void *stream_create() const override;
+    void stream_destroy(void *stream) const override;
+    void capture_begin(void *stream) const override;
+    std::unique_ptr<GraphExec> capture_end(void *stream) const override;
+    void capture_abort(void *stream) const noexcept override;
+
     // Stream-ordered scratch memory on the calling thread's stream (freed after
     // the work queued so far): cuDNN workspaces. Throws
     // PASK_ERROR_OUT_OF_MEMORY when the device has no room.

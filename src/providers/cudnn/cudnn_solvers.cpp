@@ -90,11 +90,17 @@ public:
 class Gemm final : public CudnnSolver {
 public:
     using CudnnSolver::CudnnSolver;
-    bool applicable(const Problem &p) const override { return gpu_dtype(p) && !p.has_beta && cudnn_activation(p); }
+    bool applicable(const Problem &p) const override {
+        if (!gpu_dtype(p) || p.has_beta || !cudnn_activation(p)) return false;
+        // runtime compilation only pays where there is an epilogue to fuse
+        return !rtc_ || p.has_bias || p.activation != PASK_ACTIVATION_NONE;
+    }
     double cost_us(const Problem &p) const override {
         const double bytes = (double(p.gm) * p.gk + double(p.gk) * p.gn + double(p.gm) * p.gn) * elem_bytes(p);
         const double rate = p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs;
-        return rank_factor() * (std::max(p.flops() / rate, bytes / kBytesPerUs) + kLaunchUs);
+        // ranked after the precompiled configurations, as conv2d.cudnn_rtc
+        const double penalty = rtc_ ? 1.15 : 1.0;
+        return penalty * rank_factor() * (std::max(p.flops() / rate, bytes / kBytesPerUs) + kLaunchUs);
     }
 };
 
@@ -128,6 +134,10 @@ const Pool kPool(18, "pool2d.cudnn", PASK_OP_POOL2D, false);
 const Conv kConvH1(27, "conv2d.cudnn_h1", PASK_OP_CONV2D, false, 1);
 const Conv kConvH2(28, "conv2d.cudnn_h2", PASK_OP_CONV2D, false, 2);
 const Gemm kGemmH1(29, "gemm.cudnn_h1", PASK_OP_GEMM, false, 1);
+// A matmul with a bias or activation epilogue that no precompiled engine fuses
+// (issue 17: fp16 m=32 n=1000 k=1280, B transposed, bias, in a context limited
+// to cuDNN: "no kernel could be loaded") runs on a runtime-compiled one.
+const Gemm kGemmRtc(50, "gemm.cudnn_rtc", PASK_OP_GEMM, true);
 
 }  // namespace
 
@@ -138,5 +148,6 @@ const Solver &pool2d_cudnn = kPool;
 const Solver &conv2d_cudnn_h1 = kConvH1;
 const Solver &conv2d_cudnn_h2 = kConvH2;
 const Solver &gemm_cudnn_h1 = kGemmH1;
+const Solver &gemm_cudnn_rtc = kGemmRtc;
 
 }  // namespace pask::cudnn

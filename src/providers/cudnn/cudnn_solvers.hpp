@@ -14,5 +14,6 @@ extern const Solver &pool2d_cudnn;
 extern const Solver &conv2d_cudnn_h1;
 extern const Solver &conv2d_cudnn_h2;
 extern const Solver &gemm_cudnn_h1;
+extern const Solver &gemm_cudnn_rtc;  // runtime-compiled fusion engines (matmul + epilogue)
 
 }  // namespace pask::cudnn

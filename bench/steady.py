@@ -1,0 +1,148 @@
+"""Steady state against PyTorch (device machine; issue 17's table in one run).
+
+NOT RUN YET: written without a GPU; its first run on the device machine is
+its test. No results from it are committed.
+
+For each zoo model and batch size, in one process per (model, batch), fp16 NHWC /
+channels_last, the same seeded weights (torchvision state_dict names) for both:
+
+    PyTorch eager          model(x) on a channels_last fp16 eval model
+    PyTorch CUDA graph     the same model captured with torch.cuda.graph and replayed
+    paskdnn eager          graph.Runner(capture=False), policy pask, after the loads settle
+    paskdnn captured       graph.Runner (capture on), replaying its CUDA graph
+
+Each figure is the median of --runs timed runs (ms per inference, host wall time
+from the call to the stream's end) after --warmup runs; the paskdnn runners
+first run until their kernels have settled (loads done, the captured runner
+replaying). The output agreement of each paskdnn runner with PyTorch float32 is
+printed as the max relative error.
+
+    python bench/steady.py [--models resnet50,mobilenet_v2,vgg16,resnet18] [--batches 1,32]
+                           [--runs 30] [--warmup 20] [--out bench/results/steady.json]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def child(a) -> None:
+    import torch
+    import torchvision
+
+    import paskdnn
+    from paskdnn import graph as G
+    from paskdnn import models
+
+    sd = models.state_dict(a.model, seed=0)
+    torch_model = getattr(torchvision.models, a.model)(weights=None)
+    torch_model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()}, strict=False)
+    model = torch_model.eval().to("cuda", torch.float16).to(memory_format=torch.channels_last)
+    host = np.random.default_rng(0).standard_normal((a.batch, 3, 224, 224)).astype(np.float32)
+    x = torch.from_numpy(host).to("cuda", torch.float16).to(memory_format=torch.channels_last)
+
+    def timed(fn, sync):
+        for _ in range(a.warmup):
+            fn()
+        sync()
+        times = []
+        for _ in range(a.runs):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+    row = dict(model=a.model, batch=a.batch)
+    with torch.no_grad():
+        row["torch_eager_ms"] = timed(lambda: model(x), torch.cuda.synchronize)
+        static_x = x.clone()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):  # warm up on a side stream, as torch.cuda.graphs asks
+            for _ in range(3):
+                model(static_x)
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            static_y = model(static_x)
+        row["torch_graph_ms"] = timed(g.replay, torch.cuda.synchronize)
+        ref = torch_model.float()(x.float()).cpu().numpy()
+        del static_y
+
+    ctx = paskdnn.Context("cuda", policy="pask")
+    graph = models.build(a.model, weights=sd, seed=0, layout="NHWC", dtype="float16")
+    nhwc = np.ascontiguousarray(host.transpose(0, 2, 3, 1))
+    flat = ref.reshape(a.batch, -1)
+
+    def agreement(y):
+        out = np.asarray(y.numpy(), np.float64).reshape(a.batch, -1)
+        return float(np.abs(out - flat).max() / max(np.abs(flat).max(), 1e-30))
+
+    for name, capture in (("paskdnn_eager", False), ("paskdnn_captured", True)):
+        runner = G.Runner(graph, ctx, batch=a.batch, capture=capture)
+        xin = runner.input(nhwc)
+        for _ in range(200):  # until the loads are done and the captured runner replays
+            runner.run(xin, record=False)
+            if ctx.wait_loads(0) and (not capture or runner.captured):
+                break
+        if capture and not runner.captured:
+            row[name + "_note"] = runner.capture_note
+        row[name + "_ms"] = timed(lambda: runner.run(xin, record=False), lambda: None)
+        row[name + "_max_rel_err"] = agreement(runner.run(xin))
+        runner.run(xin, timed=True)  # eager, a sync per layer: which solvers serve the model
+        row[name + "_solvers"] = sorted({r["solver"] for r in runner.report})
+        if capture:
+            row["captures"], row["replays"] = runner.captures, runner.replays
+        runner.close()
+    ctx.close()
+    json.dump(row, open(a.json_out, "w"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="resnet50,mobilenet_v2,vgg16,resnet18")
+    ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--out", default="")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--json-out", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a)
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for model in a.models.split(","):
+            for batch in (int(b) for b in a.batches.split(",")):
+                out = os.path.join(work, f"{model}-{batch}.json")
+                cmd = [sys.executable, __file__, "--child", "--model", model, "--batch", str(batch), "--runs",
+                       str(a.runs), "--warmup", str(a.warmup), "--json-out", out]
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+                if p.returncode:
+                    print(f"{model} batch {batch} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
+                    continue
+                rows.append(json.load(open(out)))
+    cols = ("torch_eager_ms", "torch_graph_ms", "paskdnn_eager_ms", "paskdnn_captured_ms")
+    print("| model | batch | PyTorch eager | PyTorch CUDA graph | paskdnn eager | paskdnn captured | captured / graph |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = r["paskdnn_captured_ms"] / r["torch_graph_ms"]
+        print(f"| {r['model']} | {r['batch']} | " + " | ".join(f"{r[c]:.2f}" for c in cols) + f" | {ratio:.2f}x |")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
