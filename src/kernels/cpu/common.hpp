@@ -43,26 +43,29 @@ inline float finish(float acc, const pask_cpu_epilogue &ep, float before, float 
     return apply_act(v, ep.activation);
 }
 
-// A growable, 64-byte aligned scratch buffer; one per thread and purpose.
-struct Scratch {
-    float *ptr = nullptr;
+// A growable, 64-byte aligned scratch buffer of T; one per thread and purpose.
+template <typename T>
+struct ScratchOf {
+    T *ptr = nullptr;
     size_t cap = 0;
-    Scratch() = default;
-    Scratch(const Scratch &) = delete;
-    Scratch &operator=(const Scratch &) = delete;
-    ~Scratch() { std::free(ptr); }
-    // nullptr when the allocation fails.
-    float *get(size_t n) {
+    ScratchOf() = default;
+    ScratchOf(const ScratchOf &) = delete;
+    ScratchOf &operator=(const ScratchOf &) = delete;
+    ~ScratchOf() { std::free(ptr); }
+    // nullptr when the allocation fails (or n elements would not fit in size_t bytes).
+    T *get(size_t n) {
         if (n <= cap) return ptr;
-        size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+        if (n > (SIZE_MAX - 63) / sizeof(T)) return nullptr;
+        size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
         void *p = std::aligned_alloc(64, bytes);
         if (!p) return nullptr;
         std::free(ptr);
-        ptr = static_cast<float *>(p);
-        cap = bytes / sizeof(float);
+        ptr = static_cast<T *>(p);
+        cap = bytes / sizeof(T);
         return ptr;
     }
 };
+using Scratch = ScratchOf<float>;
 
 template <typename F>
 void run_parallel(const pask_cpu_runtime *rt, int64_t ntasks, F &fn) {
