@@ -62,6 +62,7 @@ const std::vector<const Solver *> &solver_table() {
         &native::cuda::cat,                // cat.cuda                 channels joined, 24 inputs a launch
         &native::hip::eltwise,             // eltwise.hip              as eltwise.cuda (same source)
         &native::hip::cat,                 // cat.hip                  as cat.cuda
+        &native::cpu::conv2d_few_channels, // conv2d.few_channels groups 1, C <= 8 (image stems): direct, no im2col
     };
     return table;
 }

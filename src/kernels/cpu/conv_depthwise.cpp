@@ -21,53 +21,13 @@
 // channels are summed 4 vectors (64 channels) at a time over its taps, in
 // registers, with the window's borders tested once per tap.
 #include "common.hpp"
+#include "vec16.hpp"
 
 PASK_EXPORT uint32_t pask_cpu_abi_version(void) { return PASK_CPU_ABI_VERSION; }
 
-// The helpers below take and return 64-byte vectors; they are inlined
-// (internal linkage), so the AVX-512 calling convention GCC warns about for
-// the narrower builds never meets another translation unit.
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 namespace {
 
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-constexpr int64_t V = 16;  // floats in a vf
-constexpr int64_t U = 4;   // vectors summed side by side (independent FMA chains)
-
-__attribute__((always_inline)) inline vf loadu(const float *p) {
-    vf v;
-    __builtin_memcpy(&v, p, sizeof v);
-    return v;
-}
-__attribute__((always_inline)) inline void storeu(float *p, const vf &v) { __builtin_memcpy(p, &v, sizeof v); }
-__attribute__((always_inline)) inline vf splat(float x) { return vf{} + x; }
-
-// The epilogue (common.hpp's finish) on 16 lanes: act(alpha*acc + bias +
-// residual [+ beta*before]). relu / relu6 keep finish's NaN rule (a NaN fails
-// both tests and stays NaN); the other activations go lane by lane through
-// activation.hpp, as every CPU kernel does.
-__attribute__((always_inline)) inline vf finish_vec(const vf &acc, const pask_cpu_epilogue &ep, const vf &before,
-                                                    const vf &bias, const vf &residual) {
-    vf v = splat(ep.alpha) * acc + bias + residual;
-    if (ep.beta != 0.f) v += splat(ep.beta) * before;
-    const vf zero{};
-    switch (ep.activation) {
-    case PASK_CPU_ACT_NONE:
-        return v;
-    case PASK_CPU_ACT_RELU:
-        return v < zero ? zero : v;
-    case PASK_CPU_ACT_RELU6: {
-        const vf six = splat(6.f);
-        const vf t = v > six ? six : v;
-        return v < zero ? zero : t;
-    }
-    default:
-        for (int i = 0; i < V; ++i) v[i] = apply_act(v[i], ep.activation);
-        return v;
-    }
-}
+constexpr int64_t U = 4;  // vectors summed side by side (independent FMA chains)
 
 thread_local Scratch t_plane;    // NCHW: the padded, phased input plane
 thread_local Scratch t_weights;  // NHWC: weights as [KH*KW][O]
@@ -175,27 +135,6 @@ __attribute__((always_inline)) inline void vector_jobs(const float *const *base,
         for (int k = 0; k < K; ++k) s[k] += wv * loadu(base[k] + toff[t]);
     }
     for (int k = 0; k < K; ++k) storeu(acc + dst[k], s[k]);
-}
-
-// y[0, n) = finish(acc, ...) with a per-plane bias b; before is y itself. acc
-// holds whole vectors; a last partial one goes through a padded copy of y and
-// the residual, so every column takes the vector epilogue.
-void finish_row(const float *acc, int64_t n, float *y, const pask_cpu_epilogue &ep, float b, const float *res) {
-    const vf bv = splat(b);
-    int64_t i = 0;
-    for (; i + V <= n; i += V) {
-        const vf before = ep.beta != 0.f ? loadu(y + i) : vf{};
-        const vf rv = res ? loadu(res + i) : vf{};
-        storeu(y + i, finish_vec(loadu(acc + i), ep, before, bv, rv));
-    }
-    if (i < n) {
-        const size_t bytes = size_t(n - i) * sizeof(float);
-        float yb[V] = {}, rb[V] = {};
-        if (ep.beta != 0.f) std::memcpy(yb, y + i, bytes);
-        if (res) std::memcpy(rb, res + i, bytes);
-        const vf v = finish_vec(loadu(acc + i), ep, loadu(yb), bv, loadu(rb));
-        std::memcpy(y + i, &v, bytes);
-    }
 }
 
 int dw_nchw(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
