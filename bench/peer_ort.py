@@ -3,7 +3,7 @@ the same weights, each run in fresh processes, interleaved, several rounds.
 
     python3 bench/peer_ort.py [--models resnet18,resnet50,mobilenet_v2] [--rounds 3]
                               [--threads 2] [--steady 20] [--out bench/results] [--tag cpu-2core]
-                              [--baseline-kernels DIR]
+                              [--baseline-kernels DIR [--baseline-without SOLVER,...]]
 
 The model is the paskdnn zoo's (``paskdnn.models``, seeded weights, batch norm
 folded); this script writes that very Graph out as ONNX (Conv with its bias,
@@ -23,7 +23,9 @@ and whether the top-5 classes match.
 
 --baseline-kernels DIR adds two engines, "base-NCHW" and "base-NHWC": paskdnn
 with the CPU code objects of another build (a folder of pask_cpu_*.so, passed
-as Context(kernel_dir=DIR)), to measure a kernel change side by side.
+as Context(kernel_dir=DIR)), to measure a kernel change side by side;
+--baseline-without names solvers that build lacks (they are left out of the
+baseline engines' Context(solvers=...)).
 
 Writes <out>/peer-ort-<date>-<tag>.md and .json.
 """
@@ -181,7 +183,10 @@ def paskdnn_child(a: argparse.Namespace) -> None:
     from paskdnn.graph import Runner
 
     t_import = time.time()
-    extra = {"kernel_dir": a.kernel_dir} if a.kernel_dir else {}
+    extra: Dict[str, Any] = {"kernel_dir": a.kernel_dir} if a.kernel_dir else {}
+    if a.without:
+        off = set(a.without.split(","))
+        extra["solvers"] = [s["name"] for s in paskdnn.solvers() if s["device"] == "cpu" and s["name"] not in off]
     ctx = paskdnn.Context("cpu", policy="pask", num_threads=a.threads, cache_dir=a.cache_dir, **extra)
     g = models.build(a.model, weights=a.weights, seed=0, layout=a.layout)
     runner = Runner(g, ctx)
@@ -240,6 +245,7 @@ def main() -> int:
     ap.add_argument("--weights", help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
     ap.add_argument("--kernel-dir", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--without", default="", help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--save-output", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", help=argparse.SUPPRESS)
@@ -251,6 +257,7 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--tag", default="cpu-2core", help="the results' file name suffix (default: %(default)s)")
     ap.add_argument("--baseline-kernels", default="", help="also run paskdnn with this folder's CPU kernels")
+    ap.add_argument("--baseline-without", default="", help="solvers (comma-separated) the baseline build lacks")
     a = ap.parse_args()
     if a.child == "ort":
         ort_child(a)
@@ -275,6 +282,7 @@ def main() -> int:
 
     from paskdnn import models
 
+    load_before = os.getloadavg()
     work = tempfile.mkdtemp(prefix="peer_ort-")
     x = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
     xpath = os.path.join(work, "x.npy")
@@ -300,7 +308,7 @@ def main() -> int:
                     cmd += ["--child", "paskdnn", "--model", name, "--layout", e.split("-")[1], "--weights", wpath,
                             "--cache-dir", os.path.join(work, "cache-" + tag)]
                     if e.startswith("base-"):
-                        cmd += ["--kernel-dir", os.path.abspath(a.baseline_kernels)]
+                        cmd += ["--kernel-dir", os.path.abspath(a.baseline_kernels), "--without", a.baseline_without]
                 _spawn(cmd)
                 res[e].append(json.load(open(jpath)))
                 outs[e] = np.load(ypath)
@@ -320,6 +328,7 @@ def main() -> int:
         row["ort.version"] = res["ort"][0]["version"]
         rows.append(row)
 
+    load_after = os.getloadavg()
     date = datetime.date.today().isoformat()
     cpu = _cpu_name()
     cmdline = "python3 bench/peer_ort.py " + " ".join(sys.argv[1:])
@@ -327,7 +336,10 @@ def main() -> int:
              f"{cpu}, {os.cpu_count()} cores; ONNX Runtime {rows[0]['ort.version']} and paskdnn "
              f"{res[engines[-1]][0]['version'] if engines[-1] != 'ort' else ''} (policy pask), {a.threads} threads each; float32, "
              f"batch 1, 224x224; {a.rounds} interleaved rounds of fresh processes, medians (range); steady = median "
-             f"of {a.steady} runs after the first. Command: `{cmdline}`", "",
+             f"of {a.steady} runs after the first. Load average (1, 5, 15 min) before "
+             f"{', '.join(f'{v:.1f}' for v in load_before)}, after {', '.join(f'{v:.1f}' for v in load_after)} "
+             f"(other processes share the cores: compare within a row group, not across runs). "
+             f"Command: `{cmdline}`", "",
              "| model | engine | steady ms | ratio | first ms | ratio | first / own steady | start to first ms "
              "| ratio | max rel err vs ORT | top-5 same |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -352,6 +364,7 @@ def main() -> int:
         f.write(text)
     with open(base + ".json", "w") as f:
         json.dump(dict(date=date, cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), command=cmdline,
+                       loadavg_before=load_before, loadavg_after=load_after,
                        rows=rows, raw=raw), f, indent=1)
     return 0
 

@@ -94,3 +94,22 @@ def test_depthwise_huge_stride_single_output(isa, layout, ctx_for):
     got = ref.nhwc_to_nchw(got) if layout == "NHWC" else got
     assert got.shape == (1, 4, 1, 1)
     ref.assert_within_bound(got, want, ref.conv2d_bound(x, w, padding=1, groups=4), what="huge stride")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_depthwise_nchw_scratch_padding_across_calls(isa, ctx_for):
+    """The NCHW scratch plane's padding is zeroed once per geometry: calls
+    whose scratch planes have the same size but a different padding (input
+    cells in one are padding in the other) alternate, each against the
+    reference, with input values far from zero."""
+    rng = np.random.default_rng(11)
+    ctx = ctx_for(SOLVER, isa)
+    for _ in range(3):
+        for h, pad in ((8, 0), (6, 1), (7, (1, 0))):
+            x = ref.rand32(rng, (1, 5, h, h), 2.0, 3.0)
+            w = ref.rand32(rng, (5, 1, 3, 3))
+            pads = ((pad, pad), (pad, pad)) if isinstance(pad, int) else (pad, pad)
+            want = ref.conv2d_ref(x, w, padding=pads, groups=5)
+            got = paskdnn.conv2d(x, w, None, 1, pads, 1, 5, context=ctx)
+            ref.assert_within_bound(got, want, ref.conv2d_bound(x, w, padding=pads, groups=5),
+                                    what=f"h={h} pad={pad}")

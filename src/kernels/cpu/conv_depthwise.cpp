@@ -88,36 +88,64 @@ void deinterleave2(const pask_cpu_conv2d_args &a, const PlaneGeometry &g, const 
     }
 }
 
-// Copies input plane xp (h x w) into the scratch plane: padded row ph holds
-// input row ph - pad_top (zeros outside), padded column j input column
-// j - pad_left (zeros outside), filed by phase.
-void fill_plane(const pask_cpu_conv2d_args &a, const PlaneGeometry &g, const float *xp, float *plane) {
+// Index i of phase q holds input column i*sw + q - pad_left: inside the row for
+// i in [lo, hi). The same for every row of every plane: worked out once a call
+// (two divisions a phase) into range[2q], range[2q + 1].
+void phase_ranges(const pask_cpu_conv2d_args &a, const PlaneGeometry &g, int64_t *range) {
     const int64_t sw = a.stride_w;
-    for (int64_t ph = 0; ph < g.hp; ++ph) {
+    for (int64_t q = 0; q < g.p; ++q) {
+        const int64_t first = q - a.pad_left;  // input column of index 0
+        const int64_t lo = std::min(g.lq, first >= 0 ? 0 : ceil_div(-first, sw));
+        range[2 * q] = lo;
+        range[2 * q + 1] = std::max(lo, std::min(g.lq, a.w - first <= 0 ? 0 : (a.w - first - 1) / sw + 1));
+    }
+}
+
+// The padding of a scratch plane is the same for every plane of a call (and
+// of the next call of the same geometry): it is zeroed when a thread's plane
+// buffer first takes a geometry, and fill_plane then writes only the cells
+// that hold input.
+struct PlaneKey {
+    const float *buffer;
+    int64_t hp, row, lq, p, pad_top, pad_left, h, w, sw;
+    bool operator==(const PlaneKey &o) const {
+        return buffer == o.buffer && hp == o.hp && row == o.row && lq == o.lq && p == o.p && pad_top == o.pad_top &&
+               pad_left == o.pad_left && h == o.h && w == o.w && sw == o.sw;
+    }
+};
+thread_local PlaneKey t_zeroed{};
+
+void zero_padding_once(const pask_cpu_conv2d_args &a, const PlaneGeometry &g, float *plane) {
+    const PlaneKey key{plane, g.hp, g.row, g.lq, g.p, a.pad_top, a.pad_left, a.h, a.w, a.stride_w};
+    if (t_zeroed == key) return;
+    std::fill(plane, plane + g.total, 0.f);
+    t_zeroed = key;
+}
+
+// Copies input plane xp (h x w) into the scratch plane's input cells: padded
+// row ph holds input row ph - pad_top, padded column j input column
+// j - pad_left, filed by phase; range[2q], range[2q + 1] are phase q's inside
+// indices [lo, hi) (phase_ranges). The padding is zero already.
+PASK_NO_MEMCALLS void fill_plane(const pask_cpu_conv2d_args &a, const PlaneGeometry &g, const int64_t *range,
+                                 const float *xp, float *plane) {
+    const int64_t sw = a.stride_w;
+    const int64_t r0 = std::min(g.hp, std::max<int64_t>(0, a.pad_top));
+    const int64_t r1 = std::max(r0, std::min(g.hp, a.pad_top + a.h));
+    for (int64_t ph = r0; ph < r1; ++ph) {
         float *dst = plane + ph * g.row;
-        const int64_t ih = ph - a.pad_top;
-        if (ih < 0 || ih >= a.h) {
-            std::fill(dst, dst + g.row, 0.f);
-            continue;
-        }
-        const float *src = xp + ih * a.w;
+        const float *src = xp + (ph - a.pad_top) * a.w;
         if (sw == 2 && g.p == 2) {
             deinterleave2(a, g, src, dst);
             continue;
         }
         for (int64_t q = 0; q < g.p; ++q) {
             float *d = dst + q * g.lq;
-            // index i holds input column i*sw + q - pad_left: inside for i in [lo, hi)
-            const int64_t first = q - a.pad_left;  // input column of index 0
-            const int64_t lo = std::min(g.lq, first >= 0 ? 0 : ceil_div(-first, sw));
-            const int64_t hi = std::max(lo, std::min(g.lq, a.w - first <= 0 ? 0 : (a.w - first - 1) / sw + 1));
-            std::fill(d, d + lo, 0.f);
+            const int64_t first = q - a.pad_left, lo = range[2 * q], hi = range[2 * q + 1];
             if (sw == 1) {
                 for (int64_t i = lo; i < hi; ++i) d[i] = src[i + first];
             } else {
                 for (int64_t i = lo; i < hi; ++i) d[i] = src[i * sw + first];
             }
-            std::fill(d + hi, d + g.lq, 0.f);
         }
     }
 }
@@ -147,9 +175,10 @@ int dw_nchw(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
     // The taps' and the jobs' offsets are the same for every plane: made once
     // here, on the calling thread, and read by every task.
     const int64_t nv = ceil_div(a.ow, V), jobs = nv * a.oh;
-    int64_t *toff = t_offsets.get(size_t(kk + jobs));
+    int64_t *toff = t_offsets.get(size_t(kk + jobs + 2 * g.p));
     if (!toff) return kOutOfMemory;
-    int64_t *joff = toff + kk;
+    int64_t *joff = toff + kk, *range = joff + jobs;
+    phase_ranges(a, g, range);
     // tap (r, s): row r*dh, phase (s*dw) % sw, index (s*dw) / sw (with the
     // phases capped at wp < sw, s*dw < wp: phase s*dw, index 0)
     for (int64_t r = 0; r < a.kh; ++r)
@@ -165,8 +194,8 @@ int dw_nchw(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
         float *plane = t_plane.get(g.total);
         float *acc = t_acc.get(size_t(jobs * V));
         if (!plane || !acc) { failed = 1; return; }
-        std::fill(plane + g.total - V, plane + g.total, 0.f);  // the slack: finite lanes
-        fill_plane(a, g, a.x + (n * a.c + ci) * a.h * a.w, plane);
+        zero_padding_once(a, g, plane);  // the padding and the slack
+        fill_plane(a, g, range, a.x + (n * a.c + ci) * a.h * a.w, plane);
         const float *wp = a.weight + oc * kk;
         const float *base[U];
         int64_t dst[U];

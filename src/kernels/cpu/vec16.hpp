@@ -10,6 +10,15 @@
 // the narrower builds never meets another translation unit.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
+// On a function whose short element loops GCC would otherwise turn into
+// memcpy / memset calls, which cost more than the copies on rows of a few
+// columns.
+#if defined(__GNUC__) && !defined(__clang__)
+#define PASK_NO_MEMCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define PASK_NO_MEMCALLS
+#endif
+
 namespace {
 
 typedef float vf __attribute__((vector_size(64)));
@@ -50,10 +59,11 @@ __attribute__((always_inline)) inline vf finish_vec(const vf &acc, const pask_cp
 }
 
 // y[0, n) = finish(acc, ...) with one bias b for the whole span (an NCHW
-// plane's); before is y itself. acc
-// holds whole vectors; a last partial one goes through a padded copy of y and
-// the residual, so every column takes the vector epilogue.
-void finish_row(const float *acc, int64_t n, float *y, const pask_cpu_epilogue &ep, float b, const float *res) {
+// plane's); before is y itself. acc holds whole vectors; a last partial one
+// goes through a padded copy of y and the residual, so every column takes the
+// vector epilogue.
+PASK_NO_MEMCALLS void finish_row(const float *acc, int64_t n, float *y, const pask_cpu_epilogue &ep, float b,
+                                 const float *res) {
     const vf bv = splat(b);
     int64_t i = 0;
     for (; i + V <= n; i += V) {
@@ -61,13 +71,15 @@ void finish_row(const float *acc, int64_t n, float *y, const pask_cpu_epilogue &
         const vf rv = res ? loadu(res + i) : vf{};
         storeu(y + i, finish_vec(loadu(acc + i), ep, before, bv, rv));
     }
-    if (i < n) {
-        const size_t bytes = size_t(n - i) * sizeof(float);
+    if (i < n) {  // short element loops, not memcpy calls: rows of a few columns end here every time
+        const int64_t m = n - i;
         float yb[V] = {}, rb[V] = {};
-        if (ep.beta != 0.f) std::memcpy(yb, y + i, bytes);
-        if (res) std::memcpy(rb, res + i, bytes);
+        if (ep.beta != 0.f)
+            for (int64_t k = 0; k < m; ++k) yb[k] = y[i + k];
+        if (res)
+            for (int64_t k = 0; k < m; ++k) rb[k] = res[i + k];
         const vf v = finish_vec(loadu(acc + i), ep, loadu(yb), bv, loadu(rb));
-        std::memcpy(y + i, &v, bytes);
+        for (int64_t k = 0; k < m; ++k) y[i + k] = v[k];
     }
 }
 
