@@ -10,6 +10,7 @@
 
 #include "activation.hpp"
 #include "kernel_abi.h"
+#include "scratch_alloc.hpp"
 
 #define PASK_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -57,7 +58,7 @@ struct ScratchOf {
         if (n <= cap) return ptr;
         if (n > (SIZE_MAX - 63) / sizeof(T)) return nullptr;
         size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
-        void *p = std::aligned_alloc(64, bytes);
+        void *p = pask_cpu_scratch_alloc(bytes, 64);
         if (!p) return nullptr;
         std::free(ptr);
         ptr = static_cast<T *>(p);
