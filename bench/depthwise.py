@@ -3,7 +3,7 @@ layer: paskdnn's conv2d.depthwise in NCHW and NHWC against ONNX Runtime's Conv
 (group = C, followed by Clip(0, 6), which ORT fuses), all in one process,
 interleaved repetition by repetition; medians in ms.
 
-    python3 bench/depthwise.py [--threads 2] [--reps 30] [--baseline-kernels DIR]
+    python3 bench/depthwise.py [--threads 2] [--reps 30] [--baseline-kernels DIR] [--cpu-time]
 
 --baseline-kernels runs paskdnn a second time with the CPU code objects of
 another build (a folder of pask_cpu_*.so, Context(kernel_dir=...)), side by
@@ -48,7 +48,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--baseline-kernels", default="", help="a folder of another build's pask_cpu_*.so")
+    ap.add_argument("--cpu-time", action="store_true", help="one thread, timed by its CPU time")
     a = ap.parse_args()
+    if a.cpu_time:
+        a.threads = 1
+    clock = time.thread_time if a.cpu_time else time.perf_counter
     import paskdnn
 
     ctxs = {"new": paskdnn.Context(num_threads=a.threads, solvers=["conv2d.depthwise"])}
@@ -57,7 +61,8 @@ def main() -> None:
                                        kernel_dir=a.baseline_kernels)
     rng = np.random.default_rng(0)
     cols = ["ort"] + [f"{k} {lay}" for k in ctxs for lay in ("NCHW", "NHWC")]
-    print(f"threads {a.threads}, {a.reps} interleaved reps, median ms; ratio = paskdnn / ORT\n")
+    print(f"threads {a.threads}, {a.reps} interleaved reps, median ms of "
+          f"{'CPU time' if a.cpu_time else 'wall time'}; ratio = paskdnn / ORT\n")
     print("| C | HxW | stride | count | " + " | ".join(cols) + " | " +
           " | ".join(f"{c} / ort" for c in cols[1:]) + " |")
     print("|" + "---|" * (4 + 2 * len(cols) - 1))
@@ -85,9 +90,9 @@ def main() -> None:
             outs[k] = np.asarray(y) if "NHWC" not in k else np.asarray(y).transpose(0, 3, 1, 2)
         for _ in range(a.reps):
             for k, f in fns.items():
-                t0 = time.perf_counter()
+                t0 = clock()
                 f()
-                times[k].append((time.perf_counter() - t0) * 1e3)
+                times[k].append((clock() - t0) * 1e3)
         for k in cols[1:]:
             err = np.abs(outs[k] - outs["ort"]).max() / np.abs(outs["ort"]).max()
             if err > 1e-5:

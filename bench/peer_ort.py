@@ -3,7 +3,7 @@ the same weights, each run in fresh processes, interleaved, several rounds.
 
     python3 bench/peer_ort.py [--models resnet18,resnet50,mobilenet_v2] [--rounds 3]
                               [--threads 2] [--steady 20] [--out bench/results] [--tag cpu-2core]
-                              [--baseline-kernels DIR [--baseline-without SOLVER,...]]
+                              [--baseline-kernels DIR [--baseline-without SOLVER,...]] [--cpu-time]
 
 The model is the paskdnn zoo's (``paskdnn.models``, seeded weights, batch norm
 folded); this script writes that very Graph out as ONNX (Conv with its bias,
@@ -26,6 +26,12 @@ with the CPU code objects of another build (a folder of pask_cpu_*.so, passed
 as Context(kernel_dir=DIR)), to measure a kernel change side by side;
 --baseline-without names solvers that build lacks (they are left out of the
 baseline engines' Context(solvers=...)).
+
+--cpu-time runs both engines on one thread and times the first and the steady
+inferences with the thread's CPU time (time.thread_time: user + system, page
+faults included) instead of the wall clock, so that time spent waiting for a
+core on a machine shared with other work is not counted; process start to
+first result stays wall-clock. The tag gains "-cputime".
 
 Writes <out>/peer-ort-<date>-<tag>.md and .json.
 """
@@ -153,8 +159,13 @@ def graph_to_onnx(graph: Any, batch: int = 1) -> Any:
 # ---- the measured processes ------------------------------------------------------
 
 
+def _clock(a: argparse.Namespace):
+    return time.thread_time if a.cpu_time else time.perf_counter
+
+
 def ort_child(a: argparse.Namespace) -> None:
     t_spawn = float(os.environ["PASKDNN_T_SPAWN"])
+    clock = _clock(a)
     import onnxruntime as ort
 
     t_import = time.time()
@@ -165,19 +176,22 @@ def ort_child(a: argparse.Namespace) -> None:
     x = np.load(a.input)
     name = sess.get_inputs()[0].name
     t_ready = time.time()
+    c0 = clock()
     y = sess.run(None, {name: x})[0]
+    first = (clock() - c0) * 1e3
     t_first = time.time()
     steady = []
     for _ in range(a.steady):
-        t0 = time.perf_counter()
+        t0 = clock()
         sess.run(None, {name: x})
-        steady.append((time.perf_counter() - t0) * 1e3)
+        steady.append((clock() - t0) * 1e3)
     np.save(a.save_output, np.asarray(y, np.float32))
-    _dump(a, t_spawn, t_import, t_ready, t_first, steady, version=ort.__version__)
+    _dump(a, t_spawn, t_import, t_ready, t_first, first, steady, version=ort.__version__)
 
 
 def paskdnn_child(a: argparse.Namespace) -> None:
     t_spawn = float(os.environ["PASKDNN_T_SPAWN"])
+    clock = _clock(a)
     import paskdnn
     from paskdnn import models
     from paskdnn.graph import Runner
@@ -195,23 +209,25 @@ def paskdnn_child(a: argparse.Namespace) -> None:
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     xin = runner.input(x)
     t_ready = time.time()
+    c0 = clock()
     y = runner.run(xin)
+    first = (clock() - c0) * 1e3
     t_first = time.time()
     np.save(a.save_output, np.array(y, np.float32))
     ctx.wait_loads(timeout=600)
     steady = []
     for _ in range(a.steady):
-        t0 = time.perf_counter()
+        t0 = clock()
         runner.run(xin, record=False)
-        steady.append((time.perf_counter() - t0) * 1e3)
-    _dump(a, t_spawn, t_import, t_ready, t_first, steady, version=paskdnn.__version__)
+        steady.append((clock() - t0) * 1e3)
+    _dump(a, t_spawn, t_import, t_ready, t_first, first, steady, version=paskdnn.__version__)
 
 
-def _dump(a: argparse.Namespace, t_spawn: float, t_import: float, t_ready: float, t_first: float,
+def _dump(a: argparse.Namespace, t_spawn: float, t_import: float, t_ready: float, t_first: float, first: float,
           steady: List[float], version: str) -> None:
     with open(a.json_out, "w") as f:
         json.dump(dict(import_ms=(t_import - t_spawn) * 1e3, ready_ms=(t_ready - t_spawn) * 1e3,
-                       start_to_first_ms=(t_first - t_spawn) * 1e3, first_ms=(t_first - t_ready) * 1e3,
+                       start_to_first_ms=(t_first - t_spawn) * 1e3, first_ms=first,
                        steady_ms=statistics.median(steady), steady_all_ms=steady, version=version), f)
 
 
@@ -258,6 +274,7 @@ def main() -> int:
     ap.add_argument("--tag", default="cpu-2core", help="the results' file name suffix (default: %(default)s)")
     ap.add_argument("--baseline-kernels", default="", help="also run paskdnn with this folder's CPU kernels")
     ap.add_argument("--baseline-without", default="", help="solvers (comma-separated) the baseline build lacks")
+    ap.add_argument("--cpu-time", action="store_true", help="one thread each, first and steady timed by CPU time")
     a = ap.parse_args()
     if a.child == "ort":
         ort_child(a)
@@ -265,6 +282,9 @@ def main() -> int:
     if a.child == "paskdnn":
         paskdnn_child(a)
         return 0
+    if a.cpu_time and not a.child:
+        a.threads = 1
+        a.tag += "-cputime"
     if a.rounds < 1 or a.threads < 1 or a.steady < 1:
         ap.error("--rounds, --threads and --steady must be positive")
     engines = [e for e in a.engines.split(",") if e]
@@ -302,6 +322,8 @@ def main() -> int:
                 jpath, ypath = os.path.join(work, tag + ".json"), os.path.join(work, tag + ".npy")
                 cmd = [sys.executable, os.path.abspath(__file__), "--threads", str(a.threads), "--steady",
                        str(a.steady), "--input", xpath, "--save-output", ypath, "--json-out", jpath]
+                if a.cpu_time:
+                    cmd.append("--cpu-time")
                 if e == "ort":
                     cmd += ["--child", "ort", "--onnx", opath]
                 else:
@@ -336,7 +358,8 @@ def main() -> int:
              f"{cpu}, {os.cpu_count()} cores; ONNX Runtime {rows[0]['ort.version']} and paskdnn "
              f"{res[engines[-1]][0]['version'] if engines[-1] != 'ort' else ''} (policy pask), {a.threads} threads each; float32, "
              f"batch 1, 224x224; {a.rounds} interleaved rounds of fresh processes, medians (range); steady = median "
-             f"of {a.steady} runs after the first. Load average (1, 5, 15 min) before "
+             f"of {a.steady} runs after the first; first and steady in "
+             f"{'CPU time of the one thread (time.thread_time)' if a.cpu_time else 'wall time'}. Load average (1, 5, 15 min) before "
              f"{', '.join(f'{v:.1f}' for v in load_before)}, after {', '.join(f'{v:.1f}' for v in load_after)} "
              f"(other processes share the cores: compare within a row group, not across runs). "
              f"Command: `{cmdline}`", "",
