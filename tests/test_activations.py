@@ -55,6 +55,8 @@ def conv_shapes(solver):
         return ONE_BY_ONE
     if solver == "conv2d.depthwise":
         return DEPTHWISE
+    if solver == "conv2d.few_channels":  # groups 1, C <= 8
+        return [sh for sh in GENERAL + ONE_BY_ONE + DEPTHWISE if sh[8] == 1 and sh[1] <= 8]
     return GENERAL + ONE_BY_ONE + DEPTHWISE
 
 
@@ -181,7 +183,7 @@ def test_activation_accuracy_every_solver(activation, ctx_for):
     for isa in ISAS:
         for solver in CPU_CONV:
             ctx = ctx_for(solver, isa)
-            groups = 1 if solver == "conv2d.gemm_1x1" else 2
+            groups = 1 if solver in ("conv2d.gemm_1x1", "conv2d.few_channels") else 2
             xs = x.reshape(1, 2, 8, -1)[:, :groups]
             y = paskdnn.conv2d(xs, np.ones((groups, 1, 1, 1), np.float32), None, 1, 0, 1, groups,
                                **act_kw(activation), context=ctx)

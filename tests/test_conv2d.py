@@ -15,7 +15,7 @@ CONV_SOLVERS = sorted(s["name"] for s in paskdnn.solvers("conv2d"))
 # Which problems each known solver is designed for (see the brief); any solver
 # not listed here is tried on general problems and may decline them.
 GENERAL_SOLVERS = {"conv2d.direct", "conv2d.im2col_gemm"}
-SOLVER_KIND = {"conv2d.gemm_1x1": "1x1", "conv2d.depthwise": "depthwise"}
+SOLVER_KIND = {"conv2d.gemm_1x1": "1x1", "conv2d.depthwise": "depthwise", "conv2d.few_channels": "few_channels"}
 
 ACTIVATIONS = [None, "relu", "relu6", "sigmoid", "silu", "hardswish", "hardsigmoid", "gelu", "gelu_tanh"]
 
@@ -54,7 +54,11 @@ def conv_cases(draw, kind="general", epilogue=True, max_hw=11):
         stride = dil = (1, 1)
         pads = ((0, 0), (0, 0))
     else:
-        if kind == "depthwise":
+        if kind == "few_channels":
+            # groups 1, C <= 8; O past the kernel's 64-channel blocks and vector tails
+            G, Cg, Og = 1, draw(st.integers(1, 8)), draw(st.integers(1, 80))
+            k = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+        elif kind == "depthwise":
             # groups == C > 1 (C == groups == 1 is a plain conv, which the
             # depthwise solver is allowed to decline)
             G = draw(st.integers(2, 8))
@@ -348,6 +352,8 @@ def _applicable(solver, N, C, H, W, O, k, s, p, g):
         return k == 1 and s == 1 and p == 0 and g == 1
     if solver == "conv2d.depthwise":
         return g == C and g > 1 and O % C == 0
+    if solver == "conv2d.few_channels":
+        return g == 1 and C <= 8
     return solver in GENERAL_SOLVERS or solver is None
 
 

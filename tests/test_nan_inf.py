@@ -47,6 +47,8 @@ def conv_shapes(solver):
         return ONE_BY_ONE
     if solver == "conv2d.depthwise":
         return DEPTHWISE
+    if solver == "conv2d.few_channels":  # groups 1, C <= 8
+        return [sh for sh in GENERAL + ONE_BY_ONE + DEPTHWISE if sh[8] == 1 and sh[1] <= 8]
     return GENERAL + ONE_BY_ONE + DEPTHWISE
 
 

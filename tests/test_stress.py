@@ -118,7 +118,9 @@ def test_eight_processes_share_one_cache_folder(tmp_path):
         assert p.returncode == 0, err
         assert out == "ok\n" and err == ""  # the library never prints
     doc = assert_cache_clean(cache)
-    assert any("conv_im2col" in k for k in doc["load_ms"])
+    # the conv layers' kernels (which code object depends on the solvers' ranking:
+    # these 8-channel convs rank conv2d.few_channels first)
+    assert any("conv_" in k for k in doc["load_ms"])
     # a ninth process reads the merged record back
     ctx = paskdnn.Context(cache_dir=cache)
     run_and_check(ctx)

@@ -63,6 +63,7 @@ const std::vector<const Solver *> &solver_table() {
         &native::hip::eltwise,             // eltwise.hip              as eltwise.cuda (same source)
         &native::hip::cat,                 // cat.hip                  as cat.cuda
         &cudnn::gemm_cudnn_rtc,            // gemm.cudnn_rtc           cuDNN runtime-compiled fusion (matmul + epilogue)
+        &native::cpu::conv2d_few_channels, // conv2d.few_channels groups 1, C <= 8 (image stems): direct, no im2col
     };
     return table;
 }

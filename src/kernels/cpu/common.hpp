@@ -10,6 +10,7 @@
 
 #include "activation.hpp"
 #include "kernel_abi.h"
+#include "scratch_alloc.hpp"
 
 #define PASK_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -30,7 +31,7 @@ inline int64_t first_inside(int64_t off, int64_t stride) { return off >= 0 ? 0 :
 // sgemm.hpp's act_scalar/act_vec agree (tests/test_nan_inf.py). The other
 // activations are activation.hpp's (tests/test_activations.py).
 // p: the parameters of leaky_relu / clamp (pask_cpu_act_param).
-inline float apply_act(float v, int act, const float *p = nullptr) {
+inline float apply_act(float v, int act, const float *p) {
     if (act == PASK_CPU_ACT_RELU) return v < 0.f ? 0.f : v;
     if (act == PASK_CPU_ACT_RELU6) return v < 0.f ? 0.f : (v > 6.f ? 6.f : v);
     if (act >= PASK_CPU_ACT_LEAKY_RELU) return pask_cpu_act_param(v, act, p);  // activation.hpp
@@ -45,26 +46,29 @@ inline float finish(float acc, const pask_cpu_epilogue &ep, float before, float 
     return apply_act(v, ep.activation, ep.act_params);
 }
 
-// A growable, 64-byte aligned scratch buffer; one per thread and purpose.
-struct Scratch {
-    float *ptr = nullptr;
+// A growable, 64-byte aligned scratch buffer of T; one per thread and purpose.
+template <typename T>
+struct ScratchOf {
+    T *ptr = nullptr;
     size_t cap = 0;
-    Scratch() = default;
-    Scratch(const Scratch &) = delete;
-    Scratch &operator=(const Scratch &) = delete;
-    ~Scratch() { std::free(ptr); }
-    // nullptr when the allocation fails.
-    float *get(size_t n) {
+    ScratchOf() = default;
+    ScratchOf(const ScratchOf &) = delete;
+    ScratchOf &operator=(const ScratchOf &) = delete;
+    ~ScratchOf() { std::free(ptr); }
+    // nullptr when the allocation fails (or n elements would not fit in size_t bytes).
+    T *get(size_t n) {
         if (n <= cap) return ptr;
-        size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-        void *p = std::aligned_alloc(64, bytes);
+        if (n > (SIZE_MAX - 63) / sizeof(T)) return nullptr;
+        size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
+        void *p = pask_cpu_scratch_alloc(bytes, 64);
         if (!p) return nullptr;
         std::free(ptr);
-        ptr = static_cast<float *>(p);
-        cap = bytes / sizeof(float);
+        ptr = static_cast<T *>(p);
+        cap = bytes / sizeof(T);
         return ptr;
     }
 };
+using Scratch = ScratchOf<float>;
 
 template <typename F>
 void run_parallel(const pask_cpu_runtime *rt, int64_t ntasks, F &fn) {

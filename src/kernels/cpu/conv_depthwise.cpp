@@ -1,54 +1,251 @@
 // conv2d.depthwise: groups == C, each input channel feeding O/C outputs
-// (channel multiplier). NCHW works plane by plane; NHWC vectorises across
-// channels, which are contiguous.
+// (channel multiplier), vectorised for every ISA build through GCC/Clang
+// vector extensions (16 floats: one zmm on AVX-512, two ymm on AVX2, four xmm
+// on the generic build).
+//
+// NCHW, one task per output plane: the input plane is first copied into a
+// zero-padded, stride-phased scratch plane, so that every tap of every output
+// row is one contiguous, unconditional load:
+//
+//   padded column j (0 <= j < Wp) lives in phase j % sw at index j / sw
+//   row ph of the scratch plane:  [phase 0: Lq floats][phase 1]...[phase P-1]
+//   tap (r, s) of output column ow reads  row oh*sh + r*dh,
+//       phase (s*dw) % sw, index ow + (s*dw) / sw
+//
+// An output plane is a list of vectors (16 columns of one row, the last of a
+// row partial); they are summed 4 at a time, whatever rows they sit in, with
+// the taps innermost and the sums in registers (4 independent FMA chains), and
+// the epilogue then runs on whole vectors.
+//
+// NHWC, one task per output row: channels are contiguous, so a pixel's
+// channels are summed 4 vectors (64 channels) at a time over its taps, in
+// registers, with the window's borders tested once per tap.
 #include "common.hpp"
+#include "vec16.hpp"
 
 PASK_EXPORT uint32_t pask_cpu_abi_version(void) { return PASK_CPU_ABI_VERSION; }
 
 namespace {
 
-thread_local Scratch t_weights;
-thread_local Scratch t_acc;
+constexpr int64_t U = 4;  // vectors summed side by side (independent FMA chains)
+
+thread_local Scratch t_plane;    // NCHW: the padded, phased input plane
+thread_local Scratch t_weights;  // NHWC: weights as [KH*KW][O]
+thread_local Scratch t_acc;      // NCHW: one output plane's sums, whole vectors a row
+thread_local ScratchOf<int64_t> t_offsets;  // NCHW: each tap's and each output vector's offset
+
+// ---- NCHW -------------------------------------------------------------------------
+
+struct PlaneGeometry {
+    int64_t hp;    // scratch rows: every row an output row reads
+    int64_t wp;    // padded columns read
+    int64_t p;     // phases stored (min(sw, wp): with sw >= wp each column has its own)
+    int64_t lq;    // floats per phase: ceil(wp / sw)
+    int64_t row;   // floats per scratch row: p * lq
+    size_t total;  // floats in the plane plus a vector of slack; 0 when it would overflow
+};
+
+// A vector that starts at an output column < ow reads lanes past the end of
+// its phase; they land in the next phase or row (lanes of columns >= ow, which
+// are never stored) or, at the very end, in the vector of slack.
+PlaneGeometry plane_geometry(const pask_cpu_conv2d_args &a) {
+    PlaneGeometry g{};
+    g.hp = (a.oh - 1) * a.stride_h + (a.kh - 1) * a.dil_h + 1;
+    g.wp = (a.ow - 1) * a.stride_w + (a.kw - 1) * a.dil_w + 1;
+    g.p = std::min(a.stride_w, g.wp);
+    g.lq = (g.wp - 1) / a.stride_w + 1;
+    int64_t row = 0, total = 0;
+    if (__builtin_mul_overflow(g.p, g.lq, &row) || __builtin_mul_overflow(row, g.hp, &total) ||
+        total > (int64_t(1) << 40))
+        return g;
+    g.row = row;
+    g.total = size_t(total + V);
+    return g;
+}
+
+// Stride 2: scratch row dst's phases 0 and 1 (the even and odd padded
+// columns) from input row src, 32 input columns a step where all of them lie
+// inside the row, one by one at the borders.
+void deinterleave2(const pask_cpu_conv2d_args &a, const PlaneGeometry &g, const float *src, float *dst) {
+    float *d0 = dst, *d1 = dst + g.lq;
+    auto at = [&](int64_t col) { return col >= 0 && col < a.w ? src[col] : 0.f; };
+    // index i of phase q holds input column 2i + q - pad_left
+    const int64_t lo = std::min(g.lq, a.pad_left <= 0 ? 0 : ceil_div(a.pad_left, 2));  // 2i - pad_left >= 0
+    int64_t i = 0;
+    for (; i < lo; ++i) {
+        d0[i] = at(2 * i - a.pad_left);
+        d1[i] = at(2 * i + 1 - a.pad_left);
+    }
+    for (; i + V <= g.lq && 2 * i - a.pad_left + 2 * V <= a.w; i += V) {
+        const float *p = src + (2 * i - a.pad_left);
+        const vf v0 = loadu(p), v1 = loadu(p + V);
+        storeu(d0 + i, __builtin_shuffle(v0, v1, vi{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}));
+        storeu(d1 + i, __builtin_shuffle(v0, v1, vi{1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}));
+    }
+    for (; i < g.lq; ++i) {
+        d0[i] = at(2 * i - a.pad_left);
+        d1[i] = at(2 * i + 1 - a.pad_left);
+    }
+}
+
+// Index i of phase q holds input column i*sw + q - pad_left: inside the row for
+// i in [lo, hi). The same for every row of every plane: worked out once a call
+// (two divisions a phase) into range[2q], range[2q + 1].
+void phase_ranges(const pask_cpu_conv2d_args &a, const PlaneGeometry &g, int64_t *range) {
+    const int64_t sw = a.stride_w;
+    for (int64_t q = 0; q < g.p; ++q) {
+        const int64_t first = q - a.pad_left;  // input column of index 0
+        const int64_t lo = std::min(g.lq, first >= 0 ? 0 : ceil_div(-first, sw));
+        range[2 * q] = lo;
+        range[2 * q + 1] = std::max(lo, std::min(g.lq, a.w - first <= 0 ? 0 : (a.w - first - 1) / sw + 1));
+    }
+}
+
+// The padding of a scratch plane is the same for every plane of a call (and
+// of the next call of the same geometry): it is zeroed when a thread's plane
+// buffer first takes a geometry, and fill_plane then writes only the cells
+// that hold input.
+struct PlaneKey {
+    const float *buffer;
+    int64_t hp, row, lq, p, pad_top, pad_left, h, w, sw;
+    bool operator==(const PlaneKey &o) const {
+        return buffer == o.buffer && hp == o.hp && row == o.row && lq == o.lq && p == o.p && pad_top == o.pad_top &&
+               pad_left == o.pad_left && h == o.h && w == o.w && sw == o.sw;
+    }
+};
+thread_local PlaneKey t_zeroed{};
+
+void zero_padding_once(const pask_cpu_conv2d_args &a, const PlaneGeometry &g, float *plane) {
+    const PlaneKey key{plane, g.hp, g.row, g.lq, g.p, a.pad_top, a.pad_left, a.h, a.w, a.stride_w};
+    if (t_zeroed == key) return;
+    std::fill(plane, plane + g.total, 0.f);
+    t_zeroed = key;
+}
+
+// Copies input plane xp (h x w) into the scratch plane's input cells: padded
+// row ph holds input row ph - pad_top, padded column j input column
+// j - pad_left, filed by phase; range[2q], range[2q + 1] are phase q's inside
+// indices [lo, hi) (phase_ranges). The padding is zero already.
+PASK_NO_MEMCALLS void fill_plane(const pask_cpu_conv2d_args &a, const PlaneGeometry &g, const int64_t *range,
+                                 const float *xp, float *plane) {
+    const int64_t sw = a.stride_w;
+    const int64_t r0 = std::min(g.hp, std::max<int64_t>(0, a.pad_top));
+    const int64_t r1 = std::max(r0, std::min(g.hp, a.pad_top + a.h));
+    for (int64_t ph = r0; ph < r1; ++ph) {
+        float *dst = plane + ph * g.row;
+        const float *src = xp + (ph - a.pad_top) * a.w;
+        if (sw == 2 && g.p == 2) {
+            deinterleave2(a, g, src, dst);
+            continue;
+        }
+        for (int64_t q = 0; q < g.p; ++q) {
+            float *d = dst + q * g.lq;
+            const int64_t first = q - a.pad_left, lo = range[2 * q], hi = range[2 * q + 1];
+            if (sw == 1) {
+                for (int64_t i = lo; i < hi; ++i) d[i] = src[i + first];
+            } else {
+                for (int64_t i = lo; i < hi; ++i) d[i] = src[i * sw + first];
+            }
+        }
+    }
+}
+
+// The sums of K output vectors (jobs) of a plane, side by side: job k starts
+// at scratch address base[k] and is stored at acc + dst[k]; tap t reads
+// base[k] + toff[t] with weight w[t].
+template <int K>
+__attribute__((always_inline)) inline void vector_jobs(const float *const *base, const int64_t *dst,
+                                                       const int64_t *toff, const float *w, int64_t kk,
+                                                       float *acc) {
+    vf s[K] = {};
+    for (int64_t t = 0; t < kk; ++t) {
+        const vf wv = splat(w[t]);
+        for (int k = 0; k < K; ++k) s[k] += wv * loadu(base[k] + toff[t]);
+    }
+    for (int k = 0; k < K; ++k) storeu(acc + dst[k], s[k]);
+}
 
 int dw_nchw(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
     // weights {O, 1, KH, KW}: OIHW and OHWI coincide when I == 1
-    const int64_t mult = a.o / a.c;
+    const int64_t mult = a.o / a.c, kk = a.kh * a.kw;
+    const PlaneGeometry g = plane_geometry(a);
+    if (g.total == 0) return kOutOfMemory;
+    // An output plane is oh rows of nv vectors: nv * oh jobs, summed K at a
+    // time whatever row they sit in (so a 7-wide plane still runs 4 chains).
+    // The taps' and the jobs' offsets are the same for every plane: made once
+    // here, on the calling thread, and read by every task.
+    const int64_t nv = ceil_div(a.ow, V), jobs = nv * a.oh;
+    int64_t *toff = t_offsets.get(size_t(kk + jobs + 2 * g.p));
+    if (!toff) return kOutOfMemory;
+    int64_t *joff = toff + kk, *range = joff + jobs;
+    phase_ranges(a, g, range);
+    // tap (r, s): row r*dh, phase (s*dw) % sw, index (s*dw) / sw (with the
+    // phases capped at wp < sw, s*dw < wp: phase s*dw, index 0)
+    for (int64_t r = 0; r < a.kh; ++r)
+        for (int64_t s = 0; s < a.kw; ++s) {
+            const int64_t col = s * a.dil_w;
+            toff[r * a.kw + s] = r * a.dil_h * g.row + (col % a.stride_w) * g.lq + col / a.stride_w;
+        }
+    for (int64_t oh = 0, j = 0; oh < a.oh; ++oh)
+        for (int64_t c = 0; c < a.ow; c += V, ++j) joff[j] = oh * a.stride_h * g.row + c;
     std::atomic<int> failed{0};
     auto task = [&](int64_t t, int) {
         const int64_t n = t / a.o, oc = t % a.o, ci = oc / mult;
-        float *acc = t_acc.get(size_t(a.ow));
-        if (!acc) { failed = 1; return; }
-        const float *xp = a.x + (n * a.c + ci) * a.h * a.w;
-        const float *wp = a.weight + oc * a.kh * a.kw;
-        for (int64_t oh = 0; oh < a.oh; ++oh) {
-            std::fill(acc, acc + a.ow, 0.f);
-            for (int64_t r = 0; r < a.kh; ++r) {
-                const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
-                if (ih < 0 || ih >= a.h) continue;
-                const float *xrow = xp + ih * a.w;
-                for (int64_t s = 0; s < a.kw; ++s) {
-                    const float wv = wp[r * a.kw + s];
-                    const int64_t off = s * a.dil_w - a.pad_left;
-                    int64_t lo = first_inside(off, a.stride_w);
-                    int64_t hi = a.w - off <= 0 ? 0 : (a.w - off - 1) / a.stride_w + 1;
-                    hi = std::min(hi, a.ow);
-                    if (a.stride_w == 1) {
-                        const float *xs = xrow + off;
-                        for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += wv * xs[ow];
-                    } else {
-                        for (int64_t ow = lo; ow < hi; ++ow) acc[ow] += wv * xrow[ow * a.stride_w + off];
-                    }
-                }
+        float *plane = t_plane.get(g.total);
+        float *acc = t_acc.get(size_t(jobs * V));
+        if (!plane || !acc) { failed = 1; return; }
+        zero_padding_once(a, g, plane);  // the padding and the slack
+        fill_plane(a, g, range, a.x + (n * a.c + ci) * a.h * a.w, plane);
+        const float *wp = a.weight + oc * kk;
+        const float *base[U];
+        int64_t dst[U];
+        int64_t j = 0;
+        while (j < jobs) {
+            const int k = int(std::min<int64_t>(U, jobs - j));
+            for (int i = 0; i < k; ++i, ++j) {
+                base[i] = plane + joff[j];
+                dst[i] = j * V;
             }
-            const int64_t base = ((n * a.o + oc) * a.oh + oh) * a.ow;
-            const float b = a.bias ? a.bias[oc] : 0.f;
-            for (int64_t ow = 0; ow < a.ow; ++ow)
-                a.y[base + ow] = finish(acc[ow], a.ep, a.ep.beta != 0.f ? a.y[base + ow] : 0.f, b,
-                                        a.residual ? a.residual[base + ow] : 0.f);
+            switch (k) {
+            case 4: vector_jobs<4>(base, dst, toff, wp, kk, acc); break;
+            case 3: vector_jobs<3>(base, dst, toff, wp, kk, acc); break;
+            case 2: vector_jobs<2>(base, dst, toff, wp, kk, acc); break;
+            default: vector_jobs<1>(base, dst, toff, wp, kk, acc); break;
+            }
+        }
+        const float b = a.bias ? a.bias[oc] : 0.f;
+        for (int64_t oh = 0; oh < a.oh; ++oh) {
+            const int64_t ybase = ((n * a.o + oc) * a.oh + oh) * a.ow;
+            finish_row(acc + oh * nv * V, a.ow, a.y + ybase, a.ep, b, a.residual ? a.residual + ybase : nullptr);
         }
     };
     run_parallel(rt, a.n * a.o, task);
     return failed ? kOutOfMemory : 0;
+}
+
+// ---- NHWC -------------------------------------------------------------------------
+
+// One output pixel's channels [c0, c0 + k*V) (k vectors), taps in registers.
+template <int K>
+inline void pixel_block(const pask_cpu_conv2d_args &a, const float *wt, int64_t n, int64_t oh, int64_t ow,
+                        int64_t c0, float *y, const float *res, const float *bias) {
+    vf s[K] = {};
+    for (int64_t r = 0; r < a.kh; ++r) {
+        const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
+        if (ih < 0 || ih >= a.h) continue;
+        for (int64_t q = 0; q < a.kw; ++q) {
+            const int64_t iw = ow * a.stride_w - a.pad_left + q * a.dil_w;
+            if (iw < 0 || iw >= a.w) continue;
+            const float *xp = a.x + ((n * a.h + ih) * a.w + iw) * a.c + c0;
+            const float *wp = wt + (r * a.kw + q) * a.o + c0;
+            for (int k = 0; k < K; ++k) s[k] += loadu(xp + k * V) * loadu(wp + k * V);
+        }
+    }
+    for (int k = 0; k < K; ++k) {
+        const int64_t c = c0 + k * V;
+        const vf before = a.ep.beta != 0.f ? loadu(y + c) : vf{};
+        storeu(y + c, finish_vec(s[k], a.ep, before, bias ? loadu(bias + c) : vf{}, res ? loadu(res + c) : vf{}));
+    }
 }
 
 int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
@@ -58,36 +255,36 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
     if (!wt) return kOutOfMemory;
     for (int64_t oc = 0; oc < a.o; ++oc)
         for (int64_t r = 0; r < kk; ++r) wt[r * a.o + oc] = a.weight[oc * kk + r];
-    std::atomic<int> failed{0};
+    // With a multiplier, output channel oc reads input channel oc / mult: no
+    // longer one contiguous run, so those channels are summed one by one.
+    const int64_t vec_end = mult == 1 ? (a.o / V) * V : 0;
     auto task = [&](int64_t t, int) {
         const int64_t n = t / a.oh, oh = t % a.oh;
-        float *acc = t_acc.get(size_t(a.o));
-        if (!acc) { failed = 1; return; }
         for (int64_t ow = 0; ow < a.ow; ++ow) {
-            std::fill(acc, acc + a.o, 0.f);
-            for (int64_t r = 0; r < a.kh; ++r) {
-                const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
-                if (ih < 0 || ih >= a.h) continue;
-                for (int64_t s = 0; s < a.kw; ++s) {
-                    const int64_t iw = ow * a.stride_w - a.pad_left + s * a.dil_w;
-                    if (iw < 0 || iw >= a.w) continue;
-                    const float *xp = a.x + ((n * a.h + ih) * a.w + iw) * a.c;
-                    const float *wp = wt + (r * a.kw + s) * a.o;
-                    if (mult == 1) {
-                        for (int64_t oc = 0; oc < a.o; ++oc) acc[oc] += xp[oc] * wp[oc];
-                    } else {
-                        for (int64_t oc = 0; oc < a.o; ++oc) acc[oc] += xp[oc / mult] * wp[oc];
+            const int64_t base = ((n * a.oh + oh) * a.ow + ow) * a.o;
+            float *y = a.y + base;
+            const float *res = a.residual ? a.residual + base : nullptr;
+            int64_t c = 0;
+            for (; c + U * V <= vec_end; c += U * V) pixel_block<U>(a, wt, n, oh, ow, c, y, res, a.bias);
+            for (; c + V <= vec_end; c += V) pixel_block<1>(a, wt, n, oh, ow, c, y, res, a.bias);
+            for (; c < a.o; ++c) {
+                float acc = 0.f;
+                for (int64_t r = 0; r < a.kh; ++r) {
+                    const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
+                    if (ih < 0 || ih >= a.h) continue;
+                    for (int64_t q = 0; q < a.kw; ++q) {
+                        const int64_t iw = ow * a.stride_w - a.pad_left + q * a.dil_w;
+                        if (iw < 0 || iw >= a.w) continue;
+                        acc += a.x[((n * a.h + ih) * a.w + iw) * a.c + c / mult] * wt[(r * a.kw + q) * a.o + c];
                     }
                 }
+                y[c] = finish(acc, a.ep, a.ep.beta != 0.f ? y[c] : 0.f, a.bias ? a.bias[c] : 0.f,
+                              res ? res[c] : 0.f);
             }
-            const int64_t base = ((n * a.oh + oh) * a.ow + ow) * a.o;
-            for (int64_t oc = 0; oc < a.o; ++oc)
-                a.y[base + oc] = finish(acc[oc], a.ep, a.ep.beta != 0.f ? a.y[base + oc] : 0.f,
-                                        a.bias ? a.bias[oc] : 0.f, a.residual ? a.residual[base + oc] : 0.f);
         }
     };
     run_parallel(rt, a.n * a.oh, task);
-    return failed ? kOutOfMemory : 0;
+    return 0;
 }
 
 }  // namespace

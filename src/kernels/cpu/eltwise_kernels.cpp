@@ -57,22 +57,12 @@ Space collapse(const pask_cpu_eltwise_args &a) {
 // One run of len elements: y[i] = act(x[i] * m[i*MS] + a[i*AS]). Absent
 // operands come as a one-element array of the identity (1 or 0) with stride 0.
 // The activations with parameters; NaN passes through (every test is false for it).
-inline float param_act(float v, int act, const float *p) {
-    if (act == PASK_CPU_ACT_LEAKY_RELU) return v < 0.f ? v * p[0] : v;
-    return v < p[0] ? p[0] : (v > p[1] ? p[1] : v);  // clamp
-}
-
 template <int MS, int AS>
 void run_row(const float *x, const float *m, const float *ad, float *y, int64_t len, int act, const float *p) {
     // The product of two floats is exact in double: one rounding, at the add.
-    if (act >= PASK_CPU_ACT_LEAKY_RELU) {
-        for (int64_t i = 0; i < len; ++i)
-            y[i] = param_act(float(double(x[i]) * double(m[i * MS]) + double(ad[i * AS])), act, p);
-        return;
-    }
     for (int64_t i = 0; i < len; ++i) {
         const float v = float(double(x[i]) * double(m[i * MS]) + double(ad[i * AS]));
-        y[i] = apply_act(v, act);
+        y[i] = apply_act(v, act, p);  // p: leaky_relu's slope, clamp's bounds
     }
 }
 

@@ -29,6 +29,7 @@
 
 #include "activation.hpp"
 #include "kernel_abi.h"
+#include "scratch_alloc.hpp"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -153,10 +154,10 @@ struct Buffer {
         if (n <= cap && p) return p;
         size_t want = std::max(n, cap + cap / 2);
         size_t bytes = (want * sizeof(float) + 4095) & ~size_t(4095);
-        void *q = std::aligned_alloc(4096, bytes);
+        void *q = pask_cpu_scratch_alloc(bytes, 4096);
         if (!q) {
             bytes = (n * sizeof(float) + 4095) & ~size_t(4095);
-            q = std::aligned_alloc(4096, bytes);
+            q = pask_cpu_scratch_alloc(bytes, 4096);
             if (!q) return nullptr;
         }
         std::free(p);

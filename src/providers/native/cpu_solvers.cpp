@@ -15,6 +15,7 @@ namespace {
 constexpr double kGemmFlopsPerUs = 140e3;
 constexpr double kDirectFlopsPerUs = 4e3;
 constexpr double kDepthwiseFlopsPerUs = 12e3;
+constexpr double kFewChannelsFlopsPerUs = 200e3;
 constexpr double kBytesPerUs = 8e3;
 
 pask_cpu_epilogue epilogue_of(const Problem &p, const OpArgs &a) {
@@ -117,6 +118,20 @@ public:
     double cost_us(const Problem &p) const override {
         double bytes = (double(p.n) * p.c * p.h * p.w + double(p.n) * p.o * p.oh * p.ow) * 4.0;
         return p.flops() / kDepthwiseFlopsPerUs + bytes / kBytesPerUs + 2;
+    }
+};
+
+class ConvFewChannels final : public ConvSolver {
+public:
+    using ConvSolver::ConvSolver;
+    // the kernel's limit (conv_few_channels.cpp): beyond 8 input channels
+    // im2col + GEMM has enough depth to run near the GEMM's rate
+    bool applicable(const Problem &p) const override { return conv_f32(p) && p.groups == 1 && p.c <= 8; }
+    double cost_us(const Problem &p) const override {
+        // output channels run 16 to a vector and up to 64 at a time: fewer waste lanes
+        double eff = std::min(1.0, double(p.o) / 64.0);
+        double vec = double((p.o + 15) / 16 * 16) / double(p.o);
+        return p.flops() * vec / (kFewChannelsFlopsPerUs * std::max(eff, 0.25)) + 3;
     }
 };
 
@@ -263,6 +278,8 @@ const GemmSmall k_gemm_small(6, "gemm.small", PASK_OP_GEMM, "gemm", "pask_gemm_s
 const PoolDirect k_pool_direct(7, "pool2d.direct", PASK_OP_POOL2D, "pool_direct", "pask_pool2d_direct_f32");
 const PoolGlobalAvg k_pool_global(8, "pool2d.global_avg", PASK_OP_POOL2D, "pool_global", "pask_pool2d_global_avg_f32");
 
+const ConvFewChannels k_conv2d_few(40, "conv2d.few_channels", PASK_OP_CONV2D, "conv_few_channels",
+                                   "pask_conv2d_few_channels_f32");
 const Eltwise k_eltwise(30, "eltwise.cpu", PASK_OP_ELTWISE, "eltwise", "pask_eltwise_f32");
 const Cat k_cat(31, "cat.cpu", PASK_OP_CAT, "eltwise", "pask_cat_f32");
 
@@ -274,6 +291,7 @@ const Solver &conv2d_direct = k_conv2d_direct;
 const Solver &conv2d_im2col_gemm = k_conv2d_im2col;
 const Solver &conv2d_gemm_1x1 = k_conv2d_1x1;
 const Solver &conv2d_depthwise = k_conv2d_dw;
+const Solver &conv2d_few_channels = k_conv2d_few;
 const Solver &gemm_blocked = k_gemm_blocked;
 const Solver &gemm_small = k_gemm_small;
 const Solver &pool2d_direct = k_pool_direct;
