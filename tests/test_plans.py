@@ -129,7 +129,9 @@ def test_one_spec_feeds_running_hinting_and_preparing():
     out = np.empty_like(y)
     bound = _spec.prepare(_spec.conv2d_spec(x, w, b, padding=1, activation="relu", out=out), ctx)
     bound()
-    np.testing.assert_array_equal(out, y)
+    # the first call may have run a resident stand-in while the best solver loaded
+    # (pask policy), so the prepared run may sum in another order: a few ulps
+    np.testing.assert_allclose(out, y, rtol=1e-5, atol=1e-5)
     assert len(_entries(ctx)) == 1
     ctx.close()
 
