@@ -110,7 +110,14 @@ int main(void) {
             pask_plan_args_t a = {.x = rep % 2 ? x2 : x, .w = w, .bias = b, .y = y2};
             CHECK(pask_plan_execute(plan, &a, NULL));
             CHECK(pask_conv2d_forward(ctx, &params, &ep, xd, rep % 2 ? x2 : x, wd, w, bd, b, NULL, NULL, yd, y));
-            EXPECT(memcmp(y, y2, sizeof y2) == 0);
+            /* the same values up to summation order: the plan and the eager call may
+             * run different solvers (a stand-in while the best loads, a timed trial) */
+            double diff = 0;
+            for (size_t i = 0; i < sizeof y2 / sizeof *y2; ++i) {
+                const double d = fabs((double)y[i] - (double)y2[i]) / (1.0 + fabs((double)y[i]));
+                if (d > diff) diff = d;
+            }
+            EXPECT(diff < 1e-5);
         }
         float keep = y2[0];
         pask_plan_args_t no_bias = {.x = x, .w = w, .y = y2};
