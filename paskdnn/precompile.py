@@ -285,6 +285,16 @@ def default_cache_dir() -> str:
     return os.path.join(base, "precompile")
 
 
+EM_CUDA = 190  # the ELF machine of a cubin
+
+
+def check_cubin(data: bytes, what: str) -> None:
+    """A cubin is a 64-bit little-endian ELF file for EM_CUDA; anything else is refused."""
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1 or \
+            int.from_bytes(data[18:20], "little") != EM_CUDA:
+        raise CompileError(f"{what} is not a CUDA cubin (a 64-bit ELF file for EM_CUDA)")
+
+
 def prebuilt_path(c: Dict[str, Any], folder: Optional[str] = None) -> Optional[str]:
     """The installed prebuilt cubin of a kernel candidate (nvcc at build time),
     named as the library's KernelStore names it:
@@ -334,21 +344,25 @@ def compile_kernels(records: Sequence[Dict[str, Any]], arches: Sequence[str], co
         if pre is not None:
             with open(pre, "rb") as f:
                 data = f.read()
-            if data[:4] == b"\x7fELF":
-                if log:
-                    log(f"  prebuilt {oid} ({len(data)} bytes)")
-                return B.Kernel(object_id=oid, data=data, solvers=list(c["solvers"]), options=c["options"],
-                                origin="prebuilt: " + os.path.basename(pre))
+            check_cubin(data, pre)
+            if log:
+                log(f"  prebuilt {oid} ({len(data)} bytes)")
+            return B.Kernel(object_id=oid, data=data, solvers=list(c["solvers"]), options=c["options"],
+                            origin="prebuilt: " + os.path.basename(pre))
         if compiler is None:
             raise CompileError(f"{oid} is not prebuilt here and no compiler was given")
         src = sources[c["object"]]
         key = hashlib.sha256("\0".join([src, c["options"], compiler.name]).encode()).hexdigest()
         data = cache.get(key)
+        if data is not None:
+            try:
+                check_cubin(data, "cached")
+            except CompileError:
+                data = None  # a damaged cache entry is a miss
         if data is None:
             t0 = time.perf_counter()
             data = compiler.compile(src, c["object"] + ".cu", c["options"])
-            if data[:4] != b"\x7fELF":
-                raise CompileError(f"{compiler.name} made no ELF cubin for {oid}")
+            check_cubin(data, f"what {compiler.name} made for {oid}")
             cache.put(key, data)
             if log:
                 log(f"  compiled {oid} ({len(data)} bytes, {time.perf_counter() - t0:.1f} s)")

@@ -118,6 +118,10 @@ def check_sections(path):
             assert (s["offset"] + k["offset"]) % 64 == 0
             assert blob[:4] == b"\x7fELF" and hashlib.sha256(blob).hexdigest() == k["sha256"]
             assert k["object_id"].endswith("@" + s["arch"])
+            # a cubin: ELF machine EM_CUDA (190), the SM in the second byte of e_flags
+            machine, = struct.unpack_from("<H", blob, 18)
+            flags, = struct.unpack_from("<I", blob, 48)
+            assert machine == 190 and (flags >> 8) & 0xFF == int(s["arch"][3:]), (k["object_id"], hex(flags))
     return index, data
 
 
@@ -214,6 +218,24 @@ def test_bfloat16_weights_round_to_nearest_even():
     # 1.0, 1 + 2^-8 (a tie: to even, 1.0), 1 + 3 * 2^-8 (a tie: up), -2.5
     v = np.array([1.0, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, -2.5], np.float32)
     assert B.final_weight(v, "bfloat16").tolist() == [0x3F80, 0x3F80, 0x3F82, 0xC020]
+
+
+def test_coldstart_runs_the_main_job_from_a_bundle(zoo, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "cs"
+    proc = subprocess.run([sys.executable, "-m", "paskdnn", "coldstart", "--bundle", zoo, "--device", "cpu",
+                           "--policies", "pask", "--repeats", "1", "--steady", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "coldstart.json").read_text())
+    assert [(r["model"], r["dtype"], r["layout"], r["cache"]) for r in doc["runs"]] == [
+        ("resnet18", "float32", "NCHW", "cold"), ("resnet18", "float32", "NCHW", "warm")]
+    assert all(r["stats"]["calls"] == 23 for r in doc["runs"])  # the bundle's 23 calls at batch 1
+    proc = subprocess.run([sys.executable, "-m", "paskdnn", "coldstart", "--bundle", zoo, "--device", "cpu",
+                           "--batch", "8", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "made for batch sizes 1, 2" in proc.stderr
 
 
 # ---- bad files --------------------------------------------------------------------------
@@ -330,7 +352,7 @@ def test_inspect_lists_sections_arches_kernels_and_hints(onnx_bundle, capsys):
     assert "sm_80, sm_90" in out and "float16 NHWC" in out
     assert cli(["inspect", path, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["sections"] == index["sections"] and doc["nodes"] == 5 and doc["hints"] == {"1": 5}
+    assert doc["sections"] == index["sections"] and doc["nodes"] == 5 and doc["hints"] == {"1": 4}  # flatten is no call
 
 
 def test_inspect_of_a_bad_file_says_why_and_exits_1(onnx_bundle, tmp_path, capsys):
