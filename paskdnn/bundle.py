@@ -547,7 +547,8 @@ def load(path: Any, device: str = "cpu", policy: Optional[str] = None, batch: Op
     context_options go to the Context (cache_dir, loader_threads, ...), which
     is created on a thread of its own while the file is mapped and checked
     (pass context= to use one of yours instead). batch: the batch size (default:
-    the bundle's first). On a GPU, the bundle's kernels for the device's arch
+    the bundle's first; an ONNX model's bundle takes only its own; a zoo
+    model's graph runs at any batch size, the runner giving its own hints). On a GPU, the bundle's kernels for the device's arch
     are handed to the context before its hints; a bundle without them still
     loads (prebuilt or NVRTC kernels, as without a bundle) and
     ``runner.bundle_info["kernels"]`` is 0.
@@ -579,6 +580,9 @@ def load(path: Any, device: str = "cpu", policy: Optional[str] = None, batch: Op
         g = b.graph()
         batches = [int(v) for v in b.index.get("model", {}).get("batches", [1])] or [1]
         use_batch = batches[0] if batch is None else batch
+        onnx_batch = getattr(g, "onnx_input_shape", None) and getattr(g, "batch", None)
+        if onnx_batch and use_batch != onnx_batch:  # an imported graph's shapes hold for its one batch size
+            raise ValueError(f"{b.path}: the ONNX model was imported for batch {onnx_batch}, not {use_batch}")
         if thread is not None:
             thread.join()
             if "error" in made:
