@@ -548,13 +548,18 @@ def load(path: Any, device: str = "cpu", policy: Optional[str] = None, batch: Op
     is created on a thread of its own while the file is mapped and checked
     (pass context= to use one of yours instead). batch: the batch size (default:
     the bundle's first; an ONNX model's bundle takes only its own; a zoo
-    model's graph runs at any batch size, the runner giving its own hints). On a GPU, the bundle's kernels for the device's arch
-    are handed to the context before its hints; a bundle without them still
-    loads (prebuilt or NVRTC kernels, as without a bundle) and
-    ``runner.bundle_info["kernels"]`` is 0.
+    model's graph runs at any batch size, the runner giving its own hints).
+    On a GPU, the bundle's kernels for the device's arch are handed to the
+    context before its hints; a bundle without them still loads (prebuilt or
+    NVRTC kernels, as without a bundle) and ``runner.bundle_info["kernels"]``
+    is 0. A bundle made with ``--solvers`` restricts a GPU context made here
+    to those solvers.
 
     Raises BundleError for a truncated, corrupted, foreign or wrong-version
     file; nothing of a failed load stays (a context made here is closed)."""
+    if context is not None and (policy is not None or context_options):
+        raise ValueError("policy and context options are for the context load() makes; "
+                         "pass them to your Context instead (context= was given)")
     b = Bundle.open(path, verify=False)  # header and index: fast
     made: Dict[str, Any] = {}
     gpu_device = str(device).startswith(("cuda", "hip"))

@@ -177,6 +177,17 @@ def test_float32_bundle_on_the_cpu_matches_the_graph_built_without_it(zoo):
     ctx.close()
 
 
+def test_load_on_a_context_of_ones_own_leaves_it_open(zoo):
+    ctx = paskdnn.Context("cpu", num_threads=1)
+    runner = paskdnn.load(zoo, context=ctx, batch=1)
+    assert runner.ctx is ctx and runner.shapes[runner.graph.input_name] == (1, 3, 224, 224)
+    del runner
+    assert ctx._handle is not None
+    with pytest.raises(ValueError, match="pass them to your Context"):
+        paskdnn.load(zoo, context=ctx, policy="pask")
+    ctx.close()
+
+
 def test_onnx_bundle_compiles_the_specialised_conv_for_each_arch(onnx_bundle):
     model, path = onnx_bundle
     index, data = check_sections(path)
@@ -211,7 +222,9 @@ def test_float16_bundle_is_refused_on_the_cpu_and_its_context_closed(onnx_bundle
     monkeypatch.setattr(paskdnn._context, "Context", Recording)
     with pytest.raises(paskdnn.UnsupportedError, match="float16 bundle runs on GPUs only"):
         paskdnn.load(onnx_bundle[1], device="cpu")
-    assert len(made) == 1 and made[0]._handle is None
+    with pytest.raises(ValueError, match="imported for batch 1, not 2"):
+        paskdnn.load(onnx_bundle[1], device="cpu", batch=2)
+    assert len(made) == 2 and all(c._handle is None for c in made)
 
 
 def test_bfloat16_weights_round_to_nearest_even():
