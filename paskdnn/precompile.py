@@ -31,7 +31,10 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from . import bundle as B
 
 _ARCH = re.compile(r"^sm_[0-9]{2,3}[a-z]?$")
 
@@ -596,7 +599,7 @@ def run_inspect(args: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
           + ", ".join(f"{k}: {v}" for k, v in d.get("hints", {}).items()))
     print(f"arches   {', '.join(d.get('arches') or []) or '(none)'}; kernels: {d.get('kernels')}; "
           f"compiler: {d.get('compiler') or '-'}")
-    print(f"sections (all checked: SHA-256 of each matches)")
+    print("sections (all checked: SHA-256 of each matches)")
     print(f"  {'name':<16} {'kind':<8} {'offset':>12} {'bytes':>12}  sha256")
     for s in d["sections"]:
         print(f"  {s['name']:<16} {s.get('kind', ''):<8} {s['offset']:>12} {s['size']:>12}  {s['sha256'][:16]}...")
