@@ -572,6 +572,8 @@ def load(path: Any, device: str = "cpu", policy: Optional[str] = None, batch: Op
 
         try:
             made["ctx"] = Context(device, policy=policy, **context_options)
+            if gpu_device:  # pask_probe loads the vendor libraries (once per process): here, off the caller's path
+                made["arch"] = _device_arch(made["ctx"].device)
         except BaseException as e:  # noqa: BLE001 - re-raised on the caller's thread
             made["error"] = e
 
@@ -599,7 +601,7 @@ def load(path: Any, device: str = "cpu", policy: Optional[str] = None, batch: Op
                                    f"(make a float32 bundle with precompile --dtype float32)")
         info: Dict[str, Any] = {"path": b.path, "arches": b.arches, "arch": None, "kernels": 0}
         if gpu:
-            arch = _device_arch(ctx.device)
+            arch = made["arch"] if "arch" in made else _device_arch(ctx.device)
             info["arch"] = arch
             if arch in b.arches:
                 info["kernels"] = add_kernels(b, ctx, arch)

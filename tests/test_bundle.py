@@ -9,7 +9,8 @@ from (pask_kernel_candidates, pask_kernel_source, pask_plan_get_fields,
 pask_context_add_code_object).
 
 The GPU side (kernels handed to a CUDA context, loaded with cuModuleLoadData)
-is not run here: there is no GPU in CI."""
+runs against the CUDA driver's test double (tests/doubles/cuda_cudnn_double.cpp);
+no real GPU is in CI."""
 import hashlib
 import json
 import os
@@ -249,6 +250,90 @@ def test_coldstart_runs_the_main_job_from_a_bundle(zoo, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "paskdnn", "coldstart", "--bundle", zoo, "--device", "cpu",
                            "--batch", "8", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "made for batch sizes 1, 2" in proc.stderr
+
+
+# ---- the GPU path, against the CUDA driver's test double ------------------------------------
+#
+# tests/doubles/cuda_cudnn_double.cpp stands in for libcuda.so.1 (nothing is
+# computed; cuModuleLoadData logs whether it got a cubin and its SM). With no
+# prebuilt folder (kernel_dir: an empty one) and no NVRTC, a CUDA context can
+# only run the graph on the bundle's kernels. Not a real GPU: whether the
+# driver accepts the cubins is not tested here.
+
+DOUBLE_RUN = r"""
+import ctypes, json, os, sys
+import numpy as np
+import paskdnn
+D = ctypes.CDLL(os.environ["PASKDNN_LIBCUDA"])
+D.double_log.restype = ctypes.c_char_p
+path, empty = sys.argv[1], sys.argv[2]
+out = {}
+try:
+    r = paskdnn.load(path, device="cuda", policy="reactive", cache_dir=os.path.join(empty, "cache"), kernel_dir=empty,
+                     cudnn=False, loader_threads=0)
+    out["info"] = {k: r.bundle_info[k] for k in ("arch", "arches", "kernels")}
+    g = r.graph
+    y = g.output_to_onnx(r.run(g.input_from_onnx(np.ones(g.onnx_input_shape, np.float32))))
+    out["shape"] = list(y.shape)
+    out["solvers"] = [x["solver"] for x in r.report]
+    st = r.ctx.stats()
+    out["stats"] = {k: st[k] for k in ("compiles", "loads", "load_failures")}
+except paskdnn.Error as e:
+    out["error"] = type(e).__name__ + ": " + str(e)
+out["log"] = D.double_log().decode()
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def cuda_double(work):
+    import subprocess
+
+    cxx = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to build the CUDA driver's test double")
+    out = str(work / "libcuda_double.so")
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([cxx, "-std=c++17", "-O1", "-shared", "-fPIC", "-fvisibility=hidden", "-o", out,
+                    os.path.join(here, "doubles", "cuda_cudnn_double.cpp"), "-lpthread"], check=True)
+    return out
+
+
+def on_double(double, bundle, tmp_path, cc=90):
+    import subprocess
+    import sys
+
+    empty = tmp_path / "no-prebuilt"
+    empty.mkdir(exist_ok=True)
+    env = dict(os.environ, PASKDNN_LIBCUDA=double, PASKDNN_NVRTC="/nonexistent", PASKDNN_DOUBLE_CC=str(cc))
+    p = subprocess.run([sys.executable, "-c", DOUBLE_RUN, bundle, str(empty)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
+    return out, out.pop("log").splitlines()
+
+
+def test_a_cuda_context_runs_the_graph_on_the_bundles_kernels(onnx_bundle, cuda_double, tmp_path):
+    out, log = on_double(cuda_double, onnx_bundle[1], tmp_path)
+    assert "error" not in out, out["error"]
+    n = len(sections_of(onnx_bundle[1])[1]["sections"][3]["kernels"])
+    assert out["info"] == {"arch": "sm_90", "arches": ARCHES, "kernels": n}
+    assert out["shape"] == [1, 5]
+    assert out["solvers"] == ["conv2d.cuda_igemm_fixed", "pool2d.cuda_direct", "pool2d.cuda_global_avg",
+                              "gemm.cuda_tc"]
+    assert out["stats"]["compiles"] == 0 and out["stats"]["load_failures"] == 0 and out["stats"]["loads"] >= 3
+    loaded = [ln for ln in log if ln.startswith("cuModuleLoadData")]
+    assert loaded and all(" elf=1 sm=90 " in ln + " " for ln in loaded), loaded
+    assert any("fn=pask_conv2d_igemm " in ln for ln in log if ln.startswith("cuLaunchKernel"))
+
+
+def test_without_kernels_for_its_arch_a_bundle_still_loads(onnx_bundle, cuda_double, tmp_path):
+    # an sm_86 device: none of the bundle's kernels are handed in; with no prebuilt
+    # folder and no NVRTC here, the first call then finds no kernel to load
+    out, log = on_double(cuda_double, onnx_bundle[1], tmp_path, cc=86)
+    assert out["info"] == {"arch": "sm_86", "arches": ARCHES, "kernels": 0}
+    assert out["error"].startswith("LoadError: no kernel for conv2d float16 NHWC")
+    assert not [ln for ln in log if ln.startswith("cuModuleLoadData")]
 
 
 # ---- bad files --------------------------------------------------------------------------
