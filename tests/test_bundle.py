@@ -479,7 +479,7 @@ def test_precompile_refuses_bad_options(tmp_path, capsys):
 
 def test_kernel_candidates_list_the_native_kernels_without_a_device():
     conv = [_lib.C.PASK_OP_CONV2D, _lib.C.PASK_DEVICE_CPU, 0, _lib.C.PASK_DTYPE_FLOAT16, _lib.C.PASK_LAYOUT_NHWC,
-            _lib.C.PASK_LAYOUT_NHWC, 1, 32, 56, 56, 32, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 32, 1, 0, 0, 0]
+            _lib.C.PASK_LAYOUT_NHWC, 1, 32, 56, 56, 32, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 32, 1, 0, 0, 0, 0, 0]
     cands = P.kernel_candidates(conv, "sm_90")
     by = {c["solver"]: c for c in cands}
     assert set(by) == {"conv2d.cuda_igemm", "conv2d.cuda_igemm_fixed", "conv2d.cuda_depthwise"}

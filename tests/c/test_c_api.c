@@ -110,7 +110,7 @@ int main(void) {
         const int64_t *fields = NULL;
         int64_t nfields = 0;
         CHECK(pask_plan_get_fields(plan, &fields, &nfields));
-        EXPECT(nfields == 28 && fields[0] == PASK_OP_CONV2D && fields[6] == N && fields[7] == C);
+        EXPECT(nfields == 30 && fields[0] == PASK_OP_CONV2D && fields[6] == N && fields[7] == C);
         const char *report = NULL;
         CHECK(pask_kernel_candidates(PASK_DEVICE_CUDA, "sm_90", fields, nfields, &report));
         EXPECT(strstr(report, "\"solver\": \"conv2d.cuda_igemm\"") != NULL);
