@@ -465,6 +465,12 @@ PASK_API pask_status_t pask_plan_hint(const_pask_plan_t plan);
 /* The plan's op. */
 PASK_API pask_status_t pask_plan_get_op(const_pask_plan_t plan, pask_op_t *op);
 
+/* The plan's Problem as its canonical field list: the "fields" of an entry of
+ * a hints record (pask_context_save_record), which pask_kernel_candidates
+ * takes. *fields (count entries) stays valid until the calling thread's next
+ * pask_plan_get_fields call. */
+PASK_API pask_status_t pask_plan_get_fields(const_pask_plan_t plan, const int64_t **fields, int64_t *count);
+
 /* Frees a plan. NULL is a no-op. */
 PASK_API pask_status_t pask_plan_destroy(pask_plan_t plan);
 
@@ -702,6 +708,46 @@ PASK_API pask_status_t pask_hint_cat(pask_context_t context, int64_t count, cons
 
 /* Drops every pending hint. */
 PASK_API pask_status_t pask_hint_clear(pask_context_t context);
+
+/* ---- kernels ahead of time (bundles) -------------------------------------------
+ * What "python -m paskdnn precompile" builds bundles from, on a machine
+ * without a GPU, and how a process hands the bundle's code objects in. */
+
+/* The native kernels that could run a Problem on a target of a run-time
+ * compiled device type (PASK_DEVICE_CUDA or PASK_DEVICE_HIP), without a
+ * device or a compiler: fields (count entries) describe the Problem as
+ * pask_plan_get_fields gives it (its device fields are ignored); target is the
+ * architecture ("sm_90", "gfx90a"). *report is a JSON array with one object per
+ * applicable native solver, in solver-table order: "solver_id", "solver",
+ * "cost_us" (its analytic estimate), "key" (the KernelKey), "object_id" (what
+ * pask_context_add_code_object takes), "object", "entry", "constants",
+ * "target" and "options" (the NVRTC / hiprtc options, space-separated, that
+ * the library itself would compile the object's source with). Vendor
+ * libraries' solvers (cuDNN, MIOpen) are not listed. *report stays valid
+ * until the calling thread's next pask_kernel_candidates call. */
+PASK_API pask_status_t pask_kernel_candidates(pask_device_type_t device_type, const char *target,
+                                              const int64_t *fields, int64_t count, const char **report);
+
+/* The embedded source of a code object ("conv_igemm", ...; the "object" of a
+ * pask_kernel_candidates entry) for CUDA or HIP, local includes inlined: one
+ * translation unit. Static string. */
+PASK_API pask_status_t pask_kernel_source(pask_device_type_t device_type, const char *object,
+                                          const char **source);
+
+/* Hands the context a compiled code object (a cubin; a hsaco on HIP) for
+ * object_id ("native/cuda/conv_igemm[dtype=1,kh=3,...]@sm_90"). Before it is
+ * kept: object_id must be well formed and name this context's backend, size
+ * in [1, 512 MiB], sha256 (64 lowercase hex digits) must be the SHA-256 of the
+ * bytes, and the bytes must start with an ELF header; anything else returns
+ * PASK_ERROR_INVALID_ARGUMENT and keeps nothing. The bytes are copied. The
+ * loader then takes the object from memory instead of the prebuilt folder,
+ * the user cache or a compile (cuModuleLoadData still checks it; a failure
+ * there marks the kernel bad as for any load). Add objects before the first
+ * hint or call of a Problem that needs them: a Problem ranked earlier keeps
+ * the kernels it was ranked with. A CPU context returns
+ * PASK_ERROR_UNSUPPORTED: host code loads only from the installed package. */
+PASK_API pask_status_t pask_context_add_code_object(pask_context_t context, const char *object_id,
+                                                    const void *bytes, size_t size, const char *sha256);
 
 /* PASK_CDEF_END */
 

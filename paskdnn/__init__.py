@@ -10,6 +10,7 @@ from ._context import (Context, asarray, device_count, get_default_context, last
                        set_default_context, solvers, version)
 from ._errors import (
     BackendUnavailableError,
+    BundleError,
     Error,
     InternalError,
     InvalidArgumentError,
@@ -31,6 +32,14 @@ def load_onnx(model, *, layout="NCHW", dtype="float32", batch=None):  # type: ig
     from .onnx_import import load_onnx as _load
 
     return _load(model, layout=layout, dtype=dtype, batch=batch)
+
+
+def load(path, device="cpu", policy=None, batch=None, context=None, hints=True, **context_options):  # type: ignore[no-untyped-def]
+    """A ready runner for a bundle made by ``python -m paskdnn precompile``;
+    see :func:`paskdnn.bundle.load`."""
+    from .bundle import load as _load
+
+    return _load(path, device=device, policy=policy, batch=batch, context=context, hints=hints, **context_options)
 
 
 try:
@@ -77,7 +86,9 @@ __all__ = [
     "scale_shift",
     "cat",
     "load_onnx",
+    "load",
     "Error",
+    "BundleError",
     "InvalidArgumentError",
     "NullPointerError",
     "ShapeMismatchError",

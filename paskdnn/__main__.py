@@ -2,6 +2,8 @@
 
     python -m paskdnn coldstart --model resnet50   time-to-first-inference per policy, fresh processes
     python -m paskdnn run MODEL.onnx   one inference of an ONNX model: output shape, top-5, per-layer report
+    python -m paskdnn precompile MODEL --arch sm_80,sm_90 -o model.pask   a bundle, made without a GPU
+    python -m paskdnn inspect model.pask [--json]   a bundle's sections, arches, kernels, hints
     python -m paskdnn demo            run each op, check it, print the solver chosen
     python -m paskdnn config --pkgconfig-dir | --include-dir | --lib-dir
     python -m paskdnn doctor [--device cuda|hip] [--json]
@@ -168,6 +170,8 @@ paskdnn: DNN primitives that make a fresh process's first inference fast.
 
   python -m paskdnn coldstart --model resnet50   the main job: time to first inference per policy
   python -m paskdnn run MODEL.onnx               one inference of your own ONNX model (output, top-5, report)
+  python -m paskdnn precompile MODEL -o m.pask   a bundle (graph, final weights, kernels per arch, hints), no GPU needed
+  python -m paskdnn inspect m.pask               a bundle's sections, arches, kernels and hints
   python -m paskdnn demo                         run each op once, check it, print the solver chosen
   python -m paskdnn config --pkgconfig-dir       where the C library, header and pkg-config file are
   python -m paskdnn doctor --device cuda         what paskdnn finds for its GPU backends, and what is missing
@@ -211,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch", type=_positive_int, default=None, metavar="N",
                      help="batch size, needed when the model's batch dim is dynamic (default: the model's, "
                           "or --input's)")
+    from .precompile import add_inspect_arguments, add_precompile_arguments
+
+    pre = sub.add_parser("precompile", help="make a bundle: graph, weights in final form, GPU kernels per arch, "
+                         "hints; runs without a GPU",
+                         description="Make a bundle (docs/bundles.md): the graph of a zoo model or an ONNX file, its "
+                         "weights in their final dtype and layout, every native GPU kernel its calls can run on, "
+                         "compiled per arch (NVRTC, else nvcc), and the hint list per batch size. Runs without a GPU. "
+                         "Load it with paskdnn.load(FILE) or python -m paskdnn coldstart --bundle FILE.")
+    add_precompile_arguments(pre)
+    insp = sub.add_parser("inspect", help="check a bundle and list its sections, arches, kernels and hints",
+                          description="Check a bundle (header, index, every section's SHA-256) and list its "
+                          "sections, arches, kernels, hints and sizes. Exit 1 when the file is not a usable bundle.")
+    add_inspect_arguments(insp)
     demo = sub.add_parser("demo", help="run each op once, check it against numpy and print the solver chosen",
                           description="Run each op once on the CPU, check it against a float64 numpy "
                           "computation and print the solver the registry chose for the first and later calls.")
@@ -234,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "1 when the backend asked for with --device cannot work.")
     add_doctor_arguments(doctor)
     parser._paskdnn_subparsers = {"coldstart": cold, "run": run, "demo": demo, "config": cfg,
-                                 "doctor": doctor}  # for errors in their usage
+                                 "doctor": doctor, "precompile": pre, "inspect": insp}  # for errors in their usage
     return parser
 
 
@@ -268,6 +285,14 @@ def main(argv=None) -> int:
         return coldstart_run(args, parser._paskdnn_subparsers["coldstart"], argv)
     if args.command == "run":
         return _run(args, parser._paskdnn_subparsers["run"])
+    if args.command == "precompile":
+        from .precompile import run_precompile
+
+        return run_precompile(args, parser._paskdnn_subparsers["precompile"], argv)
+    if args.command == "inspect":
+        from .precompile import run_inspect
+
+        return run_inspect(args, parser._paskdnn_subparsers["inspect"])
     if args.command == "config":
         return _config(args)
     if args.command == "doctor":

@@ -47,6 +47,21 @@ class InternalError(Error, RuntimeError):
     """A bug in paskdnn (PASK_ERROR_INTERNAL); please report it."""
 
 
+class BundleError(Error, ValueError):
+    """A bundle file (python -m paskdnn precompile) that cannot be used: truncated,
+    corrupted (a checksum does not match), foreign (not a bundle) or of another
+    format version. ``path``, ``section`` (e.g. "header", "index", "weights",
+    "kernels.sm_90") and ``offset`` (bytes from the start of the file) say where;
+    section and offset are None where no one place is to blame."""
+
+    def __init__(self, message: str, path: str = "", section: "str | None" = None,
+                 offset: "int | None" = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.section = section
+        self.offset = offset
+
+
 #: The class of each C status, by its name in the cdef (pask_status_t); the
 #: numbers come from the cdef when the library loads (see _lib.load).
 BY_STATUS_NAME = {

@@ -47,6 +47,7 @@ def child(argv: List[str]) -> int:
     ap.add_argument("--weights", default=None, help="torchvision-style .npz (default: seeded random)")
     ap.add_argument("--save-output", default="", help="write the first inference's output (.npy)")
     ap.add_argument("--input", default="", help="an NCHW .npy input (default: seeded random)")
+    ap.add_argument("--bundle", default="", help="run the model from this bundle (python -m paskdnn precompile)")
     ap.add_argument("--json-out", required=True)
     a = ap.parse_args(argv)
     t_spawn = float(os.environ.get("PASKDNN_T_SPAWN", time.time()))
@@ -57,13 +58,18 @@ def child(argv: List[str]) -> int:
     from paskdnn import models
 
     t_import = time.time()
-    ctx = paskdnn.Context(a.device, policy=a.policy, cache_dir=a.cache_dir)
-    t_context = time.time()
-    if is_onnx(a.model):  # the import (parse, shape inference, folding) counts in model-ready
-        g = paskdnn.load_onnx(a.model, layout=a.layout, dtype=a.dtype, batch=a.batch)
+    if a.bundle:  # the context is made on a thread of its own while the bundle is mapped and checked
+        runner = paskdnn.load(a.bundle, device=a.device, policy=a.policy, cache_dir=a.cache_dir, batch=a.batch)
+        ctx, g = runner.ctx, runner.graph
+        t_context = time.time()  # context and bundle together (overlapped)
     else:
-        g = models.build(a.model, weights=a.weights, seed=0, layout=a.layout, dtype=a.dtype)
-    runner = G.Runner(g, ctx, batch=a.batch, hints=True)
+        ctx = paskdnn.Context(a.device, policy=a.policy, cache_dir=a.cache_dir)
+        t_context = time.time()
+        if is_onnx(a.model):  # the import (parse, shape inference, folding) counts in model-ready
+            g = paskdnn.load_onnx(a.model, layout=a.layout, dtype=a.dtype, batch=a.batch)
+        else:
+            g = models.build(a.model, weights=a.weights, seed=0, layout=a.layout, dtype=a.dtype)
+        runner = G.Runner(g, ctx, batch=a.batch, hints=True)
     if a.input:
         host = np.load(a.input).astype(np.float32)
         if a.layout == "NHWC" and host.ndim == 4:
@@ -110,6 +116,8 @@ def _run_child(args: argparse.Namespace, policy: str, cache_dir: str, work: str,
            "--batch", str(args.batch), "--steady", str(args.steady), "--json-out", out]
     if trace:
         cmd += ["--trace", trace]
+    if getattr(args, "bundle", ""):
+        cmd += ["--bundle", os.path.abspath(args.bundle)]
     env = dict(os.environ, PASKDNN_T_SPAWN=repr(time.time()))
     env.pop("PASKDNN_HINTS", None)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
@@ -206,6 +214,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "missing (default: %(default)s)")
     ap.add_argument("--timeout", type=_positive_int, default=600, metavar="S",
                     help="seconds per child process (default: %(default)s)")
+    ap.add_argument("--bundle", default="", metavar="FILE.pask",
+                    help="run the model from a bundle (python -m paskdnn precompile); its model, dtype and layout "
+                         "replace --model, --dtype and --layout, and --batch must be one of its batch sizes")
 
 
 def check_arguments(args: argparse.Namespace, ap: argparse.ArgumentParser) -> None:
@@ -236,6 +247,25 @@ def check_arguments(args: argparse.Namespace, ap: argparse.ArgumentParser) -> No
                  f"pass --dtype float32 (the CPU default) or run on a GPU (--device cuda)")
 
 
+def _bundle_arguments(args: argparse.Namespace, ap: argparse.ArgumentParser) -> None:
+    """--bundle: the model, dtype and layout come from the bundle (checked here, once)."""
+    from .bundle import Bundle, BundleError
+
+    try:
+        b = Bundle.open(args.bundle)
+    except BundleError as e:
+        ap.exit(2, f"{ap.prog}: error: --bundle {e}\n")
+    m = b.index.get("model", {})
+    b.close()
+    batches = [int(x) for x in m.get("batches", [1])]
+    if args.batch not in batches:
+        ap.error(f"--batch {args.batch}: the bundle {args.bundle} was made for batch sizes "
+                 f"{', '.join(map(str, batches))}")
+    if args.dtype and args.dtype != m.get("dtype"):
+        ap.error(f"--dtype {args.dtype}: the bundle {args.bundle} is {m.get('dtype')}")
+    args.model, args.dtype, args.layout = str(m.get("name")), str(m.get("dtype")), str(m.get("layout"))
+
+
 def main(argv: List[str]) -> int:
     """python -m paskdnn coldstart ARGS, called with ARGS."""
     ap = argparse.ArgumentParser(prog="python -m paskdnn coldstart", description=__doc__,
@@ -246,8 +276,10 @@ def main(argv: List[str]) -> int:
 
 def run(args: argparse.Namespace, ap: argparse.ArgumentParser, argv: List[str]) -> int:
     """Runs the main job with parsed arguments; argv (from "coldstart" on) is recorded as its command."""
+    if getattr(args, "bundle", ""):
+        _bundle_arguments(args, ap)
     check_arguments(args, ap)
-    if is_onnx(args.model):  # an operator paskdnn cannot run is refused here, before any process starts
+    if is_onnx(args.model) and not getattr(args, "bundle", ""):  # an operator paskdnn cannot run is refused here
         try:
             import paskdnn
 

@@ -1,10 +1,12 @@
 // The C API: argument validation, Problem construction and the exception
 // boundary. Every entry point validates everything before anything is written.
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "capture.hpp"
 #include "context.hpp"
@@ -12,8 +14,11 @@
 #include "options.hpp"
 #include "plan.hpp"
 #include "error.hpp"
+#include "fsutil.hpp"
+#include "json.hpp"
 #include "problem.hpp"
 #include "registry.hpp"
+#include "sha256.hpp"
 #include "tensor.hpp"
 
 using pask::checked_add;
@@ -855,6 +860,18 @@ pask_status_t pask_plan_get_op(const_pask_plan_t plan, pask_op_t *op) {
     });
 }
 
+pask_status_t pask_plan_get_fields(const_pask_plan_t plan, const int64_t **fields, int64_t *count) {
+    return guarded([&] {
+        need(plan, "plan");
+        need(fields, "fields");
+        need(count, "count");
+        thread_local std::vector<int64_t> out;
+        out = plan->problem.fields();
+        *fields = out.data();
+        *count = static_cast<int64_t>(out.size());
+    });
+}
+
 pask_status_t pask_plan_destroy(pask_plan_t plan) {
     return guarded([&] { delete plan; });
 }
@@ -1209,3 +1226,134 @@ pask_status_t pask_hint_clear(pask_context_t context) {
 }
 
 }  // extern "C"
+
+// ---- kernels without a device: what precompiled bundles are made of -------------
+
+namespace {
+
+const pask::DeviceSetup &rtc_setup(pask_device_type_t device_type) {
+    const int type = raw(device_type);
+    require(type == PASK_DEVICE_CUDA || type == PASK_DEVICE_HIP, PASK_ERROR_INVALID_ARGUMENT,
+            "device type " + std::to_string(type) + " has no run-time compiled kernels (CUDA or HIP only)");
+    const pask::DeviceSetup *setup = pask::find_device_setup(static_cast<pask_device_type_t>(type));
+    require(setup && setup->rtc_options && setup->kernel_source, PASK_ERROR_BACKEND_UNAVAILABLE,
+            "this libpaskdnn has no kernel sources for device type " + std::to_string(type));
+    return *setup;
+}
+
+// A target is a word (sm_90, gfx90a): it becomes a compiler option.
+void check_target(const char *target) {
+    need(target, "target");
+    const size_t n = std::strlen(target);
+    bool ok = n > 0 && n <= 32;
+    for (size_t i = 0; ok && i < n; ++i)
+        ok = (target[i] >= 'a' && target[i] <= 'z') || (target[i] >= 'A' && target[i] <= 'Z') ||
+             (target[i] >= '0' && target[i] <= '9') || target[i] == '_';
+    require(ok, PASK_ERROR_INVALID_ARGUMENT,
+            std::string("target must be 1-32 letters, digits or '_' (e.g. sm_90, gfx90a), got \"") + target + "\"");
+}
+
+bool is_word(const std::string &s, const char *extra) {
+    if (s.empty()) return false;
+    for (char ch : s)
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+              std::strchr(extra, ch)))
+            return false;
+    return true;
+}
+
+}  // namespace
+
+pask_status_t pask_kernel_candidates(pask_device_type_t device_type, const char *target, const int64_t *fields,
+                                     int64_t count, const char **report) {
+    return guarded([&] {
+        need(report, "report");
+        need(fields, "fields");
+        const pask::DeviceSetup &setup = rtc_setup(device_type);
+        check_target(target);
+        require(count > 0 && count <= 16 + pask::kMaxCatInputs, PASK_ERROR_INVALID_ARGUMENT,
+                "count must be in [1, " + std::to_string(16 + pask::kMaxCatInputs) + "], got " + std::to_string(count));
+        Problem p = Problem::from_fields(std::vector<int64_t>(fields, fields + count));
+        p.device = setup.type;
+        p.device_index = 0;
+        std::string out = "[";
+        for (const pask::Solver *s : pask::all_solvers()) {
+            if (s->device() != setup.type || s->op() != p.op || std::strcmp(s->provider(), "native") != 0 ||
+                !s->applicable(p))
+                continue;
+            const pask::KernelKey key = s->kernel_for(p, target);
+            if (out.size() > 1) out += ",";
+            char cost[64];
+            std::snprintf(cost, sizeof cost, "%.6g", s->cost_us(p));
+            out += "\n {\"solver_id\": " + std::to_string(s->id()) + ", \"solver\": " + pask::json::quote(s->name()) +
+                   ", \"cost_us\": " + cost + ", \"key\": " + pask::json::quote(key.str()) +
+                   ", \"object_id\": " + pask::json::quote(key.object_id()) + ", \"object\": " +
+                   pask::json::quote(key.object) + ", \"entry\": " + pask::json::quote(key.entry) +
+                   ", \"constants\": " + pask::json::quote(key.constants) + ", \"target\": " +
+                   pask::json::quote(key.target) + ", \"options\": " + pask::json::quote(setup.rtc_options(key)) + "}";
+        }
+        thread_local std::string text;
+        text = out + "\n]";
+        *report = text.c_str();
+    });
+}
+
+pask_status_t pask_kernel_source(pask_device_type_t device_type, const char *object, const char **source) {
+    return guarded([&] {
+        need(object, "object");
+        need(source, "source");
+        const pask::DeviceSetup &setup = rtc_setup(device_type);
+        const char *src = setup.kernel_source(object);
+        require(src != nullptr, PASK_ERROR_INVALID_ARGUMENT,
+                std::string("no kernel source for code object \"") + object + "\"");
+        *source = src;
+    });
+}
+
+pask_status_t pask_context_add_code_object(pask_context_t context, const char *object_id, const void *bytes,
+                                           size_t size, const char *sha256) {
+    return guarded([&] {
+        need(context, "context");
+        need(object_id, "object_id");
+        need(bytes, "bytes");
+        need(sha256, "sha256");
+        // provider/backend/object[constants]@target, as KernelKey::object_id() writes it
+        const std::string id = object_id;
+        const auto s1 = id.find('/'), s2 = s1 == std::string::npos ? s1 : id.find('/', s1 + 1);
+        const auto at = id.rfind('@');
+        bool ok = s2 != std::string::npos && at != std::string::npos && at > s2 + 1;
+        std::string backend, object, target, constants;
+        if (ok) {
+            backend = id.substr(s1 + 1, s2 - s1 - 1);
+            object = id.substr(s2 + 1, at - s2 - 1);
+            target = id.substr(at + 1);
+            const auto open = object.find('[');
+            if (open != std::string::npos) {
+                ok = object.back() == ']';
+                constants = object.substr(open + 1, object.size() - open - 2);
+                object = object.substr(0, open);
+            }
+            ok = ok && id.substr(0, s1) == "native" && is_word(backend, "") && is_word(object, "") &&
+                 is_word(target, "") && (constants.empty() || is_word(constants, "=,-."));
+        }
+        require(ok, PASK_ERROR_INVALID_ARGUMENT,
+                "object_id must read native/<backend>/<object>[<constants>]@<target>, got \"" + id + "\"");
+        require(size > 0 && size <= pask::kMaxCodeObjectBytes, PASK_ERROR_INVALID_ARGUMENT,
+                id + ": size " + std::to_string(size) + " is not in [1, " + std::to_string(pask::kMaxCodeObjectBytes) + "]");
+        std::string data(static_cast<const char *>(bytes), size);
+        const std::string want = sha256, got = pask::sha256_hex(data);
+        require(want.size() == 64 && is_word(want, ""), PASK_ERROR_INVALID_ARGUMENT,
+                id + ": sha256 must be 64 hex digits, got \"" + want + "\"");
+        require(got == want, PASK_ERROR_INVALID_ARGUMENT,
+                id + ": checksum mismatch (SHA-256 " + got + ", expected " + want + ")");
+        require(data.size() >= 4 && data.compare(0, 4, "\x7f" "ELF") == 0, PASK_ERROR_INVALID_ARGUMENT,
+                id + ": not a code object (no ELF header)");
+        pask::CallGate::Use in_use(context->gate);
+        require(context->device_type != PASK_DEVICE_CPU, PASK_ERROR_UNSUPPORTED,
+                "a CPU context takes no code objects: host code loads only from the installed package");
+        require(backend == context->backend->name(), PASK_ERROR_INVALID_ARGUMENT,
+                id + ": a " + backend + " code object for a " + context->backend->name() + " context");
+        context->store->provide(id, std::move(data));
+    });
+}
+

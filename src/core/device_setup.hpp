@@ -32,6 +32,11 @@ struct DeviceSetup {
     // each library's name, file, version or why it cannot be used, and the
     // devices. Loads the libraries (once per process, as contexts do); never throws.
     std::function<std::string(const Options &)> probe;
+    // Run-time compiled devices (CUDA, HIP): the compiler options of a native
+    // kernel key (its target and constants as macros) and the embedded source
+    // of a code object (nullptr when unknown). Need no device. Empty for the CPU.
+    std::function<std::string(const KernelKey &)> rtc_options;
+    std::function<const char *(const std::string &object)> kernel_source;
 };
 
 void register_device_setup(DeviceSetup setup);

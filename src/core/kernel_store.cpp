@@ -110,4 +110,22 @@ bool KernelStore::cache_put(const std::string &material, const std::string &payl
     return write_file_atomic(cache_path(material), std::string(kMagic) + sha256_hex(payload) + "\n" + payload);
 }
 
+void KernelStore::provide(const std::string &object_id, std::string bytes) {
+    auto shared = std::make_shared<const std::string>(std::move(bytes));
+    std::lock_guard<std::mutex> lock(provided_mu_);
+    provided_[object_id] = std::move(shared);
+}
+
+std::shared_ptr<const std::string> KernelStore::provided(const KernelKey &key) const {
+    std::lock_guard<std::mutex> lock(provided_mu_);
+    if (provided_.empty()) return nullptr;
+    auto it = provided_.find(key.object_id());
+    return it == provided_.end() ? nullptr : it->second;
+}
+
+size_t KernelStore::provided_count() const {
+    std::lock_guard<std::mutex> lock(provided_mu_);
+    return provided_.size();
+}
+
 }  // namespace pask

@@ -4,6 +4,7 @@
 // user cache (content-addressed, atomic, checksummed) behind the same lookup.
 #pragma once
 
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -40,6 +41,13 @@ public:
     // Stores payload atomically; false when the cache is off or the write failed.
     bool cache_put(const std::string &material, const std::string &payload) const;
 
+    // Code objects handed in by the application (pask_context_add_code_object,
+    // e.g. from a bundle), filed by KernelKey::object_id(); checked by the
+    // caller before they are added. GPU backends only.
+    void provide(const std::string &object_id, std::string bytes);
+    std::shared_ptr<const std::string> provided(const KernelKey &key) const;
+    size_t provided_count() const;
+
 private:
     std::string cache_path(const std::string &material) const;
 
@@ -50,6 +58,8 @@ private:
     mutable std::unordered_map<std::string, std::optional<std::string>> found_;
     std::string cache_dir_;
     std::string cache_problem_;
+    mutable std::mutex provided_mu_;
+    std::unordered_map<std::string, std::shared_ptr<const std::string>> provided_;
 };
 
 }  // namespace pask

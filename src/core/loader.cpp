@@ -48,7 +48,7 @@ Provider *Loader::provider_for(const KernelKey &key) const {
 
 bool Loader::available(const KernelKey &key) const {
     if (Provider *p = provider_for(key)) return p->available();
-    return store_.find(key).has_value() || backend_.can_compile();
+    return store_.provided(key) || store_.find(key).has_value() || backend_.can_compile();
 }
 
 void Loader::run_first(std::function<void()> task) {
@@ -249,6 +249,11 @@ KernelPtr Loader::load_now(const KernelKey &key) {
     if (!obj) {
         if (Provider *p = provider_for(key)) {
             obj = p->build(key);
+            std::lock_guard<std::mutex> lock(mu_);
+            objects_[key.object_id()] = obj;
+        } else if (auto bytes = store_.provided(key)) {
+            // handed in by the application (a bundle), checked when it was added
+            obj = backend_.load_code_object_bytes(*bytes, "provided " + key.object_id());
             std::lock_guard<std::mutex> lock(mu_);
             objects_[key.object_id()] = obj;
         } else if (auto path = store_.find(key)) {

@@ -68,7 +68,9 @@ public:
     bool available(const KernelKey &key) const;
     // Prebuilt code objects load in about a millisecond; anything else is
     // compiled or built first.
-    bool prebuilt(const KernelKey &key) const { return !provider_for(key) && store_.find(key).has_value(); }
+    bool prebuilt(const KernelKey &key) const {
+        return !provider_for(key) && (store_.provided(key) || store_.find(key).has_value());
+    }
     // Runs task on a loader thread ahead of every queued load (library set-up);
     // on the calling thread when there are no loader threads.
     void run_first(std::function<void()> task);

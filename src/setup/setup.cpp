@@ -207,6 +207,8 @@ DeviceSetup cuda_setup() {
         return out;
     };
     d.probe = probe_cuda;
+    d.rtc_options = nvrtc_options;
+    d.kernel_source = [](const std::string &object) { return cuda_kernel_source(object); };
     return d;
 }
 
@@ -227,6 +229,8 @@ DeviceSetup hip_setup() {
         return std::make_unique<HipBackend>(index, o.hip_library, o.hiprtc_library);
     };
     d.probe = probe_hip;
+    d.rtc_options = hiprtc_options;
+    d.kernel_source = [](const std::string &object) { return cuda_kernel_source(object); };
     d.make_providers = [](Backend &b, const Options &o, Trace *trace) {
         std::vector<std::unique_ptr<Provider>> out;
         if (o.use_miopen && o.wants_provider("miopen"))

@@ -106,6 +106,27 @@ int main(void) {
         pask_op_t op;
         CHECK(pask_plan_get_op(plan, &op));
         EXPECT(op == PASK_OP_CONV2D);
+        /* the plan's Problem as fields, and the CUDA kernels that could run it (no device needed) */
+        const int64_t *fields = NULL;
+        int64_t nfields = 0;
+        CHECK(pask_plan_get_fields(plan, &fields, &nfields));
+        EXPECT(nfields == 30 && fields[0] == PASK_OP_CONV2D && fields[6] == N && fields[7] == C);
+        const char *report = NULL;
+        CHECK(pask_kernel_candidates(PASK_DEVICE_CUDA, "sm_90", fields, nfields, &report));
+        EXPECT(strstr(report, "\"solver\": \"conv2d.cuda_igemm\"") != NULL);
+        EXPECT(strstr(report, "native/cuda/conv_igemm[dtype=0]@sm_90") != NULL);
+        EXPECT(pask_kernel_candidates(PASK_DEVICE_CPU, "sm_90", fields, nfields, &report) ==
+               PASK_ERROR_INVALID_ARGUMENT);
+        const char *source = NULL;
+        CHECK(pask_kernel_source(PASK_DEVICE_CUDA, "conv_igemm", &source));
+        EXPECT(strstr(source, "pask_conv2d_igemm") != NULL);
+        /* a CPU context takes no code objects, after the arguments are checked */
+        static const unsigned char elf[8] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0};
+        EXPECT(pask_context_add_code_object(ctx, "native/cuda/gemm[dtype=0]@sm_90", elf, sizeof elf,
+                                            "0000000000000000000000000000000000000000000000000000000000000000") ==
+               PASK_ERROR_INVALID_ARGUMENT);
+        EXPECT(pask_context_add_code_object(ctx, "native/cuda/gemm[dtype=0]@sm_90", elf, sizeof elf, NULL) ==
+               PASK_ERROR_NULL_POINTER);
         for (int rep = 0; rep < 3; ++rep) {
             pask_plan_args_t a = {.x = rep % 2 ? x2 : x, .w = w, .bias = b, .y = y2};
             CHECK(pask_plan_execute(plan, &a, NULL));

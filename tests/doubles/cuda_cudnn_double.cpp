@@ -373,8 +373,15 @@ EXPORT int cuCtxPopCurrent_v2(void **c) {
     return 0;
 }
 EXPORT int cuCtxSynchronize() { return unsafe("cuCtxSynchronize") ? kCaptureUnsupported : 0; }
-EXPORT int cuModuleLoadData(void **m, const void *) {
+// Logs what it was given: an ELF file (a cubin) or not, and the SM of a cubin
+// (the second byte of its e_flags).
+EXPORT int cuModuleLoadData(void **m, const void *image) {
     if (unsafe("cuModuleLoadData")) return kCaptureUnsupported;
+    const auto *p = static_cast<const unsigned char *>(image);
+    const bool elf = p && p[0] == 0x7f && p[1] == 'E' && p[2] == 'L' && p[3] == 'F';
+    unsigned flags = 0;
+    if (elf) std::memcpy(&flags, p + 48, sizeof flags);
+    logf("cuModuleLoadData elf=%d sm=%u", elf ? 1 : 0, (flags >> 8) & 0xFFu);
     *m = device_alloc(1);
     return 0;
 }

@@ -137,9 +137,11 @@ void *CudaBackend::module_function(void *module, const char *name) const {
 
 // NVRTC options for a key: the target, and each compile-time constant as a
 // macro (dtype -> PASK_DTYPE, anything else x -> PASK_FIXED_X).
-std::string CudaBackend::rtc_options(const KernelKey &key) const {
+std::string nvrtc_options(const KernelKey &key) {
     return "-std=c++17 --gpu-architecture=" + key.target + " -default-device -lineinfo" + gpu::constant_macros(key);
 }
+
+std::string CudaBackend::rtc_options(const KernelKey &key) const { return nvrtc_options(key); }
 
 int CudaBackend::enter_device() const {
     // Already current (a framework such as PyTorch made the primary context

@@ -13,6 +13,10 @@
 
 namespace pask {
 
+// NVRTC options for a native kernel key (no device needed): the target, and
+// each compile-time constant as a macro.
+std::string nvrtc_options(const KernelKey &key);
+
 class CudaBackend final : public gpu::GpuBackend {
 public:
     // nvrtc_path may be empty (search the usual sonames).
