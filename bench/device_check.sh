@@ -3,6 +3,8 @@
 # installs paskdnn, runs the CUDA and cuDNN tests, the prepared-call dispatch
 # benchmark, the eager host-overhead benchmark and the cold-start job, logs
 # under $OUT.   (device tool) carry [".whl"]: bash bench/device_check.sh
+# TESTS=... picks the test files; THEN=... the steps after them (default
+# "dispatch overhead coldstart"; also onnx, steady, fleet, doctor, driver, nanprobe).
 set -uo pipefail
 REPO=$(pwd)
 OUT=${OUT:-/tmp/out}
@@ -28,6 +30,11 @@ for what in ${THEN:-dispatch overhead coldstart}; do
     dispatch) timeout 120 python3 "$REPO/bench/plan_dispatch.py" --device cuda --iterations 100000 \
                 --out "$OUT/plan_dispatch_cuda.md" 2>&1 | tail -8 ;;
     overhead) timeout 180 python3 "$REPO/bench/host_overhead.py" > "$OUT/host_overhead.log" 2>&1; tail -15 "$OUT/host_overhead.log" ;;
+    steady) PYTHONUNBUFFERED=1 timeout 420 python3 "$REPO/bench/steady.py" --out "$OUT/steady.md" 2>&1 | tail -20 ;;
+    fleet) python3 -m paskdnn precompile resnet50 --arch sm_90 --dtype float16 --layout NHWC -o /tmp/r50.pask \
+             > "$OUT/precompile.log" 2>&1 && python3 -m paskdnn inspect /tmp/r50.pask | head -20
+           PYTHONUNBUFFERED=1 timeout 420 python3 "$REPO/bench/fleet.py" --bundle /tmp/r50.pask --out "$OUT/fleet" 2>&1 \
+             | tail -20 ;;
     coldstart) PYTHONUNBUFFERED=1 timeout 240 python3 -m paskdnn coldstart --model resnet50 --device cuda --repeats 1 \
                  --out /tmp/coldstart > /tmp/coldstart.log 2>&1; tail -16 /tmp/coldstart.log
                cp /tmp/coldstart/coldstart.md /tmp/coldstart/coldstart.png "$OUT/" 2>/dev/null ;;
