@@ -633,12 +633,19 @@ def _relu(imp: _Importer, node: Any) -> None:
 def _clip(imp: _Importer, node: Any) -> None:
     a = _attrs(node)
     lo, hi = a.get("min"), a.get("max")  # opset < 11
+    def bound(i: int, name: str) -> Optional[float]:
+        m = imp.opt_const(node, i, name)
+        if m is None:
+            return None
+        m = np.asarray(m)
+        if m.size != 1:  # a scalar by the spec; exporters also write shape (1,)
+            raise _refuse(node, name, f"shape {m.shape}: Clip's bounds must be scalars")
+        return float(m.reshape(-1)[0])
+
     if len(node.input) > 1:
-        m = imp.opt_const(node, 1, "min")
-        lo = None if m is None else float(np.asarray(m))
+        lo = bound(1, "min")
     if len(node.input) > 2:
-        m = imp.opt_const(node, 2, "max")
-        hi = None if m is None else float(np.asarray(m))
+        hi = bound(2, "max")
     if lo == 0.0 and (hi is None or hi == float("inf")):
         _activation(imp, node, "relu")
     elif lo == 0.0 and hi == 6.0:

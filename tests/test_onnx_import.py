@@ -655,6 +655,13 @@ def test_clip_and_leaky_relu_run_as_eltwise(layout, ctx):
     m = conv_then(H.make_node("LeakyRelu", ["s"], ["y"], name="lr"), extra=[H.make_node("Add", ["c", "x"], ["s"])])
     g = check(m, data((1, 4, 6, 6)), layout, ctx)
     assert [n.op for n in g.nodes] == ["conv2d", "eltwise"] or [n.op for n in g.nodes] == ["conv2d"]
+    # bounds of shape (1,) (some exporters write them so) are scalars; longer ones are refused
+    lo1 = const("lo1", np.array([-0.5], np.float32))
+    g = check(conv_then(H.make_node("Clip", ["c", "lo1"], ["y"], name="clip"), inits=[lo1]), data((1, 4, 6, 6)),
+              layout, ctx)
+    assert g.nodes[0].params["activation_params"] == (-0.5, float("inf"))
+    lo2 = const("lo2", np.array([-0.5, 0.5], np.float32))
+    refused(conv_then(H.make_node("Clip", ["c", "lo2"], ["y"], name="clip"), inits=[lo2]), "clip", "Clip", "min")
     # a clip whose bounds are not constants is refused
     m = make([H.make_node("Clip", ["x", "x"], ["y"], name="clip")], [], (1, 3, 4, 4))
     refused(m, "clip", "Clip", "min")
