@@ -30,7 +30,7 @@ for what in ${THEN:-dispatch overhead coldstart}; do
     dispatch) timeout 120 python3 "$REPO/bench/plan_dispatch.py" --device cuda --iterations 100000 \
                 --out "$OUT/plan_dispatch_cuda.md" 2>&1 | tail -8 ;;
     overhead) timeout 180 python3 "$REPO/bench/host_overhead.py" > "$OUT/host_overhead.log" 2>&1; tail -15 "$OUT/host_overhead.log" ;;
-    steady) PYTHONUNBUFFERED=1 timeout 420 python3 "$REPO/bench/steady.py" --out "$OUT/steady.md" 2>&1 | tail -20 ;;
+    steady) PYTHONUNBUFFERED=1 timeout ${STEADY_TIMEOUT:-420} python3 "$REPO/bench/steady.py" ${STEADY_ARGS:-} --out "$OUT/steady.json" 2>&1 | tail -20 ;;
     fleet) python3 -m paskdnn precompile resnet50 --arch sm_90 --dtype float16 --layout NHWC -o /tmp/r50.pask \
              > "$OUT/precompile.log" 2>&1 && python3 -m paskdnn inspect /tmp/r50.pask | head -20
            PYTHONUNBUFFERED=1 timeout 420 python3 "$REPO/bench/fleet.py" --bundle /tmp/r50.pask --out "$OUT/fleet" 2>&1 \

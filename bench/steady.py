@@ -132,6 +132,10 @@ def main() -> int:
                     print(f"{model} batch {batch} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
                     continue
                 rows.append(json.load(open(out)))
+                print(json.dumps(rows[-1]), flush=True)  # each row as it comes: a cut-off run keeps what it measured
+                if a.out:
+                    with open(a.out, "w") as f:
+                        json.dump(rows, f, indent=1)
     cols = ("torch_eager_ms", "torch_graph_ms", "paskdnn_eager_ms", "paskdnn_captured_ms")
     print("| model | batch | PyTorch eager | PyTorch CUDA graph | paskdnn eager | paskdnn captured | captured / graph |")
     print("|---|---|---|---|---|---|---|")
