@@ -117,3 +117,51 @@ def test_corrupted_npz_fails_as_np_load_does(tmp_path):
         models.load_npz(path)
     with pytest.raises(zipfile.BadZipFile, match="CRC"):
         models.resnet18(path, num_classes=10)
+
+
+# ---- the CPU runner's buffers ----------------------------------------------------------------
+
+
+def _live_at(graph, i):
+    """Buffers (node outputs, following flatten views) holding a value some node
+    at or after i reads, or the graph's output."""
+    owner = {graph.input_name: None}
+    for n in graph.nodes:
+        owner[n.output] = owner[n.inputs[0]] if n.op == "flatten" else n.output
+    needed = {owner[v] for n in graph.nodes[i:] for v in n.inputs} | {owner[graph.output_name]}
+    made = {owner[n.output] for n in graph.nodes[:i]}
+    return (needed & made) - {None}
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "vgg16"])
+def test_runner_buffers_share_bytes_only_between_values_never_live_together(name):
+    from paskdnn.graph import _buffer_offsets, infer_shapes
+
+    g = models.build(name, layout="NHWC")
+    shapes = infer_shapes(g, 2)
+    offsets, size = _buffer_offsets(g, shapes)
+    span = {b: (o, o + 4 * int(np.prod(shapes[b]))) for b, o in offsets.items()}
+    assert all(0 <= lo and hi <= size and lo % 64 == 0 for lo, hi in span.values())
+    for i, n in enumerate(g.nodes):
+        if n.op == "flatten":
+            continue
+        lo, hi = span[n.output]
+        for b in _live_at(g, i):  # the inputs of node i, and every value read later
+            if b != n.output:
+                blo, bhi = span[b]
+                assert hi <= blo or bhi <= lo, f"{name}: {n.output} overlaps {b}, live at node {i}"
+    assert size < sum(hi - lo for lo, hi in span.values()) / 2  # the point of sharing
+
+
+def test_runner_on_shared_buffers_gives_the_same_output_each_run():
+    import paskdnn
+    from paskdnn.graph import Runner
+
+    ctx = paskdnn.Context("cpu", num_threads=1)
+    g = models.resnet18(seed=3, layout="NHWC", num_classes=10)
+    r = Runner(g, ctx)
+    x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype(np.float32)
+    y1 = np.array(r.run(x))
+    y2 = np.array(r.run(x))
+    assert np.array_equal(y1, y2)
+    assert np.isfinite(y1).all() and np.abs(y1).max() > 0
