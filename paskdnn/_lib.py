@@ -5,7 +5,6 @@ is the one description of the API.
 """
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import threading
@@ -42,6 +41,8 @@ log.addHandler(logging.NullHandler())  # a library never prints: the application
 def _warn_unknown_environment() -> None:
     for name in sorted(os.environ):
         if name.startswith("PASKDNN_") and name not in ENVIRONMENT:
+            import difflib  # only for a misspelt name: not on every process's way to its first call
+
             close = difflib.get_close_matches(name, ENVIRONMENT, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             log.warning("unknown environment variable %s ignored%s; paskdnn reads %s", name, hint,
@@ -151,7 +152,6 @@ def prebuilt_ffi(folder: Path, cdef: str) -> Any:
 
     The module is read from the library's own folder (the installed package,
     or the build that $PASKDNN_LIBRARY names), never from the user cache."""
-    import hashlib
     import importlib.util
 
     file = folder / PREBUILT_FFI
@@ -166,7 +166,7 @@ def prebuilt_ffi(folder: Path, cdef: str) -> Any:
     except Exception as e:  # noqa: BLE001 - an unreadable module is a miss: parse the header
         log.debug("paskdnn: prebuilt cffi module %s not used: %s", file, e)
         return None
-    if getattr(module, "CDEF_SHA256", None) != hashlib.sha256(cdef.encode("utf-8")).hexdigest():
+    if getattr(module, "CDEF", None) != cdef:
         log.debug("paskdnn: prebuilt cffi module %s was made from another header", file)
         return None
     return module.ffi

@@ -7,14 +7,13 @@ Parsing the cdef with cffi's pycparser at run time cost every process about
 library set-up. cffi's out-of-line ABI mode keeps the parsed declarations as
 compact tables in a plain Python module, which loads in about a millisecond.
 The cdef is still read from the header, by the same function the run-time
-fallback uses (paskdnn/_header.py); the module records the cdef's SHA-256, and
-paskdnn._lib uses the module only for a header whose cdef has that hash (a
+fallback uses (paskdnn/_header.py); the module keeps that cdef's text, and
+paskdnn._lib uses the module only for a header whose cdef is that text (a
 library from another build parses its own header, as before).
 
 The module holds no path: only the declarations' tables.
 """
 import contextlib
-import hashlib
 import importlib.util
 import io
 import os
@@ -38,9 +37,8 @@ def main() -> None:
     with contextlib.redirect_stdout(io.StringIO()):  # cffi says "generating ..."
         ffi.emit_python_code(str(tmp))
     code = tmp.read_text(encoding="utf-8")
-    digest = hashlib.sha256(cdef.encode("utf-8")).hexdigest()
-    tmp.write_text(code + f"\n# SHA-256 of the cdef these tables were made from (paskdnn/_header.py)\n"
-                          f"CDEF_SHA256 = {digest!r}\n", encoding="utf-8")
+    tmp.write_text(code + "\n# the cdef these tables were made from (paskdnn/_header.py)\n"
+                          f"CDEF = {cdef!r}\n", encoding="utf-8")
     os.replace(tmp, out)
 
 
