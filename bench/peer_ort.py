@@ -351,6 +351,7 @@ def main() -> int:
         rows.append(row)
 
     load_after = os.getloadavg()
+    install = _paskdnn_install()
     date = datetime.date.today().isoformat()
     cpu = _cpu_name()
     cmdline = "python3 bench/peer_ort.py " + " ".join(sys.argv[1:])
@@ -362,7 +363,7 @@ def main() -> int:
              f"{'CPU time of the one thread (time.thread_time)' if a.cpu_time else 'wall time'}. Load average (1, 5, 15 min) before "
              f"{', '.join(f'{v:.1f}' for v in load_before)}, after {', '.join(f'{v:.1f}' for v in load_after)} "
              f"(other processes share the cores: compare within a row group, not across runs). "
-             f"Command: `{cmdline}`", "",
+             f"paskdnn: {install}. Command: `{cmdline}`", "",
              "| model | engine | steady ms | ratio | first ms | ratio | first / own steady | start to first ms "
              "| ratio | max rel err vs ORT | top-5 same |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -387,9 +388,28 @@ def main() -> int:
         f.write(text)
     with open(base + ".json", "w") as f:
         json.dump(dict(date=date, cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), command=cmdline,
-                       loadavg_before=load_before, loadavg_after=load_after,
+                       loadavg_before=load_before, loadavg_after=load_after, paskdnn_install=install,
                        rows=rows, raw=raw), f, indent=1)
     return 0
+
+
+def _paskdnn_install() -> str:
+    """How the paskdnn the children import is installed: an editable install's
+    import hook runs a ninja no-op check of the build tree at `import paskdnn`
+    (about 80 ms a process on the 2-core Xeon, measured), which a wheel install
+    does not; with PYTHONDONTWRITEBYTECODE the source tree's modules compile
+    at every import. Both count in process start to first result."""
+    from importlib import metadata
+
+    try:
+        direct = metadata.distribution("paskdnn").read_text("direct_url.json") or "{}"
+        editable = json.loads(direct).get("dir_info", {}).get("editable", False)
+    except metadata.PackageNotFoundError:
+        editable = False
+    kind = "editable install (meson-python rebuild check at import)" if editable else "installed wheel"
+    if editable and os.environ.get("PYTHONDONTWRITEBYTECODE"):  # a wheel's install compiled its bytecode
+        kind += ", PYTHONDONTWRITEBYTECODE set"
+    return kind
 
 
 def _cpu_name() -> str:

@@ -173,6 +173,63 @@ class _Capture:
         self.stream = None
 
 
+def _buffer_offsets(graph: Graph, shapes: Dict[str, tuple], itemsize: int = 4,
+                    align: int = 64) -> "tuple[Dict[str, int], int]":
+    """Byte offsets in one arena for every node output (flatten's output is a
+    view of its input, not a buffer) and the arena's size: a buffer's bytes are
+    reused once the last node reading it has run, never while it is live, so a
+    node's output never overlaps its inputs, and the graph's output is live to
+    the end. First fit in execution order."""
+    owner: Dict[str, Optional[str]] = {graph.input_name: None}  # value -> the buffer it lives in
+    last: Dict[str, int] = {}  # buffer -> index of the last node reading it
+    for i, n in enumerate(graph.nodes):
+        for v in n.inputs:
+            b = owner.get(v)
+            if b is not None:
+                last[b] = i
+        owner[n.output] = owner[n.inputs[0]] if n.op == "flatten" else n.output
+    out = owner.get(graph.output_name)
+    if out is not None:
+        last[out] = len(graph.nodes)
+    live: List[tuple] = []  # (offset, size, buffer), sorted by offset
+    offsets: Dict[str, int] = {}
+    end = 0
+    for i, n in enumerate(graph.nodes):
+        if n.op != "flatten":
+            size = -(-int(np.prod(shapes[n.output], dtype=np.int64)) * itemsize // align) * align
+            at = 0
+            for o, sz, _ in live:
+                if o - at >= size:
+                    break
+                at = max(at, o + sz)
+            live.append((at, size, n.output))
+            live.sort()
+            offsets[n.output] = at
+            end = max(end, at + size)
+        live = [b for b in live if last.get(b[2], i) > i]
+    return offsets, end
+
+
+def _host_buffers(graph: Graph, shapes: Dict[str, tuple]) -> Dict[str, np.ndarray]:
+    """The CPU runner's node outputs: float32 views of one arena laid out by
+    _buffer_offsets, written once here so that set-up, not the first inference,
+    pays their first-touch page faults. Reusing the bytes of dead values makes
+    the arena a quarter of the separate buffers' total for ResNet-50 and
+    MobileNetV2 (fewer faults to pay, and a smaller working set)."""
+    offsets, size = _buffer_offsets(graph, shapes)
+    raw = np.empty(size + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    arena = raw[start:start + size]
+    arena.fill(0)
+    out = {}
+    for n in graph.nodes:
+        if n.op != "flatten":
+            count = int(np.prod(shapes[n.output], dtype=np.int64))
+            at = offsets[n.output]
+            out[n.output] = arena[at:at + 4 * count].view(np.float32).reshape(shapes[n.output])
+    return out
+
+
 class Runner:
     """Runs a Graph on a context: weights moved to the device once, every
     intermediate buffer allocated once, and the graph's Problems given to the
@@ -216,7 +273,10 @@ class Runner:
         if hints:
             self.give_hints()
         self._weights = [{k: self._upload(v) for k, v in n.weights.items()} for n in graph.nodes]
-        self._buffers = {n.output: self._alloc(self.shapes[n.output]) for n in graph.nodes if n.op != "flatten"}
+        if self.cuda:
+            self._buffers = {n.output: self._alloc(self.shapes[n.output]) for n in graph.nodes if n.op != "flatten"}
+        else:
+            self._buffers = _host_buffers(graph, self.shapes)
         self._input = self._alloc(self.shapes[graph.input_name])
         self._calls = self._prepare()
         # The calling thread's one-time set-up in cuDNN (its first execution on
