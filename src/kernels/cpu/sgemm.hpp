@@ -280,6 +280,27 @@ static void ukernel(int64_t kc, const float *__restrict a, const float *__restri
         for (int v = 0; v < NVv; ++v) acc[r][v] = vzero();
     }
 
+    // The tile of C (and the residual, on the last K block) is touched only
+    // after the loop; fetching it now overlaps its cache misses with the
+    // FMAs (the rows are ldc apart: the hardware prefetcher does not follow).
+    if (kc >= 32) {
+        const int64_t last = (int64_t)nvalid - 1;
+#pragma GCC unroll 16
+        for (int r = 0; r < MRv; ++r) {
+            __builtin_prefetch(c + r * ldc, 1, 3);
+            __builtin_prefetch(c + r * ldc + last / 2, 1, 3);  // 3 lines when not aligned
+            __builtin_prefetch(c + r * ldc + last, 1, 3);
+        }
+        if (st.last && st.res) {
+            const float *rs = st.res + i0 * st.ld_res + j0;
+            for (int r = 0; r < MRv; ++r) {
+                __builtin_prefetch(rs + r * st.ld_res, 0, 3);
+                __builtin_prefetch(rs + r * st.ld_res + last / 2, 0, 3);
+                __builtin_prefetch(rs + r * st.ld_res + last, 0, 3);
+            }
+        }
+    }
+
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; ++p) {
         V bv[NVv];
