@@ -7,7 +7,9 @@
  * packed into KC x NC panels, A into MC x KC blocks (per-thread, 64-byte aligned
  * thread_local scratch), a register-blocked micro-kernel computes MR x NR tiles
  * and applies the epilogue while storing. sgemm_small() needs no packing and is
- * meant for skinny problems (M <= 8 or N <= 8, e.g. GEMV).
+ * meant for skinny problems (M <= 8 or N <= 8, e.g. GEMV). sgemm_with() is
+ * the same driver with the A operand given by a packer object (StridedA for a
+ * matrix; conv_implicit_gemm.cpp packs a convolution's input as im2col rows).
  *
  * One source serves three ISA builds, picked by the compiler flags:
  *   AVX-512F   : 14 x 32 micro-kernel (zmm)
@@ -517,10 +519,22 @@ static void pack_b(bool trans_b, const float *B, int64_t ldb, int64_t p0, int64_
 /* ------------------------------------------------------------------------ */
 /* Blocked driver                                                            */
 /* ------------------------------------------------------------------------ */
+/* The A operand as the driver sees it: pack(i0, p0, mc, kc, dst) writes
+ * op(A)[i0.., p0..] (mc x kc) in panels of MR rows, as pack_a does. A strided
+ * matrix (StridedA) or a convolution's input read as its im2col matrix
+ * without building it (conv_implicit_gemm.cpp). */
+struct StridedA {
+    bool trans;
+    const float *A;
+    int64_t lda;
+    void pack(int64_t i0, int64_t p0, int64_t mc, int64_t kc, float *dst) const {
+        pack_a(trans, A, lda, i0, p0, mc, kc, dst);
+    }
+};
+
 struct GemmCtx {
-    bool trans_a, trans_b;
+    bool trans_b;
     int64_t M, N, K;
-    const float *A; int64_t lda;
     const float *B; int64_t ldb;
     float *C; int64_t ldc;
     const GemmEpilogue *ep;
@@ -537,7 +551,8 @@ static inline void split_range(int64_t tiles, int64_t parts, int64_t t, int64_t 
     e = b + q + (t < r ? 1 : 0);
 }
 
-static void gemm_block(GemmCtx &g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+template <class PackA>
+static void gemm_block(GemmCtx &g, const PackA &pa, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     const int64_t K = g.K;
     const int64_t kcb = g.kc_blk;
     const int64_t nc_max = std::min<int64_t>(NC, n1 - n0);
@@ -558,7 +573,7 @@ static void gemm_block(GemmCtx &g, int64_t m0, int64_t m1, int64_t n0, int64_t n
             pack_b(g.trans_b, g.B, g.ldb, pc, jc, kc, nc, Bp);
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 const int64_t mc = std::min<int64_t>(MC, m1 - ic);
-                pack_a(g.trans_a, g.A, g.lda, ic, pc, mc, kc, Ap);
+                pa.pack(ic, pc, mc, kc, Ap);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int nw = (int)std::min<int64_t>(NR, nc - jr);
                     const int nv = (nw + VL - 1) / VL;
@@ -576,8 +591,16 @@ static void gemm_block(GemmCtx &g, int64_t m0, int64_t m1, int64_t n0, int64_t n
     }
 }
 
+template <class PackA>
+struct GemmJob {
+    GemmCtx *g;
+    const PackA *pa;
+};
+
+template <class PackA>
 static void gemm_task(void *arg, int64_t task, int /*thread*/) {
-    GemmCtx &g = *static_cast<GemmCtx *>(arg);
+    const GemmJob<PackA> &job = *static_cast<const GemmJob<PackA> *>(arg);
+    GemmCtx &g = *job.g;
     const int64_t ti = task / g.tn, tj = task % g.tn;
     int64_t mb, me, nb, ne;
     split_range(g.mt_tiles, g.tm, ti, mb, me);
@@ -585,7 +608,7 @@ static void gemm_task(void *arg, int64_t task, int /*thread*/) {
     const int64_t m0 = mb * MR, m1 = std::min(g.M, me * MR);
     const int64_t n0 = nb * NR, n1 = std::min(g.N, ne * NR);
     if (m0 >= m1 || n0 >= n1) return;
-    gemm_block(g, m0, m1, n0, n1);
+    gemm_block(g, *job.pa, m0, m1, n0, n1);
 }
 
 /* Only the epilogue (K == 0). */
@@ -860,9 +883,12 @@ static void small_task(void *arg, int64_t task, int /*thread*/) {
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 /* ------------------------------------------------------------------------ */
-inline int sgemm(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                 int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
-                 int64_t ldc, const GemmEpilogue &ep) {
+/* C (M x N) = epilogue(op(A) @ op(B)) with A given by a packer (see
+ * StridedA). kc_align: K blocks (but the last) are a multiple of it, for a
+ * packer that copies in runs of that many (1: any). */
+template <class PackA>
+int sgemm_with(const pask_cpu_runtime *rt, const PackA &pa, bool trans_b, int64_t M, int64_t N, int64_t K,
+               const float *B, int64_t ldb, float *C, int64_t ldc, const GemmEpilogue &ep, int64_t kc_align = 1) {
     using namespace sgemm_detail;
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0) {
@@ -870,14 +896,15 @@ inline int sgemm(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t
         return 0;
     }
     GemmCtx g;
-    g.trans_a = trans_a; g.trans_b = trans_b;
+    g.trans_b = trans_b;
     g.M = M; g.N = N; g.K = K;
-    g.A = A; g.lda = lda; g.B = B; g.ldb = ldb; g.C = C; g.ldc = ldc;
+    g.B = B; g.ldb = ldb; g.C = C; g.ldc = ldc;
     g.ep = &ep;
     g.err = 0;
     {   // balanced K blocks
         const int64_t nk = (K + KC - 1) / KC;
         g.kc_blk = (K + nk - 1) / nk;
+        if (kc_align > 1) g.kc_blk = std::min(K, (g.kc_blk + kc_align - 1) / kc_align * kc_align);
     }
     g.mt_tiles = (M + MR - 1) / MR;
     g.nt_tiles = (N + NR - 1) / NR;
@@ -925,12 +952,20 @@ inline int sgemm(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t
     }
     g.tm = best_tm; g.tn = best_tn;
     const int64_t ntasks = g.tm * g.tn;
+    GemmJob<PackA> job{&g, &pa};
     if (ntasks <= 1) {
-        gemm_task(&g, 0, 0);
+        gemm_task<PackA>(&job, 0, 0);
     } else {
-        rt->parallel_for(rt->self, ntasks, &gemm_task, &g);
+        rt->parallel_for(rt->self, ntasks, &gemm_task<PackA>, &job);
     }
     return g.err;
+}
+
+inline int sgemm(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                 int64_t ldc, const GemmEpilogue &ep) {
+    const sgemm_detail::StridedA pa{trans_a, A, lda};
+    return sgemm_with(rt, pa, trans_b, M, N, K, B, ldb, C, ldc, ep);
 }
 
 inline int sgemm_small(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t M, int64_t N,

@@ -135,6 +135,23 @@ public:
     }
 };
 
+class ConvImplicitGemmNhwc final : public ConvSolver {
+public:
+    using ConvSolver::ConvSolver;
+    bool applicable(const Problem &p) const override { return conv_f32(p) && p.layout == PASK_LAYOUT_NHWC; }
+    double cost_us(const Problem &p) const override {
+        // im2col_gemm's GEMM term; its A packing reads the input once per tap
+        // (the col bytes, from cache) but writes no col buffer
+        double col = double(p.n) * p.oh * p.ow * (p.c / p.groups) * p.kh * p.kw * 4.0 * p.groups;
+        double eff = std::min(1.0, double(p.o / p.groups) / 32.0);
+        double cost = p.flops() / (kGemmFlopsPerUs * std::max(eff, 0.05)) + 0.5 * col / kBytesPerUs + 4;
+        // OIHW weights are reordered to OHWI on every call
+        if (p.weight_layout != PASK_LAYOUT_NHWC && (p.kh > 1 || p.kw > 1))
+            cost += double(p.o) * (p.c / p.groups) * p.kh * p.kw * 8.0 / kBytesPerUs;
+        return cost;
+    }
+};
+
 // ---- gemm --------------------------------------------------------------------
 
 class GemmSolver : public CpuSolver {
@@ -280,6 +297,8 @@ const PoolGlobalAvg k_pool_global(8, "pool2d.global_avg", PASK_OP_POOL2D, "pool_
 
 const ConvFewChannels k_conv2d_few(40, "conv2d.few_channels", PASK_OP_CONV2D, "conv_few_channels",
                                    "pask_conv2d_few_channels_f32");
+const ConvImplicitGemmNhwc k_conv2d_igemm_nhwc(41, "conv2d.implicit_gemm_nhwc", PASK_OP_CONV2D, "conv_igemm_nhwc",
+                                               "pask_conv2d_implicit_gemm_nhwc_f32");
 const Eltwise k_eltwise(30, "eltwise.cpu", PASK_OP_ELTWISE, "eltwise", "pask_eltwise_f32");
 const Cat k_cat(31, "cat.cpu", PASK_OP_CAT, "eltwise", "pask_cat_f32");
 
@@ -292,6 +311,7 @@ const Solver &conv2d_im2col_gemm = k_conv2d_im2col;
 const Solver &conv2d_gemm_1x1 = k_conv2d_1x1;
 const Solver &conv2d_depthwise = k_conv2d_dw;
 const Solver &conv2d_few_channels = k_conv2d_few;
+const Solver &conv2d_implicit_gemm_nhwc = k_conv2d_igemm_nhwc;
 const Solver &gemm_blocked = k_gemm_blocked;
 const Solver &gemm_small = k_gemm_small;
 const Solver &pool2d_direct = k_pool_direct;
