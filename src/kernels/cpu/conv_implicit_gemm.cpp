@@ -106,12 +106,29 @@ struct ImplicitA {
 
 }  // namespace
 
-PASK_EXPORT int pask_conv2d_implicit_gemm_nhwc_f32(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a) {
+namespace {
+
+// K blocks in runs of 8 channels where the taps allow it (the transposes' width)
+int64_t kc_align_of(const pask_cpu_conv2d_args &a) { return (a.c / a.groups) % 8 == 0 ? 8 : 1; }
+
+// Floats of one group's packed weights (sgemm_pack_b's layout).
+int64_t packed_group_floats(const pask_cpu_conv2d_args &a) {
+    const int64_t cg = a.c / a.groups, og = a.o / a.groups;
+    return pask_cpu::sgemm_packed_b_floats(cg * a.kh * a.kw, og);
+}
+
+// packed: every group's W_g^T packed by pask_conv2d_implicit_gemm_nhwc_pack_f32,
+// or nullptr to pack them call by call.
+int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a, const float *packed) {
     if (a->layout != PASK_CPU_LAYOUT_NHWC) return 4;  // PASK_ERROR_UNSUPPORTED: NHWC only
-    const float *wt = weights_in(*a, PASK_CPU_LAYOUT_NHWC, t_weights);  // OHWI
-    if (!wt) return kOutOfMemory;
+    const float *wt = nullptr;
+    if (!packed) {
+        wt = weights_in(*a, PASK_CPU_LAYOUT_NHWC, t_weights);  // OHWI
+        if (!wt) return kOutOfMemory;
+    }
     const int64_t cg = a->c / a->groups, og = a->o / a->groups, kg = cg * a->kh * a->kw;
     const int64_t rows = a->n * a->oh * a->ow;
+    const int64_t align = kc_align_of(*a);
     for (int64_t g = 0; g < a->groups; ++g) {
         pask_cpu::GemmEpilogue ep;
         ep.alpha = a->ep.alpha;
@@ -123,11 +140,43 @@ PASK_EXPORT int pask_conv2d_implicit_gemm_nhwc_f32(const pask_cpu_runtime *rt, c
         ep.residual = a->residual ? a->residual + g * og : nullptr;
         ep.ld_residual = a->o;
         const ImplicitA pa{a, a->x + g * cg, cg};
-        // K blocks in runs of 8 channels where the taps allow it (the transposes' width)
-        const int64_t align = cg % 8 == 0 ? 8 : 1;
-        int rc = pask_cpu::sgemm_with(rt, pa, true, rows, og, kg, wt + g * og * kg, kg, a->y + g * og, a->o, ep,
-                                      align);
+        int rc;
+        if (packed) {
+            const pask_cpu::sgemm_detail::PrepackedB pb{packed + g * packed_group_floats(*a),
+                                                        pask_cpu::sgemm_detail::packed_width(og)};
+            rc = pask_cpu::sgemm_with(rt, pa, pb, rows, og, kg, a->y + g * og, a->o, ep, align);
+        } else {
+            const pask_cpu::sgemm_detail::StridedB pb{true, wt + g * og * kg, kg};
+            rc = pask_cpu::sgemm_with(rt, pa, pb, rows, og, kg, a->y + g * og, a->o, ep, align);
+        }
         if (rc) return rc;
     }
     return 0;
+}
+
+}  // namespace
+
+PASK_EXPORT int pask_conv2d_implicit_gemm_nhwc_f32(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a) {
+    return run(rt, a, nullptr);
+}
+
+// Weight pre-packing (kernel_abi.h, pask_cpu_conv2d_pack_fn): the weights as
+// every call of this Problem would pack them, for a caller that guarantees
+// they stay unchanged (a plan with constant weights).
+PASK_EXPORT int64_t pask_conv2d_implicit_gemm_nhwc_f32_pack(const pask_cpu_conv2d_args *a, float *dst) {
+    if (a->layout != PASK_CPU_LAYOUT_NHWC) return -4;  // PASK_ERROR_UNSUPPORTED
+    const int64_t total = a->groups * packed_group_floats(*a);
+    if (!dst) return total;
+    const float *wt = weights_in(*a, PASK_CPU_LAYOUT_NHWC, t_weights);  // OHWI
+    if (!wt) return -kOutOfMemory;
+    const int64_t cg = a->c / a->groups, og = a->o / a->groups, kg = cg * a->kh * a->kw;
+    for (int64_t g = 0; g < a->groups; ++g)
+        pask_cpu::sgemm_pack_b(true, kg, og, wt + g * og * kg, kg, kc_align_of(*a), dst + g * packed_group_floats(*a));
+    return total;
+}
+
+PASK_EXPORT int pask_conv2d_implicit_gemm_nhwc_f32_packed(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a,
+                                                          const float *packed) {
+    if (!packed) return 2;  // PASK_ERROR_NULL_POINTER
+    return run(rt, a, packed);
 }

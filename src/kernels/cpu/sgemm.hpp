@@ -532,10 +532,50 @@ struct StridedA {
     }
 };
 
+/* The B operand: panel(pc, jc, kc, nc, scratch) gives op(B)[pc.., jc..]
+ * (kc x nc) in pack_b's layout: packed into scratch now (StridedB), or found
+ * in a copy packed once ahead (PrepackedB, see sgemm_pack_b). */
+struct StridedB {
+    static constexpr bool kScratch = true;
+    bool trans;
+    const float *B;
+    int64_t ldb;
+    const float *panel(int64_t pc, int64_t jc, int64_t kc, int64_t nc, float *scratch) const {
+        pack_b(trans, B, ldb, pc, jc, kc, nc, scratch);
+        return scratch;
+    }
+};
+
+/* Floats of a row of op(B) packed in full: NR-wide panels, the last one
+ * rounded up to VL. */
+static inline int64_t packed_width(int64_t N) {
+    const int64_t tail = N % NR;
+    return N / NR * NR + (tail ? (tail + VL - 1) / VL * VL : 0);
+}
+
+/* op(B) packed whole by sgemm_pack_b: K block pc (kc deep) starts at
+ * base + pc * packed_width(N); its panel of columns jc.. (jc a multiple of NR)
+ * at + jc * kc. */
+struct PrepackedB {
+    static constexpr bool kScratch = false;
+    const float *base;
+    int64_t width;  // packed_width(N)
+    const float *panel(int64_t pc, int64_t jc, int64_t kc, int64_t, float *) const {
+        return base + pc * width + jc * kc;
+    }
+};
+
+/* The K blocks: balanced, at most KC deep; with kc_align > 1 every block but
+ * the last is a multiple of kc_align. */
+static inline int64_t kc_block(int64_t K, int64_t kc_align) {
+    const int64_t nk = (K + KC - 1) / KC;
+    int64_t kc = (K + nk - 1) / nk;
+    if (kc_align > 1) kc = std::min(K, (kc + kc_align - 1) / kc_align * kc_align);
+    return kc;
+}
+
 struct GemmCtx {
-    bool trans_b;
     int64_t M, N, K;
-    const float *B; int64_t ldb;
     float *C; int64_t ldc;
     const GemmEpilogue *ep;
     int64_t tm, tn;         // task grid
@@ -551,17 +591,18 @@ static inline void split_range(int64_t tiles, int64_t parts, int64_t t, int64_t 
     e = b + q + (t < r ? 1 : 0);
 }
 
-template <class PackA>
-static void gemm_block(GemmCtx &g, const PackA &pa, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+template <class PackA, class PackB>
+static void gemm_block(GemmCtx &g, const PackA &pa, const PackB &pb, int64_t m0, int64_t m1, int64_t n0,
+                       int64_t n1) {
     const int64_t K = g.K;
     const int64_t kcb = g.kc_blk;
     const int64_t nc_max = std::min<int64_t>(NC, n1 - n0);
     const int64_t mc_max = std::min<int64_t>(MC, m1 - m0);
     Scratch &s = scratch();
     const int64_t kcm = std::min(kcb, K);
-    float *Bp = s.b.get((size_t)(kcm * ((nc_max + NR - 1) / NR * NR)));
+    float *Bp = PackB::kScratch ? s.b.get((size_t)(kcm * ((nc_max + NR - 1) / NR * NR))) : nullptr;
     float *Ap = s.a.get((size_t)(kcm * ((mc_max + MR - 1) / MR * MR)));
-    if (!Bp || !Ap) {
+    if ((PackB::kScratch && !Bp) || !Ap) {
         g.err = kOutOfMemory;
         return;
     }
@@ -570,14 +611,14 @@ static void gemm_block(GemmCtx &g, const PackA &pa, int64_t m0, int64_t m1, int6
         for (int64_t pc = 0; pc < K; pc += kcb) {
             const int64_t kc = std::min(kcb, K - pc);
             const Stage st = make_stage(*g.ep, pc == 0, pc + kc == K);
-            pack_b(g.trans_b, g.B, g.ldb, pc, jc, kc, nc, Bp);
+            const float *Bk = pb.panel(pc, jc, kc, nc, Bp);
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 const int64_t mc = std::min<int64_t>(MC, m1 - ic);
                 pa.pack(ic, pc, mc, kc, Ap);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int nw = (int)std::min<int64_t>(NR, nc - jr);
                     const int nv = (nw + VL - 1) / VL;
-                    const float *bp = Bp + jr * kc;
+                    const float *bp = Bk + jr * kc;
                     const int64_t j = jc + jr;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int mr = (int)std::min<int64_t>(MR, mc - ir);
@@ -591,15 +632,16 @@ static void gemm_block(GemmCtx &g, const PackA &pa, int64_t m0, int64_t m1, int6
     }
 }
 
-template <class PackA>
+template <class PackA, class PackB>
 struct GemmJob {
     GemmCtx *g;
     const PackA *pa;
+    const PackB *pb;
 };
 
-template <class PackA>
+template <class PackA, class PackB>
 static void gemm_task(void *arg, int64_t task, int /*thread*/) {
-    const GemmJob<PackA> &job = *static_cast<const GemmJob<PackA> *>(arg);
+    const GemmJob<PackA, PackB> &job = *static_cast<const GemmJob<PackA, PackB> *>(arg);
     GemmCtx &g = *job.g;
     const int64_t ti = task / g.tn, tj = task % g.tn;
     int64_t mb, me, nb, ne;
@@ -608,7 +650,7 @@ static void gemm_task(void *arg, int64_t task, int /*thread*/) {
     const int64_t m0 = mb * MR, m1 = std::min(g.M, me * MR);
     const int64_t n0 = nb * NR, n1 = std::min(g.N, ne * NR);
     if (m0 >= m1 || n0 >= n1) return;
-    gemm_block(g, *job.pa, m0, m1, n0, n1);
+    gemm_block(g, *job.pa, *job.pb, m0, m1, n0, n1);
 }
 
 /* Only the epilogue (K == 0). */
@@ -883,12 +925,13 @@ static void small_task(void *arg, int64_t task, int /*thread*/) {
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 /* ------------------------------------------------------------------------ */
-/* C (M x N) = epilogue(op(A) @ op(B)) with A given by a packer (see
- * StridedA). kc_align: K blocks (but the last) are a multiple of it, for a
- * packer that copies in runs of that many (1: any). */
-template <class PackA>
-int sgemm_with(const pask_cpu_runtime *rt, const PackA &pa, bool trans_b, int64_t M, int64_t N, int64_t K,
-               const float *B, int64_t ldb, float *C, int64_t ldc, const GemmEpilogue &ep, int64_t kc_align = 1) {
+/* C (M x N) = epilogue(op(A) @ op(B)) with A and B given by packers (see
+ * StridedA, StridedB, PrepackedB). kc_align: K blocks (but the last) are a
+ * multiple of it, for a packer that copies in runs of that many (1: any); a
+ * PrepackedB must have been packed with the same kc_align. */
+template <class PackA, class PackB>
+int sgemm_with(const pask_cpu_runtime *rt, const PackA &pa, const PackB &pb, int64_t M, int64_t N, int64_t K,
+               float *C, int64_t ldc, const GemmEpilogue &ep, int64_t kc_align = 1) {
     using namespace sgemm_detail;
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0) {
@@ -896,16 +939,11 @@ int sgemm_with(const pask_cpu_runtime *rt, const PackA &pa, bool trans_b, int64_
         return 0;
     }
     GemmCtx g;
-    g.trans_b = trans_b;
     g.M = M; g.N = N; g.K = K;
-    g.B = B; g.ldb = ldb; g.C = C; g.ldc = ldc;
+    g.C = C; g.ldc = ldc;
     g.ep = &ep;
     g.err = 0;
-    {   // balanced K blocks
-        const int64_t nk = (K + KC - 1) / KC;
-        g.kc_blk = (K + nk - 1) / nk;
-        if (kc_align > 1) g.kc_blk = std::min(K, (g.kc_blk + kc_align - 1) / kc_align * kc_align);
-    }
+    g.kc_blk = kc_block(K, kc_align);
     g.mt_tiles = (M + MR - 1) / MR;
     g.nt_tiles = (N + NR - 1) / NR;
 
@@ -952,11 +990,11 @@ int sgemm_with(const pask_cpu_runtime *rt, const PackA &pa, bool trans_b, int64_
     }
     g.tm = best_tm; g.tn = best_tn;
     const int64_t ntasks = g.tm * g.tn;
-    GemmJob<PackA> job{&g, &pa};
+    GemmJob<PackA, PackB> job{&g, &pa, &pb};
     if (ntasks <= 1) {
-        gemm_task<PackA>(&job, 0, 0);
+        gemm_task<PackA, PackB>(&job, 0, 0);
     } else {
-        rt->parallel_for(rt->self, ntasks, &gemm_task<PackA>, &job);
+        rt->parallel_for(rt->self, ntasks, &gemm_task<PackA, PackB>, &job);
     }
     return g.err;
 }
@@ -965,7 +1003,22 @@ inline int sgemm(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t
                  int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
                  int64_t ldc, const GemmEpilogue &ep) {
     const sgemm_detail::StridedA pa{trans_a, A, lda};
-    return sgemm_with(rt, pa, trans_b, M, N, K, B, ldb, C, ldc, ep);
+    const sgemm_detail::StridedB pb{trans_b, B, ldb};
+    return sgemm_with(rt, pa, pb, M, N, K, C, ldc, ep);
+}
+
+/* Floats sgemm_pack_b writes for a K x N op(B). */
+inline int64_t sgemm_packed_b_floats(int64_t K, int64_t N) { return K * sgemm_detail::packed_width(N); }
+
+/* op(B) (K x N) packed whole, once, for sgemm_with's PrepackedB{dst,
+ * packed_width(N)} with the same kc_align: every K block's panels as the
+ * driver would pack them call by call. */
+inline void sgemm_pack_b(bool trans_b, int64_t K, int64_t N, const float *B, int64_t ldb, int64_t kc_align,
+                         float *dst) {
+    using namespace sgemm_detail;
+    if (K <= 0 || N <= 0) return;
+    const int64_t kcb = kc_block(K, kc_align), width = packed_width(N);
+    for (int64_t pc = 0; pc < K; pc += kcb) pack_b(trans_b, B, ldb, pc, 0, std::min(kcb, K - pc), N, dst + pc * width);
 }
 
 inline int sgemm_small(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t M, int64_t N,

@@ -1,6 +1,8 @@
 #include "cpu_solvers.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 
 #include "../../backends/cpu/cpu_backend.hpp"
 #include "../../core/error.hpp"
@@ -72,8 +74,34 @@ public:
         args.residual = static_cast<const float *>(a.residual);
         args.y = static_cast<float *>(a.y);
         args.ep = epilogue_of(p, a);
+        if (a.packed && k.object) {
+            // constant weights: the kernel's packed copy, made on this plan's first call
+            std::shared_ptr<const float> held = a.packed->get(k.key.str(), [&] { return pack_weights(k, args); });
+            auto packed_fn = reinterpret_cast<pask_cpu_conv2d_packed_fn>(k.object->symbol(k.key.entry + "_packed"));
+            if (held && packed_fn) {
+                check_kernel_status(packed_fn(runtime_of(backend), &args, held.get()), k);
+                return;
+            }
+        }
         auto fn = reinterpret_cast<pask_cpu_conv2d_fn>(k.entry);
         check_kernel_status(fn(runtime_of(backend), &args), k);
+    }
+
+private:
+    // The weights packed by the kernel's optional <entry>_pack (kernel_abi.h), or
+    // nullptr where it has none or packs nothing for this Problem.
+    static std::shared_ptr<const float> pack_weights(const Kernel &k, const pask_cpu_conv2d_args &args) {
+        auto pack = reinterpret_cast<pask_cpu_conv2d_pack_fn>(k.object->symbol(k.key.entry + "_pack"));
+        if (!pack || !k.object->symbol(k.key.entry + "_packed")) return nullptr;
+        const int64_t n = pack(&args, nullptr);
+        if (n <= 0) return nullptr;
+        const size_t bytes = (size_t(n) * sizeof(float) + 63) / 64 * 64;
+        float *buf = static_cast<float *>(std::aligned_alloc(64, bytes));
+        if (!buf) fail(PASK_ERROR_OUT_OF_MEMORY, "no memory for the packed weights of " + k.key.str());
+        std::shared_ptr<const float> held(buf, [](const float *q) { std::free(const_cast<float *>(q)); });
+        const int64_t rc = pack(&args, buf);
+        if (rc < 0) check_kernel_status(int(-rc), k);
+        return held;
     }
 };
 
