@@ -306,6 +306,11 @@ static void ukernel(int64_t kc, const float *__restrict a, const float *__restri
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; ++p) {
         V bv[NVv];
+        // B rows some iterations ahead: a pre-packed B streams from memory
+        // (read once a call when M is small), which the loads alone wait on.
+#pragma GCC unroll 4
+        for (int v = 0; v < NVv; v += (64 / (int)sizeof(V) > 0 ? 64 / (int)sizeof(V) : 1))
+            __builtin_prefetch(b + 16 * NVv * VL + v * VL, 0, 3);
 #pragma GCC unroll 4
         for (int v = 0; v < NVv; ++v) bv[v] = vload(b + v * VL);
 #pragma GCC unroll 16
