@@ -459,6 +459,17 @@ PASK_API pask_status_t pask_plan_create_cat(pask_plan_t *plan, pask_context_t co
  * Asynchronous on GPU devices, like the eager calls. */
 PASK_API pask_status_t pask_plan_execute(const_pask_plan_t plan, const pask_plan_args_t *args, void *stream);
 
+/* Declares that every execution of this conv2d plan with args->w == w passes
+ * these weights unchanged: the caller keeps them constant (no write through
+ * any pointer) while the plan lives or until the next call of this function.
+ * The plan may then keep the weights packed as its kernels want them (on the
+ * CPU, once per kernel: as much memory again as the weights) instead of
+ * packing them every call. Executions with another w read it as usual.
+ * w NULL withdraws the declaration and frees the packed copies. Not
+ * thread-safe against executions of the same plan: call it before them.
+ * INVALID_ARGUMENT for a plan of another op. */
+PASK_API pask_status_t pask_plan_set_constant_weights(pask_plan_t plan, const void *w);
+
 /* Hints the plan's Problem to its context (as pask_hint_conv2d etc.). */
 PASK_API pask_status_t pask_plan_hint(const_pask_plan_t plan);
 

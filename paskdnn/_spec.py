@@ -1123,14 +1123,32 @@ class Bound:
             _lib.check(status)
 
 
-def prepare(spec: Spec, ctx: Any) -> Optional[Bound]:
+def prepare(spec: Spec, ctx: Any, constant_weights: bool = False) -> Optional[Bound]:
     """The spec's plan on ctx with its pointers bound, checked now (None when the
-    op has nothing to execute, e.g. a linear of zero rows)."""
+    op has nothing to execute, e.g. a linear of zero rows).
+
+    constant_weights (conv2d): the caller promises never to change the weight
+    array's contents while the Bound lives; the plan (one of its own, not the
+    cache's that eager calls share) may then keep the weights packed
+    (pask_plan_set_constant_weights)."""
     handle = ctx._h()
     if spec.key is None or spec.empty:
         return None
-    plan, shape = plan_for(spec.key, handle)
+    constant = constant_weights and spec.key[0] == "conv2d"
+    if constant:
+        ffi, lib = _lib.load()
+        raw, shape = _create_plan(spec.key, handle)
+
+        def destroy(p: Any, h: Any = handle, destroy_c: Any = lib.pask_plan_destroy) -> None:
+            destroy_c(p)
+
+        plan = ffi.gc(raw, destroy)
+    else:
+        plan, shape = plan_for(spec.key, handle)
     result, executions = spec.bind(shape, ctx)
     if len(executions) != 1:
         raise _unsupported("only ops of one primitive call can be prepared")
-    return Bound(plan, executions[0], ctx._gpu, result)
+    bound = Bound(plan, executions[0], ctx._gpu, result)
+    if constant:
+        _lib.check(lib.pask_plan_set_constant_weights(plan, bound.args.w))
+    return bound

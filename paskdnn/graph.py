@@ -231,8 +231,9 @@ def _host_buffers(graph: Graph, shapes: Dict[str, tuple]) -> Dict[str, np.ndarra
 
 
 class Runner:
-    """Runs a Graph on a context: weights moved to the device once, every
-    intermediate buffer allocated once, and the graph's Problems given to the
+    """Runs a Graph on a context: weights moved to the device once (on the CPU
+    copied: the runner's conv plans declare them constant and keep them packed
+    as their kernels want them), every intermediate buffer allocated once, and the graph's Problems given to the
     context as hints in execution order when ``hints`` is true (the default),
     so the loader threads bring each layer's kernel in ahead of its call.
 
@@ -421,7 +422,10 @@ class Runner:
     # -- device data --
     def _upload(self, a: np.ndarray) -> Any:
         if not self.cuda:
-            return np.ascontiguousarray(a, np.float32)
+            # A copy of the runner's own, never written: its conv plans declare
+            # their weights constant and may keep them packed (so a graph's
+            # arrays changed in place later do not reach this runner).
+            return np.array(a, np.float32, order="C", copy=True)
         return asarray(a, dtype=self.graph.dtype, context=self.ctx)
 
     def _alloc(self, shape: tuple) -> Any:
@@ -474,6 +478,9 @@ class Runner:
                 if len(node.inputs) > 1:
                     kw["residual"] = values[node.inputs[1]]
                 spec = _spec.conv2d_spec(src, w["weight"], w.get("bias"), out=out, **kw)
+                calls.append(_spec.prepare(spec, self.ctx, constant_weights=not self.cuda))  # the runner's own copy
+                values[node.output] = out
+                continue
             elif node.op == "linear":
                 spec = _spec.linear_spec(src, w["weight"], w.get("bias"), out=out, **kw)
             elif node.op == "eltwise":

@@ -115,6 +115,15 @@ def max_pool_ref(x, k, stride, pad):
     return y
 
 
+# CPU conv solvers that run one activation layout only (and decline the other)
+NHWC_ONLY = {"conv2d.implicit_gemm_nhwc"}
+
+
+def conv_layouts(solver):
+    """The activation layouts a CPU conv solver runs."""
+    return ("NHWC",) if solver in NHWC_ONLY else ("NCHW", "NHWC")
+
+
 def cpu_isas():
     """The CPU kernel variants (cpu_isa) this processor runs, best first."""
     import paskdnn

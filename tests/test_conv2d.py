@@ -347,7 +347,9 @@ RESNET_SHAPES = [
 ]
 
 
-def _applicable(solver, N, C, H, W, O, k, s, p, g):
+def _applicable(solver, layout, N, C, H, W, O, k, s, p, g):
+    if solver == "conv2d.implicit_gemm_nhwc":
+        return layout == "NHWC"
     if solver == "conv2d.gemm_1x1":
         return k == 1 and s == 1 and p == 0 and g == 1
     if solver == "conv2d.depthwise":
@@ -371,7 +373,7 @@ def test_conv2d_resnet_shapes(shape, layout, make_context):
     wl = "OHWI" if layout == "NHWC" else "OIHW"
     win = ref.oihw_to_ohwi(w) if layout == "NHWC" else w
     for solver in [None] + CONV_SOLVERS:
-        if not _applicable(solver, *shape):
+        if not _applicable(solver, layout, *shape):
             continue
         ctx = None if solver is None else make_context(solver)
         y = paskdnn.conv2d(xin, win, b, s, p, 1, g, layout=layout,

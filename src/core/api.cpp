@@ -534,6 +534,7 @@ void execute_plan(const pask_plan &plan, const pask_plan_args_t &a, void *stream
     args.bias = a.bias;
     args.residual = plan.problem.op == PASK_OP_CONV2D ? a.residual : nullptr;
     args.y = a.y;
+    if (plan.constant_w && a.w == plan.constant_w) args.packed = plan.packed.get();
     StreamScope scope(*plan.context->backend, stream);
     plan.context->dispatcher->execute_hashed(plan.problem, plan.hash, args);
 }
@@ -841,6 +842,16 @@ pask_status_t pask_plan_execute(const_pask_plan_t plan, const pask_plan_args_t *
         need(args, "args");
         pask::CallGate::Use in_use(plan->context->gate);
         execute_plan(*plan, *args, stream);
+    });
+}
+
+pask_status_t pask_plan_set_constant_weights(pask_plan_t plan, const void *w) {
+    return guarded([&] {
+        need(plan, "plan");
+        if (w && plan->problem.op != PASK_OP_CONV2D)
+            pask::fail(PASK_ERROR_INVALID_ARGUMENT, "constant weights are for conv2d plans");
+        plan->packed.reset(w ? new pask::PackedWeights() : nullptr);
+        plan->constant_w = w;
     });
 }
 

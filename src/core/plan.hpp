@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "problem.hpp"
@@ -20,4 +21,8 @@ struct pask_plan {
     int64_t x_bytes = 0, w_bytes = 0, bias_bytes = 0, residual_bytes = 0, y_bytes = 0;
     int64_t m_bytes = 0, a_bytes = 0;          // eltwise operands (0: none)
     std::vector<int64_t> cat_bytes;            // cat: each input's extent
+    // pask_plan_set_constant_weights: executions with w == constant_w may use
+    // (and fill) packed; both null otherwise.
+    const void *constant_w = nullptr;
+    std::unique_ptr<pask::PackedWeights> packed;
 };

@@ -15,6 +15,7 @@
 
 #include "backend.hpp"
 #include "kernel.hpp"
+#include "packed_weights.hpp"
 #include "problem.hpp"
 
 namespace pask {
@@ -31,6 +32,9 @@ struct OpArgs {
     const void *const *xs = nullptr; // cat inputs (Problem::cat_c.size() of them)
     float alpha = 1.0f;
     float beta = 0.0f;
+    // Set only when the caller guarantees w is unchanged between calls (a plan
+    // with constant weights): where the solver may keep w's packed copies.
+    PackedWeights *packed = nullptr;
 };
 
 class Solver {

@@ -128,20 +128,28 @@ PASK_EXPORT int pask_conv2d_im2col_f32(const pask_cpu_runtime *rt, const pask_cp
 
 #else  // PASK_CONV_1X1
 
-}  // namespace
+bool plain_1x1(const pask_cpu_conv2d_args &a) {
+    return a.kh == 1 && a.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 && a.pad_left == 0 &&
+           a.groups == 1 && a.oh == a.h && a.ow == a.w;
+}
 
-PASK_EXPORT int pask_conv2d_1x1_f32(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a) {
-    if (a->kh != 1 || a->kw != 1 || a->stride_h != 1 || a->stride_w != 1 || a->pad_top != 0 || a->pad_left != 0 ||
-        a->groups != 1 || a->oh != a->h || a->ow != a->w)
-        return 4;  // PASK_ERROR_UNSUPPORTED: not a plain 1x1 convolution
+// packed: W^T packed by pask_conv2d_1x1_f32_pack (NHWC only), or nullptr.
+int run_1x1(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a, const float *packed) {
+    if (!plain_1x1(*a)) return 4;  // PASK_ERROR_UNSUPPORTED: not a plain 1x1 convolution
     const int64_t p = a->h * a->w;
     pask_cpu::GemmEpilogue ep = gemm_ep(*a);
     if (a->layout == PASK_CPU_LAYOUT_NHWC) {
         ep.bias_n = a->bias;
         ep.residual = a->residual;
         ep.ld_residual = a->o;
+        if (packed) {
+            const pask_cpu::sgemm_detail::StridedA pa{false, a->x, a->c};
+            const pask_cpu::sgemm_detail::PrepackedB pb{packed, pask_cpu::sgemm_detail::packed_width(a->o)};
+            return pask_cpu::sgemm_with(rt, pa, pb, a->n * p, a->o, a->c, a->y, a->o, ep);
+        }
         return pask_cpu::sgemm(rt, false, true, a->n * p, a->o, a->c, a->x, a->c, a->weight, a->c, a->y, a->o, ep);
     }
+    if (packed) return 4;  // NCHW's weights are the GEMM's A: never packed ahead
     ep.bias_m = a->bias;
     ep.ld_residual = p;
     for (int64_t n = 0; n < a->n; ++n) {
@@ -151,6 +159,27 @@ PASK_EXPORT int pask_conv2d_1x1_f32(const pask_cpu_runtime *rt, const pask_cpu_c
         if (rc) return rc;
     }
     return 0;
+}
+
+}  // namespace
+
+PASK_EXPORT int pask_conv2d_1x1_f32(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a) {
+    return run_1x1(rt, a, nullptr);
+}
+
+// Weight pre-packing (kernel_abi.h, pask_cpu_conv2d_pack_fn): NHWC only (W^T is
+// the GEMM's B, O x C whatever the weight layout, the window being 1x1).
+PASK_EXPORT int64_t pask_conv2d_1x1_f32_pack(const pask_cpu_conv2d_args *a, float *dst) {
+    if (a->layout != PASK_CPU_LAYOUT_NHWC || !plain_1x1(*a)) return -4;  // PASK_ERROR_UNSUPPORTED
+    const int64_t total = pask_cpu::sgemm_packed_b_floats(a->c, a->o);
+    if (dst) pask_cpu::sgemm_pack_b(true, a->c, a->o, a->weight, a->c, 1, dst);
+    return total;
+}
+
+PASK_EXPORT int pask_conv2d_1x1_f32_packed(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a,
+                                           const float *packed) {
+    if (!packed) return 2;  // PASK_ERROR_NULL_POINTER
+    return run_1x1(rt, a, packed);
 }
 
 #endif

@@ -131,6 +131,19 @@ typedef struct pask_cpu_cat_args {
 } pask_cpu_cat_args;
 
 typedef int (*pask_cpu_conv2d_fn)(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *args);
+
+/* Optional weight pre-packing of a conv2d entry point E (looked up by name,
+ * absent in most objects):
+ *   int64_t E_pack(args, dst)           dst NULL: the floats the packed weights
+ *                                       take; else packs args->weight (as the
+ *                                       Problem of args uses it) into dst (64-byte
+ *                                       aligned) and returns the same count;
+ *                                       < 0: -status (e.g. not for this layout)
+ *   int E_packed(rt, args, packed)      E, with args->weight's packed copy
+ * For callers that guarantee the weights stay unchanged between calls. */
+typedef int64_t (*pask_cpu_conv2d_pack_fn)(const pask_cpu_conv2d_args *args, float *dst);
+typedef int (*pask_cpu_conv2d_packed_fn)(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *args,
+                                         const float *packed);
 typedef int (*pask_cpu_gemm_fn)(const pask_cpu_runtime *rt, const pask_cpu_gemm_args *args);
 typedef int (*pask_cpu_pool2d_fn)(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args *args);
 typedef int (*pask_cpu_eltwise_fn)(const pask_cpu_runtime *rt, const pask_cpu_eltwise_args *args);

@@ -7,7 +7,9 @@
  * packed into KC x NC panels, A into MC x KC blocks (per-thread, 64-byte aligned
  * thread_local scratch), a register-blocked micro-kernel computes MR x NR tiles
  * and applies the epilogue while storing. sgemm_small() needs no packing and is
- * meant for skinny problems (M <= 8 or N <= 8, e.g. GEMV).
+ * meant for skinny problems (M <= 8 or N <= 8, e.g. GEMV). sgemm_with() is
+ * the same driver with the A operand given by a packer object (StridedA for a
+ * matrix; conv_implicit_gemm.cpp packs a convolution's input as im2col rows).
  *
  * One source serves three ISA builds, picked by the compiler flags:
  *   AVX-512F   : 14 x 32 micro-kernel (zmm)
@@ -280,9 +282,35 @@ static void ukernel(int64_t kc, const float *__restrict a, const float *__restri
         for (int v = 0; v < NVv; ++v) acc[r][v] = vzero();
     }
 
+    // The tile of C (and the residual, on the last K block) is touched only
+    // after the loop; fetching it now overlaps its cache misses with the
+    // FMAs (the rows are ldc apart: the hardware prefetcher does not follow).
+    if (kc >= 32) {
+        const int64_t last = (int64_t)nvalid - 1;
+#pragma GCC unroll 16
+        for (int r = 0; r < MRv; ++r) {
+            __builtin_prefetch(c + r * ldc, 1, 3);
+            __builtin_prefetch(c + r * ldc + last / 2, 1, 3);  // 3 lines when not aligned
+            __builtin_prefetch(c + r * ldc + last, 1, 3);
+        }
+        if (st.last && st.res) {
+            const float *rs = st.res + i0 * st.ld_res + j0;
+            for (int r = 0; r < MRv; ++r) {
+                __builtin_prefetch(rs + r * st.ld_res, 0, 3);
+                __builtin_prefetch(rs + r * st.ld_res + last / 2, 0, 3);
+                __builtin_prefetch(rs + r * st.ld_res + last, 0, 3);
+            }
+        }
+    }
+
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; ++p) {
         V bv[NVv];
+        // B rows some iterations ahead: a pre-packed B streams from memory
+        // (read once a call when M is small), which the loads alone wait on.
+#pragma GCC unroll 4
+        for (int v = 0; v < NVv; v += (64 / (int)sizeof(V) > 0 ? 64 / (int)sizeof(V) : 1))
+            __builtin_prefetch(b + 16 * NVv * VL + v * VL, 0, 3);
 #pragma GCC unroll 4
         for (int v = 0; v < NVv; ++v) bv[v] = vload(b + v * VL);
 #pragma GCC unroll 16
@@ -496,11 +524,63 @@ static void pack_b(bool trans_b, const float *B, int64_t ldb, int64_t p0, int64_
 /* ------------------------------------------------------------------------ */
 /* Blocked driver                                                            */
 /* ------------------------------------------------------------------------ */
+/* The A operand as the driver sees it: pack(i0, p0, mc, kc, dst) writes
+ * op(A)[i0.., p0..] (mc x kc) in panels of MR rows, as pack_a does. A strided
+ * matrix (StridedA) or a convolution's input read as its im2col matrix
+ * without building it (conv_implicit_gemm.cpp). */
+struct StridedA {
+    bool trans;
+    const float *A;
+    int64_t lda;
+    void pack(int64_t i0, int64_t p0, int64_t mc, int64_t kc, float *dst) const {
+        pack_a(trans, A, lda, i0, p0, mc, kc, dst);
+    }
+};
+
+/* The B operand: panel(pc, jc, kc, nc, scratch) gives op(B)[pc.., jc..]
+ * (kc x nc) in pack_b's layout: packed into scratch now (StridedB), or found
+ * in a copy packed once ahead (PrepackedB, see sgemm_pack_b). */
+struct StridedB {
+    static constexpr bool kScratch = true;
+    bool trans;
+    const float *B;
+    int64_t ldb;
+    const float *panel(int64_t pc, int64_t jc, int64_t kc, int64_t nc, float *scratch) const {
+        pack_b(trans, B, ldb, pc, jc, kc, nc, scratch);
+        return scratch;
+    }
+};
+
+/* Floats of a row of op(B) packed in full: NR-wide panels, the last one
+ * rounded up to VL. */
+static inline int64_t packed_width(int64_t N) {
+    const int64_t tail = N % NR;
+    return N / NR * NR + (tail ? (tail + VL - 1) / VL * VL : 0);
+}
+
+/* op(B) packed whole by sgemm_pack_b: K block pc (kc deep) starts at
+ * base + pc * packed_width(N); its panel of columns jc.. (jc a multiple of NR)
+ * at + jc * kc. */
+struct PrepackedB {
+    static constexpr bool kScratch = false;
+    const float *base;
+    int64_t width;  // packed_width(N)
+    const float *panel(int64_t pc, int64_t jc, int64_t kc, int64_t, float *) const {
+        return base + pc * width + jc * kc;
+    }
+};
+
+/* The K blocks: balanced, at most KC deep; with kc_align > 1 every block but
+ * the last is a multiple of kc_align. */
+static inline int64_t kc_block(int64_t K, int64_t kc_align) {
+    const int64_t nk = (K + KC - 1) / KC;
+    int64_t kc = (K + nk - 1) / nk;
+    if (kc_align > 1) kc = std::min(K, (kc + kc_align - 1) / kc_align * kc_align);
+    return kc;
+}
+
 struct GemmCtx {
-    bool trans_a, trans_b;
     int64_t M, N, K;
-    const float *A; int64_t lda;
-    const float *B; int64_t ldb;
     float *C; int64_t ldc;
     const GemmEpilogue *ep;
     int64_t tm, tn;         // task grid
@@ -516,16 +596,18 @@ static inline void split_range(int64_t tiles, int64_t parts, int64_t t, int64_t 
     e = b + q + (t < r ? 1 : 0);
 }
 
-static void gemm_block(GemmCtx &g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+template <class PackA, class PackB>
+static void gemm_block(GemmCtx &g, const PackA &pa, const PackB &pb, int64_t m0, int64_t m1, int64_t n0,
+                       int64_t n1) {
     const int64_t K = g.K;
     const int64_t kcb = g.kc_blk;
     const int64_t nc_max = std::min<int64_t>(NC, n1 - n0);
     const int64_t mc_max = std::min<int64_t>(MC, m1 - m0);
     Scratch &s = scratch();
     const int64_t kcm = std::min(kcb, K);
-    float *Bp = s.b.get((size_t)(kcm * ((nc_max + NR - 1) / NR * NR)));
+    float *Bp = PackB::kScratch ? s.b.get((size_t)(kcm * ((nc_max + NR - 1) / NR * NR))) : nullptr;
     float *Ap = s.a.get((size_t)(kcm * ((mc_max + MR - 1) / MR * MR)));
-    if (!Bp || !Ap) {
+    if ((PackB::kScratch && !Bp) || !Ap) {
         g.err = kOutOfMemory;
         return;
     }
@@ -534,14 +616,14 @@ static void gemm_block(GemmCtx &g, int64_t m0, int64_t m1, int64_t n0, int64_t n
         for (int64_t pc = 0; pc < K; pc += kcb) {
             const int64_t kc = std::min(kcb, K - pc);
             const Stage st = make_stage(*g.ep, pc == 0, pc + kc == K);
-            pack_b(g.trans_b, g.B, g.ldb, pc, jc, kc, nc, Bp);
+            const float *Bk = pb.panel(pc, jc, kc, nc, Bp);
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 const int64_t mc = std::min<int64_t>(MC, m1 - ic);
-                pack_a(g.trans_a, g.A, g.lda, ic, pc, mc, kc, Ap);
+                pa.pack(ic, pc, mc, kc, Ap);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int nw = (int)std::min<int64_t>(NR, nc - jr);
                     const int nv = (nw + VL - 1) / VL;
-                    const float *bp = Bp + jr * kc;
+                    const float *bp = Bk + jr * kc;
                     const int64_t j = jc + jr;
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int mr = (int)std::min<int64_t>(MR, mc - ir);
@@ -555,8 +637,17 @@ static void gemm_block(GemmCtx &g, int64_t m0, int64_t m1, int64_t n0, int64_t n
     }
 }
 
+template <class PackA, class PackB>
+struct GemmJob {
+    GemmCtx *g;
+    const PackA *pa;
+    const PackB *pb;
+};
+
+template <class PackA, class PackB>
 static void gemm_task(void *arg, int64_t task, int /*thread*/) {
-    GemmCtx &g = *static_cast<GemmCtx *>(arg);
+    const GemmJob<PackA, PackB> &job = *static_cast<const GemmJob<PackA, PackB> *>(arg);
+    GemmCtx &g = *job.g;
     const int64_t ti = task / g.tn, tj = task % g.tn;
     int64_t mb, me, nb, ne;
     split_range(g.mt_tiles, g.tm, ti, mb, me);
@@ -564,7 +655,7 @@ static void gemm_task(void *arg, int64_t task, int /*thread*/) {
     const int64_t m0 = mb * MR, m1 = std::min(g.M, me * MR);
     const int64_t n0 = nb * NR, n1 = std::min(g.N, ne * NR);
     if (m0 >= m1 || n0 >= n1) return;
-    gemm_block(g, m0, m1, n0, n1);
+    gemm_block(g, *job.pa, *job.pb, m0, m1, n0, n1);
 }
 
 /* Only the epilogue (K == 0). */
@@ -839,9 +930,13 @@ static void small_task(void *arg, int64_t task, int /*thread*/) {
 /* ------------------------------------------------------------------------ */
 /* Public API                                                                */
 /* ------------------------------------------------------------------------ */
-inline int sgemm(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t M, int64_t N,
-                 int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
-                 int64_t ldc, const GemmEpilogue &ep) {
+/* C (M x N) = epilogue(op(A) @ op(B)) with A and B given by packers (see
+ * StridedA, StridedB, PrepackedB). kc_align: K blocks (but the last) are a
+ * multiple of it, for a packer that copies in runs of that many (1: any); a
+ * PrepackedB must have been packed with the same kc_align. */
+template <class PackA, class PackB>
+int sgemm_with(const pask_cpu_runtime *rt, const PackA &pa, const PackB &pb, int64_t M, int64_t N, int64_t K,
+               float *C, int64_t ldc, const GemmEpilogue &ep, int64_t kc_align = 1) {
     using namespace sgemm_detail;
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0) {
@@ -849,15 +944,11 @@ inline int sgemm(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t
         return 0;
     }
     GemmCtx g;
-    g.trans_a = trans_a; g.trans_b = trans_b;
     g.M = M; g.N = N; g.K = K;
-    g.A = A; g.lda = lda; g.B = B; g.ldb = ldb; g.C = C; g.ldc = ldc;
+    g.C = C; g.ldc = ldc;
     g.ep = &ep;
     g.err = 0;
-    {   // balanced K blocks
-        const int64_t nk = (K + KC - 1) / KC;
-        g.kc_blk = (K + nk - 1) / nk;
-    }
+    g.kc_blk = kc_block(K, kc_align);
     g.mt_tiles = (M + MR - 1) / MR;
     g.nt_tiles = (N + NR - 1) / NR;
 
@@ -904,12 +995,35 @@ inline int sgemm(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t
     }
     g.tm = best_tm; g.tn = best_tn;
     const int64_t ntasks = g.tm * g.tn;
+    GemmJob<PackA, PackB> job{&g, &pa, &pb};
     if (ntasks <= 1) {
-        gemm_task(&g, 0, 0);
+        gemm_task<PackA, PackB>(&job, 0, 0);
     } else {
-        rt->parallel_for(rt->self, ntasks, &gemm_task, &g);
+        rt->parallel_for(rt->self, ntasks, &gemm_task<PackA, PackB>, &job);
     }
     return g.err;
+}
+
+inline int sgemm(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                 int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                 int64_t ldc, const GemmEpilogue &ep) {
+    const sgemm_detail::StridedA pa{trans_a, A, lda};
+    const sgemm_detail::StridedB pb{trans_b, B, ldb};
+    return sgemm_with(rt, pa, pb, M, N, K, C, ldc, ep);
+}
+
+/* Floats sgemm_pack_b writes for a K x N op(B). */
+inline int64_t sgemm_packed_b_floats(int64_t K, int64_t N) { return K * sgemm_detail::packed_width(N); }
+
+/* op(B) (K x N) packed whole, once, for sgemm_with's PrepackedB{dst,
+ * packed_width(N)} with the same kc_align: every K block's panels as the
+ * driver would pack them call by call. */
+inline void sgemm_pack_b(bool trans_b, int64_t K, int64_t N, const float *B, int64_t ldb, int64_t kc_align,
+                         float *dst) {
+    using namespace sgemm_detail;
+    if (K <= 0 || N <= 0) return;
+    const int64_t kcb = kc_block(K, kc_align), width = packed_width(N);
+    for (int64_t pc = 0; pc < K; pc += kcb) pack_b(trans_b, B, ldb, pc, 0, std::min(kcb, K - pc), N, dst + pc * width);
 }
 
 inline int sgemm_small(const pask_cpu_runtime *rt, bool trans_a, bool trans_b, int64_t M, int64_t N,

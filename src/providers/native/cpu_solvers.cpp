@@ -1,6 +1,8 @@
 #include "cpu_solvers.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 
 #include "../../backends/cpu/cpu_backend.hpp"
 #include "../../core/error.hpp"
@@ -72,8 +74,34 @@ public:
         args.residual = static_cast<const float *>(a.residual);
         args.y = static_cast<float *>(a.y);
         args.ep = epilogue_of(p, a);
+        if (a.packed && k.object) {
+            // constant weights: the kernel's packed copy, made on this plan's first call
+            std::shared_ptr<const float> held = a.packed->get(k.key.str(), [&] { return pack_weights(k, args); });
+            auto packed_fn = reinterpret_cast<pask_cpu_conv2d_packed_fn>(k.object->symbol(k.key.entry + "_packed"));
+            if (held && packed_fn) {
+                check_kernel_status(packed_fn(runtime_of(backend), &args, held.get()), k);
+                return;
+            }
+        }
         auto fn = reinterpret_cast<pask_cpu_conv2d_fn>(k.entry);
         check_kernel_status(fn(runtime_of(backend), &args), k);
+    }
+
+private:
+    // The weights packed by the kernel's optional <entry>_pack (kernel_abi.h), or
+    // nullptr where it has none or packs nothing for this Problem.
+    static std::shared_ptr<const float> pack_weights(const Kernel &k, const pask_cpu_conv2d_args &args) {
+        auto pack = reinterpret_cast<pask_cpu_conv2d_pack_fn>(k.object->symbol(k.key.entry + "_pack"));
+        if (!pack || !k.object->symbol(k.key.entry + "_packed")) return nullptr;
+        const int64_t n = pack(&args, nullptr);
+        if (n <= 0) return nullptr;
+        const size_t bytes = (size_t(n) * sizeof(float) + 63) / 64 * 64;
+        float *buf = static_cast<float *>(std::aligned_alloc(64, bytes));
+        if (!buf) fail(PASK_ERROR_OUT_OF_MEMORY, "no memory for the packed weights of " + k.key.str());
+        std::shared_ptr<const float> held(buf, [](const float *q) { std::free(const_cast<float *>(q)); });
+        const int64_t rc = pack(&args, buf);
+        if (rc < 0) check_kernel_status(int(-rc), k);
+        return held;
     }
 };
 
@@ -132,6 +160,23 @@ public:
         double eff = std::min(1.0, double(p.o) / 64.0);
         double vec = double((p.o + 15) / 16 * 16) / double(p.o);
         return p.flops() * vec / (kFewChannelsFlopsPerUs * std::max(eff, 0.25)) + 3;
+    }
+};
+
+class ConvImplicitGemmNhwc final : public ConvSolver {
+public:
+    using ConvSolver::ConvSolver;
+    bool applicable(const Problem &p) const override { return conv_f32(p) && p.layout == PASK_LAYOUT_NHWC; }
+    double cost_us(const Problem &p) const override {
+        // im2col_gemm's GEMM term; its A packing reads the input once per tap
+        // (the col bytes, from cache) but writes no col buffer
+        double col = double(p.n) * p.oh * p.ow * (p.c / p.groups) * p.kh * p.kw * 4.0 * p.groups;
+        double eff = std::min(1.0, double(p.o / p.groups) / 32.0);
+        double cost = p.flops() / (kGemmFlopsPerUs * std::max(eff, 0.05)) + 0.5 * col / kBytesPerUs + 4;
+        // OIHW weights are reordered to OHWI on every call
+        if (p.weight_layout != PASK_LAYOUT_NHWC && (p.kh > 1 || p.kw > 1))
+            cost += double(p.o) * (p.c / p.groups) * p.kh * p.kw * 8.0 / kBytesPerUs;
+        return cost;
     }
 };
 
@@ -280,6 +325,8 @@ const PoolGlobalAvg k_pool_global(8, "pool2d.global_avg", PASK_OP_POOL2D, "pool_
 
 const ConvFewChannels k_conv2d_few(40, "conv2d.few_channels", PASK_OP_CONV2D, "conv_few_channels",
                                    "pask_conv2d_few_channels_f32");
+const ConvImplicitGemmNhwc k_conv2d_igemm_nhwc(41, "conv2d.implicit_gemm_nhwc", PASK_OP_CONV2D, "conv_igemm_nhwc",
+                                               "pask_conv2d_implicit_gemm_nhwc_f32");
 const Eltwise k_eltwise(30, "eltwise.cpu", PASK_OP_ELTWISE, "eltwise", "pask_eltwise_f32");
 const Cat k_cat(31, "cat.cpu", PASK_OP_CAT, "eltwise", "pask_cat_f32");
 
@@ -292,6 +339,7 @@ const Solver &conv2d_im2col_gemm = k_conv2d_im2col;
 const Solver &conv2d_gemm_1x1 = k_conv2d_1x1;
 const Solver &conv2d_depthwise = k_conv2d_dw;
 const Solver &conv2d_few_channels = k_conv2d_few;
+const Solver &conv2d_implicit_gemm_nhwc = k_conv2d_igemm_nhwc;
 const Solver &gemm_blocked = k_gemm_blocked;
 const Solver &gemm_small = k_gemm_small;
 const Solver &pool2d_direct = k_pool_direct;

@@ -1,0 +1,112 @@
+"""The NHWC implicit-GEMM solver (conv2d.implicit_gemm_nhwc: the GEMM packs
+its A blocks straight from the input, no im2col buffer) against the float64
+reference, on every CPU kernel variant this processor runs: every stride,
+padding, dilation, window, group count, weight layout and epilogue; channel
+counts that are and are not multiples of the packer's 8-channel runs; output
+pixel counts past whole micro-panels and K past one K block; and batches."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import paskdnn
+import reference as ref
+from nan_reference import cpu_isas
+from test_conv2d import check_conv, conv_cases
+
+SOLVER = "conv2d.implicit_gemm_nhwc"
+ISAS = cpu_isas()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_implicit_gemm_every_parameter(isa, data, ctx_for):
+    case = data.draw(conv_cases(max_hw=14))
+    case["layout"] = "NHWC"
+    check_conv(case, ctx_for(SOLVER, isa))
+    assert paskdnn.last_solver() == SOLVER
+
+
+@st.composite
+def wide_cases(draw):
+    """Channel counts near the 8-channel runs and K past one 256-deep block."""
+    G = draw(st.sampled_from([1, 1, 2]))
+    Cg = draw(st.sampled_from([7, 8, 9, 16, 24, 40]))
+    Og = draw(st.integers(1, 70))
+    k = draw(st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]))
+    s = draw(st.integers(1, 2))
+    d = draw(st.integers(1, 2))
+    p = draw(st.integers(0, 2))
+    eff = max(d * (k[0] - 1) + 1, d * (k[1] - 1) + 1)
+    H = draw(st.integers(max(1, eff - 2 * p), 12))
+    W = draw(st.integers(max(1, eff - 2 * p), 12))
+    act = draw(st.sampled_from([None, "relu", "relu6", "leaky_relu", "clamp", "silu"]))
+    return dict(N=draw(st.integers(1, 3)), C=G * Cg, O=G * Og, G=G, k=k, H=H, W=W, stride=s, dilation=d,
+                padding=p, layout="NHWC", weight_layout=draw(st.sampled_from(["OHWI", "OIHW"])),
+                unbatched=False, bias=draw(st.booleans()), residual=draw(st.booleans()), activation=act,
+                activation_params=None, alpha=draw(st.sampled_from([1.0, 0.5])),
+                beta=draw(st.sampled_from([0.0, 1.0])), use_out=False, seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=40, deadline=None)
+@given(case=wide_cases())
+def test_implicit_gemm_wide_channels(isa, case, ctx_for):
+    if case["activation"] in ("leaky_relu", "clamp"):
+        # the parametrised activations go through check_conv's plain path: run
+        # them here with their parameters against the reference directly
+        _check_param_act(case, ctx_for(SOLVER, isa))
+    else:
+        check_conv(case, ctx_for(SOLVER, isa))
+    assert paskdnn.last_solver() == SOLVER
+
+
+def _check_param_act(case, ctx):
+    rng = np.random.default_rng(case["seed"])
+    N, C, O, G = case["N"], case["C"], case["O"], case["G"]
+    kh, kw = case["k"]
+    x = ref.rand32(rng, (N, C, case["H"], case["W"]))
+    w = ref.rand32(rng, (O, C // G, kh, kw))
+    b = ref.rand32(rng, (O,)) if case["bias"] else None
+    params = (0.1,) if case["activation"] == "leaky_relu" else (-0.5, 0.75)
+    args = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=G)
+    y = paskdnn.conv2d(ref.nchw_to_nhwc(x), ref.oihw_to_ohwi(w), b, layout="NHWC", weight_layout="OHWI",
+                       activation=case["activation"], activation_params=params, context=ctx, **args)
+    want = ref.conv2d_ref(x, w, b, **args)
+    bound = ref.conv2d_bound(x, w, b, **args)
+    if case["activation"] == "leaky_relu":
+        want = np.where(want < 0, want * params[0], want)
+    else:
+        want = np.clip(want, *params)
+    ref.assert_within_bound(ref.nhwc_to_nchw(y), want, bound)
+
+
+# (N, C, H, W, O, k, stride, pad): ResNet's layers at smaller sizes
+RESNET = [(1, 64, 14, 14, 64, 3, 1, 1), (2, 32, 15, 13, 48, 3, 2, 1), (1, 64, 14, 14, 96, 1, 2, 0),
+          (1, 128, 7, 7, 40, 3, 1, 1), (1, 16, 9, 9, 16, 7, 2, 3)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", RESNET, ids=lambda s: "n%d_c%d_%dx%d_o%d_k%d_s%d_p%d" % s)
+def test_implicit_gemm_resnet_layers(isa, shape, ctx_for):
+    N, C, H, W, O, k, s, p = shape
+    case = dict(N=N, C=C, O=O, G=1, k=(k, k), H=H, W=W, stride=s, dilation=1, padding=p, layout="NHWC",
+                weight_layout="OHWI", unbatched=False, bias=True, residual=True, activation="relu", alpha=1.0,
+                beta=0.0, use_out=False, seed=sum(shape))
+    check_conv(case, ctx_for(SOLVER, isa))
+    assert paskdnn.last_solver() == SOLVER
+
+
+def test_implicit_gemm_declines_nchw(make_context):
+    ctx = make_context(SOLVER)
+    with pytest.raises(paskdnn.UnsupportedError):
+        paskdnn.conv2d(np.ones((1, 4, 5, 5), np.float32), np.ones((4, 4, 3, 3), np.float32), context=ctx)
+
+
+def test_implicit_gemm_is_chosen_for_nhwc_3x3():
+    x = np.zeros((1, 56, 56, 64), np.float32)
+    w = np.zeros((64, 3, 3, 64), np.float32)
+    paskdnn.conv2d(x, w, None, 1, 1, layout="NHWC", weight_layout="OHWI",
+                   context=paskdnn.Context(policy="reactive", num_threads=1))
+    assert paskdnn.last_solver() == SOLVER
