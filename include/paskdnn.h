@@ -470,6 +470,15 @@ PASK_API pask_status_t pask_plan_execute(const_pask_plan_t plan, const pask_plan
  * INVALID_ARGUMENT for a plan of another op. */
 PASK_API pask_status_t pask_plan_set_constant_weights(pask_plan_t plan, const void *w);
 
+/* Packs the constant weights of pask_plan_set_constant_weights now, for the
+ * kernel an execution would run now if that kernel is resident (after
+ * pask_context_wait_loads, for instance), so the first execution does not pay
+ * the packing. *packed (may be NULL) is set to 1 when a resident kernel was
+ * found (packed, or one that packs nothing), 0 otherwise: then the first
+ * execution packs as before. Nothing for a plan without constant weights.
+ * Not thread-safe against executions of the same plan. */
+PASK_API pask_status_t pask_plan_pack_weights(pask_plan_t plan, int *packed);
+
 /* Hints the plan's Problem to its context (as pask_hint_conv2d etc.). */
 PASK_API pask_status_t pask_plan_hint(const_pask_plan_t plan);
 

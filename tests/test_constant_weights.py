@@ -87,3 +87,41 @@ def test_constant_weights_are_for_conv2d_plans():
     call = _spec.prepare(spec, ctx)
     assert lib.pask_plan_set_constant_weights(call.plan, ffi.cast("void *", 1)) == lib.PASK_ERROR_INVALID_ARGUMENT
     assert lib.pask_plan_set_constant_weights(ffi.NULL, ffi.NULL) == lib.PASK_ERROR_NULL_POINTER
+
+
+@pytest.mark.parametrize("solver", ["conv2d.implicit_gemm_nhwc", "conv2d.gemm_1x1"])
+def test_pack_weights_ahead_of_the_first_execution(solver, ctx_for):
+    """pask_plan_pack_weights packs for the resident kernel before any execution:
+    weights changed in place afterwards (the promise broken on purpose) no longer
+    reach the result, which shows the first execution read the packed copy."""
+    ffi, lib = _lib.load()
+    ctx = ctx_for(solver, ISAS[0])
+    k = 3 if solver == "conv2d.implicit_gemm_nhwc" else 1
+    x, wt, b, want, bound = _case(16, 6, 7, 40, k, 1, k // 2, 1, "OHWI", 11)
+    y = np.zeros(want.shape, np.float32).transpose(0, 2, 3, 1).copy()
+    spec = _spec.conv2d_spec(x, wt, b, 1, k // 2, 1, 1, layout="NHWC", weight_layout="OHWI", activation="relu", out=y)
+    call = _spec.prepare(spec, ctx, constant_weights=True)
+    packed = ffi.new("int *", 7)
+    _lib.check(lib.pask_plan_pack_weights(call.plan, packed))
+    if not packed[0]:  # the kernel was not resident yet: load it through an eager call, then pack
+        paskdnn.conv2d(x, wt.copy(), b, 1, k // 2, 1, 1, layout="NHWC", weight_layout="OHWI", activation="relu",
+                       context=ctx)
+        _lib.check(lib.pask_plan_pack_weights(call.plan, packed))
+    assert packed[0] == 1
+    wt *= -1.0
+    call()
+    assert paskdnn.last_solver() == solver
+    ref.assert_within_bound(ref.nhwc_to_nchw(y), want, bound, what=f"{solver} packed ahead")
+
+
+def test_pack_weights_without_constant_weights_packs_nothing():
+    ffi, lib = _lib.load()
+    ctx = paskdnn.Context(num_threads=1)
+    rng = np.random.default_rng(3)
+    x, wt = ref.rand32(rng, (1, 4, 5, 5)), ref.rand32(rng, (8, 4, 3, 3))
+    call = _spec.prepare(_spec.conv2d_spec(x, wt, None, 1, 1), ctx)
+    packed = ffi.new("int *", 7)
+    _lib.check(lib.pask_plan_pack_weights(call.plan, packed))
+    assert packed[0] == 0
+    _lib.check(lib.pask_plan_pack_weights(call.plan, ffi.NULL))
+    assert lib.pask_plan_pack_weights(ffi.NULL, packed) == lib.PASK_ERROR_NULL_POINTER

@@ -855,6 +855,20 @@ pask_status_t pask_plan_set_constant_weights(pask_plan_t plan, const void *w) {
     });
 }
 
+pask_status_t pask_plan_pack_weights(pask_plan_t plan, int *packed) {
+    return guarded([&] {
+        need(plan, "plan");
+        if (packed) *packed = 0;
+        if (!plan->constant_w) return;
+        pask::CallGate::Use in_use(plan->context->gate);
+        pask::OpArgs args = plan->args;
+        args.w = plan->constant_w;
+        args.packed = plan->packed.get();
+        const bool found = plan->context->dispatcher->pack_constant(plan->problem, plan->hash, args);
+        if (packed) *packed = found ? 1 : 0;
+    });
+}
+
 pask_status_t pask_plan_hint(const_pask_plan_t plan) {
     return guarded([&] {
         need(plan, "plan");

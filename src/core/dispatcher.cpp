@@ -107,6 +107,19 @@ void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, Acti
     fail_all_attempts(p, cands, attempt);
 }
 
+bool Dispatcher::pack_constant(const Problem &p, size_t h, const OpArgs &args) {
+    const auto ranked = ctx_.ranker->candidates(p, h);
+    const Bucket bucket = p.bucket();
+    for (const auto &c : ranked.list) {
+        if (ctx_.ranker->is_bad(c.key_str())) continue;
+        if (KernelPtr k = ctx_.resident.find(bucket, c.key())) {
+            c.solver->pack_constant(*k, p, args, *ctx_.backend);
+            return true;
+        }
+    }
+    return false;
+}
+
 int64_t Dispatcher::stale(const std::vector<CapturedCall> &held) const {
     int64_t n = 0;
     for (const CapturedCall &c : held) {

@@ -58,6 +58,10 @@ public:
     // The provider whose code objects it runs ("native", "cudnn", "miopen").
     virtual const char *provider() const { return "native"; }
     virtual void run(const Kernel &kernel, const Problem &p, const OpArgs &args, Backend &backend) const = 0;
+    // Fills args.packed (constant weights; args.w set, data pointers may be null)
+    // with what run() would pack on its first call with this kernel, so that
+    // call does not pay it. Nothing for solvers that pack nothing.
+    virtual void pack_constant(const Kernel &, const Problem &, const OpArgs &, Backend &) const {}
 
 private:
     int id_;

@@ -59,6 +59,29 @@ class ConvSolver : public CpuSolver {
 public:
     using CpuSolver::CpuSolver;
     void run(const Kernel &k, const Problem &p, const OpArgs &a, Backend &backend) const override {
+        const pask_cpu_conv2d_args args = args_of(p, a);
+        if (a.packed && k.object) {
+            // constant weights: the kernel's packed copy, made on this plan's first call
+            // (or ahead of it: pack_constant)
+            std::shared_ptr<const float> held = a.packed->get(k.key.str(), [&] { return pack_weights(k, args); });
+            auto packed_fn = reinterpret_cast<pask_cpu_conv2d_packed_fn>(k.object->symbol(k.key.entry + "_packed"));
+            if (held && packed_fn) {
+                check_kernel_status(packed_fn(runtime_of(backend), &args, held.get()), k);
+                return;
+            }
+        }
+        auto fn = reinterpret_cast<pask_cpu_conv2d_fn>(k.entry);
+        check_kernel_status(fn(runtime_of(backend), &args), k);
+    }
+
+    void pack_constant(const Kernel &k, const Problem &p, const OpArgs &a, Backend &) const override {
+        if (!a.packed || !a.w || !k.object) return;
+        const pask_cpu_conv2d_args args = args_of(p, a);
+        a.packed->get(k.key.str(), [&] { return pack_weights(k, args); });
+    }
+
+private:
+    static pask_cpu_conv2d_args args_of(const Problem &p, const OpArgs &a) {
         pask_cpu_conv2d_args args;
         args.n = p.n; args.c = p.c; args.h = p.h; args.w = p.w;
         args.o = p.o; args.kh = p.kh; args.kw = p.kw; args.oh = p.oh; args.ow = p.ow;
@@ -74,20 +97,9 @@ public:
         args.residual = static_cast<const float *>(a.residual);
         args.y = static_cast<float *>(a.y);
         args.ep = epilogue_of(p, a);
-        if (a.packed && k.object) {
-            // constant weights: the kernel's packed copy, made on this plan's first call
-            std::shared_ptr<const float> held = a.packed->get(k.key.str(), [&] { return pack_weights(k, args); });
-            auto packed_fn = reinterpret_cast<pask_cpu_conv2d_packed_fn>(k.object->symbol(k.key.entry + "_packed"));
-            if (held && packed_fn) {
-                check_kernel_status(packed_fn(runtime_of(backend), &args, held.get()), k);
-                return;
-            }
-        }
-        auto fn = reinterpret_cast<pask_cpu_conv2d_fn>(k.entry);
-        check_kernel_status(fn(runtime_of(backend), &args), k);
+        return args;
     }
 
-private:
     // The weights packed by the kernel's optional <entry>_pack (kernel_abi.h), or
     // nullptr where it has none or packs nothing for this Problem.
     static std::shared_ptr<const float> pack_weights(const Kernel &k, const pask_cpu_conv2d_args &args) {
