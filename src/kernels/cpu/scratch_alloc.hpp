@@ -5,26 +5,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
-// Buffers of 2 MiB and more are aligned to 2 MiB and advised as transparent
-// huge pages (where the kernel does them only on request, as this workplace's
-// does): the first touch maps 2 MiB at a time, so a kernel's first call takes
-// a handful of page faults instead of one per 4 KiB page (im2col's column
-// buffer for ResNet-18's 56x56 layers is 7.2 MB: about 1,800 faults).
-// The advice is only that: where it is refused the buffer works the same.
+// Plain aligned memory. Buffers were once advised as transparent huge pages
+// (MADV_HUGEPAGE) to take fewer first-touch faults; where the kernel's THP
+// defrag setting is "madvise" (this workplace's), a fault in an advised region
+// may compact memory synchronously, and a first inference stalled by 15-40 ms
+// in about half of fresh processes (ResNet-18 NCHW, one thread: first / steady
+// 1.47-1.98 with the advice, 1.05-1.15 without; steady state the same).
 static inline void *pask_cpu_scratch_alloc(size_t bytes, size_t align) {
-    constexpr size_t kHuge = size_t(2) << 20;
-    if (bytes >= kHuge && bytes <= SIZE_MAX - kHuge) {
-        const size_t rounded = (bytes + kHuge - 1) & ~(kHuge - 1);
-        if (void *p = std::aligned_alloc(kHuge, rounded)) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-            (void)madvise(p, rounded, MADV_HUGEPAGE);
-#endif
-            return p;
-        }
-    }
-    return std::aligned_alloc(align, bytes);
+    const size_t rounded = (bytes + align - 1) / align * align;  // aligned_alloc wants a multiple
+    return std::aligned_alloc(align, rounded < bytes ? bytes : rounded);
 }
