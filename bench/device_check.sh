@@ -18,9 +18,20 @@ echo "build: $((SECONDS - t0)) s"
 export PYTHONPATH=/tmp/pask:/tmp/site
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 cd /tmp
-PYTHONUNBUFFERED=1 timeout ${TEST_TIMEOUT:-420} python3 -m pytest -q -rs -p no:cacheprovider ${TESTS:-$REPO/tests/test_cuda.py $REPO/tests/test_cudnn.py} \
-  > "$OUT/gpu_tests.log" 2>&1
-echo "tests: exit $?"; grep -E "passed|failed|FAILED|Error" "$OUT/gpu_tests.log" | tail -25
+# TESTS: test files relative to the repository; "|" separates groups, each run
+# with its own log ($OUT/gpu_tests_N.log) and TEST_TIMEOUT, so a group cut off
+# by its limit does not take the others' results with it.
+IFS='|' read -ra groups <<< "${TESTS:-tests/test_cuda.py tests/test_cudnn.py}"
+n=0
+for group in "${groups[@]}"; do
+  n=$((n + 1)); files=()
+  for f in $group; do case $f in /*) files+=("$f") ;; *) files+=("$REPO/$f") ;; esac; done
+  [ ${#files[@]} -eq 0 ] && continue
+  limit=TEST_TIMEOUT_$n; limit=${!limit:-${TEST_TIMEOUT:-420}}   # TEST_TIMEOUT_2=300: group 2's own
+  PYTHONUNBUFFERED=1 timeout $limit python3 -m pytest -q -rfEs --tb=short --durations=10 \
+    -p no:cacheprovider "${files[@]}" > "$OUT/gpu_tests_$n.log" 2>&1
+  echo "tests group $n: exit $?"; grep -E "passed|failed|FAILED|Error" "$OUT/gpu_tests_$n.log" | tail -25
+done
 for what in ${THEN:-dispatch overhead coldstart}; do
   case $what in
     nanprobe) timeout 60 python3 "$REPO/bench/nan_probe.py" "$REPO/tests" 2>&1 | tail -24 ;;

@@ -12,6 +12,9 @@ Gemm) for ONNX Runtime (CPUExecutionProvider, ``--threads`` intra-op threads,
 default graph optimisations). paskdnn runs the zoo graph built from the same
 torchvision-style .npz with a ``Context("cpu", policy="pask",
 num_threads=--threads)`` in NCHW and in NHWC, cold user cache each process.
+The NCHW graph's runner computes in NHWC on the CPU (its default, converted at
+set-up); the engine ``paskdnn-NCHW-kernels`` (not run by default) holds it to
+the NCHW kernels (``Runner(layout="NCHW")``).
 
 Each round runs every engine once per model, in an order rotated from round
 to round. Per process it records: process start to first result (spawn to the
@@ -51,7 +54,11 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-ENGINES = ("ort", "paskdnn-NCHW", "paskdnn-NHWC")
+# paskdnn-NCHW: an NCHW graph, the runner computing where it chooses (NHWC on the
+# CPU, converted at set-up); paskdnn-NCHW-kernels: the same graph held to the NCHW
+# kernels (Runner(layout="NCHW"))
+ENGINES = ("ort", "paskdnn-NCHW", "paskdnn-NHWC", "paskdnn-NCHW-kernels")
+DEFAULT_ENGINES = ("ort", "paskdnn-NCHW", "paskdnn-NHWC")
 
 
 # ---- a paskdnn Graph as ONNX ------------------------------------------------------
@@ -203,7 +210,7 @@ def paskdnn_child(a: argparse.Namespace) -> None:
         extra["solvers"] = [s["name"] for s in paskdnn.solvers() if s["device"] == "cpu" and s["name"] not in off]
     ctx = paskdnn.Context("cpu", policy="pask", num_threads=a.threads, cache_dir=a.cache_dir, **extra)
     g = models.build(a.model, weights=a.weights, seed=0, layout=a.layout)
-    runner = Runner(g, ctx)
+    runner = Runner(g, ctx, layout=a.compute_layout or None)
     x = np.load(a.input)
     if a.layout == "NHWC":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -258,6 +265,7 @@ def main() -> int:
     ap.add_argument("--onnx", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--layout", help=argparse.SUPPRESS)
+    ap.add_argument("--compute-layout", default="", help=argparse.SUPPRESS)
     ap.add_argument("--weights", help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
     ap.add_argument("--kernel-dir", default="", help=argparse.SUPPRESS)
@@ -266,7 +274,8 @@ def main() -> int:
     ap.add_argument("--save-output", help=argparse.SUPPRESS)
     ap.add_argument("--json-out", help=argparse.SUPPRESS)
     ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2", help="zoo models (default: %(default)s)")
-    ap.add_argument("--engines", default=",".join(ENGINES), help="subset of %(default)s")
+    ap.add_argument("--engines", default=",".join(DEFAULT_ENGINES),
+                    help=f"some of {','.join(ENGINES)} (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=3, help="fresh processes per engine and model (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="threads for both engines (default: %(default)s)")
     ap.add_argument("--steady", type=int, default=20, help="timed runs after the first (default: %(default)s)")
@@ -329,6 +338,8 @@ def main() -> int:
                 else:
                     cmd += ["--child", "paskdnn", "--model", name, "--layout", e.split("-")[1], "--weights", wpath,
                             "--cache-dir", os.path.join(work, "cache-" + tag)]
+                    if e.endswith("-kernels"):
+                        cmd += ["--compute-layout", e.split("-")[1]]
                     if e.startswith("base-"):
                         cmd += ["--kernel-dir", os.path.abspath(a.baseline_kernels), "--without", a.baseline_without]
                 _spawn(cmd)
@@ -374,7 +385,10 @@ def main() -> int:
                 lines.append(f"| {row['model']} | ONNX Runtime | {_fmt_range(s)} | 1 | {_fmt_range(f)} | 1 | "
                              f"{row['ort.first_ms'] / row['ort.steady_ms']:.2f} | {_fmt_range(t)} | 1 | | |")
             else:
-                who = f"paskdnn {e.split('-')[1]}" if e.startswith("paskdnn") else f"baseline kernels {e.split('-')[1]}"
+                lay = e.split("-")[1]
+                who = (f"paskdnn {lay} (NCHW kernels)" if e.endswith("-kernels") else
+                       f"paskdnn {lay} (computed in NHWC)" if e == "paskdnn-NCHW" else
+                       f"paskdnn {lay}" if e.startswith("paskdnn") else f"baseline kernels {lay}")
                 lines.append(f"| {row['model']} | {who} | {_fmt_range(s)} | "
                              f"{row[e + '.steady_ms.ratio_to_ort']:.2f} | {_fmt_range(f)} | "
                              f"{row[e + '.first_ms.ratio_to_ort']:.2f} | {row[e + '.first_over_own_steady']:.2f} | "

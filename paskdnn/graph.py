@@ -135,6 +135,72 @@ def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
     return shapes
 
 
+# ---- layout ------------------------------------------------------------------------
+
+
+def relayout(graph: Graph, layout: str) -> Optional[Graph]:
+    """The same network computing in ``layout`` ("NCHW" or "NHWC"): conv weights
+    transposed (OIHW <-> OHWI), pooling and convolution params and 4-D
+    element-wise constants in the new layout, and the columns of a linear layer
+    after a flatten of a 4-D value with H*W > 1 permuted to the new flatten's
+    order, so its outputs are unchanged. The graph itself is not modified (the
+    new one shares nothing that it writes). Returns ``graph`` when it already
+    computes in ``layout``, and None where the outputs could not stay the same
+    (a flatten of H*W > 1 values read by anything but linear layers, or that is
+    the graph's output)."""
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be 'NCHW' or 'NHWC', not {layout!r}")
+    if graph.layout == layout:
+        return graph
+    graph.validate()
+    to_nhwc = layout == "NHWC"
+    shapes = infer_shapes(graph, 1)  # per-sample sizes do not depend on the batch
+
+    def move(a: Any) -> np.ndarray:  # a 4-D array of the graph's layout in the new one
+        return np.ascontiguousarray(np.asarray(a).transpose((0, 2, 3, 1) if to_nhwc else (0, 3, 1, 2)))
+
+    hw_flat: Dict[str, tuple] = {}  # flatten output -> (c, h, w) of its 4-D input, where h * w > 1
+    nodes: List[Node] = []
+    for n in graph.nodes:
+        p, w = dict(n.params), dict(n.weights)
+        for i in n.inputs:
+            if i in hw_flat and n.op != "linear":
+                return None  # its column order would change under it
+        if n.op == "conv2d":
+            wl = p.get("weight_layout", "OIHW")
+            if (wl == "OIHW") == to_nhwc:
+                w["weight"] = move(w["weight"])
+            p["weight_layout"] = "OHWI" if to_nhwc else "OIHW"
+            p["layout"] = layout
+        elif n.op in ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"):
+            p["layout"] = layout
+        elif n.op == "eltwise" and len(shapes[n.inputs[0]]) == 4:
+            w = {k: (move(v) if k in ("mul", "add") and np.ndim(v) == 4 else v) for k, v in w.items()}
+        elif n.op == "flatten":
+            x = shapes[n.inputs[0]]
+            if len(x) == 4:
+                c, h, wd = _spec.nchw_dims(x, graph.layout)[1:]
+                if h * wd > 1:
+                    hw_flat[n.output] = (c, h, wd)
+        elif n.op == "linear" and n.inputs[0] in hw_flat:
+            c, h, wd = hw_flat[n.inputs[0]]
+            wt = np.asarray(w["weight"])
+            o = wt.shape[0]
+            src = (o, c, h, wd) if graph.layout == "NCHW" else (o, h, wd, c)
+            order = (0, 2, 3, 1) if to_nhwc else (0, 3, 1, 2)
+            w["weight"] = np.ascontiguousarray(wt.reshape(src).transpose(order).reshape(o, -1))
+        nodes.append(Node(n.name, n.op, list(n.inputs), n.output, p, w))
+    if graph.output_name in hw_flat:
+        return None
+    cs = tuple(graph.input_shape)
+    if len(cs) == 3:
+        cs = (cs[1], cs[2], cs[0]) if to_nhwc else (cs[2], cs[0], cs[1])
+    g = Graph(name=graph.name, input_name=graph.input_name, input_shape=cs, nodes=nodes,
+              output_name=graph.output_name, layout=layout, dtype=graph.dtype)
+    g.validate()
+    return g
+
+
 # ---- the runner -------------------------------------------------------------------
 
 
@@ -256,29 +322,46 @@ class Runner:
     capture is off for the runner. ``capture_note`` says why.
     ``captures`` and ``replays`` count them; the context's trace shows each
     capture and launch ("graph" events). capture=True on a CPU or HIP context
-    raises ValueError."""
+    raises ValueError.
+
+    Layout (``layout``): the layout the runner computes in. The default (None)
+    is the graph's own on GPUs and NHWC on the CPU, whose NHWC kernels are the
+    fast ones: an NCHW float32 graph is converted once at set-up
+    (:func:`relayout`), and the runner still takes its input and gives a 4-D
+    output in the graph's layout (the input transposed while it is copied in,
+    the output a transposed view), so only the speed changes. ``layout="NCHW"``
+    keeps an NCHW graph's NCHW kernels on the CPU; a layout other than the
+    graph's on a GPU raises ValueError. ``runner.layout`` says which, and
+    ``runner.shapes`` / ``input_shape`` / ``output_shape`` are the graph's."""
 
     MAX_FAILED_CAPTURES = 3
 
     def __init__(self, graph: Graph, context: Any = None, batch: int = 1, hints: bool = True,
-                 capture: Optional[bool] = None, settle_runs: int = 8) -> None:
+                 capture: Optional[bool] = None, settle_runs: int = 8, layout: Optional[str] = None) -> None:
         graph.validate()
-        self.graph = graph
         self.ctx = context if context is not None else get_default_context()
         self.batch = batch
         self.cuda = self.ctx.device.startswith(("cuda", "hip"))  # any GPU context
-        self.shapes = infer_shapes(graph, batch)
+        self.source_graph = graph
+        self.graph = self._compute_graph(graph, layout)
+        self.layout = self.graph.layout
+        self._shapes = infer_shapes(self.graph, batch)  # what it computes
+        # every value's shape as the caller's graph has it (its layout)
+        self.shapes = infer_shapes(graph, batch) if self.graph is not graph else self._shapes
+        self.input_shape = self.shapes[graph.input_name]
+        self.output_shape = self.shapes[graph.output_name]
         self.report: List[Dict[str, Any]] = []
         self.last_enqueue_ms = 0.0
         # Hints first: the loader threads work while the weights move to the device.
         if hints:
             self.give_hints()
+        graph = self.graph
         self._weights = [{k: self._upload(v) for k, v in n.weights.items()} for n in graph.nodes]
         if self.cuda:
-            self._buffers = {n.output: self._alloc(self.shapes[n.output]) for n in graph.nodes if n.op != "flatten"}
+            self._buffers = {n.output: self._alloc(self._shapes[n.output]) for n in graph.nodes if n.op != "flatten"}
         else:
-            self._buffers = _host_buffers(graph, self.shapes)
-        self._input = self._alloc(self.shapes[graph.input_name])
+            self._buffers = _host_buffers(graph, self._shapes)
+        self._input = self._alloc(self._shapes[graph.input_name])
         self._calls = self._prepare()
         if not self.cuda:
             self._pack_weights()
@@ -290,6 +373,29 @@ class Runner:
         if self.cuda:
             self.ctx._use_stream(self._stream_int)  # the runner's stream
             self.primed = self.ctx.prime_thread()
+
+    def _compute_graph(self, graph: Graph, layout: Optional[str]) -> Graph:
+        """The graph the runner computes: ``graph`` itself, or on the CPU the
+        same network in another layout (see :func:`relayout`)."""
+        if layout is None:
+            # The CPU's NHWC kernels (implicit GEMM, packed weights, vectorised
+            # depthwise) beat its NCHW ones by 1.3-1.5x on the zoo models
+            # (bench/results/peer-ort-*): an NCHW float32 graph computes in NHWC there.
+            if self.cuda or graph.layout == "NHWC" or graph.dtype != "float32":
+                return graph
+            return relayout(graph, "NHWC") or graph
+        if layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"layout must be 'NCHW', 'NHWC' or None (the runner's choice), not {layout!r}")
+        if layout == graph.layout:
+            return graph
+        if self.cuda:
+            raise ValueError(f"a runner on {self.ctx.device} computes in its graph's layout ({graph.layout}); "
+                             f"build the graph in {layout} instead")
+        moved = relayout(graph, layout)
+        if moved is None:
+            raise ValueError(f"graph {graph.name!r} cannot compute in {layout} with the same outputs: a flatten of a "
+                             "4-D value with H*W > 1 feeds something other than linear layers or is the output")
+        return moved
 
     # -- graph capture --
     def _init_capture(self, capture: Optional[bool], settle_runs: int) -> None:
@@ -441,8 +547,9 @@ class Runner:
 
     def input(self, x: np.ndarray) -> Any:
         """Copies x (a host array of the graph's input shape) into the runner's
-        input buffer on the context's device and returns that buffer."""
-        expect = self.shapes[self.graph.input_name]
+        input buffer on the context's device and returns that buffer (in the
+        layout the runner computes in; pass it to :meth:`run` as it is)."""
+        expect = self.input_shape
         if tuple(x.shape) != tuple(expect):
             raise ValueError(f"input has shape {tuple(x.shape)}, the graph expects {expect}")
         self._set_input(x)
@@ -452,7 +559,12 @@ class Runner:
         if x is self._input:
             return
         if not self.cuda:
-            np.copyto(self._input, np.asarray(x, np.float32))
+            x = np.asarray(x)
+            if self.graph is not self.source_graph and x.ndim == 4:
+                if tuple(x.shape) != tuple(self.input_shape):
+                    raise ValueError(f"input has shape {tuple(x.shape)}, the graph expects {self.input_shape}")
+                x = x.transpose((0, 2, 3, 1) if self.layout == "NHWC" else (0, 3, 1, 2))
+            np.copyto(self._input, x, casting="same_kind" if x.dtype.kind == "f" else "unsafe")
             return
         src = asarray(np.asarray(x), dtype=self.graph.dtype, context=self.ctx) if isinstance(x, np.ndarray) else x
         v = _arrays.view(src, "input")
@@ -471,7 +583,7 @@ class Runner:
         for node, w in zip(self.graph.nodes, self._weights):
             src = values[node.inputs[0]]
             if node.op == "flatten":
-                values[node.output] = self._flatten(src, self.shapes[node.output])
+                values[node.output] = self._flatten(src, self._shapes[node.output])
                 calls.append(None)
                 continue
             out = self._buffers[node.output]
@@ -532,24 +644,24 @@ class Runner:
             w = node.weights
             if node.op == "flatten":
                 continue
-            x = TensorSpec(self.shapes[node.inputs[0]], self.graph.dtype)
+            x = TensorSpec(self._shapes[node.inputs[0]], self.graph.dtype)
             kw = dict(node.params)
             if node.op == "conv2d":
                 if len(node.inputs) > 1:
-                    kw["residual"] = TensorSpec(self.shapes[node.inputs[1]], self.graph.dtype)
+                    kw["residual"] = TensorSpec(self._shapes[node.inputs[1]], self.graph.dtype)
                 self.ctx.hint("conv2d", x, TensorSpec(node.weights["weight"].shape, self.graph.dtype),
                               True if "bias" in w else None, **kw)
             elif node.op == "linear":
                 self.ctx.hint("linear", x, TensorSpec(node.weights["weight"].shape, self.graph.dtype),
                               True if "bias" in w else None, **kw)
             elif node.op == "eltwise":
-                shapes = {role: self.shapes[name] for role, name in zip(kw.get("roles", ()), node.inputs[1:])}
+                shapes = {role: self._shapes[name] for role, name in zip(kw.get("roles", ()), node.inputs[1:])}
                 shapes.update({k: v.shape for k, v in w.items() if k in ("mul", "add")})
                 spec = {k: TensorSpec(v, self.graph.dtype) for k, v in shapes.items()}
                 self.ctx.hint("eltwise", x, spec.get("mul"), spec.get("add"), activation=kw.get("activation"),
                               activation_params=kw.get("activation_params"), layout=self.graph.layout)
             elif node.op == "cat":
-                self.ctx.hint("cat", [TensorSpec(self.shapes[i], self.graph.dtype) for i in node.inputs],
+                self.ctx.hint("cat", [TensorSpec(self._shapes[i], self.graph.dtype) for i in node.inputs],
                               self._channel_axis(), layout=self.graph.layout)
             else:
                 self.ctx.hint(node.op, x, **kw)
@@ -616,9 +728,12 @@ class Runner:
     def _output(self) -> Any:
         name = self.graph.output_name
         if name in self._buffers:
-            return self._buffers[name]
+            out = self._buffers[name]
+            if self.graph is not self.source_graph and out.ndim == 4:  # a view in the graph's own layout
+                return out.transpose((0, 3, 1, 2) if self.layout == "NHWC" else (0, 2, 3, 1))
+            return out
         node = next(n for n in self.graph.nodes if n.output == name)  # a trailing flatten
-        return self._flatten(self._buffers.get(node.inputs[0], self._input), self.shapes[name])
+        return self._flatten(self._buffers.get(node.inputs[0], self._input), self._shapes[name])
 
     def _flatten(self, a: Any, shape: tuple) -> Any:
         if isinstance(a, np.ndarray):

@@ -75,7 +75,7 @@ class _HintTarget:
         from .graph import infer_shapes
 
         self.graph = graph
-        self.shapes = infer_shapes(graph, batch)
+        self._shapes = infer_shapes(graph, batch)
         self.ctx = ctx
 
     def _channel_axis(self) -> int:

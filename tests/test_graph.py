@@ -19,11 +19,13 @@ def small(name, layout, size=64):
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_runner_matches_the_unfolded_float64_model(tmp_path, name, layout):
+@pytest.mark.parametrize("layout,compute", [("NCHW", None), ("NCHW", "NCHW"), ("NHWC", None)])
+def test_runner_matches_the_unfolded_float64_model(tmp_path, name, layout, compute):
+    # compute None: the runner's choice (NHWC on the CPU); "NCHW": the NCHW kernels
     sd, g = small(name, layout)
     ctx = paskdnn.Context(cache_dir=str(tmp_path))
-    runner = G.Runner(g, ctx, batch=2)
+    runner = G.Runner(g, ctx, batch=2, layout=compute)
+    assert runner.layout == (compute or "NHWC")
     x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     xin = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     y = runner.run(runner.input(xin))
