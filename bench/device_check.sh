@@ -12,6 +12,7 @@ mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
 t0=$SECONDS
+[ -n "${SKIP_BUILD:-}" ] && [ -d /tmp/pask/paskdnn ] ||   # SKIP_BUILD=1: a later call on the same machine
 python3 -m pip install -q --upgrade --no-build-isolation --no-deps --no-index --target /tmp/pask . > /tmp/build.log 2>&1 \
   || { cp /tmp/build.log "$OUT/"; tail -50 /tmp/build.log; exit 1; }
 echo "build: $((SECONDS - t0)) s"
@@ -44,7 +45,7 @@ for what in ${THEN:-dispatch overhead coldstart}; do
     steady) PYTHONUNBUFFERED=1 timeout ${STEADY_TIMEOUT:-420} python3 "$REPO/bench/steady.py" ${STEADY_ARGS:-} --out "$OUT/steady.json" 2>&1 | tail -20 ;;
     fleet) python3 -m paskdnn precompile resnet50 --arch sm_90 --dtype float16 --layout NHWC -o /tmp/r50.pask \
              > "$OUT/precompile.log" 2>&1 && python3 -m paskdnn inspect /tmp/r50.pask | head -20
-           PYTHONUNBUFFERED=1 timeout 420 python3 "$REPO/bench/fleet.py" --bundle /tmp/r50.pask --out "$OUT/fleet" 2>&1 \
+           PYTHONUNBUFFERED=1 timeout ${FLEET_TIMEOUT:-420} python3 "$REPO/bench/fleet.py" --bundle /tmp/r50.pask --out "$OUT/fleet" ${FLEET_ARGS:-} 2>&1 \
              | tail -20 ;;
     coldstart) PYTHONUNBUFFERED=1 timeout 240 python3 -m paskdnn coldstart --model resnet50 --device cuda --repeats 1 \
                  --out /tmp/coldstart > /tmp/coldstart.log 2>&1; tail -16 /tmp/coldstart.log

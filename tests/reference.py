@@ -79,9 +79,15 @@ def ohwi_to_oihw(w):
     return np.ascontiguousarray(np.asarray(w).transpose(0, 3, 1, 2))
 
 
-def apply_activation(y, activation):
+def apply_activation(y, activation, params=None):
+    """params: leaky_relu's (negative_slope,) (default 0.01), clamp's (min, max)."""
     if activation is None:
         return y
+    if activation == "leaky_relu":
+        slope = 0.01 if params is None else params[0]
+        return np.where(y < 0, y * slope, y)
+    if activation == "clamp":
+        return np.clip(y, *params)
     if activation == "relu":
         return np.maximum(y, 0.0)
     if activation == "relu6":
@@ -190,7 +196,7 @@ def _conv2d_raw(x, w, stride, pads, dilation, groups):
 
 def conv2d_ref(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1,
                activation=None, residual=None, alpha=1.0, beta=0.0,
-               out_before=None):
+               out_before=None, activation_params=None):
     """float64 reference of paskdnn.conv2d in NCHW / OIHW.
 
     y = act(alpha * conv(x, w) + beta * out_before + bias + residual).
@@ -214,7 +220,7 @@ def conv2d_ref(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1,
     if residual is not None:
         res = np.asarray(residual, dtype=np.float64)
         y = y + (res[None] if unbatched else res)
-    y = apply_activation(y, activation)
+    y = apply_activation(y, activation, activation_params)
     return y[0] if unbatched else y
 
 

@@ -147,6 +147,8 @@ def call_conv(case, api, context=None, use_out=None):
     out = api["prefill"].copy() if use_out else None
     kwargs = dict(layout=case["layout"], weight_layout=case["weight_layout"],
                   activation=case["activation"], alpha=case["alpha"])
+    if case.get("activation_params") is not None:
+        kwargs["activation_params"] = case["activation_params"]
     if api["res"] is not None:
         kwargs["residual"] = api["res"]
     if beta != 0.0:
@@ -174,7 +176,8 @@ def check_conv(case, context=None, use_out=None):
                 dilation=case["dilation"], groups=case["G"], residual=d["res"],
                 alpha=case["alpha"], beta=beta,
                 out_before=d["prefill"] if beta != 0.0 else None)
-    want = ref.conv2d_ref(d["x"], d["w"], activation=case["activation"], **args)
+    want = ref.conv2d_ref(d["x"], d["w"], activation=case["activation"],
+                          activation_params=case.get("activation_params"), **args)
     bound = ref.conv2d_bound(d["x"], d["w"], **args)
     ref.assert_within_bound(got, want, bound, what=f"conv2d {case}")
     for k, v in before.items():  # inputs are read only
