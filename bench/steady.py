@@ -98,6 +98,8 @@ def child(a) -> None:
         row[name + "_max_rel_err"] = agreement(runner.run(xin))
         runner.run(xin, timed=True)  # eager, a sync per layer: which solvers serve the model
         row[name + "_solvers"] = sorted({r["solver"] for r in runner.report})
+        if not capture:  # where the time goes: each layer with a sync after it (host launch included)
+            row["layers"] = [[r["layer"], r["solver"], round(r["ms"], 4)] for r in runner.report]
         if capture:
             row["captures"], row["replays"] = runner.captures, runner.replays
         runner.close()
