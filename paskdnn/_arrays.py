@@ -283,6 +283,16 @@ class DeviceArray:
         return {"shape": self.shape, "typestr": typestr, "data": (self.data_ptr, False), "version": 3,
                 "strides": None}
 
+    def _reshaped(self, shape: Sequence[int]) -> "DeviceArray":
+        """The same memory under another shape of as many elements (it keeps the memory alive)."""
+        shape = tuple(int(s) for s in shape)
+        if math.prod(shape) != math.prod(self.shape):
+            raise ValueError(f"cannot view {self.shape} as {shape}")
+        v = object.__new__(DeviceArray)
+        v.__dict__.update(self.__dict__)
+        v.shape = shape
+        return v
+
     def numpy(self) -> np.ndarray:
         """A host copy (bfloat16 comes back as float32)."""
         ffi, lib = _lib.load()

@@ -725,3 +725,21 @@ def test_cat_matches_torch(ctx, dtype, layout, count):
     torch.cuda.synchronize()
     assert paskdnn.last_solver() == "cat.cuda"
     assert torch.equal(y, torch.cat(xs, dim))
+
+
+def test_runner_output_of_a_trailing_flatten_is_a_device_array(ctx):
+    """A graph that ends in a flatten (SqueezeNet's head) gives a DeviceArray, as any other graph does."""
+    from paskdnn import graph as G
+
+    w = rng.uniform(-1, 1, size=(8, 3, 3, 3)).astype(np.float32)
+    g = G.Graph("head", "x", (3, 6, 6), [
+        G.Node("c", "conv2d", ["x"], "a", {"padding": 1, "activation": "relu"}, {"weight": w}),
+        G.Node("p", "adaptive_avg_pool2d", ["a"], "p", {"output_size": 1}),
+        G.Node("f", "flatten", ["p"], "y", {})], "y", dtype="float32")
+    r = G.Runner(g, ctx, batch=2, capture=False)
+    x = rng.uniform(-1, 1, size=(2, 3, 6, 6)).astype(np.float32)
+    y = r.run(x)
+    assert isinstance(y, paskdnn.DeviceArray) and y.shape == (2, 8)
+    tx, tw = torch.from_numpy(x).double(), torch.from_numpy(w).double()
+    want = torch.relu(torch.nn.functional.conv2d(tx, tw, padding=1)).mean(dim=(2, 3)).numpy()
+    assert np.abs(y.numpy() - want).max() <= 5e-3 * np.abs(want).max()  # TF32
