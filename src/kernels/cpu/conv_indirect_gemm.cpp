@@ -21,6 +21,8 @@
 //   whole taps where Cg allows): pointer table of its tiles, then panel by
 //   panel, tile by tile, the IMR x (INV vectors) micro-kernel, C (the output)
 //   accumulating across K blocks and taking the epilogue on the last.
+#include <type_traits>
+
 #include "common.hpp"
 #include "sgemm.hpp"
 
@@ -41,6 +43,8 @@ using pask_cpu::sgemm_detail::VL;
 using pask_cpu::sgemm_detail::vadd;
 using pask_cpu::sgemm_detail::vfma;
 using pask_cpu::sgemm_detail::vload;
+using pask_cpu::sgemm_detail::vmax;
+using pask_cpu::sgemm_detail::vmin;
 using pask_cpu::sgemm_detail::vmul;
 using pask_cpu::sgemm_detail::vset1;
 using pask_cpu::sgemm_detail::vstore;
@@ -54,6 +58,7 @@ constexpr int IMR = 6, INV = 2;  // 6 x 16 (AVX2) / 6 x 8: 12 accumulators of 16
 constexpr int64_t INR = INV * VL;
 constexpr int64_t IKC = 65536 / INR;  // a K block of one panel: 256 KB of weights
 constexpr int64_t IMC = IMR * 16;    // output pixels a task
+constexpr int64_t kTileOuterBytes = 256 << 10;  // weights of a K block that L2 (1-2 MB) holds beside the rest
 
 thread_local Scratch t_weights;  // OHWI copy of OIHW weights
 thread_local Scratch t_packed;   // weights packed call by call (no constant copy)
@@ -139,24 +144,48 @@ __attribute__((noinline)) void ikernel(int64_t nseg, const int64_t *lens, const 
     }
 
     if (nvalid == NVv * VL) {
+        // The stores with the activation known at compile time for the common
+        // ones (none, relu, relu6: a branch chain a vector otherwise) and the
+        // bias read once a tile.
         const V va = vset1(st.alpha), vc = vset1(st.cmul);
-#pragma GCC unroll 8
-        for (int r = 0; r < MRv; ++r) {
-            float *cr = c + r * ldc;
-            const float *bn = st.last && st.bias_n ? st.bias_n + j0 : nullptr;
-            const float *rs = st.last && st.res ? st.res + (i0 + r) * st.ld_res + j0 : nullptr;
+        const bool scale = st.alpha != 1.f;
+        V bias[NVv];
 #pragma GCC unroll 4
-            for (int v = 0; v < NVv; ++v) {
-                V x = st.alpha == 1.f ? acc[r][v] : vmul(acc[r][v], va);
-                if (st.load_c) x = vfma(vload(cr + v * VL), vc, x);
-                if (st.last) {
-                    if (bn) x = vadd(x, vload(bn + v * VL));
-                    if (rs) x = vadd(x, vload(rs + v * VL));
-                    x = act_vec(x, st.act, st.act_p);
+        for (int v = 0; v < NVv; ++v) bias[v] = st.last && st.bias_n ? vload(st.bias_n + j0 + v * VL) : vzero();
+        auto store_all = [&](auto act_tag) __attribute__((always_inline)) {
+            constexpr int ACT = decltype(act_tag)::value;
+#pragma GCC unroll 8
+            for (int r = 0; r < MRv; ++r) {
+                float *cr = c + r * ldc;
+                const float *rs = st.last && st.res ? st.res + (i0 + r) * st.ld_res + j0 : nullptr;
+#pragma GCC unroll 4
+                for (int v = 0; v < NVv; ++v) {
+                    V x = scale ? vmul(acc[r][v], va) : acc[r][v];
+                    if (st.load_c) x = vfma(vload(cr + v * VL), vc, x);
+                    if (st.last) {
+                        x = vadd(x, bias[v]);
+                        if (rs) x = vadd(x, vload(rs + v * VL));
+                        if constexpr (ACT == PASK_CPU_ACT_RELU) {
+                            x = vmax(vzero(), x);
+                        } else if constexpr (ACT == PASK_CPU_ACT_RELU6) {
+                            x = vmin(vset1(6.f), vmax(vzero(), x));
+                        } else if constexpr (ACT != PASK_CPU_ACT_NONE) {
+                            x = act_vec(x, st.act, st.act_p);
+                        }
+                    }
+                    vstore(cr + v * VL, x);
                 }
-                vstore(cr + v * VL, x);
             }
-        }
+        };
+        const int act = st.last ? st.act : PASK_CPU_ACT_NONE;
+        if (act == PASK_CPU_ACT_NONE)
+            store_all(std::integral_constant<int, PASK_CPU_ACT_NONE>());
+        else if (act == PASK_CPU_ACT_RELU)
+            store_all(std::integral_constant<int, PASK_CPU_ACT_RELU>());
+        else if (act == PASK_CPU_ACT_RELU6)
+            store_all(std::integral_constant<int, PASK_CPU_ACT_RELU6>());
+        else
+            store_all(std::integral_constant<int, -1>());
     } else {
         alignas(64) float tmp[NVv * VL];
         for (int r = 0; r < MRv; ++r) {
@@ -225,7 +254,10 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
     // K blocks of whole taps where a tap fits (fewer, longer runs)
     const int64_t kc_blk = cg <= IKC ? std::min(kg, IKC / cg * cg) : IKC;
     const int64_t nsegmax = std::min(kc_blk, kc_blk / std::max<int64_t>(1, std::min(cg, kc_blk)) + 2);
-    const int64_t mgroups = ceil_div(rows, IMC), panels = ceil_div(og, INR);
+    // pixels split evenly into tiles of IMR or IMR - 1 rows (49 pixels: 4
+    // tiles of 6 and 5 of 5, not 8 of 6 and a lone pixel), IMC / IMR tiles a task
+    const int64_t all_tiles = ceil_div(rows, IMR), tiles_per = IMC / IMR;
+    const int64_t mgroups = ceil_div(all_tiles, tiles_per), panels = ceil_div(og, INR);
     // enough tasks for every thread: split the panels when the pixels run short
     const int nth = nthreads(rt);
     const int64_t pchunks = std::min(panels, nth > 1 ? ceil_div(2 * nth, mgroups * a.groups) : 1);
@@ -236,11 +268,16 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
         const int64_t mg = rem / pchunks, pch = rem % pchunks;
         int64_t pb, pe;
         split_range(panels, pchunks, pch, pb, pe);
-        // pixels split evenly into groups, and a group's into tiles (49 pixels:
-        // 4 tiles of 6 and 5 of 5, not 8 of 6 and one lone pixel)
-        int64_t m0, m1;
-        split_range(rows, mgroups, mg, m0, m1);
-        const int64_t tiles = ceil_div(m1 - m0, IMR);
+        const int64_t t0 = mg * tiles_per, tiles = std::min(tiles_per, all_tiles - t0);
+        int64_t m0, m1, unused;
+        split_range(rows, all_tiles, t0, m0, unused);
+        split_range(rows, all_tiles, t0 + tiles - 1, unused, m1);
+        // tile ti of the task: rows [tb, te) of the task's pixels
+        auto tile_rows = [&](int64_t ti, int64_t &tb, int64_t &te) {
+            split_range(rows, all_tiles, t0 + ti, tb, te);
+            tb -= m0;
+            te -= m0;
+        };
         float *zeros = t_zeros.get(size_t(std::max<int64_t>(cg, 16)));
         const float **table = t_table.get(size_t(tiles * nsegmax * IMR));
         int64_t *lens = t_lens.get(size_t(nsegmax));
@@ -271,7 +308,7 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
                 lens[nseg] = len;
                 for (int64_t ti = 0; ti < tiles; ++ti) {
                     int64_t tb, te;
-                    split_range(m1 - m0, tiles, ti, tb, te);
+                    tile_rows(ti, tb, te);
                     const float **row = table + (ti * nsegmax + nseg) * IMR;
                     for (int64_t i = tb; i < te; ++i) {
                         const Pixel &p = px[i];
@@ -283,19 +320,28 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
                 k += len;
             }
             const Stage st = make_stage(e, p0 == 0, p0 + kc == kg);
-            for (int64_t pn = pb; pn < pe; ++pn) {
+            auto one = [&](int64_t ti, int64_t pn) {
                 const int64_t j0 = pn * INR;
                 const int nw = (int)std::min<int64_t>(INR, og - j0);
                 const int64_t w = ceil_div(nw, VL) * VL;
-                const float *bp = bg + j0 * kg + p0 * w;
-                for (int64_t ti = 0; ti < tiles; ++ti) {
-                    int64_t tb, te;
-                    split_range(m1 - m0, tiles, ti, tb, te);
-                    const int64_t i = m0 + tb;
-                    const int mr = (int)(te - tb);
-                    kernel_for(mr, (int)(w / VL))(nseg, lens, table + ti * nsegmax * IMR, bp, yg + i * a.o + j0,
-                                                  a.o, nw, i, j0, st);
-                }
+                int64_t tb, te;
+                tile_rows(ti, tb, te);
+                const int64_t i = m0 + tb;
+                kernel_for((int)(te - tb), (int)(w / VL))(nseg, lens, table + ti * nsegmax * IMR,
+                                                          bg + j0 * kg + p0 * w, yg + i * a.o + j0, a.o, nw, i, j0,
+                                                          st);
+            };
+            // A tile's output rows whole, tile after tile, while the block's
+            // weights (kc x the task's panels) stay in L2: the output is then
+            // written in one forward stream, which the prefetchers follow (a
+            // panel at a time writes every row in 256-byte pieces, and on
+            // layers with short K the stores' misses are a third of the time).
+            if (kc * (pe - pb) * INR * int64_t(sizeof(float)) <= kTileOuterBytes) {
+                for (int64_t ti = 0; ti < tiles; ++ti)
+                    for (int64_t pn = pb; pn < pe; ++pn) one(ti, pn);
+            } else {
+                for (int64_t pn = pb; pn < pe; ++pn)
+                    for (int64_t ti = 0; ti < tiles; ++ti) one(ti, pn);
             }
         }
     };

@@ -197,16 +197,15 @@ public:
     using ConvSolver::ConvSolver;
     bool applicable(const Problem &p) const override { return conv_f32(p) && p.layout == PASK_LAYOUT_NHWC; }
     double cost_us(const Problem &p) const override {
-        // The GEMM rate without packing the input (measured on Zen 4, 1 thread,
-        // against conv2d.gemm_1x1 and conv2d.implicit_gemm_nhwc: 3-11% faster
-        // on ResNet's 3x3 layers and on 1x1 layers with K >= 96, 1-3% slower
-        // on 1x1 layers with K <= 64, whose K runs are too short for the
-        // tile's pointer set-up and stores). A K run is one tap's Cg channels,
-        // each run costs a tile its 6 pointers: few channels a group (a
-        // depthwise layer's one) make runs too short to pay for them; tiles are
-        // 64 output channels wide (AVX-512), 16 or fewer leave lanes idle.
+        // The GEMM rate without packing the input, measured on Zen 4 (1 thread,
+        // constant weights) against conv2d.gemm_1x1 and conv2d.implicit_gemm_nhwc:
+        // 3-11% faster on ResNet's 3x3 layers, 0-17% on 1x1 layers with 24 or
+        // more output channels (K from 16 to 2048), 12% slower with 16 output
+        // channels (tiles are 64 channels wide on AVX-512). A K run is one
+        // tap's Cg channels and costs each tile its 6 pointers: runs shorter
+        // than 16 (a depthwise layer's 1) do not pay for them.
         const double og = double(p.o / p.groups), cg = double(p.c / p.groups);
-        const double eff = std::min(1.0, og / 24.0) * (cg / (cg + 6.0));
+        const double eff = std::min(1.0, og / 24.0) * std::min(1.0, cg / 16.0);
         double cost = p.flops() / (kGemmFlopsPerUs * 1.08 * std::max(eff, 0.01)) + 4;
         // OIHW weights are reordered to OHWI on every call without packed weights
         if (p.weight_layout != PASK_LAYOUT_NHWC && (p.kh > 1 || p.kw > 1))
