@@ -95,54 +95,12 @@ void pack_weights(const pask_cpu_conv2d_args &a, const float *ohwi, float *dst) 
     }
 }
 
-// The micro-kernel: C[0..MRv, 0..nvalid) (+)= sum over the block's runs s of
-// A_s (MRv x lens[s], row r at ptrs[s*IMR + r]) @ B (lens[s] rows of NVv*VL).
+// The tile's epilogue and stores, apart from the sums (acc: the tile's
+// accumulators, row by row): the micro-kernel then keeps its 24 sums in
+// registers, and this code is not repeated in every loop's spill context.
 template <int MRv, int NVv>
-__attribute__((noinline)) void ikernel(int64_t nseg, const int64_t *lens, const float *const *ptrs,
-                                       const float *__restrict b, float *__restrict c, int64_t ldc, int nvalid,
-                                       int64_t i0, int64_t j0, const Stage &st) {
-    V acc[MRv][NVv];
-#pragma GCC unroll 8
-    for (int r = 0; r < MRv; ++r)
-#pragma GCC unroll 4
-        for (int v = 0; v < NVv; ++v) acc[r][v] = vzero();
-    // the tile of C (and the residual) is read after the sums: fetched now
-    // (every 64-byte line of a row: the rows are ldc apart and the output is
-    // larger than the caches on the big layers, so these lines come from memory)
-    {
-        const int64_t last = (int64_t)nvalid - 1;
-#pragma GCC unroll 8
-        for (int r = 0; r < MRv; ++r) {
-            for (int64_t j = 0; j < last; j += 16) __builtin_prefetch(c + r * ldc + j, 1, 3);
-            __builtin_prefetch(c + r * ldc + last, 1, 3);
-        }
-        if (st.last && st.res)
-            for (int r = 0; r < MRv; ++r) {
-                const float *rs = st.res + (i0 + r) * st.ld_res + j0;
-                for (int64_t j = 0; j < last; j += 16) __builtin_prefetch(rs + j, 0, 3);
-                __builtin_prefetch(rs + last, 0, 3);
-            }
-    }
-    for (int64_t s = 0; s < nseg; ++s) {
-        const float *ap[MRv];
-#pragma GCC unroll 8
-        for (int r = 0; r < MRv; ++r) ap[r] = ptrs[s * IMR + r];
-        const int64_t len = lens[s];
-#pragma GCC unroll 4
-        for (int64_t q = 0; q < len; ++q) {
-            V bv[NVv];
-#pragma GCC unroll 4
-            for (int v = 0; v < NVv; ++v) bv[v] = vload(b + v * VL);
-#pragma GCC unroll 8
-            for (int r = 0; r < MRv; ++r) {
-                const V ar = vset1(ap[r][q]);
-#pragma GCC unroll 4
-                for (int v = 0; v < NVv; ++v) acc[r][v] = vfma(ar, bv[v], acc[r][v]);
-            }
-            b += NVv * VL;
-        }
-    }
-
+__attribute__((noinline)) void store_tile(const V (*acc)[NVv], float *__restrict c, int64_t ldc, int nvalid,
+                                          int64_t i0, int64_t j0, const Stage &st) {
     if (nvalid == NVv * VL) {
         // The stores with the activation known at compile time for the common
         // ones (none, relu, relu6: a branch chain a vector otherwise) and the
@@ -193,6 +151,62 @@ __attribute__((noinline)) void ikernel(int64_t nseg, const int64_t *lens, const 
             epi_row(tmp, c + r * ldc, nvalid, i0 + r, j0, st);
         }
     }
+}
+
+// The micro-kernel: C[0..MRv, 0..nvalid) (+)= sum over the block's runs s of
+// A_s (MRv x lens[s], row r at ptrs[s*IMR + r]) @ B (lens[s] rows of NVv*VL).
+template <int MRv, int NVv>
+__attribute__((noinline)) void ikernel(int64_t nseg, const int64_t *lens, const float *const *ptrs,
+                                       const float *__restrict b, float *__restrict c, int64_t ldc, int nvalid,
+                                       int64_t i0, int64_t j0, const Stage &st) {
+    V acc[MRv][NVv];
+#pragma GCC unroll 8
+    for (int r = 0; r < MRv; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NVv; ++v) acc[r][v] = vzero();
+    // the tile of C (and the residual) is read after the sums: fetched now
+    // (every 64-byte line of a row: the rows are ldc apart and the output is
+    // larger than the caches on the big layers, so these lines come from memory)
+    {
+        const int64_t last = (int64_t)nvalid - 1;
+#pragma GCC unroll 8
+        for (int r = 0; r < MRv; ++r) {
+            for (int64_t j = 0; j < last; j += 16) __builtin_prefetch(c + r * ldc + j, 1, 3);
+            __builtin_prefetch(c + r * ldc + last, 1, 3);
+        }
+        if (st.last && st.res)
+            for (int r = 0; r < MRv; ++r) {
+                const float *rs = st.res + (i0 + r) * st.ld_res + j0;
+                for (int64_t j = 0; j < last; j += 16) __builtin_prefetch(rs + j, 0, 3);
+                __builtin_prefetch(rs + last, 0, 3);
+            }
+    }
+    for (int64_t s = 0; s < nseg; ++s) {
+        const float *ap[MRv];
+#pragma GCC unroll 8
+        for (int r = 0; r < MRv; ++r) ap[r] = ptrs[s * IMR + r];
+        const int64_t len = lens[s];
+#pragma GCC unroll 4
+        for (int64_t q = 0; q < len; ++q) {
+            V bv[NVv];
+#pragma GCC unroll 4
+            for (int v = 0; v < NVv; ++v) bv[v] = vload(b + v * VL);
+#pragma GCC unroll 8
+            for (int r = 0; r < MRv; ++r) {
+                const V ar = vset1(ap[r][q]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NVv; ++v) acc[r][v] = vfma(ar, bv[v], acc[r][v]);
+            }
+            b += NVv * VL;
+        }
+    }
+
+    alignas(64) V sums[MRv][NVv];
+#pragma GCC unroll 8
+    for (int r = 0; r < MRv; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NVv; ++v) sums[r][v] = acc[r][v];
+    store_tile<MRv, NVv>(sums, c, ldc, nvalid, i0, j0, st);
 }
 
 typedef void (*ikernel_fn)(int64_t, const int64_t *, const float *const *, const float *, float *, int64_t, int,
