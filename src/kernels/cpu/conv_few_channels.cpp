@@ -13,6 +13,8 @@
 // zero-filled past O, so every weight load is a whole vector. NHWC output
 // takes the epilogue per pixel and channel vector; NCHW output goes through a
 // row of sums laid out [O][OW] and the epilogue runs along each plane's row.
+#include <type_traits>
+
 #include "common.hpp"
 #include "vec16.hpp"
 
@@ -158,11 +160,26 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const Geometr
     auto task = [&](int64_t t, int) {
         const int64_t n = t / a.oh, oh = t % a.oh;
         if constexpr (NHWC) {
-            // channels [o, o + 16) of pixel ow; a last partial vector goes through a padded copy
+            // channels [o, o + 16) of pixel ow; a last partial vector goes through a padded copy.
+            // The common activations (none, relu, relu6; no beta) are compiled into the row's
+            // stores, not tested vector by vector with every sum of the block live.
+            auto go = [&](auto act_tag) {
+            constexpr int ACT = decltype(act_tag)::value;
             row<true>(a, g, wt, n, oh, [&](int64_t ow, int64_t o, const vf &acc) {
                 const int64_t base = ((n * a.oh + oh) * a.ow + ow) * a.o + o;
                 float *y = a.y + base;
                 const float *res = a.residual ? a.residual + base : nullptr;
+                if (ACT >= 0 && o + V <= a.o) {
+                    const vf zero{}, six = splat(6.f);
+                    vf v = splat(a.ep.alpha) * acc + (a.bias ? loadu(a.bias + o) : vf{}) + (res ? loadu(res) : vf{});
+                    if constexpr (ACT == PASK_CPU_ACT_RELU) v = v < zero ? zero : v;  // NaN stays (finish_vec)
+                    if constexpr (ACT == PASK_CPU_ACT_RELU6) {
+                        const vf t6 = v > six ? six : v;
+                        v = v < zero ? zero : t6;
+                    }
+                    storeu(y, v);
+                    return;
+                }
                 if (o + V <= a.o) {
                     storeu(y, finish_vec(acc, a.ep, a.ep.beta != 0.f ? loadu(y) : vf{},
                                          a.bias ? loadu(a.bias + o) : vf{}, res ? loadu(res) : vf{}));
@@ -176,6 +193,17 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const Geometr
                 const vf v = finish_vec(acc, a.ep, loadu(yb), loadu(bb), loadu(rb));
                 std::memcpy(y, &v, bytes);
             });
+            };
+            if (a.ep.beta != 0.f)
+                go(std::integral_constant<int, -1>());
+            else if (a.ep.activation == PASK_CPU_ACT_NONE)
+                go(std::integral_constant<int, PASK_CPU_ACT_NONE>());
+            else if (a.ep.activation == PASK_CPU_ACT_RELU)
+                go(std::integral_constant<int, PASK_CPU_ACT_RELU>());
+            else if (a.ep.activation == PASK_CPU_ACT_RELU6)
+                go(std::integral_constant<int, PASK_CPU_ACT_RELU6>());
+            else
+                go(std::integral_constant<int, -1>());
             return;
         }
         float *sums = t_sums.get(size_t(g.op * owp));
