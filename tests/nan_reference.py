@@ -116,7 +116,7 @@ def max_pool_ref(x, k, stride, pad):
 
 
 # CPU conv solvers that run one activation layout only (and decline the other)
-NHWC_ONLY = {"conv2d.implicit_gemm_nhwc"}
+NHWC_ONLY = {"conv2d.implicit_gemm_nhwc", "conv2d.indirect_gemm_nhwc"}
 
 
 def conv_layouts(solver):

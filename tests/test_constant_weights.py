@@ -1,6 +1,6 @@
 """Plans with constant weights (pask_plan_set_constant_weights): the CPU
 solvers that pack their weights ahead (conv2d.implicit_gemm_nhwc,
-conv2d.gemm_1x1 in NHWC) keep a packed copy per plan; executions with the
+conv2d.indirect_gemm_nhwc, conv2d.gemm_1x1 in NHWC) keep a packed copy per plan; executions with the
 declared weights read it, every other call reads its weights anew."""
 
 import numpy as np
@@ -18,6 +18,11 @@ CASES = [("conv2d.implicit_gemm_nhwc", 16, 9, 10, 40, 3, 1, 1, 1, "OHWI"),
          ("conv2d.implicit_gemm_nhwc", 24, 8, 7, 70, 3, 2, 1, 1, "OIHW"),
          ("conv2d.implicit_gemm_nhwc", 12, 7, 7, 36, 3, 1, 1, 3, "OHWI"),
          ("conv2d.implicit_gemm_nhwc", 300, 5, 5, 33, 1, 2, 0, 1, "OHWI"),  # K past one block
+         ("conv2d.indirect_gemm_nhwc", 16, 9, 10, 40, 3, 1, 1, 1, "OHWI"),
+         ("conv2d.indirect_gemm_nhwc", 24, 8, 7, 70, 3, 2, 1, 1, "OIHW"),
+         ("conv2d.indirect_gemm_nhwc", 12, 7, 7, 36, 3, 1, 1, 3, "OHWI"),
+         ("conv2d.indirect_gemm_nhwc", 300, 5, 5, 133, 1, 2, 0, 1, "OHWI"),  # past one panel
+         ("conv2d.indirect_gemm_nhwc", 130, 9, 9, 20, 3, 1, 1, 1, "OHWI"),  # K past one block
          ("conv2d.gemm_1x1", 64, 6, 7, 130, 1, 1, 0, 1, "OHWI"),
          ("conv2d.gemm_1x1", 20, 5, 5, 33, 1, 1, 0, 1, "OIHW")]
 
@@ -89,14 +94,14 @@ def test_constant_weights_are_for_conv2d_plans():
     assert lib.pask_plan_set_constant_weights(ffi.NULL, ffi.NULL) == lib.PASK_ERROR_NULL_POINTER
 
 
-@pytest.mark.parametrize("solver", ["conv2d.implicit_gemm_nhwc", "conv2d.gemm_1x1"])
+@pytest.mark.parametrize("solver", ["conv2d.implicit_gemm_nhwc", "conv2d.indirect_gemm_nhwc", "conv2d.gemm_1x1"])
 def test_pack_weights_ahead_of_the_first_execution(solver, ctx_for):
     """pask_plan_pack_weights packs for the resident kernel before any execution:
     weights changed in place afterwards (the promise broken on purpose) no longer
     reach the result, which shows the first execution read the packed copy."""
     ffi, lib = _lib.load()
     ctx = ctx_for(solver, ISAS[0])
-    k = 3 if solver == "conv2d.implicit_gemm_nhwc" else 1
+    k = 1 if solver == "conv2d.gemm_1x1" else 3
     x, wt, b, want, bound = _case(16, 6, 7, 40, k, 1, k // 2, 1, "OHWI", 11)
     y = np.zeros(want.shape, np.float32).transpose(0, 2, 3, 1).copy()
     spec = _spec.conv2d_spec(x, wt, b, 1, k // 2, 1, 1, layout="NHWC", weight_layout="OHWI", activation="relu", out=y)

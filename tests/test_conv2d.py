@@ -351,7 +351,7 @@ RESNET_SHAPES = [
 
 
 def _applicable(solver, layout, N, C, H, W, O, k, s, p, g):
-    if solver == "conv2d.implicit_gemm_nhwc":
+    if solver in ("conv2d.implicit_gemm_nhwc", "conv2d.indirect_gemm_nhwc"):
         return layout == "NHWC"
     if solver == "conv2d.gemm_1x1":
         return k == 1 and s == 1 and p == 0 and g == 1

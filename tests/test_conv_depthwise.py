@@ -4,7 +4,9 @@ every CPU kernel variant this processor runs.
 The kernel works in blocks: in NCHW 64 output columns (four 16-float vectors)
 at a time, then single vectors, the last one partial; in NHWC 64 channels at a
 time, then single vectors, then one channel at a time (and one at a time for
-every channel when the channel multiplier is above 1). The cases here are wide
+every channel when the channel multiplier is above 1) at a row's ends; a row's
+interior (columns whose window lies inside the input row) in tiles of 8, 4
+and 1 pixels a 16-channel vector, the 3x3 window compiled apart from others. The cases here are wide
 and deep enough to reach every one of those paths, with every stride, padding,
 dilation, multiplier, layout and epilogue."""
 
@@ -113,3 +115,19 @@ def test_depthwise_nchw_scratch_padding_across_calls(isa, ctx_for):
             got = paskdnn.conv2d(x, w, None, 1, pads, 1, 5, context=ctx)
             ref.assert_within_bound(got, want, ref.conv2d_bound(x, w, padding=pads, groups=5),
                                     what=f"h={h} pad={pad}")
+
+
+# The NHWC interior tiles (8, 4, 1 pixels) with a window other than 3x3 (the
+# run-time window loop), rows of the window cut by the padding, asymmetric
+# padding, stride and dilation, channels past the last whole vector, and
+# every epilogue input at once.
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("k,stride,dil,pads", [((5, 3), (2, 1), (1, 2), ((2, 1), (0, 3))),
+                                               ((3, 3), (1, 2), (2, 1), ((3, 0), (1, 2))),
+                                               ((1, 7), (1, 1), (1, 1), ((0, 0), (3, 3)))])
+def test_depthwise_nhwc_interior_tiles(isa, k, stride, dil, pads, ctx_for):
+    case = dict(N=2, C=40, O=40, G=40, k=k, H=23, W=37, stride=stride, dilation=dil, padding=pads, layout="NHWC",
+                weight_layout="OIHW", unbatched=False, bias=True, residual=True, activation="relu6", alpha=0.5,
+                beta=-0.5, use_out=True, seed=7)
+    check_conv(case, ctx_for(SOLVER, isa))
+    assert paskdnn.last_solver() == SOLVER

@@ -1,8 +1,8 @@
 """The few-input-channel solver (conv2d.few_channels: groups 1, C <= 8, the
 stems of image models) against the float64 reference, on every CPU kernel
-variant this processor runs: output pixels in blocks (4 on AVX-512, 2 on AVX2,
-1 generic) and one by one, output channels 64 at a time and then 48, 32 or 16,
-the last vector partial; every stride, padding, dilation, window, layout,
+variant this processor runs: output channels 64 at a time and then 48, 32 or
+16, the last vector partial; output pixels in blocks (on AVX-512 6, 8, 12 or
+16 by the channel block's width, then 4, 2 and 1; 2 on AVX2, 1 generic); every stride, padding, dilation, window, layout,
 weight layout and epilogue."""
 
 import numpy as np
@@ -30,7 +30,7 @@ def test_few_channels_every_parameter(isa, data, ctx_for):
 # (C, H, W, O, k, stride, pad): ResNet's / MobileNetV2's stems at a smaller
 # input, and ragged neighbours of the channel blocks
 STEMS = [(3, 40, 38, 64, 7, 2, 3), (3, 33, 35, 32, 3, 2, 1), (3, 20, 21, 65, 7, 2, 3), (1, 17, 19, 17, 5, 1, 2),
-         (8, 12, 13, 80, 3, 1, 1)]
+         (8, 12, 13, 80, 3, 1, 1), (3, 36, 37, 16, 3, 1, 1), (2, 20, 23, 48, 3, 1, 0), (3, 30, 44, 40, 5, 2, 2)]
 
 
 @pytest.mark.parametrize("isa", ISAS)

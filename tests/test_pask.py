@@ -319,6 +319,24 @@ def test_trace_has_a_row_per_caller_and_loader_thread(tmp_path, cache):
     assert {e["args"]["decision"] for e in calls} == {"resident"}
 
 
+def test_trace_call_events_name_each_calls_problem(cache, tmp_path):
+    """The dispatcher keeps each problem's trace text after its first traced
+    call: calls of two problems, interleaved and repeated, still each name
+    their own problem."""
+    ctx = paskdnn.Context(policy="reactive", cache_dir=cache)
+    for _ in range(3):
+        run_conv3(ctx)
+        run_conv1(ctx)
+    path = tmp_path / "trace.json"
+    ctx.export_trace(str(path))
+    calls = [e for e in json.loads(path.read_text())["traceEvents"] if e.get("cat") == "call"]
+    assert len(calls) == 6
+    for i, e in enumerate(calls):
+        want = "w=[16,16,3,3]" if i % 2 == 0 else "w=[32,16,1,1]"
+        assert want in e["args"]["problem"], e["args"]["problem"]
+        assert e["args"]["problem"].startswith("conv2d float32 NCHW x=[1,16,12,12]")
+
+
 def test_resident_set_is_bounded_with_lru_eviction(cache):
     ctx = paskdnn.Context(policy="reactive", cache_dir=cache, resident_capacity=2)
     run_all(ctx)

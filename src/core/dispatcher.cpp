@@ -101,7 +101,7 @@ void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, Acti
         }
         set_last_solver(choice.chosen->solver->name());
         set_last_decision(std::strcmp(choice.decision, "blocking_load") == 0 ? "load" : choice.decision);
-        if (ctx_.trace.enabled()) trace_call(p, choice, *alive.front(), t_call, ms_since(c0));
+        if (ctx_.trace.enabled()) trace_call(p, h, choice, *alive.front(), t_call, ms_since(c0));
         return;
     }
     fail_all_attempts(p, cands, attempt);
@@ -232,11 +232,23 @@ bool Dispatcher::run(const Problem &p, size_t h, const OpArgs &args, size_t live
     return true;
 }
 
-void Dispatcher::trace_call(const Problem &p, const Choice &c, const Candidate &best, int64_t t_call,
+void Dispatcher::trace_call(const Problem &p, size_t h, const Choice &c, const Candidate &best, int64_t t_call,
                             double ms) const {
+    std::string problem;
+    {
+        std::lock_guard<std::mutex> lock(trace_mu_);
+        auto it = trace_text_.find(h);
+        if (it != trace_text_.end() && it->second.problem == p) {
+            problem = it->second.quoted;
+        } else {
+            problem = json::quote(p.str());
+            if (trace_text_.size() >= 4096) trace_text_.clear();  // bounded: a program of ever new shapes
+            trace_text_[h] = TraceText{p, problem};
+        }
+    }
     ctx_.trace.complete(std::string(op_name(p.op)) + " " + c.chosen->solver->name(), "call", t_call,
                         static_cast<int64_t>(ms * 1000),
-                        "\"problem\":" + json::quote(p.str()) + ",\"solver\":" + json::quote(c.chosen->solver->name()) +
+                        "\"problem\":" + problem + ",\"solver\":" + json::quote(c.chosen->solver->name()) +
                             ",\"decision\":\"" + c.decision + "\",\"best\":" + json::quote(best.solver->name()));
 }
 

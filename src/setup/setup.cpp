@@ -65,6 +65,7 @@ const std::vector<const Solver *> &solver_table() {
         &cudnn::gemm_cudnn_rtc,            // gemm.cudnn_rtc           cuDNN runtime-compiled fusion (matmul + epilogue)
         &native::cpu::conv2d_few_channels, // conv2d.few_channels groups 1, C <= 8 (image stems): direct, no im2col
         &native::cpu::conv2d_implicit_gemm_nhwc, // conv2d.implicit_gemm_nhwc NHWC, any window: GEMM packing the input, no col buffer
+        &native::cpu::conv2d_indirect_gemm_nhwc, // conv2d.indirect_gemm_nhwc NHWC, any window: GEMM reading the input through row pointers
     };
     return table;
 }

@@ -17,9 +17,14 @@
 // the taps innermost and the sums in registers (4 independent FMA chains), and
 // the epilogue then runs on whole vectors.
 //
-// NHWC, one task per output row: channels are contiguous, so a pixel's
-// channels are summed 4 vectors (64 channels) at a time over its taps, in
-// registers, with the window's borders tested once per tap.
+// NHWC, one task per output row: channels are contiguous. The row's interior
+// (columns whose window lies inside the input row) goes one 16-channel vector
+// at a time over up to 8 neighbouring pixels (one weight load per 8 FMAs, the
+// pixels' channels read in whole runs); the columns at the row's ends, the channels
+// past the last whole vector and a channel multiplier above 1 take a pixel at
+// a time, 4 vectors (64 channels) side by side, borders tested once per tap.
+#include <type_traits>
+
 #include "common.hpp"
 #include "vec16.hpp"
 
@@ -225,7 +230,8 @@ int dw_nchw(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
 
 // ---- NHWC -------------------------------------------------------------------------
 
-// One output pixel's channels [c0, c0 + k*V) (k vectors), taps in registers.
+// One output pixel's channels [c0, c0 + k*V) (k vectors), taps in registers,
+// the window's borders tested tap by tap (the columns at a row's ends).
 template <int K>
 inline void pixel_block(const pask_cpu_conv2d_args &a, const float *wt, int64_t n, int64_t oh, int64_t ow,
                         int64_t c0, float *y, const float *res, const float *bias) {
@@ -248,6 +254,100 @@ inline void pixel_block(const pask_cpu_conv2d_args &a, const float *wt, int64_t 
     }
 }
 
+// One output row's interior (every tap of every column inside the row):
+// T neighbouring pixels of one 16-channel vector at a time, the vector's
+// weights loaded once for the whole row (in registers when the window is a
+// compile-time KHxKW, here 3x3), so a tap costs one load per FMA where a pixel
+// at a time loads the weight beside every input vector. Rows of the window
+// outside the image are dropped once a row ([r0, r1)).
+struct RowJob {
+    const float *x;      // the input
+    int64_t row0;        // offset of input row oh*sh - pt (may lie outside the image: only rows [r0, r1) are read)
+    int64_t r0, r1;      // window rows inside the image
+    int64_t row_step;    // floats between window rows: dil_h * w * c
+    int64_t col_step;    // floats between neighbouring output pixels' windows: sw * c
+    int64_t tap_step;    // floats between window columns: dw * c
+    int64_t col0;        // floats from the row start to output column 0's first tap: -pl * c
+};
+
+template <int KH, int KW, int T>
+__attribute__((always_inline)) inline void interior_tile(const pask_cpu_conv2d_args &a, const RowJob &j,
+                                                         const float *wt, int64_t ow, int64_t c0, float *yrow,
+                                                         const float *resrow) {
+    const int64_t kh = KH ? KH : a.kh;
+    const int64_t kw = KW ? KW : a.kw;
+    vf s[T];
+    for (int t = 0; t < T; ++t) s[t] = vf{};
+    // offsets, not pointers, until a tap is known to lie inside the image
+    const int64_t base = j.row0 + j.col0 + ow * j.col_step + c0;
+    // unrolled for a compile-time window, so the sums stay in registers
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kh; ++r) {
+        if (r < j.r0 || r >= j.r1) continue;
+        const float *xr = j.x + (base + r * j.row_step);
+        const float *wr = wt + r * kw * a.o + c0;
+#pragma GCC unroll 8
+        for (int64_t q = 0; q < kw; ++q) {
+            const vf w = loadu(wr + q * a.o);
+            const float *xq = xr + q * j.tap_step;
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t) s[t] += loadu(xq + t * j.col_step) * w;
+        }
+    }
+    const vf bv = a.bias ? loadu(a.bias + c0) : vf{};
+    // The epilogue with the common activations picked once a tile, not a
+    // vector (a tile of 8 sums is only 72 FMAs of work)
+    auto store_all = [&](auto act_tag) __attribute__((always_inline)) {
+        constexpr int ACT = decltype(act_tag)::value;
+        const vf alpha = splat(a.ep.alpha), zero{}, six = splat(6.f);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+            const int64_t off = (ow + t) * a.o + c0;
+            if constexpr (ACT < 0) {
+                const vf before = a.ep.beta != 0.f ? loadu(yrow + off) : vf{};
+                storeu(yrow + off, finish_vec(s[t], a.ep, before, bv, resrow ? loadu(resrow + off) : vf{}));
+            } else {
+                vf v = alpha * s[t] + bv;
+                if (resrow) v += loadu(resrow + off);
+                if constexpr (ACT == PASK_CPU_ACT_RELU) v = v < zero ? zero : v;  // NaN stays (finish_vec's rule)
+                if constexpr (ACT == PASK_CPU_ACT_RELU6) {
+                    const vf t6 = v > six ? six : v;
+                    v = v < zero ? zero : t6;
+                }
+                storeu(yrow + off, v);
+            }
+        }
+    };
+    if (a.ep.beta != 0.f)
+        store_all(std::integral_constant<int, -1>());
+    else if (a.ep.activation == PASK_CPU_ACT_NONE)
+        store_all(std::integral_constant<int, PASK_CPU_ACT_NONE>());
+    else if (a.ep.activation == PASK_CPU_ACT_RELU)
+        store_all(std::integral_constant<int, PASK_CPU_ACT_RELU>());
+    else if (a.ep.activation == PASK_CPU_ACT_RELU6)
+        store_all(std::integral_constant<int, PASK_CPU_ACT_RELU6>());
+    else
+        store_all(std::integral_constant<int, -1>());
+}
+
+// Columns [lo, hi) of the row, every whole 16-channel vector [0, vec_end):
+// T pixels at a time, all their channels before the next T, so that the input
+// is read in whole-pixel runs (the prefetcher follows them) and the window's
+// weights (KH*KW*O floats) stay in L1.
+template <int KH, int KW>
+void interior_span(const pask_cpu_conv2d_args &a, const RowJob &j, const float *wt, int64_t lo, int64_t hi,
+                   int64_t vec_end, float *yrow, const float *resrow) {
+    int64_t ow = lo;
+    for (; ow + 8 <= hi; ow += 8)
+        for (int64_t c0 = 0; c0 < vec_end; c0 += V) interior_tile<KH, KW, 8>(a, j, wt, ow, c0, yrow, resrow);
+    if (ow + 4 <= hi) {
+        for (int64_t c0 = 0; c0 < vec_end; c0 += V) interior_tile<KH, KW, 4>(a, j, wt, ow, c0, yrow, resrow);
+        ow += 4;
+    }
+    for (; ow < hi; ++ow)
+        for (int64_t c0 = 0; c0 < vec_end; c0 += V) interior_tile<KH, KW, 1>(a, j, wt, ow, c0, yrow, resrow);
+}
+
 int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
     const int64_t mult = a.o / a.c, kk = a.kh * a.kw;
     // weights as [KH*KW][O] so the channel loop is contiguous
@@ -258,13 +358,25 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
     // With a multiplier, output channel oc reads input channel oc / mult: no
     // longer one contiguous run, so those channels are summed one by one.
     const int64_t vec_end = mult == 1 ? (a.o / V) * V : 0;
+    // Output columns whose every window column lies inside the input row:
+    // iw = ow*sw - pl + q*dw in [0, w) for q = 0 and q = kw - 1.
+    const int64_t span = (a.kw - 1) * a.dil_w;
+    int64_t in_lo = first_inside(-a.pad_left, a.stride_w);
+    int64_t in_hi = a.w - 1 - span + a.pad_left < 0 ? 0 : (a.w - 1 - span + a.pad_left) / a.stride_w + 1;
+    in_hi = std::min(in_hi, a.ow);
+    in_lo = std::min(in_lo, in_hi);
+    const bool interior = vec_end > 0 && in_hi > in_lo;
+    const bool k3x3 = a.kh == 3 && a.kw == 3;
     auto task = [&](int64_t t, int) {
         const int64_t n = t / a.oh, oh = t % a.oh;
-        for (int64_t ow = 0; ow < a.ow; ++ow) {
-            const int64_t base = ((n * a.oh + oh) * a.ow + ow) * a.o;
-            float *y = a.y + base;
-            const float *res = a.residual ? a.residual + base : nullptr;
-            int64_t c = 0;
+        const int64_t rbase = ((n * a.oh + oh) * a.ow) * a.o;
+        float *yrow = a.y + rbase;
+        const float *resrow = a.residual ? a.residual + rbase : nullptr;
+        auto edge_pixel = [&](int64_t ow, int64_t c_from) {
+            const int64_t base = ow * a.o;
+            float *y = yrow + base;
+            const float *res = resrow ? resrow + base : nullptr;
+            int64_t c = c_from;
             for (; c + U * V <= vec_end; c += U * V) pixel_block<U>(a, wt, n, oh, ow, c, y, res, a.bias);
             for (; c + V <= vec_end; c += V) pixel_block<1>(a, wt, n, oh, ow, c, y, res, a.bias);
             for (; c < a.o; ++c) {
@@ -281,7 +393,29 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
                 y[c] = finish(acc, a.ep, a.ep.beta != 0.f ? y[c] : 0.f, a.bias ? a.bias[c] : 0.f,
                               res ? res[c] : 0.f);
             }
+        };
+        if (!interior) {
+            for (int64_t ow = 0; ow < a.ow; ++ow) edge_pixel(ow, 0);
+            return;
         }
+        RowJob j;
+        const int64_t ih0 = oh * a.stride_h - a.pad_top;
+        j.x = a.x;
+        j.row0 = (n * a.h + ih0) * a.w * a.c;
+        j.r0 = std::min(a.kh, first_inside(ih0, a.dil_h));
+        j.r1 = a.h - 1 - ih0 < 0 ? 0 : std::min(a.kh, (a.h - 1 - ih0) / a.dil_h + 1);
+        j.row_step = a.dil_h * a.w * a.c;
+        j.col_step = a.stride_w * a.c;
+        j.tap_step = a.dil_w * a.c;
+        j.col0 = -a.pad_left * a.c;
+        for (int64_t ow = 0; ow < in_lo; ++ow) edge_pixel(ow, 0);
+        if (k3x3)
+            interior_span<3, 3>(a, j, wt, in_lo, in_hi, vec_end, yrow, resrow);
+        else
+            interior_span<0, 0>(a, j, wt, in_lo, in_hi, vec_end, yrow, resrow);
+        if (vec_end < a.o)
+            for (int64_t ow = in_lo; ow < in_hi; ++ow) edge_pixel(ow, vec_end);
+        for (int64_t ow = in_hi; ow < a.ow; ++ow) edge_pixel(ow, 0);
     };
     run_parallel(rt, a.n * a.oh, task);
     return 0;

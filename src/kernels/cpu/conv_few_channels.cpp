@@ -5,13 +5,16 @@
 // once per tap against a vector of output channels instead, with no buffer
 // larger than one output row.
 //
-// One task per output row (n, oh). P output pixels side by side times up to
-// 4 vectors (64) of output channels are summed in registers over the taps
+// One task per output row (n, oh). Up to 4 vectors (64) of output channels
+// times several output pixels side by side (6 for 64 channels, 12 for 32 on
+// AVX-512: about 24 accumulators) are summed in registers over the taps
 // (r, s, ci):  acc[p][k] += x(ci, ih, iw_p) * W[r][s][ci][o0 + 16k ...].
 // The weights are packed once per call as [KH][KW][C][O rounded up to 16],
 // zero-filled past O, so every weight load is a whole vector. NHWC output
 // takes the epilogue per pixel and channel vector; NCHW output goes through a
 // row of sums laid out [O][OW] and the epilogue runs along each plane's row.
+#include <type_traits>
+
 #include "common.hpp"
 #include "vec16.hpp"
 
@@ -49,7 +52,11 @@ __attribute__((always_inline)) inline void block(const pask_cpu_conv2d_args &a, 
                                                  int64_t n, int64_t oh, int64_t ow0, int64_t o0, Store &&store) {
     static const float zero = 0.f;
     const int64_t cs = NHWC ? 1 : a.h * a.w;  // channel stride of the input
-    vf acc[NP][K] = {};
+    vf acc[NP][K];
+#pragma GCC unroll 16
+    for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 4
+        for (int k = 0; k < K; ++k) acc[p][k] = vf{};
     const int64_t iw0 = ow0 * a.stride_w - a.pad_left;  // pixel 0's first input column
     const bool interior = iw0 >= 0 && (NP - 1) * a.stride_w + iw0 + (a.kw - 1) * a.dil_w < a.w;
     const int64_t span = a.kw * a.c;
@@ -63,10 +70,13 @@ __attribute__((always_inline)) inline void block(const pask_cpu_conv2d_args &a, 
             const float *wr = wt + r * span * g.op + o0;
             for (int64_t j = 0; j < span; ++j) {
                 vf w[K];
+#pragma GCC unroll 4
                 for (int k = 0; k < K; ++k) w[k] = loadu(wr + j * g.op + k * V);
                 const int64_t o = g.off[j];
+#pragma GCC unroll 16
                 for (int p = 0; p < NP; ++p) {
                     const vf xv = splat(xp[p][o]);
+#pragma GCC unroll 4
                     for (int k = 0; k < K; ++k) acc[p][k] += xv * w[k];
                 }
             }
@@ -97,30 +107,50 @@ __attribute__((always_inline)) inline void block(const pask_cpu_conv2d_args &a, 
         for (int k = 0; k < K; ++k) store(p, k, acc[p][k]);
 }
 
-// Every channel vector of pixels [ow0, ow0 + NP), in blocks of up to 4 vectors.
-template <bool NHWC, int NP, typename Store>
-void pixels(const pask_cpu_conv2d_args &a, const Geometry &g, const float *wt, int64_t n, int64_t oh, int64_t ow0,
-            Store &&store) {
-    int64_t o0 = 0;
-    for (; o0 + 4 * V <= g.op; o0 += 4 * V)
-        block<NHWC, NP, 4>(a, g, wt, n, oh, ow0, o0, [&](int p, int k, const vf &v) { store(p, o0 + k * V, v); });
-    const int64_t left = (g.op - o0) / V;
-    if (left == 3)
-        block<NHWC, NP, 3>(a, g, wt, n, oh, ow0, o0, [&](int p, int k, const vf &v) { store(p, o0 + k * V, v); });
-    else if (left == 2)
-        block<NHWC, NP, 2>(a, g, wt, n, oh, ow0, o0, [&](int p, int k, const vf &v) { store(p, o0 + k * V, v); });
-    else if (left == 1)
-        block<NHWC, NP, 1>(a, g, wt, n, oh, ow0, o0, [&](int p, int k, const vf &v) { store(p, o0 + k * V, v); });
+// Pixels side by side for a block of K channel vectors: as many as keep about
+// 24 accumulators (plus K weight vectors and a broadcast) in AVX-512's 32
+// registers, so that narrow stems (MobileNet's 32 channels: K = 2) still run
+// 24 independent FMA chains; the other builds keep P.
+template <int K>
+constexpr int pixels_for() {
+#if defined(__AVX512F__)
+    return K == 1 ? 16 : K == 2 ? 12 : K == 3 ? 8 : 6;
+#else
+    return P;
+#endif
 }
 
-// Output row (n, oh): every pixel, P at a time and then one by one.
+// Channel vectors [o0, o0 + K*16) of every pixel of output row (n, oh):
+// pixels_for<K>() at a time, then 4, 2 and 1.
+template <bool NHWC, int K, typename Store>
+void row_block(const pask_cpu_conv2d_args &a, const Geometry &g, const float *wt, int64_t n, int64_t oh, int64_t o0,
+               Store &&store) {
+    constexpr int NP = pixels_for<K>();
+    int64_t ow = 0;
+    for (; ow + NP <= a.ow; ow += NP)
+        block<NHWC, NP, K>(a, g, wt, n, oh, ow, o0, [&](int p, int k, const vf &v) { store(ow + p, o0 + k * V, v); });
+    if constexpr (NP > 4)
+        for (; ow + 4 <= a.ow; ow += 4)
+            block<NHWC, 4, K>(a, g, wt, n, oh, ow, o0, [&](int p, int k, const vf &v) { store(ow + p, o0 + k * V, v); });
+    if constexpr (NP > 2)
+        for (; ow + 2 <= a.ow; ow += 2)
+            block<NHWC, 2, K>(a, g, wt, n, oh, ow, o0, [&](int p, int k, const vf &v) { store(ow + p, o0 + k * V, v); });
+    for (; ow < a.ow; ++ow)
+        block<NHWC, 1, K>(a, g, wt, n, oh, ow, o0, [&](int p, int k, const vf &v) { store(ow + p, o0 + k * V, v); });
+}
+
+// Output row (n, oh): channel blocks of up to 4 vectors, each over the whole row.
 template <bool NHWC, typename Store>
 void row(const pask_cpu_conv2d_args &a, const Geometry &g, const float *wt, int64_t n, int64_t oh, Store &&store) {
-    int64_t ow = 0;
-    for (; ow + P <= a.ow; ow += P)
-        pixels<NHWC, P>(a, g, wt, n, oh, ow, [&](int p, int64_t o, const vf &v) { store(ow + p, o, v); });
-    for (; ow < a.ow; ++ow)
-        pixels<NHWC, 1>(a, g, wt, n, oh, ow, [&](int, int64_t o, const vf &v) { store(ow, o, v); });
+    int64_t o0 = 0;
+    for (; o0 + 4 * V <= g.op; o0 += 4 * V) row_block<NHWC, 4>(a, g, wt, n, oh, o0, store);
+    const int64_t left = (g.op - o0) / V;
+    if (left == 3)
+        row_block<NHWC, 3>(a, g, wt, n, oh, o0, store);
+    else if (left == 2)
+        row_block<NHWC, 2>(a, g, wt, n, oh, o0, store);
+    else if (left == 1)
+        row_block<NHWC, 1>(a, g, wt, n, oh, o0, store);
 }
 
 template <bool NHWC>
@@ -130,11 +160,26 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const Geometr
     auto task = [&](int64_t t, int) {
         const int64_t n = t / a.oh, oh = t % a.oh;
         if constexpr (NHWC) {
-            // channels [o, o + 16) of pixel ow; a last partial vector goes through a padded copy
+            // channels [o, o + 16) of pixel ow; a last partial vector goes through a padded copy.
+            // The common activations (none, relu, relu6; no beta) are compiled into the row's
+            // stores, not tested vector by vector with every sum of the block live.
+            auto go = [&](auto act_tag) {
+            constexpr int ACT = decltype(act_tag)::value;
             row<true>(a, g, wt, n, oh, [&](int64_t ow, int64_t o, const vf &acc) {
                 const int64_t base = ((n * a.oh + oh) * a.ow + ow) * a.o + o;
                 float *y = a.y + base;
                 const float *res = a.residual ? a.residual + base : nullptr;
+                if (ACT >= 0 && o + V <= a.o) {
+                    const vf zero{}, six = splat(6.f);
+                    vf v = splat(a.ep.alpha) * acc + (a.bias ? loadu(a.bias + o) : vf{}) + (res ? loadu(res) : vf{});
+                    if constexpr (ACT == PASK_CPU_ACT_RELU) v = v < zero ? zero : v;  // NaN stays (finish_vec)
+                    if constexpr (ACT == PASK_CPU_ACT_RELU6) {
+                        const vf t6 = v > six ? six : v;
+                        v = v < zero ? zero : t6;
+                    }
+                    storeu(y, v);
+                    return;
+                }
                 if (o + V <= a.o) {
                     storeu(y, finish_vec(acc, a.ep, a.ep.beta != 0.f ? loadu(y) : vf{},
                                          a.bias ? loadu(a.bias + o) : vf{}, res ? loadu(res) : vf{}));
@@ -148,6 +193,17 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const Geometr
                 const vf v = finish_vec(acc, a.ep, loadu(yb), loadu(bb), loadu(rb));
                 std::memcpy(y, &v, bytes);
             });
+            };
+            if (a.ep.beta != 0.f)
+                go(std::integral_constant<int, -1>());
+            else if (a.ep.activation == PASK_CPU_ACT_NONE)
+                go(std::integral_constant<int, PASK_CPU_ACT_NONE>());
+            else if (a.ep.activation == PASK_CPU_ACT_RELU)
+                go(std::integral_constant<int, PASK_CPU_ACT_RELU>());
+            else if (a.ep.activation == PASK_CPU_ACT_RELU6)
+                go(std::integral_constant<int, PASK_CPU_ACT_RELU6>());
+            else
+                go(std::integral_constant<int, -1>());
             return;
         }
         float *sums = t_sums.get(size_t(g.op * owp));

@@ -12,6 +12,7 @@ extern const Solver &conv2d_gemm_1x1;
 extern const Solver &conv2d_depthwise;
 extern const Solver &conv2d_few_channels;
 extern const Solver &conv2d_implicit_gemm_nhwc;
+extern const Solver &conv2d_indirect_gemm_nhwc;
 extern const Solver &gemm_blocked;
 extern const Solver &gemm_small;
 extern const Solver &pool2d_direct;

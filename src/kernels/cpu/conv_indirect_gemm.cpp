@@ -1,0 +1,387 @@
+// conv2d.indirect_gemm_nhwc: NHWC convolution as a GEMM over the im2col matrix,
+// read in place through an indirection table (no packed copy of the input).
+//
+//   Y[:, g] (P x Og) = col_g (P x Kg) @ W_g^T,   P = N*OH*OW, Kg = KH*KW*Cg
+//
+// conv2d.implicit_gemm_nhwc packs every MC x KC block of col_g (transposes of
+// 8 channels x 8 pixels) before its micro-kernel reads it; on 3x3 layers of 64
+// channels the packing is about an eighth of the layer. Here the micro-kernel
+// broadcasts straight from the input: a column run of col_g (one window tap)
+// is Cg contiguous channels of one input pixel, so for each run of K a tile of
+// IMR output pixels needs IMR pointers (a zero row where the tap lies in the
+// padding). The pointers of a block of tiles are worked out once per K block
+// and serve every panel of output channels.
+//
+//   weights, per group: panels of INR output channels, each its whole K deep
+//   (the last panel's width rounded up to a vector, zero padded):
+//
+//     panel p: [k = 0][INR floats] [k = 1][INR floats] ... [k = Kg - 1]
+//
+//   a task: IMC output pixels x some panels; for each K block (KC deep,
+//   whole taps where Cg allows): pointer table of its tiles, then panel by
+//   panel, tile by tile, the IMR x (INV vectors) micro-kernel, C (the output)
+//   accumulating across K blocks and taking the epilogue on the last.
+#include <type_traits>
+
+#include "common.hpp"
+#include "sgemm.hpp"
+
+PASK_EXPORT uint32_t pask_cpu_abi_version(void) { return PASK_CPU_ABI_VERSION; }
+
+namespace {
+
+using pask_cpu::GemmEpilogue;
+using pask_cpu::sgemm_detail::act_vec;
+using pask_cpu::sgemm_detail::epi_row;
+using pask_cpu::sgemm_detail::make_stage;
+using pask_cpu::sgemm_detail::split_range;
+using pask_cpu::sgemm_detail::Stage;
+using pask_cpu::sgemm_detail::StridedA;
+using pask_cpu::sgemm_detail::StridedB;
+using pask_cpu::sgemm_detail::V;
+using pask_cpu::sgemm_detail::VL;
+using pask_cpu::sgemm_detail::vadd;
+using pask_cpu::sgemm_detail::vfma;
+using pask_cpu::sgemm_detail::vload;
+using pask_cpu::sgemm_detail::vmax;
+using pask_cpu::sgemm_detail::vmin;
+using pask_cpu::sgemm_detail::vmul;
+using pask_cpu::sgemm_detail::vset1;
+using pask_cpu::sgemm_detail::vstore;
+using pask_cpu::sgemm_detail::vzero;
+
+#if defined(__AVX512F__)
+constexpr int IMR = 6, INV = 4;  // 6 x 64: 24 accumulators, 4 B vectors, 1 broadcast of 32 zmm
+#else
+constexpr int IMR = 6, INV = 2;  // 6 x 16 (AVX2) / 6 x 8: 12 accumulators of 16 registers
+#endif
+constexpr int64_t INR = INV * VL;
+constexpr int64_t IKC = 65536 / INR;  // a K block of one panel: 256 KB of weights
+constexpr int64_t IMC = IMR * 16;    // output pixels a task
+constexpr int64_t kTileOuterBytes = 256 << 10;  // weights of a K block that L2 (1-2 MB) holds beside the rest
+
+thread_local Scratch t_weights;  // OHWI copy of OIHW weights
+thread_local Scratch t_packed;   // weights packed call by call (no constant copy)
+thread_local Scratch t_zeros;    // a zero run of Cg floats: taps in the padding
+thread_local ScratchOf<const float *> t_table;
+thread_local ScratchOf<int64_t> t_lens;
+
+// Floats of one group's packed weights: Kg rows of every panel.
+int64_t panels_width(int64_t og) {
+    const int64_t tail = og % INR;
+    return og / INR * INR + (tail ? ceil_div(tail, VL) * VL : 0);
+}
+int64_t packed_group_floats(const pask_cpu_conv2d_args &a) {
+    return a.kh * a.kw * (a.c / a.groups) * panels_width(a.o / a.groups);
+}
+
+// W_g^T (Kg x Og, from OHWI rows of Kg) into panels.
+void pack_weights(const pask_cpu_conv2d_args &a, const float *ohwi, float *dst) {
+    const int64_t cg = a.c / a.groups, og = a.o / a.groups, kg = cg * a.kh * a.kw;
+    for (int64_t g = 0; g < a.groups; ++g) {
+        float *d = dst + g * kg * panels_width(og);
+        for (int64_t j0 = 0; j0 < og; j0 += INR) {
+            const int64_t nw = std::min<int64_t>(INR, og - j0), w = ceil_div(nw, VL) * VL;
+            float *pd = d + j0 * kg;  // earlier panels are INR wide
+            for (int64_t jj = 0; jj < w; ++jj) {
+                if (jj >= nw) {
+                    for (int64_t k = 0; k < kg; ++k) pd[k * w + jj] = 0.f;
+                    continue;
+                }
+                const float *src = ohwi + (g * og + j0 + jj) * kg;
+                for (int64_t k = 0; k < kg; ++k) pd[k * w + jj] = src[k];
+            }
+        }
+    }
+}
+
+// The tile's epilogue and stores, apart from the sums (acc: the tile's
+// accumulators, row by row): the micro-kernel then keeps its 24 sums in
+// registers, and this code is not repeated in every loop's spill context.
+template <int MRv, int NVv>
+__attribute__((noinline)) void store_tile(const V (*acc)[NVv], float *__restrict c, int64_t ldc, int nvalid,
+                                          int64_t i0, int64_t j0, const Stage &st) {
+    if (nvalid == NVv * VL) {
+        // The stores with the activation known at compile time for the common
+        // ones (none, relu, relu6: a branch chain a vector otherwise) and the
+        // bias read once a tile.
+        const V va = vset1(st.alpha), vc = vset1(st.cmul);
+        const bool scale = st.alpha != 1.f;
+        V bias[NVv];
+#pragma GCC unroll 4
+        for (int v = 0; v < NVv; ++v) bias[v] = st.last && st.bias_n ? vload(st.bias_n + j0 + v * VL) : vzero();
+        auto store_all = [&](auto act_tag) __attribute__((always_inline)) {
+            constexpr int ACT = decltype(act_tag)::value;
+#pragma GCC unroll 8
+            for (int r = 0; r < MRv; ++r) {
+                float *cr = c + r * ldc;
+                const float *rs = st.last && st.res ? st.res + (i0 + r) * st.ld_res + j0 : nullptr;
+#pragma GCC unroll 4
+                for (int v = 0; v < NVv; ++v) {
+                    V x = scale ? vmul(acc[r][v], va) : acc[r][v];
+                    if (st.load_c) x = vfma(vload(cr + v * VL), vc, x);
+                    if (st.last) {
+                        x = vadd(x, bias[v]);
+                        if (rs) x = vadd(x, vload(rs + v * VL));
+                        if constexpr (ACT == PASK_CPU_ACT_RELU) {
+                            x = vmax(vzero(), x);
+                        } else if constexpr (ACT == PASK_CPU_ACT_RELU6) {
+                            x = vmin(vset1(6.f), vmax(vzero(), x));
+                        } else if constexpr (ACT != PASK_CPU_ACT_NONE) {
+                            x = act_vec(x, st.act, st.act_p);
+                        }
+                    }
+                    vstore(cr + v * VL, x);
+                }
+            }
+        };
+        const int act = st.last ? st.act : PASK_CPU_ACT_NONE;
+        if (act == PASK_CPU_ACT_NONE)
+            store_all(std::integral_constant<int, PASK_CPU_ACT_NONE>());
+        else if (act == PASK_CPU_ACT_RELU)
+            store_all(std::integral_constant<int, PASK_CPU_ACT_RELU>());
+        else if (act == PASK_CPU_ACT_RELU6)
+            store_all(std::integral_constant<int, PASK_CPU_ACT_RELU6>());
+        else
+            store_all(std::integral_constant<int, -1>());
+    } else {
+        alignas(64) float tmp[NVv * VL];
+        for (int r = 0; r < MRv; ++r) {
+            for (int v = 0; v < NVv; ++v) vstore(tmp + v * VL, acc[r][v]);
+            epi_row(tmp, c + r * ldc, nvalid, i0 + r, j0, st);
+        }
+    }
+}
+
+// The micro-kernel: C[0..MRv, 0..nvalid) (+)= sum over the block's runs s of
+// A_s (MRv x lens[s], row r at ptrs[s*IMR + r]) @ B (lens[s] rows of NVv*VL).
+template <int MRv, int NVv>
+__attribute__((noinline)) void ikernel(int64_t nseg, const int64_t *lens, const float *const *ptrs,
+                                       const float *__restrict b, float *__restrict c, int64_t ldc, int nvalid,
+                                       int64_t i0, int64_t j0, const Stage &st) {
+    V acc[MRv][NVv];
+#pragma GCC unroll 8
+    for (int r = 0; r < MRv; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NVv; ++v) acc[r][v] = vzero();
+    // the tile of C (and the residual) is read after the sums: fetched now
+    // (every 64-byte line of a row: the rows are ldc apart and the output is
+    // larger than the caches on the big layers, so these lines come from memory)
+    {
+        const int64_t last = (int64_t)nvalid - 1;
+#pragma GCC unroll 8
+        for (int r = 0; r < MRv; ++r) {
+            for (int64_t j = 0; j < last; j += 16) __builtin_prefetch(c + r * ldc + j, 1, 3);
+            __builtin_prefetch(c + r * ldc + last, 1, 3);
+        }
+        if (st.last && st.res)
+            for (int r = 0; r < MRv; ++r) {
+                const float *rs = st.res + (i0 + r) * st.ld_res + j0;
+                for (int64_t j = 0; j < last; j += 16) __builtin_prefetch(rs + j, 0, 3);
+                __builtin_prefetch(rs + last, 0, 3);
+            }
+    }
+    for (int64_t s = 0; s < nseg; ++s) {
+        const float *ap[MRv];
+#pragma GCC unroll 8
+        for (int r = 0; r < MRv; ++r) ap[r] = ptrs[s * IMR + r];
+        const int64_t len = lens[s];
+#pragma GCC unroll 4
+        for (int64_t q = 0; q < len; ++q) {
+            V bv[NVv];
+#pragma GCC unroll 4
+            for (int v = 0; v < NVv; ++v) bv[v] = vload(b + v * VL);
+#pragma GCC unroll 8
+            for (int r = 0; r < MRv; ++r) {
+                const V ar = vset1(ap[r][q]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NVv; ++v) acc[r][v] = vfma(ar, bv[v], acc[r][v]);
+            }
+            b += NVv * VL;
+        }
+    }
+
+    alignas(64) V sums[MRv][NVv];
+#pragma GCC unroll 8
+    for (int r = 0; r < MRv; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NVv; ++v) sums[r][v] = acc[r][v];
+    store_tile<MRv, NVv>(sums, c, ldc, nvalid, i0, j0, st);
+}
+
+typedef void (*ikernel_fn)(int64_t, const int64_t *, const float *const *, const float *, float *, int64_t, int,
+                           int64_t, int64_t, const Stage &);
+
+template <int NVv, int... Ms>
+constexpr ikernel_fn row_of(std::integer_sequence<int, Ms...>, int mr) {
+    constexpr ikernel_fn t[] = {&ikernel<Ms + 1, NVv>...};
+    return t[mr - 1];
+}
+template <int... Ns>
+ikernel_fn pick(int mr, int nv, std::integer_sequence<int, Ns...>) {
+    constexpr int count = sizeof...(Ns);
+    ikernel_fn f = nullptr;
+    ((nv == Ns + 1 ? (f = row_of<Ns + 1>(std::make_integer_sequence<int, IMR>(), mr), 0) : 0), ...);
+    (void)count;
+    return f;
+}
+inline ikernel_fn kernel_for(int mr, int nv) { return pick(mr, nv, std::make_integer_sequence<int, INV>()); }
+
+// The input pixel of output pixel i: its image's first element and the
+// window's top-left corner (oh*sh - pt, ow*sw - pl).
+struct Pixel {
+    const float *img;
+    int64_t ih0, iw0;
+};
+
+int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float *packed) {
+    const pask_cpu_conv2d_args &a = *ap;
+    if (a.layout != PASK_CPU_LAYOUT_NHWC) return 4;  // PASK_ERROR_UNSUPPORTED: NHWC only
+    const int64_t cg = a.c / a.groups, og = a.o / a.groups, kg = cg * a.kh * a.kw;
+    const int64_t rows = a.n * a.oh * a.ow;
+    if (rows <= 0 || og <= 0) return 0;
+    if (!packed) {
+        const float *wt = weights_in(a, PASK_CPU_LAYOUT_NHWC, t_weights);  // OHWI
+        if (!wt) return kOutOfMemory;
+        float *p = t_packed.get(size_t(a.groups * packed_group_floats(a)));
+        if (!p) return kOutOfMemory;
+        pack_weights(a, wt, p);
+        packed = p;
+    }
+    GemmEpilogue ep;
+    ep.alpha = a.ep.alpha;
+    ep.beta = a.ep.beta;
+    ep.activation = a.ep.activation;
+    ep.act_params[0] = a.ep.act_params[0];
+    ep.act_params[1] = a.ep.act_params[1];
+    ep.ld_residual = a.o;
+    if (kg == 0) {  // no input channels: only the epilogue
+        for (int64_t g = 0; g < a.groups; ++g) {
+            GemmEpilogue e = ep;
+            e.bias_n = a.bias ? a.bias + g * og : nullptr;
+            e.residual = a.residual ? a.residual + g * og : nullptr;
+            pask_cpu::sgemm_with(rt, StridedA{false, nullptr, 0}, StridedB{false, nullptr, 0}, rows, og, 0,
+                                 a.y + g * og, a.o, e);
+        }
+        return 0;
+    }
+    // K blocks of whole taps where a tap fits (fewer, longer runs)
+    const int64_t kc_blk = cg <= IKC ? std::min(kg, IKC / cg * cg) : IKC;
+    const int64_t nsegmax = std::min(kc_blk, kc_blk / std::max<int64_t>(1, std::min(cg, kc_blk)) + 2);
+    // pixels split evenly into tiles of IMR or IMR - 1 rows (49 pixels: 4
+    // tiles of 6 and 5 of 5, not 8 of 6 and a lone pixel), IMC / IMR tiles a task
+    const int64_t all_tiles = ceil_div(rows, IMR), tiles_per = IMC / IMR;
+    const int64_t mgroups = ceil_div(all_tiles, tiles_per), panels = ceil_div(og, INR);
+    // enough tasks for every thread: split the panels when the pixels run short
+    const int nth = nthreads(rt);
+    const int64_t pchunks = std::min(panels, nth > 1 ? ceil_div(2 * nth, mgroups * a.groups) : 1);
+    const int64_t ntasks = a.groups * mgroups * pchunks;
+    std::atomic<int> failed{0};
+    auto task = [&](int64_t t, int) {
+        const int64_t g = t / (mgroups * pchunks), rem = t % (mgroups * pchunks);
+        const int64_t mg = rem / pchunks, pch = rem % pchunks;
+        int64_t pb, pe;
+        split_range(panels, pchunks, pch, pb, pe);
+        const int64_t t0 = mg * tiles_per, tiles = std::min(tiles_per, all_tiles - t0);
+        int64_t m0, m1, unused;
+        split_range(rows, all_tiles, t0, m0, unused);
+        split_range(rows, all_tiles, t0 + tiles - 1, unused, m1);
+        // tile ti of the task: rows [tb, te) of the task's pixels
+        auto tile_rows = [&](int64_t ti, int64_t &tb, int64_t &te) {
+            split_range(rows, all_tiles, t0 + ti, tb, te);
+            tb -= m0;
+            te -= m0;
+        };
+        float *zeros = t_zeros.get(size_t(std::max<int64_t>(cg, 16)));
+        const float **table = t_table.get(size_t(tiles * nsegmax * IMR));
+        int64_t *lens = t_lens.get(size_t(nsegmax));
+        if (!zeros || !table || !lens) {
+            failed = 1;
+            return;
+        }
+        std::fill(zeros, zeros + std::max<int64_t>(cg, 16), 0.f);
+        Pixel px[IMC];
+        const int64_t per = a.oh * a.ow;
+        for (int64_t i = m0; i < m1; ++i) {
+            const int64_t n = i / per, q = i % per, oh = q / a.ow, ow = q % a.ow;
+            px[i - m0] = Pixel{a.x + n * a.h * a.w * a.c + g * cg, oh * a.stride_h - a.pad_top,
+                               ow * a.stride_w - a.pad_left};
+        }
+        GemmEpilogue e = ep;
+        e.bias_n = a.bias ? a.bias + g * og : nullptr;
+        e.residual = a.residual ? a.residual + g * og : nullptr;
+        const float *bg = packed + g * kg * panels_width(og);
+        float *yg = a.y + g * og;
+        for (int64_t p0 = 0; p0 < kg; p0 += kc_blk) {
+            const int64_t kc = std::min(kc_blk, kg - p0);
+            // the block's runs (one tap's channels each) and every tile's row pointers
+            int64_t nseg = 0;
+            for (int64_t k = p0; k < p0 + kc; ++nseg) {
+                const int64_t tap = k / cg, ci = k % cg, len = std::min(cg - ci, p0 + kc - k);
+                const int64_t dh = (tap / a.kw) * a.dil_h, dw = (tap % a.kw) * a.dil_w;
+                lens[nseg] = len;
+                for (int64_t ti = 0; ti < tiles; ++ti) {
+                    int64_t tb, te;
+                    tile_rows(ti, tb, te);
+                    const float **row = table + (ti * nsegmax + nseg) * IMR;
+                    for (int64_t i = tb; i < te; ++i) {
+                        const Pixel &p = px[i];
+                        const int64_t ih = p.ih0 + dh, iw = p.iw0 + dw;
+                        row[i - tb] =
+                            (ih < 0 || ih >= a.h || iw < 0 || iw >= a.w) ? zeros : p.img + (ih * a.w + iw) * a.c + ci;
+                    }
+                }
+                k += len;
+            }
+            const Stage st = make_stage(e, p0 == 0, p0 + kc == kg);
+            auto one = [&](int64_t ti, int64_t pn) {
+                const int64_t j0 = pn * INR;
+                const int nw = (int)std::min<int64_t>(INR, og - j0);
+                const int64_t w = ceil_div(nw, VL) * VL;
+                int64_t tb, te;
+                tile_rows(ti, tb, te);
+                const int64_t i = m0 + tb;
+                kernel_for((int)(te - tb), (int)(w / VL))(nseg, lens, table + ti * nsegmax * IMR,
+                                                          bg + j0 * kg + p0 * w, yg + i * a.o + j0, a.o, nw, i, j0,
+                                                          st);
+            };
+            // A tile's output rows whole, tile after tile, while the block's
+            // weights (kc x the task's panels) stay in L2: the output is then
+            // written in one forward stream, which the prefetchers follow (a
+            // panel at a time writes every row in 256-byte pieces, and on
+            // layers with short K the stores' misses are a third of the time).
+            if (kc * (pe - pb) * INR * int64_t(sizeof(float)) <= kTileOuterBytes) {
+                for (int64_t ti = 0; ti < tiles; ++ti)
+                    for (int64_t pn = pb; pn < pe; ++pn) one(ti, pn);
+            } else {
+                for (int64_t pn = pb; pn < pe; ++pn)
+                    for (int64_t ti = 0; ti < tiles; ++ti) one(ti, pn);
+            }
+        }
+    };
+    run_parallel(rt, ntasks, task);
+    return failed ? kOutOfMemory : 0;
+}
+
+}  // namespace
+
+PASK_EXPORT int pask_conv2d_indirect_gemm_nhwc_f32(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a) {
+    return run(rt, a, nullptr);
+}
+
+// Weight pre-packing (kernel_abi.h, pask_cpu_conv2d_pack_fn).
+PASK_EXPORT int64_t pask_conv2d_indirect_gemm_nhwc_f32_pack(const pask_cpu_conv2d_args *a, float *dst) {
+    if (a->layout != PASK_CPU_LAYOUT_NHWC) return -4;  // PASK_ERROR_UNSUPPORTED
+    const int64_t total = a->groups * packed_group_floats(*a);
+    if (!dst) return total;
+    const float *wt = weights_in(*a, PASK_CPU_LAYOUT_NHWC, t_weights);  // OHWI
+    if (!wt) return -kOutOfMemory;
+    pack_weights(*a, wt, dst);
+    return total;
+}
+
+PASK_EXPORT int pask_conv2d_indirect_gemm_nhwc_f32_packed(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a,
+                                                          const float *packed) {
+    if (!packed) return 2;  // PASK_ERROR_NULL_POINTER
+    return run(rt, a, packed);
+}
