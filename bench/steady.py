@@ -88,12 +88,18 @@ def child(a) -> None:
     for name, capture in (("paskdnn_eager", False), ("paskdnn_captured", True)):
         runner = G.Runner(graph, ctx, batch=a.batch, capture=capture)
         xin = runner.input(nhwc)
-        for _ in range(200):  # until the loads are done and the captured runner replays
+        # until the loads (and the ranker's timed explorations) are done and the
+        # captured runner replays: at most 3000 runs or 30 s
+        t_settle, settle_runs = time.perf_counter(), 0
+        while settle_runs < 3000 and time.perf_counter() - t_settle < 30:
             runner.run(xin, record=False)
+            settle_runs += 1
             if ctx.wait_loads(0) and (not capture or runner.captured):
                 break
+        row[name + "_settle_runs"] = settle_runs
         if capture and not runner.captured:
-            row[name + "_note"] = runner.capture_note
+            row[name + "_note"] = runner.capture_note or "never settled: " + ", ".join(
+                sorted({f"{r['layer']}={r['decision']}" for r in runner.report if r["decision"] != "resident"})[:8])
         row[name + "_ms"] = timed(lambda: runner.run(xin, record=False), lambda: None)
         row[name + "_max_rel_err"] = agreement(runner.run(xin))
         runner.run(xin, timed=True)  # eager, a sync per layer: which solvers serve the model
