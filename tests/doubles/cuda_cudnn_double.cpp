@@ -54,6 +54,7 @@
 // engine's time, events read it, so paskdnn's device-timed ranking sees the
 // times the test sets. Host functions (cuLaunchHostFunc) run on a thread.
 #include <chrono>
+#include <pthread.h>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -95,10 +96,11 @@ void logf(const char *fmt, ...) {
     va_start(ap, fmt);
     std::vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    std::ostringstream tid;
-    tid << std::this_thread::get_id();
+    // the thread's id without iostreams: on the GPU machine (torch's Python) a
+    // std::ostream in this library crashed during the first logged call
+    const std::string tid = std::to_string(static_cast<unsigned long>(pthread_self()));  // what std::thread::id prints
     std::lock_guard<std::mutex> lock(g_mu);
-    g_log += std::string(buf) + " thread=" + tid.str() + "\n";
+    g_log += std::string(buf) + " thread=" + tid + "\n";
 }
 
 std::string knob(const std::string &k, const std::string &dflt = "") {

@@ -16,6 +16,7 @@
 //    double precision; bias, tensor add, activation and pooling likewise.
 // Behaviour switches: double_set(key, value) (see cfg() uses below).
 #include <algorithm>
+#include <pthread.h>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -58,10 +59,9 @@ std::string cfg(const std::string &key, const std::string &dflt = "") {
 }
 
 void log(const std::string &line) {
-    std::ostringstream tid;
-    tid << std::this_thread::get_id();
+    const std::string tid = std::to_string(static_cast<unsigned long>(pthread_self()));  // what std::thread::id prints
     std::lock_guard<std::mutex> lock(g_mu);
-    g_log.push_back(line + " tid=" + tid.str());
+    g_log.push_back(line + " tid=" + tid);
 }
 
 bool is_device(const void *p, size_t bytes = 1) {
