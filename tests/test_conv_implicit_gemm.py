@@ -28,19 +28,15 @@ def test_implicit_gemm_every_parameter(isa, data, ctx_for):
     assert paskdnn.last_solver() == SOLVER
 
 
-@st.composite
-def wide_cases(draw):
-    """Channel counts near the 8-channel runs and K past one 256-deep block."""
-    G = draw(st.sampled_from([1, 1, 2]))
-    Cg = draw(st.sampled_from([7, 8, 9, 16, 24, 40]))
-    Og = draw(st.integers(1, 70))
-    k = draw(st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]))
+def nhwc_case(draw, G, Cg, Og, k, hw):
+    """An NHWC conv case of G groups of Cg -> Og channels and window k on inputs up
+    to hw x hw: stride, dilation, padding, weight layout and the whole epilogue drawn."""
     s = draw(st.integers(1, 2))
     d = draw(st.integers(1, 2))
     p = draw(st.integers(0, 2))
     eff = max(d * (k[0] - 1) + 1, d * (k[1] - 1) + 1)
-    H = draw(st.integers(max(1, eff - 2 * p), 12))
-    W = draw(st.integers(max(1, eff - 2 * p), 12))
+    H = draw(st.integers(max(1, eff - 2 * p), hw))
+    W = draw(st.integers(max(1, eff - 2 * p), hw))
     act = draw(st.sampled_from([None, "relu", "relu6", "leaky_relu", "clamp", "silu"]))
     return dict(N=draw(st.integers(1, 3)), C=G * Cg, O=G * Og, G=G, k=k, H=H, W=W, stride=s, dilation=d,
                 padding=p, layout="NHWC", weight_layout=draw(st.sampled_from(["OHWI", "OIHW"])),
@@ -48,6 +44,16 @@ def wide_cases(draw):
                 activation_params={"leaky_relu": (0.1,), "clamp": (-0.5, 0.75)}.get(act),
                 alpha=draw(st.sampled_from([1.0, 0.5])),
                 beta=draw(st.sampled_from([0.0, 1.0])), use_out=False, seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@st.composite
+def wide_cases(draw):
+    """Channel counts near the 8-channel runs and K past one 256-deep block."""
+    G = draw(st.sampled_from([1, 1, 2]))
+    Cg = draw(st.sampled_from([7, 8, 9, 16, 24, 40]))
+    Og = draw(st.integers(1, 70))
+    k = draw(st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]))
+    return nhwc_case(draw, G, Cg, Og, k, 12)
 
 
 @pytest.mark.parametrize("isa", ISAS)

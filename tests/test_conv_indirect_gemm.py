@@ -15,6 +15,7 @@ import paskdnn
 import reference as ref
 from nan_reference import cpu_isas
 from test_conv2d import check_conv, conv_cases
+from test_conv_implicit_gemm import nhwc_case
 
 SOLVER = "conv2d.indirect_gemm_nhwc"
 ISAS = cpu_isas()
@@ -40,20 +41,7 @@ def wide_cases(draw):
     k = draw(st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]))
     if Cg >= 130:
         k = draw(st.sampled_from([(1, 1), (3, 3)]))
-    s = draw(st.integers(1, 2))
-    d = draw(st.integers(1, 2))
-    p = draw(st.integers(0, 2))
-    eff = max(d * (k[0] - 1) + 1, d * (k[1] - 1) + 1)
-    hw = 6 if Cg >= 130 else 11
-    H = draw(st.integers(max(1, eff - 2 * p), hw))
-    W = draw(st.integers(max(1, eff - 2 * p), hw))
-    act = draw(st.sampled_from([None, "relu", "relu6", "leaky_relu", "clamp", "silu"]))
-    return dict(N=draw(st.integers(1, 3)), C=G * Cg, O=G * Og, G=G, k=k, H=H, W=W, stride=s, dilation=d,
-                padding=p, layout="NHWC", weight_layout=draw(st.sampled_from(["OHWI", "OIHW"])),
-                unbatched=False, bias=draw(st.booleans()), residual=draw(st.booleans()), activation=act,
-                activation_params={"leaky_relu": (0.1,), "clamp": (-0.5, 0.75)}.get(act),
-                alpha=draw(st.sampled_from([1.0, 0.5])),
-                beta=draw(st.sampled_from([0.0, 1.0])), use_out=False, seed=draw(st.integers(0, 2**32 - 1)))
+    return nhwc_case(draw, G, Cg, Og, k, 6 if Cg >= 130 else 11)
 
 
 @pytest.mark.parametrize("isa", ISAS)
