@@ -233,3 +233,24 @@ def test_matmul_forced_solver(solver, make_context):
         pytest.skip(f"{solver} declines this problem")
     ref.assert_within_bound(y, ref.matmul_ref(a, b), ref.matmul_bound(a, b))
     assert paskdnn.last_solver() == solver
+
+
+@st.composite
+def gemv_cases(draw):
+    """One row of op(A) against a long, wide op(B) (a linear layer at batch 1):
+    gemm.small's row-sequential GEMV path, K past its 4-vector unroll and tail."""
+    case = draw(gemm_cases(max_dim=8))
+    case.update(M=1, N=draw(st.integers(1, 300)), K=draw(st.integers(1, 300)))
+    return case
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "generic"])
+@given(data=st.data())
+def test_gemm_small_gemv(isa, data, make_context):
+    case = data.draw(gemv_cases())
+    try:
+        ctx = make_context("gemm.small", cpu_isa=isa)
+    except paskdnn.UnsupportedError:
+        pytest.skip(f"no {isa} on this machine")
+    check_gemm(case, ctx)
+    assert paskdnn.last_solver() == "gemm.small"
