@@ -71,11 +71,15 @@ int main(int argc, char **argv) {
     pask_plan_args_t ca = {.x = x, .w = w, .bias = b, .y = y}, ga = {.x = x, .w = w, .bias = b, .y = y},
                      pa = {.x = x, .y = py};
 
-    const char *names[6] = {"conv2d 1x1 + bias + relu, eager", "conv2d 1x1 + bias + relu, plan",
+    /* the three plans as one sequence (pask_plan_execute_sequence), against the three executed one by one */
+    const_pask_plan_t seq_plans[3] = {conv, gemm, pool};
+    const pask_plan_args_t *seq_args[3] = {&ca, &ga, &pa};
+    const char *names[8] = {"conv2d 1x1 + bias + relu, eager", "conv2d 1x1 + bias + relu, plan",
                             "gemm 1x8x8 + bias + relu, eager", "gemm 1x8x8 + bias + relu, plan",
-                            "max_pool2d 2x2, eager", "max_pool2d 2x2, plan"};
+                            "max_pool2d 2x2, eager", "max_pool2d 2x2, plan",
+                            "the 3 plans, one by one (per 3)", "the 3 plans, one sequence (per 3)"};
     for (int round = 0; round < 2; ++round) { /* round 0 warms up: loads, timings settle */
-        for (int k = 0; k < 6; ++k) {
+        for (int k = 0; k < 8; ++k) {
             const long n = round == 0 ? 2000 : iters;
             CHECK(pask_synchronize(ctx));
             double t0 = now_us();
@@ -87,7 +91,13 @@ int main(int argc, char **argv) {
                 case 2: s = pask_gemm(ctx, dt, 0, 1, 1, 8, 8, &ep, x, 8, w, 8, b, y, 8); break;
                 case 3: s = pask_plan_execute(gemm, &ga, NULL); break;
                 case 4: s = pask_pool2d_forward(ctx, &pp, xd, x, pd, py); break;
-                default: s = pask_plan_execute(pool, &pa, NULL); break;
+                case 5: s = pask_plan_execute(pool, &pa, NULL); break;
+                case 6:
+                    s = pask_plan_execute(conv, &ca, NULL);
+                    if (s == PASK_SUCCESS) s = pask_plan_execute(gemm, &ga, NULL);
+                    if (s == PASK_SUCCESS) s = pask_plan_execute(pool, &pa, NULL);
+                    break;
+                default: s = pask_plan_execute_sequence(seq_plans, seq_args, 3, NULL, NULL, NULL, NULL); break;
                 }
                 if (s != PASK_SUCCESS) {
                     fprintf(stderr, "%s: %s\n", names[k], pask_last_error_message());

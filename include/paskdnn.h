@@ -459,6 +459,20 @@ PASK_API pask_status_t pask_plan_create_cat(pask_plan_t *plan, pask_context_t co
  * Asynchronous on GPU devices, like the eager calls. */
 PASK_API pask_status_t pask_plan_execute(const_pask_plan_t plan, const pask_plan_args_t *args, void *stream);
 
+/* Runs count prepared calls in order, as count calls of pask_plan_execute
+ * (plans[i] on *args[i], each on stream) would, in one call: an engine's or a
+ * binding's layer loop without a round trip per layer. Each call is
+ * dispatched as usual (hints, the policy, loads). solvers and decisions: NULL,
+ * or count entries that receive each call's pask_last_solver() and
+ * pask_last_decision(). Stops at the first call that fails: the calls before
+ * it have run (on a GPU: been queued), its status is returned with a message
+ * that names its index, and *done (if not NULL) is the number that ran
+ * (count on success). count 0 is a no-op; a NULL plan or args entry is
+ * refused when it is reached. */
+PASK_API pask_status_t pask_plan_execute_sequence(const const_pask_plan_t *plans, const pask_plan_args_t *const *args,
+                                                  int64_t count, void *stream, const char **solvers,
+                                                  const char **decisions, int64_t *done);
+
 /* Declares that every execution of this conv2d plan with args->w == w passes
  * these weights unchanged: the caller keeps them constant (no write through
  * any pointer) while the plan lives or until the next call of this function.

@@ -1123,6 +1123,50 @@ class Bound:
             _lib.check(status)
 
 
+class BoundSequence:
+    """Bound calls run in order by one C call (pask_plan_execute_sequence): a
+    graph's layers without a Python round trip per layer. Each call is
+    dispatched as pask_plan_execute would (hints, policy, loads). It keeps its
+    Bounds (their plans and arrays) alive."""
+
+    __slots__ = ("calls", "_plans", "_args", "_solvers", "_decisions", "_done", "_n", "_execute", "_null")
+
+    def __init__(self, calls: Sequence[Bound]) -> None:
+        ffi, lib = _lib.load()
+        self.calls = list(calls)
+        n = self._n = len(self.calls)
+        self._plans = ffi.new("const_pask_plan_t[]", [c.plan for c in self.calls] or 1)
+        self._args = ffi.new("pask_plan_args_t *[]", [c.args for c in self.calls] or 1)
+        self._solvers = ffi.new("const char *[]", max(n, 1))
+        self._decisions = ffi.new("const char *[]", max(n, 1))
+        self._done = ffi.new("int64_t *")
+        self._execute, self._null = lib.pask_plan_execute_sequence, ffi.NULL
+
+    def __len__(self) -> int:
+        return self._n
+
+    def run(self, choices: bool = False) -> Optional[List[Tuple[Any, Any]]]:
+        """Runs the calls. choices: also return each call's (solver, decision)
+        as raw C strings (static; decode with ffi.string). A failure raises the
+        paskdnn.Error of the failing call; ``failed_at`` then says which."""
+        n = self._n
+        if choices:
+            status = self._execute(self._plans, self._args, n, self._null, self._solvers, self._decisions, self._done)
+        else:
+            status = self._execute(self._plans, self._args, n, self._null, self._null, self._null, self._done)
+        if status:
+            _lib.check(status)
+        if choices:
+            s, d = self._solvers, self._decisions
+            return [(s[i], d[i]) for i in range(n)]
+        return None
+
+    @property
+    def failed_at(self) -> int:
+        """The index of the call the last run stopped at (len(self) when all ran)."""
+        return int(self._done[0])
+
+
 def prepare(spec: Spec, ctx: Any, constant_weights: bool = False) -> Optional[Bound]:
     """The spec's plan on ctx with its pointers bound, checked now (None when the
     op has nothing to execute, e.g. a linear of zero rows).

@@ -363,6 +363,8 @@ class Runner:
             self._buffers = _host_buffers(graph, self._shapes)
         self._input = self._alloc(self._shapes[graph.input_name])
         self._calls = self._prepare()
+        self._seq = _spec.BoundSequence([c for c in self._calls if c is not None])
+        self._seq_nodes = [n for n, c in zip(self.graph.nodes, self._calls) if c is not None]
         if not self.cuda:
             self._pack_weights()
         # The calling thread's one-time set-up in cuDNN (its first execution on
@@ -690,33 +692,42 @@ class Runner:
         if cap is not None and not record:
             record = True  # the choices are read to settle
         if not record:
-            for call in self._calls:
-                if call is not None:
-                    call()
+            self._run_sequence(False)
         else:
             # The report costs two per-thread reads a layer (static strings,
             # decoded after the run): the solver and the policy's decision.
             ffi, lib = _lib.load()
-            raw = []
-            for node, call in zip(self.graph.nodes, self._calls):
-                if call is None:
-                    continue
-                if timed:
+            if timed:
+                raw = []
+                for node, call in zip(self.graph.nodes, self._calls):
+                    if call is None:
+                        continue
                     t0 = time.perf_counter()
                     call()
                     if self.cuda:
                         self.ctx.synchronize()
                     ms = (time.perf_counter() - t0) * 1e3
-                else:
-                    call()
-                    ms = None
-                raw.append((node, lib.pask_last_solver(), lib.pask_last_decision(), ms))
+                    raw.append((node, lib.pask_last_solver(), lib.pask_last_decision(), ms))
+            else:  # one C call for every layer
+                raw = [(node, solver, decision, None)
+                       for node, (solver, decision) in zip(self._seq_nodes, self._run_sequence(True))]
             for node, solver, decision, ms in raw:
                 self.report.append(dict(layer=node.name, op=node.op, solver=ffi.string(solver).decode(),
                                         decision=ffi.string(decision).decode(), ms=ms))
             if cap is not None:
                 self._note_eager(self.report)
         return self._finish(t_run)
+
+    def _run_sequence(self, choices: bool) -> Any:
+        """Every layer in one C call; a failure names its layer."""
+        try:
+            return self._seq.run(choices)
+        except _errors.Error as e:
+            at = self._seq.failed_at
+            if at >= len(self._seq_nodes):
+                raise
+            node = self._seq_nodes[at]
+            raise type(e)(f"layer {node.name!r} ({node.op}): {e}", e.status) from None
 
     def _finish(self, t_run: float) -> Any:
         # host time until the last call (or the replay) returned (on a GPU the rest is the device finishing)

@@ -144,3 +144,98 @@ def test_graph_shapes_come_from_the_c_library():
     bad = G.Node("c", "conv2d", ["x"], "y", weights={"weight": np.zeros((4, 2, 3, 3), np.float32)})
     with pytest.raises(paskdnn.Error):  # 3 input channels, weight for 2: the C library's check
         G.infer_shapes(G.Graph("g", "x", (3, 9, 9), [bad], "y"), 1)
+
+
+# ---- pask_plan_execute_sequence: a layer loop in one C call ----
+
+
+def _chain(ctx, rng):
+    """conv (bias, relu) -> max pool -> linear, each a Bound on its own output."""
+    from reference import conv2d_bound, conv2d_ref, linear_ref, max_pool2d_ref
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    fw = rng.standard_normal((5, 64)).astype(np.float32)
+    a = np.full((2, 4, 8, 8), np.nan, np.float32)
+    p = np.full((2, 4, 4, 4), np.nan, np.float32)
+    y = np.full((2, 5), np.nan, np.float32)
+    calls = [Fn._prepare("conv2d", ctx, x, w, b, padding=1, activation="relu", out=a),
+             Fn._prepare("max_pool2d", ctx, a, 2, out=p),
+             Fn._prepare("linear", ctx, p.reshape(2, 64), fw, out=y)]
+    a64 = conv2d_ref(x, w, b, padding=1, activation="relu")
+    p64 = max_pool2d_ref(a64, 2)
+    refs = dict(a=a64, p=p64, y=linear_ref(p64.reshape(2, 64), fw))
+    return calls, dict(a=a, p=p, y=y), refs, conv2d_bound(x, w, b, padding=1)
+
+
+def test_a_sequence_runs_its_calls_in_order_like_one_call_each():
+    ctx = paskdnn.Context()
+    calls, outs, refs, conv_bound = _chain(ctx, np.random.default_rng(11))
+    seq = _spec.BoundSequence(calls)
+    choices = seq.run(choices=True)
+    assert seq.failed_at == 3 and len(choices) == 3
+    ffi, lib = paskdnn._lib.load()
+    got = [(ffi.string(s).decode(), ffi.string(d).decode()) for s, d in choices]
+    assert [s.split(".")[0] for s, _ in got] == ["conv2d", "pool2d", "gemm"]
+    assert all(d in ("resident", "load", "waited", "reuse") for _, d in got)
+    # each output against the float64 reference of its own input (the chain's
+    # errors stay within the bound of each op on what it was given)
+    np.testing.assert_allclose(outs["a"], refs["a"], rtol=1e-4, atol=float(conv_bound.max()) * 1e-5 + 1e-5)
+    from reference import linear_ref, max_pool2d_ref
+    np.testing.assert_array_equal(outs["p"], max_pool2d_ref(outs["a"].astype(np.float64), 2).astype(np.float32))
+    np.testing.assert_allclose(outs["y"], linear_ref(outs["p"].astype(np.float64).reshape(2, 64),
+                                                     calls[2].keep[0][1]), rtol=1e-4, atol=1e-4)
+    # a second run, the calls one by one, gives the same values (the first run
+    # may have used a resident stand-in while the best kernel loaded: a few ulps)
+    before = {k: v.copy() for k, v in outs.items()}
+    for c in calls:
+        c()
+    for k in outs:
+        np.testing.assert_allclose(outs[k], before[k], rtol=1e-5, atol=1e-5)
+    assert ctx.stats()["calls"] == 6
+    ctx.close()
+
+
+def test_a_sequence_stops_at_the_failing_call_and_names_it():
+    ctx, other = paskdnn.Context(), paskdnn.Context()
+    calls, outs, _, _ = _chain(ctx, np.random.default_rng(12))
+    late = Fn._prepare("max_pool2d", other, outs["a"], 2, out=np.full((2, 4, 4, 4), np.nan, np.float32))
+    seq = _spec.BoundSequence([calls[0], late, calls[2]])
+    other.close()
+    with pytest.raises(ValueError, match=r"call 1 of 3: .*closed"):
+        seq.run()
+    assert seq.failed_at == 1
+    assert not np.isnan(outs["a"]).any()  # the call before it ran
+    assert np.isnan(outs["y"]).all()  # the call after it did not
+    ctx.close()
+
+
+def test_the_sequence_entry_point_checks_its_arguments():
+    ffi, lib = paskdnn._lib.load()
+    done = ffi.new("int64_t *", -1)
+    assert lib.pask_plan_execute_sequence(ffi.NULL, ffi.NULL, 0, ffi.NULL, ffi.NULL, ffi.NULL, done) == 0
+    assert done[0] == 0
+    with pytest.raises(paskdnn.Error, match="count must be >= 0"):
+        paskdnn._lib.check(lib.pask_plan_execute_sequence(ffi.NULL, ffi.NULL, -1, ffi.NULL, ffi.NULL, ffi.NULL, done))
+    with pytest.raises(ValueError, match="plans"):
+        paskdnn._lib.check(lib.pask_plan_execute_sequence(ffi.NULL, ffi.NULL, 2, ffi.NULL, ffi.NULL, ffi.NULL, done))
+    ctx = paskdnn.Context()
+    calls, outs, _, _ = _chain(ctx, np.random.default_rng(13))
+    plans = ffi.new("const_pask_plan_t[]", [calls[0].plan, ffi.NULL])
+    args = ffi.new("pask_plan_args_t *[]", [calls[0].args, calls[1].args])
+    with pytest.raises(ValueError, match=r"call 1 of 2: plans\[i\]"):
+        paskdnn._lib.check(lib.pask_plan_execute_sequence(plans, args, 2, ffi.NULL, ffi.NULL, ffi.NULL, done))
+    assert done[0] == 1 and not np.isnan(outs["a"]).any()
+    ctx.close()
+
+
+def test_a_runner_error_names_the_layer():
+    g = _small_graph()
+    ctx = paskdnn.Context()
+    runner = G.Runner(g, ctx, batch=2)
+    x = np.random.default_rng(1).standard_normal(runner.shapes["x"]).astype(np.float32)
+    runner.run(x)
+    ctx.close()
+    for record in (True, False):
+        with pytest.raises(ValueError, match=r"layer 'c1' \(conv2d\): call 0 of 4: .*closed"):
+            runner.run(x, record=record)

@@ -845,6 +845,33 @@ pask_status_t pask_plan_execute(const_pask_plan_t plan, const pask_plan_args_t *
     });
 }
 
+pask_status_t pask_plan_execute_sequence(const const_pask_plan_t *plans, const pask_plan_args_t *const *args,
+                                         int64_t count, void *stream, const char **solvers, const char **decisions,
+                                         int64_t *done) {
+    int64_t ran = 0;
+    const pask_status_t status = guarded([&] {
+        require(count >= 0, PASK_ERROR_INVALID_ARGUMENT, "count must be >= 0, not " + std::to_string(count));
+        if (count == 0) return;
+        need(plans, "plans");
+        need(args, "args");
+        for (; ran < count; ++ran) {
+            try {
+                need(plans[ran], "plans[i]");
+                need(args[ran], "args[i]");
+                pask::CallGate::Use in_use(plans[ran]->context->gate);
+                execute_plan(*plans[ran], *args[ran], stream);
+            } catch (const pask::Error &e) {
+                pask::fail(e.status(), "call " + std::to_string(ran) + " of " + std::to_string(count) + ": " +
+                                           e.what());
+            }
+            if (solvers) solvers[ran] = pask::last_solver();
+            if (decisions) decisions[ran] = pask::last_decision();
+        }
+    });
+    if (done) *done = ran;
+    return status;
+}
+
 pask_status_t pask_plan_set_constant_weights(pask_plan_t plan, const void *w) {
     return guarded([&] {
         need(plan, "plan");

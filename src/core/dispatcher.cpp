@@ -79,8 +79,9 @@ void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args) 
 
 void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, ActiveCapture *cap) {
     check_pointers(p, args);
-    const int64_t t_call = ctx_.trace.now_us();
-    const auto c0 = std::chrono::steady_clock::now();
+    const bool traced = ctx_.trace.enabled();  // the clock is read for the trace only
+    const int64_t t_call = traced ? ctx_.trace.now_us() : 0;
+    const auto c0 = traced ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     note_call(p, h);
     const auto ranked = ctx_.ranker->candidates(p, h);
     const auto &cands = ranked.list;
@@ -101,7 +102,7 @@ void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, Acti
         }
         set_last_solver(choice.chosen->solver->name());
         set_last_decision(std::strcmp(choice.decision, "blocking_load") == 0 ? "load" : choice.decision);
-        if (ctx_.trace.enabled()) trace_call(p, h, choice, *alive.front(), t_call, ms_since(c0));
+        if (traced) trace_call(p, h, choice, *alive.front(), t_call, ms_since(c0));
         return;
     }
     fail_all_attempts(p, cands, attempt);
@@ -148,13 +149,12 @@ bool Dispatcher::choose(const Problem &p, const std::vector<const Candidate *> &
                         Choice &out, bool capturing) {
     const Bucket bucket = p.bucket();
     const Candidate &best = *live.front();
-    std::vector<KernelPtr> resident(live.size());
-    resident[0] = ctx_.resident.find(bucket, best.key());
-    if (resident[0]) {  // the common case, decided without gathering the policy's input
-        out = Choice{&best, resident[0], "resident"};
+    if (KernelPtr k = ctx_.resident.find(bucket, best.key())) {  // the common case, decided without the policy's input
+        out = Choice{&best, std::move(k), "resident"};
         ctx_.stats.resident_hits++;
         return true;
     }
+    std::vector<KernelPtr> resident(live.size());
     PolicyInput in;
     in.policy = ctx_.policy;
     // Looked up only as far as the policy reads: the first resident alternative.

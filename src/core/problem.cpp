@@ -1,5 +1,6 @@
 #include "problem.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -92,34 +93,60 @@ std::string Bucket::str() const {
     return buf;
 }
 
-std::vector<int64_t> Problem::fields() const {
-    std::vector<int64_t> f = {op, device, device_index, dtype, layout, weight_layout};
+template <typename F>
+void Problem::each_field(F &&f) const {
+    for (int64_t v : {int64_t(op), int64_t(device), int64_t(device_index), int64_t(dtype), int64_t(layout),
+                      int64_t(weight_layout)})
+        f(v);
     switch (op) {
     case PASK_OP_CONV2D:
-        f.insert(f.end(), {n, c, h, w, o, oh, ow, kh, kw, stride[0], stride[1], pad_pre[0], pad_pre[1],
-                           pad_post[0], pad_post[1], dilation[0], dilation[1], groups, has_bias,
-                           has_residual, has_beta, activation, float_bits(act_params[0]),
-                           float_bits(act_params[1])});
+        for (int64_t v : {n, c, h, w, o, oh, ow, kh, kw, stride[0], stride[1], pad_pre[0], pad_pre[1], pad_post[0],
+                          pad_post[1], dilation[0], dilation[1], groups, int64_t(has_bias), int64_t(has_residual),
+                          int64_t(has_beta), int64_t(activation), float_bits(act_params[0]),
+                          float_bits(act_params[1])})
+            f(v);
         break;
     case PASK_OP_POOL2D:
-        f.insert(f.end(), {n, c, h, w, oh, ow, kh, kw, stride[0], stride[1], pad_pre[0], pad_pre[1],
-                           pad_post[0], pad_post[1], dilation[0], dilation[1], pool_mode, ceil_mode,
-                           count_include_pad, divisor_override});
+        for (int64_t v : {n, c, h, w, oh, ow, kh, kw, stride[0], stride[1], pad_pre[0], pad_pre[1], pad_post[0],
+                          pad_post[1], dilation[0], dilation[1], int64_t(pool_mode), int64_t(ceil_mode),
+                          int64_t(count_include_pad), divisor_override})
+            f(v);
         break;
     case PASK_OP_GEMM:
-        f.insert(f.end(), {trans_a, trans_b, gm, gn, gk, lda, ldb, ldc, has_bias, has_beta, activation,
-                           float_bits(act_params[0]), float_bits(act_params[1])});
+        for (int64_t v : {int64_t(trans_a), int64_t(trans_b), gm, gn, gk, lda, ldb, ldc, int64_t(has_bias),
+                          int64_t(has_beta), int64_t(activation), float_bits(act_params[0]),
+                          float_bits(act_params[1])})
+            f(v);
         break;
     case PASK_OP_ELTWISE:
-        f.insert(f.end(), {n, c, h, w, mdims[0], mdims[1], mdims[2], mdims[3], adims[0], adims[1], adims[2],
-                           adims[3], activation, float_bits(act_params[0]), float_bits(act_params[1])});
+        for (int64_t v : {n, c, h, w, mdims[0], mdims[1], mdims[2], mdims[3], adims[0], adims[1], adims[2], adims[3],
+                          int64_t(activation), float_bits(act_params[0]), float_bits(act_params[1])})
+            f(v);
         break;
     case PASK_OP_CAT:
-        f.insert(f.end(), {n, h, w, int64_t(cat_c.size())});
-        f.insert(f.end(), cat_c.begin(), cat_c.end());
+        for (int64_t v : {n, h, w, int64_t(cat_c.size())}) f(v);
+        for (int64_t v : cat_c) f(v);
         break;
     }
+}
+
+std::vector<int64_t> Problem::fields() const {
+    std::vector<int64_t> f;
+    f.reserve(32);
+    each_field([&](int64_t v) { f.push_back(v); });
     return f;
+}
+
+bool Problem::operator==(const Problem &other) const {
+    // Field by field, without building the lists (every call compares one
+    // Problem with its ranking's): the fixed part on the stack, a cat's
+    // channel lists directly.
+    if (op != other.op || cat_c != other.cat_c) return false;
+    int64_t mine[32], theirs[32];
+    size_t a = 0, b = 0;
+    each_field([&](int64_t v) { if (a < 32) mine[a++] = v; });
+    other.each_field([&](int64_t v) { if (b < 32) theirs[b++] = v; });
+    return a == b && std::equal(mine, mine + a, theirs);
 }
 
 Problem Problem::from_fields(const std::vector<int64_t> &f) {
@@ -212,13 +239,13 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
 size_t Problem::hash() const {
     // FNV-1a over the canonical fields.
     uint64_t h64 = 1469598103934665603ull;
-    for (int64_t v : fields()) {
+    each_field([&](int64_t v) {
         uint64_t x = static_cast<uint64_t>(v);
         for (int i = 0; i < 8; ++i) {
             h64 ^= (x >> (8 * i)) & 0xff;
             h64 *= 1099511628211ull;
         }
-    }
+    });
     return static_cast<size_t>(h64);
 }
 

@@ -87,11 +87,17 @@ struct Problem {
     std::vector<int64_t> fields() const;
     // The inverse of fields(), validated; throws pask::Error(PASK_ERROR_INVALID_ARGUMENT).
     static Problem from_fields(const std::vector<int64_t> &f);
-    bool operator==(const Problem &other) const { return fields() == other.fields(); }
+    bool operator==(const Problem &other) const;
     size_t hash() const;
     std::string str() const;  // human-readable, for messages and traces
 
     double flops() const;  // multiply-adds count twice
+
+private:
+    // Calls f(int64_t) on each canonical field in order (fields(), hash and
+    // equality share it).
+    template <typename F>
+    void each_field(F &&f) const;
 };
 
 struct ProblemHash {
