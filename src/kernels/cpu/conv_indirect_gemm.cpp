@@ -32,7 +32,6 @@ namespace {
 
 using pask_cpu::GemmEpilogue;
 using pask_cpu::sgemm_detail::act_vec;
-using pask_cpu::sgemm_detail::epi_row;
 using pask_cpu::sgemm_detail::make_stage;
 using pask_cpu::sgemm_detail::split_range;
 using pask_cpu::sgemm_detail::Stage;
@@ -43,11 +42,13 @@ using pask_cpu::sgemm_detail::VL;
 using pask_cpu::sgemm_detail::vadd;
 using pask_cpu::sgemm_detail::vfma;
 using pask_cpu::sgemm_detail::vload;
+using pask_cpu::sgemm_detail::vload_part;
 using pask_cpu::sgemm_detail::vmax;
 using pask_cpu::sgemm_detail::vmin;
 using pask_cpu::sgemm_detail::vmul;
 using pask_cpu::sgemm_detail::vset1;
 using pask_cpu::sgemm_detail::vstore;
+using pask_cpu::sgemm_detail::vstore_part;
 using pask_cpu::sgemm_detail::vzero;
 
 #if defined(__AVX512F__)
@@ -98,59 +99,60 @@ void pack_weights(const pask_cpu_conv2d_args &a, const float *ohwi, float *dst) 
 // The tile's epilogue and stores, apart from the sums (acc: the tile's
 // accumulators, row by row): the micro-kernel then keeps its 24 sums in
 // registers, and this code is not repeated in every loop's spill context.
+// The last vector may be partial (nvalid not a multiple of VL: 24 output
+// channels): its lanes are loaded and stored under a mask.
 template <int MRv, int NVv>
 __attribute__((noinline)) void store_tile(const V (*acc)[NVv], float *__restrict c, int64_t ldc, int nvalid,
                                           int64_t i0, int64_t j0, const Stage &st) {
-    if (nvalid == NVv * VL) {
-        // The stores with the activation known at compile time for the common
-        // ones (none, relu, relu6: a branch chain a vector otherwise) and the
-        // bias read once a tile.
-        const V va = vset1(st.alpha), vc = vset1(st.cmul);
-        const bool scale = st.alpha != 1.f;
-        V bias[NVv];
+    // The stores with the activation known at compile time for the common
+    // ones (none, relu, relu6: a branch chain a vector otherwise) and the
+    // bias read once a tile.
+    const int tail = nvalid - (NVv - 1) * VL;  // lanes of the last vector, 1..VL
+    auto load = [tail](const float *p, int v) __attribute__((always_inline)) {
+        return v == NVv - 1 && tail < VL ? vload_part(p, tail) : vload(p);
+    };
+    const V va = vset1(st.alpha), vc = vset1(st.cmul);
+    const bool scale = st.alpha != 1.f;
+    V bias[NVv];
 #pragma GCC unroll 4
-        for (int v = 0; v < NVv; ++v) bias[v] = st.last && st.bias_n ? vload(st.bias_n + j0 + v * VL) : vzero();
-        auto store_all = [&](auto act_tag) __attribute__((always_inline)) {
-            constexpr int ACT = decltype(act_tag)::value;
+    for (int v = 0; v < NVv; ++v) bias[v] = st.last && st.bias_n ? load(st.bias_n + j0 + v * VL, v) : vzero();
+    auto store_all = [&](auto act_tag) __attribute__((always_inline)) {
+        constexpr int ACT = decltype(act_tag)::value;
 #pragma GCC unroll 8
-            for (int r = 0; r < MRv; ++r) {
-                float *cr = c + r * ldc;
-                const float *rs = st.last && st.res ? st.res + (i0 + r) * st.ld_res + j0 : nullptr;
-#pragma GCC unroll 4
-                for (int v = 0; v < NVv; ++v) {
-                    V x = scale ? vmul(acc[r][v], va) : acc[r][v];
-                    if (st.load_c) x = vfma(vload(cr + v * VL), vc, x);
-                    if (st.last) {
-                        x = vadd(x, bias[v]);
-                        if (rs) x = vadd(x, vload(rs + v * VL));
-                        if constexpr (ACT == PASK_CPU_ACT_RELU) {
-                            x = vmax(vzero(), x);
-                        } else if constexpr (ACT == PASK_CPU_ACT_RELU6) {
-                            x = vmin(vset1(6.f), vmax(vzero(), x));
-                        } else if constexpr (ACT != PASK_CPU_ACT_NONE) {
-                            x = act_vec(x, st.act, st.act_p);
-                        }
-                    }
-                    vstore(cr + v * VL, x);
-                }
-            }
-        };
-        const int act = st.last ? st.act : PASK_CPU_ACT_NONE;
-        if (act == PASK_CPU_ACT_NONE)
-            store_all(std::integral_constant<int, PASK_CPU_ACT_NONE>());
-        else if (act == PASK_CPU_ACT_RELU)
-            store_all(std::integral_constant<int, PASK_CPU_ACT_RELU>());
-        else if (act == PASK_CPU_ACT_RELU6)
-            store_all(std::integral_constant<int, PASK_CPU_ACT_RELU6>());
-        else
-            store_all(std::integral_constant<int, -1>());
-    } else {
-        alignas(64) float tmp[NVv * VL];
         for (int r = 0; r < MRv; ++r) {
-            for (int v = 0; v < NVv; ++v) vstore(tmp + v * VL, acc[r][v]);
-            epi_row(tmp, c + r * ldc, nvalid, i0 + r, j0, st);
+            float *cr = c + r * ldc;
+            const float *rs = st.last && st.res ? st.res + (i0 + r) * st.ld_res + j0 : nullptr;
+#pragma GCC unroll 4
+            for (int v = 0; v < NVv; ++v) {
+                V x = scale ? vmul(acc[r][v], va) : acc[r][v];
+                if (st.load_c) x = vfma(load(cr + v * VL, v), vc, x);
+                if (st.last) {
+                    x = vadd(x, bias[v]);
+                    if (rs) x = vadd(x, load(rs + v * VL, v));
+                    if constexpr (ACT == PASK_CPU_ACT_RELU) {
+                        x = vmax(vzero(), x);
+                    } else if constexpr (ACT == PASK_CPU_ACT_RELU6) {
+                        x = vmin(vset1(6.f), vmax(vzero(), x));
+                    } else if constexpr (ACT != PASK_CPU_ACT_NONE) {
+                        x = act_vec(x, st.act, st.act_p);
+                    }
+                }
+                if (v == NVv - 1 && tail < VL)
+                    vstore_part(cr + v * VL, x, tail);
+                else
+                    vstore(cr + v * VL, x);
+            }
         }
-    }
+    };
+    const int act = st.last ? st.act : PASK_CPU_ACT_NONE;
+    if (act == PASK_CPU_ACT_NONE)
+        store_all(std::integral_constant<int, PASK_CPU_ACT_NONE>());
+    else if (act == PASK_CPU_ACT_RELU)
+        store_all(std::integral_constant<int, PASK_CPU_ACT_RELU>());
+    else if (act == PASK_CPU_ACT_RELU6)
+        store_all(std::integral_constant<int, PASK_CPU_ACT_RELU6>());
+    else
+        store_all(std::integral_constant<int, -1>());
 }
 
 // The micro-kernel: C[0..MRv, 0..nvalid) (+)= sum over the block's runs s of
