@@ -60,6 +60,7 @@ constexpr int64_t INR = INV * VL;
 constexpr int64_t IKC = 65536 / INR;  // a K block of one panel: 256 KB of weights
 constexpr int64_t IMC = IMR * 16;    // output pixels a task
 constexpr int64_t kTileOuterBytes = 256 << 10;  // weights of a K block that L2 (1-2 MB) holds beside the rest
+constexpr int64_t kFetchOutputBytes = 2 << 20;  // outputs larger than this (L2) are prefetched tile by tile
 
 thread_local Scratch t_weights;  // OHWI copy of OIHW weights
 thread_local Scratch t_packed;   // weights packed call by call (no constant copy)
@@ -160,16 +161,18 @@ __attribute__((noinline)) void store_tile(const V (*acc)[NVv], float *__restrict
 template <int MRv, int NVv>
 __attribute__((noinline)) void ikernel(int64_t nseg, const int64_t *lens, const float *const *ptrs,
                                        const float *__restrict b, float *__restrict c, int64_t ldc, int nvalid,
-                                       int64_t i0, int64_t j0, const Stage &st) {
+                                       int64_t i0, int64_t j0, const Stage &st, bool fetch_c) {
     V acc[MRv][NVv];
 #pragma GCC unroll 8
     for (int r = 0; r < MRv; ++r)
 #pragma GCC unroll 4
         for (int v = 0; v < NVv; ++v) acc[r][v] = vzero();
-    // the tile of C (and the residual) is read after the sums: fetched now
-    // (every 64-byte line of a row: the rows are ldc apart and the output is
-    // larger than the caches on the big layers, so these lines come from memory)
-    {
+    // The tile of C (and the residual) is read or written after the sums:
+    // fetched now (every 64-byte line of a row: the rows are ldc apart), when
+    // the output is larger than L2 and so comes from memory (56x56 64->256:
+    // 1.13 -> 1.07 ms with); an output that L2 holds is better left alone
+    // (3x3 layers 1-2% faster without, 1x1 14x14 and 7x7 1-4%).
+    if (fetch_c) {
         const int64_t last = (int64_t)nvalid - 1;
 #pragma GCC unroll 8
         for (int r = 0; r < MRv; ++r) {
@@ -244,7 +247,7 @@ __attribute__((noinline)) void ikernel(int64_t nseg, const int64_t *lens, const 
 }
 
 typedef void (*ikernel_fn)(int64_t, const int64_t *, const float *const *, const float *, float *, int64_t, int,
-                           int64_t, int64_t, const Stage &);
+                           int64_t, int64_t, const Stage &, bool);
 
 template <int NVv, int... Ms>
 constexpr ikernel_fn row_of(std::integer_sequence<int, Ms...>, int mr) {
@@ -310,6 +313,7 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
     const int nth = nthreads(rt);
     const int64_t pchunks = std::min(panels, nth > 1 ? ceil_div(2 * nth, mgroups * a.groups) : 1);
     const int64_t ntasks = a.groups * mgroups * pchunks;
+    const bool fetch_c = rows * a.o * int64_t(sizeof(float)) > kFetchOutputBytes;
     std::atomic<int> failed{0};
     auto task = [&](int64_t t, int) {
         const int64_t g = t / (mgroups * pchunks), rem = t % (mgroups * pchunks);
@@ -377,7 +381,7 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
                 const int64_t i = m0 + tb;
                 kernel_for((int)(te - tb), (int)(w / VL))(nseg, lens, table + ti * nsegmax * IMR,
                                                           bg + j0 * kg + p0 * w, yg + i * a.o + j0, a.o, nw, i, j0,
-                                                          st);
+                                                          st, fetch_c);
             };
             // A tile's output rows whole, tile after tile, while the block's
             // weights (kc x the task's panels) stay in L2: the output is then
