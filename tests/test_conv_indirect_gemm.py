@@ -79,10 +79,11 @@ def test_indirect_gemm_declines_nchw(make_context):
 
 
 @pytest.mark.parametrize("shape", [(56, 64, 64, 3, 1), (7, 512, 512, 3, 1), (56, 64, 128, 3, 2),
-                                   (14, 1024, 256, 1, 1), (56, 256, 512, 1, 2)])
+                                   (14, 1024, 256, 1, 1), (56, 256, 512, 1, 2), (112, 32, 16, 1, 1)])
 def test_indirect_gemm_is_chosen_for_resnet_layers(shape):
     """ResNet's NHWC 3x3 layers, its 1x1 layers with K >= 96 and its strided
-    1x1 downsamples go to the solver that measured fastest on them."""
+    1x1 downsamples, and MobileNetV2's 1x1 projection to 16 channels, go to the
+    solver that measured fastest on them."""
     hw, c, o, k, s = shape
     x = np.zeros((1, hw, hw, c), np.float32)
     w = np.zeros((o, k, k, c), np.float32)
