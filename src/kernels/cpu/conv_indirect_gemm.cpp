@@ -61,10 +61,12 @@ constexpr int64_t IKC = 65536 / INR;  // a K block of one panel: 256 KB of weigh
 constexpr int64_t IMC = IMR * 16;    // output pixels a task
 constexpr int64_t kTileOuterBytes = 256 << 10;  // weights of a K block that L2 (1-2 MB) holds beside the rest
 constexpr int64_t kFetchOutputBytes = 2 << 20;  // outputs larger than this (L2) are prefetched tile by tile
+constexpr int64_t kMergeBelowChannels = 16;     // fewer input channels: a window row's taps are one K run
 
 thread_local Scratch t_weights;  // OHWI copy of OIHW weights
 thread_local Scratch t_packed;   // weights packed call by call (no constant copy)
 thread_local Scratch t_zeros;    // a zero run of Cg floats: taps in the padding
+thread_local Scratch t_padded;   // merged runs: the input with its padding written out
 thread_local ScratchOf<const float *> t_table;
 thread_local ScratchOf<int64_t> t_lens;
 
@@ -265,7 +267,8 @@ ikernel_fn pick(int mr, int nv, std::integer_sequence<int, Ns...>) {
 inline ikernel_fn kernel_for(int mr, int nv) { return pick(mr, nv, std::make_integer_sequence<int, INV>()); }
 
 // The input pixel of output pixel i: its image's first element and the
-// window's top-left corner (oh*sh - pt, ow*sw - pl).
+// window's top-left corner (oh*sh - pt, ow*sw - pl); for merged runs the
+// corner's address in the padded copy (ih0 = iw0 = 0).
 struct Pixel {
     const float *img;
     int64_t ih0, iw0;
@@ -302,9 +305,43 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
         }
         return 0;
     }
-    // K blocks of whole taps where a tap fits (fewer, longer runs)
-    const int64_t kc_blk = cg <= IKC ? std::min(kg, IKC / cg * cg) : IKC;
-    const int64_t nsegmax = std::min(kc_blk, kc_blk / std::max<int64_t>(1, std::min(cg, kc_blk)) + 2);
+    // Few input channels (a stem's 3): a window row's KW taps are KW*C
+    // contiguous floats of the input, one K run instead of KW runs of C
+    // (ResNet's 7x7 stem: 7 runs of 21 a tile instead of 49 of 3), read from
+    // a copy of the input with its padding written out as zeros so that no
+    // run crosses the image's edge (rows [-pad_top, hp - pad_top), columns
+    // likewise). Not where the padded copy would be much larger than the
+    // input (huge padding or dilation).
+    int64_t hp = 0, wp = 0;
+    bool merged = a.groups == 1 && a.dil_w == 1 && a.kw > 1 && cg < kMergeBelowChannels;
+    if (merged) {
+        hp = std::max(a.pad_top + a.h, (a.oh - 1) * a.stride_h + (a.kh - 1) * a.dil_h + 1);
+        wp = std::max(a.pad_left + a.w, (a.ow - 1) * a.stride_w + a.kw);
+        merged = hp <= 2 * a.h + 64 && wp <= 2 * a.w + 64;
+    }
+    const float *xin = a.x;  // the input the row pointers read
+    if (merged) {
+        float *xp = t_padded.get(size_t(a.n * hp * wp * a.c));
+        if (!xp) return kOutOfMemory;
+        auto fill = [&](int64_t t, int) {  // padded row t = (n, y)
+            const int64_t n = t / hp, iy = t % hp - a.pad_top;
+            float *d = xp + t * wp * a.c;
+            if (iy < 0 || iy >= a.h) {
+                std::fill(d, d + wp * a.c, 0.f);
+                return;
+            }
+            std::fill(d, d + a.pad_left * a.c, 0.f);
+            const float *src = a.x + (n * a.h + iy) * a.w * a.c;
+            std::copy(src, src + a.w * a.c, d + a.pad_left * a.c);
+            std::fill(d + (a.pad_left + a.w) * a.c, d + wp * a.c, 0.f);
+        };
+        run_parallel(rt, a.n * hp, fill);
+        xin = xp;
+    }
+    const int64_t run_len = merged ? a.kw * cg : cg;  // floats of one whole K run
+    // K blocks of whole runs where a run fits (fewer, longer runs)
+    const int64_t kc_blk = run_len <= IKC ? std::min(kg, IKC / run_len * run_len) : IKC;
+    const int64_t nsegmax = std::min(kc_blk, kc_blk / std::max<int64_t>(1, std::min(run_len, kc_blk)) + 2);
     // pixels split evenly into tiles of IMR or IMR - 1 rows (49 pixels: 4
     // tiles of 6 and 5 of 5, not 8 of 6 and a lone pixel), IMC / IMR tiles a task
     const int64_t all_tiles = ceil_div(rows, IMR), tiles_per = IMC / IMR;
@@ -348,8 +385,9 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
             const int64_t per = a.oh * a.ow;
             int64_t n = m0 / per, oh = m0 % per / a.ow, ow = m0 % a.ow;
             for (int64_t i = m0; i < m1; ++i) {
-                px[i - m0] = Pixel{a.x + n * a.h * a.w * a.c + g * cg, oh * a.stride_h - a.pad_top,
-                                   ow * a.stride_w - a.pad_left};
+                px[i - m0] = merged ? Pixel{xin + ((n * hp + oh * a.stride_h) * wp + ow * a.stride_w) * a.c, 0, 0}
+                                    : Pixel{xin + n * a.h * a.w * a.c + g * cg, oh * a.stride_h - a.pad_top,
+                                            ow * a.stride_w - a.pad_left};
                 if (++ow == a.ow) {
                     ow = 0;
                     if (++oh == a.oh) {
@@ -366,9 +404,21 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
         float *yg = a.y + g * og;
         for (int64_t p0 = 0; p0 < kg; p0 += kc_blk) {
             const int64_t kc = std::min(kc_blk, kg - p0);
-            // the block's runs (one tap's channels each) and every tile's row pointers
+            // the block's runs (one tap's channels each, or a window row's
+            // taps when merged) and every tile's row pointers
             int64_t nseg = 0;
-            for (int64_t k = p0; k < p0 + kc; ++nseg) {
+            for (int64_t k = p0; merged && k < p0 + kc; ++nseg) {
+                const int64_t r = k / run_len, off = k % run_len, len = std::min(run_len - off, p0 + kc - k);
+                const int64_t at = r * a.dil_h * wp * a.c + off;  // from the window's corner
+                lens[nseg] = len;
+                for (int64_t ti = 0; ti < tiles; ++ti) {
+                    const int64_t tb = tile_at[ti], te = tile_at[ti + 1];
+                    const float **row = table + (ti * nsegmax + nseg) * IMR;
+                    for (int64_t i = tb; i < te; ++i) row[i - tb] = px[i].img + at;
+                }
+                k += len;
+            }
+            for (int64_t k = p0; !merged && k < p0 + kc; ++nseg) {
                 const int64_t tap = k / cg, ci = k % cg, len = std::min(cg - ci, p0 + kc - k);
                 const int64_t dh = (tap / a.kw) * a.dil_h, dw = (tap % a.kw) * a.dil_w;
                 lens[nseg] = len;
