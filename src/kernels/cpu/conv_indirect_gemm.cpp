@@ -272,6 +272,7 @@ inline ikernel_fn kernel_for(int mr, int nv) { return pick(mr, nv, std::make_int
 struct Pixel {
     const float *img;
     int64_t ih0, iw0;
+    const float *corner;  // the window's first tap when every tap lies inside the image, else nullptr
 };
 
 int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float *packed) {
@@ -385,9 +386,17 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
             const int64_t per = a.oh * a.ow;
             int64_t n = m0 / per, oh = m0 % per / a.ow, ow = m0 % a.ow;
             for (int64_t i = m0; i < m1; ++i) {
-                px[i - m0] = merged ? Pixel{xin + ((n * hp + oh * a.stride_h) * wp + ow * a.stride_w) * a.c, 0, 0}
-                                    : Pixel{xin + n * a.h * a.w * a.c + g * cg, oh * a.stride_h - a.pad_top,
-                                            ow * a.stride_w - a.pad_left};
+                if (merged) {
+                    px[i - m0] = Pixel{xin + ((n * hp + oh * a.stride_h) * wp + ow * a.stride_w) * a.c, 0, 0, nullptr};
+                } else {
+                    Pixel &p = px[i - m0];
+                    p.img = xin + n * a.h * a.w * a.c + g * cg;
+                    p.ih0 = oh * a.stride_h - a.pad_top;
+                    p.iw0 = ow * a.stride_w - a.pad_left;
+                    const bool inside = p.ih0 >= 0 && p.ih0 + (a.kh - 1) * a.dil_h < a.h && p.iw0 >= 0 &&
+                                        p.iw0 + (a.kw - 1) * a.dil_w < a.w;
+                    p.corner = inside ? p.img + (p.ih0 * a.w + p.iw0) * a.c : nullptr;
+                }
                 if (++ow == a.ow) {
                     ow = 0;
                     if (++oh == a.oh) {
@@ -421,12 +430,17 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
             for (int64_t k = p0; !merged && k < p0 + kc; ++nseg) {
                 const int64_t tap = k / cg, ci = k % cg, len = std::min(cg - ci, p0 + kc - k);
                 const int64_t dh = (tap / a.kw) * a.dil_h, dw = (tap % a.kw) * a.dil_w;
+                const int64_t at = (dh * a.w + dw) * a.c + ci;  // from an inside window's corner
                 lens[nseg] = len;
                 for (int64_t ti = 0; ti < tiles; ++ti) {
                     const int64_t tb = tile_at[ti], te = tile_at[ti + 1];
                     const float **row = table + (ti * nsegmax + nseg) * IMR;
                     for (int64_t i = tb; i < te; ++i) {
                         const Pixel &p = px[i];
+                        if (p.corner) {  // no test a tap for windows inside the image
+                            row[i - tb] = p.corner + at;
+                            continue;
+                        }
                         const int64_t ih = p.ih0 + dh, iw = p.iw0 + dw;
                         row[i - tb] =
                             (ih < 0 || ih >= a.h || iw < 0 || iw >= a.w) ? zeros : p.img + (ih * a.w + iw) * a.c + ci;
