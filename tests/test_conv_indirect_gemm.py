@@ -56,7 +56,8 @@ def test_indirect_gemm_wide_channels(isa, case, ctx_for):
 # sizes; 7x7 = 49 pixels (tiles of 6 and 5), K = 9 * 130 past one block
 LAYERS = [(1, 64, 14, 14, 64, 3, 1, 1), (2, 32, 15, 13, 48, 3, 2, 1), (1, 64, 14, 14, 96, 1, 2, 0),
           (1, 128, 7, 7, 40, 3, 1, 1), (1, 16, 9, 9, 16, 7, 2, 3), (1, 130, 7, 7, 200, 3, 1, 1),
-          (1, 96, 10, 10, 24, 1, 1, 0), (3, 24, 5, 5, 144, 1, 1, 0)]
+          (1, 96, 10, 10, 24, 1, 1, 0), (3, 24, 5, 5, 144, 1, 1, 0), (1, 3, 23, 23, 64, 7, 2, 3),
+          (2, 3, 17, 17, 32, 3, 2, 1)]
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -72,6 +73,34 @@ def test_indirect_gemm_model_layers(isa, shape, epilogue, ctx_for):
     assert paskdnn.last_solver() == SOLVER
 
 
+@st.composite
+def merged_cases(draw):
+    """Fewer than 16 input channels, one group, windows wider than a pixel:
+    a window row's taps are one K run read from a zero-padded copy of the
+    input (W undilated; a dilated W keeps the per-tap runs). Windows up to
+    the stems' 7x7, and K past one block: whole window rows split into
+    blocks (11 x 9 x 15) and a window row longer than a block (1 x 70 x 15)."""
+    Cg = draw(st.sampled_from([1, 2, 3, 5, 8, 15]))
+    Og = draw(st.sampled_from([5, 16, 32, 64, 70]))
+    k = draw(st.sampled_from([(7, 7), (3, 3), (2, 5), (5, 2), (1, 3), (3, 1)]))
+    case = nhwc_case(draw, 1, Cg, Og, k, 16)
+    big = draw(st.sampled_from([None, None, None, (11, 9), (1, 70)]))
+    if big is not None:
+        d = case["dilation"]
+        eff_w = d * (big[1] - 1) + 1
+        case.update(C=15, k=big, H=max(case["H"], d * (big[0] - 1) + 1 - 2 * case["padding"]),
+                    W=max(case["W"], eff_w - 2 * case["padding"]))
+    return case
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=50, deadline=None)
+@given(case=merged_cases())
+def test_indirect_gemm_merged_window_rows(isa, case, ctx_for):
+    check_conv(case, ctx_for(SOLVER, isa))
+    assert paskdnn.last_solver() == SOLVER
+
+
 def test_indirect_gemm_declines_nchw(make_context):
     ctx = make_context(SOLVER)
     with pytest.raises(paskdnn.UnsupportedError):
@@ -79,10 +108,13 @@ def test_indirect_gemm_declines_nchw(make_context):
 
 
 @pytest.mark.parametrize("shape", [(56, 64, 64, 3, 1), (7, 512, 512, 3, 1), (56, 64, 128, 3, 2),
-                                   (14, 1024, 256, 1, 1), (56, 256, 512, 1, 2)])
+                                   (14, 1024, 256, 1, 1), (56, 256, 512, 1, 2), (112, 32, 16, 1, 1),
+                                   (224, 3, 64, 7, 2), (224, 3, 32, 3, 2)])
 def test_indirect_gemm_is_chosen_for_resnet_layers(shape):
     """ResNet's NHWC 3x3 layers, its 1x1 layers with K >= 96 and its strided
-    1x1 downsamples go to the solver that measured fastest on them."""
+    1x1 downsamples, MobileNetV2's 1x1 projection to 16 channels, and both
+    models' stems (3 input channels: merged window rows), go to the solver
+    that measured fastest on them."""
     hw, c, o, k, s = shape
     x = np.zeros((1, hw, hw, c), np.float32)
     w = np.zeros((o, k, k, c), np.float32)

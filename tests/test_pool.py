@@ -7,6 +7,7 @@ from hypothesis.control import currently_in_test_context, note as _note
 
 import paskdnn
 import reference as ref
+from nan_reference import cpu_isas, sprinkle
 
 POOL_SOLVERS = sorted(s["name"] for s in paskdnn.solvers("pool2d"))
 GENERAL_SOLVERS = {"pool2d.direct"}
@@ -132,6 +133,37 @@ def test_pool2d_forced_solver(solver, data, make_context):
         except paskdnn.UnsupportedError:
             return
     assert paskdnn.last_solver() == solver
+
+
+@pytest.mark.parametrize("isa", cpu_isas())
+@given(data=st.data())
+def test_max_pool2d_nhwc_wide_channels(isa, data, ctx_for):
+    """NHWC max pool with channel counts that reach pool2d.direct's register
+    blocks (4 vectors of 16, one vector, a scalar tail), windows of up to 64
+    taps (the tap-pointer path) and past it (the accumulator row), every
+    window parameter, and NaN / +-inf among the inputs (NaN wins, a window
+    wholly in the padding or a dilation gap is -inf)."""
+    C = data.draw(st.sampled_from([16, 17, 31, 48, 64, 65, 80, 100, 128, 130]), label="C")
+    big = data.draw(st.booleans(), label="window past 64 taps")
+    k = (data.draw(st.integers(9, 11)), data.draw(st.integers(8, 9))) if big else \
+        (data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4)))
+    dil = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    eff = (dil[0] * (k[0] - 1) + 1, dil[1] * (k[1] - 1) + 1)
+    stride = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    pad = (data.draw(st.integers(0, eff[0] // 2)), data.draw(st.integers(0, eff[1] // 2)))
+    H = data.draw(st.integers(max(1, eff[0] - 2 * pad[0]), eff[0] + 6), label="H")
+    W = data.draw(st.integers(max(1, eff[1] - 2 * pad[1]), eff[1] + 6), label="W")
+    ceil_mode = data.draw(st.booleans(), label="ceil_mode")
+    special = data.draw(st.sampled_from([None, "nan", "inf", "-inf", "mixed"]), label="special")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    x = ref.rand32(rng, (data.draw(st.integers(1, 2), label="N"), C, H, W))
+    if special is not None:
+        x = sprinkle(rng, x, special)
+    want = ref.max_pool2d_ref(x, k, stride, pad, dil, ceil_mode).astype(np.float32)
+    y = paskdnn.max_pool2d(ref.nchw_to_nhwc(x), k, stride, pad, dil, ceil_mode, layout="NHWC",
+                           context=ctx_for("pool2d.direct", isa))
+    assert paskdnn.last_solver() == "pool2d.direct"
+    np.testing.assert_array_equal(ref.nhwc_to_nchw(y), want)
 
 
 def test_required_pool_solvers_exist():

@@ -3,7 +3,12 @@
 #include <cmath>
 #include <limits>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "common.hpp"
+#include "vec16.hpp"
 
 PASK_EXPORT uint32_t pask_cpu_abi_version(void) { return PASK_CPU_ABI_VERSION; }
 
@@ -108,7 +113,103 @@ int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
     return failed ? kOutOfMemory : 0;
 }
 
+// take_max on 16 lanes: v where v > m or v is NaN.
+__attribute__((always_inline)) inline vf max_nan(const vf &m, const vf &v) { return ((v > m) | (v != v)) ? v : m; }
+
+// Any lane NaN.
+__attribute__((always_inline)) inline bool any_nan(const vf &v) {
+#if defined(__AVX512F__)
+    return _mm512_cmp_ps_mask((__m512)v, (__m512)v, _CMP_UNORD_Q) != 0;
+#else
+    const vi m = v != v;
+    int32_t r = 0;
+    for (int i = 0; i < V; ++i) r |= m[i];
+    return r != 0;
+#endif
+}
+
+// Lanes [k, k + nv*V) of an NHWC max pool's output pixel by max_nan, tap by tap.
+template <int NV>
+__attribute__((always_inline)) inline void max_block_exact(const float *const *taps, int64_t ntaps, int64_t k,
+                                                           float *y) {
+    vf m[NV];
+    for (int v = 0; v < NV; ++v) m[v] = loadu(taps[0] + k + v * V);
+    for (int64_t t = 1; t < ntaps; ++t)
+        for (int v = 0; v < NV; ++v) m[v] = max_nan(m[v], loadu(taps[t] + k + v * V));
+    for (int v = 0; v < NV; ++v) storeu(y + k + v * V, m[v]);
+}
+
+// The same, cheaper: the max that a compare-and-select gives (maxps: the old
+// value when either is NaN) and, beside it, the taps' sum, NaN whenever a tap
+// is NaN (and when +inf meets -inf). A NaN sum sends the block to
+// max_block_exact, so the result is take_max's, bit for bit, in every case;
+// two operations a tap instead of take_max's four.
+template <int NV>
+__attribute__((always_inline)) inline void max_block(const float *const *taps, int64_t ntaps, int64_t k, float *y) {
+    vf m[NV], s[NV];
+    for (int v = 0; v < NV; ++v) s[v] = m[v] = loadu(taps[0] + k + v * V);
+    for (int64_t t = 1; t < ntaps; ++t)
+        for (int v = 0; v < NV; ++v) {
+            const vf x = loadu(taps[t] + k + v * V);
+            m[v] = x > m[v] ? x : m[v];
+            s[v] += x;
+        }
+    vf all = s[0];
+    for (int v = 1; v < NV; ++v) all += s[v];
+    if (any_nan(all)) return max_block_exact<NV>(taps, ntaps, k, y);
+    for (int v = 0; v < NV; ++v) storeu(y + k + v * V, m[v]);
+}
+
+// One output pixel of an NHWC max pool: the max over ntaps input pixels (taps,
+// each c channels) into y, the channels in blocks of 4 vectors held in
+// registers across the taps. No taps (a window wholly in the padding): -inf.
+PASK_NO_MEMCALLS void max_pixel_nhwc(const float *const *taps, int64_t ntaps, int64_t c, float *y) {
+    if (ntaps == 0) {
+        for (int64_t k = 0; k < c; ++k) y[k] = -std::numeric_limits<float>::infinity();
+        return;
+    }
+    int64_t k = 0;
+    for (; k + 4 * V <= c; k += 4 * V) max_block<4>(taps, ntaps, k, y);
+    for (; k + V <= c; k += V) max_block<1>(taps, ntaps, k, y);
+    for (; k < c; ++k) {
+        float m = taps[0][k];
+        for (int64_t t = 1; t < ntaps; ++t) take_max(m, taps[t][k]);
+        y[k] = m;
+    }
+}
+
+// Windows of up to this many taps take max_pixel_nhwc (their tap pointers on
+// the stack); larger ones the accumulator row below.
+constexpr int64_t kMaxTapsInRegs = 64;
+
+int max_pool_nhwc(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
+    auto task = [&](int64_t t, int) {
+        const int64_t n = t / a.oh, oh = t % a.oh;
+        const float *rows[kMaxTapsInRegs];  // the window's input rows inside the image
+        int64_t nrows = 0;
+        for (int64_t r = 0; r < a.kh; ++r) {
+            const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
+            if (ih >= 0 && ih < a.h) rows[nrows++] = a.x + (n * a.h + ih) * a.w * a.c;
+        }
+        const float *taps[kMaxTapsInRegs];
+        for (int64_t ow = 0; ow < a.ow; ++ow) {
+            int64_t cols[kMaxTapsInRegs], ncols = 0;
+            for (int64_t s = 0; s < a.kw; ++s) {
+                const int64_t iw = ow * a.stride_w - a.pad_left + s * a.dil_w;
+                if (iw >= 0 && iw < a.w) cols[ncols++] = iw * a.c;
+            }
+            int64_t ntaps = 0;  // row by row, as the accumulator path (the last NaN wins in both)
+            for (int64_t r = 0; r < nrows; ++r)
+                for (int64_t q = 0; q < ncols; ++q) taps[ntaps++] = rows[r] + cols[q];
+            max_pixel_nhwc(taps, ntaps, a.c, a.y + ((n * a.oh + oh) * a.ow + ow) * a.c);
+        }
+    };
+    run_parallel(rt, a.n * a.oh, task);
+    return 0;
+}
+
 int pool_nhwc(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
+    if (a.mode == 0 && a.kh <= kMaxTapsInRegs && a.kw <= kMaxTapsInRegs && a.kh * a.kw <= kMaxTapsInRegs) return max_pool_nhwc(rt, a);
     std::atomic<int> failed{0};
     auto task = [&](int64_t t, int) {
         const int64_t n = t / a.oh, oh = t % a.oh;

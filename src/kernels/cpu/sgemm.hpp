@@ -83,6 +83,7 @@ static inline V vmin(V a, V b) { return _mm512_mask_min_ps(a, (__mmask16)0xFFFF,
 static inline V vload_part(const float *p, int n) {
     return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
 }
+static inline void vstore_part(float *p, V v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), v); }
 static inline float vhsum(V v) {
     alignas(64) float t[16];
     _mm512_store_ps(t, v);
@@ -111,6 +112,10 @@ static inline V vload_part(const float *p, int n) {
     __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(tbl + 8 - n));
     return _mm256_maskload_ps(p, m);
 }
+static inline void vstore_part(float *p, V v, int n) {
+    static const int32_t tbl[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    _mm256_maskstore_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(tbl + 8 - n)), v);
+}
 static inline float vhsum(V v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -135,6 +140,9 @@ static inline V vload_part(const float *p, int n) {
     V v = vzero();
     for (int i = 0; i < n; ++i) v[i] = p[i];
     return v;
+}
+static inline void vstore_part(float *p, V v, int n) {
+    for (int i = 0; i < n; ++i) p[i] = v[i];
 }
 static inline float vhsum(V v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 #endif

@@ -171,7 +171,13 @@ public:
         // output channels run 16 to a vector and up to 64 at a time: fewer waste lanes
         double eff = std::min(1.0, double(p.o) / 64.0);
         double vec = double((p.o + 15) / 16 * 16) / double(p.o);
-        return p.flops() * vec / (kFewChannelsFlopsPerUs * std::max(eff, 0.25)) + 3;
+        // NHWC windows wider than a pixel (undilated along W): slower than
+        // conv2d.indirect_gemm_nhwc's merged window rows on Zen 4 (ResNet's
+        // stem 2.29 against 2.25 ms, MobileNetV2's 0.372 against 0.31)
+        const double rate = p.layout == PASK_LAYOUT_NHWC && p.kw > 1 && p.dilation[1] == 1
+                                ? kFewChannelsFlopsPerUs * 0.7
+                                : kFewChannelsFlopsPerUs;
+        return p.flops() * vec / (rate * std::max(eff, 0.25)) + 3;
     }
 };
 
@@ -200,12 +206,18 @@ public:
         // The GEMM rate without packing the input, measured on Zen 4 (1 thread,
         // constant weights) against conv2d.gemm_1x1 and conv2d.implicit_gemm_nhwc:
         // 3-11% faster on ResNet's 3x3 layers, 0-17% on 1x1 layers with 24 or
-        // more output channels (K from 16 to 2048), 12% slower with 16 output
-        // channels (tiles are 64 channels wide on AVX-512). A K run is one
+        // more output channels (K from 16 to 2048), 12% faster with 16 output
+        // channels (MobileNetV2's 112x112 32->16: 0.167 ms against 0.190),
+        // narrower ones wasting lanes of its 16-channel vectors. A K run is one
         // tap's Cg channels and costs each tile its 6 pointers: runs shorter
-        // than 16 (a depthwise layer's 1) do not pay for them.
+        // than 16 (a depthwise layer's 1) do not pay for them. With fewer than
+        // 16 channels (groups 1, W undilated) a run is a window row's KW*C,
+        // read from a padded copy: 9 and more measured at the full rate
+        // (MobileNetV2's 3x3x3 stem 0.31 ms, conv2d.few_channels 0.372,
+        // conv2d.implicit_gemm_nhwc 0.648).
         const double og = double(p.o / p.groups), cg = double(p.c / p.groups);
-        const double eff = std::min(1.0, og / 24.0) * std::min(1.0, cg / 16.0);
+        const bool merged = p.groups == 1 && p.dilation[1] == 1 && p.kw > 1 && cg < 16;
+        const double eff = std::min(1.0, og / 16.0) * std::min(1.0, merged ? cg * double(p.kw) / 8.0 : cg / 16.0);
         double cost = p.flops() / (kGemmFlopsPerUs * 1.08 * std::max(eff, 0.01)) + 4;
         // OIHW weights are reordered to OHWI on every call without packed weights
         if (p.weight_layout != PASK_LAYOUT_NHWC && (p.kh > 1 || p.kw > 1))
