@@ -727,7 +727,11 @@ class Runner:
             if at >= len(self._seq_nodes):
                 raise
             node = self._seq_nodes[at]
-            raise type(e)(f"layer {node.name!r} ({node.op}): {e}", e.status) from None
+            message = str(e)
+            prefix = f"call {at} of {len(self._seq_nodes)}: "
+            if message.startswith(prefix):  # the C library's index: the layer's name says more
+                message = message[len(prefix):]
+            raise type(e)(f"{message} (layer {node.name!r}, {node.op})", e.status) from None
 
     def _finish(self, t_run: float) -> Any:
         # host time until the last call (or the replay) returned (on a GPU the rest is the device finishing)
