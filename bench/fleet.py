@@ -7,10 +7,14 @@ with the same weights.
     python3 bench/fleet.py --model resnet50 --bundle resnet50.pask --device cuda --n 1,4,8,16 \\
         --out bench/results/fleet
 
-NOT YET RUN ON A GPU: the GPU measurement the issue asks for needs the GPU
-machine. On this project's CPU-only CI machines it runs (--device cpu, a float32
-bundle, no PyTorch) only to check that it works; those numbers say nothing about
-GPU fleets.
+On this project's CPU-only CI machines it runs (--device cpu, a float32 bundle,
+no PyTorch) only to check that it works; those numbers say nothing about GPU
+fleets (session 10 ran it on an H100: bench/results/fleet-h100-*).
+
+For paskdnn's processes it also keeps where each one's time went (the child's
+phases, ms from the common start: import of numpy and paskdnn; the context, or
+with a bundle the context and the bundle's load together, overlapped; input
+uploaded, model ready; first result) and writes their medians per N and variant.
 
 The paskdnn processes are `python -m paskdnn coldstart-child` (the main job's
 child: fresh user cache folder each, first inference timed from a spawn time
@@ -20,6 +24,7 @@ fleet.json, fleet.md and (with matplotlib) fleet.png to --out.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +51,8 @@ json.dump({"first_from_start_ms": (t_first - t_spawn) * 1e3}, open(out, "w"))
 
 
 def launch(n, variant, args, work):
-    """Starts n processes of a variant at once; returns each one's first-result time from the common start."""
+    """Starts n processes of a variant at once; returns each one's result dict (first_from_start_ms, and for
+    paskdnn's children their phases)."""
     t0 = time.time()
     env = dict(os.environ, PASKDNN_T_SPAWN=repr(t0))
     env.pop("PASKDNN_HINTS", None)
@@ -64,14 +70,28 @@ def launch(n, variant, args, work):
                 cmd += ["--bundle", os.path.abspath(args.bundle)]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
         outs.append(out)
-    times = []
+    results = []
     for p, out in zip(procs, outs):
         _, err = p.communicate(timeout=args.timeout)
         if p.returncode != 0:
             raise RuntimeError(f"a {variant} process failed (exit {p.returncode}): {err[-2000:]}")
         with open(out) as f:
-            times.append(json.load(f)["first_from_start_ms"])
-    return times
+            results.append(json.load(f))
+    return results
+
+
+PHASES = ("import", "context+load", "model ready", "first result")
+
+
+def phases(results):
+    """Medians of the children's phases, each as ms from the common start; {} for PyTorch's children."""
+    if not all("import_ms" in r for r in results):
+        return {}
+    med = lambda xs: statistics.median(xs)  # noqa: E731
+    return {"import": med([r["import_ms"] for r in results]),
+            "context+load": med([r["import_ms"] + r["context_ms"] for r in results]),
+            "model ready": med([r["model_ready_ms"] for r in results]),
+            "first result": med([r["first_from_start_ms"] for r in results])}
 
 
 def main():
@@ -101,8 +121,9 @@ def main():
     with tempfile.TemporaryDirectory(prefix="paskdnn-fleet-") as work:
         for n in counts:
             for v in variants:
-                t = launch(n, v, args, work)
-                rows.append(dict(n=n, variant=v, last_ms=max(t), first_ms=min(t), each_ms=t))
+                res = launch(n, v, args, work)
+                t = [r["first_from_start_ms"] for r in res]
+                rows.append(dict(n=n, variant=v, last_ms=max(t), first_ms=min(t), each_ms=t, phases_ms=phases(res)))
                 print(f"  N={n:>2} {v:<6} last first result {max(t):8.1f} ms (fastest {min(t):8.1f} ms)", flush=True)
     doc = dict(model=args.model, device=args.device, dtype=args.dtype, layout=args.layout, date=time.strftime("%Y-%m-%d"),
                command=" ".join([os.path.basename(sys.executable), *sys.argv]), rows=rows)
@@ -114,6 +135,13 @@ def main():
     for n in counts:
         lines.append(f"| {n} | " + " | ".join(f"{r['last_ms']:.0f}" for v in variants for r in rows
                                               if r["n"] == n and r["variant"] == v) + " |")
+    lines += ["", "Where paskdnn's processes spent it: medians over the N processes, each phase's end in ms from the "
+              "common start (context+load: the device context, and with a bundle its load overlapped with it).", "",
+              "| N | variant | " + " | ".join(PHASES) + " |", "|---|---|" + "---|" * len(PHASES)]
+    for r in rows:
+        if r["phases_ms"]:
+            lines.append(f"| {r['n']} | {r['variant']} | " + " | ".join(f"{r['phases_ms'][name]:.0f}" for name in PHASES)
+                         + " |")
     with open(os.path.join(args.out, "fleet.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     try:
