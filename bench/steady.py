@@ -1,7 +1,7 @@
 """Steady state against PyTorch (device machine; issue 17's table in one run).
 
-NOT RUN YET: written without a GPU; its first run on the device machine is
-its test. No results from it are committed.
+Results: bench/results/steady-h200-2026-12-05-session9.* and
+steady-h100-2026-12-05-session10-* (and later ones beside them).
 
 For each zoo model and batch size, in one process per (model, batch), fp16 NHWC /
 channels_last, the same seeded weights (torchvision state_dict names) for both:
