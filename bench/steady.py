@@ -91,12 +91,23 @@ def child(a) -> None:
         # until the loads (and the ranker's timed explorations) are done and the
         # captured runner replays: at most 3000 runs or 30 s
         t_settle, settle_runs = time.perf_counter(), 0
+        last, flips, decisions = {}, {}, {}  # the captured runner's eager runs: what kept it from settling
         while settle_runs < 3000 and time.perf_counter() - t_settle < 30:
             runner.run(xin, record=False)
             settle_runs += 1
+            for r in runner.report:
+                if r["layer"] in last and last[r["layer"]] != r["solver"]:
+                    flips[r["layer"]] = flips.get(r["layer"], 0) + 1
+                last[r["layer"]] = r["solver"]
+                if r["decision"] != "resident":
+                    key = f"{r['layer']}={r['decision']}"
+                    decisions[key] = decisions.get(key, 0) + 1
             if ctx.wait_loads(0) and (not capture or runner.captured):
                 break
         row[name + "_settle_runs"] = settle_runs
+        if capture:  # layers whose solver changed between eager runs, and non-resident decisions, most first
+            row[name + "_solver_changes"] = sorted(flips.items(), key=lambda kv: -kv[1])[:12]
+            row[name + "_not_resident"] = sorted(decisions.items(), key=lambda kv: -kv[1])[:12]
         if capture and not runner.captured:
             row[name + "_note"] = runner.capture_note or "never settled: " + ", ".join(
                 sorted({f"{r['layer']}={r['decision']}" for r in runner.report if r["decision"] != "resident"})[:8])
