@@ -487,7 +487,10 @@ PASK_API pask_status_t pask_plan_set_constant_weights(pask_plan_t plan, const vo
 /* Packs the constant weights of pask_plan_set_constant_weights now, for the
  * kernel an execution would run now if that kernel is resident (after
  * pask_context_wait_loads, for instance), so the first execution does not pay
- * the packing. *packed (may be NULL) is set to 1 when a resident kernel was
+ * the packing; on the CPU it also readies the calling thread's scratch for
+ * that kernel (allocated and written: a first execution on this thread
+ * allocates none and takes no first-touch page faults for it). Call it on the
+ * thread that will execute the plan. *packed (may be NULL) is set to 1 when a resident kernel was
  * found (packed, or one that packs nothing), 0 otherwise: then the first
  * execution packs as before. Nothing for a plan without constant weights.
  * Not thread-safe against executions of the same plan. */

@@ -616,8 +616,10 @@ class Runner:
     def _pack_weights(self) -> None:
         """CPU: the conv plans' constant weights packed at set-up for the kernels
         resident once the hinted loads are done (about a millisecond on the CPU),
-        so the first inference does not pay the packing. A plan whose kernel is
-        not resident by then packs on its first run, as before."""
+        and those kernels' scratch reserved on this thread (a stem's padded input
+        copy: 150 page faults), so the first inference pays neither when it runs
+        on the thread that built the runner. A plan whose kernel is not resident
+        by then packs on its first run, as before."""
         if not any(node.op == "conv2d" for node in self.graph.nodes):
             return
         ffi, lib = _lib.load()

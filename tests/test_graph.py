@@ -66,3 +66,58 @@ def test_graph_validate_catches_use_before_definition():
     broken = dataclasses.replace(g, nodes=list(reversed(g.nodes)))
     with pytest.raises(ValueError, match="before it is computed"):
         broken.validate()
+
+
+_FIRST_RUN_CHILD = r"""
+import dataclasses, json, resource, sys
+import numpy as np
+import paskdnn
+from paskdnn import graph as G, models
+out, cache, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sd = models.state_dict("mobilenet_v2", seed=3, num_classes=10)
+g = dataclasses.replace(models.build("mobilenet_v2", weights=sd, layout="NHWC", num_classes=10),
+                        input_shape=(size, size, 3))
+runner = G.Runner(g, paskdnn.Context("cpu", num_threads=1, policy="pask", cache_dir=cache))
+x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+xin = runner.input(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+f0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+y = np.array(runner.run(xin, record=False))
+faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - f0
+runner.run(xin)  # recorded: which solvers ran
+np.save(out + ".x.npy", x)
+np.save(out + ".y.npy", y)
+with open(out + ".json", "w") as f:
+    json.dump(dict(faults=faults, report=runner.report), f)
+"""
+
+
+def test_runner_set_up_readies_the_scratch_so_the_first_run_takes_no_page_faults(tmp_path):
+    # MobileNetV2's stem (3 input channels) runs on conv2d.indirect_gemm_nhwc's
+    # merged window rows over a zero-padded copy of the input: 162*162*3 floats
+    # (77 pages) at 160x160, kept per thread. Set-up (pask_plan_pack_weights)
+    # allocates and writes it, and the kernel objects' code is faulted in as
+    # they load, so the first run takes (almost) no page faults. malloc's mmap
+    # threshold is fixed so that the copy is always fresh pages (without the
+    # reservation the first run took 80-180 faults).
+    import json
+    import os
+    import subprocess
+    import sys
+    size = 160
+    out = str(tmp_path / "run")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    subprocess.run([sys.executable, "-c", _FIRST_RUN_CHILD, out, str(tmp_path / "cache"), str(size)], env=env,
+                   check=True, timeout=300)
+    with open(out + ".json") as f:
+        got = json.load(f)
+    stem = got["report"][0]
+    assert stem["layer"] == "features.0.0" and stem["solver"] == "conv2d.indirect_gemm_nhwc"
+    assert any(r["solver"] == "conv2d.depthwise" for r in got["report"])
+    assert got["faults"] <= 24, got["faults"]
+    # and the first run's output is right
+    sd = models.state_dict("mobilenet_v2", seed=3, num_classes=10)
+    x = np.load(out + ".x.npy")
+    expect = ref.FORWARD["mobilenet_v2"](sd, x.astype(np.float64))
+    y = np.load(out + ".y.npy")
+    assert y.shape == expect.shape
+    assert np.abs(y - expect).max() <= 1e-4 * np.abs(expect).max()

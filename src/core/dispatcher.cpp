@@ -115,6 +115,7 @@ bool Dispatcher::pack_constant(const Problem &p, size_t h, const OpArgs &args) {
         if (ctx_.ranker->is_bad(c.key_str())) continue;
         if (KernelPtr k = ctx_.resident.find(bucket, c.key())) {
             c.solver->pack_constant(*k, p, args, *ctx_.backend);
+            c.solver->reserve(*k, p, *ctx_.backend);
             return true;
         }
     }

@@ -34,8 +34,9 @@ public:
     void execute_hashed(const Problem &p, size_t hash, const OpArgs &args);
     // Packs constant weights (args.packed) for the kernel a call would run now
     // when that kernel is resident: the best live candidate's, or else the first
-    // resident alternative's (the one the policy would reuse). Returns whether
-    // a resident kernel was found; nothing runs, nothing is counted.
+    // resident alternative's (the one the policy would reuse), and readies the
+    // calling thread's scratch for it (Solver::reserve). Returns whether a
+    // resident kernel was found; nothing runs, nothing is counted.
     bool pack_constant(const Problem &p, size_t hash, const OpArgs &args);
     // Captured calls whose kernel is no longer what the call would run now: its
     // best candidate is resident and is another kernel (it landed, or was

@@ -5,6 +5,7 @@
 //                      many Problems to one key; specialised ones bake shapes in)
 //   cost_us(P)         estimated run time in microseconds, used to rank solvers
 //   workspace(P)       scratch bytes it needs (0 = none)
+//   reserve(K, P)      readies the calling thread's scratch for run() (set-up)
 //   accepts(args)      per-call values the Problem does not hold (alpha): a
 //                      solver whose code object bakes them in may decline
 //   run(K, P, args)    launch resident kernel K on P
@@ -62,6 +63,12 @@ public:
     // with what run() would pack on its first call with this kernel, so that
     // call does not pay it. Nothing for solvers that pack nothing.
     virtual void pack_constant(const Kernel &, const Problem &, const OpArgs &, Backend &) const {}
+    // Readies the calling thread's scratch for run() with this kernel on P
+    // (allocated and written, so its pages are faulted in), so that a first
+    // call on this thread allocates none. Best effort: a reservation that
+    // fails leaves the scratch to run(), which reports what it cannot get.
+    // Nothing for solvers that keep no scratch between calls.
+    virtual void reserve(const Kernel &, const Problem &, Backend &) const {}
 
 private:
     int id_;

@@ -1,6 +1,8 @@
 #include "cpu_backend.hpp"
 
 #include <dlfcn.h>
+#include <link.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -24,6 +26,36 @@ private:
 
 void pool_parallel_for(void *self, int64_t ntasks, void (*fn)(void *, int64_t, int), void *arg) {
     static_cast<ThreadPool *>(self)->parallel_for(ntasks, fn, arg);
+}
+
+// Reads a byte of every page of the read-only segments (code, constants) of
+// the object dlopen mapped at map, so that their page-table entries exist
+// before the first call: a loader thread takes those faults (about 15 for a
+// kernel object, the kernel mapping pages around each) instead of the first
+// inference. Writable segments are left: a write would fault them again.
+void fault_in_code(const link_map *map) {
+    struct Target {
+        const link_map *map;
+        long page;
+    } target{map, ::sysconf(_SC_PAGESIZE)};
+    if (!map || target.page <= 0) return;
+    ::dl_iterate_phdr(
+        [](dl_phdr_info *info, size_t, void *data) -> int {
+            const Target &t = *static_cast<const Target *>(data);
+            if (info->dlpi_addr != t.map->l_addr || !info->dlpi_name || !t.map->l_name ||
+                std::strcmp(info->dlpi_name, t.map->l_name) != 0)
+                return 0;
+            for (int i = 0; i < info->dlpi_phnum; ++i) {
+                const ElfW(Phdr) &ph = info->dlpi_phdr[i];
+                if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W) || !(ph.p_flags & PF_R) || ph.p_memsz == 0) continue;
+                const uintptr_t page = uintptr_t(t.page);
+                const uintptr_t lo = (info->dlpi_addr + ph.p_vaddr) & ~(page - 1);
+                const uintptr_t hi = info->dlpi_addr + ph.p_vaddr + ph.p_filesz;
+                for (uintptr_t a = lo; a < hi; a += page) (void)*reinterpret_cast<const volatile unsigned char *>(a);
+            }
+            return 1;  // found: stop
+        },
+        &target);
 }
 
 }  // namespace
@@ -84,6 +116,8 @@ std::shared_ptr<CodeObject> CpuBackend::load_code_object(const std::string &path
         fail(PASK_ERROR_LOAD_FAILED, "cannot load " + path + ": " + (why ? why : "unknown dlopen error"));
     }
     auto obj = std::make_shared<SharedObject>(path, handle);
+    link_map *map = nullptr;
+    if (::dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0) fault_in_code(map);
     auto version = reinterpret_cast<pask_cpu_abi_version_fn>(obj->symbol("pask_cpu_abi_version"));
     if (!version || version() != PASK_CPU_ABI_VERSION)
         fail(PASK_ERROR_LOAD_FAILED, path + " is not a paskdnn CPU code object of ABI version " +

@@ -70,6 +70,17 @@ struct ScratchOf {
 };
 using Scratch = ScratchOf<float>;
 
+// Grows s to n elements and writes them (zero bytes), so that their pages are
+// faulted in now: a kernel's _reserve entry (kernel_abi.h) readies the calling
+// thread's scratch at set-up this way. False when the allocation fails.
+template <typename T>
+bool touch(ScratchOf<T> &s, size_t n) {
+    T *p = s.get(n);
+    if (!p) return false;
+    std::memset(static_cast<void *>(p), 0, n * sizeof(T));
+    return true;
+}
+
 template <typename F>
 void run_parallel(const pask_cpu_runtime *rt, int64_t ntasks, F &fn) {
     if (!rt || rt->num_threads <= 1 || ntasks <= 1) {

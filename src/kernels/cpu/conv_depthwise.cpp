@@ -427,3 +427,13 @@ PASK_EXPORT int pask_conv2d_depthwise_f32(const pask_cpu_runtime *rt, const pask
     if (a->groups != a->c || a->o % a->c != 0) return 4;  // PASK_ERROR_UNSUPPORTED: not depthwise
     return a->layout == PASK_CPU_LAYOUT_NHWC ? dw_nhwc(rt, *a) : dw_nchw(rt, *a);
 }
+
+// Scratch reservation (kernel_abi.h, pask_cpu_conv2d_reserve_fn). NHWC: the
+// calling thread's [KH*KW][O] weight copy, allocated and written now (the
+// first inference of MobileNetV2 took 3-9 page faults a layer as it grew).
+// NCHW: nothing; its per-task planes grow on the first call.
+PASK_EXPORT int pask_conv2d_depthwise_f32_reserve(const pask_cpu_conv2d_args *a) {
+    if (a->groups != a->c || a->o % a->c != 0) return 4;  // PASK_ERROR_UNSUPPORTED: not depthwise
+    if (a->layout != PASK_CPU_LAYOUT_NHWC) return 0;
+    return touch(t_weights, size_t(a->kh * a->kw * a->o)) ? 0 : kOutOfMemory;
+}

@@ -269,6 +269,29 @@ inline ikernel_fn kernel_for(int mr, int nv) { return pick(mr, nv, std::make_int
 // The input pixel of output pixel i: its image's first element and the
 // window's top-left corner (oh*sh - pt, ow*sw - pl); for merged runs the
 // corner's address in the padded copy (ih0 = iw0 = 0).
+// Few input channels (a stem's 3): a window row's KW taps are KW*C
+// contiguous floats of the input, one K run instead of KW runs of C
+// (ResNet's 7x7 stem: 7 runs of 21 a tile instead of 49 of 3), read from
+// a copy of the input with its padding written out as zeros so that no
+// run crosses the image's edge (rows [-pad_top, hp - pad_top), columns
+// likewise). Not where the padded copy would be much larger than the
+// input (huge padding or dilation). True when merged, with the copy's
+// rows hp and columns wp.
+bool merged_rows(const pask_cpu_conv2d_args &a, int64_t &hp, int64_t &wp) {
+    hp = wp = 0;
+    if (!(a.groups == 1 && a.dil_w == 1 && a.kw > 1 && a.c < kMergeBelowChannels)) return false;
+    hp = std::max(a.pad_top + a.h, (a.oh - 1) * a.stride_h + (a.kh - 1) * a.dil_h + 1);
+    wp = std::max(a.pad_left + a.w, (a.ow - 1) * a.stride_w + a.kw);
+    return hp <= 2 * a.h + 64 && wp <= 2 * a.w + 64;
+}
+
+// K blocks of whole runs where a run fits (fewer, longer runs): the block's
+// depth kc_blk and the most runs (segments) a block holds.
+void k_blocks(int64_t kg, int64_t run_len, int64_t &kc_blk, int64_t &nsegmax) {
+    kc_blk = run_len <= IKC ? std::min(kg, IKC / run_len * run_len) : IKC;
+    nsegmax = std::min(kc_blk, kc_blk / std::max<int64_t>(1, std::min(run_len, kc_blk)) + 2);
+}
+
 struct Pixel {
     const float *img;
     int64_t ih0, iw0;
@@ -306,20 +329,9 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
         }
         return 0;
     }
-    // Few input channels (a stem's 3): a window row's KW taps are KW*C
-    // contiguous floats of the input, one K run instead of KW runs of C
-    // (ResNet's 7x7 stem: 7 runs of 21 a tile instead of 49 of 3), read from
-    // a copy of the input with its padding written out as zeros so that no
-    // run crosses the image's edge (rows [-pad_top, hp - pad_top), columns
-    // likewise). Not where the padded copy would be much larger than the
-    // input (huge padding or dilation).
+    // few input channels: merged window rows over a padded copy (merged_rows)
     int64_t hp = 0, wp = 0;
-    bool merged = a.groups == 1 && a.dil_w == 1 && a.kw > 1 && cg < kMergeBelowChannels;
-    if (merged) {
-        hp = std::max(a.pad_top + a.h, (a.oh - 1) * a.stride_h + (a.kh - 1) * a.dil_h + 1);
-        wp = std::max(a.pad_left + a.w, (a.ow - 1) * a.stride_w + a.kw);
-        merged = hp <= 2 * a.h + 64 && wp <= 2 * a.w + 64;
-    }
+    const bool merged = merged_rows(a, hp, wp);
     const float *xin = a.x;  // the input the row pointers read
     if (merged) {
         float *xp = t_padded.get(size_t(a.n * hp * wp * a.c));
@@ -340,9 +352,8 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *ap, const float 
         xin = xp;
     }
     const int64_t run_len = merged ? a.kw * cg : cg;  // floats of one whole K run
-    // K blocks of whole runs where a run fits (fewer, longer runs)
-    const int64_t kc_blk = run_len <= IKC ? std::min(kg, IKC / run_len * run_len) : IKC;
-    const int64_t nsegmax = std::min(kc_blk, kc_blk / std::max<int64_t>(1, std::min(run_len, kc_blk)) + 2);
+    int64_t kc_blk, nsegmax;
+    k_blocks(kg, run_len, kc_blk, nsegmax);
     // pixels split evenly into tiles of IMR or IMR - 1 rows (49 pixels: 4
     // tiles of 6 and 5 of 5, not 8 of 6 and a lone pixel), IMC / IMR tiles a task
     const int64_t all_tiles = ceil_div(rows, IMR), tiles_per = IMC / IMR;
@@ -492,6 +503,26 @@ PASK_EXPORT int64_t pask_conv2d_indirect_gemm_nhwc_f32_pack(const pask_cpu_conv2
     if (!wt) return -kOutOfMemory;
     pack_weights(*a, wt, dst);
     return total;
+}
+
+// Scratch reservation (kernel_abi.h, pask_cpu_conv2d_reserve_fn): the calling
+// thread's padded input copy (merged window rows: 0.6 MB for a 224x224 stem,
+// whose first touch cost the first inference 150 page faults, 0.3 ms) and its
+// pointer table, allocated and written now. A runtime's other threads grow
+// their tables on their first call.
+PASK_EXPORT int pask_conv2d_indirect_gemm_nhwc_f32_reserve(const pask_cpu_conv2d_args *a) {
+    if (a->layout != PASK_CPU_LAYOUT_NHWC) return 4;  // PASK_ERROR_UNSUPPORTED
+    const int64_t cg = a->c / a->groups, kg = cg * a->kh * a->kw;
+    if (a->n * a->oh * a->ow <= 0 || a->o <= 0 || kg == 0) return 0;
+    int64_t hp, wp;
+    const bool merged = merged_rows(*a, hp, wp);
+    if (merged && !touch(t_padded, size_t(a->n * hp * wp * a->c))) return kOutOfMemory;
+    int64_t kc_blk, nsegmax;
+    k_blocks(kg, merged ? a->kw * cg : cg, kc_blk, nsegmax);
+    if (!touch(t_zeros, size_t(std::max<int64_t>(cg, 16))) || !touch(t_table, size_t(IMC / IMR * nsegmax * IMR)) ||
+        !touch(t_lens, size_t(nsegmax)))
+        return kOutOfMemory;
+    return 0;
 }
 
 PASK_EXPORT int pask_conv2d_indirect_gemm_nhwc_f32_packed(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a,

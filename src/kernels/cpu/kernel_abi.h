@@ -144,6 +144,17 @@ typedef int (*pask_cpu_conv2d_fn)(const pask_cpu_runtime *rt, const pask_cpu_con
 typedef int64_t (*pask_cpu_conv2d_pack_fn)(const pask_cpu_conv2d_args *args, float *dst);
 typedef int (*pask_cpu_conv2d_packed_fn)(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *args,
                                          const float *packed);
+
+/* Optional scratch reservation of a conv2d entry point E (looked up by name):
+ *   int E_reserve(args)                 grows the calling thread's scratch to
+ *                                       what a call of E (or E_packed) with
+ *                                       args's Problem takes, and writes it, so
+ *                                       that call allocates nothing and takes
+ *                                       no first-touch page faults; 0 or a
+ *                                       status. Pointers in args are not read.
+ * Called at set-up (pask_plan_pack_weights) on the thread that will run the
+ * plan; scratch the kernel keeps per worker thread grows on their first call. */
+typedef int (*pask_cpu_conv2d_reserve_fn)(const pask_cpu_conv2d_args *args);
 typedef int (*pask_cpu_gemm_fn)(const pask_cpu_runtime *rt, const pask_cpu_gemm_args *args);
 typedef int (*pask_cpu_pool2d_fn)(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args *args);
 typedef int (*pask_cpu_eltwise_fn)(const pask_cpu_runtime *rt, const pask_cpu_eltwise_args *args);
