@@ -1,6 +1,5 @@
 #include "capture.hpp"
 
-#include <sstream>
 #include <unordered_map>
 #include <vector>
 
@@ -18,14 +17,6 @@ void Backend::fail_capture() const { fail(PASK_ERROR_UNSUPPORTED, capture_proble
 
 // ---- captures in progress ------------------------------------------------------------
 
-namespace {
-std::string stream_text(void *s) {
-    std::ostringstream o;
-    o << s;
-    return o.str();
-}
-}  // namespace
-
 ActiveCapture *Captures::find_mine() {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = by_thread_.find(std::this_thread::get_id());
@@ -37,12 +28,12 @@ void Captures::add(void *stream, int64_t t_begin_us) {
     const auto me = std::this_thread::get_id();
     auto mine = by_thread_.find(me);
     if (mine != by_thread_.end())
-        fail(PASK_ERROR_INVALID_ARGUMENT, "this thread is already capturing stream " + stream_text(mine->second.stream) +
+        fail(PASK_ERROR_INVALID_ARGUMENT, "this thread is already capturing stream " + pointer_text(mine->second.stream) +
                                               " on this context; end that capture first");
     for (const auto &[thread, c] : by_thread_)
         if (c.stream == stream)
             fail(PASK_ERROR_INVALID_ARGUMENT,
-                 "stream " + stream_text(stream) + " is being captured by another thread on this context");
+                 "stream " + pointer_text(stream) + " is being captured by another thread on this context");
     ActiveCapture c;
     c.stream = stream;
     c.t_begin_us = t_begin_us;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <sstream>
 
 #include "context.hpp"
 #include "error.hpp"
@@ -62,10 +61,9 @@ void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args) 
     try {
         void *stream = ctx_.backend->get_stream();
         if (stream != cap->stream) {
-            std::ostringstream o;
-            o << "this thread is capturing stream " << cap->stream << " on this context; a call on stream " << stream
-              << " cannot be part of that graph";
-            fail(PASK_ERROR_INVALID_ARGUMENT, o.str());
+            fail(PASK_ERROR_INVALID_ARGUMENT, "this thread is capturing stream " + pointer_text(cap->stream) +
+                                                  " on this context; a call on stream " + pointer_text(stream) +
+                                                  " cannot be part of that graph");
         }
         execute_on(p, h, args, cap);
     } catch (const Error &e) {

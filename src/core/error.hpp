@@ -3,6 +3,7 @@
 // status. No exception ever crosses the C boundary.
 #pragma once
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -26,6 +27,17 @@ private:
 
 inline void require(bool ok, pask_status_t status, const std::string &message) {
     if (!ok) fail(status, message);
+}
+
+// A pointer (a stream, a handle) for a message: "0x7f..." or "NULL". printf,
+// not a std::ostream: on the GPU machine's Python a numeric insertion into an
+// ostringstream crashed (SIGSEGV in std::ostream::_M_insert) in this library
+// and in the test double, so no message is built through iostreams.
+inline std::string pointer_text(const void *p) {
+    if (!p) return "NULL";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%p", p);
+    return buf;
 }
 
 // Per-thread slots read by pask_last_error_message() and pask_last_solver().
