@@ -267,6 +267,13 @@ PASK_API pask_status_t pask_context_destroy(pask_context_t context);
 PASK_API pask_status_t pask_context_get_num_threads(const_pask_context_t context,
                                                     int *num_threads);
 
+/* The code-object target the context's device runs best: "sm_90" for a CUDA
+ * device of compute capability 9.0, "gfx90a" on HIP, the host ISA
+ * ("x86_64-avx512", ...) on the CPU; the arch a bundle's kernels are filed
+ * under. Asks no vendor library (unlike pask_probe). *target stays valid
+ * while the context lives. */
+PASK_API pask_status_t pask_context_get_target(const_pask_context_t context, const char **target);
+
 /* ---- tensor descriptors --------------------------------------------------- */
 
 /* Creates a descriptor of a packed tensor. dims has ndim entries (1..8), each

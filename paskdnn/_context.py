@@ -290,6 +290,15 @@ class Context:
         _lib.check(lib.pask_context_get_num_threads(self._h(), out))
         return int(out[0])
 
+    @property
+    def target(self) -> str:
+        """The code-object target this context's device runs best ("sm_90",
+        "gfx90a", "x86_64-avx512"): a bundle's arch. Asks no vendor library."""
+        ffi, lib = _lib.load()
+        out = ffi.new("const char **")
+        _lib.check(lib.pask_context_get_target(self._h(), out))
+        return ffi.string(out[0]).decode()
+
     def prime_thread(self) -> bool:
         """Pays the calling thread's one-time set-up in the vendor libraries now
         (cuDNN's first execution on a thread: about 0.15 ms of host time on an

@@ -510,19 +510,6 @@ class BundleRunner(Runner):
         return arr
 
 
-def _device_arch(device: str) -> Optional[str]:
-    from ._context import probe
-
-    kind, _, index = device.partition(":")
-    try:
-        report = probe(kind)
-        devices = report.get("devices") or []
-        i = int(index or 0)
-        return str(devices[i]["arch"]) if i < len(devices) else None
-    except Exception:  # noqa: BLE001 - no arch known: the bundle's kernels are not used
-        return None
-
-
 def add_kernels(bundle: Bundle, ctx: Any, arch: str) -> int:
     """Hands the bundle's code objects for arch to a GPU context
     (pask_context_add_code_object checks each: its id, SHA-256 and ELF header).
@@ -572,8 +559,6 @@ def load(path: Any, device: str = "cpu", policy: Optional[str] = None, batch: Op
 
         try:
             made["ctx"] = Context(device, policy=policy, **context_options)
-            if gpu_device:  # pask_probe loads the vendor libraries (once per process): here, off the caller's path
-                made["arch"] = _device_arch(made["ctx"].device)
         except BaseException as e:  # noqa: BLE001 - re-raised on the caller's thread
             made["error"] = e
 
@@ -601,7 +586,7 @@ def load(path: Any, device: str = "cpu", policy: Optional[str] = None, batch: Op
                                    f"(make a float32 bundle with precompile --dtype float32)")
         info: Dict[str, Any] = {"path": b.path, "arches": b.arches, "arch": None, "kernels": 0}
         if gpu:
-            arch = made["arch"] if "arch" in made else _device_arch(ctx.device)
+            arch = ctx.target  # the context's own: pask_probe would load the vendor libraries first, on this path
             info["arch"] = arch
             if arch in b.arches:
                 info["kernels"] = add_kernels(b, ctx, arch)

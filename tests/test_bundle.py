@@ -189,6 +189,17 @@ def test_load_on_a_context_of_ones_own_leaves_it_open(zoo):
     ctx.close()
 
 
+def test_a_contexts_target_is_its_best_isa_and_follows_cpu_isa():
+    ctx = paskdnn.Context("cpu", num_threads=1)
+    assert ctx.target in ("x86_64-avx512", "x86_64-avx2", "x86_64-generic")
+    ctx.close()
+    generic = paskdnn.Context("cpu", num_threads=1, cpu_isa="generic")
+    assert generic.target == "x86_64-generic"
+    generic.close()
+    with pytest.raises(ValueError, match="closed"):
+        generic.target
+
+
 def test_onnx_bundle_compiles_the_specialised_conv_for_each_arch(onnx_bundle):
     model, path = onnx_bundle
     index, data = check_sections(path)
@@ -272,6 +283,7 @@ try:
     r = paskdnn.load(path, device="cuda", policy="reactive", cache_dir=os.path.join(empty, "cache"), kernel_dir=empty,
                      cudnn=False, loader_threads=0)
     out["info"] = {k: r.bundle_info[k] for k in ("arch", "arches", "kernels")}
+    out["target"] = r.ctx.target
     g = r.graph
     y = g.output_to_onnx(r.run(g.input_from_onnx(np.ones(g.onnx_input_shape, np.float32))))
     out["shape"] = list(y.shape)
@@ -317,7 +329,7 @@ def test_a_cuda_context_runs_the_graph_on_the_bundles_kernels(onnx_bundle, cuda_
     out, log = on_double(cuda_double, onnx_bundle[1], tmp_path)
     assert "error" not in out, out["error"]
     n = len(next(s for s in sections_of(onnx_bundle[1])[1]["sections"] if s["name"] == "kernels.sm_90")["kernels"])
-    assert out["info"] == {"arch": "sm_90", "arches": ARCHES, "kernels": n}
+    assert out["info"] == {"arch": "sm_90", "arches": ARCHES, "kernels": n} and out["target"] == "sm_90"
     assert out["shape"] == [1, 5]
     assert out["solvers"] == ["conv2d.cuda_igemm_fixed", "pool2d.cuda_direct", "pool2d.cuda_global_avg",
                               "gemm.cuda_tc"]
@@ -331,7 +343,7 @@ def test_without_kernels_for_its_arch_a_bundle_still_loads(onnx_bundle, cuda_dou
     # an sm_86 device: none of the bundle's kernels are handed in; with no prebuilt
     # folder and no NVRTC here, the first call then finds no kernel to load
     out, log = on_double(cuda_double, onnx_bundle[1], tmp_path, cc=86)
-    assert out["info"] == {"arch": "sm_86", "arches": ARCHES, "kernels": 0}
+    assert out["info"] == {"arch": "sm_86", "arches": ARCHES, "kernels": 0} and out["target"] == "sm_86"
     assert out["error"].startswith("LoadError: no kernel for conv2d float16 NHWC")
     assert not [ln for ln in log if ln.startswith("cuModuleLoadData")]
 

@@ -627,6 +627,7 @@ def _calls():
         ("pask_options_create", [(ffi.new("pask_options_t *"), R)], True),
         ("pask_options_set", [(opt, R), (b"trace", R), (b"1", R)], False),
         ("pask_context_get_num_threads", [(CTX, R), (ffi.new("int *"), R)], False),
+        ("pask_context_get_target", [(CTX, R), (ffi.new("const char **"), R)], False),
         ("pask_tensor_desc_get", [(d, R), (ffi.new("pask_dtype_t *"), O), (ffi.new("pask_layout_t *"), O),
                                   (ffi.new("int *"), O), (ffi.new("int64_t[8]"), O)], False),
         ("pask_tensor_desc_get_size", [(d, R), (ffi.new("size_t *"), R)], False),

@@ -624,6 +624,17 @@ pask_status_t pask_context_get_num_threads(const_pask_context_t context, int *nu
     });
 }
 
+pask_status_t pask_context_get_target(const_pask_context_t context, const char **target) {
+    return guarded([&] {
+        need(context, "context");
+        pask::CallGate::Use in_use(context->gate);  // close() waits for this call
+        need(target, "target");
+        const auto &targets = context->backend->targets();
+        require(!targets.empty(), PASK_ERROR_INTERNAL, std::string(context->backend->name()) + " backend has no target");
+        *target = targets.front().c_str();  // the backend's vector lives as long as the context
+    });
+}
+
 pask_status_t pask_tensor_desc_create(pask_tensor_desc_t *desc, pask_dtype_t dtype, pask_layout_t layout, int ndim,
                                       const int64_t *dims) {
     return guarded([&] {
