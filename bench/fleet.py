@@ -123,7 +123,9 @@ def main():
             for v in variants:
                 res = launch(n, v, args, work)
                 t = [r["first_from_start_ms"] for r in res]
-                rows.append(dict(n=n, variant=v, last_ms=max(t), first_ms=min(t), each_ms=t, phases_ms=phases(res)))
+                compiles = [r["stats"]["compiles"] for r in res if "stats" in r]  # NVRTC compiles before the first result
+                rows.append(dict(n=n, variant=v, last_ms=max(t), first_ms=min(t), each_ms=t, phases_ms=phases(res),
+                                 max_compiles=max(compiles) if compiles else None))
                 print(f"  N={n:>2} {v:<6} last first result {max(t):8.1f} ms (fastest {min(t):8.1f} ms)", flush=True)
     doc = dict(model=args.model, device=args.device, dtype=args.dtype, layout=args.layout, date=time.strftime("%Y-%m-%d"),
                command=" ".join([os.path.basename(sys.executable), *sys.argv]), rows=rows)
@@ -137,11 +139,12 @@ def main():
                                               if r["n"] == n and r["variant"] == v) + " |")
     lines += ["", "Where paskdnn's processes spent it: medians over the N processes, each phase's end in ms from the "
               "common start (context+load: the device context, and with a bundle its load overlapped with it).", "",
-              "| N | variant | " + " | ".join(PHASES) + " |", "|---|---|" + "---|" * len(PHASES)]
+              "| N | variant | " + " | ".join(PHASES) + " | NVRTC compiles (most in a process) |",
+              "|---|---|" + "---|" * (len(PHASES) + 1)]
     for r in rows:
         if r["phases_ms"]:
             lines.append(f"| {r['n']} | {r['variant']} | " + " | ".join(f"{r['phases_ms'][name]:.0f}" for name in PHASES)
-                         + " |")
+                         + f" | {r['max_compiles']} |")
     with open(os.path.join(args.out, "fleet.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     try:
