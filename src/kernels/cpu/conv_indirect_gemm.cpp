@@ -266,9 +266,6 @@ ikernel_fn pick(int mr, int nv, std::integer_sequence<int, Ns...>) {
 }
 inline ikernel_fn kernel_for(int mr, int nv) { return pick(mr, nv, std::make_integer_sequence<int, INV>()); }
 
-// The input pixel of output pixel i: its image's first element and the
-// window's top-left corner (oh*sh - pt, ow*sw - pl); for merged runs the
-// corner's address in the padded copy (ih0 = iw0 = 0).
 // Few input channels (a stem's 3): a window row's KW taps are KW*C
 // contiguous floats of the input, one K run instead of KW runs of C
 // (ResNet's 7x7 stem: 7 runs of 21 a tile instead of 49 of 3), read from
@@ -292,6 +289,9 @@ void k_blocks(int64_t kg, int64_t run_len, int64_t &kc_blk, int64_t &nsegmax) {
     nsegmax = std::min(kc_blk, kc_blk / std::max<int64_t>(1, std::min(run_len, kc_blk)) + 2);
 }
 
+// The input pixel of output pixel i: its image's first element and the
+// window's top-left corner (oh*sh - pt, ow*sw - pl); for merged runs the
+// corner's address in the padded copy (ih0 = iw0 = 0).
 struct Pixel {
     const float *img;
     int64_t ih0, iw0;
