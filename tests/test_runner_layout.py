@@ -91,6 +91,29 @@ def test_every_node_kind_computes_the_same_in_nhwc_and_nchw(tmp_path):
             np.testing.assert_array_equal(v, before[n.name][k])
 
 
+def test_a_relayout_runner_shares_no_memory_with_the_callers_weights(tmp_path):
+    # The runner keeps the arrays relayout made for it without copying them
+    # again; none of its weights may alias the caller's (a 1x1 conv's OIHW ->
+    # OHWI transpose is C-contiguous as a view), so changing the caller's
+    # arrays in place afterwards must not change its results.
+    rng = np.random.default_rng(11)
+    g, forward = every_kind(rng)
+    ctx = paskdnn.Context(cache_dir=str(tmp_path))
+    r = G.Runner(g, ctx, batch=2)
+    assert r.layout == "NHWC"
+    for n in g.nodes:
+        for v in n.weights.values():
+            for mine in (w for ws in r._weights for w in ws.values()):
+                assert not np.shares_memory(v, mine)
+    x = _rand(np.random.default_rng(5), 2, 3, 16, 16)
+    expect = forward(x.astype(np.float64))
+    for n in g.nodes:
+        for v in n.weights.values():
+            v *= -3.0
+    y = r.run(x)
+    assert np.abs(y - expect).max() <= 2e-5 * np.abs(expect).max() + 1e-6
+
+
 def test_a_4d_output_comes_back_in_the_graphs_layout(tmp_path):
     rng = np.random.default_rng(3)
     w, b = _rand(rng, 4, 3, 3, 3), _rand(rng, 4)
