@@ -100,7 +100,59 @@ def _torch_view(t: Any, name: str) -> DevView:
         raise TypeError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
     if not t.is_contiguous():
         raise ValueError(f"{name} must be contiguous (use .contiguous())")
+    if type(t) not in KINDS:
+        KINDS[type(t)] = _torch_kind()
     return DevView(t.data_ptr(), tuple(t.shape), code, t, "torch", max(t.get_device(), 0))
+
+
+# ---- array kinds, as the eager memo reads them ------------------------------------
+
+
+class Kind:
+    """How the eager memo (_spec.eager) reads an array of one Python type
+    without making a DevView. ``meta(a)``: what of the array a memo key holds
+    (everything a call's normalisation reads of it but its address); ``address(a)``:
+    its address, or None where the array is not usable as is (not C-contiguous:
+    the full normalisation then says why); ``empty(a, shape, ctx)``: a new
+    output of a's kind, dtype and device; ``stream(a)``: the stream its
+    framework runs on now (GPU kinds)."""
+
+    __slots__ = ("meta", "address", "empty", "stream")
+
+    def __init__(self, meta: Any, address: Any, empty: Any, stream: Any) -> None:
+        self.meta, self.address, self.empty, self.stream = meta, address, empty, stream
+
+
+def _numpy_address(a: np.ndarray) -> Optional[int]:
+    if not a.flags.c_contiguous:
+        return None
+    ffi = _lib.load()[0]
+    return int(ffi.cast("uintptr_t", ffi.from_buffer(a)))
+
+
+def _torch_kind() -> Kind:
+    """The Kind of torch tensors (made once, when the first CUDA tensor is viewed)."""
+    global _TORCH_KIND
+    if _TORCH_KIND is None:
+        import torch
+
+        raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+        if raw is not None:  # the handle alone, without building a Stream object
+            def stream(t: Any) -> int:
+                return int(raw(t.get_device()))
+        else:
+            def stream(t: Any) -> int:
+                return int(torch.cuda.current_stream(t.device).cuda_stream)
+        _TORCH_KIND = Kind(lambda t: (t.shape, t.dtype, t.get_device()),
+                           lambda t: t.data_ptr() if t.is_contiguous() else None,
+                           lambda t, shape, ctx: t.new_empty(shape), stream)
+    return _TORCH_KIND
+
+
+_TORCH_KIND: Optional[Kind] = None
+# Python type -> Kind: numpy arrays, and each torch tensor type once a CUDA tensor of it was viewed.
+KINDS: dict = {np.ndarray: Kind(lambda a: (a.shape, a.dtype), _numpy_address,
+                                lambda a, shape, ctx: np.empty(shape, np.float32), None)}
 
 
 def is_device_array(a: Any) -> bool:
@@ -366,3 +418,8 @@ def _dlpack_capsule(arr: DeviceArray) -> Any:
     new.restype = ctypes.py_object
     new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
     return new(ctypes.addressof(mt), b"dltensor", None)
+
+
+# paskdnn's own arrays: always C-contiguous; the default stream (stream_of's answer for them).
+KINDS[DeviceArray] = Kind(lambda a: (a.shape, a.dcode, a.device_index, a._dl_type), lambda a: a._addr,
+                          lambda a, shape, ctx: DeviceArray._empty(shape, a.dcode, ctx), lambda a: 0)

@@ -978,13 +978,17 @@ PLANS_MAX = 512
 
 
 def _remember(key: tuple, entry: tuple) -> None:
+    PLANS[key] = entry
+    _trim(PLANS, PLANS_MAX)
+
+
+def _trim(cache: dict, bound: int) -> None:
     # Insert, then trim to the bound: whatever ran between another call's check
     # and its insert (a thread, or a finaliser that the oldest plan's release set
-    # off), the last trim of a call leaves at most PLANS_MAX entries.
-    PLANS[key] = entry
-    while len(PLANS) > PLANS_MAX:
+    # off), the last trim of a call leaves at most `bound` entries.
+    while len(cache) > bound:
         try:
-            del PLANS[next(iter(PLANS))]
+            del cache[next(iter(cache))]
         except (StopIteration, KeyError, RuntimeError):  # another thread trimmed it first
             break
 
@@ -1008,9 +1012,11 @@ def plan_for(key: tuple, handle: Any) -> Tuple[Any, Any]:
 
 
 def forget(handle: Any) -> None:
-    """Drops the cached plans of a context (closed, or collected)."""
+    """Drops the cached plans (and eager memo entries) of a context (closed, or collected)."""
     for full in [k for k in list(PLANS) if k[1] is handle or k[1] == handle]:
         PLANS.pop(full, None)
+    for mk in [k for k in list(MEMO) if k[0] is handle or k[0] == handle]:
+        MEMO.pop(mk, None)
 
 
 # ---- running, hinting, preparing -----------------------------------------------------
@@ -1075,6 +1081,11 @@ def _words(abi: _Abi, arrays: tuple, gpu: bool) -> Any:
 def run(spec: Spec, ctx: Any, stream: Any = None) -> Any:
     """Runs a spec on ctx: its plan (cached) executed with the arrays' pointers
     and the stream as arguments. Returns the op's result."""
+    return _run(spec, ctx, stream)[0]
+
+
+def _run(spec: Spec, ctx: Any, stream: Any) -> Tuple[Any, Any, List[tuple]]:
+    """run's work: (the op's result, its plan, the arrays of each execution)."""
     handle = ctx._h()
     gpu = ctx._gpu
     if stream is not None and not gpu:
@@ -1094,7 +1105,121 @@ def run(spec: Spec, ctx: Any, stream: Any = None) -> Any:
             status = execute(plan, cast(args, words), s)
             if status:
                 _lib.check(status)
+    return result, plan, executions
+
+
+# ---- the eager memo ---------------------------------------------------------------
+#
+# An eager call repeats the arguments of one seen before more often than not (a
+# model's layers, called again per inference). Its normalisation then gives the
+# same plan, output shape and checks: what differs is the arrays' addresses.
+# ``eager`` keys a call by everything its normalisation reads except the
+# addresses (the context, the op's scalar arguments, each array's Kind.meta)
+# and, for a key seen before, executes the remembered plan with the arrays'
+# addresses, without making a Spec. A call the memo cannot key, or one whose
+# arrays are not usable as they are (e.g. not C-contiguous), takes the full path,
+# which raises what it would have raised.
+
+MEMO: dict = {}
+MEMO_MAX = PLANS_MAX
+
+
+def exact(*values: Any) -> bool:
+    """Whether these arguments key a memo entry as exactly as their
+    normalisation reads them: ints, strings, None, floats and flat tuples of
+    them, no bools (True == 1 and 1.0 == 1 in a dict, not in a normalisation:
+    ``stride=1.0`` is a TypeError)."""
+    for v in values:
+        t = type(v)
+        if t is int or t is str or v is None:
+            continue
+        if t is tuple:
+            for e in v:
+                if type(e) is not int:
+                    return False
+            continue
+        return False
+    return True
+
+
+def floats(*values: Any) -> bool:
+    """Whether these arguments are plain numbers (floats or ints, no bools)."""
+    for v in values:
+        t = type(v)
+        if t is not float and t is not int:
+            return False
+    return True
+
+
+def flat_floats(values: Any) -> bool:
+    """Whether an optional tuple argument (activation_params) keys a memo entry exactly."""
+    return values is None or (type(values) is tuple and floats(*values))
+
+
+def eager(ctx: Any, stream: Any, arrays: tuple, out: Any, params: Optional[tuple], make: Any) -> Any:
+    """Runs one eager call through the memo: ``arrays`` are its (x, w, bias,
+    residual) arrays (None where absent), ``out`` its out= array, ``params``
+    its other arguments (None: the memo cannot key them) and ``make()`` its
+    full normalisation (a Spec, made on a miss)."""
+    if params is None:
+        return run(make(), ctx, stream)
+    kinds = _arrays.KINDS
+    x, w, b, r = arrays
+    kx, kw = kinds.get(type(x)), kinds.get(type(w))
+    kb = None if b is None else kinds.get(type(b))
+    kr = None if r is None else kinds.get(type(r))
+    ko = None if out is None else kinds.get(type(out))
+    if (kx is None or kw is None or (kb is None and b is not None) or (kr is None and r is not None)
+            or (ko is None and out is not None) or (type(out) is np.ndarray and not out.flags.writeable)):
+        return run(make(), ctx, stream)
+    ks = (kx, kw, kb, kr, ko)
+    key = (ctx._handle, params, kx.meta(x), kw.meta(w), None if b is None else kb.meta(b),
+           None if r is None else kr.meta(r), None if out is None else ko.meta(out))
+    entry = MEMO.get(key)
+    if entry is not None:
+        plan, shape = entry
+        px, pw = kx.address(x), kw.address(w)
+        pb = 0 if b is None else kb.address(b)
+        pr = 0 if r is None else kr.address(r)
+        if out is None:
+            y = kx.empty(x, shape, ctx)
+            py = kx.address(y)
+        else:
+            y = out
+            py = ko.address(out)
+        if px is not None and pw is not None and pb is not None and pr is not None and py is not None:
+            abi = _ABI or _abi()
+            if ctx._gpu:
+                s = ctx._use_stream(kx.stream(x) if stream is None else _arrays.stream_of(stream, None))
+            elif stream is not None:
+                raise ValueError("stream= applies to GPU contexts only")
+            else:
+                s = abi.null
+            words = abi.ffi.new(abi.words, (px, pw, pb, pr, py))  # kept alive through the call
+            status = abi.execute(plan, abi.cast(abi.args, words), s)
+            if status:
+                _lib.check(status)
+            return y
+        # an array not usable as it is (not C-contiguous): the full path says why
+    result, plan, executions = _run(make(), ctx, stream)
+    if len(executions) == 1 and len(executions[0]) == 5:
+        _learn(key, plan, result, out, arrays, ks, executions[0], ctx._gpu)
     return result
+
+
+def _learn(key: tuple, plan: Any, result: Any, out: Any, arrays: tuple, ks: tuple, execution: tuple,
+           gpu: bool) -> None:
+    """Remembers a call that ran, if the addresses the memo would pass are the
+    ones its full normalisation passed, (x, w, bias, residual, y) in order,
+    and a new output of x's Kind is what it returned."""
+    if out is None and _arrays.KINDS.get(type(result)) is not ks[0]:
+        return
+    y = out if out is not None else result
+    addrs = [0 if a is None else k.address(a) for a, k in zip(arrays, ks)] + [ks[0 if out is None else 4].address(y)]
+    if addrs != [_addr(a, gpu) for a in execution]:
+        return
+    MEMO[key] = (plan, None if out is not None else tuple(result.shape))
+    _trim(MEMO, MEMO_MAX)
 
 
 def hint(spec: Spec, ctx: Any) -> None:

@@ -21,6 +21,8 @@ from ._context import Context, get_default_context
 from ._spec import PLANS as _EAGER  # noqa: F401  (the plan cache, by its old name)
 from ._spec import PLANS_MAX as _EAGER_MAX  # noqa: F401
 from ._spec import TensorSpec
+from ._spec import exact as _exact
+from ._spec import floats as _floats
 
 IntPair = Union[int, Tuple[int, int]]
 Padding = Union[int, str, Sequence[Any]]
@@ -126,10 +128,15 @@ def conv2d(
         of the input's kind on a GPU (torch in, torch out).
     """
     ctx = _context(context, stream)
-    spec = _spec.conv2d_spec(input, weight, bias, stride, padding, dilation, groups, layout=layout,
-                             weight_layout=weight_layout, activation=activation,
-                             activation_params=activation_params, residual=residual, alpha=alpha, beta=beta, out=out)
-    return _spec.run(spec, ctx, stream)
+    params = (("conv2d", stride, padding, dilation, groups, layout, weight_layout, activation, alpha, beta)
+              + (activation_params or ())
+              if _exact(stride, padding, dilation, groups, layout, weight_layout, activation)
+              and _floats(alpha, beta) and _spec.flat_floats(activation_params) else None)
+    return _spec.eager(ctx, stream, (input, weight, bias, residual), out, params,
+                       lambda: _spec.conv2d_spec(input, weight, bias, stride, padding, dilation, groups, layout=layout,
+                                                 weight_layout=weight_layout, activation=activation,
+                                                 activation_params=activation_params, residual=residual, alpha=alpha,
+                                                 beta=beta, out=out))
 
 
 # ---- gemm, linear, matmul -----------------------------------------------------
@@ -179,8 +186,11 @@ def linear(
     input (..., in_features), weight (out_features, in_features), bias (out_features,).
     activation and activation_params as :func:`conv2d`'s."""
     ctx = _context(context, stream)
-    return _spec.run(_spec.linear_spec(input, weight, bias, activation=activation,
-                                       activation_params=activation_params, out=out), ctx, stream)
+    params = (("linear", activation) + (activation_params or ())
+              if _exact(activation) and _spec.flat_floats(activation_params) else None)
+    return _spec.eager(ctx, stream, (input, weight, bias, None), out, params,
+                       lambda: _spec.linear_spec(input, weight, bias, activation=activation,
+                                                 activation_params=activation_params, out=out))
 
 
 def matmul(a: np.ndarray, b: np.ndarray, *, out: Optional[np.ndarray] = None,

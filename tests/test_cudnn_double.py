@@ -734,3 +734,30 @@ def test_host_pointers_are_refused_after_device_pointers_were_remembered(double_
     """)
     assert out["errors"] == []
     assert out["status"] == [1, 1] and all("w is not CUDA device memory" in m for m in out["msg"]), out
+
+
+def test_the_eager_memo_passes_each_calls_own_arrays(double_path, tmp_path):
+    """A conv2d whose arguments were seen before takes the eager memo
+    (paskdnn/_spec.py eager): the digest each cuDNN execution writes of its
+    inputs must be the one the full normalisation's call writes."""
+    out, log = run(double_path, tmp_path, """
+        knob("digest", 1)
+        c = ctx(solvers=["conv2d.cudnn"], loader_threads=0)
+        w, b = dev((12, 3, 3, 8), c), dev((12,), c)
+        xs = [dev((2, 9, 11, 8), c) for _ in range(3)]
+        ys = [dev((2, 9, 11, 12), c) for _ in range(3)]
+        def first(y): return y.numpy().view(np.uint32).reshape(-1)[:2].tolist()
+        def calls():
+            got = [first(paskdnn.conv2d(x, w, b, 1, 1, layout="NHWC", weight_layout="OHWI", context=c)) for x in xs]
+            for x, y in zip(xs, ys):
+                paskdnn.conv2d(x, w, b, 1, 1, layout="NHWC", weight_layout="OHWI", out=y, context=c)
+            return got + [first(y) for y in ys]
+        out["memo"] = calls()
+        out["entries"] = len(paskdnn._spec.MEMO)
+        paskdnn._spec.MEMO_MAX = 0
+        paskdnn._spec.MEMO.clear()
+        out["full"] = calls()
+    """)
+    assert out["entries"] == 2  # new output, out= given
+    assert out["memo"] == out["full"]
+    assert len({tuple(v) for v in out["full"][:3]}) == 3  # each input has its own digest
