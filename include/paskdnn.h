@@ -229,6 +229,12 @@ PASK_API pask_status_t pask_options_destroy(pask_options_t options);
  *   "explore"     1 | 0: GPU contexts with a reusing policy try, once each, the
  *                 candidates within 2x of the fastest measured one (default 0;
  *                 not yet measured on a GPU)
+ *   "float32_precision" high | highest: float32 conv2d and gemm on a GPU as
+ *                 TF32 (10-bit mantissa inputs, float32 accumulation; default
+ *                 "high", like PyTorch's allow_tf32) or at full float32
+ *                 precision ("highest": paskdnn's own kernels, each product
+ *                 split into three TF32 tensor-core products; cuDNN is not a
+ *                 candidate for them). CPU contexts always compute in float32
  *   "solvers"     comma-separated solver names the context may use
  *                 (default: all); e.g. "conv2d.direct,gemm.small"
  * Unknown keys and bad values are reported by pask_context_create. */

@@ -74,6 +74,13 @@ class Context:
         explore: GPU contexts with the ``reuse`` or ``pask`` policy: give each
             candidate within 2x (analytically) of the fastest device-timed one
             a timed trial run (default False; not yet measured on a GPU).
+        float32_precision: GPU contexts: ``"high"`` (default) runs float32
+            conv2d and linear/gemm on TF32 tensor cores (10-bit mantissa
+            inputs, float32 accumulation, like PyTorch's ``allow_tf32``);
+            ``"highest"`` at full float32 precision (each product as three TF32
+            products on paskdnn's own kernels, about 3x the tensor-core work;
+            cuDNN is then not a candidate for them). CPU contexts always
+            compute in float32.
         hip: HIP contexts only: path of libamdhip64 (default ``$PASKDNN_HIP``,
             else the usual sonames).
         hiprtc: HIP contexts only: path of libhiprtc (default
@@ -101,6 +108,7 @@ class Context:
         nvrtc: Optional[str] = None,
         cudnn: Union[None, bool, str, "os.PathLike[str]"] = None,
         explore: Optional[bool] = None,
+        float32_precision: Optional[str] = None,
         hip: Union[None, str, "os.PathLike[str]"] = None,
         hiprtc: Union[None, str, "os.PathLike[str]"] = None,
         miopen: Union[None, bool, str, "os.PathLike[str]"] = None,
@@ -144,6 +152,10 @@ class Context:
                 options["nvrtc_library"] = found
         if explore is not None:
             options["explore"] = "1" if explore else "0"
+        if float32_precision is not None:
+            if not isinstance(float32_precision, str):
+                raise TypeError("float32_precision must be 'high' or 'highest'")
+            options["float32_precision"] = float32_precision
         if cudnn is False:
             options["cudnn"] = "0"
         elif cudnn is not None and cudnn is not True:

@@ -379,6 +379,7 @@ void finish_plan(pask_plan &plan, pask_context *context) {
     plan.context = context;
     plan.problem.device = context->device_type;
     plan.problem.device_index = context->device_index;
+    context->options.set_precision(plan.problem);
     plan.hash = plan.problem.hash();
 }
 

@@ -157,6 +157,7 @@ std::string pask_context::load_costs_path() const {
 void pask_context::hint(pask::Problem problem) {
     problem.device = device_type;
     problem.device_index = device_index;
+    options.set_precision(problem);
     ranker->count_hint(problem.hash());
     if (hints->push(problem)) stats.hints++;
     else stats.hints_dropped++;  // the queue is full (HintQueue::kMaxPending)

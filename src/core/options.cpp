@@ -28,7 +28,19 @@ bool Options::wants_provider(const char *provider) const {
     return false;
 }
 
+void Options::set_precision(Problem &p) const {
+    p.full_fp32 = full_fp32 && p.dtype == PASK_DTYPE_FLOAT32 && p.device != PASK_DEVICE_CPU &&
+                  (p.op == PASK_OP_CONV2D || p.op == PASK_OP_GEMM);
+}
+
 namespace {
+
+bool parse_precision(const std::string &key, const std::string &value) {
+    if (value == "high") return false;
+    if (value == "highest") return true;
+    fail(PASK_ERROR_INVALID_ARGUMENT, "option " + key + " must be 'high' (float32 as TF32 on a GPU) or 'highest' "
+                                      "(full float32), got '" + value + "'");
+}
 
 int parse_int(const std::string &key, const std::string &value, long lo, long hi) {
     errno = 0;
@@ -111,6 +123,7 @@ const std::map<std::string, Setter> &setters() {
         {"cudnn", [](Options &o, auto &k, auto &v) { o.use_cudnn = parse_int(k, v, 0, 1) != 0; }},
         {"cudnn_library", [](Options &o, auto &, auto &v) { o.cudnn_library = v; }},
         {"explore", [](Options &o, auto &k, auto &v) { o.explore = parse_int(k, v, 0, 1) != 0; }},
+        {"float32_precision", [](Options &o, auto &k, auto &v) { o.full_fp32 = parse_precision(k, v); }},
         {"hip_library", [](Options &o, auto &, auto &v) { o.hip_library = v; }},
         {"hiprtc_library", [](Options &o, auto &, auto &v) { o.hiprtc_library = v; }},
         {"miopen", [](Options &o, auto &k, auto &v) { o.use_miopen = parse_int(k, v, 0, 1) != 0; }},

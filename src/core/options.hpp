@@ -26,6 +26,7 @@ struct Options {
     bool trace = true;
     int debug_load_delay_ms = 0;
     bool explore = false;
+    bool full_fp32 = false;      // float32_precision "highest": GPU float32 conv2d/gemm without TF32
     std::string kernel_dir;      // "" = the installed prebuilt folder
     std::string cpu_isa;
     std::string cache_dir;       // absolute, resolved once
@@ -41,6 +42,9 @@ struct Options {
     bool allows(const Solver &s) const;
     // Whether any allowed solver comes from the named provider ("cudnn").
     bool wants_provider(const char *provider) const;
+    // Sets p.full_fp32 where this context's float32_precision applies to p
+    // (float32 conv2d or gemm on a GPU).
+    void set_precision(Problem &p) const;
 };
 
 // Throws Error(PASK_ERROR_INVALID_ARGUMENT) naming the key (or variable) at fault.

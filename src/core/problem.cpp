@@ -95,8 +95,8 @@ std::string Bucket::str() const {
 
 template <typename F>
 void Problem::each_field(F &&f) const {
-    for (int64_t v : {int64_t(op), int64_t(device), int64_t(device_index), int64_t(dtype), int64_t(layout),
-                      int64_t(weight_layout)})
+    for (int64_t v : {int64_t(op), int64_t(device), int64_t(device_index),
+                      int64_t(dtype) | (full_fp32 ? kFullFp32Bit : 0), int64_t(layout), int64_t(weight_layout)})
         f(v);
     switch (op) {
     case PASK_OP_CONV2D:
@@ -160,7 +160,9 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
     p.op = static_cast<pask_op_t>(in(f[0], PASK_OP_CONV2D, PASK_OP_CAT, "op"));
     p.device = static_cast<pask_device_type_t>(in(f[1], PASK_DEVICE_CPU, PASK_DEVICE_HIP, "device"));
     p.device_index = static_cast<int>(in(f[2], 0, 1024, "device index"));
-    p.dtype = static_cast<pask_dtype_t>(in(f[3], PASK_DTYPE_FLOAT32, PASK_DTYPE_FLOAT64, "dtype"));
+    p.full_fp32 = (f[3] & kFullFp32Bit) != 0;
+    p.dtype = static_cast<pask_dtype_t>(in(f[3] & ~kFullFp32Bit, PASK_DTYPE_FLOAT32, PASK_DTYPE_FLOAT64, "dtype"));
+    if (p.full_fp32 && (p.dtype != PASK_DTYPE_FLOAT32 || f[3] < 0)) bad("full float32 precision on a non-float32 dtype");
     p.layout = static_cast<pask_layout_t>(in(f[4], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "layout"));
     p.weight_layout = static_cast<pask_layout_t>(in(f[5], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "weight layout"));
     size_t want = p.op == PASK_OP_CONV2D ? 30 : p.op == PASK_OP_POOL2D ? 26 : p.op == PASK_OP_GEMM ? 19
@@ -249,6 +251,8 @@ size_t Problem::hash() const {
     return static_cast<size_t>(h64);
 }
 
+const char *Problem::dtype_text() const { return full_fp32 ? "float32(highest)" : dtype_name(dtype); }
+
 std::string Problem::str() const {
     char buf[512];
     switch (op) {
@@ -256,7 +260,7 @@ std::string Problem::str() const {
         std::snprintf(buf, sizeof buf,
                       "conv2d %s %s x=[%lld,%lld,%lld,%lld] w=[%lld,%lld,%lld,%lld] y=[%lld,%lld,%lld,%lld] "
                       "stride=%lldx%lld pad=(%lld,%lld,%lld,%lld) dil=%lldx%lld groups=%lld%s%s act=%d",
-                      dtype_name(dtype), layout_name(layout), (long long)n, (long long)c, (long long)h,
+                      dtype_text(), layout_name(layout), (long long)n, (long long)c, (long long)h,
                       (long long)w, (long long)o, (long long)(c / groups), (long long)kh, (long long)kw,
                       (long long)n, (long long)o, (long long)oh, (long long)ow, (long long)stride[0],
                       (long long)stride[1], (long long)pad_pre[0], (long long)pad_post[0],
@@ -267,12 +271,12 @@ std::string Problem::str() const {
     case PASK_OP_POOL2D:
         std::snprintf(buf, sizeof buf,
                       "pool2d %s %s %s x=[%lld,%lld,%lld,%lld] k=%lldx%lld stride=%lldx%lld -> %lldx%lld",
-                      pool_mode == PASK_POOL_MAX ? "max" : "avg", dtype_name(dtype), layout_name(layout),
+                      pool_mode == PASK_POOL_MAX ? "max" : "avg", dtype_text(), layout_name(layout),
                       (long long)n, (long long)c, (long long)h, (long long)w, (long long)kh, (long long)kw,
                       (long long)stride[0], (long long)stride[1], (long long)oh, (long long)ow);
         break;
     case PASK_OP_GEMM:
-        std::snprintf(buf, sizeof buf, "gemm %s m=%lld n=%lld k=%lld trans=%d%d%s act=%d", dtype_name(dtype),
+        std::snprintf(buf, sizeof buf, "gemm %s m=%lld n=%lld k=%lld trans=%d%d%s act=%d", dtype_text(),
                       (long long)gm, (long long)gn, (long long)gk, trans_a, trans_b, has_bias ? " bias" : "",
                       int(activation));
         break;
@@ -282,13 +286,13 @@ std::string Problem::str() const {
             return "[" + std::to_string(d[0]) + "," + std::to_string(d[1]) + "," + std::to_string(d[2]) + "," +
                    std::to_string(d[3]) + "]";
         };
-        std::snprintf(buf, sizeof buf, "eltwise %s %s x=[%lld,%lld,%lld,%lld] m=%s a=%s act=%d", dtype_name(dtype),
+        std::snprintf(buf, sizeof buf, "eltwise %s %s x=[%lld,%lld,%lld,%lld] m=%s a=%s act=%d", dtype_text(),
                       layout_name(layout), (long long)n, (long long)c, (long long)h, (long long)w,
                       d4(mdims).c_str(), d4(adims).c_str(), int(activation));
         break;
     }
     case PASK_OP_CAT:
-        std::snprintf(buf, sizeof buf, "cat %s %s n=%lld %zu inputs -> c=%lld %lldx%lld", dtype_name(dtype),
+        std::snprintf(buf, sizeof buf, "cat %s %s n=%lld %zu inputs -> c=%lld %lldx%lld", dtype_text(),
                       layout_name(layout), (long long)n, cat_c.size(), (long long)o, (long long)h, (long long)w);
         break;
     }

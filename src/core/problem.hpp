@@ -79,6 +79,12 @@ struct Problem {
     bool has_beta = false;  // beta != 0: the output is read
     pask_activation_t activation = PASK_ACTIVATION_NONE;
 
+    // float32 on a GPU at full precision (the context's float32_precision
+    // "highest"): no TF32 rounding of the operands. Always false on the CPU
+    // (full precision there) and for the 16-bit dtypes. Serialised as
+    // kFullFp32Bit in the dtype field.
+    bool full_fp32 = false;
+
     Bucket bucket() const {
         return Bucket{device, device_index, op, op == PASK_OP_GEMM ? PASK_LAYOUT_ROW_MAJOR : layout, dtype};
     }
@@ -90,6 +96,8 @@ struct Problem {
     bool operator==(const Problem &other) const;
     size_t hash() const;
     std::string str() const;  // human-readable, for messages and traces
+    // The dtype as str() names it: "float32(highest)" for full_fp32.
+    const char *dtype_text() const;
 
     double flops() const;  // multiply-adds count twice
 
@@ -103,6 +111,9 @@ private:
 struct ProblemHash {
     size_t operator()(const Problem &p) const { return p.hash(); }
 };
+
+// The dtype field's flag for Problem::full_fp32 (above every pask_dtype_t value).
+constexpr int64_t kFullFp32Bit = int64_t(1) << 8;
 
 // The most inputs a cat Problem takes (a bound on records read from files).
 constexpr int64_t kMaxCatInputs = 4096;

@@ -47,7 +47,10 @@ std::string constant_macros(const KernelKey &key) {
         if (eq != std::string::npos) {
             std::string name = kv.substr(0, eq);
             for (auto &ch : name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-            opts += " -D" + std::string(name == "DTYPE" ? "PASK_DTYPE" : "PASK_FIXED_" + name) + "=" + kv.substr(eq + 1);
+            // dtype=, f32_full=: the element type and its precision; the rest: window constants
+            const std::string macro = name == "DTYPE" ? "PASK_DTYPE" : name == "F32_FULL" ? "PASK_F32_FULL"
+                                                                                          : "PASK_FIXED_" + name;
+            opts += " -D" + macro + "=" + kv.substr(eq + 1);
         }
         if (comma == std::string::npos) break;
         start = comma + 1;

@@ -115,6 +115,27 @@ PASK_DEV unsigned pask_tf32(float f) {
 }
 #endif
 
+/* float32 at full precision (-DPASK_F32_FULL=1, a context's float32_precision
+ * "highest"): each operand is split into two TF32 numbers, v = big + small
+ * (small = the rounding error of big, itself rounded to TF32), and a product
+ * is big_a*big_b + big_a*small_b + small_a*big_b on the tensor cores
+ * ("3xTF32"; small*small lies below float32's rounding). Otherwise float32
+ * runs as TF32, one mma per product. */
+#ifndef PASK_F32_FULL
+#define PASK_F32_FULL 0
+#endif
+#define PASK_SPLIT_TF32 (PASK_DTYPE == 0 && PASK_F32_FULL && !PASK_HIP)
+
+#if PASK_SPLIT_TF32
+/* raw: a float32's bits; big, small: its two TF32 parts (big may alias raw). */
+PASK_DEV void pask_split_tf32(unsigned raw, unsigned &big, unsigned &small) {
+    const float v = pask_bits_f(raw);
+    const unsigned b = pask_tf32(v);
+    small = pask_tf32(v - pask_bits_f(b));
+    big = b;
+}
+#endif
+
 /* sigmoid(v) = 1 / (1 + exp(-v)), the exponent never positive (no overflow);
  * NaN takes the second branch and stays NaN, -inf gives 0, +inf 1. */
 PASK_DEV float pask_sigmoidf(float v) {
@@ -273,7 +294,9 @@ PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const u
 }
 #else
 template <bool KR, int R> PASK_DEV unsigned pask_frag(const unsigned *s, int row, int k) {
-#if PASK_DTYPE == 0
+#if PASK_SPLIT_TF32
+    return !KR ? s[row * PASK_ROWW + k] : s[k * (R + 8) + row]; /* split in pask_warp_mma */
+#elif PASK_DTYPE == 0
     float v = !KR ? ((const float *)s)[row * PASK_ROWW + k] : ((const float *)s)[k * (R + 8) + row];
     return pask_tf32(v);
 #else
@@ -319,7 +342,7 @@ PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const u
         for (int mi = 0; mi < MI; ++mi) {
             if (!AKR) {
                 pask_ldmatrix_x4(a[mi], a_lane + (unsigned)(mi * 16 * PASK_ROWW * 4 + ks * KS * PASK_ES));
-#if PASK_DTYPE == 0
+#if PASK_DTYPE == 0 && !PASK_SPLIT_TF32
 #pragma unroll
                 for (int j = 0; j < 4; ++j) a[mi][j] = pask_tf32(pask_bits_f(a[mi][j]));
 #endif
@@ -336,7 +359,7 @@ PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const u
             if (!BKR) {
                 unsigned r4[4];
                 pask_ldmatrix_x4(r4, b_lane + (unsigned)(ni * 8 * PASK_ROWW * 4 + ks * KS * PASK_ES));
-#if PASK_DTYPE == 0
+#if PASK_DTYPE == 0 && !PASK_SPLIT_TF32
 #pragma unroll
                 for (int j = 0; j < 4; ++j) r4[j] = pask_tf32(pask_bits_f(r4[j]));
 #endif
@@ -353,10 +376,30 @@ PASK_DEV void pask_warp_mma(float (&acc)[MI][NI][4], const unsigned *sA, const u
                 }
             }
         }
+#if PASK_SPLIT_TF32
+        unsigned as[MI][4], bs[NI][2];
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) pask_split_tf32(a[mi][j], a[mi][j], as[mi][j]);
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+            for (int j = 0; j < 2; ++j) pask_split_tf32(b[ni][j], b[ni][j], bs[ni][j]);
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < NI; ++ni) { /* the small terms first */
+                pask_mma(acc[mi][ni], as[mi], b[ni]);
+                pask_mma(acc[mi][ni], a[mi], bs[ni]);
+                pask_mma(acc[mi][ni], a[mi], b[ni]);
+            }
+#else
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
             for (int ni = 0; ni < NI; ++ni) pask_mma(acc[mi][ni], a[mi], b[ni]);
+#endif
     }
 }
 #endif /* PASK_PORTABLE_MMA */

@@ -61,7 +61,9 @@ class Conv final : public CudnnSolver {
 public:
     using CudnnSolver::CudnnSolver;
     bool applicable(const Problem &p) const override {
-        if (!gpu_dtype(p) || p.has_beta || !cudnn_activation(p)) return false;
+        // float32 at full precision: cuDNN's float32 engines may round to TF32
+        // (their numerical notes are not filtered here), paskdnn's 3xTF32 runs it
+        if (!gpu_dtype(p) || p.has_beta || !cudnn_activation(p) || p.full_fp32) return false;
         if (p.layout != PASK_LAYOUT_NCHW && p.layout != PASK_LAYOUT_NHWC) return false;
         // runtime compilation only pays where there is an epilogue to fuse
         if (rtc_ && !(p.has_bias || p.has_residual || p.activation != PASK_ACTIVATION_NONE)) return false;
@@ -91,7 +93,7 @@ class Gemm final : public CudnnSolver {
 public:
     using CudnnSolver::CudnnSolver;
     bool applicable(const Problem &p) const override {
-        if (!gpu_dtype(p) || p.has_beta || !cudnn_activation(p)) return false;
+        if (!gpu_dtype(p) || p.has_beta || !cudnn_activation(p) || p.full_fp32) return false;  // as Conv's
         // runtime compilation only pays where there is an epilogue to fuse
         return !rtc_ || p.has_bias || p.activation != PASK_ACTIVATION_NONE;
     }

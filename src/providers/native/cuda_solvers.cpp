@@ -63,7 +63,8 @@ struct Cuda {
     static constexpr double launch_us = 4.0;
     static constexpr double pool_flops_per_us = 50e6;
     static double mma_flops_per_us(const Problem &p) {
-        return p.dtype == PASK_DTYPE_FLOAT32 ? kTf32FlopsPerUs : kTensorFlopsPerUs;
+        // float32 at full precision: three TF32 mmas per product
+        return p.dtype == PASK_DTYPE_FLOAT32 ? (p.full_fp32 ? kTf32FlopsPerUs / 3 : kTf32FlopsPerUs) : kTensorFlopsPerUs;
     }
     static double igemm_layout_penalty(const Problem &p) { return p.layout == PASK_LAYOUT_NHWC ? 1.0 : 2.0; }
     // the vectorised NHWC entries are bound by memory (H100, MobileNetV2's
@@ -160,9 +161,9 @@ public:
 
 protected:
     std::string constants(const Problem &p) const override {
-        return "dtype=" + std::to_string(gpu::dtype_code(p.dtype)) + ",kh=" + std::to_string(p.kh) + ",kw=" +
-               std::to_string(p.kw) + ",stride=" + std::to_string(p.stride[0]) + ",pad=" + std::to_string(p.pad_pre[0]) +
-               ",dil=" + std::to_string(p.dilation[0]);
+        return mma_constants(p, "dtype=" + std::to_string(gpu::dtype_code(p.dtype)) + ",kh=" + std::to_string(p.kh) +
+                                    ",kw=" + std::to_string(p.kw) + ",stride=" + std::to_string(p.stride[0]) +
+                                    ",pad=" + std::to_string(p.pad_pre[0]) + ",dil=" + std::to_string(p.dilation[0]));
     }
 };
 

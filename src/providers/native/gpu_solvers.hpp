@@ -86,6 +86,11 @@ public:
 
 protected:
     virtual std::string constants(const Problem &p) const { return "dtype=" + std::to_string(dtype_code(p.dtype)); }
+    // The tensor-core solvers' constants: float32 at full precision compiles
+    // the 3xTF32 main loop (PASK_F32_FULL, pask_cuda_mma.cuh).
+    static std::string mma_constants(const Problem &p, const std::string &base) {
+        return p.full_fp32 ? base + ",f32_full=1" : base;
+    }
     static bool dtype_ok(const Problem &p) { return gpu_float(p, T::device); }
     static void launch(const Kernel &k, Backend &b, const unsigned grid[3], const unsigned block[3], unsigned smem,
                        void *params) {
@@ -102,6 +107,9 @@ class ConvIgemm : public GpuSolver<T> {
 public:
     using GpuSolver<T>::GpuSolver;
     bool applicable(const Problem &p) const override { return p.op == PASK_OP_CONV2D && this->dtype_ok(p); }
+    std::string constants(const Problem &p) const override {
+        return this->mma_constants(p, GpuSolver<T>::constants(p));
+    }
     double cost_us(const Problem &p) const override {
         const double bytes = (double(p.n) * p.c * p.h * p.w + double(p.n) * p.o * p.oh * p.ow +
                               double(p.o) * (p.c / p.groups) * p.kh * p.kw) * elem_bytes(p);
@@ -145,6 +153,9 @@ class Gemm final : public GpuSolver<T> {
 public:
     using GpuSolver<T>::GpuSolver;
     bool applicable(const Problem &p) const override { return p.op == PASK_OP_GEMM && this->dtype_ok(p); }
+    std::string constants(const Problem &p) const override {
+        return this->mma_constants(p, GpuSolver<T>::constants(p));
+    }
     double cost_us(const Problem &p) const override {
         const double bytes = (double(p.gm) * p.gk + double(p.gk) * p.gn + double(p.gm) * p.gn) * elem_bytes(p);
         return std::max(p.flops() / T::mma_flops_per_us(p), bytes / T::bytes_per_us) + T::launch_us;
