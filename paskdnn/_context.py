@@ -385,8 +385,26 @@ _default_lock = threading.Lock()
 _cuda_defaults: Dict[str, Context] = {}
 
 
+# The nvidia-cuda-nvrtc wheels' library folders: CUDA 13 (nvidia/cu13/lib) and 12.
+_NVRTC_WHEELS = (("nvidia.cu13", "libnvrtc.so.13"), ("nvidia.cuda_nvrtc", "libnvrtc.so.12"))
+
+
 def _find_nvrtc() -> Optional[str]:
-    """libnvrtc's path through cuda.pathfinder, when that package is installed."""
+    """libnvrtc's path: an nvidia-cuda-nvrtc wheel's copy, found without loading
+    it or importing cuda.pathfinder (about 90 ms on a context's start path;
+    the C core opens the library itself), else what cuda.pathfinder finds;
+    None: the C core searches the usual sonames."""
+    import importlib.util
+
+    for package, soname in _NVRTC_WHEELS:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            candidate = os.path.join(folder, "lib", soname)
+            if os.path.isfile(candidate):
+                return candidate
     try:
         from cuda import pathfinder
     except ImportError:
