@@ -5,7 +5,7 @@
 # suite against the ASan library; then a ThreadSanitizer build (build/tsan)
 # runs the concurrency tests. Any sanitizer report fails the script.
 #
-#   bash tools/sanitize.sh            # everything (~14-16 min on 2 cores, cold)
+#   bash tools/sanitize.sh            # everything (~14-16 min on 2 cores, cold; less when an installed paskdnn carries current cubins)
 #   SANITIZE_SKIP_TSAN=1 bash tools/sanitize.sh
 #   SANITIZE_SKIP_PYTHON=1 bash tools/sanitize.sh
 #
@@ -82,11 +82,31 @@ mkdir -p build "$LOGS"
 
 # ---- AddressSanitizer + UBSan ---------------------------------------------------------
 step "ASan+UBSan build (build/asan)"
-# With nvcc (CI has it) the ASan build carries the prebuilt cubins, so that the
-# CUDA double's tests of paskdnn's own CUDA solvers (launch geometry, split-K
-# and transpose scratch, the few-rows and vectorised entries) run their host
-# code under ASan+UBSan too; without nvcc those tests skip.
-build build/asan address,undefined auto
+# The ASan build carries prebuilt cubins, so that the CUDA double's tests of
+# paskdnn's own CUDA solvers (launch geometry, split-K and transpose scratch,
+# the few-rows and vectorised entries) run their host code under ASan+UBSan too;
+# without any those tests skip. Cubins are device code, the same with or without
+# a sanitizer: when the installed paskdnn (CI installs this tree just before)
+# carries all 30 and each is newer than every CUDA source, they are copied
+# (nvcc's 30 compiles are ~10 of a 2-core machine's minutes); otherwise nvcc
+# builds them here when it is found.
+installed_cubins() {  # prints the installed package's kernels/ folder when its cubins are current
+    local dir src newest
+    dir=$(cd / && python3 -c 'from paskdnn import _lib; print(_lib.library_dir() / "kernels")' 2>/dev/null) || return 1
+    [ "$(ls "$dir"/pask_cuda_*.cubin 2>/dev/null | wc -l)" -eq 30 ] || return 1
+    newest=$(ls -t "$ROOT"/src/kernels/cuda/* | head -1)
+    for src in "$dir"/pask_cuda_*.cubin; do
+        [ "$src" -nt "$newest" ] || return 1
+    done
+    echo "$dir"
+}
+if CUBINS=$(installed_cubins); then
+    build build/asan address,undefined disabled
+    cp "$CUBINS"/pask_cuda_*.cubin build/asan/src/kernels/
+    echo "   cubins: copied from $CUBINS"
+else
+    build build/asan address,undefined auto
+fi
 ASAN_LIB=$ROOT/build/asan/src/libpaskdnn.so
 test -f "$ASAN_LIB" && test -f build/asan/src/include/paskdnn.h && test -d build/asan/src/kernels
 
