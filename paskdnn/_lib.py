@@ -28,6 +28,7 @@ ENVIRONMENT = {
     "PASKDNN_MIOPEN": "path of libMIOpen",
     "PASKDNN_CAPTURE": "0 turns graph capture off in graph.Runner (default on for CUDA contexts)",
     "PASKDNN_T_SPAWN": "set by the coldstart runner for its child processes",
+    "PASKDNN_SHA256": "portable: checksum code objects without the x86 SHA instructions (tests check both)",
     # read by the test suite only
     "PASKDNN_EMU_CXXFLAGS": "tests: compiler flags of the GPU-kernel emulation",
     "PASKDNN_SLOW_TESTS": "tests: run the slow tests",
