@@ -489,6 +489,37 @@ def test_precompile_refuses_bad_options(tmp_path, capsys):
 # ---- the C functions bundles are made from --------------------------------------------------
 
 
+def _records():
+    C = _lib.C
+    head = [C.PASK_DEVICE_CPU, 0, C.PASK_DTYPE_FLOAT16, C.PASK_LAYOUT_NHWC, C.PASK_LAYOUT_NHWC]
+    relu = [C.PASK_ACTIVATION_RELU, 0, 0]
+    return {
+        "conv2d": [C.PASK_OP_CONV2D, *head, 1, 32, 56, 56, 64, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1, 0, 0, *relu],
+        "pool2d": [C.PASK_OP_POOL2D, *head, 2, 16, 9, 9, 4, 4, 3, 3, 2, 2, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0],
+        "gemm": [C.PASK_OP_GEMM, *head[:2], C.PASK_DTYPE_FLOAT16, C.PASK_LAYOUT_ROW_MAJOR, C.PASK_LAYOUT_ROW_MAJOR,
+                 0, 1, 8, 100, 64, 64, 64, 100, 1, 0, *relu],
+        "eltwise": [C.PASK_OP_ELTWISE, *head, 2, 8, 5, 5, 1, 8, 1, 1, 2, 8, 5, 5, *relu],
+        "cat": [C.PASK_OP_CAT, *head, 1, 7, 7, 3, 8, 16, 24],
+    }
+
+
+@pytest.mark.parametrize("op", ["conv2d", "pool2d", "gemm", "eltwise", "cat"])
+def test_problem_records_read_every_field_checked(op):
+    """pask_kernel_candidates reads a bundle's problem record field by field:
+    a good record of each op is read, and any one field out of range (or the
+    record one field short or long) is refused naming the record."""
+    rec = _records()[op]
+    assert isinstance(P.kernel_candidates(rec, "sm_90"), list)
+    for i in range(len(rec)):
+        bad = list(rec)
+        bad[i] = -5
+        with pytest.raises(paskdnn.InvalidArgumentError, match="bad problem record"):
+            P.kernel_candidates(bad, "sm_90")
+    for bad in (rec[:-1], rec + [1]):
+        with pytest.raises(paskdnn.InvalidArgumentError, match="bad problem record"):
+            P.kernel_candidates(bad, "sm_90")
+
+
 def test_kernel_candidates_list_the_native_kernels_without_a_device():
     conv = [_lib.C.PASK_OP_CONV2D, _lib.C.PASK_DEVICE_CPU, 0, _lib.C.PASK_DTYPE_FLOAT16, _lib.C.PASK_LAYOUT_NHWC,
             _lib.C.PASK_LAYOUT_NHWC, 1, 32, 56, 56, 32, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 32, 1, 0, 0, 0, 0, 0]

@@ -149,66 +149,61 @@ bool Problem::operator==(const Problem &other) const {
     return a == b && std::equal(mine, mine + a, theirs);
 }
 
-Problem Problem::from_fields(const std::vector<int64_t> &f) {
-    auto bad = [](const std::string &why) { fail(PASK_ERROR_INVALID_ARGUMENT, "bad problem record: " + why); };
-    if (f.size() < 6) bad("too few fields");
-    Problem p;
-    auto in = [&](int64_t v, int64_t lo, int64_t hi, const char *what) {
+namespace {
+
+// Reads a problem record's fields in order, each checked against its range;
+// any failure is an InvalidArgument naming the field.
+struct FieldReader {
+    const std::vector<int64_t> &f;
+    size_t i = 6;  // the six fields every record starts with are read by from_fields
+    static constexpr int64_t big = int64_t(1) << 40;
+
+    [[noreturn]] static void bad(const std::string &why) {
+        fail(PASK_ERROR_INVALID_ARGUMENT, "bad problem record: " + why);
+    }
+    static int64_t in(int64_t v, int64_t lo, int64_t hi, const char *what) {
         if (v < lo || v > hi) bad(std::string(what) + " out of range");
         return v;
-    };
-    p.op = static_cast<pask_op_t>(in(f[0], PASK_OP_CONV2D, PASK_OP_CAT, "op"));
-    p.device = static_cast<pask_device_type_t>(in(f[1], PASK_DEVICE_CPU, PASK_DEVICE_HIP, "device"));
-    p.device_index = static_cast<int>(in(f[2], 0, 1024, "device index"));
-    p.full_fp32 = (f[3] & kFullFp32Bit) != 0;
-    p.dtype = static_cast<pask_dtype_t>(in(f[3] & ~kFullFp32Bit, PASK_DTYPE_FLOAT32, PASK_DTYPE_FLOAT64, "dtype"));
-    if (p.full_fp32 && (p.dtype != PASK_DTYPE_FLOAT32 || f[3] < 0)) bad("full float32 precision on a non-float32 dtype");
-    p.layout = static_cast<pask_layout_t>(in(f[4], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "layout"));
-    p.weight_layout = static_cast<pask_layout_t>(in(f[5], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "weight layout"));
-    size_t want = p.op == PASK_OP_CONV2D ? 30 : p.op == PASK_OP_POOL2D ? 26 : p.op == PASK_OP_GEMM ? 19
-                : p.op == PASK_OP_ELTWISE ? 21 : 10;
-    if (p.op == PASK_OP_CAT) {
-        if (f.size() < 10) bad("too few fields for cat");
-        want = 10 + size_t(in(f[9], 1, kMaxCatInputs, "cat input count"));
     }
-    if (f.size() != want) bad("expected " + std::to_string(want) + " fields for " + op_name(p.op));
-    constexpr int64_t big = int64_t(1) << 40;
-    size_t i = 6;
-    auto dim = [&](const char *what) { return in(f[i++], 1, big, what); };
-    auto nonneg = [&](const char *what) { return in(f[i++], 0, big, what); };
-    auto flag = [&](const char *what) { return in(f[i++], 0, 1, what); };
-    auto activation = [&]() {  // the activation and its two parameters (float bits)
-        p.activation = static_cast<pask_activation_t>(in(f[i++], 0, kLastActivation, "activation"));
+    int64_t next(int64_t lo, int64_t hi, const char *what) { return in(f[i++], lo, hi, what); }
+    int64_t dim(const char *what) { return next(1, big, what); }
+    int64_t nonneg(const char *what) { return next(0, big, what); }
+    int64_t flag(const char *what) { return next(0, 1, what); }
+
+    void activation(Problem &p) {  // the activation and its two parameters (float bits)
+        p.activation = static_cast<pask_activation_t>(next(0, kLastActivation, "activation"));
         for (float &v : p.act_params) {
             const int64_t b = f[i++];
             if (b < 0 || b > 0xffffffffll) bad("activation parameter out of range");
             v = bits_float(b);
             if (v != v) bad("activation parameter is NaN");
         }
-    };
-    if (p.op == PASK_OP_CONV2D) {
-        p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = dim("o");
+    }
+    // conv2d and pool2d: n c h w, then (conv2d) o, then oh ow kh kw, strides, pads, dilations
+    void window(Problem &p, bool conv) {
+        p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w");
+        p.o = conv ? dim("o") : p.c;
         p.oh = dim("oh"); p.ow = dim("ow"); p.kh = dim("kh"); p.kw = dim("kw");
         p.stride[0] = dim("stride"); p.stride[1] = dim("stride");
         p.pad_pre[0] = nonneg("pad"); p.pad_pre[1] = nonneg("pad");
         p.pad_post[0] = nonneg("pad"); p.pad_post[1] = nonneg("pad");
         p.dilation[0] = dim("dilation"); p.dilation[1] = dim("dilation");
+    }
+    void conv2d(Problem &p) {
+        window(p, true);
         p.groups = dim("groups");
         if (p.c % p.groups || p.o % p.groups) bad("groups must divide channels");
         p.has_bias = flag("has_bias"); p.has_residual = flag("has_residual"); p.has_beta = flag("has_beta");
-        activation();
-    } else if (p.op == PASK_OP_POOL2D) {
-        p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = p.c;
-        p.oh = dim("oh"); p.ow = dim("ow"); p.kh = dim("kh"); p.kw = dim("kw");
-        p.stride[0] = dim("stride"); p.stride[1] = dim("stride");
-        p.pad_pre[0] = nonneg("pad"); p.pad_pre[1] = nonneg("pad");
-        p.pad_post[0] = nonneg("pad"); p.pad_post[1] = nonneg("pad");
-        p.dilation[0] = dim("dilation"); p.dilation[1] = dim("dilation");
-        p.pool_mode = static_cast<pask_pool_mode_t>(in(f[i++], 0, 1, "pool mode"));
+        activation(p);
+    }
+    void pool2d(Problem &p) {
+        window(p, false);
+        p.pool_mode = static_cast<pask_pool_mode_t>(next(0, 1, "pool mode"));
         p.ceil_mode = static_cast<int>(flag("ceil_mode"));
         p.count_include_pad = static_cast<int>(flag("count_include_pad"));
         p.divisor_override = nonneg("divisor_override");
-    } else if (p.op == PASK_OP_ELTWISE) {
+    }
+    void eltwise(Problem &p) {
         p.n = dim("n"); p.c = dim("c"); p.h = dim("h"); p.w = dim("w"); p.o = p.c; p.oh = p.h; p.ow = p.w;
         const int64_t x[4] = {p.n, p.c, p.h, p.w};
         for (int64_t *d : {p.mdims, p.adims}) {
@@ -217,10 +212,11 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
             for (int j = 0; j < 4 && !absent; ++j)
                 if (d[j] != 1 && d[j] != x[j]) bad("operand dims must each be 1 or x's");
         }
-        activation();
-    } else if (p.op == PASK_OP_CAT) {
+        activation(p);
+    }
+    void cat(Problem &p) {
         p.n = dim("n"); p.h = dim("h"); p.w = dim("w"); p.oh = p.h; p.ow = p.w;
-        ++i;  // the count, read above
+        ++i;  // the count, checked by from_fields
         int64_t total = 0;
         while (i < f.size()) {
             p.cat_c.push_back(dim("cat channels"));
@@ -228,12 +224,44 @@ Problem Problem::from_fields(const std::vector<int64_t> &f) {
             if (total > big) bad("cat channels out of range");
         }
         p.c = p.o = total;
-    } else {
+    }
+    void gemm(Problem &p) {
         p.trans_a = static_cast<int>(flag("trans_a")); p.trans_b = static_cast<int>(flag("trans_b"));
         p.gm = dim("m"); p.gn = dim("n"); p.gk = dim("k");
         p.lda = dim("lda"); p.ldb = dim("ldb"); p.ldc = dim("ldc");
         p.has_bias = flag("has_bias"); p.has_beta = flag("has_beta");
-        activation();
+        activation(p);
+    }
+};
+
+}  // namespace
+
+Problem Problem::from_fields(const std::vector<int64_t> &f) {
+    using R = FieldReader;
+    if (f.size() < 6) R::bad("too few fields");
+    Problem p;
+    p.op = static_cast<pask_op_t>(R::in(f[0], PASK_OP_CONV2D, PASK_OP_CAT, "op"));
+    p.device = static_cast<pask_device_type_t>(R::in(f[1], PASK_DEVICE_CPU, PASK_DEVICE_HIP, "device"));
+    p.device_index = static_cast<int>(R::in(f[2], 0, 1024, "device index"));
+    p.full_fp32 = (f[3] & kFullFp32Bit) != 0;
+    p.dtype = static_cast<pask_dtype_t>(R::in(f[3] & ~kFullFp32Bit, PASK_DTYPE_FLOAT32, PASK_DTYPE_FLOAT64, "dtype"));
+    if (p.full_fp32 && (p.dtype != PASK_DTYPE_FLOAT32 || f[3] < 0)) R::bad("full float32 precision on a non-float32 dtype");
+    p.layout = static_cast<pask_layout_t>(R::in(f[4], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "layout"));
+    p.weight_layout = static_cast<pask_layout_t>(R::in(f[5], PASK_LAYOUT_ROW_MAJOR, PASK_LAYOUT_NHWC, "weight layout"));
+    size_t want = p.op == PASK_OP_CONV2D ? 30 : p.op == PASK_OP_POOL2D ? 26 : p.op == PASK_OP_GEMM ? 19
+                : p.op == PASK_OP_ELTWISE ? 21 : 10;
+    if (p.op == PASK_OP_CAT) {
+        if (f.size() < 10) R::bad("too few fields for cat");
+        want = 10 + size_t(R::in(f[9], 1, kMaxCatInputs, "cat input count"));
+    }
+    if (f.size() != want) R::bad("expected " + std::to_string(want) + " fields for " + op_name(p.op));
+    R r{f};
+    switch (p.op) {
+    case PASK_OP_CONV2D: r.conv2d(p); break;
+    case PASK_OP_POOL2D: r.pool2d(p); break;
+    case PASK_OP_ELTWISE: r.eltwise(p); break;
+    case PASK_OP_CAT: r.cat(p); break;
+    default: r.gemm(p); break;
     }
     return p;
 }
