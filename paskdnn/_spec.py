@@ -908,6 +908,19 @@ def pool2d_output_dims(xdims: Sequence[int], mode: str, kernel: Any, stride: Any
         return tuple(int(v) for v in dims)  # type: ignore[return-value]
 
 
+def cat_output_dims(all_dims: Sequence[Sequence[int]], layout: str = "NCHW",
+                    dcode: Optional[int] = None) -> Tuple[int, int, int, int]:
+    """The C library's logical (N, sum C, H, W) of a channel concatenation
+    (pask_cat_output_dims); each of all_dims is an input's (N, C, H, W)."""
+    ffi, lib = _lib.load()
+    dc = C.PASK_DTYPE_FLOAT32 if dcode is None else dcode
+    with _Descs() as d:
+        descs = ffi.new("const_pask_tensor_desc_t[]", [d.make(LAYOUTS[layout], x, dc) for x in all_dims])
+        dims = ffi.new("int64_t[4]")
+        _lib.check(lib.pask_cat_output_dims(len(all_dims), descs, dims))
+        return tuple(int(v) for v in dims)  # type: ignore[return-value]
+
+
 def _user_shape(ydims: Sequence[int], layout: str, unbatched: bool) -> Tuple[int, ...]:
     shape = physical(ydims, layout)
     return shape[1:] if unbatched else shape
@@ -939,10 +952,8 @@ def _create_plan(key: tuple, handle: Any) -> Tuple[Any, Any]:
             return plan[0], _user_shape(ydims, lay, rank == 3)
         if op == "cat":
             _, lay, all_dims, unbatched, dc = key
+            ydims = cat_output_dims(all_dims, lay, dc)
             descs = ffi.new("const_pask_tensor_desc_t[]", [d.make(LAYOUTS[lay], x, dc) for x in all_dims])
-            dims = ffi.new("int64_t[4]")
-            _lib.check(lib.pask_cat_output_dims(len(all_dims), descs, dims))
-            ydims = tuple(int(v) for v in dims)
             _lib.check(lib.pask_plan_create_cat(plan, handle, len(all_dims), descs, d.make(LAYOUTS[lay], ydims, dc)))
             return plan[0], _user_shape(ydims, lay, unbatched)
         if op == "conv2d":

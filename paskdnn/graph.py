@@ -88,9 +88,10 @@ class Graph:
 
 
 def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
-    """Every value's shape for a batch size, in the graph's layout. Convolution
-    and pooling sizes are the C library's (pask_conv2d_output_dims,
-    pask_pool2d_output_dims), so they agree with what the calls check."""
+    """Every value's shape for a batch size, in the graph's layout. Convolution,
+    pooling and concatenation sizes are the C library's (pask_conv2d_output_dims,
+    pask_pool2d_output_dims, pask_cat_output_dims), so they agree with what the
+    calls check."""
     layout = graph.layout
     shapes: Dict[str, tuple] = {graph.input_name: (batch,) + tuple(graph.input_shape)}
     for node in graph.nodes:
@@ -127,9 +128,8 @@ def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
         elif node.op == "eltwise":
             shapes[node.output] = tuple(x)
         elif node.op == "cat":
-            dims = [_spec.nchw_dims(shapes[i], layout) for i in node.inputs]
-            n, _, h, w = dims[0]
-            shapes[node.output] = _spec.physical((n, sum(d[1] for d in dims), h, w), layout)
+            dims = _spec.cat_output_dims([_spec.nchw_dims(shapes[i], layout) for i in node.inputs], layout)
+            shapes[node.output] = _spec.physical(dims, layout)
         elif node.op == "linear":
             shapes[node.output] = tuple(x[:-1]) + (node.weights["weight"].shape[0],)
     return shapes

@@ -177,3 +177,23 @@ def test_bad_layouts_and_inputs_are_refused(tmp_path):
         r.run(np.ones((1, 16, 16, 3), np.float32))  # NHWC data for an NCHW graph
     with pytest.raises(ValueError, match="shape"):
         r.input(np.ones((1, 16, 16, 3), np.float32))
+
+
+def test_shapes_of_a_concat_come_from_the_c_library_and_mismatches_are_refused():
+    """graph.infer_shapes asks pask_cat_output_dims: channels add up in either
+    layout, and inputs whose batch or spatial sizes differ are refused with
+    the library's message before anything runs."""
+    conv = dict(stride=1, padding=0, dilation=1, groups=1, activation=None, layout="NCHW", weight_layout="OIHW")
+    w = lambda o, c, k: {"weight": np.ones((o, c, k, k), np.float32)}
+    for pad, ok in ((1, True), (0, False)):
+        nodes = [Node("a", "conv2d", ["x"], "a", dict(conv, padding=pad), w(4, 3, 3)),
+                 Node("b", "conv2d", ["x"], "b", conv, w(5, 3, 1)),
+                 Node("cat", "cat", ["a", "b"], "y", {})]
+        g = Graph("cat", "x", (3, 6, 7), nodes, "y")
+        for layout in ("NCHW", "NHWC"):
+            shapes = lambda: G.infer_shapes(g if layout == "NCHW" else G.relayout(g, "NHWC"), 2)
+            if ok:
+                assert shapes()["y"] == ((2, 9, 6, 7) if layout == "NCHW" else (2, 6, 7, 9))
+            else:
+                with pytest.raises(paskdnn.ShapeMismatchError, match="N, H and W must agree"):
+                    shapes()
