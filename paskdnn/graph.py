@@ -21,7 +21,7 @@ import os
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -133,6 +133,41 @@ def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
         elif node.op == "linear":
             shapes[node.output] = tuple(x[:-1]) + (node.weights["weight"].shape[0],)
     return shapes
+
+
+def hint_calls(graph: Graph, shapes: Dict[str, tuple], hint: Callable[..., Any]) -> int:
+    """Calls hint(op, *args, **kwargs) (a Context.hint's signature) once per
+    primitive call of one run of graph, in order, with shapes from
+    infer_shapes; returns how many. Runner.give_hints and precompile's hint
+    list are this one list."""
+    TensorSpec = _spec.TensorSpec
+    dt, layout = graph.dtype, graph.layout
+    count = 0
+    for node in graph.nodes:
+        w = node.weights
+        if node.op == "flatten":
+            continue
+        x = TensorSpec(shapes[node.inputs[0]], dt)
+        kw = dict(node.params)
+        if node.op == "conv2d":
+            if len(node.inputs) > 1:
+                kw["residual"] = TensorSpec(shapes[node.inputs[1]], dt)
+            hint("conv2d", x, TensorSpec(w["weight"].shape, dt), True if "bias" in w else None, **kw)
+        elif node.op == "linear":
+            hint("linear", x, TensorSpec(w["weight"].shape, dt), True if "bias" in w else None, **kw)
+        elif node.op == "eltwise":
+            operands = {role: shapes[name] for role, name in zip(kw.get("roles", ()), node.inputs[1:])}
+            operands.update({k: v.shape for k, v in w.items() if k in ("mul", "add")})
+            spec = {k: TensorSpec(v, dt) for k, v in operands.items()}
+            hint("eltwise", x, spec.get("mul"), spec.get("add"), activation=kw.get("activation"),
+                 activation_params=kw.get("activation_params"), layout=layout)
+        elif node.op == "cat":
+            hint("cat", [TensorSpec(shapes[i], dt) for i in node.inputs], 1 if layout == "NCHW" else 3,
+                 layout=layout)
+        else:
+            hint(node.op, x, **kw)
+        count += 1
+    return count
 
 
 # ---- layout ------------------------------------------------------------------------
@@ -655,35 +690,7 @@ class Runner:
     # -- hints --
     def give_hints(self) -> int:
         """Gives the context one hint per primitive call of a run; returns how many."""
-        TensorSpec = _spec.TensorSpec
-        count = 0
-        for node in self.graph.nodes:
-            w = node.weights
-            if node.op == "flatten":
-                continue
-            x = TensorSpec(self._shapes[node.inputs[0]], self.graph.dtype)
-            kw = dict(node.params)
-            if node.op == "conv2d":
-                if len(node.inputs) > 1:
-                    kw["residual"] = TensorSpec(self._shapes[node.inputs[1]], self.graph.dtype)
-                self.ctx.hint("conv2d", x, TensorSpec(node.weights["weight"].shape, self.graph.dtype),
-                              True if "bias" in w else None, **kw)
-            elif node.op == "linear":
-                self.ctx.hint("linear", x, TensorSpec(node.weights["weight"].shape, self.graph.dtype),
-                              True if "bias" in w else None, **kw)
-            elif node.op == "eltwise":
-                shapes = {role: self._shapes[name] for role, name in zip(kw.get("roles", ()), node.inputs[1:])}
-                shapes.update({k: v.shape for k, v in w.items() if k in ("mul", "add")})
-                spec = {k: TensorSpec(v, self.graph.dtype) for k, v in shapes.items()}
-                self.ctx.hint("eltwise", x, spec.get("mul"), spec.get("add"), activation=kw.get("activation"),
-                              activation_params=kw.get("activation_params"), layout=self.graph.layout)
-            elif node.op == "cat":
-                self.ctx.hint("cat", [TensorSpec(self._shapes[i], self.graph.dtype) for i in node.inputs],
-                              self._channel_axis(), layout=self.graph.layout)
-            else:
-                self.ctx.hint(node.op, x, **kw)
-            count += 1
-        return count
+        return hint_calls(self.graph, self._shapes, self.ctx.hint)
 
     # -- execution --
     def run(self, x: Any, timed: bool = False, record: bool = True) -> Any:

@@ -43,7 +43,7 @@ _ARCH = re.compile(r"^sm_[0-9]{2,3}[a-z]?$")
 
 
 class _FieldsRecorder:
-    """Stands in for a Context in graph.Runner.give_hints: each hint becomes a
+    """Its hint (a Context.hint's signature, for graph.hint_calls): each hint becomes a
     plan on a CPU context (plans need no device of their dtype; nothing runs)
     and its Problem's canonical fields are recorded."""
 
@@ -68,32 +68,18 @@ class _FieldsRecorder:
             self.problems.append({"desc": op, "fields": f})
 
 
-class _HintTarget:
-    """What Runner.give_hints reads of a runner: its graph, shapes and context."""
-
-    def __init__(self, graph: Any, batch: int, ctx: Any) -> None:
-        from .graph import infer_shapes
-
-        self.graph = graph
-        self._shapes = infer_shapes(graph, batch)
-        self.ctx = ctx
-
-    def _channel_axis(self) -> int:
-        return 1 if self.graph.layout == "NCHW" else 3
-
-
 def hint_records(graph: Any, batches: Sequence[int]) -> List[Dict[str, Any]]:
     """One paskdnn hints record (pask_context_save_record's format) per batch
     size: the graph's primitive calls of a run, in order."""
     from ._context import Context
-    from .graph import Runner
+    from .graph import hint_calls, infer_shapes
 
     ctx = Context("cpu", num_threads=1, loader_threads=0, trace=False)
     try:
         records = []
         for b in batches:
             rec = _FieldsRecorder(ctx)
-            Runner.give_hints(_HintTarget(graph, b, rec))  # the runner's own list of calls
+            hint_calls(graph, infer_shapes(graph, b), rec.hint)  # the runner's own list of calls
             records.append({"format": "paskdnn-hints", "version": 1, "batch": int(b), "problems": rec.problems})
         return records
     finally:
