@@ -424,7 +424,11 @@ def test_a_stream_set_for_a_closed_context_never_reaches_a_new_one(double, cache
     on the stream a caller set for the closed one."""
     import threading
 
+    from paskdnn import _lib
+
+    ffi = _lib.load()[0]
     seen = []  # per context: (stream its op ran on, stream the next context's first copy waited for)
+    addresses = []  # each context's handle: its backend is made and freed with it
 
     def body():
         for i in range(32):
@@ -437,6 +441,7 @@ def test_a_stream_set_for_a_closed_context_never_reaches_a_new_one(double, cache
             paskdnn.conv2d(x, w, context=ctx, stream=stream)
             assert field(double.calls("miopenConvolutionForwardImmediate")[-1], "stream") == hex(stream)
             seen.append((hex(stream), first_sync))
+            addresses.append(int(ffi.cast("uintptr_t", ctx._h())))
             del x, w
             ctx.close()
 
@@ -444,6 +449,8 @@ def test_a_stream_set_for_a_closed_context_never_reaches_a_new_one(double, cache
     t.start()
     t.join()
     assert len(seen) == 32
+    # the case under test happened: the allocator handed a closed context's block to a later one
+    assert len(set(addresses)) < len(addresses), "no context landed where a closed one stood"
     default = seen[0][1]  # the first context on this thread: nothing set yet
     assert default not in {s for s, _ in seen}
     # every later context (several at an address an earlier one had) starts on the default stream
