@@ -97,16 +97,39 @@ def child(argv: List[str]) -> int:
         t0 = time.perf_counter()
         runner.run(x, record=False)
         steady.append((time.perf_counter() - t0) * 1e3)
+    steady_captured = _captured_steady(runner, x, a.steady)
     result = dict(model=a.model, device=a.device, policy=a.policy, layout=a.layout, dtype=a.dtype, batch=a.batch,
                   import_ms=(t_import - t_spawn) * 1e3, context_ms=(t_context - t_import) * 1e3,
                   model_ready_ms=(t_ready - t_spawn) * 1e3,
                   first_from_start_ms=(t_first - t_spawn) * 1e3, first_from_ready_ms=(t_first - t_ready) * 1e3,
                   first_enqueue_ms=first_enqueue_ms,
-                  steady_ms=statistics.median(steady), stats=first_stats, layers=report,
+                  steady_ms=statistics.median(steady), steady_captured_ms=steady_captured,
+                  captures=getattr(runner, "captures", 0), stats=first_stats, layers=report,
                   output_checksum=float(np.abs(out.astype(np.float64)).sum()))
     with open(a.json_out, "w") as f:
         json.dump(result, f)
     return 0
+
+
+def _captured_steady(runner: Any, x: Any, runs: int, settle_limit: int = 300) -> Optional[float]:
+    """Median ms of runs replays of the runner's captured graph (it captures once
+    its kernels have stayed settled; up to settle_limit runs are given for that);
+    None where the runner does not capture (CPU and HIP contexts, capture off)
+    or did not capture within the limit."""
+    if not getattr(runner, "capture", False):
+        return None
+    for _ in range(settle_limit):
+        if runner.captured:
+            break
+        runner.run(x, record=False)
+    if not runner.captured:
+        return None
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        runner.run(x, record=False)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
 
 
 def _run_child(args: argparse.Namespace, policy: str, cache_dir: str, work: str, trace: str = "") -> Dict[str, Any]:
@@ -208,7 +231,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--steady", type=_positive_int, default=20, metavar="N",
                     help="steady-state runs after the loads settle (median reported; a GPU context times six "
                          "runs of each layer after the first inference to rank its solvers, so later runs are "
-                         "its steady state) (default: %(default)s)")
+                         "its steady state; on a GPU as many again once the runner replays its captured CUDA "
+                         "graph, reported as 'captured') (default: %(default)s)")
     ap.add_argument("--out", default="coldstart-results", metavar="DIR",
                     help="folder for coldstart.md, coldstart.json, the figures and the trace, created when "
                          "missing (default: %(default)s)")
@@ -430,14 +454,28 @@ def markdown(doc: Dict[str, Any]) -> str:
 
 
 def table_lines(rows: List[Dict[str, Any]]) -> List[str]:
+    """The summary table; the captured steady state's two columns where a run
+    replayed a captured graph (GPU runners)."""
+    captured = any(r.get("steady_captured_ms") for r in rows)
+    extra = f" {'captured':>9} {'first/captured':>14}" if captured else ""
     out = [f"{'policy':<10} {'cache':<5} {'first (start)':>14} {'first (ready)':>14} {'steady':>9} "
-           f"{'first/steady':>12} {'vs reactive':>11} {'blocking loads':>14} {'reuses':>6} {'compiles':>8}"]
+           f"{'first/steady':>12}{extra} {'vs reactive':>11} {'blocking loads':>14} {'reuses':>6} {'compiles':>8}"]
     for r in rows:
         vs = f"{r['speedup_vs_reactive']:.2f}x" if r["speedup_vs_reactive"] else "-"
+        cap = ""
+        if captured:
+            c = r.get("steady_captured_ms")
+            cap = (f" {c:>6.2f} ms {r['first_from_ready_ms'] / c:>13.2f}x" if c else f" {'-':>9} {'-':>14}")
         out.append(f"{r['policy']:<10} {r['cache']:<5} {r['first_from_start_ms']:>11.1f} ms "
-                   f"{r['first_from_ready_ms']:>11.1f} ms {r['steady_ms']:>6.2f} ms {r['first_over_steady']:>11.2f}x "
-                   f"{vs:>11} {r['blocking_loads']:>14.0f} {r['reuses']:>6.0f} {r['compiles']:>8.0f}")
+                   f"{r['first_from_ready_ms']:>11.1f} ms {r['steady_ms']:>6.2f} ms {r['first_over_steady']:>11.2f}x"
+                   f"{cap} {vs:>11} {r['blocking_loads']:>14.0f} {r['reuses']:>6.0f} {r['compiles']:>8.0f}")
     return out
+
+
+def _median_present(values: Any) -> Optional[float]:
+    """The median of the values that are not None; None when none is."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
 def summarize(runs: List[Dict[str, Any]], policies: List[str]) -> List[Dict[str, Any]]:
@@ -453,6 +491,7 @@ def summarize(runs: List[Dict[str, Any]], policies: List[str]) -> List[Dict[str,
                        first_from_start_ms=statistics.median(r["first_from_start_ms"] for r in rs),
                        first_from_ready_ms=statistics.median(r["first_from_ready_ms"] for r in rs),
                        steady_ms=statistics.median(r["steady_ms"] for r in rs),
+                       steady_captured_ms=_median_present(r.get("steady_captured_ms") for r in rs),
                        blocking_loads=statistics.median(r["stats"]["blocking_loads"] for r in rs),
                        reuses=statistics.median(r["stats"]["reuses"] for r in rs),
                        compiles=statistics.median(r["stats"]["compiles"] for r in rs))

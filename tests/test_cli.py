@@ -151,3 +151,17 @@ def test_gpu_reference_shipped_with_the_package_is_the_table_in_bench_results():
                        f"{r['speedup_vs_reactive']:.2f}x | {r['blocking_loads']} | {r['reuses']} | "
                        f"{r['compiles']} |")
     assert sorted(got) == sorted(rows)
+
+
+def test_coldstart_table_shows_the_captured_steady_state_only_where_measured():
+    from paskdnn import coldstart
+
+    row = dict(policy="pask", cache="cold", first_from_start_ms=900.0, first_from_ready_ms=2.0, steady_ms=1.6,
+               first_over_steady=1.25, speedup_vs_reactive=None, blocking_loads=0, reuses=3, compiles=0)
+    cpu = coldstart.table_lines([dict(row, steady_captured_ms=None)])
+    assert "captured" not in cpu[0] and len(cpu) == 2
+    gpu = coldstart.table_lines([dict(row, steady_captured_ms=0.5), dict(row, cache="warm", steady_captured_ms=None)])
+    assert "first/captured" in gpu[0]
+    assert "0.50 ms" in gpu[1] and "4.00x" in gpu[1]  # 2.0 ms first against 0.5 ms replays
+    assert gpu[2].split()[9:11] == ["-", "-"]
+    assert coldstart._median_present([None, 3.0, 1.0, None]) == 2.0 and coldstart._median_present([None]) is None

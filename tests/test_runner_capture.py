@@ -197,3 +197,22 @@ def test_runner_capture_is_off_on_the_cpu():
             G.Runner(g, c, settle_runs=0)
     finally:
         c.close()
+
+
+def test_coldstart_times_the_captured_steady_state_once_the_runner_replays(double_path, tmp_path):
+    """The main job's captured column (coldstart._captured_steady): runs until the
+    runner has captured, then times replays; None for a runner that does not
+    capture, or that does not capture within the limit it is given."""
+    out = run(double_path, tmp_path, RUNNER + textwrap.dedent("""
+        from paskdnn import coldstart
+        c = ctx(loader_threads=0)
+        r = G.Runner(g, c, settle_runs=3)
+        ms = coldstart._captured_steady(r, x1, 5)
+        out["ms"], out["captured"], out["counts"] = ms, r.captured, [r.captures, r.replays]
+        out["too_few"] = coldstart._captured_steady(G.Runner(g, c, settle_runs=50), x1, 5, settle_limit=10)
+        out["eager"] = coldstart._captured_steady(G.Runner(g, c, capture=False), x1, 5)
+        c.close()
+    """))
+    assert isinstance(out["ms"], float) and out["ms"] > 0
+    assert out["captured"] and out["counts"][0] == 1 and out["counts"][1] >= 5
+    assert out["too_few"] is None and out["eager"] is None
