@@ -153,7 +153,7 @@ if [ -z "${SANITIZE_SKIP_PYTHON:-}" ]; then
         rc=$?
         set -e
     }
-    for file in tests/test_c_api_errors.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py tests/test_reliability.py \
+    for file in tests/test_c_api_errors.py tests/test_sha256.py tests/test_pask.py tests/test_fuzz_c_api.py tests/test_stress.py tests/test_reliability.py \
                 tests/test_hip.py tests/test_cudnn_double.py tests/test_conv2d.py tests/test_gemm.py \
                 tests/test_pool.py tests/test_errors.py tests/test_graph.py tests/test_models.py \
                 tests/test_activations.py tests/test_nan_inf.py tests/test_empty_and_mixed.py \
