@@ -449,12 +449,15 @@ def test_a_stream_set_for_a_closed_context_never_reaches_a_new_one(double, cache
     t.start()
     t.join()
     assert len(seen) == 32
-    # the case under test happened: the allocator handed a closed context's block to a later one
-    assert len(set(addresses)) < len(addresses), "no context landed where a closed one stood"
     default = seen[0][1]  # the first context on this thread: nothing set yet
     assert default not in {s for s, _ in seen}
     # every later context (several at an address an earlier one had) starts on the default stream
     assert [first for _, first in seen] == [default] * 32
+    # ... and the case under test happened: the allocator handed a closed context's block to a later one
+    if len(set(addresses)) == len(addresses):
+        if "libasan" in os.environ.get("LD_PRELOAD", ""):
+            pytest.skip("ASan's quarantine never hands a freed block back: no recycled address to check")
+        pytest.fail("no context landed where a closed one stood: the case under test did not happen")
 
 
 def test_compiled_solution_is_reused_not_compiled_again(double, cache):
