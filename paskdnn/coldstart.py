@@ -92,23 +92,29 @@ def child(argv: List[str]) -> int:
     if a.trace:  # the first inference only: loads against layers
         ctx.export_trace(a.trace)
     ctx.wait_loads(timeout=600)
-    steady = []
-    for _ in range(a.steady):
-        t0 = time.perf_counter()
-        runner.run(x, record=False)
-        steady.append((time.perf_counter() - t0) * 1e3)
+    steady = _median_run_ms(runner, x, a.steady)
     steady_captured = _captured_steady(runner, x, a.steady)
     result = dict(model=a.model, device=a.device, policy=a.policy, layout=a.layout, dtype=a.dtype, batch=a.batch,
                   import_ms=(t_import - t_spawn) * 1e3, context_ms=(t_context - t_import) * 1e3,
                   model_ready_ms=(t_ready - t_spawn) * 1e3,
                   first_from_start_ms=(t_first - t_spawn) * 1e3, first_from_ready_ms=(t_first - t_ready) * 1e3,
                   first_enqueue_ms=first_enqueue_ms,
-                  steady_ms=statistics.median(steady), steady_captured_ms=steady_captured,
+                  steady_ms=steady, steady_captured_ms=steady_captured,
                   captures=getattr(runner, "captures", 0), stats=first_stats, layers=report,
                   output_checksum=float(np.abs(out.astype(np.float64)).sum()))
     with open(a.json_out, "w") as f:
         json.dump(result, f)
     return 0
+
+
+def _median_run_ms(runner: Any, x: Any, runs: int) -> float:
+    """Median ms of runs runs of the runner on x (no per-layer report)."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        runner.run(x, record=False)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
 
 
 def _captured_steady(runner: Any, x: Any, runs: int, settle_limit: int = 300) -> Optional[float]:
@@ -122,14 +128,7 @@ def _captured_steady(runner: Any, x: Any, runs: int, settle_limit: int = 300) ->
         if runner.captured:
             break
         runner.run(x, record=False)
-    if not runner.captured:
-        return None
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        runner.run(x, record=False)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return _median_run_ms(runner, x, runs) if runner.captured else None
 
 
 def _run_child(args: argparse.Namespace, policy: str, cache_dir: str, work: str, trace: str = "") -> Dict[str, Any]:

@@ -135,6 +135,11 @@ def infer_shapes(graph: Graph, batch: int) -> Dict[str, tuple]:
     return shapes
 
 
+def channel_axis(layout: str) -> int:
+    """The channel axis of a 4-D value in layout (NCHW or NHWC)."""
+    return 1 if layout == "NCHW" else 3
+
+
 def hint_calls(graph: Graph, shapes: Dict[str, tuple], hint: Callable[..., Any]) -> int:
     """Calls hint(op, *args, **kwargs) (a Context.hint's signature) once per
     primitive call of one run of graph, in order, with shapes from
@@ -162,8 +167,7 @@ def hint_calls(graph: Graph, shapes: Dict[str, tuple], hint: Callable[..., Any])
             hint("eltwise", x, spec.get("mul"), spec.get("add"), activation=kw.get("activation"),
                  activation_params=kw.get("activation_params"), layout=layout)
         elif node.op == "cat":
-            hint("cat", [TensorSpec(shapes[i], dt) for i in node.inputs], 1 if layout == "NCHW" else 3,
-                 layout=layout)
+            hint("cat", [TensorSpec(shapes[i], dt) for i in node.inputs], channel_axis(layout), layout=layout)
         else:
             hint(node.op, x, **kw)
         count += 1
@@ -653,7 +657,7 @@ class Runner:
                                           activation=kw.get("activation"),
                                           activation_params=kw.get("activation_params"))
             elif node.op == "cat":
-                spec = _spec.cat_spec([values[i] for i in node.inputs], self._channel_axis(), out=out,
+                spec = _spec.cat_spec([values[i] for i in node.inputs], channel_axis(self.graph.layout), out=out,
                                       layout=self.graph.layout)
             else:
                 spec = _spec.SPECS[node.op](src, out=out, **kw)
@@ -675,9 +679,6 @@ class Runner:
         for node, call in zip(self.graph.nodes, self._calls):
             if node.op == "conv2d" and call is not None:
                 _lib.check(lib.pask_plan_pack_weights(call.plan, ffi.NULL))
-
-    def _channel_axis(self) -> int:
-        return 1 if self.graph.layout == "NCHW" else 3
 
     @staticmethod
     def _operands(node: Node, weights: Dict[str, Any], values: Dict[str, Any]) -> Dict[str, Any]:

@@ -36,7 +36,8 @@ def _blank(src: str) -> str:
             out.append("\n" * src.count("\n", i, j))
             i = j
             continue
-        raw = re.match(r'R"([^(\s]*)\(', src[i:i + 40]) if c == "R" and (i == 0 or not (src[i - 1].isalnum() or src[i - 1] == "_")) else None
+        starts_word = i == 0 or not (src[i - 1].isalnum() or src[i - 1] == "_")
+        raw = re.match(r'R"([^(\s]*)\(', src[i:i + 40]) if c == "R" and starts_word else None
         if raw:
             end = ")" + raw.group(1) + '"'
             j = src.find(end, i + raw.end()) + len(end)
@@ -78,7 +79,8 @@ def long_functions(text: str, limit: int = MAX_LINES) -> List[Tuple[int, int, st
 
 def test_the_checker_finds_a_long_function_and_ignores_braces_in_text():
     body = "\n".join(f"    x += {i};  // {{ not a brace" for i in range(MAX_LINES))
-    text = f'int f(int x) {{\n{body}\n    return x;\n}}\nconst char *s = "{{{{";\nint g() {{ if (1) {{ return 2; }} }}\n'
+    text = (f'int f(int x) {{\n{body}\n    return x;\n}}\n'
+            f'const char *s = "{{{{";\nint g() {{ if (1) {{ return 2; }} }}\n')
     assert [(n, start) for n, start, _ in long_functions(text)] == [(MAX_LINES + 3, 1)]
     assert long_functions(text, MAX_LINES + 3) == []
 
