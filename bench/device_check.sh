@@ -4,7 +4,7 @@
 # benchmark, the eager host-overhead benchmark and the cold-start job, logs
 # under $OUT.   (device tool) carry [".whl"]: bash bench/device_check.sh
 # TESTS=... picks the test files; THEN=... the steps after them (default
-# "dispatch overhead coldstart"; also onnx, steady, fleet, doctor, driver, nanprobe).
+# "dispatch overhead coldstart"; also onnx, peeronnx, steady, fleet, loadprofile, doctor, driver, nanprobe).
 set -uo pipefail
 REPO=$(pwd)
 OUT=${OUT:-/tmp/out}
@@ -47,6 +47,18 @@ for what in ${THEN:-dispatch overhead coldstart}; do
              > "$OUT/precompile.log" 2>&1 && python3 -m paskdnn inspect /tmp/r50.pask | head -20
            PYTHONUNBUFFERED=1 timeout ${FLEET_TIMEOUT:-420} python3 "$REPO/bench/fleet.py" --bundle /tmp/r50.pask --out "$OUT/fleet" ${FLEET_ARGS:-} 2>&1 \
              | tail -20 ;;
+    peeronnx) PYTHONUNBUFFERED=1 timeout ${PEER_TIMEOUT:-480} python3 "$REPO/bench/peer_onnx.py" ${PEER_ARGS:-} --out "$OUT" \
+                2>&1 | grep -v -i warn | tail -30 ;;
+    loadprofile)  # a bundle's load with an empty user cache (twice) and then with the one the first warm run filled
+      [ -f /tmp/r50.pask ] || python3 -m paskdnn precompile resnet50 --arch sm_90 --dtype float16 --layout NHWC \
+        -o /tmp/r50.pask > "$OUT/precompile.log" 2>&1
+      warm=$(mktemp -d)
+      for run in cold1 cold2 warm1 warm2; do
+        case $run in cold*) dir=$(mktemp -d) ;; *) dir=$warm ;; esac
+        PASKDNN_CACHE_DIR=$dir timeout 120 python3 "$REPO/bench/load_profile.py" /tmp/r50.pask --top 25 \
+          > "$OUT/load_profile_$run.log" 2>&1
+        echo "load profile $run: $(head -1 "$OUT/load_profile_$run.log")"
+      done ;;
     coldstart) PYTHONUNBUFFERED=1 timeout 240 python3 -m paskdnn coldstart --model resnet50 --device cuda --repeats 1 \
                  --out /tmp/coldstart > /tmp/coldstart.log 2>&1; tail -16 /tmp/coldstart.log
                cp /tmp/coldstart/coldstart.md /tmp/coldstart/coldstart.png "$OUT/" 2>/dev/null ;;
