@@ -5,6 +5,11 @@
  * own time is small beside the dispatch; on a GPU, launches are asynchronous
  * and the figure is host time per call (one synchronise at the end).
  *
+ * On a GPU it also times the floor under every launch: a bare cuLaunchKernel
+ * of an empty kernel with a 128-byte parameter block (about the size of the
+ * gemm's), through the driver directly; a plan's figure less this one is
+ * paskdnn's own host time per call.
+ *
  *   bench/plan_dispatch.py builds and runs it: python3 bench/plan_dispatch.py [--device cuda]
  *   ./plan_dispatch cpu|cuda [iterations]
  */
@@ -14,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <dlfcn.h>
 #include <paskdnn.h>
 
 #define CHECK(call)                                                                           \
@@ -36,6 +42,45 @@ static void *buf(size_t bytes) {
     void *p = NULL;
     CHECK(pask_malloc(ctx, bytes, &p));
     return p;
+}
+
+/* The driver's own cost of one launch: an empty kernel (PTX, JIT-compiled for
+ * the card) with a 128-byte by-value parameter, launched iters times on the
+ * legacy default stream of the primary context; host us per launch, or a
+ * negative number where the driver or a call is missing. */
+static double bare_launch_us(long iters) {
+    typedef int (*fn_t)(); /* the calls below pass int, unsigned and pointer arguments as declared in cuda.h */
+    typedef int (*launch_t)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void *,
+                            void **, void **);
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return -1;
+    fn_t init = (fn_t)dlsym(lib, "cuInit"), retain = (fn_t)dlsym(lib, "cuDevicePrimaryCtxRetain"),
+         push = (fn_t)dlsym(lib, "cuCtxPushCurrent_v2"), pop = (fn_t)dlsym(lib, "cuCtxPopCurrent_v2"),
+         load = (fn_t)dlsym(lib, "cuModuleLoadData"), get = (fn_t)dlsym(lib, "cuModuleGetFunction"),
+         sync = (fn_t)dlsym(lib, "cuCtxSynchronize"),
+         unload = (fn_t)dlsym(lib, "cuModuleUnload");
+    launch_t launch = (launch_t)dlsym(lib, "cuLaunchKernel");
+    if (!init || !retain || !push || !pop || !load || !get || !launch || !sync || !unload) return -2;
+    static const char ptx[] = ".version 7.5\n.target sm_75\n.address_size 64\n"
+                              ".visible .entry pask_empty(.param .align 8 .b8 p[128]) { ret; }\n";
+    void *cu_ctx = NULL, *mod = NULL, *fn = NULL, *popped = NULL;
+    unsigned char params[128] = {0};
+    void *args[1] = {params};
+    if (init(0) || retain(&cu_ctx, 0) || push(cu_ctx)) return -3;
+    double per = -4;
+    if (load(&mod, ptx) == 0 && get(&fn, mod, "pask_empty") == 0) {
+        for (long i = 0; i < 2000; ++i) launch(fn, 1u, 1u, 1u, 32u, 1u, 1u, 0u, NULL, args, NULL);
+        sync();
+        const double t0 = now_us();
+        long i = 0;
+        for (; i < iters; ++i)
+            if (launch(fn, 1u, 1u, 1u, 32u, 1u, 1u, 0u, NULL, args, NULL)) break;
+        per = i == iters ? (now_us() - t0) / iters : -5;
+        sync();
+        unload(mod);
+    }
+    pop(&popped);
+    return per;
 }
 
 int main(int argc, char **argv) {
@@ -111,6 +156,8 @@ int main(int argc, char **argv) {
                        pask_last_solver());
         }
     }
+    if (cuda) printf("%-36s %8.3f us/call host  (cuda, the driver's floor; a negative figure: not measured)\n",
+                     "bare cuLaunchKernel, empty kernel", bare_launch_us(iters));
     pask_plan_destroy(conv);
     pask_plan_destroy(gemm);
     pask_plan_destroy(pool);

@@ -29,7 +29,7 @@ def main() -> int:
                            text=True).stdout.split()
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(tmp) / "plan_dispatch"
-        subprocess.run(["cc", "-O2", "-std=c11", str(HERE / "plan_dispatch.c"), "-o", str(exe), *flags], check=True)
+        subprocess.run(["cc", "-O2", "-std=c11", str(HERE / "plan_dispatch.c"), "-o", str(exe), *flags, "-ldl"], check=True)
         out = subprocess.run([str(exe), args.device, str(args.iterations)], check=True, capture_output=True,
                              text=True).stdout
     print(out, end="")
