@@ -162,6 +162,7 @@ def measure(name: str, a, work: str) -> dict:
                    "--dtype", "float16", "--batch", str(batch), "--steady", str(a.runs), "--json-out", pj]
             if batch == 1:
                 cmd += ["--input", inp, "--save-output", po]
+                out_b1 = po
             p = _run(cmd, a.timeout)
             if p.returncode:
                 row["error"] = f"paskdnn batch {batch}: {p.stderr[-600:]}"
@@ -176,7 +177,7 @@ def measure(name: str, a, work: str) -> dict:
     row["paskdnn_big_steady_ms"] = med("big", "steady_ms")
     row["paskdnn_big_steady_captured_ms"] = med("big", "steady_captured_ms")
     ref = np.load(to + ".fp32.npy").astype(np.float64)
-    ours = np.load(po).reshape(ref.shape).astype(np.float64)
+    ours = np.load(out_b1).reshape(ref.shape).astype(np.float64)
     theirs = np.load(to).astype(np.float64)
     scale = max(np.abs(ref).max(), 1e-30)
     row["paskdnn_max_rel_err"] = float(np.abs(ours - ref).max() / scale)
