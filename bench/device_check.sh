@@ -36,7 +36,7 @@ done
 for what in ${THEN:-dispatch overhead coldstart}; do
   case $what in
     nanprobe) timeout 60 python3 "$REPO/bench/nan_probe.py" "$REPO/tests" 2>&1 | tail -24 ;;
-    onnx) PYTHONUNBUFFERED=1 timeout 240 python3 "$REPO/bench/onnx_gpu_check.py" --out "$OUT/onnx_gpu.md" 2>&1 | grep -v Warning | tail -12 ;;
+    onnx) PYTHONUNBUFFERED=1 timeout 240 python3 "$REPO/bench/onnx_gpu_check.py" ${ONNX_ARGS:-} --out "$OUT/onnx_gpu.md" 2>&1 | grep -v Warning | tail -12 ;;
     doctor) python3 -m paskdnn doctor --device cuda > "$OUT/doctor.txt" 2>&1; echo "doctor: exit $?"; head -30 "$OUT/doctor.txt" ;;
     driver) timeout 60 python3 "$REPO/bench/driver_costs.py" 2>&1 | tail -8 ;;
     dispatch) timeout 120 python3 "$REPO/bench/plan_dispatch.py" --device cuda --iterations 100000 \

@@ -174,6 +174,13 @@ def measure(name: str, a, work: str) -> dict:
         row["torch_" + k] = med("torch", k)
     for k in ("first_from_ready_ms", "first_from_start_ms", "steady_ms", "steady_captured_ms"):
         row["paskdnn_" + k] = med("b1", k)
+    # why the first inference took what it took: its decisions (layers not served by a resident kernel) and the
+    # context's counters; why a runner did not capture
+    first = runs["b1"][-1]
+    row["paskdnn_first_not_resident"] = [[r["layer"], r["solver"], r["decision"]] for r in first.get("layers", [])
+                                         if r["decision"] != "resident"]
+    row["paskdnn_first_stats"] = first.get("stats", {})
+    row["paskdnn_capture_notes"] = [runs[k][-1].get("capture_note", "") for k in ("b1", "big")]
     row["paskdnn_big_steady_ms"] = med("big", "steady_ms")
     row["paskdnn_big_steady_captured_ms"] = med("big", "steady_captured_ms")
     ref = np.load(to + ".fp32.npy").astype(np.float64)
@@ -252,7 +259,7 @@ def main() -> int:
     for name in a.models.split(","):
         t0 = time.time()
         rows.append(measure(name, a, work))
-        print(json.dumps({k: v for k, v in rows[-1].items() if not isinstance(v, str) or len(v) < 200}),
+        print(json.dumps({k: v for k, v in rows[-1].items() if isinstance(v, (int, float)) or k == "model"}),
               f"({time.time() - t0:.0f} s)", flush=True)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "peer_onnx.json"), "w") as fh:

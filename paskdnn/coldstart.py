@@ -100,7 +100,8 @@ def child(argv: List[str]) -> int:
                   first_from_start_ms=(t_first - t_spawn) * 1e3, first_from_ready_ms=(t_first - t_ready) * 1e3,
                   first_enqueue_ms=first_enqueue_ms,
                   steady_ms=steady, steady_captured_ms=steady_captured,
-                  captures=getattr(runner, "captures", 0), stats=first_stats, layers=report,
+                  captures=getattr(runner, "captures", 0), capture_note=getattr(runner, "capture_note", ""),
+                  stats=first_stats, layers=report,
                   output_checksum=float(np.abs(out.astype(np.float64)).sum()))
     with open(a.json_out, "w") as f:
         json.dump(result, f)
