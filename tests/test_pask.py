@@ -215,13 +215,22 @@ def test_failed_load_falls_back_to_another_solver(tmp_path, cache):
 
 def test_failed_hinted_load_is_recorded_and_the_call_still_runs(tmp_path, cache):
     kdir = _broken_kernel_dir(tmp_path, "conv_im2col")
-    ctx = paskdnn.Context(cache_dir=cache, kernel_dir=str(kdir))
+    ctx = paskdnn.Context(cache_dir=cache, kernel_dir=str(kdir), trace=True)
     ctx.hint("conv2d", X3.shape, W3.shape, padding=1)
     assert ctx.wait_loads(timeout=30)
     assert ctx.stats()["load_failures"] == 1
     y = run_conv3(ctx)
     assert paskdnn.last_solver() != "conv2d.im2col_gemm"
     ref.assert_within_bound(y, ref.conv2d_ref(X3, W3, padding=1), ref.conv2d_bound(X3, W3, padding=1))
+    # the trace's event of the failed load says why it failed
+    trace_path = tmp_path / "trace.json"
+    ctx.export_trace(str(trace_path))
+    events = json.loads(trace_path.read_text())
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    failed = [e for e in events if e.get("cat") == "load" and e["name"].startswith("load failed ")]
+    assert len(failed) == 1 and "conv_im2col" in failed[0]["name"]
+    assert "conv_im2col" in failed[0]["args"]["kernel"] and failed[0]["args"]["error"].strip()
+    assert all("error" not in e.get("args", {}) for e in events if e.get("cat") == "load" and e not in failed)
 
 
 def test_all_loads_failing_is_a_clear_error(tmp_path, cache):

@@ -85,9 +85,12 @@ void pask_context::start_loader() {
         // Out of memory while building is a moment, not a property of the kernel.
         if (status != PASK_ERROR_OUT_OF_MEMORY) ranker->mark_bad(key.str());
     };
-    hooks.traced = [this](const pask::KernelKey &key, int64_t start, int64_t dur, bool ok) {
-        trace.complete(std::string(ok ? "load " : "load failed ") + key.object + "@" + key.target, "load", start, dur,
-                       "\"kernel\":" + pask::json::quote(key.str()));
+    hooks.traced = [this](const pask::KernelKey &key, int64_t start, int64_t dur, const std::string &error) {
+        // a failed load says why (the loader's message: the provider's refusal, the compiler's log)
+        trace.complete(std::string(error.empty() ? "load " : "load failed ") + key.object + "@" + key.target, "load",
+                       start, dur,
+                       "\"kernel\":" + pask::json::quote(key.str()) +
+                           (error.empty() ? std::string() : ",\"error\":" + pask::json::quote(error.substr(0, 2000))));
     };
     loader = std::make_unique<pask::Loader>(*backend, *store, options.loader_threads, std::move(hooks), options.debug_load_delay_ms);
     for (auto &p : providers) loader->add_provider(p.get());

@@ -206,7 +206,7 @@ void Loader::execute(const std::shared_ptr<Job> &job) {
         error = std::string("unexpected error: ") + e.what();
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
-    if (hooks_.traced) hooks_.traced(job->key, t0, static_cast<int64_t>(ms * 1000), kernel != nullptr);
+    if (hooks_.traced) hooks_.traced(job->key, t0, static_cast<int64_t>(ms * 1000), kernel ? std::string() : error.empty() ? std::string("the load gave no kernel") : error);
     std::vector<Bucket> buckets;
     {
         std::lock_guard<std::mutex> lock(mu_);

@@ -36,7 +36,7 @@ public:
         // PASK_ERROR_OUT_OF_MEMORY when memory ran out while building it.
         std::function<void(const KernelKey &, const std::string &message, pask_status_t status)> failed;
         // Trace a load on the calling thread's row.
-        std::function<void(const KernelKey &, int64_t start_us, int64_t dur_us, bool ok)> traced;
+        std::function<void(const KernelKey &, int64_t start_us, int64_t dur_us, const std::string &error)> traced;
         std::function<int64_t()> now_us;
         // Runs first on each loader thread (names its trace row).
         std::function<void(int index)> thread_started;
