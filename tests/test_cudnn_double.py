@@ -575,6 +575,37 @@ def test_a_prebuilt_kernel_is_brought_in_ahead_of_slow_plans_and_reused(double_p
     assert out["after"] == "conv2d.cudnn"
 
 
+def test_a_prebuilt_best_loads_ahead_of_plans_hinted_before_it(double_path, tmp_path):
+    """pask: a layer whose best kernel is prebuilt (a module load) is not queued
+    behind the cuDNN plans of earlier layers (builds of hundreds of ms here): the
+    last layer of a model (a classifier's gemm, a pooling) has its kernel when the
+    first inference reaches it, where the plans' layers have none to reuse."""
+    out, log = run(double_path, tmp_path, """
+        import time
+        probe_prebuilt()
+        knob("finalize_ms", 300)
+        c = ctx(solvers=["conv2d.cudnn", "pool2d.cuda_direct"], policy="pask", loader_threads=1)
+        out["prebuilt"] = any(s["name"] == "pool2d.cuda_direct" for s in paskdnn.solvers())
+        xa, xb, w = dev((1, 8, 10, 10), c), dev((1, 8, 12, 12), c), dev((8, 8, 3, 3), c)
+        c.hint("conv2d", xa, w, padding=1)  # two plans (0.3 s each) hinted first
+        c.hint("conv2d", xb, w, padding=1)
+        c.hint("max_pool2d", xa, 3, 2, 1)   # then the pooling: prebuilt, its only solver
+        time.sleep(1.05)  # set-up ~0.9 s, then the pooling kernel (~1 ms); the plans land after 1.2 s
+        paskdnn.max_pool2d(xa, 3, 2, 1, context=c)
+        out["pool"] = paskdnn.last_solver()
+        out["stats"] = c.stats()
+        c.wait_loads(60)
+        paskdnn.conv2d(xa, w, padding=1, context=c)
+        out["conv"] = paskdnn.last_solver()
+    """)
+    if "skip" in out:
+        pytest.skip("no prebuilt CUDA kernels in this build: " + out["skip"][:200])
+    assert out["pool"] == "pool2d.cuda_direct"
+    st = out["stats"]
+    assert st["blocking_loads"] == 0 and st["inflight_waits"] == 0 and st["resident_hits"] == 1, st
+    assert out["conv"] == "conv2d.cudnn"
+
+
 def test_scratch_pool_keeps_memory_reserved(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         c = ctx(solvers=["conv2d.cuda_igemm"], loader_threads=0)

@@ -175,23 +175,27 @@ void pask_context::feed_loader() {
         const pask::Bucket bucket = p.bucket();
         for (const auto &c : cands) {
             if (ranker->is_bad(c.key_str())) continue;
-            // The best must be built (a cuDNN plan, an NVRTC compile): a prebuilt
-            // kernel that serves the Problem too is brought in first, so that the
-            // call can reuse it if the build has not landed (reusing policies).
-            // Generic kernels share one key across Problems: one load per bucket.
-            if (reuses() && !loader->prebuilt(c.key())) {
+            // Reusing policies load prebuilt kernels (a module load: milliseconds)
+            // ahead of every build (a cuDNN plan, an NVRTC compile: tens of them),
+            // so that each hinted layer soon has a kernel to run: a best that is
+            // prebuilt itself, else a prebuilt kernel that serves the Problem too,
+            // which the call reuses if the build has not landed. Generic kernels
+            // share one key across Problems: one load per bucket.
+            const int64_t ahead = seq - (int64_t(1) << 40);
+            const bool best_prebuilt = loader->prebuilt(c.key());
+            if (reuses() && !best_prebuilt) {
                 const pask::Ranker::Candidate *quick = nullptr;
                 for (const auto &o : cands)
                     if (&o != &c && !ranker->is_bad(o.key_str()) && loader->prebuilt(o.key()) &&
                         (!quick || load_costs.estimate_ms(o.key()) < load_costs.estimate_ms(quick->key())))
                         quick = &o;
                 if (quick && !resident.contains(bucket, quick->key()) && !loader->queued_or_running(quick->key())) {
-                    loader->request(quick->key(), bucket, seq - (int64_t(1) << 40));  // ahead of every build
+                    loader->request(quick->key(), bucket, ahead);
                     stats.prefetches++;
                 }
             }
             if (!resident.contains(bucket, c.key()) && !loader->queued_or_running(c.key())) {
-                loader->request(c.key(), bucket, seq);
+                loader->request(c.key(), bucket, reuses() && best_prebuilt ? ahead : seq);
                 stats.prefetches++;
             }
             break;  // only the best
