@@ -40,7 +40,9 @@ for what in ${THEN:-dispatch overhead coldstart}; do
     doctor) python3 -m paskdnn doctor --device cuda > "$OUT/doctor.txt" 2>&1; echo "doctor: exit $?"; head -30 "$OUT/doctor.txt" ;;
     driver) timeout 60 python3 "$REPO/bench/driver_costs.py" 2>&1 | tail -8 ;;
     dispatch) timeout 120 python3 "$REPO/bench/plan_dispatch.py" --device cuda --iterations 100000 \
-                --out "$OUT/plan_dispatch_cuda.md" 2>&1 | tail -8 ;;
+                --out "$OUT/plan_dispatch_cuda.md" 2>&1 | tail -9
+              timeout 120 python3 "$REPO/bench/plan_dispatch.py" --device cuda --native --iterations 100000 \
+                --out "$OUT/plan_dispatch_cuda_native.md" 2>&1 | tail -9 ;;
     overhead) timeout 180 python3 "$REPO/bench/host_overhead.py" > "$OUT/host_overhead.log" 2>&1; tail -15 "$OUT/host_overhead.log" ;;
     steady) PYTHONUNBUFFERED=1 timeout ${STEADY_TIMEOUT:-420} python3 "$REPO/bench/steady.py" ${STEADY_ARGS:-} --out "$OUT/steady.json" 2>&1 | tail -20 ;;
     fleet) python3 -m paskdnn precompile resnet50 --arch sm_90 --dtype float16 --layout NHWC -o /tmp/r50.pask \

@@ -11,7 +11,7 @@
  * paskdnn's own host time per call.
  *
  *   bench/plan_dispatch.py builds and runs it: python3 bench/plan_dispatch.py [--device cuda]
- *   ./plan_dispatch cpu|cuda [iterations]
+ *   ./plan_dispatch cpu|cuda [iterations [native]]   (native: paskdnn's own kernels, no cuDNN)
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
@@ -90,6 +90,7 @@ int main(int argc, char **argv) {
     CHECK(pask_options_create(&opts));
     CHECK(pask_options_set(opts, "trace", "0"));
     if (!cuda) CHECK(pask_options_set(opts, "num_threads", "1"));
+    if (cuda && argc > 3 && strcmp(argv[3], "native") == 0) CHECK(pask_options_set(opts, "cudnn", "0"));
     CHECK(pask_context_create(&ctx, cuda ? PASK_DEVICE_CUDA : PASK_DEVICE_CPU, 0, opts));
     pask_options_destroy(opts);
     const pask_dtype_t dt = cuda ? PASK_DTYPE_FLOAT16 : PASK_DTYPE_FLOAT32;

@@ -2,7 +2,7 @@
 and runs it: host time per call of the eager C entry points against prepared
 calls (pask_plan_execute), resident kernel, tiny ops.
 
-    python3 bench/plan_dispatch.py [--device cpu|cuda] [--iterations N] [--out FILE.md]
+    python3 bench/plan_dispatch.py [--device cpu|cuda] [--native] [--iterations N] [--out FILE.md]
 """
 import argparse
 import datetime
@@ -20,6 +20,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device (default: %(default)s)")
     ap.add_argument("--iterations", type=int, default=200000, help="calls per measurement (default: %(default)s)")
+    ap.add_argument("--native", action="store_true", help="cuda: paskdnn's own kernels only (a context without cuDNN)")
     ap.add_argument("--out", help="also write the result as Markdown here")
     args = ap.parse_args()
     pc = subprocess.run([sys.executable, "-m", "paskdnn", "config", "--pkgconfig-dir"], check=True,
@@ -30,11 +31,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(tmp) / "plan_dispatch"
         subprocess.run(["cc", "-O2", "-std=c11", str(HERE / "plan_dispatch.c"), "-o", str(exe), *flags, "-ldl"], check=True)
-        out = subprocess.run([str(exe), args.device, str(args.iterations)], check=True, capture_output=True,
+        out = subprocess.run([str(exe), args.device, str(args.iterations)] + (["native"] if args.native else []), check=True, capture_output=True,
                              text=True).stdout
     print(out, end="")
     if args.out:
-        cmd = f"python3 bench/plan_dispatch.py --device {args.device} --iterations {args.iterations}"
+        cmd = (f"python3 bench/plan_dispatch.py --device {args.device} --iterations {args.iterations}"
+               + (" --native" if args.native else ""))
         Path(args.out).write_text(
             f"# Prepared-call dispatch, {args.device}\n\n{datetime.date.today()}, {platform.node()} "
             f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores), `{cmd}`\n\n```\n{out}```\n")
