@@ -19,8 +19,9 @@ steady state at batch 1 and --big-batch no slower than PyTorch eager. The first
 inference's output is compared with PyTorch float32 (max relative error).
 
     python3 bench/peer_onnx.py [--models resnet50,mobilenet_v2,...] [--repeats 1] [--out DIR]
+    python3 bench/peer_onnx.py --plot RUN.json FIGURE.png      (the figure of an earlier run; no GPU)
 
-Writes DIR/peer_onnx.json and DIR/peer_onnx.md. Models the importer refuses
+Writes DIR/peer_onnx.json, DIR/peer_onnx.md and (with matplotlib) DIR/peer_onnx.png. Models the importer refuses
 are listed with its message.
 """
 import argparse
@@ -234,6 +235,37 @@ def markdown(rows: list, big_batch: int, head: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(rows: list, png: str, title: str) -> None:
+    """First inference (log scale) and batch-1 steady state of each measured model, PyTorch beside paskdnn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if "paskdnn_first_from_ready_ms" in r]
+    names = [r["model"] for r in rows]
+    xs = np.arange(len(rows))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.6))
+    a1.bar(xs - 0.2, [r["torch_first_from_ready_ms"] for r in rows], 0.4, label="PyTorch")
+    a1.bar(xs + 0.2, [r["paskdnn_first_from_ready_ms"] for r in rows], 0.4, label="paskdnn (pask, empty cache)")
+    a1.set_yscale("log")
+    a1.set_ylabel("ms, from model-ready")
+    a1.set_title("first inference, batch 1")
+    a2.bar(xs - 0.3, [r["torch_eager_b1_ms"] for r in rows], 0.2, label="PyTorch eager")
+    a2.bar(xs - 0.1, [r["torch_graph_b1_ms"] for r in rows], 0.2, label="PyTorch CUDA graph")
+    a2.bar(xs + 0.1, [r["paskdnn_steady_ms"] for r in rows], 0.2, label="paskdnn eager")
+    a2.bar(xs + 0.3, [r["paskdnn_steady_captured_ms"] or np.nan for r in rows], 0.2, label="paskdnn captured")
+    a2.set_ylabel("ms per inference")
+    a2.set_title("steady state, batch 1")
+    for ax in (a1, a2):
+        ax.set_xticks(xs, names, rotation=60, ha="right", fontsize=8)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=MODELS)
@@ -242,6 +274,7 @@ def main() -> int:
     ap.add_argument("--big-batch", type=int, default=32)
     ap.add_argument("--timeout", type=int, default=300, help="seconds per child process")
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="only draw the figure of an earlier run's JSON")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--weights", help=argparse.SUPPRESS)
@@ -251,6 +284,9 @@ def main() -> int:
     a = ap.parse_args()
     if a.child:
         torch_child(a)
+        return 0
+    if a.plot:
+        plot(json.load(open(a.plot[0])), a.plot[1], os.path.basename(a.plot[0]))
         return 0
     import torch
 
@@ -272,6 +308,10 @@ def main() -> int:
     with open(os.path.join(a.out, "peer_onnx.md"), "w") as fh:
         fh.write(markdown(rows, a.big_batch, head))
     print(markdown(rows, a.big_batch, head))
+    try:
+        plot(rows, os.path.join(a.out, "peer_onnx.png"), f"{torch.cuda.get_device_name()}, fp16 NHWC")
+    except ImportError:  # no matplotlib: the table and the JSON are the result
+        pass
     return 0
 
 
