@@ -606,6 +606,36 @@ def test_a_prebuilt_best_loads_ahead_of_plans_hinted_before_it(double_path, tmp_
     assert out["conv"] == "conv2d.cudnn"
 
 
+def test_a_plan_that_keeps_running_out_of_memory_is_dropped_after_three_tries(double_path, tmp_path):
+    """A plan whose build fails for want of device memory stays a candidate (the
+    next try may fit), but not forever: after three such failures it is dropped,
+    so a layer reusing another kernel stops re-queuing it on every call and runs
+    its (now best) resident kernel."""
+    out, log = run(double_path, tmp_path, """
+        probe_prebuilt()
+        c = ctx(solvers=["conv2d.cudnn", "conv2d.cuda_igemm"], policy="pask", loader_threads=1)
+        c.wait_loads(30)  # cuDNN's set-up (its own warm-up plans) first
+        knob("graph_oom", "1")
+        x, w = dev((1, 8, 10, 10), c), dev((8, 8, 3, 3), c)
+        c.hint("conv2d", x, w, padding=1)
+        decisions = []
+        for _ in range(12):
+            c.wait_loads(30)
+            paskdnn.conv2d(x, w, padding=1, context=c)
+            decisions.append(paskdnn.last_solver())
+        c.wait_loads(30)
+        out["decisions"] = decisions
+        out["stats"] = c.stats()
+    """)
+    if "skip" in out:
+        pytest.skip("no prebuilt CUDA kernels in this build: " + out["skip"][:200])
+    assert set(out["decisions"]) == {"conv2d.cuda_igemm"}
+    st = out["stats"]
+    assert st["load_failures"] == 3, st  # not one per call
+    assert st["resident_hits"] >= 8, st  # igemm is the best left: resident, no longer a reuse
+    assert sum("graph out-of-memory" in line for line in log) == 3
+
+
 def test_scratch_pool_keeps_memory_reserved(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         c = ctx(solvers=["conv2d.cuda_igemm"], loader_threads=0)

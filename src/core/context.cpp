@@ -82,8 +82,10 @@ void pask_context::start_loader() {
     };
     hooks.failed = [this](const pask::KernelKey &key, const std::string &, pask_status_t status) {
         stats.load_failures++;
-        // Out of memory while building is a moment, not a property of the kernel.
-        if (status != PASK_ERROR_OUT_OF_MEMORY) ranker->mark_bad(key.str());
+        // Out of memory while building is a moment, not a property of the kernel,
+        // unless it repeats (Ranker::kMaxOutOfMemory).
+        if (status == PASK_ERROR_OUT_OF_MEMORY) ranker->note_out_of_memory(key.str());
+        else ranker->mark_bad(key.str());
     };
     hooks.traced = [this](const pask::KernelKey &key, int64_t start, int64_t dur, const std::string &error) {
         // a failed load says why (the loader's message: the provider's refusal, the compiler's log)

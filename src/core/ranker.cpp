@@ -13,8 +13,8 @@ namespace {
 // (200k events) and the record (100k Problems): a process that sees millions
 // of distinct shapes forgets an old one for each new one.
 constexpr size_t kMaxRunEntries = 200000;
-template <typename Map>
-void bound_for_insert(Map &m, uint64_t key) {
+template <typename Map, typename Key>
+void bound_for_insert(Map &m, const Key &key) {
     if (m.size() >= kMaxRunEntries && m.find(key) == m.end()) m.erase(m.begin());
 }
 
@@ -183,6 +183,16 @@ bool Ranker::is_bad(const std::string &key) const {
 
 void Ranker::mark_bad(const std::string &key) {
     std::lock_guard<std::mutex> lock(mu_);
+    bad_keys_.insert(key);
+    any_bad_.store(true, std::memory_order_release);
+}
+
+void Ranker::note_out_of_memory(const std::string &key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (bad_keys_.count(key)) return;
+    bound_for_insert(out_of_memory_, key);
+    if (++out_of_memory_[key] < kMaxOutOfMemory) return;
+    out_of_memory_.erase(key);
     bad_keys_.insert(key);
     any_bad_.store(true, std::memory_order_release);
 }

@@ -67,6 +67,11 @@ public:
 
     bool is_bad(const std::string &key) const;
     void mark_bad(const std::string &key);
+    // A load that ran out of device memory: a moment, so the kernel stays a
+    // candidate, unless it happens kMaxOutOfMemory times (then it is marked bad,
+    // so that a layer does not re-queue a load that keeps failing, run after run).
+    static constexpr int kMaxOutOfMemory = 3;
+    void note_out_of_memory(const std::string &key);
 
     // Run times: record_run (CPU, wall clock); GPU runs are timed with events.
     void record_run(const Solver &solver, size_t problem_hash, double us);
@@ -92,6 +97,7 @@ private:
 
     mutable std::mutex mu_;  // bad keys, measured run costs, timings
     std::unordered_set<std::string> bad_keys_;
+    std::unordered_map<std::string, int> out_of_memory_;  // failures per key, below kMaxOutOfMemory
     std::atomic<bool> any_bad_{false};  // read without the lock on every call
     std::unordered_map<uint64_t, double> run_us_;  // EMA per (solver, problem)
     struct PendingTiming {

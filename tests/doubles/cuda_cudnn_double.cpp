@@ -12,6 +12,7 @@
 //   heur_fallback engine ids the fallback list offers (default "10,20")
 //   rtc           engine ids that need runtime compilation (default "")
 //   fail          engine ids whose plan does not finalise (default "")
+//   graph_oom     1: operation graphs report a device allocation failure when they finalise
 //   ws_<id>       workspace bytes of engine <id>'s plans (default 0)
 //   graph_fail    1: operation graphs do not finalise (an unsupported pattern)
 //   oom_async     1: cuMemAllocAsync / cuMemAllocFromPoolAsync report out of memory
@@ -740,6 +741,10 @@ EXPORT int cudnnBackendFinalize(Desc *d) {
     switch (d->type) {
     case 15:  // operation graph
         if (knob("graph_fail") == "1") return 3001;
+        if (knob("graph_oom") == "1") {
+            logf("graph out-of-memory");
+            return 4004;  // CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED
+        }
         logf("graph%s", graph_text(d).c_str());
         break;
     case 4: {  // heuristics
