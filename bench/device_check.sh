@@ -4,7 +4,8 @@
 # benchmark, the eager host-overhead benchmark and the cold-start job, logs
 # under $OUT.   (device tool) carry [".whl"]: bash bench/device_check.sh
 # TESTS=... picks the test files; THEN=... the steps after them (default
-# "dispatch overhead coldstart"; also onnx, peeronnx, steady, fleet, loadprofile, doctor, driver, nanprobe).
+# "dispatch overhead coldstart"; also onnx, peeronnx, firsttrace, steady, fleet, loadprofile, doctor, driver,
+# nanprobe).
 set -uo pipefail
 REPO=$(pwd)
 OUT=${OUT:-/tmp/out}
@@ -51,6 +52,10 @@ for what in ${THEN:-dispatch overhead coldstart}; do
              | tail -20 ;;
     peeronnx) PYTHONUNBUFFERED=1 timeout ${PEER_TIMEOUT:-480} python3 "$REPO/bench/peer_onnx.py" ${PEER_ARGS:-} --out "$OUT" \
                 2>&1 | grep -v -i warn | tail -30 ;;
+    firsttrace) for m in ${TRACE_MODELS:-resnet50}; do   # zoo names, FILE.onnx or torchvision:NAME
+                  PYTHONUNBUFFERED=1 timeout 200 python3 "$REPO/bench/first_trace.py" --model $m --device cuda --after-loads \
+                    --json-out "$OUT/first_trace_${m##*:}.json" 2>&1 | grep -v -i warn | tail -40
+                done ;;
     loadprofile)  # a bundle's load with an empty user cache (twice) and then with the one the first warm run filled
       [ -f /tmp/r50.pask ] || python3 -m paskdnn precompile resnet50 --arch sm_90 --dtype float16 --layout NHWC \
         -o /tmp/r50.pask > "$OUT/precompile.log" 2>&1

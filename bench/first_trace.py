@@ -1,0 +1,154 @@
+"""Where a fresh process's first inference goes, read from the context's trace.
+
+Runs ``python -m paskdnn coldstart-child`` once (policy pask, an empty cache
+folder, the first inference traced) and reads its trace: the first inference's
+time from model-ready, the host time inside calls, the host time per solver,
+the slowest calls with what the loader threads were doing meanwhile (loads,
+cuDNN plan builds), and every failed load with its message. With --after-loads
+it also builds the same runner in this process, waits for every load, and traces
+one more first run: a call still slow then is slow on its own (a library's lazy
+set-up), not for want of a kernel.
+
+    python3 bench/first_trace.py --model resnet50 --device cuda [--dtype float16] [--layout NHWC]
+    python3 bench/first_trace.py --model model.onnx --device cuda --after-loads [--json-out FILE]
+    python3 bench/first_trace.py --model torchvision:mnasnet1_0 --device cuda --after-loads   (needs torch)
+
+Session 16 (H200) used it to find mnasnet's 16 ms first inference in three cuDNN
+calls (the driver's lazy loading of their kernels) and the classifier gemm queued
+behind every plan build (bench/results/first-inference-diag-h200-2026-12-06-session16.txt).
+"""
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List
+
+
+def _events(path: str) -> List[Dict[str, Any]]:
+    with open(path) as f:
+        doc = json.load(f)
+    return doc["traceEvents"] if isinstance(doc, dict) else doc
+
+
+def summarize(events: List[Dict[str, Any]], top: int) -> Dict[str, Any]:
+    """The first inference's calls in a trace: totals, per solver, the slowest
+    (each with the loader-side events that overlapped it), and the failed loads."""
+    calls = sorted((e for e in events if e.get("cat") == "call"), key=lambda e: e["ts"])
+    side = [e for e in events if e.get("ph") == "X" and e.get("cat") not in ("call", None)]
+    by_solver: Dict[str, float] = collections.defaultdict(float)
+    for e in calls:
+        by_solver[e["args"]["solver"]] += e["dur"] / 1e3
+    slowest = []
+    for e in sorted(calls, key=lambda e: -e["dur"])[:top]:
+        t0, t1 = e["ts"], e["ts"] + e["dur"]
+        slowest.append(dict(ms=e["dur"] / 1e3, solver=e["args"]["solver"], decision=e["args"]["decision"],
+                            problem=e["args"]["problem"],
+                            meanwhile=[dict(cat=o["cat"], name=o["name"], ms=o["dur"] / 1e3)
+                                       for o in side if o["ts"] < t1 and o["ts"] + o["dur"] > t0]))
+    failed = [dict(name=o["name"], error=o.get("args", {}).get("error", ""))
+              for o in side if o.get("cat") == "load" and o["name"].startswith("load failed")]
+    span = (calls[-1]["ts"] + calls[-1]["dur"] - calls[0]["ts"]) / 1e3 if calls else 0.0
+    return dict(calls=len(calls), span_ms=span, in_calls_ms=sum(e["dur"] for e in calls) / 1e3,
+                by_solver=dict(sorted(by_solver.items(), key=lambda kv: -kv[1])),
+                decisions=dict(collections.Counter(e["args"]["decision"] for e in calls)),
+                slowest=slowest, failed_loads=failed,
+                loads=sum(1 for o in side if o.get("cat") == "load"))
+
+
+def report(s: Dict[str, Any]) -> str:
+    lines = [f"{s['calls']} calls over {s['span_ms']:.2f} ms, {s['in_calls_ms']:.2f} ms of it inside calls; "
+             f"decisions {s['decisions']}; {s['loads']} loads traced, {len(s['failed_loads'])} failed",
+             "host ms per solver: " + ", ".join(f"{k} {v:.2f}" for k, v in s["by_solver"].items()),
+             "slowest calls:"]
+    for c in s["slowest"]:
+        lines.append(f"  {c['ms']:7.2f} ms  {c['solver']:26s} {c['decision']:13s} {c['problem'][:100]}")
+        for o in c["meanwhile"][:4]:
+            lines.append(f"             meanwhile {o['cat']:6s} {o['ms']:7.2f} ms  {o['name'][:80]}")
+    for f in s["failed_loads"][:10]:
+        lines.append(f"failed: {f['name'][:90]}: {f['error'][:300]}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="resnet50",
+                    help="a zoo model, an .onnx file, or torchvision:NAME (exported as bench/peer_onnx.py does)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dtype", default="", help="default: float16 on a GPU, float32 on the CPU")
+    ap.add_argument("--layout", default="NHWC")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--top", type=int, default=8, help="how many of the slowest calls to show")
+    ap.add_argument("--after-loads", action="store_true", help="also a traced first run once every load is done")
+    ap.add_argument("--json-out", default="")
+    a = ap.parse_args()
+    dtype = a.dtype or ("float32" if a.device == "cpu" else "float16")
+    work = tempfile.mkdtemp(prefix="paskdnn-first-trace-")
+    if a.model.startswith("torchvision:"):  # exported as bench/peer_onnx.py does (needs torch)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import peer_onnx
+
+        model = peer_onnx._export(a.model.split(":", 1)[1], work)[0]
+    else:
+        model = os.path.abspath(a.model) if a.model.lower().endswith(".onnx") else a.model
+    trace, out = os.path.join(work, "trace.json"), os.path.join(work, "child.json")
+    cmd = [sys.executable, "-m", "paskdnn", "coldstart-child", "--model", model, "--device", a.device,
+           "--policy", "pask", "--cache-dir", os.path.join(work, "cache"), "--layout", a.layout, "--dtype", dtype,
+           "--batch", str(a.batch), "--steady", "5", "--json-out", out, "--trace", trace]
+    env = dict(os.environ, PASKDNN_T_SPAWN=repr(time.time()))
+    env.pop("PASKDNN_HINTS", None)
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if p.returncode:
+        print(p.stderr[-3000:], file=sys.stderr)
+        return 1
+    with open(out) as f:
+        child = json.load(f)
+    doc: Dict[str, Any] = dict(model=a.model, device=a.device, dtype=dtype, layout=a.layout, batch=a.batch,
+                               first_from_ready_ms=child["first_from_ready_ms"], steady_ms=child["steady_ms"],
+                               cold=summarize(_events(trace), a.top))
+    print(f"{a.model} on {a.device}, {dtype} {a.layout}, batch {a.batch}: first inference "
+          f"{child['first_from_ready_ms']:.2f} ms from model-ready (steady {child['steady_ms']:.2f} ms)")
+    print(report(doc["cold"]))
+    if a.after_loads:
+        doc["after_loads"] = after_loads(a, model, dtype, work)
+        print("\nthe same runner once every load is done, its first run:")
+        print(report(doc["after_loads"]))
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump(doc, f, indent=1)
+    return 0
+
+
+def after_loads(a: argparse.Namespace, model: str, dtype: str, work: str) -> Dict[str, Any]:
+    """A runner built in this process, its loads waited for, then one traced first run."""
+    import numpy as np
+
+    import paskdnn
+    from paskdnn import graph as G
+    from paskdnn import models
+
+    ctx = paskdnn.Context(a.device, policy="pask", trace=True, cache_dir=os.path.join(work, "cache-after"))
+    if model.lower().endswith(".onnx"):
+        g = paskdnn.load_onnx(model, layout=a.layout, dtype=dtype, batch=a.batch)
+    else:
+        g = models.build(model, seed=0, layout=a.layout, dtype=dtype)
+    runner = G.Runner(g, ctx, batch=a.batch, hints=True)
+    x = runner.input(np.random.default_rng(0).standard_normal(runner.shapes[g.input_name]).astype(np.float32))
+    ctx.wait_loads(timeout=600)
+    t0 = time.perf_counter()
+    runner.run(x)
+    ctx.synchronize()
+    ms = (time.perf_counter() - t0) * 1e3
+    path = os.path.join(work, "after.json")
+    ctx.export_trace(path)
+    ctx.close()
+    s = summarize(_events(path), a.top)
+    s["first_run_ms"] = ms
+    return s
+
+
+if __name__ == "__main__":
+    sys.exit(main())
