@@ -206,7 +206,10 @@ void Loader::execute(const std::shared_ptr<Job> &job) {
         error = std::string("unexpected error: ") + e.what();
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
-    if (hooks_.traced) hooks_.traced(job->key, t0, static_cast<int64_t>(ms * 1000), kernel ? std::string() : error.empty() ? std::string("the load gave no kernel") : error);
+    if (hooks_.traced) {
+        const std::string why = kernel ? std::string() : error.empty() ? std::string("the load gave no kernel") : error;
+        hooks_.traced(job->key, t0, static_cast<int64_t>(ms * 1000), why);
+    }
     std::vector<Bucket> buckets;
     {
         std::lock_guard<std::mutex> lock(mu_);
