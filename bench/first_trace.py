@@ -21,11 +21,12 @@ import argparse
 import collections
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Any, Dict, List
+
+from paskdnn import coldstart
 
 
 def _events(path: str) -> List[Dict[str, Any]]:
@@ -94,18 +95,15 @@ def main() -> int:
         model = peer_onnx._export(a.model.split(":", 1)[1], work)[0]
     else:
         model = os.path.abspath(a.model) if a.model.lower().endswith(".onnx") else a.model
-    trace, out = os.path.join(work, "trace.json"), os.path.join(work, "child.json")
-    cmd = [sys.executable, "-m", "paskdnn", "coldstart-child", "--model", model, "--device", a.device,
-           "--policy", "pask", "--cache-dir", os.path.join(work, "cache"), "--layout", a.layout, "--dtype", dtype,
-           "--batch", str(a.batch), "--steady", "5", "--json-out", out, "--trace", trace]
-    env = dict(os.environ, PASKDNN_T_SPAWN=repr(time.time()))
-    env.pop("PASKDNN_HINTS", None)
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    if p.returncode:
-        print(p.stderr[-3000:], file=sys.stderr)
+    trace = os.path.join(work, "trace.json")
+    # one process as the main job runs it (python -m paskdnn coldstart-child), its first inference traced
+    run = argparse.Namespace(model=model, device=a.device, layout=a.layout, dtype=dtype, batch=a.batch, steady=5,
+                             timeout=600)
+    try:
+        child = coldstart._run_child(run, "pask", os.path.join(work, "cache"), work, trace)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
         return 1
-    with open(out) as f:
-        child = json.load(f)
     doc: Dict[str, Any] = dict(model=a.model, device=a.device, dtype=dtype, layout=a.layout, batch=a.batch,
                                first_from_ready_ms=child["first_from_ready_ms"], steady_ms=child["steady_ms"],
                                cold=summarize(_events(trace), a.top))
