@@ -188,13 +188,14 @@ void Ranker::mark_bad(const std::string &key) {
 }
 
 void Ranker::note_out_of_memory(const std::string &key) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (bad_keys_.count(key)) return;
-    bound_for_insert(out_of_memory_, key);
-    if (++out_of_memory_[key] < kMaxOutOfMemory) return;
-    out_of_memory_.erase(key);
-    bad_keys_.insert(key);
-    any_bad_.store(true, std::memory_order_release);
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (bad_keys_.count(key)) return;
+        bound_for_insert(out_of_memory_, key);
+        if (++out_of_memory_[key] < kMaxOutOfMemory) return;
+        out_of_memory_.erase(key);
+    }
+    mark_bad(key);
 }
 
 void Ranker::record_run(const Solver &solver, size_t problem_hash, double us) {
