@@ -52,11 +52,22 @@ def summarize(events: List[Dict[str, Any]], top: int) -> Dict[str, Any]:
                                        for o in side if o["ts"] < t1 and o["ts"] + o["dur"] > t0]))
     failed = [dict(name=o["name"], error=o.get("args", {}).get("error", ""))
               for o in side if o.get("cat") == "load" and o["name"].startswith("load failed")]
+    # each cuDNN plan's first run on its loader thread (inside its load, same thread)
+    loads = [o for o in side if o.get("cat") == "load" and o["name"].startswith("load ")]
+    first_runs = []
+    for o in side:
+        if o["name"] != "cudnn first run":
+            continue
+        owner = next((L for L in loads if L["tid"] == o["tid"] and L["ts"] <= o["ts"] and
+                      o["ts"] + o["dur"] <= L["ts"] + L["dur"]), None)
+        first_runs.append(dict(ms=o["dur"] / 1e3, engine=o.get("args", {}).get("engine"),
+                               kernel=owner["args"].get("kernel", owner["name"]) if owner else ""))
+    first_runs.sort(key=lambda r: -r["ms"])
     span = (calls[-1]["ts"] + calls[-1]["dur"] - calls[0]["ts"]) / 1e3 if calls else 0.0
     return dict(calls=len(calls), span_ms=span, in_calls_ms=sum(e["dur"] for e in calls) / 1e3,
                 by_solver=dict(sorted(by_solver.items(), key=lambda kv: -kv[1])),
                 decisions=dict(collections.Counter(e["args"]["decision"] for e in calls)),
-                slowest=slowest, failed_loads=failed,
+                slowest=slowest, failed_loads=failed, loader_first_runs=first_runs,
                 loads=sum(1 for o in side if o.get("cat") == "load"))
 
 
@@ -69,6 +80,12 @@ def report(s: Dict[str, Any]) -> str:
         lines.append(f"  {c['ms']:7.2f} ms  {c['solver']:26s} {c['decision']:13s} {c['problem'][:100]}")
         for o in c["meanwhile"][:4]:
             lines.append(f"             meanwhile {o['cat']:6s} {o['ms']:7.2f} ms  {o['name'][:80]}")
+    runs = s.get("loader_first_runs", [])
+    if runs:
+        lines.append(f"cuDNN plans' first runs on the loader threads: {len(runs)}, "
+                     f"{sum(r['ms'] for r in runs):.2f} ms in all; the longest:")
+        for r in runs[:6]:
+            lines.append(f"  {r['ms']:7.2f} ms  engine {r['engine']}  {r['kernel'][:150]}")
     for f in s["failed_loads"][:10]:
         lines.append(f"failed: {f['name'][:90]}: {f['error'][:300]}")
     return "\n".join(lines)
