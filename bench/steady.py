@@ -18,7 +18,12 @@ replaying). The output agreement of each paskdnn runner with PyTorch float32 is
 printed as the max relative error.
 
     python bench/steady.py [--models resnet50,mobilenet_v2,vgg16,resnet18] [--batches 1,32]
-                           [--runs 30] [--warmup 20] [--out bench/results/steady.json]
+                           [--runs 30] [--warmup 20] [--out bench/results/steady.json] [--kernels N]
+
+--kernels N also profiles the GPU kernels (torch.profiler, CUPTI) of PyTorch's
+graph replay and of paskdnn's captured runner: kernel time per inference, set
+against the wall time, tells launch gaps from slow kernels; the N largest
+kernels name the layers to look at.
 """
 import argparse
 import json
@@ -60,6 +65,27 @@ def child(a) -> None:
         return statistics.median(times)
 
     row = dict(model=a.model, batch=a.batch)
+
+    def kernels(fn, n=10):
+        """GPU kernel time per inference (CUPTI through torch.profiler: every
+        kernel in the process, paskdnn's and cuDNN's too) and the largest kernels."""
+        from torch.profiler import ProfilerActivity, profile
+
+        fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(n):
+                fn()
+            torch.cuda.synchronize()
+        per = []
+        for k in prof.key_averages():
+            us = getattr(k, "self_device_time_total", None)
+            us = k.self_cuda_time_total if us is None else us
+            if us > 0:
+                per.append((us / 1e3 / n, k.count / n, k.key))
+        per.sort(reverse=True)
+        return dict(total_ms=round(sum(v[0] for v in per), 4), launches=round(sum(v[1] for v in per), 1),
+                    top=[[round(ms, 4), c, name[:110]] for ms, c, name in per[:a.kernels]])
     with torch.no_grad():
         row["torch_eager_ms"] = timed(lambda: model(x), torch.cuda.synchronize)
         static_x = x.clone()
@@ -73,6 +99,8 @@ def child(a) -> None:
         with torch.cuda.graph(g):
             static_y = model(static_x)
         row["torch_graph_ms"] = timed(g.replay, torch.cuda.synchronize)
+        if a.kernels:
+            row["torch_graph_kernels"] = kernels(g.replay)
         ref = torch_model.float()(x.float()).cpu().numpy()
         del static_y
 
@@ -112,6 +140,8 @@ def child(a) -> None:
             row[name + "_note"] = runner.capture_note or "never settled: " + ", ".join(
                 sorted({f"{r['layer']}={r['decision']}" for r in runner.report if r["decision"] != "resident"})[:8])
         row[name + "_ms"] = timed(lambda: runner.run(xin, record=False), lambda: None)
+        if a.kernels and capture:
+            row[name + "_kernels"] = kernels(lambda: runner.run(xin, record=False))
         row[name + "_max_rel_err"] = agreement(runner.run(xin))
         runner.run(xin, timed=True)  # eager, a sync per layer: which solvers serve the model
         row[name + "_solvers"] = sorted({r["solver"] for r in runner.report})
@@ -131,6 +161,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--out", default="")
+    ap.add_argument("--kernels", type=int, default=0, metavar="N",
+                    help="also profile the GPU kernels of PyTorch's graph replay and paskdnn's captured "
+                         "runs (torch.profiler): kernel time per inference and the N largest kernels")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -145,7 +178,7 @@ def main() -> int:
             for batch in (int(b) for b in a.batches.split(",")):
                 out = os.path.join(work, f"{model}-{batch}.json")
                 cmd = [sys.executable, __file__, "--child", "--model", model, "--batch", str(batch), "--runs",
-                       str(a.runs), "--warmup", str(a.warmup), "--json-out", out]
+                       str(a.runs), "--warmup", str(a.warmup), "--kernels", str(a.kernels), "--json-out", out]
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
                 if p.returncode:
                     print(f"{model} batch {batch} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
@@ -161,6 +194,15 @@ def main() -> int:
     for r in rows:
         ratio = r["paskdnn_captured_ms"] / r["torch_graph_ms"]
         print(f"| {r['model']} | {r['batch']} | " + " | ".join(f"{r[c]:.2f}" for c in cols) + f" | {ratio:.2f}x |")
+    for r in rows:
+        for who in ("torch_graph", "paskdnn_captured"):
+            k = r.get(who + "_kernels")
+            if not k:
+                continue
+            print(f"{r['model']} batch {r['batch']} {who}: {k['total_ms']:.3f} ms of kernels an inference, "
+                  f"{k['launches']:.0f} kernels")
+            for ms, count, name in k["top"]:
+                print(f"  {ms:8.4f} ms  x{count:<5g} {name}")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(rows, f, indent=1)
