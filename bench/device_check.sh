@@ -53,7 +53,7 @@ for what in ${THEN:-dispatch overhead coldstart}; do
     peeronnx) PYTHONUNBUFFERED=1 timeout ${PEER_TIMEOUT:-480} python3 "$REPO/bench/peer_onnx.py" ${PEER_ARGS:-} --out "$OUT" \
                 2>&1 | grep -v -i warn | tail -30 ;;
     firsttrace) for m in ${TRACE_MODELS:-resnet50}; do   # zoo names, FILE.onnx or torchvision:NAME
-                  PYTHONUNBUFFERED=1 timeout 200 python3 "$REPO/bench/first_trace.py" --model $m --device cuda --after-loads \
+                  PYTHONUNBUFFERED=1 timeout 200 python3 "$REPO/bench/first_trace.py" --model $m --device cuda --after-loads ${TRACE_ARGS:-} \
                     --json-out "$OUT/first_trace_${m##*:}.json" 2>&1 | grep -v -i warn | tail -40
                 done ;;
     loadprofile)  # a bundle's load with an empty user cache (twice) and then with the one the first warm run filled
