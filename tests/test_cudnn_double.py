@@ -478,14 +478,16 @@ def test_device_timed_runs_choose_between_configurations(double_path, tmp_path, 
     assert ("conv2d.cudnn_h1" in seen) == explore, seen
 
 
-@pytest.mark.parametrize("native_us, cudnn_us", [(20, 500), (500, 20), (20, 90), (90, 20)])
+@pytest.mark.parametrize("native_us, cudnn_us", [(20, 500), (500, 20), (5, 40), (40, 5), (5, 18), (18, 5)])
 def test_a_candidate_far_slower_than_its_estimate_gets_another_providers_trial(double_path, tmp_path, native_us,
                                                                                cudnn_us):
     """Whichever provider the analytic model ranks first: when its measured time is
-    more than twice its estimate and 100 us over it, the other provider's best
+    more than twice its estimate and 20 us over it, the other provider's best
     candidate gets a timed trial, and the faster one runs from then on (issue 17:
-    cuDNN 8.6x slower than paskdnn's kernel, which never ran). Below the floor
-    (90 us) nothing is tried: the first-ranked stays even when slower."""
+    cuDNN 8.6x slower than paskdnn's kernel at batch 32, which never ran; at batch
+    1, 38 us against a few, under the old 100 us floor). Below the floor (18 us
+    against an estimate of a few) nothing is tried: the first-ranked stays even
+    when slower."""
     out, log = run(double_path, tmp_path, f"""
         probe_prebuilt()
         knob("time_native", {native_us})
@@ -505,7 +507,7 @@ def test_a_candidate_far_slower_than_its_estimate_gets_another_providers_trial(d
     times = {"conv2d.cuda_igemm": native_us, "conv2d.cudnn": cudnn_us}
     ranked_first = seen[1]  # the first call may run whichever loads soonest; then the best
     fast = min(times, key=times.get)
-    if max(times.values()) > 100 and ranked_first != fast:
+    if max(times.values()) > 30 and ranked_first != fast:
         assert seen[-4:] == [fast] * 4, seen  # tried, and kept
     else:
         assert seen[-4:] == [ranked_first] * 4, seen
