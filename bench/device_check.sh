@@ -5,7 +5,7 @@
 # under $OUT.   (device tool) carry [".whl"]: bash bench/device_check.sh
 # TESTS=... picks the test files; THEN=... the steps after them (default
 # "dispatch overhead coldstart"; also onnx, peeronnx, firsttrace, steady, fleet, loadprofile, doctor, driver,
-# nanprobe).
+# nanprobe). An empty TESTS= or THEN= runs none (unset: the defaults).
 set -uo pipefail
 REPO=$(pwd)
 OUT=${OUT:-/tmp/out}
@@ -23,7 +23,7 @@ cd /tmp
 # TESTS: test files relative to the repository; "|" separates groups, each run
 # with its own log ($OUT/gpu_tests_N.log) and TEST_TIMEOUT, so a group cut off
 # by its limit does not take the others' results with it.
-IFS='|' read -ra groups <<< "${TESTS:-tests/test_cuda.py tests/test_cudnn.py}"
+IFS='|' read -ra groups <<< "${TESTS-tests/test_cuda.py tests/test_cudnn.py}"
 n=0
 for group in "${groups[@]}"; do
   n=$((n + 1)); files=()
@@ -34,7 +34,7 @@ for group in "${groups[@]}"; do
     -p no:cacheprovider "${files[@]}" > "$OUT/gpu_tests_$n.log" 2>&1
   echo "tests group $n: exit $?"; grep -E "passed|failed|FAILED|Error" "$OUT/gpu_tests_$n.log" | tail -25
 done
-for what in ${THEN:-dispatch overhead coldstart}; do
+for what in ${THEN-dispatch overhead coldstart}; do
   case $what in
     nanprobe) timeout 60 python3 "$REPO/bench/nan_probe.py" "$REPO/tests" 2>&1 | tail -24 ;;
     onnx) PYTHONUNBUFFERED=1 timeout 240 python3 "$REPO/bench/onnx_gpu_check.py" ${ONNX_ARGS:-} --out "$OUT/onnx_gpu.md" 2>&1 | grep -v Warning | tail -12 ;;

@@ -209,7 +209,7 @@ PASK_API pask_status_t pask_options_destroy(pask_options_t options);
  *   "policy"      reactive | proactive | reuse | pask   (default pask; see below)
  *   "loader_threads" background loader threads, 0..64 (default 2; 4 for GPU
  *                 contexts on hosts with 8 or more cores)
- *   "lookahead"   hint window: how many upcoming hints are loaded ahead (default 64)
+ *   "lookahead"   hint window: how many upcoming hints are loaded ahead (default 256)
  *   "resident_capacity" kernels kept resident, LRU (default 256; 0 = none)
  *   "hints_file"  a JSON hints record to preload from (default $PASKDNN_HINTS)
  *   "trace"       1 (default) records the event log, 0 does not

@@ -56,7 +56,7 @@ class Context:
             variant (default: the best the processor supports).
         loader_threads: background loader threads (default 2; 4 for GPU contexts
             on hosts with 8 or more cores; 0 = none).
-        lookahead: how many upcoming hints the loader works on (default 64).
+        lookahead: how many upcoming hints the loader works on (default 256).
         resident_capacity: kernels kept resident, LRU (default 256; 0 = none
             beyond the call).
         hints: a hints record saved by :meth:`save_record` to preload from

@@ -21,7 +21,7 @@ struct Options {
     Policy policy = Policy::Pask;
     int num_threads = 1;        // CPU kernel threads (default: every core)
     int loader_threads = 2;     // default 2 on the CPU, 4 on a GPU host with >= 8 cores
-    int lookahead = 64;
+    int lookahead = 256;       // a whole run of the imported CNNs (DenseNet-121: 246 calls)
     int resident_capacity = 256;
     bool trace = true;
     int debug_load_delay_ms = 0;
