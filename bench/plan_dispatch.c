@@ -117,6 +117,12 @@ int main(int argc, char **argv) {
     pask_plan_args_t ca = {.x = x, .w = w, .bias = b, .y = y}, ga = {.x = x, .w = w, .bias = b, .y = y},
                      pa = {.x = x, .y = py};
 
+    /* PLAN_DISPATCH_HINTS=N: N pending hints that no call matches (gemms of other
+       sizes), as hints recorded at another batch size would be: every call looks
+       itself up among them */
+    const char *pending = getenv("PLAN_DISPATCH_HINTS");
+    for (long i = 0; pending && i < atol(pending); ++i)
+        CHECK(pask_hint_gemm(ctx, dt, 0, 1, 100 + i, 8, 8, &ep, 8, 8, 8, 1));
     /* the three plans as one sequence (pask_plan_execute_sequence), against the three executed one by one */
     const_pask_plan_t seq_plans[3] = {conv, gemm, pool};
     const pask_plan_args_t *seq_args[3] = {&ca, &ga, &pa};

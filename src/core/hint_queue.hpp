@@ -7,11 +7,15 @@
 // The loader is fed the hints inside the window, in order of need. A call that
 // matches a hint inside the window advances the head past it; hints it skipped
 // over never came and are dropped. Calls that match nothing leave it alone.
+// Every call looks itself up by its hash (constant time, whatever the window):
+// a call that matches no hint, e.g. hints recorded at another batch size,
+// does not walk the window on every call.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -49,9 +53,13 @@ private:
         size_t hash;
         bool issued;
     };
+    // Drops the first n entries (the oldest) and their places in by_hash_.
+    void pop_front(size_t n);
+
     size_t window_;
     mutable std::mutex mu_;
-    std::deque<Entry> q_;
+    std::deque<Entry> q_;  // seqs contiguous: q_[i].seq == q_.front().seq + i (only prefixes are dropped)
+    std::unordered_map<size_t, std::deque<int64_t>> by_hash_;  // hash -> seqs of q_'s entries, ascending
     int64_t next_seq_ = 0;
 };
 
