@@ -2,6 +2,7 @@
 """Device test + timing harness for paskdnn's CUDA kernels (src/kernels/cuda).
 
     python3 bench/cuda_kernels_check.py [--quick] [--no-time] [--out DIR]
+    python3 bench/cuda_kernels_check.py --mobilenet 32 [--baseline-kdir DIR]
 
 Compiles every kernel source with NVRTC (cuda.bindings.nvrtc) for the device's
 arch and each dtype, launches through the driver API (cuda.bindings.driver) on
@@ -9,7 +10,10 @@ torch tensors with the launch geometry from pask_cuda_abi.h (compiled into a
 small shared library with the host C compiler), checks against float64 PyTorch
 references (outputs poisoned with NaN first, random inputs), then times the
 igemm conv vs cuDNN (fp16, channels_last) on ResNet-50 shapes and gemm vs
-torch.matmul. Logs go to DIR (default $OUT or bench/results).
+torch.matmul. Logs go to DIR (default $OUT or bench/results). --mobilenet BATCH
+only times MobileNetV2's igemm and depthwise layers (both igemm tiles), against
+cuDNN through PyTorch and, with --baseline-kdir, against another folder's kernel
+sources (e.g. `git show OLD:src/kernels/cuda/...` written into DIR).
 """
 from __future__ import annotations
 
@@ -23,14 +27,13 @@ import subprocess
 import sys
 import tempfile
 
-import torch
-import torch.nn.functional as F
-from cuda.bindings import driver as cu
-from cuda.bindings import nvrtc
+# torch and cuda.bindings are imported by main(), so that the ABI mirrors below
+# can be checked on a machine without them (tests/test_bench_abi.py)
+torch = F = cu = nvrtc = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KDIR = os.path.normpath(os.path.join(HERE, "..", "src", "kernels", "cuda"))
-DT = {0: torch.float32, 1: torch.float16, 2: torch.bfloat16}
+DT = {0: "float32", 1: "float16", 2: "bfloat16"}  # torch dtype names
 DTN = {0: "f32", 1: "f16", 2: "bf16"}
 TOL = {0: 1.5e-3, 1: 2e-3, 2: 1e-2}
 NCHW, NHWC = 0, 1
@@ -58,14 +61,16 @@ class ConvP(ctypes.Structure):
         ("layout", ctypes.c_int), ("weight_layout", ctypes.c_int),
         ("x", ctypes.c_void_p), ("weight", ctypes.c_void_p), ("bias", ctypes.c_void_p),
         ("residual", ctypes.c_void_p), ("y", ctypes.c_void_p),
-        ("alpha", ctypes.c_float), ("beta", ctypes.c_float), ("activation", ctypes.c_int), ("pad_", ctypes.c_int)]
+        ("alpha", ctypes.c_float), ("beta", ctypes.c_float), ("activation", ctypes.c_int),
+        ("act_p", ctypes.c_float * 2), ("splits", ctypes.c_int), ("partial", ctypes.c_void_p), ("y_nchw", ctypes.c_int)]
 
 
 class GemmP(ctypes.Structure):
     _fields_ = [(f, ctypes.c_int64) for f in "m n k lda ldb ldc".split()] + [
         ("trans_a", ctypes.c_int), ("trans_b", ctypes.c_int),
         ("a", ctypes.c_void_p), ("b", ctypes.c_void_p), ("bias", ctypes.c_void_p), ("c", ctypes.c_void_p),
-        ("alpha", ctypes.c_float), ("beta", ctypes.c_float), ("activation", ctypes.c_int), ("pad_", ctypes.c_int)]
+        ("alpha", ctypes.c_float), ("beta", ctypes.c_float), ("activation", ctypes.c_int),
+        ("act_p", ctypes.c_float * 2), ("splits", ctypes.c_int), ("partial", ctypes.c_void_p)]
 
 
 class PoolP(ctypes.Structure):
@@ -79,10 +84,15 @@ class PoolP(ctypes.Structure):
 GEOM_C = r'''
 #include "pask_cuda_abi.h"
 #include <stddef.h>
-#define W(name, T) void w_##name(const T *p, unsigned *g, unsigned *b, unsigned *s) { pask_cuda_##name##_launch(p, g, b, s); }
-W(conv2d_igemm, pask_cuda_conv2d_params)
+#define W(name, T) void w_##name(T *p, int es, unsigned *g, unsigned *b, unsigned *s) { (void)es; pask_cuda_##name##_launch(p, g, b, s); }
+/* the mma kernels unsplit (sms = 0): no partial sums to reduce */
+#define WS(name, T) void w_##name(T *p, int es, unsigned *g, unsigned *b, unsigned *s) { pask_cuda_##name##_launch(p, es, 0, g, b, s); }
+WS(conv2d_igemm, pask_cuda_conv2d_params)
 W(conv2d_depthwise, pask_cuda_conv2d_params)
-W(gemm, pask_cuda_gemm_params)
+void w_conv2d_depthwise_vec4(pask_cuda_conv2d_params *p, int es, unsigned *g, unsigned *b, unsigned *s) {
+    pask_cuda_conv2d_depthwise_vec_launch(p, es, 4, g, b, s);
+}
+WS(gemm, pask_cuda_gemm_params)
 W(pool2d, pask_cuda_pool2d_params)
 W(pool2d_global_avg, pask_cuda_pool2d_params)
 size_t sz_conv(void) { return sizeof(pask_cuda_conv2d_params); }
@@ -108,11 +118,11 @@ def build_geom():
 GEOM = None
 
 
-def geometry(kind, p):
+def geometry(kind, p, es=2):
     g = (ctypes.c_uint * 3)()
     b = (ctypes.c_uint * 3)()
     s = ctypes.c_uint()
-    getattr(GEOM, "w_" + kind)(ctypes.byref(p), g, b, ctypes.byref(s))
+    getattr(GEOM, "w_" + kind)(ctypes.byref(p), es, g, b, ctypes.byref(s))
     return tuple(g), tuple(b), s.value
 
 
@@ -121,14 +131,15 @@ ARCH = None
 MODS = {}
 
 
-def compile_src(fname, dtype, defines=()):
-    key = (fname, dtype, tuple(defines))
+def compile_src(fname, dtype, defines=(), kdir=None):
+    kdir = kdir or KDIR
+    key = (fname, dtype, tuple(defines), kdir)
     if key in MODS:
         return MODS[key]
-    src = open(os.path.join(KDIR, fname), "rb").read()
+    src = open(os.path.join(kdir, fname), "rb").read()
     prog = chk(nvrtc.nvrtcCreateProgram(src, fname.encode(), 0, [], []))
     opts = [b"-std=c++17", f"--gpu-architecture=sm_{ARCH}".encode(), f"-DPASK_DTYPE={dtype}".encode(),
-            b"-I" + KDIR.encode()] + [f"-D{d}".encode() for d in defines]
+            b"-I" + kdir.encode()] + [f"-D{d}".encode() for d in defines]
     r = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
     lsz = chk(nvrtc.nvrtcGetProgramLogSize(prog))
     logb = b" " * lsz
@@ -145,8 +156,8 @@ def compile_src(fname, dtype, defines=()):
     return mod
 
 
-def get_fn(fname, entry, dtype, defines=()):
-    mod = compile_src(fname, dtype, defines)
+def get_fn(fname, entry, dtype, defines=(), kdir=None):
+    mod = compile_src(fname, dtype, defines, kdir)
     return chk(cu.cuModuleGetFunction(mod, entry.encode()))
 
 
@@ -195,10 +206,10 @@ def from_phys(t, layout):
     return t.permute(0, 3, 1, 2) if layout == NHWC else t
 
 
-def run_conv(entry, fname, dtype, cfg, defines=(), ret=False):
+def run_conv(entry, fname, dtype, cfg, defines=(), ret=False, kdir=None):
     """cfg: dict n c h w o kh kw sh sw pt pl pb pr dh dw groups layout wlayout bias res alpha beta act"""
     dev = "cuda"
-    dt = DT[dtype]
+    dt = getattr(torch, DT[dtype])
     n, c, h, w, o, kh, kw = (cfg[k] for k in "n c h w o kh kw".split())
     G = cfg["groups"]
     oh = (h + cfg["pt"] + cfg["pb"] - cfg["dh"] * (kh - 1) - 1) // cfg["sh"] + 1
@@ -216,9 +227,10 @@ def run_conv(entry, fname, dtype, cfg, defines=(), ret=False):
               pad_top=cfg["pt"], pad_left=cfg["pl"], dil_h=cfg["dh"], dil_w=cfg["dw"], groups=G, layout=L,
               weight_layout=cfg["wlayout"], x=ptr(xp), weight=ptr(wp), bias=ptr(bias), residual=ptr(rp), y=ptr(yp),
               alpha=cfg["alpha"], beta=cfg["beta"], activation=cfg["act"])
-    kind = "conv2d_igemm" if entry == "pask_conv2d_igemm" else "conv2d_depthwise"
-    fn = get_fn(fname, entry, dtype, defines)
-    geom = geometry(kind, p)
+    kind = {"pask_conv2d_igemm": "conv2d_igemm", "pask_conv2d_depthwise_nhwc_vec4": "conv2d_depthwise_vec4"}.get(
+        entry, "conv2d_depthwise")
+    fn = get_fn(fname, entry, dtype, defines, kdir)
+    geom = geometry(kind, p, 4 if dtype == 0 else 2)
     launch(fn, geom, p)
     xd = F.pad(x.double(), (cfg["pl"], cfg["pr"], cfg["pt"], cfg["pb"]))
     ref = F.conv2d(xd, wt.double(), None, (cfg["sh"], cfg["sw"]), 0, (cfg["dh"], cfg["dw"]), G)
@@ -233,7 +245,7 @@ def run_conv(entry, fname, dtype, cfg, defines=(), ret=False):
     out = from_phys(yp, L)
     e = rel_err(out, ref)
     if ret:
-        return e, (fn, geom, p, (xp, wp, yp, bias, rp))
+        return e, (fn, geom, p, (xp, wp, yp, bias, rp, ref))
     return e, geom
 
 
@@ -270,7 +282,7 @@ def cfg_str(d):
 
 # ---------------------------------------------------------------- gemm
 def run_gemm(dtype, m, n, k, ta, tb, extra_ld=(0, 0, 0), bias=False, alpha=1.0, beta=0.0, act=0, ret=False):
-    dev, dt = "cuda", DT[dtype]
+    dev, dt = "cuda", getattr(torch, DT[dtype])
     A = torch.randn(m, k, device=dev).to(dt)
     B = (torch.randn(k, n, device=dev) / math.sqrt(k)).to(dt)
     # physical storage with leading dims
@@ -297,7 +309,7 @@ def run_gemm(dtype, m, n, k, ta, tb, extra_ld=(0, 0, 0), bias=False, alpha=1.0, 
     p = GemmP(m=m, n=n, k=k, lda=lda, ldb=ldb, ldc=ldc, trans_a=int(ta), trans_b=int(tb), a=ptr(As), b=ptr(Bs),
               bias=ptr(bs), c=ptr(Cs), alpha=alpha, beta=beta, activation=act)
     fn = get_fn("gemm.cu", "pask_gemm", dtype)
-    geom = geometry("gemm", p)
+    geom = geometry("gemm", p, 4 if dtype == 0 else 2)
     launch(fn, geom, p)
     ref = alpha * (A.double() @ B.double())
     if beta != 0:
@@ -315,7 +327,7 @@ def run_gemm(dtype, m, n, k, ta, tb, extra_ld=(0, 0, 0), bias=False, alpha=1.0, 
 
 # ---------------------------------------------------------------- pool
 def run_pool(dtype, d):
-    dev, dt = "cuda", DT[dtype]
+    dev, dt = "cuda", getattr(torch, DT[dtype])
     n, c, h, w = d["n"], d["c"], d["h"], d["w"]
     x = torch.randn(n, c, h, w, device=dev).to(dt)
     if d["mode"] == 0 and d.get("nan"):
@@ -345,7 +357,7 @@ def run_pool(dtype, d):
 
 
 def run_gavg(dtype, n, c, h, w, L):
-    dev, dt = "cuda", DT[dtype]
+    dev, dt = "cuda", getattr(torch, DT[dtype])
     x = torch.randn(n, c, h, w, device=dev).to(dt)
     xp = to_phys(x, L)
     yp = torch.full((n, c), float("nan"), device=dev, dtype=dt)
@@ -416,6 +428,82 @@ def bench_conv(batches, rows):
                          2.0 * nb * p.oh * p.ow * o * c * k * k / (best * 1e-6) / 1e12))
 
 
+MOBILENET = [  # name, c, hw, o, k, stride, pad, act (0 none, 2 relu6), residual: MobileNetV2's igemm layers
+    ("stem 3x3/2 3-32", 3, 224, 32, 3, 2, 1, 2, False),
+    ("f1 1x1 32-16 @112", 32, 112, 16, 1, 1, 0, 0, False),
+    ("f2 1x1 16-96 @112", 16, 112, 96, 1, 1, 0, 2, False),
+    ("f2 1x1 96-24 @56", 96, 56, 24, 1, 1, 0, 0, False),
+    ("f3 1x1 24-144 @56", 24, 56, 144, 1, 1, 0, 2, False),
+    ("f3 1x1 144-24 @56 +res", 144, 56, 24, 1, 1, 0, 0, True),
+    ("f5 1x1 32-192 @28", 32, 28, 192, 1, 1, 0, 2, False),
+    ("f8 1x1 64-384 @14", 64, 14, 384, 1, 1, 0, 2, False),
+    ("f11 1x1 96-576 @14", 96, 14, 576, 1, 1, 0, 2, False),
+    ("f14 1x1 160-960 @7", 160, 7, 960, 1, 1, 0, 2, False),
+    ("f18 1x1 320-1280 @7", 320, 7, 1280, 1, 1, 0, 2, False),
+]
+
+MOBILENET_DW = [(32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28, 1), (384, 14, 1), (576, 14, 2),
+                (960, 7, 1)]  # C, H=W, stride
+
+
+def bench_mobilenet(batch, kdirs, rows):
+    """The igemm kernel of each source folder (kdirs: label -> folder), both tiles
+    (128x128 on 256 threads, 64x64 on 128), unsplit, against cuDNN (PyTorch
+    channels_last conv2d + bias, then clamp as its eager model runs), fp16 NHWC;
+    kernel time only (events around back-to-back launches)."""
+    torch.backends.cudnn.benchmark = True
+    for name, c, hw, o, k, s, pd, act, res in MOBILENET:
+        cfg = dict(n=batch, c=c, h=hw, w=hw, o=o, kh=k, kw=k, sh=s, sw=s, pt=pd, pl=pd, pb=pd, pr=pd, dh=1, dw=1,
+                   groups=1, layout=NHWC, wlayout=NHWC, bias=True, res=res, alpha=1.0, beta=0.0, act=act)
+        defs = (f"PASK_FIXED_KH={k}", f"PASK_FIXED_KW={k}", f"PASK_FIXED_STRIDE={s}", f"PASK_FIXED_PAD={pd}",
+                "PASK_FIXED_DIL=1")
+        row = [f"b{batch} {name}"]
+        for label, kdir in kdirs.items():
+            e, (fn, geom, p, keep) = run_conv("pask_conv2d_igemm", "conv_igemm.cu", 1, cfg, defs, ret=True, kdir=kdir)
+            m = p.n * p.oh * p.ow
+            for big in (True, False):
+                t = 128 if big else 64
+                g = ((m + t - 1) // t, (o + t - 1) // t, 1)
+                blk, smem = (256 if big else 128, 1, 1), 81920 if big else 40960
+                try:
+                    keep[2].fill_(float("nan"))
+                    launch(fn, (g, blk, smem), p)  # checked again on this tile
+                    e = rel_err(from_phys(keep[2], NHWC), keep[5])
+                    t_us = time_fn(lambda: launch(fn, (g, blk, smem), p, check=False))
+                except RuntimeError as ex:
+                    log(f"{name} {label} {t}: {ex}")
+                    e = t_us = float("nan")
+                chosen = "*" if geom[1][0] == blk[0] else " "
+                row.append((f"{label} {t}{chosen}", t_us, e))
+        xt = torch.randn(batch, c, hw, hw, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
+        wt = torch.randn(o, c, k, k, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
+        bt = torch.randn(o, device="cuda", dtype=torch.float16)
+        rt = torch.randn(batch, o, (hw + 2 * pd - k) // s + 1, (hw + 2 * pd - k) // s + 1, device="cuda",
+                         dtype=torch.float16).to(memory_format=torch.channels_last)
+        if act == 2:
+            ref = lambda: F.conv2d(xt, wt, bt, s, pd).clamp_(0, 6)  # noqa: E731
+        elif res:
+            ref = lambda: F.conv2d(xt, wt, bt, s, pd).add_(rt)  # noqa: E731
+        else:
+            ref = lambda: F.conv2d(xt, wt, bt, s, pd)  # noqa: E731
+        row.append(("cudnn", time_fn(ref), 0.0))
+        rows.append(row)
+    for c, hw, s in MOBILENET_DW:  # 3x3 depthwise, bias + relu6: the batched (4 outputs a thread) NHWC entry
+        cfg = dict(n=batch, c=c, h=hw, w=hw, o=c, kh=3, kw=3, sh=s, sw=s, pt=1, pl=1, pb=1, pr=1, dh=1, dw=1,
+                   groups=c, layout=NHWC, wlayout=NCHW, bias=True, res=False, alpha=1.0, beta=0.0, act=2)
+        defs = ("PASK_FIXED_KH=3", "PASK_FIXED_KW=3", f"PASK_FIXED_STRIDE={s}", "PASK_FIXED_PAD=1", "PASK_FIXED_DIL=1")
+        row = [f"b{batch} dw3x3/{s} {c} @{hw}"]
+        for label, kdir in kdirs.items():
+            e, (fn, geom, p, keep) = run_conv("pask_conv2d_depthwise_nhwc_vec4", "conv_depthwise.cu", 1, cfg, defs,
+                                              ret=True, kdir=kdir)
+            row.append((f"{label} vec4", time_fn(lambda: launch(fn, geom, p, check=False)), e))
+        xt = torch.randn(batch, c, hw, hw, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
+        wt = torch.randn(c, 1, 3, 3, device="cuda", dtype=torch.float16)
+        bt = torch.randn(c, device="cuda", dtype=torch.float16)
+        row.append(("cudnn", time_fn(lambda: F.conv2d(xt, wt, bt, s, 1, 1, c).clamp_(0, 6)), 0.0))
+        rows.append(row)
+
+
 def bench_gemm(rows):
     torch.backends.cuda.matmul.allow_tf32 = True
     for dtype, m, n, k in [(1, 4096, 4096, 4096), (1, 8192, 8192, 8192), (1, 1024, 1024, 1024), (1, 1, 4096, 4096),
@@ -429,12 +517,20 @@ def bench_gemm(rows):
 
 # ---------------------------------------------------------------- main
 def main():
-    global GEOM, ARCH
+    global GEOM, ARCH, torch, F, cu, nvrtc
+    import torch
+    import torch.nn.functional as F
+    from cuda.bindings import driver as cu
+    from cuda.bindings import nvrtc
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-time", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT") or os.path.join(HERE, "results"))
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--mobilenet", type=int, metavar="BATCH", default=0,
+                    help="only time MobileNetV2's igemm layers at this batch (both tiles), no other checks")
+    ap.add_argument("--baseline-kdir", metavar="DIR",
+                    help="with --mobilenet: also time the kernel sources in DIR (e.g. an older commit's src/kernels/cuda)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -448,6 +544,20 @@ def main():
     log(f"# {datetime.datetime.now(datetime.timezone.utc).isoformat()}  {name} sm_{ARCH}  torch {torch.__version__}")
     fails = []
     worst = {}
+    if args.mobilenet:
+        kdirs = {"this": KDIR}
+        if args.baseline_kdir:
+            kdirs["base"] = os.path.abspath(args.baseline_kdir)
+        mrows = []
+        bench_mobilenet(args.mobilenet, kdirs, mrows)
+        log(f"## MobileNetV2 igemm layers on {name}, fp16 NHWC, bias (+relu6 / +residual) fused; us per launch,"
+            " median of 15 x 10; * = the tile the launch helper picks; err = rel L2 vs float64")
+        for r in mrows:
+            log(f"{r[0]:28s} " + "  ".join(f"{lab:>9s} {t:7.1f}" + ("" if lab == "cudnn" else f" ({e:.1e})")
+                                             for lab, t, e in r[1:]))
+        with open(os.path.join(args.out, "cuda_kernels_mobilenet.log"), "w") as f:
+            f.write("\n".join(LOG) + "\n")
+        return 0
 
     def record(tag, dtype, e, desc):
         worst[(tag, dtype)] = max(worst.get((tag, dtype), 0.0), e)

@@ -83,6 +83,32 @@ def test_each_conv_solver_with_residual_alpha_beta_relu6(cache, dtype, solver, l
     assert rel_err(y, ref) < TOL[dtype]
 
 
+# NHWC outputs whose channels per group are whole 16-byte vectors leave the
+# igemm kernel through shared memory in 16-byte stores (conv_igemm.cu) when
+# beta is 0; an output one element off 16-byte alignment, or beta, keeps the
+# fragments' own stores. Groups (the group's column offset), a ragged last row tile.
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("solver", ["conv2d.cuda_igemm", "conv2d.cuda_igemm_fixed"])
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("beta", [0.0, 0.25])
+def test_igemm_nhwc_vector_epilogue_groups_ragged_tile_and_a_misaligned_output(cache, dtype, solver, offset, groups,
+                                                                                 beta):
+    c = paskdnn.Context("cuda", cache_dir=cache, solvers=[solver])
+    n, h, w_, ch, o = 3, 9, 11, 32, 48  # 297 output rows; 24 or 48 channels per group
+    x, wt, b = rand((n, h, w_, ch), dtype), rand((o, ch // groups, 3, 3), dtype), rand((o,), dtype)
+    r = rand((n, h, w_, o), dtype)
+    out = rand((n * h * w_ * o + offset,), dtype)[offset:].view(n, h, w_, o)
+    before = out.clone()
+    y = paskdnn.conv2d(x, wt, b, 1, 1, 1, groups, layout="NHWC", residual=r, activation="relu6", alpha=0.5,
+                       beta=beta, out=out, context=c)
+    torch.cuda.synchronize()
+    assert y is out and paskdnn.last_solver() == solver
+    ref = ref_conv(x, wt, None, 1, ((1, 1), (1, 1)), 1, groups, "NHWC") * 0.5 + beta * before.to("cpu", torch.float64)
+    ref = (ref + b.to("cpu", torch.float64) + r.to("cpu", torch.float64)).clamp(0, 6)
+    assert rel_err(y, ref) < TOL[dtype]
+
+
 # Deep layers with few output pixels (batch 1): grids of 1-16 tiles, so the
 # launch splits K (src/kernels/cuda/pask_cuda_abi.h, pask_cuda_splitk_) on any
 # GPU with more than 32 SMs; the reduce kernel applies alpha, beta, residual, bias, act.

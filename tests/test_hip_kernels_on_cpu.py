@@ -130,7 +130,25 @@ def test_igemm_conv_split_k_matches_the_reference(kernels, dtype, layouts, case,
     check_igemm_conv(kernels, dtype, layouts, case, splits=splits)
 
 
-def check_igemm_conv(kernels, dtype, layouts, case, splits):
+# Both tiles (the 128x128 one on 256 threads is what CUDA launches of large grids
+# take; AMD's 64 KB of LDS rules it out) and the NHWC epilogue through shared
+# memory (beta 0, channels per group whole 16-byte vectors): groups, a ragged
+# last row tile; with beta, the fragments' own stores.
+TILE_CASES = [(3, 32, 9, 11, 48, 3, 1, ((1, 1), (1, 1)), 1, 2),
+              (2, 16, 12, 12, 96, 1, 1, ((0, 0), (0, 0)), 1, 1),
+              (1, 12, 10, 10, 12, 3, 1, ((2, 2), (2, 2)), 2, 1)]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layouts", LAYOUTS, ids=lambda v: "-".join(v))
+@pytest.mark.parametrize("case", TILE_CASES)
+@pytest.mark.parametrize("tile128", [False, True])
+@pytest.mark.parametrize("beta", [0.0, 0.25])
+def test_igemm_conv_both_tiles_with_and_without_beta(kernels, dtype, layouts, case, tile128, beta):
+    check_igemm_conv(kernels, dtype, layouts, case, splits=1, tile128=tile128, beta=beta)
+
+
+def check_igemm_conv(kernels, dtype, layouts, case, splits, tile128=False, beta=0.25):
     n, c, h, w, o, k, s, ((pt, pb), (pl, pr)), dil, g = case
     layout, wlayout = layouts
     oh, ow = (h + pt + pb - dil * (k - 1) - 1) // s + 1, (w + pl + pr - dil * (k - 1) - 1) // s + 1
@@ -139,15 +157,19 @@ def check_igemm_conv(kernels, dtype, layouts, case, splits):
     b_raw, b = device(rng.uniform(-1, 1, o), dtype)
     r_raw, r = device(rng.uniform(-1, 1, (n, o, oh, ow)), dtype)
     y0_raw, y0 = device(rng.uniform(-1, 1, (n, o, oh, ow)), dtype)
-    alpha, beta = 0.5, 0.25
+    alpha = 0.5
     nhwc = layout == "NHWC"
     xin = np.ascontiguousarray(nchw_to_nhwc(x_raw)) if nhwc else x_raw
     win = np.ascontiguousarray(oihw_to_ohwi(w_raw)) if wlayout == "OHWI" else w_raw
     rin = np.ascontiguousarray(nchw_to_nhwc(r_raw)) if nhwc else r_raw
     y = np.ascontiguousarray(nchw_to_nhwc(y0_raw)) if nhwc else y0_raw.copy()
     d = i64(n, c, h, w, o, k, k, oh, ow, s, s, pt, pl, dil, dil, g, int(nhwc), int(wlayout == "OHWI"), ACT["relu6"])
-    kernels("conv_igemm", dtype).emu_conv2d(d, ctypes.c_float(alpha), ctypes.c_float(beta), ptr(xin), ptr(win),
-                                            ptr(b_raw), ptr(rin), ptr(y), splits)
+    lib = kernels("conv_igemm", dtype)
+    args = (d, ctypes.c_float(alpha), ctypes.c_float(beta), ptr(xin), ptr(win), ptr(b_raw), ptr(rin), ptr(y))
+    if tile128:
+        lib.emu_conv2d_tile128(*args)
+    else:
+        lib.emu_conv2d(*args, splits)
     got = host(nhwc_to_nchw(y) if nhwc else y, dtype)
     kw = dict(stride=s, padding=((pt, pb), (pl, pr)), dilation=dil, groups=g)
     ref = conv2d_ref(x, wt, b, activation="relu6", residual=r, alpha=alpha, beta=beta, out_before=y0, **kw)

@@ -45,9 +45,10 @@ inline float __shfl_xor(float v, int lane_mask, int width) {
 }
 
 // Dynamic shared memory of the one block running at a time (the kernels
-// declare it `extern __shared__ unsigned pask_smem[]` inside extern "C" entries).
+// declare it `extern __shared__ unsigned pask_smem[]` inside extern "C" entries):
+// the most any CUDA launch asks for (PASK_CUDA_MAX_DYNAMIC_SMEM, the 128x128 tile).
 extern "C" {
-alignas(16) unsigned pask_smem[65536 / 4];
+alignas(16) unsigned pask_smem[81920 / 4];
 }
 
 // Runs kernel over the grid, one block at a time, blockDim.x threads each.

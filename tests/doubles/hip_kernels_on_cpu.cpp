@@ -36,13 +36,14 @@ static pask_cuda_conv2d_params emu_conv_params(const int64_t *d, float alpha, fl
 }
 
 #ifndef PASK_EMU_DEPTHWISE
-// The igemm kernel with the HIP solvers' 64x64 tile, split K into `splits` slices, then the reduce kernel.
-static void emu_igemm(pask_cuda_conv2d_params q, int splits) {
+// The igemm kernel with the HIP solvers' 64x64 tile (big: the CUDA solvers' 128x128
+// tile on 256 threads), split K into `splits` slices, then the reduce kernel.
+static void emu_igemm(pask_cuda_conv2d_params q, int splits, int big = 0) {
     unsigned grid[3], block[3], smem = 0;
     q.splits = splits;
     std::vector<float> partial(splits > 1 ? size_t(splits) * size_t(q.n * q.oh * q.ow * q.o) : 0, -1e30f);
     q.partial = partial.data();
-    pask_cuda_mma_geom_(q.n * q.oh * q.ow, q.o / q.groups, q.groups, 0, splits, grid, block, &smem);
+    pask_cuda_mma_geom_(q.n * q.oh * q.ow, q.o / q.groups, q.groups, big, splits, grid, block, &smem);
     pask_emu_launch(pask_conv2d_igemm, q, grid, block);
     if (splits > 1) {
         pask_cuda_splitk_reduce_launch(q.n * q.oh * q.ow * q.o, grid, block, &smem);
@@ -69,6 +70,15 @@ EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x,
     emu_igemm(q, splits);
 #endif
 }
+
+#ifndef PASK_EMU_DEPTHWISE
+// As emu_conv2d (igemm, unsplit) with the 128x128 tile of the CUDA launches:
+// the same source's other tile configuration, which AMD's 64 KB of LDS rules out.
+EXPORT void emu_conv2d_tile128(const int64_t *d, float alpha, float beta, const void *x, const void *w,
+                               const void *bias, const void *residual, void *y) {
+    emu_igemm(emu_conv_params(d, alpha, beta, x, w, bias, residual, y), 1, 1);
+}
+#endif
 #endif
 
 #if defined(PASK_EMU_CONV) && !defined(PASK_EMU_DEPTHWISE)

@@ -248,6 +248,50 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
     const pask_t *__restrict__ res = (const pask_t *)p.residual;
     const float alpha = p.alpha, beta = p.beta;
     const int act = p.activation;
+    /* NHWC output whose channels per group are whole 16-byte vectors: the tile
+     * goes through shared memory (the main loop's stages are free by now) and
+     * leaves in 16-byte stores along rows, bias and residual read the same way.
+     * The fragments' own layout would store two bytes at a time, a quarter of
+     * each 32-byte sector used: the 1x1 expansions of MobileNetV2 at batch 32
+     * (K 16-32, six times more output than input) were bound by those stores.
+     * Not with beta (y read back, rare): its registers made ptxas spill. */
+    const bool aligned = ((((unsigned long long)y) | ((unsigned long long)bias) | ((unsigned long long)res)) & 15) == 0;
+    if (y_nhwc && Og % VEC == 0 && aligned && beta == 0.f) {
+        constexpr int LD = BN + 8; /* floats per row: float2 writes of a warp's half hit distinct banks */
+        static_assert(BM * LD * 4 <= STAGES * STAGE_WORDS * 4, "the staged tile fits the main loop's stages");
+        float *sC = (float *)smem;
+        __syncthreads(); /* every warp is done with the last stage */
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+#pragma unroll
+                for (int ni = 0; ni < NI; ++ni) {
+                    const int r = wm * WM + mi * 16 + gi + h * 8, c = wn * WN + ni * 8 + 2 * ti;
+                    *(pask_f2 *)(sC + r * LD + c) = pask_f2{acc[mi][ni][h * 2], acc[mi][ni][h * 2 + 1]};
+                }
+        __syncthreads();
+        constexpr int CPR = BN / VEC; /* 16-byte chunks per tile row */
+        for (int idx = tid; idx < BM * CPR; idx += NT) {
+            const int r = idx / CPR, cv = idx - r * CPR, o = n0 + cv * VEC;
+            const pask_i64 m = m0 + r;
+            if (m >= M || o >= Og) continue; /* Og % VEC == 0: a chunk is wholly in or out */
+            const pask_i64 off = m * O + (pask_i64)g * Og + o;
+            pask_v16 bv, rv, out = {};
+            if (bias) bv = *(const pask_v16 *)(bias + (pask_i64)g * Og + o);
+            if (res) rv = *(const pask_v16 *)(res + off);
+            const float *src = sC + r * LD + cv * VEC;
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) {
+                float v = alpha * src[j];
+                if (bias) v += pask_v16_get(bv, j);
+                if (res) v += pask_v16_get(rv, j);
+                pask_v16_put(out, j, pask_act(v, act, p.act_p[0], p.act_p[1]));
+            }
+            *(pask_v16 *)(y + off) = out;
+        }
+        return;
+    }
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi)
 #pragma unroll

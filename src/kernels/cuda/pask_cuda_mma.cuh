@@ -460,6 +460,11 @@ PASK_DEV void pask_v16_put(pask_v16 &v, int j, float f) {
 #endif
 }
 
+/* Two floats, one 8-byte shared-memory store (float2 without the CUDA headers). */
+struct __align__(8) pask_f2 {
+    float x, y;
+};
+
 /* The sum of v over the 32 lanes of a warp, in every lane. */
 PASK_DEV float pask_warp_sum(float v) {
 #pragma unroll
