@@ -280,10 +280,18 @@ PASK_DEV void conv_body(const pask_cuda_conv2d_params &p, unsigned *smem) {
             pask_v16 bv, rv, out = {};
             if (bias) bv = *(const pask_v16 *)(bias + (pask_i64)g * Og + o);
             if (res) rv = *(const pask_v16 *)(res + off);
-            const float *src = sC + r * LD + cv * VEC;
+            /* the chunk's VEC floats in 16-byte shared-memory loads (rows and
+             * chunks start on 16-byte boundaries: LD and VEC are multiples of 4) */
+            float acc_v[VEC];
+#pragma unroll
+            for (int q = 0; q < VEC / 4; ++q) {
+                const pask_v16 s4 = *(const pask_v16 *)(sC + r * LD + cv * VEC + 4 * q);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc_v[4 * q + j] = pask_bits_f(s4.u[j]);
+            }
 #pragma unroll
             for (int j = 0; j < VEC; ++j) {
-                float v = alpha * src[j];
+                float v = alpha * acc_v[j];
                 if (bias) v += pask_v16_get(bv, j);
                 if (res) v += pask_v16_get(rv, j);
                 pask_v16_put(out, j, pask_act(v, act, p.act_p[0], p.act_p[1]));
