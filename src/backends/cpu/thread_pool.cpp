@@ -1,6 +1,20 @@
 #include "thread_pool.hpp"
 
+#include <chrono>
+
 namespace pask {
+
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield" ::: "memory");
+#endif
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads < 1 ? 1 : num_threads) {
     for (int t = 1; t < num_threads_; ++t) workers_.emplace_back([this, t] { worker_main(t); });
@@ -9,7 +23,7 @@ ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads < 1 ? 1 : num
 ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mu_);
-        stop_ = true;
+        stop_.store(true);
     }
     wake_.notify_all();
     for (auto &w : workers_) w.join();
@@ -23,20 +37,32 @@ void ThreadPool::run_tasks(int thread) {
     }
 }
 
+bool ThreadPool::await_job(uint64_t seen) {
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::microseconds(kSpinUs);
+    for (unsigned spins = 1;; ++spins) {
+        if (stop_.load(std::memory_order_acquire)) return false;
+        if (generation_.load(std::memory_order_acquire) != seen) return true;
+        cpu_relax();
+        if (spins % 64 == 0 && Clock::now() >= deadline) break;
+    }
+    // Sleep. sleepers_ is raised before the counter is read again under mu_,
+    // and a caller moves the counter before it reads sleepers_ (both seq_cst):
+    // either this thread sees the new job, or the caller sees a sleeper and
+    // notifies under mu_.
+    std::unique_lock<std::mutex> lock(mu_);
+    sleepers_.fetch_add(1);
+    wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+    sleepers_.fetch_sub(1);
+    return !stop_.load();
+}
+
 void ThreadPool::worker_main(int thread) {
     uint64_t seen = 0;
-    for (;;) {
-        {
-            std::unique_lock<std::mutex> lock(mu_);
-            wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-            if (stop_) return;
-            seen = generation_;
-        }
+    while (await_job(seen)) {
+        seen = generation_.load(std::memory_order_acquire);
         run_tasks(thread);
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            if (--active_ == 0) done_.notify_one();
-        }
+        active_.fetch_sub(1, std::memory_order_release);
     }
 }
 
@@ -47,19 +73,23 @@ void ThreadPool::parallel_for(int64_t ntasks, TaskFn fn, void *arg) {
         for (int64_t t = 0; t < ntasks; ++t) fn(arg, t, 0);
         return;
     }
-    {
+    // Every worker has left the previous job (active_ reached 0 before the
+    // last parallel_for returned), so the job's fields are free to rewrite.
+    fn_ = fn;
+    arg_ = arg;
+    ntasks_ = ntasks;
+    next_.store(0, std::memory_order_relaxed);
+    active_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1);  // seq_cst: publishes the job, ordered before the sleepers_ read
+    if (sleepers_.load() > 0) {
         std::lock_guard<std::mutex> lock(mu_);
-        fn_ = fn;
-        arg_ = arg;
-        ntasks_ = ntasks;
-        next_.store(0, std::memory_order_relaxed);
-        active_ = static_cast<int>(workers_.size());
-        ++generation_;
+        wake_.notify_all();
     }
-    wake_.notify_all();
     run_tasks(0);
-    std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [&] { return active_ == 0; });
+    for (unsigned spins = 1; active_.load(std::memory_order_acquire) != 0; ++spins) {
+        if (spins < 4096) cpu_relax();
+        else std::this_thread::yield();  // a worker was descheduled: give its core back
+    }
 }
 
 }  // namespace pask
