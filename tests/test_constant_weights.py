@@ -1,6 +1,6 @@
 """Plans with constant weights (pask_plan_set_constant_weights): the CPU
 solvers that pack their weights ahead (conv2d.implicit_gemm_nhwc,
-conv2d.indirect_gemm_nhwc, conv2d.gemm_1x1 in NHWC) keep a packed copy per plan; executions with the
+conv2d.indirect_gemm_nhwc, conv2d.gemm_1x1, conv2d.depthwise in NHWC) keep a packed copy per plan; executions with the
 declared weights read it, every other call reads its weights anew."""
 
 import numpy as np
@@ -24,7 +24,10 @@ CASES = [("conv2d.implicit_gemm_nhwc", 16, 9, 10, 40, 3, 1, 1, 1, "OHWI"),
          ("conv2d.indirect_gemm_nhwc", 300, 5, 5, 133, 1, 2, 0, 1, "OHWI"),  # past one panel
          ("conv2d.indirect_gemm_nhwc", 130, 9, 9, 20, 3, 1, 1, 1, "OHWI"),  # K past one block
          ("conv2d.gemm_1x1", 64, 6, 7, 130, 1, 1, 0, 1, "OHWI"),
-         ("conv2d.gemm_1x1", 20, 5, 5, 33, 1, 1, 0, 1, "OIHW")]
+         ("conv2d.gemm_1x1", 20, 5, 5, 33, 1, 1, 0, 1, "OIHW"),
+         ("conv2d.depthwise", 32, 9, 10, 32, 3, 1, 1, 32, "OHWI"),
+         ("conv2d.depthwise", 20, 7, 9, 40, 3, 2, 1, 20, "OIHW"),  # multiplier 2
+         ("conv2d.depthwise", 48, 3, 7, 48, 3, 1, 1, 48, "OHWI")]  # 6 rows on 2 threads: rows split in columns
 
 
 def _case(c, h, w, o, k, s, p, g, wl, seed):
@@ -94,7 +97,8 @@ def test_constant_weights_are_for_conv2d_plans():
     assert lib.pask_plan_set_constant_weights(ffi.NULL, ffi.NULL) == lib.PASK_ERROR_NULL_POINTER
 
 
-@pytest.mark.parametrize("solver", ["conv2d.implicit_gemm_nhwc", "conv2d.indirect_gemm_nhwc", "conv2d.gemm_1x1"])
+@pytest.mark.parametrize("solver", ["conv2d.implicit_gemm_nhwc", "conv2d.indirect_gemm_nhwc", "conv2d.gemm_1x1",
+                                    "conv2d.depthwise"])
 def test_pack_weights_ahead_of_the_first_execution(solver, ctx_for):
     """pask_plan_pack_weights packs for the resident kernel before any execution:
     weights changed in place afterwards (the promise broken on purpose) no longer
@@ -102,14 +106,15 @@ def test_pack_weights_ahead_of_the_first_execution(solver, ctx_for):
     ffi, lib = _lib.load()
     ctx = ctx_for(solver, ISAS[0])
     k = 1 if solver == "conv2d.gemm_1x1" else 3
-    x, wt, b, want, bound = _case(16, 6, 7, 40, k, 1, k // 2, 1, "OHWI", 11)
+    o, g = (16, 16) if solver == "conv2d.depthwise" else (40, 1)
+    x, wt, b, want, bound = _case(16, 6, 7, o, k, 1, k // 2, g, "OHWI", 11)
     y = np.zeros(want.shape, np.float32).transpose(0, 2, 3, 1).copy()
-    spec = _spec.conv2d_spec(x, wt, b, 1, k // 2, 1, 1, layout="NHWC", weight_layout="OHWI", activation="relu", out=y)
+    spec = _spec.conv2d_spec(x, wt, b, 1, k // 2, 1, g, layout="NHWC", weight_layout="OHWI", activation="relu", out=y)
     call = _spec.prepare(spec, ctx, constant_weights=True)
     packed = ffi.new("int *", 7)
     _lib.check(lib.pask_plan_pack_weights(call.plan, packed))
     if not packed[0]:  # the kernel was not resident yet: load it through an eager call, then pack
-        paskdnn.conv2d(x, wt.copy(), b, 1, k // 2, 1, 1, layout="NHWC", weight_layout="OHWI", activation="relu",
+        paskdnn.conv2d(x, wt.copy(), b, 1, k // 2, 1, g, layout="NHWC", weight_layout="OHWI", activation="relu",
                        context=ctx)
         _lib.check(lib.pask_plan_pack_weights(call.plan, packed))
     assert packed[0] == 1

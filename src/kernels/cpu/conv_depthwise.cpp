@@ -348,13 +348,24 @@ void interior_span(const pask_cpu_conv2d_args &a, const RowJob &j, const float *
         for (int64_t c0 = 0; c0 < vec_end; c0 += V) interior_tile<KH, KW, 1>(a, j, wt, ow, c0, yrow, resrow);
 }
 
-int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
-    const int64_t mult = a.o / a.c, kk = a.kh * a.kw;
-    // weights as [KH*KW][O] so the channel loop is contiguous
-    float *wt = t_weights.get(size_t(kk * a.o));
-    if (!wt) return kOutOfMemory;
+// The NHWC kernel's weights: [KH*KW][O], so that the channel loop is contiguous.
+void pack_nhwc_weights(const pask_cpu_conv2d_args &a, float *wt) {
+    const int64_t kk = a.kh * a.kw;
     for (int64_t oc = 0; oc < a.o; ++oc)
         for (int64_t r = 0; r < kk; ++r) wt[r * a.o + oc] = a.weight[oc * kk + r];
+}
+
+// packed: the weights already as pack_nhwc_weights leaves them (a constant
+// copy kept by the caller), else they are rearranged here, every call.
+int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const float *packed) {
+    const int64_t mult = a.o / a.c;
+    const float *wt = packed;
+    if (!wt) {
+        float *w = t_weights.get(size_t(a.kh * a.kw * a.o));
+        if (!w) return kOutOfMemory;
+        pack_nhwc_weights(a, w);
+        wt = w;
+    }
     // With a multiplier, output channel oc reads input channel oc / mult: no
     // longer one contiguous run, so those channels are summed one by one.
     const int64_t vec_end = mult == 1 ? (a.o / V) * V : 0;
@@ -367,7 +378,14 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
     in_lo = std::min(in_lo, in_hi);
     const bool interior = vec_end > 0 && in_hi > in_lo;
     const bool k3x3 = a.kh == 3 && a.kw == 3;
-    auto task = [&](int64_t t, int) {
+    // Rows are the tasks; with fewer than 4 a thread (7x7 maps on 2 threads: 4
+    // rows on one, 3 on the other) each row is split into column ranges.
+    const int64_t rows = a.n * a.oh, nth = nthreads(rt);
+    const int64_t parts = rows >= 4 * nth ? 1 : std::min<int64_t>(ceil_div(4 * nth, rows), std::max<int64_t>(1, a.ow / 4));
+    auto task = [&](int64_t t_part, int) {
+        const int64_t t = t_part / parts, part = t_part % parts;
+        const int64_t q = a.ow / parts, r = a.ow % parts;
+        const int64_t c_lo = part * q + std::min(part, r), c_hi = c_lo + q + (part < r ? 1 : 0);
         const int64_t n = t / a.oh, oh = t % a.oh;
         const int64_t rbase = ((n * a.oh + oh) * a.ow) * a.o;
         float *yrow = a.y + rbase;
@@ -395,9 +413,11 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
             }
         };
         if (!interior) {
-            for (int64_t ow = 0; ow < a.ow; ++ow) edge_pixel(ow, 0);
+            for (int64_t ow = c_lo; ow < c_hi; ++ow) edge_pixel(ow, 0);
             return;
         }
+        // this task's columns [c_lo, c_hi): left edge, interior, right edge
+        const int64_t lo = std::min(std::max(in_lo, c_lo), c_hi), hi = std::max(std::min(in_hi, c_hi), lo);
         RowJob j;
         const int64_t ih0 = oh * a.stride_h - a.pad_top;
         j.x = a.x;
@@ -408,16 +428,16 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
         j.col_step = a.stride_w * a.c;
         j.tap_step = a.dil_w * a.c;
         j.col0 = -a.pad_left * a.c;
-        for (int64_t ow = 0; ow < in_lo; ++ow) edge_pixel(ow, 0);
+        for (int64_t ow = c_lo; ow < lo; ++ow) edge_pixel(ow, 0);
         if (k3x3)
-            interior_span<3, 3>(a, j, wt, in_lo, in_hi, vec_end, yrow, resrow);
+            interior_span<3, 3>(a, j, wt, lo, hi, vec_end, yrow, resrow);
         else
-            interior_span<0, 0>(a, j, wt, in_lo, in_hi, vec_end, yrow, resrow);
+            interior_span<0, 0>(a, j, wt, lo, hi, vec_end, yrow, resrow);
         if (vec_end < a.o)
-            for (int64_t ow = in_lo; ow < in_hi; ++ow) edge_pixel(ow, vec_end);
-        for (int64_t ow = in_hi; ow < a.ow; ++ow) edge_pixel(ow, 0);
+            for (int64_t ow = lo; ow < hi; ++ow) edge_pixel(ow, vec_end);
+        for (int64_t ow = hi; ow < c_hi; ++ow) edge_pixel(ow, 0);
     };
-    run_parallel(rt, a.n * a.oh, task);
+    run_parallel(rt, rows * parts, task);
     return 0;
 }
 
@@ -425,7 +445,23 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
 
 PASK_EXPORT int pask_conv2d_depthwise_f32(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a) {
     if (a->groups != a->c || a->o % a->c != 0) return 4;  // PASK_ERROR_UNSUPPORTED: not depthwise
-    return a->layout == PASK_CPU_LAYOUT_NHWC ? dw_nhwc(rt, *a) : dw_nchw(rt, *a);
+    return a->layout == PASK_CPU_LAYOUT_NHWC ? dw_nhwc(rt, *a, nullptr) : dw_nchw(rt, *a);
+}
+
+// Weight pre-packing (kernel_abi.h, pask_cpu_conv2d_pack_fn): NHWC only (the
+// NCHW kernel reads the weights as they are).
+PASK_EXPORT int64_t pask_conv2d_depthwise_f32_pack(const pask_cpu_conv2d_args *a, float *dst) {
+    if (a->groups != a->c || a->o % a->c != 0 || a->layout != PASK_CPU_LAYOUT_NHWC) return -4;  // PASK_ERROR_UNSUPPORTED
+    const int64_t total = a->kh * a->kw * a->o;
+    if (dst) pack_nhwc_weights(*a, dst);
+    return total;
+}
+
+PASK_EXPORT int pask_conv2d_depthwise_f32_packed(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args *a,
+                                                 const float *packed) {
+    if (!packed) return 2;  // PASK_ERROR_NULL_POINTER
+    if (a->groups != a->c || a->o % a->c != 0 || a->layout != PASK_CPU_LAYOUT_NHWC) return 4;  // PASK_ERROR_UNSUPPORTED
+    return dw_nhwc(rt, *a, packed);
 }
 
 // Scratch reservation (kernel_abi.h, pask_cpu_conv2d_reserve_fn). NHWC: the
