@@ -227,11 +227,14 @@ def test_nchw_input_transposed_then_vector_loads(kernels, dtype, splits, n, c, h
 @pytest.mark.parametrize("pixels", [1, 4])
 @pytest.mark.parametrize("k, s, pad, dil, c, h, w", [(3, 1, 1, 1, 16, 9, 10), (3, 2, 1, 1, 24, 11, 9),
                                                       (5, 2, 2, 1, 8, 12, 13), (3, 1, 2, 2, 16, 7, 11),
-                                                      (1, 1, 0, 1, 8, 5, 6)])
-def test_vectorised_nhwc_depthwise_matches_the_reference(kernels, dtype, pixels, k, s, pad, dil, c, h, w):
+                                                      (1, 1, 0, 1, 8, 5, 6), (3, 2, 1, 1, 8, 17, 30)])
+@pytest.mark.parametrize("w_offset", [0, 1])
+def test_vectorised_nhwc_depthwise_matches_the_reference(kernels, dtype, pixels, k, s, pad, dil, c, h, w, w_offset):
     """The vectorised NHWC entries: vectors of channels, `pixels` outputs per thread
-    (rows whose width is not a multiple of it included), the unrolled 3x3 window and
-    the generic one, bias + residual + beta*y + relu6 in the epilogue."""
+    (rows whose width is not a multiple of it included), the 3x3 window at stride 1
+    and 2 with each input column read once (weights 16-byte aligned), the unrolled
+    3x3 window (weights one element off alignment: w_offset 1) and the generic one,
+    bias + residual + beta*y + relu6 in the epilogue."""
     n = 2
     oh, ow = (h + 2 * pad - dil * (k - 1) - 1) // s + 1, (w + 2 * pad - dil * (k - 1) - 1) // s + 1
     x_raw, x = device(rng.uniform(-1, 1, (n, c, h, w)), dtype)
@@ -243,6 +246,11 @@ def test_vectorised_nhwc_depthwise_matches_the_reference(kernels, dtype, pixels,
     d = i64(n, c, h, w, c, k, k, oh, ow, s, s, pad, pad, dil, dil, c, 1, 1, ACT["relu6"])
     alpha, beta = 0.75, 0.5
     xin, win, rin = (np.ascontiguousarray(a) for a in (nchw_to_nhwc(x_raw), oihw_to_ohwi(w_raw), nchw_to_nhwc(r_raw)))
+    wbuf = np.empty(win.size + 64, win.dtype)  # 64-byte aligned start (numpy), then w_offset elements in
+    start = (-wbuf.ctypes.data % 64) // win.itemsize + w_offset
+    wbuf[start:start + win.size] = win.ravel()
+    win = wbuf[start:start + win.size]
+    assert (win.ctypes.data % 16 == 0) == (w_offset == 0)
     kernels("conv_depthwise", dtype).emu_conv2d(d, ctypes.c_float(alpha), ctypes.c_float(beta), ptr(xin), ptr(win),
                                                 ptr(b_raw), ptr(rin), ptr(y), pixels)
     got = host(nhwc_to_nchw(y), dtype)

@@ -138,12 +138,123 @@ PASK_UNROLL_CUDA
     }
 }
 
+/*
+ * The 3x3 window at stride S (1 or 2), no dilation, weights 16-byte aligned:
+ * the entries below take this path. A thread's PASK_VEC channels of the
+ * window's 9 taps are 9 * 16 contiguous bytes ({C, 1, 3, 3}, the first channel
+ * a multiple of PASK_VEC), read as 9 vectors once; each input row's
+ * (PIX - 1) * S + 3 columns are read and converted once and serve every output
+ * and tap that uses them (the generic path above reads a column per output and
+ * tap, and a weight per channel and tap).
+ */
+template <int S, int PIX>
+PASK_DEV void pask_dw3_nhwc_vec(const pask_cuda_conv2d_params &p) {
+    constexpr int NCOL = (PIX - 1) * S + 3;
+    const int PT = PASK_PT, PL = PASK_PL;
+    const int H = (int)p.h, W = (int)p.w, C = (int)p.c, OH = (int)p.oh, OW = (int)p.ow;
+    const int CV = C / PASK_VEC, OWB = (OW + PIX - 1) / PIX;
+    const pask_t *__restrict__ x = (const pask_t *)p.x;
+    const pask_t *__restrict__ wt = (const pask_t *)p.weight;
+    const pask_t *__restrict__ bias = (const pask_t *)p.bias;
+    const pask_t *__restrict__ res = (const pask_t *)p.residual;
+    pask_t *__restrict__ y = (pask_t *)p.y;
+    const pask_i64 total = p.n * (pask_i64)OH * OWB * CV;
+    const bool narrow = total <= 0x7fffffff;  // index arithmetic in 32 bits (64-bit division is emulated)
+    for (pask_i64 i = (pask_i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (pask_i64)gridDim.x * blockDim.x) {
+        int cv, owb, oh;
+        pask_i64 nimg;
+        if (narrow) {
+            unsigned t = (unsigned)i;
+            cv = (int)(t % (unsigned)CV); t /= (unsigned)CV;
+            owb = (int)(t % (unsigned)OWB); t /= (unsigned)OWB;
+            oh = (int)(t % (unsigned)OH); nimg = (pask_i64)(t / (unsigned)OH);
+        } else {
+            pask_i64 t = i;
+            cv = (int)(t % CV); t /= CV;
+            owb = (int)(t % OWB); t /= OWB;
+            oh = (int)(t % OH); nimg = t / OH;
+        }
+        const int c0 = cv * PASK_VEC, ow0 = owb * PIX;
+        const pask_t *xb = x + nimg * H * W * C + c0;
+        pask_v16 wv[9];
+        {
+            const pask_v16 *ws = (const pask_v16 *)(wt + (pask_i64)c0 * 9);
+#pragma unroll
+            for (int k = 0; k < 9; ++k) wv[k] = ws[k];
+        }
+        float acc[PIX][PASK_VEC];
+#pragma unroll
+        for (int q = 0; q < PIX; ++q)
+#pragma unroll
+            for (int j = 0; j < PASK_VEC; ++j) acc[q][j] = 0.f;
+        const int ih0 = oh * S - PT, iw0 = ow0 * S - PL;
+#pragma unroll
+        for (int r = 0; r < 3; ++r) {
+            const int ih = ih0 + r;
+            if ((unsigned)ih >= (unsigned)H) continue;
+            float wr[3][PASK_VEC];  // this row's taps: channel j's tap (r, s) is element j * 9 + r * 3 + s
+#pragma unroll
+            for (int s = 0; s < 3; ++s)
+#pragma unroll
+                for (int j = 0; j < PASK_VEC; ++j)
+                    wr[s][j] = pask_v16_get(wv[(j * 9 + r * 3 + s) / PASK_VEC], (j * 9 + r * 3 + s) % PASK_VEC);
+            const pask_t *xr = xb + (pask_i64)ih * W * C;
+#pragma unroll
+            for (int col = 0; col < NCOL; ++col) {
+                const int iw = iw0 + col;
+                if ((unsigned)iw >= (unsigned)W) continue;
+                const pask_v16 xv = *(const pask_v16 *)(xr + (pask_i64)iw * C);
+                float xf[PASK_VEC];
+#pragma unroll
+                for (int j = 0; j < PASK_VEC; ++j) xf[j] = pask_v16_get(xv, j);
+#pragma unroll
+                for (int s = 0; s < 3; ++s) {
+                    // output q reads column q * S + s
+                    if (col - s < 0 || (col - s) % S != 0 || (col - s) / S >= PIX) continue;
+#pragma unroll
+                    for (int j = 0; j < PASK_VEC; ++j) acc[(col - s) / S][j] += xf[j] * wr[s][j];
+                }
+            }
+        }
+        float bv[PASK_VEC];
+#pragma unroll
+        for (int j = 0; j < PASK_VEC; ++j) bv[j] = bias ? pask_ld(bias, c0 + j) : 0.f;
+#pragma unroll
+        for (int q = 0; q < PIX; ++q) {
+            if (ow0 + q >= OW) break;
+            const pask_i64 at = ((nimg * OH + oh) * OW + ow0 + q) * C + c0;
+            pask_v16 before = {{0u, 0u, 0u, 0u}}, rv = {{0u, 0u, 0u, 0u}}, out = {{0u, 0u, 0u, 0u}};
+            if (p.beta != 0.f) before = *(const pask_v16 *)(y + at);
+            if (res) rv = *(const pask_v16 *)(res + at);
+#pragma unroll
+            for (int j = 0; j < PASK_VEC; ++j) {
+                float v = p.alpha * acc[q][j] + bv[j];
+                if (p.beta != 0.f) v += p.beta * pask_v16_get(before, j);
+                if (res) v += pask_v16_get(rv, j);
+                pask_v16_put(out, j, pask_act(v, p.activation, p.act_p[0], p.act_p[1]));
+            }
+            *(pask_v16 *)(y + at) = out;
+        }
+    }
+}
+
+// The 3x3 paths: the column-reusing one where it applies (weights aligned,
+// stride 1 or 2 both ways, no dilation), else the generic unrolled one.
+template <int PIX>
+PASK_DEV void pask_dw_nhwc_vec_3x3(const pask_cuda_conv2d_params &p) {
+    if (PASK_DH == 1 && PASK_DW == 1 && PASK_SH == PASK_SW && ((unsigned long long)p.weight & 15ull) == 0) {
+        if (PASK_SH == 1) return pask_dw3_nhwc_vec<1, PIX>(p);
+        if (PASK_SH == 2) return pask_dw3_nhwc_vec<2, PIX>(p);
+    }
+    pask_dw_nhwc_vec<3, PIX>(p);
+}
+
 extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise_nhwc_vec(const pask_cuda_conv2d_params p) {
-    if (PASK_KH == 3 && PASK_KW == 3) pask_dw_nhwc_vec<3, 1>(p);
+    if (PASK_KH == 3 && PASK_KW == 3) pask_dw_nhwc_vec_3x3<1>(p);
     else pask_dw_nhwc_vec<0, 1>(p);
 }
 
 extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise_nhwc_vec4(const pask_cuda_conv2d_params p) {
-    if (PASK_KH == 3 && PASK_KW == 3) pask_dw_nhwc_vec<3, 4>(p);
+    if (PASK_KH == 3 && PASK_KW == 3) pask_dw_nhwc_vec_3x3<4>(p);
     else pask_dw_nhwc_vec<0, 4>(p);
 }
