@@ -219,7 +219,7 @@ PASK_DEV void pask_dw3_nhwc_vec(const pask_cuda_conv2d_params &p) {
         float bv[PASK_VEC];
 #pragma unroll
         for (int j = 0; j < PASK_VEC; ++j) bv[j] = bias ? pask_ld(bias, c0 + j) : 0.f;
-#pragma unroll
+PASK_UNROLL_CUDA
         for (int q = 0; q < PIX; ++q) {
             if (ow0 + q >= OW) break;
             const pask_i64 at = ((nimg * OH + oh) * OW + ow0 + q) * C + c0;
