@@ -61,6 +61,39 @@ extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise(const pa
 }
 
 /*
+ * The vector entries' epilogue: a thread's PIX outputs along row oh from
+ * column ow0, channels c0 .. c0 + PASK_VEC - 1 (16-byte vectors of y and the
+ * residual): alpha * acc + bias (+ beta * y) (+ residual), then the activation.
+ */
+template <int PIX>
+PASK_DEV void pask_dw_store_vec(const pask_cuda_conv2d_params &p, const float (&acc)[PIX][PASK_VEC], pask_i64 nimg,
+                                int oh, int ow0, int c0) {
+    const int C = (int)p.c, OH = (int)p.oh, OW = (int)p.ow;
+    const pask_t *__restrict__ bias = (const pask_t *)p.bias;
+    const pask_t *__restrict__ res = (const pask_t *)p.residual;
+    pask_t *__restrict__ y = (pask_t *)p.y;
+    float bv[PASK_VEC];
+#pragma unroll
+    for (int j = 0; j < PASK_VEC; ++j) bv[j] = bias ? pask_ld(bias, c0 + j) : 0.f;
+PASK_UNROLL_CUDA
+    for (int q = 0; q < PIX; ++q) {
+        if (ow0 + q >= OW) break;
+        const pask_i64 at = ((nimg * OH + oh) * OW + ow0 + q) * C + c0;
+        pask_v16 before = {{0u, 0u, 0u, 0u}}, rv = {{0u, 0u, 0u, 0u}}, out = {{0u, 0u, 0u, 0u}};
+        if (p.beta != 0.f) before = *(const pask_v16 *)(y + at);
+        if (res) rv = *(const pask_v16 *)(res + at);
+#pragma unroll
+        for (int j = 0; j < PASK_VEC; ++j) {
+            float v = p.alpha * acc[q][j] + bv[j];
+            if (p.beta != 0.f) v += p.beta * pask_v16_get(before, j);
+            if (res) v += pask_v16_get(rv, j);
+            pask_v16_put(out, j, pask_act(v, p.activation, p.act_p[0], p.act_p[1]));
+        }
+        *(pask_v16 *)(y + at) = out;
+    }
+}
+
+/*
  * NHWC with one output channel per input channel (O == C), C a multiple of
  * PASK_VEC and x, y, residual 16-byte aligned (pask_cuda_depthwise_vec_ok):
  * each thread computes PASK_VEC adjacent channels (one 16-byte load per tap)
@@ -76,9 +109,6 @@ PASK_DEV void pask_dw_nhwc_vec(const pask_cuda_conv2d_params &p) {
     const int CV = C / PASK_VEC, OWB = (OW + PIX - 1) / PIX;
     const pask_t *__restrict__ x = (const pask_t *)p.x;
     const pask_t *__restrict__ wt = (const pask_t *)p.weight;
-    const pask_t *__restrict__ bias = (const pask_t *)p.bias;
-    const pask_t *__restrict__ res = (const pask_t *)p.residual;
-    pask_t *__restrict__ y = (pask_t *)p.y;
     const pask_i64 total = p.n * (pask_i64)OH * OWB * CV;
     for (pask_i64 i = (pask_i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (pask_i64)gridDim.x * blockDim.x) {
         pask_i64 t = i;
@@ -116,25 +146,7 @@ PASK_UNROLL_CUDA
                 }
             }
         }
-        float bv[PASK_VEC];
-#pragma unroll
-        for (int j = 0; j < PASK_VEC; ++j) bv[j] = bias ? pask_ld(bias, c0 + j) : 0.f;
-PASK_UNROLL_CUDA
-        for (int q = 0; q < PIX; ++q) {
-            if (ow0 + q >= OW) break;
-            const pask_i64 at = ((nimg * OH + oh) * OW + ow0 + q) * C + c0;
-            pask_v16 before = {{0u, 0u, 0u, 0u}}, rv = {{0u, 0u, 0u, 0u}}, out = {{0u, 0u, 0u, 0u}};
-            if (p.beta != 0.f) before = *(const pask_v16 *)(y + at);
-            if (res) rv = *(const pask_v16 *)(res + at);
-#pragma unroll
-            for (int j = 0; j < PASK_VEC; ++j) {
-                float v = p.alpha * acc[q][j] + bv[j];
-                if (p.beta != 0.f) v += p.beta * pask_v16_get(before, j);
-                if (res) v += pask_v16_get(rv, j);
-                pask_v16_put(out, j, pask_act(v, p.activation, p.act_p[0], p.act_p[1]));
-            }
-            *(pask_v16 *)(y + at) = out;
-        }
+        pask_dw_store_vec<PIX>(p, acc, nimg, oh, ow0, c0);
     }
 }
 
@@ -155,9 +167,6 @@ PASK_DEV void pask_dw3_nhwc_vec(const pask_cuda_conv2d_params &p) {
     const int CV = C / PASK_VEC, OWB = (OW + PIX - 1) / PIX;
     const pask_t *__restrict__ x = (const pask_t *)p.x;
     const pask_t *__restrict__ wt = (const pask_t *)p.weight;
-    const pask_t *__restrict__ bias = (const pask_t *)p.bias;
-    const pask_t *__restrict__ res = (const pask_t *)p.residual;
-    pask_t *__restrict__ y = (pask_t *)p.y;
     const pask_i64 total = p.n * (pask_i64)OH * OWB * CV;
     const bool narrow = total <= 0x7fffffff;  // index arithmetic in 32 bits (64-bit division is emulated)
     for (pask_i64 i = (pask_i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (pask_i64)gridDim.x * blockDim.x) {
@@ -216,25 +225,7 @@ PASK_DEV void pask_dw3_nhwc_vec(const pask_cuda_conv2d_params &p) {
                 }
             }
         }
-        float bv[PASK_VEC];
-#pragma unroll
-        for (int j = 0; j < PASK_VEC; ++j) bv[j] = bias ? pask_ld(bias, c0 + j) : 0.f;
-PASK_UNROLL_CUDA
-        for (int q = 0; q < PIX; ++q) {
-            if (ow0 + q >= OW) break;
-            const pask_i64 at = ((nimg * OH + oh) * OW + ow0 + q) * C + c0;
-            pask_v16 before = {{0u, 0u, 0u, 0u}}, rv = {{0u, 0u, 0u, 0u}}, out = {{0u, 0u, 0u, 0u}};
-            if (p.beta != 0.f) before = *(const pask_v16 *)(y + at);
-            if (res) rv = *(const pask_v16 *)(res + at);
-#pragma unroll
-            for (int j = 0; j < PASK_VEC; ++j) {
-                float v = p.alpha * acc[q][j] + bv[j];
-                if (p.beta != 0.f) v += p.beta * pask_v16_get(before, j);
-                if (res) v += pask_v16_get(rv, j);
-                pask_v16_put(out, j, pask_act(v, p.activation, p.act_p[0], p.act_p[1]));
-            }
-            *(pask_v16 *)(y + at) = out;
-        }
+        pask_dw_store_vec<PIX>(p, acc, nimg, oh, ow0, c0);
     }
 }
 
