@@ -26,7 +26,10 @@
 #include <type_traits>
 
 #include "common.hpp"
+#include "sgemm.hpp"
 #include "vec16.hpp"
+
+using pask_cpu::sgemm_detail::split_range;
 
 PASK_EXPORT uint32_t pask_cpu_abi_version(void) { return PASK_CPU_ABI_VERSION; }
 
@@ -378,14 +381,17 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const flo
     in_lo = std::min(in_lo, in_hi);
     const bool interior = vec_end > 0 && in_hi > in_lo;
     const bool k3x3 = a.kh == 3 && a.kw == 3;
-    // Rows are the tasks; with fewer than 4 a thread (7x7 maps on 2 threads: 4
-    // rows on one, 3 on the other) each row is split into column ranges.
+    // Rows are the tasks; with several threads and fewer than 4 rows a thread
+    // (7x7 maps on 2 threads: 4 rows on one, 3 on the other) each row is split
+    // into column ranges.
     const int64_t rows = a.n * a.oh, nth = nthreads(rt);
-    const int64_t parts = rows >= 4 * nth ? 1 : std::min<int64_t>(ceil_div(4 * nth, rows), std::max<int64_t>(1, a.ow / 4));
+    const int64_t parts = nth == 1 || rows >= 4 * nth
+                              ? 1
+                              : std::min<int64_t>(ceil_div(4 * nth, rows), std::max<int64_t>(1, a.ow / 4));
     auto task = [&](int64_t t_part, int) {
         const int64_t t = t_part / parts, part = t_part % parts;
-        const int64_t q = a.ow / parts, r = a.ow % parts;
-        const int64_t c_lo = part * q + std::min(part, r), c_hi = c_lo + q + (part < r ? 1 : 0);
+        int64_t c_lo, c_hi;
+        split_range(a.ow, parts, part, c_lo, c_hi);
         const int64_t n = t / a.oh, oh = t % a.oh;
         const int64_t rbase = ((n * a.oh + oh) * a.ow) * a.o;
         float *yrow = a.y + rbase;
