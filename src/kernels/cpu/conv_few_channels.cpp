@@ -172,10 +172,9 @@ int run(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const Geometr
                 if (ACT >= 0 && o + V <= a.o) {
                     const vf zero{}, six = splat(6.f);
                     vf v = splat(a.ep.alpha) * acc + (a.bias ? loadu(a.bias + o) : vf{}) + (res ? loadu(res) : vf{});
-                    if constexpr (ACT == PASK_CPU_ACT_RELU) v = v < zero ? zero : v;  // NaN stays (finish_vec)
+                    if constexpr (ACT == PASK_CPU_ACT_RELU) v = floor_at(v, zero);  // NaN stays (finish_vec)
                     if constexpr (ACT == PASK_CPU_ACT_RELU6) {
-                        const vf t6 = v > six ? six : v;
-                        v = v < zero ? zero : t6;
+                        v = floor_at(ceil_at(v, six), zero);
                     }
                     storeu(y, v);
                     return;

@@ -114,7 +114,9 @@ int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
 }
 
 // take_max on 16 lanes: v where v > m or v is NaN.
-__attribute__((always_inline)) inline vf max_nan(const vf &m, const vf &v) { return ((v > m) | (v != v)) ? v : m; }
+__attribute__((always_inline)) inline vf max_nan(const vf &m, const vf &v) {
+    return by_parts(m, v, [](vnat a, vnat b) { return ((b > a) | (b != b)) ? b : a; });
+}
 
 // Any lane NaN.
 __attribute__((always_inline)) inline bool any_nan(const vf &v) {

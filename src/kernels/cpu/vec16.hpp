@@ -24,36 +24,87 @@ namespace {
 typedef float vf __attribute__((vector_size(64)));
 typedef int32_t vi __attribute__((vector_size(64)));
 constexpr int64_t V = 16;  // floats in a vf
-
-__attribute__((always_inline)) inline vf loadu(const float *p) {
+// The build's native vector (one zmm, ymm or xmm) and how many of them a vf
+// takes. A kernel that keeps many sums in registers (16 of them on AVX2 and
+// SSE, 32 on AVX-512) works on vnat (conv_depthwise's NHWC kernel).
+#if defined(__AVX512F__)
+typedef float vnat __attribute__((vector_size(64)));
+#elif defined(__AVX__)
+typedef float vnat __attribute__((vector_size(32)));
+#else
+typedef float vnat __attribute__((vector_size(16)));
+#endif
+constexpr int kVfRegs = int(sizeof(vf) / sizeof(vnat));
+union vf_parts {
     vf v;
+    vnat p[kVfRegs];
+};
+
+// f on each native part of a and b. GCC (12) lowers a comparison or a
+// select (?:) of vectors wider than the machine's lane by lane, in scalar code
+// (16 compares, blends and stores a vf on AVX2); on native parts they are one
+// vcmpps and one vblendvps each.
+template <class F>
+__attribute__((always_inline)) inline vf by_parts(const vf &a, const vf &b, F f) {
+    vf_parts x{a}, y{b};
+    for (int i = 0; i < kVfRegs; ++i) x.p[i] = f(x.p[i], y.p[i]);
+    return x.v;
+}
+// Loads, stores and broadcasts of any of the vector types (vf, vnat).
+template <class VT>
+__attribute__((always_inline)) inline VT vload(const float *p) {
+    VT v;
     __builtin_memcpy(&v, p, sizeof v);
     return v;
 }
-__attribute__((always_inline)) inline void storeu(float *p, const vf &v) { __builtin_memcpy(p, &v, sizeof v); }
-__attribute__((always_inline)) inline vf splat(float x) { return vf{} + x; }
+template <class VT>
+__attribute__((always_inline)) inline void vstore(float *p, const VT &v) {
+    __builtin_memcpy(p, &v, sizeof v);
+}
+template <class VT>
+__attribute__((always_inline)) inline VT vsplat(float x) {
+    return VT{} + x;
+}
+__attribute__((always_inline)) inline vf loadu(const float *p) { return vload<vf>(p); }
+__attribute__((always_inline)) inline void storeu(float *p, const vf &v) { vstore(p, v); }
+__attribute__((always_inline)) inline vf splat(float x) { return vsplat<vf>(x); }
+
+// b where a < b, else a (a NaN a stays): relu's floor
+template <class VT>
+__attribute__((always_inline)) inline VT floor_at(const VT &a, const VT &b) {
+    if constexpr (sizeof(VT) == sizeof(vnat))
+        return a < b ? b : a;
+    else
+        return by_parts(a, b, [](vnat x, vnat y) { return x < y ? y : x; });
+}
+// b where a > b, else a (a NaN a stays): relu6's ceiling
+template <class VT>
+__attribute__((always_inline)) inline VT ceil_at(const VT &a, const VT &b) {
+    if constexpr (sizeof(VT) == sizeof(vnat))
+        return a > b ? b : a;
+    else
+        return by_parts(a, b, [](vnat x, vnat y) { return x > y ? y : x; });
+}
 
 // The epilogue (common.hpp's finish) on 16 lanes: act(alpha*acc + bias +
 // residual [+ beta*before]). relu / relu6 keep finish's NaN rule (a NaN fails
 // both tests and stays NaN); the other activations go lane by lane through
 // activation.hpp, as every CPU kernel does.
-__attribute__((always_inline)) inline vf finish_vec(const vf &acc, const pask_cpu_epilogue &ep, const vf &before,
-                                                    const vf &bias, const vf &residual) {
-    vf v = splat(ep.alpha) * acc + bias + residual;
-    if (ep.beta != 0.f) v += splat(ep.beta) * before;
-    const vf zero{};
+template <class VT>
+__attribute__((always_inline)) inline VT finish_vec(const VT &acc, const pask_cpu_epilogue &ep, const VT &before,
+                                                    const VT &bias, const VT &residual) {
+    VT v = vsplat<VT>(ep.alpha) * acc + bias + residual;
+    if (ep.beta != 0.f) v += vsplat<VT>(ep.beta) * before;
+    const VT zero{};
     switch (ep.activation) {
     case PASK_CPU_ACT_NONE:
         return v;
     case PASK_CPU_ACT_RELU:
-        return v < zero ? zero : v;
-    case PASK_CPU_ACT_RELU6: {
-        const vf six = splat(6.f);
-        const vf t = v > six ? six : v;
-        return v < zero ? zero : t;
-    }
+        return floor_at(v, zero);
+    case PASK_CPU_ACT_RELU6:
+        return floor_at(ceil_at(v, vsplat<VT>(6.f)), zero);
     default:
-        for (int i = 0; i < V; ++i) v[i] = apply_act(v[i], ep.activation, ep.act_params);
+        for (int i = 0; i < int(sizeof(VT) / sizeof(float)); ++i) v[i] = apply_act(v[i], ep.activation, ep.act_params);
         return v;
     }
 }
