@@ -2,7 +2,7 @@
 """Device test + timing harness for paskdnn's CUDA kernels (src/kernels/cuda).
 
     python3 bench/cuda_kernels_check.py [--quick] [--no-time] [--out DIR]
-    python3 bench/cuda_kernels_check.py --mobilenet 32 [--baseline-kdir DIR]
+    python3 bench/cuda_kernels_check.py --mobilenet 32 [--depthwise-only] [--baseline-kdir DIR ...]
 
 Compiles every kernel source with NVRTC (cuda.bindings.nvrtc) for the device's
 arch and each dtype, launches through the driver API (cuda.bindings.driver) on
@@ -12,8 +12,9 @@ references (outputs poisoned with NaN first, random inputs), then times the
 igemm conv vs cuDNN (fp16, channels_last) on ResNet-50 shapes and gemm vs
 torch.matmul. Logs go to DIR (default $OUT or bench/results). --mobilenet BATCH
 only times MobileNetV2's igemm and depthwise layers (both igemm tiles), against
-cuDNN through PyTorch and, with --baseline-kdir, against another folder's kernel
-sources (e.g. `git show OLD:src/kernels/cuda/...` written into DIR).
+cuDNN through PyTorch and, with --baseline-kdir (repeatable), against other folders'
+kernel sources (e.g. `git show OLD:src/kernels/cuda/...` written into DIR), each
+labelled by its folder's name; --depthwise-only leaves out the igemm layers.
 """
 from __future__ import annotations
 
@@ -227,8 +228,8 @@ def run_conv(entry, fname, dtype, cfg, defines=(), ret=False, kdir=None):
               pad_top=cfg["pt"], pad_left=cfg["pl"], dil_h=cfg["dh"], dil_w=cfg["dw"], groups=G, layout=L,
               weight_layout=cfg["wlayout"], x=ptr(xp), weight=ptr(wp), bias=ptr(bias), residual=ptr(rp), y=ptr(yp),
               alpha=cfg["alpha"], beta=cfg["beta"], activation=cfg["act"])
-    kind = {"pask_conv2d_igemm": "conv2d_igemm", "pask_conv2d_depthwise_nhwc_vec4": "conv2d_depthwise_vec4"}.get(
-        entry, "conv2d_depthwise")
+    kind = {"pask_conv2d_igemm": "conv2d_igemm", "pask_conv2d_depthwise_nhwc_vec4": "conv2d_depthwise_vec4",
+            "pask_conv2d_depthwise_nhwc3_vec4": "conv2d_depthwise_vec4"}.get(entry, "conv2d_depthwise")
     fn = get_fn(fname, entry, dtype, defines, kdir)
     geom = geometry(kind, p, 4 if dtype == 0 else 2)
     launch(fn, geom, p)
@@ -446,13 +447,23 @@ MOBILENET_DW = [(32, 112, 1), (96, 112, 2), (144, 56, 1), (144, 56, 2), (192, 28
                 (960, 7, 1)]  # C, H=W, stride
 
 
-def bench_mobilenet(batch, kdirs, rows):
+def dw_entry(kdir, defs):
+    """The 3x3 batched depthwise entry of a source folder: the staged one
+    (pask_conv2d_depthwise_nhwc3_vec4) where it has it, else the older folders' _vec4."""
+    try:
+        get_fn("conv_depthwise.cu", "pask_conv2d_depthwise_nhwc3_vec4", 1, defs, kdir)
+        return "pask_conv2d_depthwise_nhwc3_vec4"
+    except RuntimeError:
+        return "pask_conv2d_depthwise_nhwc_vec4"
+
+
+def bench_mobilenet(batch, kdirs, rows, igemm=True):
     """The igemm kernel of each source folder (kdirs: label -> folder), both tiles
     (128x128 on 256 threads, 64x64 on 128), unsplit, against cuDNN (PyTorch
     channels_last conv2d + bias, then clamp as its eager model runs), fp16 NHWC;
     kernel time only (events around back-to-back launches)."""
     torch.backends.cudnn.benchmark = True
-    for name, c, hw, o, k, s, pd, act, res in MOBILENET:
+    for name, c, hw, o, k, s, pd, act, res in (MOBILENET if igemm else []):
         cfg = dict(n=batch, c=c, h=hw, w=hw, o=o, kh=k, kw=k, sh=s, sw=s, pt=pd, pl=pd, pb=pd, pr=pd, dh=1, dw=1,
                    groups=1, layout=NHWC, wlayout=NHWC, bias=True, res=res, alpha=1.0, beta=0.0, act=act)
         defs = (f"PASK_FIXED_KH={k}", f"PASK_FIXED_KW={k}", f"PASK_FIXED_STRIDE={s}", f"PASK_FIXED_PAD={pd}",
@@ -494,7 +505,7 @@ def bench_mobilenet(batch, kdirs, rows):
         defs = ("PASK_FIXED_KH=3", "PASK_FIXED_KW=3", f"PASK_FIXED_STRIDE={s}", "PASK_FIXED_PAD=1", "PASK_FIXED_DIL=1")
         row = [f"b{batch} dw3x3/{s} {c} @{hw}"]
         for label, kdir in kdirs.items():
-            e, (fn, geom, p, keep) = run_conv("pask_conv2d_depthwise_nhwc_vec4", "conv_depthwise.cu", 1, cfg, defs,
+            e, (fn, geom, p, keep) = run_conv(dw_entry(kdir, defs), "conv_depthwise.cu", 1, cfg, defs,
                                               ret=True, kdir=kdir)
             row.append((f"{label} vec4", time_fn(lambda: launch(fn, geom, p, check=False)), e))
         xt = torch.randn(batch, c, hw, hw, device="cuda", dtype=torch.float16).to(memory_format=torch.channels_last)
@@ -529,7 +540,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--mobilenet", type=int, metavar="BATCH", default=0,
                     help="only time MobileNetV2's igemm layers at this batch (both tiles), no other checks")
-    ap.add_argument("--baseline-kdir", metavar="DIR",
+    ap.add_argument("--depthwise-only", action="store_true", help="with --mobilenet: only the depthwise layers")
+    ap.add_argument("--baseline-kdir", metavar="DIR", action="append",
                     help="with --mobilenet: also time the kernel sources in DIR (e.g. an older commit's src/kernels/cuda)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -546,10 +558,10 @@ def main():
     worst = {}
     if args.mobilenet:
         kdirs = {"this": KDIR}
-        if args.baseline_kdir:
-            kdirs["base"] = os.path.abspath(args.baseline_kdir)
+        for d in args.baseline_kdir or []:  # labelled by the folder's name
+            kdirs[os.path.basename(os.path.normpath(d))[:9]] = os.path.abspath(d)
         mrows = []
-        bench_mobilenet(args.mobilenet, kdirs, mrows)
+        bench_mobilenet(args.mobilenet, kdirs, mrows, igemm=not args.depthwise_only)
         log(f"## MobileNetV2 igemm layers on {name}, fp16 NHWC, bias (+relu6 / +residual) fused; us per launch,"
             " median of 15 x 10; * = the tile the launch helper picks; err = rel L2 vs float64")
         for r in mrows:

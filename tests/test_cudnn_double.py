@@ -720,20 +720,36 @@ def test_depthwise_entry_by_layout_batch_and_alignment(double_path, tmp_path):
     out, log = run(double_path, tmp_path, """
         probe_prebuilt()
         c = ctx(solvers=["conv2d.cuda_depthwise"], loader_threads=0)
-        def dw(shape, ch, stream, layout="NHWC"):
-            paskdnn.conv2d(dev(shape, c), dev((ch, 1, 3, 3), c), padding=1, groups=ch, layout=layout,
-                           context=c, stream=stream)
+        def dw(shape, ch, stream, layout="NHWC", k=3, stride=1, dilation=1):
+            paskdnn.conv2d(dev(shape, c), dev((ch, 1, k, k), c), stride=stride, padding=dilation * (k // 2),
+                           dilation=dilation, groups=ch, layout=layout, context=c, stream=stream)
         dw((1, 15, 13, 32), 32, 0x7600)   # batch 1: a thread per 8 channels of one output
         dw((8, 56, 56, 64), 64, 0x7700)   # batched: 4 outputs along a row per thread
         dw((1, 32, 15, 13), 32, 0x7800, layout="NCHW")
         dw((1, 15, 13, 12), 12, 0x7900)   # 12 channels: not whole 16-byte vectors
+        dw((8, 56, 56, 64), 64, 0x7a00, stride=2)            # staged 3x3 at stride 2
+        dw((1, 15, 13, 32), 32, 0x7b00, dilation=2)          # dilated: the generic vector entries
+        dw((8, 56, 56, 64), 64, 0x7c00, k=5)                 # 5x5: likewise
+        dw((1, 15, 13, 3072), 3072, 0x7d00)                  # 3072 * 9 float16 weights: more than 48 KB to stage
     """)
     if "skip" in out:
         pytest.skip("no prebuilt cubins beside this libpaskdnn: " + out["skip"])
-    # 15 * 13 outputs x 4 vectors of channels; 8 * 56 * 14 row quarters x 8 vectors (256 threads a block)
-    assert launched(log, "0x7600") == [("pask_conv2d_depthwise_nhwc_vec", "4,1,1")]
-    assert launched(log, "0x7700") == [("pask_conv2d_depthwise_nhwc_vec4", "196,1,1")]
+
+    def smem(stream):
+        return [field(ln, "smem") for ln in calls(log, "cuLaunchKernel", stream)]
+    # 15 * 13 outputs x 4 vectors of channels; 8 * 56 * 14 row quarters x 8 vectors (256 threads a block);
+    # the 3x3 entries stage the float16 weights of every channel: C * 9 * 2 bytes of shared memory
+    assert launched(log, "0x7600") == [("pask_conv2d_depthwise_nhwc3_vec", "4,1,1")]
+    assert smem("0x7600") == [str(32 * 9 * 2)]
+    assert launched(log, "0x7700") == [("pask_conv2d_depthwise_nhwc3_vec4", "196,1,1")]
+    assert smem("0x7700") == [str(64 * 9 * 2)]
     assert [fn for fn, _ in launched(log, "0x7800") + launched(log, "0x7900")] == ["pask_conv2d_depthwise"] * 2
+    # 8 * 28 * 7 row quarters x 8 vectors would be fewer than 16384 threads: 8 * 28 * 28 outputs x 8
+    assert launched(log, "0x7a00") == [("pask_conv2d_depthwise_nhwc3_vec", "196,1,1")]
+    assert launched(log, "0x7b00") == [("pask_conv2d_depthwise_nhwc_vec", "4,1,1")] and smem("0x7b00") == ["0"]
+    assert launched(log, "0x7c00") == [("pask_conv2d_depthwise_nhwc_vec4", "196,1,1")] and smem("0x7c00") == ["0"]
+    # 15 * 4 row quarters x 384 vectors
+    assert launched(log, "0x7d00") == [("pask_conv2d_depthwise_nhwc_vec4", "90,1,1")] and smem("0x7d00") == ["0"]
 
 
 def test_large_nchw_layers_are_transposed_for_vector_loads(double_path, tmp_path):

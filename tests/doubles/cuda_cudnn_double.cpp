@@ -429,7 +429,7 @@ EXPORT int cuFuncLoad(void *f) {
     logf("cuFuncLoad fn=%s", function_name(f).c_str());
     return 0;
 }
-EXPORT int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned, unsigned, unsigned, unsigned,
+EXPORT int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned, unsigned, unsigned, unsigned smem,
                           void *stream, void **, void **) {
     if (knob("launch_fail") == "1") {
         logf("cuLaunchKernel stream=%p failed", stream);
@@ -447,7 +447,7 @@ EXPORT int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsign
         return 0;
     }
     advance(stream, us);
-    logf("cuLaunchKernel stream=%p fn=%s grid=%u,%u,%u", stream, fn.c_str(), gx, gy, gz);
+    logf("cuLaunchKernel stream=%p fn=%s grid=%u,%u,%u smem=%u", stream, fn.c_str(), gx, gy, gz, smem);
     return 0;
 }
 EXPORT int cuMemAlloc_v2(unsigned long long *p, size_t n) {

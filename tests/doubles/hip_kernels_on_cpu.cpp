@@ -3,6 +3,8 @@
 // its HIP path, with the launch geometry the HIP solvers use
 // (src/providers/native/hip_solvers.cpp: the 64x64 tile for igemm and gemm).
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "gpu_on_cpu.hpp"
@@ -61,7 +63,14 @@ EXPORT void emu_conv2d(const int64_t *d, float alpha, float beta, const void *x,
     const int es = int(sizeof(pask_t));
     if (splits == 1 || splits == 4) {
         pask_cuda_conv2d_depthwise_vec_launch(&q, es, splits, grid, block, &smem);
-        pask_emu_launch(splits == 4 ? pask_conv2d_depthwise_nhwc_vec4 : pask_conv2d_depthwise_nhwc_vec, q, grid, block);
+        // the entry the CUDA solver would take, by its name
+        const std::string entry = pask_cuda_depthwise_vec_entry(&q, es, splits);
+        const bool staged = entry.find("nhwc3_") != std::string::npos;
+        if (staged != (smem > 0) || smem > sizeof(pask_smem)) std::abort();  // the launch and the entry disagree
+        if (staged)
+            pask_emu_launch(splits == 4 ? pask_conv2d_depthwise_nhwc3_vec4 : pask_conv2d_depthwise_nhwc3_vec, q, grid, block);
+        else
+            pask_emu_launch(splits == 4 ? pask_conv2d_depthwise_nhwc_vec4 : pask_conv2d_depthwise_nhwc_vec, q, grid, block);
         return;
     }
     pask_cuda_conv2d_depthwise_launch(&q, grid, block, &smem);

@@ -151,22 +151,21 @@ PASK_UNROLL_CUDA
 }
 
 /*
- * The 3x3 window at stride S (1 or 2), no dilation, weights 16-byte aligned:
- * the entries below take this path. A thread's PASK_VEC channels of the
- * window's 9 taps are 9 * 16 contiguous bytes ({C, 1, 3, 3}, the first channel
- * a multiple of PASK_VEC), read as 9 vectors once; each input row's
- * (PIX - 1) * S + 3 columns are read and converted once and serve every output
- * and tap that uses them (the generic path above reads a column per output and
- * tap, and a weight per channel and tap).
+ * The 3x3 window at stride S (1 or 2), no dilation (PASK_CUDA_DW3_STAGED): the
+ * block first stages the weights of all C channels in shared memory, tap-major
+ * (sw[tap * C + c]), so that a tap's PASK_VEC channels are one 16-byte read.
+ * Each input row's (PIX - 1) * S + 3 columns are read and converted once and
+ * serve every output and tap that uses them (the generic path above reads a
+ * column per output and tap, and a weight per channel and tap). Only a row's
+ * three taps are held in registers, not the window's nine.
  */
 template <int S, int PIX>
-PASK_DEV void pask_dw3_nhwc_vec(const pask_cuda_conv2d_params &p) {
+PASK_DEV void pask_dw3_nhwc_vec(const pask_cuda_conv2d_params &p, const pask_t *sw) {
     constexpr int NCOL = (PIX - 1) * S + 3;
     const int PT = PASK_PT, PL = PASK_PL;
     const int H = (int)p.h, W = (int)p.w, C = (int)p.c, OH = (int)p.oh, OW = (int)p.ow;
     const int CV = C / PASK_VEC, OWB = (OW + PIX - 1) / PIX;
     const pask_t *__restrict__ x = (const pask_t *)p.x;
-    const pask_t *__restrict__ wt = (const pask_t *)p.weight;
     const pask_i64 total = p.n * (pask_i64)OH * OWB * CV;
     const bool narrow = total <= 0x7fffffff;  // index arithmetic in 32 bits (64-bit division is emulated)
     for (pask_i64 i = (pask_i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (pask_i64)gridDim.x * blockDim.x) {
@@ -185,12 +184,6 @@ PASK_DEV void pask_dw3_nhwc_vec(const pask_cuda_conv2d_params &p) {
         }
         const int c0 = cv * PASK_VEC, ow0 = owb * PIX;
         const pask_t *xb = x + nimg * H * W * C + c0;
-        pask_v16 wv[9];
-        {
-            const pask_v16 *ws = (const pask_v16 *)(wt + (pask_i64)c0 * 9);
-#pragma unroll
-            for (int k = 0; k < 9; ++k) wv[k] = ws[k];
-        }
         float acc[PIX][PASK_VEC];
 #pragma unroll
         for (int q = 0; q < PIX; ++q)
@@ -201,12 +194,13 @@ PASK_DEV void pask_dw3_nhwc_vec(const pask_cuda_conv2d_params &p) {
         for (int r = 0; r < 3; ++r) {
             const int ih = ih0 + r;
             if ((unsigned)ih >= (unsigned)H) continue;
-            float wr[3][PASK_VEC];  // this row's taps: channel j's tap (r, s) is element j * 9 + r * 3 + s
+            float wr[3][PASK_VEC];  // this row's taps
 #pragma unroll
-            for (int s = 0; s < 3; ++s)
+            for (int s = 0; s < 3; ++s) {
+                const pask_v16 wv = *(const pask_v16 *)(sw + (r * 3 + s) * C + c0);
 #pragma unroll
-                for (int j = 0; j < PASK_VEC; ++j)
-                    wr[s][j] = pask_v16_get(wv[(j * 9 + r * 3 + s) / PASK_VEC], (j * 9 + r * 3 + s) % PASK_VEC);
+                for (int j = 0; j < PASK_VEC; ++j) wr[s][j] = pask_v16_get(wv, j);
+            }
             const pask_t *xr = xb + (pask_i64)ih * W * C;
 #pragma unroll
             for (int col = 0; col < NCOL; ++col) {
@@ -229,23 +223,43 @@ PASK_DEV void pask_dw3_nhwc_vec(const pask_cuda_conv2d_params &p) {
     }
 }
 
-// The 3x3 paths: the column-reusing one where it applies (weights aligned,
-// stride 1 or 2 both ways, no dilation), else the generic unrolled one.
+// The generic vector entries (pask_cuda_depthwise_vec_entry names the one a
+// launch takes): the 3x3 window unrolled.
 template <int PIX>
-PASK_DEV void pask_dw_nhwc_vec_3x3(const pask_cuda_conv2d_params &p) {
-    if (PASK_DH == 1 && PASK_DW == 1 && PASK_SH == PASK_SW && ((unsigned long long)p.weight & 15ull) == 0) {
-        if (PASK_SH == 1) return pask_dw3_nhwc_vec<1, PIX>(p);
-        if (PASK_SH == 2) return pask_dw3_nhwc_vec<2, PIX>(p);
-    }
-    pask_dw_nhwc_vec<3, PIX>(p);
+PASK_DEV void pask_dw_nhwc_vec_any(const pask_cuda_conv2d_params &p) {
+    if (PASK_KH == 3 && PASK_KW == 3) return pask_dw_nhwc_vec<3, PIX>(p);
+    pask_dw_nhwc_vec<0, PIX>(p);
 }
 
 extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise_nhwc_vec(const pask_cuda_conv2d_params p) {
-    if (PASK_KH == 3 && PASK_KW == 3) pask_dw_nhwc_vec_3x3<1>(p);
-    else pask_dw_nhwc_vec<0, 1>(p);
+    pask_dw_nhwc_vec_any<1>(p);
 }
 
 extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise_nhwc_vec4(const pask_cuda_conv2d_params p) {
-    if (PASK_KH == 3 && PASK_KW == 3) pask_dw_nhwc_vec_3x3<4>(p);
-    else pask_dw_nhwc_vec<0, 4>(p);
+    pask_dw_nhwc_vec_any<4>(p);
+}
+
+// The staged 3x3 entries, launched only where PASK_CUDA_DW3_STAGED holds, with
+// C * 9 elements of dynamic shared memory (pask_cuda_conv2d_depthwise_vec_launch).
+template <int PIX>
+PASK_DEV void pask_dw3_nhwc_vec_staged(const pask_cuda_conv2d_params &p, unsigned *smem) {
+    pask_t *sw = (pask_t *)smem;
+    const pask_t *__restrict__ wt = (const pask_t *)p.weight;
+    const int C = (int)p.c;
+    for (int k = threadIdx.x; k < C * 9; k += blockDim.x) sw[(k % 9) * C + k / 9] = wt[k];  // {C, 9} -> {9, C}
+    __syncthreads();
+    if (PASK_SH == 1) return pask_dw3_nhwc_vec<1, PIX>(p, sw);
+    pask_dw3_nhwc_vec<2, PIX>(p, sw);
+}
+
+extern "C" __global__ void __launch_bounds__(256) pask_conv2d_depthwise_nhwc3_vec(const pask_cuda_conv2d_params p) {
+    extern __shared__ __align__(16) unsigned pask_smem[];
+    pask_dw3_nhwc_vec_staged<1>(p, pask_smem);
+}
+
+// 3 blocks of 256 threads an SM at most: 80 registers, no spills, where 4 outputs
+// of 8 fp16 channels would otherwise take 92 (and leave room for only 2 blocks)
+extern "C" __global__ void __launch_bounds__(256, 3) pask_conv2d_depthwise_nhwc3_vec4(const pask_cuda_conv2d_params p) {
+    extern __shared__ __align__(16) unsigned pask_smem[];
+    pask_dw3_nhwc_vec_staged<4>(p, pask_smem);
 }

@@ -145,12 +145,24 @@ typedef struct pask_cuda_cat_params {
     void *y;
 } pask_cuda_cat_params;
 
+/* The vectorised NHWC depthwise entries' 3x3 path (stride 1 or 2 both ways, no
+ * dilation) stages the weights of all C channels in shared memory, tap-major
+ * (C * 9 elements, at most 48 KB: no opt-in needed): entries
+ * pask_conv2d_depthwise_nhwc3_vec / _vec4, launched where this holds, with that
+ * much dynamic shared memory (pask_cuda_depthwise_vec_entry,
+ * pask_cuda_conv2d_depthwise_vec_launch). */
+#define PASK_CUDA_DW3_SMEM_MAX 49152
+#define PASK_CUDA_DW3_STAGED(kh, kw, sh, sw, dh, dw, c, es)                                                       \
+    ((kh) == 3 && (kw) == 3 && (sh) == (sw) && ((sh) == 1 || (sh) == 2) && (dh) == 1 && (dw) == 1 &&              \
+     (pask_i64)(c) * 9 * (es) <= PASK_CUDA_DW3_SMEM_MAX)
+
 #if !defined(__CUDACC_RTC__) && !defined(__CUDACC__) && !defined(__HIP__)
 /* ---- host-only launch geometry (kernel entries take the params struct by value) ----
  * Dynamic shared memory: igemm conv and gemm may ask for more than 48 KB (81920 bytes for
  * the 128x128 tile). Before such a launch the host must raise the function's limit once:
  *   cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (= 8), 81920)
- * (PASK_CUDA_MAX_DYNAMIC_SMEM below; sm_80+ allow it). Depthwise/pool use none.
+ * (PASK_CUDA_MAX_DYNAMIC_SMEM below; sm_80+ allow it). Pool uses none; the depthwise
+ * vector entries at most PASK_CUDA_DW3_SMEM_MAX.
  * The tensor-core kernels pick their tile from block[0]: 256 threads = 128x128 tile,
  * 128 threads = 64x64 tile; only the geometry returned here is valid. */
 #define PASK_CUDA_MAX_DYNAMIC_SMEM 81920u /* largest shared_bytes any launch function returns */
@@ -321,10 +333,20 @@ static inline int pask_cuda_depthwise_vec_pixels(const pask_cuda_conv2d_params *
     return p->n * p->oh * pask_cuda_cdiv_(p->ow, 4) * cv >= 16384 ? 4 : 1;
 }
 
+/* The entry a vector launch takes: the staged 3x3 one where PASK_CUDA_DW3_STAGED
+ * holds, else the generic one; pixels as pask_cuda_depthwise_vec_pixels. */
+static inline const char *pask_cuda_depthwise_vec_entry(const pask_cuda_conv2d_params *p, int elem_bytes, int pixels) {
+    if (PASK_CUDA_DW3_STAGED(p->kh, p->kw, p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->c, elem_bytes))
+        return pixels == 4 ? "pask_conv2d_depthwise_nhwc3_vec4" : "pask_conv2d_depthwise_nhwc3_vec";
+    return pixels == 4 ? "pask_conv2d_depthwise_nhwc_vec4" : "pask_conv2d_depthwise_nhwc_vec";
+}
+
 static inline void pask_cuda_conv2d_depthwise_vec_launch(const pask_cuda_conv2d_params *p, int elem_bytes, int pixels,
                                                          unsigned grid[3], unsigned block[3], unsigned *shared_bytes) {
     pask_cuda_elementwise_geom_(p->n * p->oh * pask_cuda_cdiv_(p->ow, pixels) * (p->c / (16 / elem_bytes)), grid, block,
                                 shared_bytes);
+    if (PASK_CUDA_DW3_STAGED(p->kh, p->kw, p->stride_h, p->stride_w, p->dil_h, p->dil_w, p->c, elem_bytes))
+        *shared_bytes = (unsigned)(p->c * 9 * elem_bytes);
 }
 
 static inline void pask_cuda_pool2d_launch(const pask_cuda_pool2d_params *p, unsigned grid[3], unsigned block[3],

@@ -125,7 +125,7 @@ struct Cuda {
         if (!k.object || !pask_cuda_depthwise_vec_ok(&q, es)) return false;
         // NHWC, a channel per group, aligned: 16-byte vectors of channels
         const int pixels = pask_cuda_depthwise_vec_pixels(&q, es);
-        void *fn = k.object->symbol(pixels == 4 ? "pask_conv2d_depthwise_nhwc_vec4" : "pask_conv2d_depthwise_nhwc_vec");
+        void *fn = k.object->symbol(pask_cuda_depthwise_vec_entry(&q, es, pixels));
         if (!fn) return false;
         unsigned grid[3], block[3], smem = 0;
         pask_cuda_conv2d_depthwise_vec_launch(&q, es, pixels, grid, block, &smem);
