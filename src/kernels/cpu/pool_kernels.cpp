@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#if defined(__AVX512F__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -113,32 +113,40 @@ int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
     return failed ? kOutOfMemory : 0;
 }
 
-// take_max on 16 lanes: v where v > m or v is NaN.
-__attribute__((always_inline)) inline vf max_nan(const vf &m, const vf &v) {
-    return by_parts(m, v, [](vnat a, vnat b) { return ((b > a) | (b != b)) ? b : a; });
+// The NHWC max pool works on the build's native vectors (PV channels: 16 on
+// AVX-512, 8 on AVX2, 4 generic; see vnat): its 8 running maxima and sums then
+// stay in registers, and the compare-and-select is one vcmpps and vblendvps.
+constexpr int64_t PV = int64_t(sizeof(vnat) / sizeof(float));
+typedef int32_t vinat __attribute__((vector_size(sizeof(vnat))));
+
+// take_max on PV lanes: v where v > m or v is NaN.
+__attribute__((always_inline)) inline vnat max_nan(const vnat &m, const vnat &v) {
+    return ((v > m) | (v != v)) ? v : m;
 }
 
 // Any lane NaN.
-__attribute__((always_inline)) inline bool any_nan(const vf &v) {
+__attribute__((always_inline)) inline bool any_nan(const vnat &v) {
 #if defined(__AVX512F__)
     return _mm512_cmp_ps_mask((__m512)v, (__m512)v, _CMP_UNORD_Q) != 0;
+#elif defined(__AVX__)
+    return _mm256_movemask_ps(_mm256_cmp_ps((__m256)v, (__m256)v, _CMP_UNORD_Q)) != 0;
 #else
-    const vi m = v != v;
+    const vinat m = v != v;
     int32_t r = 0;
-    for (int i = 0; i < V; ++i) r |= m[i];
+    for (int i = 0; i < PV; ++i) r |= m[i];
     return r != 0;
 #endif
 }
 
-// Lanes [k, k + nv*V) of an NHWC max pool's output pixel by max_nan, tap by tap.
+// Lanes [k, k + nv*PV) of an NHWC max pool's output pixel by max_nan, tap by tap.
 template <int NV>
 __attribute__((always_inline)) inline void max_block_exact(const float *const *taps, int64_t ntaps, int64_t k,
                                                            float *y) {
-    vf m[NV];
-    for (int v = 0; v < NV; ++v) m[v] = loadu(taps[0] + k + v * V);
+    vnat m[NV];
+    for (int v = 0; v < NV; ++v) m[v] = vload<vnat>(taps[0] + k + v * PV);
     for (int64_t t = 1; t < ntaps; ++t)
-        for (int v = 0; v < NV; ++v) m[v] = max_nan(m[v], loadu(taps[t] + k + v * V));
-    for (int v = 0; v < NV; ++v) storeu(y + k + v * V, m[v]);
+        for (int v = 0; v < NV; ++v) m[v] = max_nan(m[v], vload<vnat>(taps[t] + k + v * PV));
+    for (int v = 0; v < NV; ++v) vstore(y + k + v * PV, m[v]);
 }
 
 // The same, cheaper: the max that a compare-and-select gives (maxps: the old
@@ -148,18 +156,18 @@ __attribute__((always_inline)) inline void max_block_exact(const float *const *t
 // two operations a tap instead of take_max's four.
 template <int NV>
 __attribute__((always_inline)) inline void max_block(const float *const *taps, int64_t ntaps, int64_t k, float *y) {
-    vf m[NV], s[NV];
-    for (int v = 0; v < NV; ++v) s[v] = m[v] = loadu(taps[0] + k + v * V);
+    vnat m[NV], s[NV];
+    for (int v = 0; v < NV; ++v) s[v] = m[v] = vload<vnat>(taps[0] + k + v * PV);
     for (int64_t t = 1; t < ntaps; ++t)
         for (int v = 0; v < NV; ++v) {
-            const vf x = loadu(taps[t] + k + v * V);
+            const vnat x = vload<vnat>(taps[t] + k + v * PV);
             m[v] = x > m[v] ? x : m[v];
             s[v] += x;
         }
-    vf all = s[0];
+    vnat all = s[0];
     for (int v = 1; v < NV; ++v) all += s[v];
     if (any_nan(all)) return max_block_exact<NV>(taps, ntaps, k, y);
-    for (int v = 0; v < NV; ++v) storeu(y + k + v * V, m[v]);
+    for (int v = 0; v < NV; ++v) vstore(y + k + v * PV, m[v]);
 }
 
 // One output pixel of an NHWC max pool: the max over ntaps input pixels (taps,
@@ -171,8 +179,8 @@ PASK_NO_MEMCALLS void max_pixel_nhwc(const float *const *taps, int64_t ntaps, in
         return;
     }
     int64_t k = 0;
-    for (; k + 4 * V <= c; k += 4 * V) max_block<4>(taps, ntaps, k, y);
-    for (; k + V <= c; k += V) max_block<1>(taps, ntaps, k, y);
+    for (; k + 4 * PV <= c; k += 4 * PV) max_block<4>(taps, ntaps, k, y);
+    for (; k + PV <= c; k += PV) max_block<1>(taps, ntaps, k, y);
     for (; k < c; ++k) {
         float m = taps[0][k];
         for (int64_t t = 1; t < ntaps; ++t) take_max(m, taps[t][k]);

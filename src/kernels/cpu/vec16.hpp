@@ -113,23 +113,25 @@ __attribute__((always_inline)) inline VT finish_vec(const VT &acc, const pask_cp
 // plane's); before is y itself. acc holds whole vectors; a last partial one
 // goes through a padded copy of y and the residual, so every column takes the
 // vector epilogue.
-PASK_NO_MEMCALLS void finish_row(const float *acc, int64_t n, float *y, const pask_cpu_epilogue &ep, float b,
-                                 const float *res) {
-    const vf bv = splat(b);
+PASK_NO_MEMCALLS inline void finish_row(const float *acc, int64_t n, float *y, const pask_cpu_epilogue &ep, float b,
+                                        const float *res) {
+    // on native vectors (see vnat): a vf's epilogue spills on AVX2
+    constexpr int64_t N = int64_t(sizeof(vnat) / sizeof(float));
+    const vnat bv = vsplat<vnat>(b);
     int64_t i = 0;
-    for (; i + V <= n; i += V) {
-        const vf before = ep.beta != 0.f ? loadu(y + i) : vf{};
-        const vf rv = res ? loadu(res + i) : vf{};
-        storeu(y + i, finish_vec(loadu(acc + i), ep, before, bv, rv));
+    for (; i + N <= n; i += N) {
+        const vnat before = ep.beta != 0.f ? vload<vnat>(y + i) : vnat{};
+        const vnat rv = res ? vload<vnat>(res + i) : vnat{};
+        vstore(y + i, finish_vec(vload<vnat>(acc + i), ep, before, bv, rv));
     }
     if (i < n) {  // short element loops, not memcpy calls: rows of a few columns end here every time
         const int64_t m = n - i;
-        float yb[V] = {}, rb[V] = {};
+        float yb[N] = {}, rb[N] = {};
         if (ep.beta != 0.f)
             for (int64_t k = 0; k < m; ++k) yb[k] = y[i + k];
         if (res)
             for (int64_t k = 0; k < m; ++k) rb[k] = res[i + k];
-        const vf v = finish_vec(loadu(acc + i), ep, loadu(yb), bv, loadu(rb));
+        const vnat v = finish_vec(vload<vnat>(acc + i), ep, vload<vnat>(yb), bv, vload<vnat>(rb));
         for (int64_t k = 0; k < m; ++k) y[i + k] = v[k];
     }
 }
