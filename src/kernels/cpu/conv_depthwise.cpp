@@ -18,7 +18,7 @@
 // the epilogue then runs on whole vectors.
 //
 // NHWC, one task per output row: channels are contiguous. The row's interior
-// (columns whose window lies inside the input row) goes one native vector of channels (DV)
+// (columns whose window lies inside the input row) goes one native vector of channels (VN)
 // at a time over up to 8 neighbouring pixels (one weight load per 8 FMAs, the
 // pixels' channels read in whole runs); the columns at the row's ends, the channels
 // past the last whole vector and a channel multiplier above 1 take a pixel at
@@ -166,15 +166,14 @@ __attribute__((always_inline)) inline void vector_jobs(const float *const *base,
                                                        const int64_t *toff, const float *w, int64_t kk,
                                                        float *acc) {
     // on native vectors (see vnat): K vf sums and a vf broadcast spill on AVX2
-    constexpr int64_t N = int64_t(sizeof(vnat) / sizeof(float));
     vnat s[K][kVfRegs] = {};
     for (int64_t t = 0; t < kk; ++t) {
         const vnat wv = vsplat<vnat>(w[t]);
         for (int k = 0; k < K; ++k)
-            for (int i = 0; i < kVfRegs; ++i) s[k][i] += wv * vload<vnat>(base[k] + toff[t] + i * N);
+            for (int i = 0; i < kVfRegs; ++i) s[k][i] += wv * vload<vnat>(base[k] + toff[t] + i * VN);
     }
     for (int k = 0; k < K; ++k)
-        for (int i = 0; i < kVfRegs; ++i) vstore(acc + dst[k] + i * N, s[k][i]);
+        for (int i = 0; i < kVfRegs; ++i) vstore(acc + dst[k] + i * VN, s[k][i]);
 }
 
 // Jobs summed side by side: 4 (8 native sums, or 4 on AVX-512), 2 on the
@@ -241,19 +240,17 @@ int dw_nchw(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a) {
 
 // ---- NHWC -------------------------------------------------------------------------
 
-// The NHWC kernel works on the build's native vectors (DV channels: 16 on
-// AVX-512, 8 on AVX2, 4 generic), not on vf: a tile's 8 sums then stay in 8
-// registers on every build, where 8 vf sums would take all 16 ymm on AVX2
+// The NHWC kernel works on the build's native vectors (vnat, VN channels: 16
+// on AVX-512, 8 on AVX2, 4 generic), not on vf: a tile's 8 sums then stay in
+// 8 registers on every build, where 8 vf sums would take all 16 ymm on AVX2
 // and spill, and GCC would lower their comparisons lane by lane.
-typedef vnat dv;
-constexpr int64_t DV = int64_t(sizeof(dv) / sizeof(float));
 
-// One output pixel's channels [c0, c0 + k*DV) (k vectors), taps in registers,
+// One output pixel's channels [c0, c0 + k*VN) (k vectors), taps in registers,
 // the window's borders tested tap by tap (the columns at a row's ends).
 template <int K>
 inline void pixel_block(const pask_cpu_conv2d_args &a, const float *wt, int64_t n, int64_t oh, int64_t ow,
                         int64_t c0, float *y, const float *res, const float *bias) {
-    dv s[K] = {};
+    vnat s[K] = {};
     for (int64_t r = 0; r < a.kh; ++r) {
         const int64_t ih = oh * a.stride_h - a.pad_top + r * a.dil_h;
         if (ih < 0 || ih >= a.h) continue;
@@ -262,18 +259,19 @@ inline void pixel_block(const pask_cpu_conv2d_args &a, const float *wt, int64_t 
             if (iw < 0 || iw >= a.w) continue;
             const float *xp = a.x + ((n * a.h + ih) * a.w + iw) * a.c + c0;
             const float *wp = wt + (r * a.kw + q) * a.o + c0;
-            for (int k = 0; k < K; ++k) s[k] += vload<dv>(xp + k * DV) * vload<dv>(wp + k * DV);
+            for (int k = 0; k < K; ++k) s[k] += vload<vnat>(xp + k * VN) * vload<vnat>(wp + k * VN);
         }
     }
     for (int k = 0; k < K; ++k) {
-        const int64_t c = c0 + k * DV;
-        const dv before = a.ep.beta != 0.f ? vload<dv>(y + c) : dv{};
-        vstore(y + c, finish_vec(s[k], a.ep, before, bias ? vload<dv>(bias + c) : dv{}, res ? vload<dv>(res + c) : dv{}));
+        const int64_t c = c0 + k * VN;
+        const vnat before = a.ep.beta != 0.f ? vload<vnat>(y + c) : vnat{};
+        const vnat bv = bias ? vload<vnat>(bias + c) : vnat{}, rv = res ? vload<vnat>(res + c) : vnat{};
+        vstore(y + c, finish_vec(s[k], a.ep, before, bv, rv));
     }
 }
 
 // One output row's interior (every tap of every column inside the row):
-// T neighbouring pixels of one DV-channel vector at a time, the vector's
+// T neighbouring pixels of one VN-channel vector at a time, the vector's
 // weights loaded once for the whole row (in registers when the window is a
 // compile-time KHxKW, here 3x3), so a tap costs one load per FMA where a pixel
 // at a time loads the weight beside every input vector. Rows of the window
@@ -294,8 +292,8 @@ __attribute__((always_inline)) inline void interior_tile(const pask_cpu_conv2d_a
                                                          const float *resrow) {
     const int64_t kh = KH ? KH : a.kh;
     const int64_t kw = KW ? KW : a.kw;
-    dv s[T];
-    for (int t = 0; t < T; ++t) s[t] = dv{};
+    vnat s[T];
+    for (int t = 0; t < T; ++t) s[t] = vnat{};
     // offsets, not pointers, until a tap is known to lie inside the image
     const int64_t base = j.row0 + j.col0 + ow * j.col_step + c0;
     // unrolled for a compile-time window, so the sums stay in registers
@@ -306,27 +304,27 @@ __attribute__((always_inline)) inline void interior_tile(const pask_cpu_conv2d_a
         const float *wr = wt + r * kw * a.o + c0;
 #pragma GCC unroll 8
         for (int64_t q = 0; q < kw; ++q) {
-            const dv w = vload<dv>(wr + q * a.o);
+            const vnat w = vload<vnat>(wr + q * a.o);
             const float *xq = xr + q * j.tap_step;
 #pragma GCC unroll 8
-            for (int t = 0; t < T; ++t) s[t] += vload<dv>(xq + t * j.col_step) * w;
+            for (int t = 0; t < T; ++t) s[t] += vload<vnat>(xq + t * j.col_step) * w;
         }
     }
-    const dv bv = a.bias ? vload<dv>(a.bias + c0) : dv{};
+    const vnat bv = a.bias ? vload<vnat>(a.bias + c0) : vnat{};
     // The epilogue with the common activations picked once a tile, not a
     // vector (a tile of 8 sums is only 72 FMAs of work)
     auto store_all = [&](auto act_tag) __attribute__((always_inline)) {
         constexpr int ACT = decltype(act_tag)::value;
-        const dv alpha = vsplat<dv>(a.ep.alpha), zero{}, six = vsplat<dv>(6.f);
+        const vnat alpha = vsplat<vnat>(a.ep.alpha), zero{}, six = vsplat<vnat>(6.f);
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
             const int64_t off = (ow + t) * a.o + c0;
             if constexpr (ACT < 0) {
-                const dv before = a.ep.beta != 0.f ? vload<dv>(yrow + off) : dv{};
-                vstore(yrow + off, finish_vec(s[t], a.ep, before, bv, resrow ? vload<dv>(resrow + off) : dv{}));
+                const vnat before = a.ep.beta != 0.f ? vload<vnat>(yrow + off) : vnat{};
+                vstore(yrow + off, finish_vec(s[t], a.ep, before, bv, resrow ? vload<vnat>(resrow + off) : vnat{}));
             } else {
-                dv v = alpha * s[t] + bv;
-                if (resrow) v += vload<dv>(resrow + off);
+                vnat v = alpha * s[t] + bv;
+                if (resrow) v += vload<vnat>(resrow + off);
                 if constexpr (ACT == PASK_CPU_ACT_RELU) v = floor_at(v, zero);  // NaN stays (finish_vec's rule)
                 if constexpr (ACT == PASK_CPU_ACT_RELU6) {
                     v = floor_at(ceil_at(v, six), zero);
@@ -347,7 +345,7 @@ __attribute__((always_inline)) inline void interior_tile(const pask_cpu_conv2d_a
         store_all(std::integral_constant<int, -1>());
 }
 
-// Columns [lo, hi) of the row, every whole DV-channel vector [0, vec_end):
+// Columns [lo, hi) of the row, every whole VN-channel vector [0, vec_end):
 // T pixels at a time, all their channels before the next T, so that the input
 // is read in whole-pixel runs (the prefetcher follows them) and the window's
 // weights (KH*KW*O floats) stay in L1.
@@ -356,13 +354,13 @@ void interior_span(const pask_cpu_conv2d_args &a, const RowJob &j, const float *
                    int64_t vec_end, float *yrow, const float *resrow) {
     int64_t ow = lo;
     for (; ow + 8 <= hi; ow += 8)
-        for (int64_t c0 = 0; c0 < vec_end; c0 += DV) interior_tile<KH, KW, 8>(a, j, wt, ow, c0, yrow, resrow);
+        for (int64_t c0 = 0; c0 < vec_end; c0 += VN) interior_tile<KH, KW, 8>(a, j, wt, ow, c0, yrow, resrow);
     if (ow + 4 <= hi) {
-        for (int64_t c0 = 0; c0 < vec_end; c0 += DV) interior_tile<KH, KW, 4>(a, j, wt, ow, c0, yrow, resrow);
+        for (int64_t c0 = 0; c0 < vec_end; c0 += VN) interior_tile<KH, KW, 4>(a, j, wt, ow, c0, yrow, resrow);
         ow += 4;
     }
     for (; ow < hi; ++ow)
-        for (int64_t c0 = 0; c0 < vec_end; c0 += DV) interior_tile<KH, KW, 1>(a, j, wt, ow, c0, yrow, resrow);
+        for (int64_t c0 = 0; c0 < vec_end; c0 += VN) interior_tile<KH, KW, 1>(a, j, wt, ow, c0, yrow, resrow);
 }
 
 // The NHWC kernel's weights: [KH*KW][O], so that the channel loop is contiguous.
@@ -385,7 +383,7 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const flo
     }
     // With a multiplier, output channel oc reads input channel oc / mult: no
     // longer one contiguous run, so those channels are summed one by one.
-    const int64_t vec_end = mult == 1 ? (a.o / DV) * DV : 0;
+    const int64_t vec_end = mult == 1 ? (a.o / VN) * VN : 0;
     // Output columns whose every window column lies inside the input row:
     // iw = ow*sw - pl + q*dw in [0, w) for q = 0 and q = kw - 1.
     const int64_t span = (a.kw - 1) * a.dil_w;
@@ -415,8 +413,8 @@ int dw_nhwc(const pask_cpu_runtime *rt, const pask_cpu_conv2d_args &a, const flo
             float *y = yrow + base;
             const float *res = resrow ? resrow + base : nullptr;
             int64_t c = c_from;
-            for (; c + U * DV <= vec_end; c += U * DV) pixel_block<U>(a, wt, n, oh, ow, c, y, res, a.bias);
-            for (; c + DV <= vec_end; c += DV) pixel_block<1>(a, wt, n, oh, ow, c, y, res, a.bias);
+            for (; c + U * VN <= vec_end; c += U * VN) pixel_block<U>(a, wt, n, oh, ow, c, y, res, a.bias);
+            for (; c + VN <= vec_end; c += VN) pixel_block<1>(a, wt, n, oh, ow, c, y, res, a.bias);
             for (; c < a.o; ++c) {
                 float acc = 0.f;
                 for (int64_t r = 0; r < a.kh; ++r) {

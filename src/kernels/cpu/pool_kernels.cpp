@@ -113,13 +113,12 @@ int pool_nchw(const pask_cpu_runtime *rt, const pask_cpu_pool2d_args &a) {
     return failed ? kOutOfMemory : 0;
 }
 
-// The NHWC max pool works on the build's native vectors (PV channels: 16 on
-// AVX-512, 8 on AVX2, 4 generic; see vnat): its 8 running maxima and sums then
-// stay in registers, and the compare-and-select is one vcmpps and vblendvps.
-constexpr int64_t PV = int64_t(sizeof(vnat) / sizeof(float));
+// The NHWC max pool works on the build's native vectors (vnat, VN channels: 16
+// on AVX-512, 8 on AVX2, 4 generic): its 8 running maxima and sums then stay in
+// registers, and the compare-and-select is one vcmpps and vblendvps.
 typedef int32_t vinat __attribute__((vector_size(sizeof(vnat))));
 
-// take_max on PV lanes: v where v > m or v is NaN.
+// take_max on VN lanes: v where v > m or v is NaN.
 __attribute__((always_inline)) inline vnat max_nan(const vnat &m, const vnat &v) {
     return ((v > m) | (v != v)) ? v : m;
 }
@@ -133,20 +132,20 @@ __attribute__((always_inline)) inline bool any_nan(const vnat &v) {
 #else
     const vinat m = v != v;
     int32_t r = 0;
-    for (int i = 0; i < PV; ++i) r |= m[i];
+    for (int i = 0; i < VN; ++i) r |= m[i];
     return r != 0;
 #endif
 }
 
-// Lanes [k, k + nv*PV) of an NHWC max pool's output pixel by max_nan, tap by tap.
+// Lanes [k, k + nv*VN) of an NHWC max pool's output pixel by max_nan, tap by tap.
 template <int NV>
 __attribute__((always_inline)) inline void max_block_exact(const float *const *taps, int64_t ntaps, int64_t k,
                                                            float *y) {
     vnat m[NV];
-    for (int v = 0; v < NV; ++v) m[v] = vload<vnat>(taps[0] + k + v * PV);
+    for (int v = 0; v < NV; ++v) m[v] = vload<vnat>(taps[0] + k + v * VN);
     for (int64_t t = 1; t < ntaps; ++t)
-        for (int v = 0; v < NV; ++v) m[v] = max_nan(m[v], vload<vnat>(taps[t] + k + v * PV));
-    for (int v = 0; v < NV; ++v) vstore(y + k + v * PV, m[v]);
+        for (int v = 0; v < NV; ++v) m[v] = max_nan(m[v], vload<vnat>(taps[t] + k + v * VN));
+    for (int v = 0; v < NV; ++v) vstore(y + k + v * VN, m[v]);
 }
 
 // The same, cheaper: the max that a compare-and-select gives (maxps: the old
@@ -157,17 +156,17 @@ __attribute__((always_inline)) inline void max_block_exact(const float *const *t
 template <int NV>
 __attribute__((always_inline)) inline void max_block(const float *const *taps, int64_t ntaps, int64_t k, float *y) {
     vnat m[NV], s[NV];
-    for (int v = 0; v < NV; ++v) s[v] = m[v] = vload<vnat>(taps[0] + k + v * PV);
+    for (int v = 0; v < NV; ++v) s[v] = m[v] = vload<vnat>(taps[0] + k + v * VN);
     for (int64_t t = 1; t < ntaps; ++t)
         for (int v = 0; v < NV; ++v) {
-            const vnat x = vload<vnat>(taps[t] + k + v * PV);
+            const vnat x = vload<vnat>(taps[t] + k + v * VN);
             m[v] = x > m[v] ? x : m[v];
             s[v] += x;
         }
     vnat all = s[0];
     for (int v = 1; v < NV; ++v) all += s[v];
     if (any_nan(all)) return max_block_exact<NV>(taps, ntaps, k, y);
-    for (int v = 0; v < NV; ++v) vstore(y + k + v * PV, m[v]);
+    for (int v = 0; v < NV; ++v) vstore(y + k + v * VN, m[v]);
 }
 
 // One output pixel of an NHWC max pool: the max over ntaps input pixels (taps,
@@ -179,8 +178,8 @@ PASK_NO_MEMCALLS void max_pixel_nhwc(const float *const *taps, int64_t ntaps, in
         return;
     }
     int64_t k = 0;
-    for (; k + 4 * PV <= c; k += 4 * PV) max_block<4>(taps, ntaps, k, y);
-    for (; k + PV <= c; k += PV) max_block<1>(taps, ntaps, k, y);
+    for (; k + 4 * VN <= c; k += 4 * VN) max_block<4>(taps, ntaps, k, y);
+    for (; k + VN <= c; k += VN) max_block<1>(taps, ntaps, k, y);
     for (; k < c; ++k) {
         float m = taps[0][k];
         for (int64_t t = 1; t < ntaps; ++t) take_max(m, taps[t][k]);

@@ -35,6 +35,7 @@ typedef float vnat __attribute__((vector_size(32)));
 typedef float vnat __attribute__((vector_size(16)));
 #endif
 constexpr int kVfRegs = int(sizeof(vf) / sizeof(vnat));
+constexpr int64_t VN = int64_t(sizeof(vnat) / sizeof(float));  // floats in a vnat
 union vf_parts {
     vf v;
     vnat p[kVfRegs];
@@ -116,17 +117,16 @@ __attribute__((always_inline)) inline VT finish_vec(const VT &acc, const pask_cp
 PASK_NO_MEMCALLS inline void finish_row(const float *acc, int64_t n, float *y, const pask_cpu_epilogue &ep, float b,
                                         const float *res) {
     // on native vectors (see vnat): a vf's epilogue spills on AVX2
-    constexpr int64_t N = int64_t(sizeof(vnat) / sizeof(float));
     const vnat bv = vsplat<vnat>(b);
     int64_t i = 0;
-    for (; i + N <= n; i += N) {
+    for (; i + VN <= n; i += VN) {
         const vnat before = ep.beta != 0.f ? vload<vnat>(y + i) : vnat{};
         const vnat rv = res ? vload<vnat>(res + i) : vnat{};
         vstore(y + i, finish_vec(vload<vnat>(acc + i), ep, before, bv, rv));
     }
     if (i < n) {  // short element loops, not memcpy calls: rows of a few columns end here every time
         const int64_t m = n - i;
-        float yb[N] = {}, rb[N] = {};
+        float yb[VN] = {}, rb[VN] = {};
         if (ep.beta != 0.f)
             for (int64_t k = 0; k < m; ++k) yb[k] = y[i + k];
         if (res)
