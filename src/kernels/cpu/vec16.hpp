@@ -25,8 +25,9 @@ typedef float vf __attribute__((vector_size(64)));
 typedef int32_t vi __attribute__((vector_size(64)));
 constexpr int64_t V = 16;  // floats in a vf
 // The build's native vector (one zmm, ymm or xmm) and how many of them a vf
-// takes. A kernel that keeps many sums in registers (16 of them on AVX2 and
-// SSE, 32 on AVX-512) works on vnat (conv_depthwise's NHWC kernel).
+// takes. Code that keeps many sums in registers (16 of them on AVX2 and SSE,
+// 32 on AVX-512) works on vnat: the depthwise kernels, the NHWC max pool and
+// finish_row below.
 #if defined(__AVX512F__)
 typedef float vnat __attribute__((vector_size(64)));
 #elif defined(__AVX__)
