@@ -872,3 +872,55 @@ def test_the_eager_memo_passes_each_calls_own_arrays(double_path, tmp_path):
     assert out["entries"] == 2  # new output, out= given
     assert out["memo"] == out["full"]
     assert len({tuple(v) for v in out["full"][:3]}) == 3  # each input has its own digest
+
+
+
+def test_a_remembered_decision_is_checked_against_each_calls_values(double_path, tmp_path):
+    """A prepared call runs on its remembered decision (the resident best) without
+    ranking again; the values of each execution still decide whether that solver
+    may take it: with 16-byte aligned tensors the plan runs cuDNN's plan, with an
+    input 2 bytes off it is declined with cuDNN's reason (and nothing runs), and
+    aligned again it runs cuDNN's plan on its remembered decision."""
+    out, log = run(double_path, tmp_path, """
+        from paskdnn import _lib
+        ffi, lib = _lib.load()
+        def err(): return ffi.string(lib.pask_last_error_message()).decode()
+        def desc(shape, layout=lib.PASK_LAYOUT_NHWC):
+            d = ffi.new("pask_tensor_desc_t *")
+            dims = ffi.new("int64_t[]", list(shape))
+            assert lib.pask_tensor_desc_create(d, lib.PASK_DTYPE_FLOAT16, layout, len(shape), dims) == 0, err()
+            return d[0]
+        def executed(since):  # cuDNN plans run on the caller's stream (a loader's warm-up run is on its own)
+            return sum(ln.startswith("cudnnBackendExecute") and "stream=(nil)" in ln
+                       for ln in log().splitlines()[since:])
+
+        c = ctx(solvers=["conv2d.cudnn"], loader_threads=0)
+        x, w, y = dev((1, 6, 6, 8), c), dev((8, 3, 3, 8), c), dev((1, 6, 6, 8), c)
+        prm = ffi.new("pask_conv2d_params_t *")
+        prm.stride = [1, 1]; prm.pad_pre = [1, 1]; prm.pad_post = [1, 1]; prm.dilation = [1, 1]; prm.groups = 1
+        plan = ffi.new("pask_plan_t *")
+        act = desc((1, 8, 6, 6))
+        assert lib.pask_plan_create_conv2d(plan, c._h(), prm, ffi.NULL, act, desc((8, 8, 3, 3)), ffi.NULL,
+                                           ffi.NULL, act) == 0, err()
+        a = ffi.new("pask_plan_args_t *")
+        a.x, a.w, a.y = x._ptr, w._ptr, y._ptr
+        mark = len(log().splitlines())
+        # the first decides; the next few (device-timed runs, whose times move the
+        # ranking's epoch) decide again; then the remembered decision serves
+        for _ in range(20):
+            assert lib.pask_plan_execute(plan[0], a, ffi.NULL) == 0, err()
+        out["aligned"] = [executed(mark), ffi.string(lib.pask_last_decision()).decode()]
+        mark = len(log().splitlines())
+        a.x = ffi.cast("char *", x._ptr) + 2  # x 2 bytes on: float16 data off 16-byte alignment
+        out["shifted"] = [lib.pask_plan_execute(plan[0], a, ffi.NULL), err(), executed(mark)]
+        a.x = x._ptr
+        mark = len(log().splitlines())
+        assert lib.pask_plan_execute(plan[0], a, ffi.NULL) == 0, err()
+        out["after"] = [executed(mark), ffi.string(lib.pask_last_decision()).decode()]
+        lib.pask_plan_destroy(plan[0])
+        c.close()
+    """)
+    assert out["aligned"] == [20, "resident"]
+    status, message, runs = out["shifted"]
+    assert status != 0 and "aligned" in message and runs == 0, out["shifted"]
+    assert out["after"] == [1, "resident"]

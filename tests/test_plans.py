@@ -239,3 +239,31 @@ def test_a_runner_error_names_the_layer():
     for record in (True, False):
         with pytest.raises(ValueError, match=r"closed.*\(layer 'c1', conv2d\)"):
             runner.run(x, record=record)
+
+
+def test_a_prepared_call_on_its_remembered_decision_follows_new_inputs_and_evictions():
+    """After a plan's first executions its decision is remembered (the resident
+    best), and later executions run on it: each still computes from its own
+    inputs (checked against a float64 reference), and once that kernel is
+    evicted from the resident set (capacity 1, another op's kernel loaded) the
+    next execution loads it again instead of running on what it remembers."""
+    rng = np.random.default_rng(11)
+    ctx = paskdnn.Context(num_threads=1, resident_capacity=1, loader_threads=0, policy="reactive")
+    w = rng.standard_normal((6, 5)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    for _ in range(12):  # the untimed and timed runs first, then the remembered decision
+        a = rng.standard_normal((3, 5)).astype(np.float32)
+        y = paskdnn.linear(a, w, b, context=ctx)
+        np.testing.assert_allclose(y, a.astype(np.float64) @ w.T.astype(np.float64) + b, rtol=1e-5, atol=1e-5)
+    assert paskdnn.last_decision() == "resident"
+    before = ctx.stats()
+    x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    paskdnn.max_pool2d(x, 2, context=ctx)  # another object's kernel: the gemm kernel is evicted
+    a = rng.standard_normal((3, 5)).astype(np.float32)
+    y = paskdnn.linear(a, w, b, context=ctx)
+    np.testing.assert_allclose(y, a.astype(np.float64) @ w.T.astype(np.float64) + b, rtol=1e-5, atol=1e-5)
+    after = ctx.stats()
+    assert after["evictions"] >= before["evictions"] + 2  # the gemm's kernel, then the pool's
+    assert after["blocking_loads"] == before["blocking_loads"] + 2
+    assert paskdnn.last_decision() == "load"
+    ctx.close()

@@ -526,7 +526,7 @@ void execute_plan(const pask_plan &plan, const pask_plan_args_t &a, void *stream
         args.xs = op == PASK_OP_CAT ? a.xs : nullptr;
         args.y = a.y;
         StreamScope scope(*plan.context->backend, stream);
-        plan.context->dispatcher->execute_hashed(plan.problem, plan.hash, args);
+        plan.context->dispatcher->execute_hashed(plan.problem, plan.hash, args, plan.memo.get());
         return;
     }
     check_plan_pointers(plan, a);
@@ -537,7 +537,7 @@ void execute_plan(const pask_plan &plan, const pask_plan_args_t &a, void *stream
     args.y = a.y;
     if (plan.constant_w && a.w == plan.constant_w) args.packed = plan.packed.get();
     StreamScope scope(*plan.context->backend, stream);
-    plan.context->dispatcher->execute_hashed(plan.problem, plan.hash, args);
+    plan.context->dispatcher->execute_hashed(plan.problem, plan.hash, args, plan.memo.get());
 }
 
 }  // namespace
@@ -794,6 +794,7 @@ pask_status_t pask_plan_create_conv2d(pask_plan_t *plan, pask_context_t context,
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_conv(*made, context, params, epilogue, x_desc, w_desc, bias_desc, residual_desc, y_desc);
+        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
         *plan = made.release();
     });
 }
@@ -807,6 +808,7 @@ pask_status_t pask_plan_create_gemm(pask_plan_t *plan, pask_context_t context, p
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_gemm(*made, context, raw(dtype), trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, has_bias != 0);
+        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
         *plan = made.release();
     });
 }
@@ -819,6 +821,7 @@ pask_status_t pask_plan_create_pool2d(pask_plan_t *plan, pask_context_t context,
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_pool(*made, context, params, x_desc, y_desc);
+        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
         *plan = made.release();
     });
 }
@@ -832,6 +835,7 @@ pask_status_t pask_plan_create_eltwise(pask_plan_t *plan, pask_context_t context
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_eltwise(*made, context, params, x_desc, m_desc, a_desc, y_desc);
+        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
         *plan = made.release();
     });
 }
@@ -844,6 +848,7 @@ pask_status_t pask_plan_create_cat(pask_plan_t *plan, pask_context_t context, in
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_cat(*made, context, count, x_descs, y_desc);
+        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
         *plan = made.release();
     });
 }

@@ -51,10 +51,10 @@ void Dispatcher::note_call(const Problem &p, size_t h) {
     if (match.matched) ctx_.feed_loader();
 }
 
-void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args) {
+void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args, DecisionMemo *memo) {
     ActiveCapture *cap = ctx_.captures.current();
     if (!cap) {
-        execute_on(p, h, args, nullptr);
+        execute_on(p, h, args, nullptr, memo);
         return;
     }
     // A call that fails during a capture ends it: the graph would miss the call.
@@ -65,7 +65,7 @@ void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args) 
                                                   " on this context; a call on stream " + pointer_text(stream) +
                                                   " cannot be part of that graph");
         }
-        execute_on(p, h, args, cap);
+        execute_on(p, h, args, cap, nullptr);  // a captured call is decided anew (held, counted)
     } catch (const Error &e) {
         ctx_.abandon_capture();
         fail(e.status(), std::string(e.what()) + "; the graph capture on this thread was ended and discarded");
@@ -75,12 +75,14 @@ void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args) 
     }
 }
 
-void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, ActiveCapture *cap) {
+void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, ActiveCapture *cap, DecisionMemo *memo) {
     check_pointers(p, args);
     const bool traced = ctx_.trace.enabled();  // the clock is read for the trace only
     const int64_t t_call = traced ? ctx_.trace.now_us() : 0;
     const auto c0 = traced ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     note_call(p, h);
+    if (memo && run_remembered(p, h, args, *memo, traced ? &c0 : nullptr, t_call)) return;
+    const uint64_t epoch = ctx_.ranker->epoch();  // before ranking: a change during it makes the memo stale
     const auto ranked = ctx_.ranker->candidates(p, h);
     const auto &cands = ranked.list;
     if (cands.empty()) fail_no_candidates(p);
@@ -92,7 +94,13 @@ void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, Acti
         if (alive.empty()) break;
         Choice choice;
         if (!choose(p, alive, attempt, choice, cap != nullptr)) continue;
-        if (!run(p, h, args, alive.size(), choice, attempt)) continue;
+        bool timed = false;
+        if (run(p, h, args, *choice.chosen->solver, *choice.kernel, alive.size() > 1, attempt.failures, false,
+                &timed) == Ran::out_of_memory) {
+            attempt.skipped.push_back(choice.chosen);
+            continue;
+        }
+        if (memo) remember(*memo, epoch, cands, attempt, choice, timed);
         if (cap) {
             cap->calls++;
             if (std::strcmp(choice.decision, "reuse") == 0) cap->reuses++;
@@ -100,7 +108,8 @@ void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, Acti
         }
         set_last_solver(choice.chosen->solver->name());
         set_last_decision(std::strcmp(choice.decision, "blocking_load") == 0 ? "load" : choice.decision);
-        if (traced) trace_call(p, h, choice, *alive.front(), t_call, ms_since(c0));
+        if (traced)
+            trace_call(p, h, *choice.chosen->solver, choice.decision, *alive.front()->solver, t_call, ms_since(c0));
         return;
     }
     fail_all_attempts(p, cands, attempt);
@@ -203,36 +212,85 @@ bool Dispatcher::choose(const Problem &p, const std::vector<const Candidate *> &
     return true;
 }
 
-bool Dispatcher::run(const Problem &p, size_t h, const OpArgs &args, size_t live_count, const Choice &c,
-                     Attempt &attempt) {
-    const Solver &solver = *c.chosen->solver;
+bool Dispatcher::run_remembered(const Problem &p, size_t h, const OpArgs &args, DecisionMemo &memo,
+                                const std::chrono::steady_clock::time_point *traced_from, int64_t t_call) {
+    const Solver *solver = nullptr;
+    KernelPtr kernel;
+    bool timed = false;
+    {
+        std::lock_guard<std::mutex> lock(memo.mu);
+        if (memo.epoch == 0 || memo.epoch != ctx_.ranker->epoch()) return false;
+        solver = memo.solver;
+        kernel = memo.kernel.lock();
+        timed = memo.timed;
+    }
+    // evicted since (the policy decides what a non-resident best does), or
+    // declining these values (a candidate ranked below it may take them)
+    if (!kernel || !ctx_.resident.touch(p.bucket(), kernel.get()) || !solver->accepts(args)) return false;
+    std::string failures;
+    bool now_timed = timed;
+    if (run(p, h, args, *solver, *kernel, true, failures, timed, &now_timed) == Ran::out_of_memory)
+        return false;  // decided anew: the next candidate may need less workspace
+    ctx_.stats.resident_hits++;
+    if (now_timed && !timed) {
+        std::lock_guard<std::mutex> lock(memo.mu);
+        if (memo.solver == solver) memo.timed = true;
+    }
+    set_last_solver(solver->name());
+    set_last_decision("resident");
+    if (traced_from) trace_call(p, h, *solver, "resident", *solver, t_call, ms_since(*traced_from));
+    return true;
+}
+
+void Dispatcher::remember(DecisionMemo &memo, uint64_t epoch, const std::vector<Candidate> &cands,
+                          const Attempt &attempt, const Choice &c, bool timed) const {
+    if (std::strcmp(c.decision, "resident") != 0) return;  // a reuse or a load: the next call may differ
+    for (const auto &cand : cands) {
+        if (&cand == c.chosen) break;
+        // ranked above it: only kernels marked bad (for good, and a new one
+        // moves the epoch) may be passed over; one that declined this call's
+        // values or ran out of memory might take the next call's
+        if (!ctx_.ranker->is_bad(cand.key_str())) return;
+    }
+    if (std::find(attempt.skipped.begin(), attempt.skipped.end(), c.chosen) != attempt.skipped.end()) return;
+    std::lock_guard<std::mutex> lock(memo.mu);
+    memo.epoch = epoch;
+    memo.solver = c.chosen->solver;
+    memo.kernel = c.kernel;
+    memo.timed = timed;
+}
+
+Dispatcher::Ran Dispatcher::run(const Problem &p, size_t h, const OpArgs &args, const Solver &solver,
+                                const Kernel &kernel, bool may_fail_over, std::string &failures, bool skip_timing,
+                                bool *timed) {
     const bool cpu = ctx_.device_type == PASK_DEVICE_CPU;
-    const auto r0 = std::chrono::steady_clock::now();
-    // GPU launches return before the kernel ends: device events time them
-    const int64_t timing = cpu ? -1 : ctx_.ranker->start_timing(solver, h);
+    // CPU runs by the wall clock, GPU launches (which return before the kernel
+    // ends) by device events; only a pair's first timed runs (Ranker)
+    const bool host_timed = cpu && !skip_timing && ctx_.ranker->start_host_timing(solver, h, timed);
+    const auto r0 = host_timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    const int64_t timing = cpu || skip_timing ? -1 : ctx_.ranker->start_timing(solver, h, timed);
     try {
-        solver.run(*c.kernel, p, args, *ctx_.backend);
+        solver.run(kernel, p, args, *ctx_.backend);
     } catch (const Error &e) {
         ctx_.backend->timer_release(timing);
         // No room for this solver's workspace: another solver may need less.
-        if (e.status() != PASK_ERROR_OUT_OF_MEMORY || live_count < 2) throw;
-        attempt.skipped.push_back(c.chosen);
-        attempt.failures += std::string(attempt.failures.empty() ? "" : "; ") + solver.name() + ": " + e.what();
+        if (e.status() != PASK_ERROR_OUT_OF_MEMORY || !may_fail_over) throw;
+        failures += std::string(failures.empty() ? "" : "; ") + solver.name() + ": " + e.what();
         if (ctx_.trace.enabled())
             ctx_.trace.complete("out of memory: " + std::string(solver.name()) + ", trying the next solver", "call",
                                 ctx_.trace.now_us(), 0, "\"error\":" + json::quote(e.what()));
-        return false;
+        return Ran::out_of_memory;
     } catch (...) {
         ctx_.backend->timer_release(timing);
         throw;
     }
-    if (cpu) ctx_.ranker->record_run(solver, h, ms_since(r0) * 1000.0);
-    else ctx_.ranker->finish_timing(timing, solver, h);
-    return true;
+    if (host_timed) ctx_.ranker->record_run(solver, h, ms_since(r0) * 1000.0);
+    else if (!cpu) ctx_.ranker->finish_timing(timing, solver, h);
+    return Ran::ok;
 }
 
-void Dispatcher::trace_call(const Problem &p, size_t h, const Choice &c, const Candidate &best, int64_t t_call,
-                            double ms) const {
+void Dispatcher::trace_call(const Problem &p, size_t h, const Solver &chosen, const char *decision,
+                            const Solver &best, int64_t t_call, double ms) const {
     std::string problem;
     {
         std::lock_guard<std::mutex> lock(trace_mu_);
@@ -245,10 +303,10 @@ void Dispatcher::trace_call(const Problem &p, size_t h, const Choice &c, const C
             trace_text_[h] = TraceText{p, problem};
         }
     }
-    ctx_.trace.complete(std::string(op_name(p.op)) + " " + c.chosen->solver->name(), "call", t_call,
+    ctx_.trace.complete(std::string(op_name(p.op)) + " " + chosen.name(), "call", t_call,
                         static_cast<int64_t>(ms * 1000),
-                        "\"problem\":" + problem + ",\"solver\":" + json::quote(c.chosen->solver->name()) +
-                            ",\"decision\":\"" + c.decision + "\",\"best\":" + json::quote(best.solver->name()));
+                        "\"problem\":" + problem + ",\"solver\":" + json::quote(chosen.name()) +
+                            ",\"decision\":\"" + decision + "\",\"best\":" + json::quote(best.name()));
 }
 
 void Dispatcher::fail_no_candidates(const Problem &p) const {

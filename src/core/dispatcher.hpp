@@ -9,7 +9,10 @@
 // run out of memory (a workspace) moves the call to the next solver.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -25,13 +28,28 @@ struct pask_context;
 
 namespace pask {
 
+// A prepared call's remembered decision (pask_plan): the solver and resident
+// kernel its best candidate ran on, taken at a Ranker epoch. While the epoch
+// holds (no run time recorded, no kernel marked bad since) and the kernel is
+// still resident, the best candidate and its kernel are the same, so an
+// execution runs it without ranking, candidates or policy: the dispatch of a
+// prepared call to a resident kernel. A plan may run on several threads.
+struct DecisionMemo {
+    std::mutex mu;
+    uint64_t epoch = 0;  // 0: nothing remembered
+    const Solver *solver = nullptr;
+    std::weak_ptr<const Kernel> kernel;  // the resident set owns it
+    bool timed = false;  // the pair has had all its timed runs: no clock, no events
+};
+
 class Dispatcher {
 public:
     explicit Dispatcher(pask_context &ctx) : ctx_(ctx) {}
     // Runs call (its device fields are set here) with args.
     void execute(const Problem &call, const OpArgs &args);
-    // The same, for a Problem whose device fields are set and whose hash is known (a plan).
-    void execute_hashed(const Problem &p, size_t hash, const OpArgs &args);
+    // The same, for a Problem whose device fields are set and whose hash is known
+    // (a plan); memo: the plan's remembered decision (nullptr: none).
+    void execute_hashed(const Problem &p, size_t hash, const OpArgs &args, DecisionMemo *memo = nullptr);
     // Packs constant weights (args.packed) for the kernel a call would run now
     // when that kernel is resident: the best live candidate's, or else the first
     // resident alternative's (the one the policy would reuse), and readies the
@@ -56,7 +74,15 @@ private:
     };
 
     // The call itself; cap: the calling thread's graph capture (nullptr: none).
-    void execute_on(const Problem &p, size_t hash, const OpArgs &args, ActiveCapture *cap);
+    void execute_on(const Problem &p, size_t hash, const OpArgs &args, ActiveCapture *cap, DecisionMemo *memo);
+    // Runs the call on memo's decision when it still holds; false: decide anew.
+    // traced_from: the call's start when it is traced (its event says so).
+    bool run_remembered(const Problem &p, size_t h, const OpArgs &args, DecisionMemo &memo,
+                        const std::chrono::steady_clock::time_point *traced_from, int64_t t_call);
+    // Remembers a resident decision for the best candidate when nothing ranked
+    // above it was passed over for this call's values (epoch: before ranking).
+    void remember(DecisionMemo &memo, uint64_t epoch, const std::vector<Candidate> &cands, const Attempt &attempt,
+                  const Choice &c, bool timed) const;
     void check_pointers(const Problem &p, const OpArgs &args) const;
     void note_call(const Problem &p, size_t h);
     [[noreturn]] void fail_no_candidates(const Problem &p) const;
@@ -68,10 +94,14 @@ private:
     // wait for one is refused (PASK_ERROR_UNSUPPORTED).
     bool choose(const Problem &p, const std::vector<const Candidate *> &live, Attempt &attempt, Choice &out,
                 bool capturing);
-    // Runs the choice; false when it ran out of memory and another may run.
-    bool run(const Problem &p, size_t h, const OpArgs &args, size_t live_count, const Choice &c, Attempt &attempt);
-    void trace_call(const Problem &p, size_t h, const Choice &c, const Candidate &best, int64_t t_call,
-                    double ms) const;
+    // Runs solver's kernel; false when it ran out of memory and another may run
+    // (may_fail_over); *timed: the pair has had all its timed runs (skip_timing:
+    // known so already).
+    enum class Ran { ok, out_of_memory };
+    Ran run(const Problem &p, size_t h, const OpArgs &args, const Solver &solver, const Kernel &kernel,
+            bool may_fail_over, std::string &failures, bool skip_timing, bool *timed);
+    void trace_call(const Problem &p, size_t h, const Solver &chosen, const char *decision, const Solver &best,
+                    int64_t t_call, double ms) const;
 
     pask_context &ctx_;
     // The trace's quoted text of each problem, by hash: formatting it cost

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "dispatcher.hpp"
 #include "problem.hpp"
 #include "solver.hpp"
 
@@ -25,4 +26,7 @@ struct pask_plan {
     // (and fill) packed; both null otherwise.
     const void *constant_w = nullptr;
     std::unique_ptr<pask::PackedWeights> packed;
+    // The decision its executions reuse while it holds (pask_plan_create_*;
+    // none for the eager entry points' one-call plans).
+    std::unique_ptr<pask::DecisionMemo> memo;
 };

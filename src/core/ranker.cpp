@@ -22,8 +22,10 @@ uint64_t run_key(const Solver &s, size_t problem_hash) {
     return (uint64_t(problem_hash) * 0x9E3779B97F4A7C15ull) ^ uint64_t(s.id());
 }
 
-// Timed runs per (solver, Problem) on a GPU: enough to rank solvers by what
-// they do on this device, few enough that steady state runs without events.
+// Timed runs per (solver, Problem): enough to rank solvers by what they do on
+// this device, few enough that steady state runs without events (GPU) or
+// clock reads (CPU), and that a prepared call's decision, once the runs are
+// in, holds (Dispatcher's DecisionMemo).
 // The runs before them are not timed: the first run of each pair pays for lazy
 // module loading and cold caches, and a fresh process's first inference runs
 // without events and host gates (measured on an H100: a timed run costs 5-7 us
@@ -189,6 +191,7 @@ void Ranker::mark_bad(const std::string &key) {
     std::lock_guard<std::mutex> lock(mu_);
     bad_keys_.insert(key);
     any_bad_.store(true, std::memory_order_release);
+    epoch_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void Ranker::note_out_of_memory(const std::string &key) {
@@ -208,6 +211,7 @@ void Ranker::record_run(const Solver &solver, size_t problem_hash, double us) {
     bound_for_insert(run_us_, key);
     auto [it, fresh] = run_us_.emplace(key, us);
     if (!fresh) it->second = 0.7 * it->second + 0.3 * us;
+    epoch_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void Ranker::count_hint(size_t problem_hash) {
@@ -217,21 +221,38 @@ void Ranker::count_hint(size_t problem_hash) {
     else if (hinted_.size() < 100000) hinted_.emplace(problem_hash, 1);
 }
 
-int64_t Ranker::start_timing(const Solver &solver, size_t h) {
+bool Ranker::take_timed_run(uint64_t key, size_t h, bool *done) {
+    auto hinted = hinted_.find(h);
+    const int warm_ups = hinted == hinted_.end() ? 1 : hinted->second;
+    bound_for_insert(untimed_runs_, key);
+    int &untimed = untimed_runs_[key];
+    if (untimed < warm_ups) {
+        ++untimed;
+        return false;
+    }
+    auto it = timed_runs_.find(key);
+    if (it != timed_runs_.end() && it->second >= kTimedRuns) {
+        if (done) *done = true;
+        return false;
+    }
+    return true;
+}
+
+bool Ranker::start_host_timing(const Solver &solver, size_t h, bool *done) {
+    const uint64_t key = run_key(solver, h);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!take_timed_run(key, h, done)) return false;
+    bound_for_insert(timed_runs_, key);
+    ++timed_runs_[key];
+    return true;
+}
+
+int64_t Ranker::start_timing(const Solver &solver, size_t h, bool *done) {
     const uint64_t key = run_key(solver, h);
     {
         std::lock_guard<std::mutex> lock(mu_);
         if (pending_timings_.size() >= kMaxPendingTimings) return -1;
-        auto hinted = hinted_.find(h);
-        const int warm_ups = hinted == hinted_.end() ? 1 : hinted->second;
-        bound_for_insert(untimed_runs_, key);
-        int &untimed = untimed_runs_[key];
-        if (untimed < warm_ups) {
-            ++untimed;
-            return -1;
-        }
-        auto it = timed_runs_.find(key);
-        if (it != timed_runs_.end() && it->second >= kTimedRuns) return -1;
+        if (!take_timed_run(key, h, done)) return -1;
     }
     const int64_t token = backend_.timer_start();
     // counted only when a timer started (none while a stream is being captured)

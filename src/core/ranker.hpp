@@ -73,12 +73,21 @@ public:
     static constexpr int kMaxOutOfMemory = 3;
     void note_out_of_memory(const std::string &key);
 
-    // Run times: record_run (CPU, wall clock); GPU runs are timed with events.
+    // Run times: the first kTimedRuns runs of each (solver, Problem) after its
+    // untimed warm-ups; CPU runs by the wall clock (start_host_timing says
+    // whether to read it, record_run takes the result), GPU runs by device
+    // events (start_timing / finish_timing, read back by poll_timings). Both
+    // set *done (where given) once the pair has had all its timed runs.
     void record_run(const Solver &solver, size_t problem_hash, double us);
     void count_hint(size_t problem_hash);  // hints given per Problem: its untimed runs
-    int64_t start_timing(const Solver &solver, size_t problem_hash);
+    bool start_host_timing(const Solver &solver, size_t problem_hash, bool *done = nullptr);
+    int64_t start_timing(const Solver &solver, size_t problem_hash, bool *done = nullptr);
     void finish_timing(int64_t token, const Solver &solver, size_t problem_hash);
     void poll_timings();
+
+    // Changes whenever a ranking could change (a run time recorded, a kernel
+    // marked bad): a decision taken at one epoch holds while it stays.
+    uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
 
 private:
     std::shared_ptr<const std::vector<Entry>> ranked(const Problem &p, size_t h) const;
@@ -87,6 +96,9 @@ private:
     // The candidate (index into out) that gets a cross-provider trial, or
     // out.size() for none (see kTrialRatio in ranker.cpp).
     size_t trial(const std::vector<Candidate> &out, const std::vector<double> &measured, size_t fastest) const;
+    // mu_ held: whether this run of (solver, Problem) key is timed (and counts
+    // it): not one of its untimed warm-ups, nor past kTimedRuns timed runs.
+    bool take_timed_run(uint64_t key, size_t problem_hash, bool *done);
 
     const Options &options_;
     const pask_device_type_t type_;
@@ -99,6 +111,7 @@ private:
     std::unordered_set<std::string> bad_keys_;
     std::unordered_map<std::string, int> out_of_memory_;  // failures per key, below kMaxOutOfMemory
     std::atomic<bool> any_bad_{false};  // read without the lock on every call
+    std::atomic<uint64_t> epoch_{1};     // see epoch()
     std::unordered_map<uint64_t, double> run_us_;  // EMA per (solver, problem)
     struct PendingTiming {
         int64_t token;

@@ -14,6 +14,18 @@ KernelPtr ResidentSet::find(const Bucket &bucket, const KernelKey &key) {
     return nullptr;
 }
 
+bool ResidentSet::touch(const Bucket &bucket, const Kernel *kernel) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = buckets_.find(bucket);
+    if (it == buckets_.end()) return false;
+    for (auto &e : it->second)
+        if (e.kernel.get() == kernel) {
+            e.last_use = ++tick_;
+            return true;
+        }
+    return false;
+}
+
 bool ResidentSet::contains(const Bucket &bucket, const KernelKey &key) const {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = buckets_.find(bucket);

@@ -28,6 +28,9 @@ public:
     // Files kernel under bucket; returns how many entries were evicted.
     size_t insert(const Bucket &bucket, KernelPtr kernel);
     bool contains(const Bucket &bucket, const KernelKey &key) const;
+    // Whether this very kernel is still filed under bucket (and marks it used):
+    // find() without the key comparisons, for a decision remembered earlier.
+    bool touch(const Bucket &bucket, const Kernel *kernel);
     // Sets the capacity, evicting as needed; returns evictions.
     size_t set_capacity(size_t capacity);
     size_t capacity() const;
