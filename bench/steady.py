@@ -18,7 +18,8 @@ replaying). The output agreement of each paskdnn runner with PyTorch float32 is
 printed as the max relative error.
 
     python bench/steady.py [--models resnet50,mobilenet_v2,vgg16,resnet18] [--batches 1,32]
-                           [--runs 30] [--warmup 20] [--out bench/results/steady.json] [--kernels N]
+                           [--runs 30] [--warmup 20] [--settle 60] [--out bench/results/steady.json]
+                           [--kernels N]
 
 --kernels N also profiles the GPU kernels (torch.profiler, CUPTI) of PyTorch's
 graph replay and of paskdnn's captured runner: kernel time per inference, set
@@ -116,11 +117,13 @@ def child(a) -> None:
     for name, capture in (("paskdnn_eager", False), ("paskdnn_captured", True)):
         runner = G.Runner(graph, ctx, batch=a.batch, capture=capture)
         xin = runner.input(nhwc)
-        # until the loads (and the ranker's timed explorations) are done and the
-        # captured runner replays: at most 3000 runs or 30 s
+        # until the loads (and the ranker's timed explorations and trials) are
+        # done and the captured runner replays, for at most --settle seconds: a
+        # cold cache compiles specialised kernels with NVRTC (12-33 s a variant),
+        # which a cap on runs (3000 runs of 1 ms at batch 1) cut short
         t_settle, settle_runs = time.perf_counter(), 0
         last, flips, decisions = {}, {}, {}  # the captured runner's eager runs: what kept it from settling
-        while settle_runs < 3000 and time.perf_counter() - t_settle < 30:
+        while time.perf_counter() - t_settle < a.settle:
             runner.run(xin, record=False)
             settle_runs += 1
             for r in runner.report:
@@ -160,6 +163,9 @@ def main() -> int:
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--settle", type=float, default=60.0,
+                    help="seconds each paskdnn runner may run before it is timed, for its loads to land "
+                         "(default: %(default)s)")
     ap.add_argument("--out", default="")
     ap.add_argument("--kernels", type=int, default=0, metavar="N",
                     help="also profile the GPU kernels of PyTorch's graph replay and paskdnn's captured "
@@ -178,7 +184,8 @@ def main() -> int:
             for batch in (int(b) for b in a.batches.split(",")):
                 out = os.path.join(work, f"{model}-{batch}.json")
                 cmd = [sys.executable, __file__, "--child", "--model", model, "--batch", str(batch), "--runs",
-                       str(a.runs), "--warmup", str(a.warmup), "--kernels", str(a.kernels), "--json-out", out]
+                       str(a.runs), "--warmup", str(a.warmup), "--settle", str(a.settle), "--kernels",
+                       str(a.kernels), "--json-out", out]
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
                 if p.returncode:
                     print(f"{model} batch {batch} failed:\n{p.stderr[-3000:]}", file=sys.stderr)
