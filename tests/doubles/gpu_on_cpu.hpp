@@ -51,30 +51,44 @@ extern "C" {
 alignas(16) unsigned pask_smem[81920 / 4];
 }
 
-// Runs kernel over the grid, one block at a time, blockDim.x threads each.
+// Runs kernel over the grid, one block at a time, on blockDim.x threads that
+// serve every block in turn (a thread a GPU thread, made once a launch: made a
+// block, the threads' creation took most of the emulator's time). A gate
+// between blocks (a barrier whose completion runs once, after every thread
+// has left the block before) sets up the next block: its index and fresh
+// block and warp barriers, since a thread that returns early from a block
+// drops out of that block's barriers only.
 template <typename P>
 void pask_emu_launch(void (*kernel)(P), const P &p, const unsigned grid[3], const unsigned block[3]) {
     gridDim = {grid[0], grid[1], grid[2]};
     blockDim = {block[0], block[1], block[2]};
     const unsigned nt = block[0] * block[1] * block[2];
-    for (unsigned z = 0; z < grid[2]; ++z)
-        for (unsigned y = 0; y < grid[1]; ++y)
-            for (unsigned x = 0; x < grid[0]; ++x) {
-                blockIdx = {x, y, z};
-                std::barrier<> block_barrier(nt);
-                std::vector<std::unique_ptr<std::barrier<>>> warps;
-                for (unsigned w = 0; w * 32 < nt; ++w)
-                    warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, nt - w * 32)));
-                pask_emu_block_barrier = &block_barrier;
-                std::vector<std::thread> threads;
-                for (unsigned t = 0; t < nt; ++t)
-                    threads.emplace_back([&, t] {
-                        threadIdx = {t, 0, 0};
-                        pask_emu_warp_barrier = warps[t / 32].get();
-                        kernel(p);
-                        pask_emu_warp_barrier->arrive_and_drop();
-                        pask_emu_block_barrier->arrive_and_drop();
-                    });
-                for (auto &th : threads) th.join();
+    const unsigned long long blocks = 1ull * grid[0] * grid[1] * grid[2];
+    if (nt == 0 || blocks == 0) return;
+    std::unique_ptr<std::barrier<>> block_barrier;
+    std::vector<std::unique_ptr<std::barrier<>>> warps;
+    unsigned long long next = 0;  // x fastest, then y, then z
+    auto set_up_next = [&]() noexcept {
+        const unsigned long long b = next++;
+        blockIdx = {unsigned(b % grid[0]), unsigned(b / grid[0] % grid[1]), unsigned(b / grid[0] / grid[1])};
+        block_barrier = std::make_unique<std::barrier<>>(nt);
+        warps.clear();
+        for (unsigned w = 0; w * 32 < nt; ++w)
+            warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, nt - w * 32)));
+        pask_emu_block_barrier = block_barrier.get();
+    };
+    std::barrier<decltype(set_up_next)> gate(nt, set_up_next);
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < nt; ++t)
+        threads.emplace_back([&, t] {
+            threadIdx = {t, 0, 0};
+            for (unsigned long long b = 0; b < blocks; ++b) {
+                gate.arrive_and_wait();
+                pask_emu_warp_barrier = warps[t / 32].get();
+                kernel(p);
+                pask_emu_warp_barrier->arrive_and_drop();
+                pask_emu_block_barrier->arrive_and_drop();
             }
+        });
+    for (auto &th : threads) th.join();
 }
