@@ -216,3 +216,57 @@ def test_coldstart_times_the_captured_steady_state_once_the_runner_replays(doubl
     assert isinstance(out["ms"], float) and out["ms"] > 0
     assert out["captured"] and out["counts"][0] == 1 and out["counts"][1] >= 5
     assert out["too_few"] is None and out["eager"] is None
+
+
+def test_runner_captures_its_stand_ins_while_the_best_kernels_build_then_captures_again(double_path, tmp_path):
+    # cuDNN plans (the analytic best) take 0.8 s each to build on the one loader
+    # thread; paskdnn's prebuilt implicit GEMM stands in meanwhile. After
+    # STAND_IN_SETTLE * settle_runs eager runs with the same choices the runner
+    # captures the stand-ins and replays them; once the plans land, the graph is
+    # stale and the runner captures again on cuDNN.
+    out = run(double_path, tmp_path, RUNNER + textwrap.dedent("""
+        probe = ctx(solvers=["conv2d.cuda_igemm"], loader_threads=0)
+        try:
+            paskdnn.conv2d(paskdnn.asarray(x1, dtype="float16", context=probe),
+                           paskdnn.asarray(rng.standard_normal((16, 3, 3, 16)).astype(np.float32), dtype="float16",
+                                           context=probe), padding=1, layout="NHWC", weight_layout="OHWI",
+                           context=probe)
+        except paskdnn.Error as e:
+            print("RESULT" + json.dumps({"skip": str(e)}))  # a libpaskdnn built without nvcc: no prebuilt kernels
+            sys.exit(0)
+        probe.close()
+        knob("finalize_ms", 800)
+        c = ctx(loader_threads=1, policy="pask", solvers=["conv2d.cudnn", "conv2d.cuda_igemm"])
+        r = G.Runner(g, c, settle_runs=2)
+        during = []
+        for i in range(11):
+            r.run(x1)
+            during.append([r.captures, sorted({e["decision"] for e in r.report}),
+                           sorted({e["solver"] for e in r.report})])
+        out["during"] = during
+        out["loading"] = not c.wait_loads(0)
+        assert c.wait_loads(30)
+        after = []
+        for i in range(4):
+            r.run(x1)
+            after.append([r.captures, sorted({e["decision"] for e in r.report}),
+                          sorted({e["solver"] for e in r.report}), r.capture_note])
+        out["after"] = after
+        r.close()
+        c.close()
+    """))
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    during = out["during"]
+    assert out["loading"], during  # the plans were still building through these runs
+    # the first run loads the stand-in (blocking), then eight eager runs on the stand-ins
+    # (settle_runs 2 x STAND_IN_SETTLE 4), then a capture of them, then replays
+    assert during[0][0] == 0 and "load" in during[0][1] and during[0][2] == ["conv2d.cuda_igemm"], during
+    assert all(d == [0, ["reuse"], ["conv2d.cuda_igemm"]] for d in during[1:9]), during
+    assert during[9] == [1, ["captured"], ["conv2d.cuda_igemm"]], during
+    assert during[10] == [1, ["replay"], ["conv2d.cuda_igemm"]], during
+    after = out["after"]
+    # the plans landed: dropped (an eager run), settled again (2 runs), captured on cuDNN
+    assert after[0][:3] == [1, ["resident"], ["conv2d.cudnn"]] and "graph dropped" in after[0][3], after
+    assert after[2][:3] == [2, ["captured"], ["conv2d.cudnn"]], after
+    assert after[3][:3] == [2, ["replay"], ["conv2d.cudnn"]], after
