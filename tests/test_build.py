@@ -113,3 +113,22 @@ def test_installed_package_holds_no_build_tree_path():
     assert not [f for f in package if f.name.startswith("_build_info")]
     pc = next(f for f in package if f.name == "paskdnn.pc").read_text()
     assert "pask_libdir=${pcfiledir}/.." in pc and "-lpaskdnn" in pc
+
+
+@pytest.mark.skipif(shutil.which("meson") is None or shutil.which("ninja") is None, reason="meson and ninja not found")
+def test_cpu_isas_builds_the_cpu_targets_named_and_requires_generic(tmp_path):
+    """-Dcpu_isas (tools/sanitize.sh: only the targets the machine runs) configures
+    CPU code objects for the targets named and no others; a list without generic,
+    the target every processor runs, is refused at setup."""
+    def setup(name, isas):
+        return subprocess.run(["meson", "setup", str(tmp_path / name), f"-Dcpu_isas={isas}",
+                               "-Dprebuilt_cubins=disabled"], cwd=ROOT, capture_output=True, text=True)
+    ok = setup("two", "generic,avx2")
+    assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
+    targets = subprocess.run(["ninja", "-C", str(tmp_path / "two"), "-t", "targets", "all"], capture_output=True,
+                             text=True, check=True).stdout
+    built = set(re.findall(r"^src/kernels/pask_cpu_\w+\.(x86_64-\w+)\.so:", targets, re.M))
+    if built:  # x86-64 hosts (elsewhere the CPU objects have other target names)
+        assert built == {"x86_64-generic", "x86_64-avx2"}, built
+    bad = setup("no-generic", "avx2,avx512")
+    assert bad.returncode != 0 and "must include generic" in bad.stdout + bad.stderr, bad.stdout[-2000:]
