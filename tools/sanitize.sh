@@ -46,7 +46,8 @@ LIBTSAN=$(cc -print-file-name=libtsan.so)
 # the runtime's __cxa_throw interceptor finds no real __cxa_throw (CHECK failed).
 LIBSTDCXX=$(realpath "$(c++ -print-file-name=libstdc++.so)")
 NJOBS=$(nproc 2>/dev/null || echo 2)
-# The CPU code objects only for the ISA targets this processor runs: the tests
+# The CPU code objects only for the ISA targets this processor runs (the rule of
+# CpuBackend::isa_supported, plus f16c, which the avx2 objects are built with): the tests
 # here cannot run the others, and on a machine without AVX-512 its variants
 # were 46% of the ASan build's compile time (612 of 1325 CPU seconds).
 ISAS=generic

@@ -95,8 +95,8 @@ void Dispatcher::execute_on(const Problem &p, size_t h, const OpArgs &args, Acti
         Choice choice;
         if (!choose(p, alive, attempt, choice, cap != nullptr)) continue;
         bool timed = false;
-        if (run(p, h, args, *choice.chosen->solver, *choice.kernel, alive.size() > 1, attempt.failures, false,
-                &timed) == Ran::out_of_memory) {
+        if (run(p, h, args, *choice.chosen->solver, *choice.kernel, alive.size() > 1, attempt.failures, timed) ==
+            Ran::out_of_memory) {
             attempt.skipped.push_back(choice.chosen);
             continue;
         }
@@ -229,7 +229,7 @@ bool Dispatcher::run_remembered(const Problem &p, size_t h, const OpArgs &args, 
     if (!kernel || !ctx_.resident.touch(p.bucket(), kernel.get()) || !solver->accepts(args)) return false;
     std::string failures;
     bool now_timed = timed;
-    if (run(p, h, args, *solver, *kernel, true, failures, timed, &now_timed) == Ran::out_of_memory)
+    if (run(p, h, args, *solver, *kernel, true, failures, now_timed) == Ran::out_of_memory)
         return false;  // decided anew: the next candidate may need less workspace
     ctx_.stats.resident_hits++;
     if (now_timed && !timed) {
@@ -261,14 +261,13 @@ void Dispatcher::remember(DecisionMemo &memo, uint64_t epoch, const std::vector<
 }
 
 Dispatcher::Ran Dispatcher::run(const Problem &p, size_t h, const OpArgs &args, const Solver &solver,
-                                const Kernel &kernel, bool may_fail_over, std::string &failures, bool skip_timing,
-                                bool *timed) {
+                                const Kernel &kernel, bool may_fail_over, std::string &failures, bool &timed) {
     const bool cpu = ctx_.device_type == PASK_DEVICE_CPU;
     // CPU runs by the wall clock, GPU launches (which return before the kernel
     // ends) by device events; only a pair's first timed runs (Ranker)
-    const bool host_timed = cpu && !skip_timing && ctx_.ranker->start_host_timing(solver, h, timed);
+    const bool host_timed = cpu && !timed && ctx_.ranker->start_host_timing(solver, h, &timed);
     const auto r0 = host_timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-    const int64_t timing = cpu || skip_timing ? -1 : ctx_.ranker->start_timing(solver, h, timed);
+    const int64_t timing = cpu || timed ? -1 : ctx_.ranker->start_timing(solver, h, &timed);
     try {
         solver.run(kernel, p, args, *ctx_.backend);
     } catch (const Error &e) {

@@ -94,12 +94,12 @@ private:
     // wait for one is refused (PASK_ERROR_UNSUPPORTED).
     bool choose(const Problem &p, const std::vector<const Candidate *> &live, Attempt &attempt, Choice &out,
                 bool capturing);
-    // Runs solver's kernel; false when it ran out of memory and another may run
-    // (may_fail_over); *timed: the pair has had all its timed runs (skip_timing:
-    // known so already).
+    // Runs solver's kernel; out_of_memory when it ran out of memory and another
+    // may run (may_fail_over). timed: whether the pair has had all its timed
+    // runs; true on entry skips timing, set when this run finds it so.
     enum class Ran { ok, out_of_memory };
     Ran run(const Problem &p, size_t h, const OpArgs &args, const Solver &solver, const Kernel &kernel,
-            bool may_fail_over, std::string &failures, bool skip_timing, bool *timed);
+            bool may_fail_over, std::string &failures, bool &timed);
     void trace_call(const Problem &p, size_t h, const Solver &chosen, const char *decision, const Solver &best,
                     int64_t t_call, double ms) const;
 
