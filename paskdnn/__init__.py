@@ -2,12 +2,11 @@
 as fast as a warm one.
 
 Every call routes through a solver registry and a cache of resident kernels
-filed by (device, op, layout, dtype). ``import paskdnn`` is cheap: the C library
-is loaded on first use.
+filed by (device, op, layout, dtype). ``import paskdnn`` is cheap: numpy, the
+C library and the modules that use them are imported on first use.
 """
-from ._arrays import DeviceArray
-from ._context import (Context, asarray, device_count, get_default_context, last_decision, last_solver,
-                       set_default_context, solvers, version)
+from typing import TYPE_CHECKING, Any, Dict, List
+
 from ._errors import (
     BackendUnavailableError,
     BundleError,
@@ -21,9 +20,46 @@ from ._errors import (
     SizeOverflowError,
     UnsupportedError,
 )
-from .functional import (TensorSpec, adaptive_avg_pool2d, add, avg_pool2d, batch_norm, cat, conv2d, gelu, gemm,
-                         clamp, hardsigmoid, hardswish, hardtanh, leaky_relu, linear, matmul, max_pool2d, mul, relu,
-                         relu6, scale_shift, sigmoid, silu)
+
+# The rest is imported on first use (PEP 562): ``import paskdnn`` loads neither
+# numpy nor the C library, so that paskdnn.load can start a GPU's context
+# (a few hundred ms in the driver) before numpy's import (100-200 ms) rather
+# than after it. Name -> the module that defines it.
+_LAZY: Dict[str, str] = {
+    "DeviceArray": "._arrays",
+    **{n: "._context" for n in ("Context", "asarray", "device_count", "get_default_context", "last_decision",
+                                "last_solver", "set_default_context", "solvers", "version")},
+    **{n: ".functional" for n in ("TensorSpec", "adaptive_avg_pool2d", "add", "avg_pool2d", "batch_norm", "cat",
+                                  "conv2d", "gelu", "gemm", "clamp", "hardsigmoid", "hardswish", "hardtanh",
+                                  "leaky_relu", "linear", "matmul", "max_pool2d", "mul", "relu", "relu6",
+                                  "scale_shift", "sigmoid", "silu")},
+}
+_SUBMODULES = ("bundle", "coldstart", "doctor", "functional", "graph", "models", "onnx_import", "precompile")
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from ._arrays import DeviceArray  # noqa: F401
+    from ._context import (Context, asarray, device_count, get_default_context, last_decision,  # noqa: F401
+                           last_solver, set_default_context, solvers, version)
+    from .functional import (TensorSpec, adaptive_avg_pool2d, add, avg_pool2d, batch_norm, cat,  # noqa: F401
+                             clamp, conv2d, gelu, gemm, hardsigmoid, hardswish, hardtanh, leaky_relu, linear,
+                             matmul, max_pool2d, mul, relu, relu6, scale_shift, sigmoid, silu)
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module("." + name, __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # once: later lookups find it directly
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 def load_onnx(model, *, layout="NCHW", dtype="float32", batch=None):  # type: ignore[no-untyped-def]
@@ -36,10 +72,19 @@ def load_onnx(model, *, layout="NCHW", dtype="float32", batch=None):  # type: ig
 
 def load(path, device="cpu", policy=None, batch=None, context=None, hints=True, **context_options):  # type: ignore[no-untyped-def]
     """A ready runner for a bundle made by ``python -m paskdnn precompile``;
-    see :func:`paskdnn.bundle.load`."""
-    from .bundle import load as _load
+    see :func:`paskdnn.bundle.load`. The device context is started before
+    numpy and the graph module are imported (``import paskdnn`` loads
+    neither), so that the two overlap."""
+    from ._bundle_file import begin_load
 
-    return _load(path, device=device, policy=policy, batch=batch, context=context, hints=hints, **context_options)
+    b, pending = begin_load(path, device, policy, context, context_options)
+    try:
+        from .bundle import finish_load
+    except BaseException:
+        if pending is not None:
+            pending.discard()
+        raise
+    return finish_load(b, pending, context, batch, hints)
 
 
 try:

@@ -4,19 +4,29 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sys
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-import numpy as np
+from . import _lib
 
-from . import _arrays, _lib, _spec
-from ._arrays import DeviceArray
+# numpy, the arrays and the call specs (_arrays, _spec) are imported where a
+# function needs them: a Context is made without numpy (paskdnn.load starts a
+# GPU's context while numpy is still being imported).
 
 # Device and op names -> the cdef's enum names (values read from the cdef).
 _DEVICE_TYPES = {"cpu": "PASK_DEVICE_CPU", "cuda": "PASK_DEVICE_CUDA", "hip": "PASK_DEVICE_HIP"}
 _OPS = {"conv2d": "PASK_OP_CONV2D", "gemm": "PASK_OP_GEMM", "pool2d": "PASK_OP_POOL2D", "eltwise": "PASK_OP_ELTWISE",
         "cat": "PASK_OP_CAT"}
+
+
+def _forget_plans(handle: Any) -> None:
+    """Drops the cached plans of a context closed or collected: there are none
+    where the call specs (paskdnn._spec) were never imported."""
+    spec = sys.modules.get(__package__ + "._spec")
+    if spec is not None:
+        spec.forget(handle)
 
 
 def _device_type(name: str) -> int:
@@ -207,7 +217,7 @@ class Context:
         self._tls = threading.local()
         # The plans cached for this context hold its handle: they go when it is
         # closed or collected (the C context is freed after its last plan).
-        self._forget = weakref.finalize(self, _spec.forget, self._handle)
+        self._forget = weakref.finalize(self, _forget_plans, self._handle)
         out = ffi.new("char **")
         _lib.check(lib.pask_context_get_policy(self._handle, out))
         self.policy = ffi.string(out[0]).decode()
@@ -241,6 +251,8 @@ class Context:
         the right length). Nothing runs; the loader threads bring the best
         kernel in ahead of the call.
         """
+        from . import _spec
+
         if op not in _spec.SPECS:
             raise ValueError(f"cannot hint {op!r}; expected one of {tuple(_spec.SPECS)}")
         if "context" in kwargs:
@@ -353,6 +365,44 @@ class Context:
 
     def __repr__(self) -> str:
         return f"paskdnn.Context(device={self.device!r}, policy={self.policy!r})"
+
+
+class PendingContext:
+    """A Context being made on a thread of its own: paskdnn.load starts a GPU's
+    (a few hundred ms in the driver, which releases the GIL) before it imports
+    numpy and checks the bundle. then(ctx), if given, runs on the same thread
+    once the context is up (a bundle's kernels handed over); its return value
+    is then_value. result() waits and returns the context, or raises what its
+    creation or then raised; discard() waits and closes the context."""
+
+    def __init__(self, device: str, policy: Optional[str], options: Dict[str, Any],
+                 then: Optional[Callable[["Context"], Any]] = None) -> None:
+        self._made: Dict[str, Any] = {}
+        self.then_value: Any = None
+        self._thread = threading.Thread(target=self._make, args=(device, policy, options, then),
+                                        name="paskdnn-context", daemon=True)
+        self._thread.start()
+
+    def _make(self, device: str, policy: Optional[str], options: Dict[str, Any],
+              then: Optional[Callable[["Context"], Any]]) -> None:
+        try:
+            self._made["ctx"] = Context(device, policy=policy, **options)
+            if then is not None:
+                self.then_value = then(self._made["ctx"])
+        except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread by result()
+            self._made["error"] = e
+
+    def result(self) -> "Context":
+        self._thread.join()
+        if "error" in self._made:
+            raise self._made["error"]
+        return self._made["ctx"]
+
+    def discard(self) -> None:
+        self._thread.join()
+        ctx = self._made.pop("ctx", None)
+        if ctx is not None:
+            ctx.close()
 
 
 class _Lifetime:
@@ -606,6 +656,10 @@ def asarray(x: Any, device: str = "cuda", dtype: Optional[str] = None, context: 
     ctx = context if context is not None else default_cuda_context(device)
     if not isinstance(ctx, Context):
         raise TypeError("context must be a paskdnn.Context")
+    import numpy as np
+
+    from . import _arrays
+
     a = np.asarray(x)
     D = _arrays.dtypes()
     name = dtype or ("float16" if a.dtype == np.float16 else "float32")
@@ -619,7 +673,7 @@ def asarray(x: Any, device: str = "cuda", dtype: Optional[str] = None, context: 
         host, dcode = rounded, D.BF16
     else:
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {name!r}")
-    arr = DeviceArray._empty(a.shape, dcode, ctx)
+    arr = _arrays.DeviceArray._empty(a.shape, dcode, ctx)
     ffi, lib = _lib.load()
     if arr.nbytes:
         _lib.check(lib.pask_memcpy(ctx._h(), arr._ptr, ffi.cast("void *", host.ctypes.data), arr.nbytes,

@@ -51,18 +51,20 @@ def child(argv: List[str]) -> int:
     ap.add_argument("--json-out", required=True)
     a = ap.parse_args(argv)
     t_spawn = float(os.environ.get("PASKDNN_T_SPAWN", time.time()))
-    import numpy as np
-
     import paskdnn
-    from paskdnn import graph as G
-    from paskdnn import models
 
-    t_import = time.time()
-    if a.bundle:  # the context is made on a thread of its own while the bundle is mapped and checked
+    if a.bundle:  # the context comes up on a thread of its own while numpy is imported and the bundle checked
+        t_import = time.time()  # paskdnn alone: numpy is imported inside load, beside the context
         runner = paskdnn.load(a.bundle, device=a.device, policy=a.policy, cache_dir=a.cache_dir, batch=a.batch)
         ctx, g = runner.ctx, runner.graph
         t_context = time.time()  # context and bundle together (overlapped)
-    else:
+    import numpy as np
+
+    from paskdnn import graph as G
+    from paskdnn import models
+
+    if not a.bundle:
+        t_import = time.time()
         ctx = paskdnn.Context(a.device, policy=a.policy, cache_dir=a.cache_dir)
         t_context = time.time()
         if is_onnx(a.model):  # the import (parse, shape inference, folding) counts in model-ready

@@ -141,7 +141,7 @@ def test_zoo_bundle_has_its_sections_aligned_and_checksummed(zoo):
 def test_zoo_bundle_weights_are_the_folded_float32_weights(zoo):
     ref = models.resnet18(seed=0, layout="NCHW", dtype="float32")
     b = B.Bundle.open(zoo)
-    g = b.graph()
+    g = B.graph_of(b)
     assert [n.name for n in g.nodes] == [n.name for n in ref.nodes]
     for n, r in zip(g.nodes, ref.nodes):
         assert n.params == {k: tuple(v) if isinstance(v, list) else v for k, v in r.params.items()}
@@ -189,6 +189,26 @@ def test_load_on_a_context_of_ones_own_leaves_it_open(zoo):
     ctx.close()
 
 
+def test_load_starts_the_context_before_numpy_and_the_graph_are_imported(zoo):
+    # issue 16: a GPU's context comes up in the driver (releasing the GIL) while
+    # numpy and the graph module are imported and the bundle checked
+    code = ("import sys, paskdnn\n"
+            "from paskdnn import _context\n"
+            "seen = []\n"
+            "real = _context.PendingContext.__init__\n"
+            "def init(self, *a, **kw):\n"
+            "    seen.append(sorted(m for m in ('numpy', 'paskdnn.graph', 'paskdnn.bundle') if m in sys.modules))\n"
+            "    real(self, *a, **kw)\n"
+            "_context.PendingContext.__init__ = init\n"
+            "runner = paskdnn.load(sys.argv[1], device='cpu', num_threads=1)\n"
+            "print(seen, type(runner).__name__, runner.ctx.device, 'numpy' in sys.modules)\n")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code, zoo], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[[]]", "BundleRunner", "cpu", "True"]
+
+
 def test_a_contexts_target_is_its_best_isa_and_follows_cpu_isa():
     ctx = paskdnn.Context("cpu", num_threads=1)
     assert ctx.target in ("x86_64-avx512", "x86_64-avx2", "x86_64-generic")
@@ -213,7 +233,7 @@ def test_onnx_bundle_compiles_the_specialised_conv_for_each_arch(onnx_bundle):
         assert {f"native/cuda/conv_igemm[dtype=1]@{arch}", f"native/cuda/pool[dtype=1]@{arch}",
                 f"native/cuda/gemm[dtype=1]@{arch}"} <= set(ids)
     # weights in their final dtype: float16, the conv's in OHWI for NHWC
-    g = B.Bundle.open(path).graph()
+    g = B.graph_of(B.Bundle.open(path))
     ref = paskdnn.load_onnx(model, layout="NHWC", dtype="float16")
     for n, r in zip(g.nodes, ref.nodes):
         for role, w in r.weights.items():
@@ -274,11 +294,18 @@ def test_coldstart_runs_the_main_job_from_a_bundle(zoo, tmp_path):
 DOUBLE_RUN = r"""
 import ctypes, json, os, sys
 import numpy as np
+import threading
 import paskdnn
+from paskdnn import _bundle_file
 D = ctypes.CDLL(os.environ["PASKDNN_LIBCUDA"])
 D.double_log.restype = ctypes.c_char_p
 path, empty = sys.argv[1], sys.argv[2]
-out = {}
+out = {"handed_on": []}
+real_add = _bundle_file.add_kernels
+def add_kernels(*a):
+    out["handed_on"].append(threading.current_thread().name)
+    return real_add(*a)
+_bundle_file.add_kernels = add_kernels
 try:
     r = paskdnn.load(path, device="cuda", policy="reactive", cache_dir=os.path.join(empty, "cache"), kernel_dir=empty,
                      cudnn=False, loader_threads=0)
@@ -330,6 +357,7 @@ def test_a_cuda_context_runs_the_graph_on_the_bundles_kernels(onnx_bundle, cuda_
     assert "error" not in out, out["error"]
     n = len(next(s for s in sections_of(onnx_bundle[1])[1]["sections"] if s["name"] == "kernels.sm_90")["kernels"])
     assert out["info"] == {"arch": "sm_90", "arches": ARCHES, "kernels": n} and out["target"] == "sm_90"
+    assert out["handed_on"] == ["paskdnn-context"]  # on the context's thread, beside the caller's checks
     assert out["shape"] == [1, 5]
     assert out["solvers"] == ["conv2d.cuda_igemm_fixed", "pool2d.cuda_direct", "pool2d.cuda_global_avg",
                               "gemm.cuda_tc"]

@@ -30,6 +30,26 @@ def test_context_creation_parses_no_c_declarations():
     assert out.strip() == "[]"
 
 
+def test_import_loads_neither_numpy_nor_the_library_and_a_context_needs_no_numpy():
+    # issue 16: paskdnn.load starts a GPU's context (a few hundred ms in the driver)
+    # before numpy's import (100-200 ms), so ``import paskdnn`` must not import it
+    code = ("import sys, paskdnn\n"
+            "heavy = ('numpy', 'cffi', 'paskdnn._lib', 'paskdnn._arrays', 'paskdnn.functional', 'paskdnn.graph')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n"
+            "ctx = paskdnn.Context('cpu', num_threads=1)\n"
+            "print('numpy' in sys.modules, 'paskdnn._lib' in sys.modules)\n"
+            "from paskdnn import relu, TensorSpec, DeviceArray\n"
+            "print(paskdnn.conv2d.__module__, paskdnn.Context.__module__, paskdnn.graph.__name__, "
+            "'linear' in dir(paskdnn), 'numpy' in sys.modules)\n"
+            "try:\n"
+            "    paskdnn.no_such_name\n"
+            "except AttributeError as e:\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "False True", "paskdnn.functional paskdnn._context paskdnn.graph True True",
+                   "module 'paskdnn' has no attribute 'no_such_name'"]
+
+
 def test_prebuilt_cffi_tables_declare_what_the_header_declares():
     import cffi
 
