@@ -75,16 +75,15 @@ def load(path, device="cpu", policy=None, batch=None, context=None, hints=True, 
     see :func:`paskdnn.bundle.load`. The device context is started before
     numpy and the graph module are imported (``import paskdnn`` loads
     neither), so that the two overlap."""
-    from ._bundle_file import begin_load
+    from ._bundle_file import LoadStart
 
-    b, pending = begin_load(path, device, policy, context, context_options)
+    start = LoadStart(path, device, policy, context, context_options)
     try:
         from .bundle import finish_load
     except BaseException:
-        if pending is not None:
-            pending.discard()
+        start.discard()
         raise
-    return finish_load(b, pending, context, batch, hints)
+    return finish_load(start, context, batch, hints)
 
 
 try:

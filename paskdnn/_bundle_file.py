@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ._background import Background
 from ._context import PendingContext
 from ._errors import BundleError
 
@@ -315,26 +316,35 @@ def _check_sections(path: str, mm: mmap.mmap, size: int, index: Dict[str, Any], 
 # ---- loading: the first half, before numpy ---------------------------------------------
 
 
-def begin_load(path: Any, device: str, policy: Optional[str], context: Any,
-               context_options: Dict[str, Any]) -> Tuple[Bundle, Optional[PendingContext]]:
-    """paskdnn.load's first half: the header and index mapped and checked (fast),
-    and, unless the caller gave a context, the device context started on a
-    thread of its own (a GPU's takes a few hundred ms in the driver) with the
-    options the bundle asks for (a bundle made with --solvers restricts a GPU
-    context to them). bundle.finish_load does the rest."""
-    if context is not None and (policy is not None or context_options):
-        raise ValueError("policy and context options are for the context load() makes; "
-                         "pass them to your Context instead (context= was given)")
-    b = Bundle.open(path, verify=False)
-    solvers = b.index.get("solvers")
-    if str(device).startswith(("cuda", "hip")) and solvers and "solvers" not in context_options:
-        context_options = dict(context_options, solvers=list(solvers))
-    if context is not None:
-        return b, None
-    # the kernels go in on the context's thread as soon as it is up, while the
-    # caller still imports numpy and checks the sections (each code object's
-    # SHA-256 is checked again as it is handed over)
-    return b, PendingContext(device, policy, context_options, then=lambda ctx: hand_kernels(b, ctx))
+class LoadStart:
+    """paskdnn.load's first half, before numpy is imported: the header and
+    index mapped and checked (fast); then on threads of their own the
+    sections' checks (bounds, SHA-256: hashlib releases the GIL) and, unless
+    the caller gave a context, the device context (a GPU's takes a few hundred
+    ms in the driver) with the options the bundle asks for (a bundle made with
+    --solvers restricts a GPU context to them), which takes the bundle's
+    kernels for its arch as soon as it is up (each code object's SHA-256 is
+    checked again as it is handed over). bundle.finish_load does the rest."""
+
+    def __init__(self, path: Any, device: str, policy: Optional[str], context: Any,
+                 context_options: Dict[str, Any]) -> None:
+        if context is not None and (policy is not None or context_options):
+            raise ValueError("policy and context options are for the context load() makes; "
+                             "pass them to your Context instead (context= was given)")
+        b = self.bundle = Bundle.open(path, verify=False)
+        self.checks = Background("paskdnn-bundle-checks", b.verify)
+        self.context: Optional[PendingContext] = None
+        if context is None:
+            solvers = b.index.get("solvers")
+            if str(device).startswith(("cuda", "hip")) and solvers and "solvers" not in context_options:
+                context_options = dict(context_options, solvers=list(solvers))
+            self.context = PendingContext(device, policy, context_options, then=lambda ctx: hand_kernels(b, ctx))
+
+    def discard(self) -> None:
+        """After a failure: waits for the threads, closes the context made here."""
+        self.checks.done_value()
+        if self.context is not None:
+            self.context.discard()
 
 
 def hand_kernels(b: Bundle, ctx: Any) -> Tuple[Optional[str], int]:

@@ -377,32 +377,27 @@ class PendingContext:
 
     def __init__(self, device: str, policy: Optional[str], options: Dict[str, Any],
                  then: Optional[Callable[["Context"], Any]] = None) -> None:
-        self._made: Dict[str, Any] = {}
-        self.then_value: Any = None
-        self._thread = threading.Thread(target=self._make, args=(device, policy, options, then),
-                                        name="paskdnn-context", daemon=True)
-        self._thread.start()
+        from ._background import Background
 
-    def _make(self, device: str, policy: Optional[str], options: Dict[str, Any],
-              then: Optional[Callable[["Context"], Any]]) -> None:
-        try:
-            self._made["ctx"] = Context(device, policy=policy, **options)
+        self._ctx: Optional[Context] = None
+        self.then_value: Any = None
+
+        def make() -> None:
+            self._ctx = Context(device, policy=policy, **options)
             if then is not None:
-                self.then_value = then(self._made["ctx"])
-        except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread by result()
-            self._made["error"] = e
+                self.then_value = then(self._ctx)
+
+        self._work = Background("paskdnn-context", make)
 
     def result(self) -> "Context":
-        self._thread.join()
-        if "error" in self._made:
-            raise self._made["error"]
-        return self._made["ctx"]
+        self._work.result()
+        assert self._ctx is not None
+        return self._ctx
 
     def discard(self) -> None:
-        self._thread.join()
-        ctx = self._made.pop("ctx", None)
-        if ctx is not None:
-            ctx.close()
+        self._work.done_value()
+        if self._ctx is not None:
+            self._ctx.close()
 
 
 class _Lifetime:

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ._bundle_file import (ALIGN, FORMAT, HEADER_SIZE, MAGIC, MAX_INDEX_BYTES, MAX_JSON_SECTION_BYTES,  # noqa: F401
-                           STORAGE, VERSION, Bundle, Kernel, _align, add_kernels, begin_load, hand_kernels,
+                           STORAGE, VERSION, Bundle, Kernel, LoadStart, _align, add_kernels, hand_kernels,
                            json_section, kernels_section, write)
 from ._errors import BundleError, UnsupportedError
 from .graph import Graph, Node, Runner
@@ -227,17 +227,16 @@ def load(path: Any, device: str = "cpu", policy: Optional[str] = None, batch: Op
 
     Raises BundleError for a truncated, corrupted, foreign or wrong-version
     file; nothing of a failed load stays (a context made here is closed)."""
-    b, pending = begin_load(path, device, policy, context, context_options)
-    return finish_load(b, pending, context, batch, hints)
+    return finish_load(LoadStart(path, device, policy, context, context_options), context, batch, hints)
 
 
-def finish_load(b: Bundle, pending: Any, context: Any, batch: Optional[int], hints: bool) -> BundleRunner:
-    """load()'s second half, after begin_load: the sections checked, the graph
-    read, the context (pending's, or the caller's) given the kernels, the runner
-    made. A failure closes pending's context."""
-    ctx = context
+def finish_load(start: LoadStart, context: Any, batch: Optional[int], hints: bool) -> BundleRunner:
+    """load()'s second half, after LoadStart: the graph read, the sections'
+    checks and the context (start's, or the caller's, then given the kernels)
+    waited for, the runner made. A failure closes start's context."""
+    b, pending, ctx = start.bundle, start.context, context
     try:
-        b.verify()
+        start.checks.result()  # a damaged section is named as such, before its contents are read
         g = graph_of(b)
         batches = [int(v) for v in b.index.get("model", {}).get("batches", [1])] or [1]
         use_batch = batches[0] if batch is None else batch
@@ -258,6 +257,5 @@ def finish_load(b: Bundle, pending: Any, context: Any, batch: Optional[int], hin
         runner.bundle = b
         return runner
     except BaseException:
-        if pending is not None:
-            pending.discard()
+        start.discard()
         raise
