@@ -191,7 +191,8 @@ def test_load_on_a_context_of_ones_own_leaves_it_open(zoo):
 
 def test_load_starts_the_context_before_numpy_and_the_graph_are_imported(zoo):
     # issue 16: a GPU's context comes up in the driver (releasing the GIL) while
-    # numpy and the graph module are imported and the bundle checked
+    # numpy and the graph module are imported; the sections' checksums on a
+    # thread of their own
     code = ("import sys, paskdnn\n"
             "from paskdnn import _context\n"
             "seen = []\n"
@@ -200,13 +201,17 @@ def test_load_starts_the_context_before_numpy_and_the_graph_are_imported(zoo):
             "    seen.append(sorted(m for m in ('numpy', 'paskdnn.graph', 'paskdnn.bundle') if m in sys.modules))\n"
             "    real(self, *a, **kw)\n"
             "_context.PendingContext.__init__ = init\n"
+            "import threading\n"
+            "from paskdnn import _bundle_file\n"
+            "hashed_on, sha = set(), _bundle_file._sha\n"
+            "_bundle_file._sha = lambda data: hashed_on.add(threading.current_thread().name) or sha(data)\n"
             "runner = paskdnn.load(sys.argv[1], device='cpu', num_threads=1)\n"
-            "print(seen, type(runner).__name__, runner.ctx.device, 'numpy' in sys.modules)\n")
+            "print(seen, type(runner).__name__, runner.ctx.device, 'numpy' in sys.modules, sorted(hashed_on))\n")
     import subprocess
     import sys
 
     out = subprocess.run([sys.executable, "-c", code, zoo], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["[[]]", "BundleRunner", "cpu", "True"]
+    assert out.split() == ["[[]]", "BundleRunner", "cpu", "True", "['paskdnn-bundle-checks']"]
 
 
 def test_a_contexts_target_is_its_best_isa_and_follows_cpu_isa():
