@@ -268,7 +268,7 @@ def _non_negative_int(text: str) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "coldstart-child":  # internal: one measured process of the main job
-        from .coldstart import child
+        from ._coldstart_child import child
 
         return child(argv[1:])
     parser = build_parser()

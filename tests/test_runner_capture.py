@@ -200,11 +200,11 @@ def test_runner_capture_is_off_on_the_cpu():
 
 
 def test_coldstart_times_the_captured_steady_state_once_the_runner_replays(double_path, tmp_path):
-    """The main job's captured column (coldstart._captured_steady): runs until the
+    """The main job's captured column (_coldstart_child._captured_steady): runs until the
     runner has captured, then times replays; None for a runner that does not
     capture, or that does not capture within the limit it is given."""
     out = run(double_path, tmp_path, RUNNER + textwrap.dedent("""
-        from paskdnn import coldstart
+        from paskdnn import _coldstart_child as coldstart
         c = ctx(loader_threads=0)
         r = G.Runner(g, c, settle_runs=3)
         ms = coldstart._captured_steady(r, x1, 5)
