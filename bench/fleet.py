@@ -134,9 +134,9 @@ def main():
     lines = [f"# Fleet cold start: {args.model} on {args.device}, {args.dtype} {args.layout}", "",
              f"{doc['date']}; command: `{doc['command']}`. Time from the common start of N processes to the last "
              f"one's first result (ms).", "", "| N | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
-    for n in counts:
-        lines.append(f"| {n} | " + " | ".join(f"{r['last_ms']:.0f}" for v in variants for r in rows
-                                              if r["n"] == n and r["variant"] == v) + " |")
+    for i in range(len(counts)):  # row i: the i-th count of --n (a count may be given more than once)
+        lines.append(f"| {counts[i]} | " + " | ".join(f"{rows[i * len(variants) + j]['last_ms']:.0f}"
+                                                      for j in range(len(variants))) + " |")
     lines += ["", "Where paskdnn's processes spent it: medians over the N processes, each phase's end in ms from the "
               "common start (context+load: the device context, and with a bundle its load overlapped with it).", "",
               "| N | variant | " + " | ".join(PHASES) + " | NVRTC compiles (most in a process) |",
@@ -156,8 +156,9 @@ def main():
         print("fleet: matplotlib is not installed; no figure")
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    for v in variants:
-        ax.plot(counts, [r["last_ms"] for n in counts for r in rows if r["n"] == n and r["variant"] == v], "o-",
+    for j, v in enumerate(variants):  # rows are in --n order, variants within (a count may repeat)
+        ax.plot(counts, [rows[i * len(variants) + j]["last_ms"] for i in range(len(counts))],
+                "o-" if len(set(counts)) == len(counts) else "o",
                 label=v)
     ax.set_xlabel("processes started at once")
     ax.set_ylabel("last first result (ms)")
