@@ -23,10 +23,17 @@ _OPS = {"conv2d": "PASK_OP_CONV2D", "gemm": "PASK_OP_GEMM", "pool2d": "PASK_OP_P
 
 def _forget_plans(handle: Any) -> None:
     """Drops the cached plans of a context closed or collected: there are none
-    where the call specs (paskdnn._spec) were never imported."""
-    spec = sys.modules.get(__package__ + "._spec")
-    if spec is not None:
-        spec.forget(handle)
+    where the call specs (paskdnn._spec) were never imported. Where another
+    thread is importing them right now, the import statement waits for it to
+    finish (sys.modules holds the module half made meanwhile); where this
+    thread is (a collection inside its import), no plan can exist yet."""
+    if __package__ + "._spec" not in sys.modules:
+        return
+    from . import _spec
+
+    forget = getattr(_spec, "forget", None)
+    if forget is not None:
+        forget(handle)
 
 
 def _device_type(name: str) -> int:

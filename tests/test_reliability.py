@@ -54,6 +54,46 @@ def assert_child_ok(proc):
 
 # ------------------------------------------------------------------ B1: close() racing calls ---
 
+def test_close_while_another_thread_first_imports_the_call_specs():
+    # import paskdnn loads the call specs (paskdnn._spec) on first use; a context
+    # closed while another thread is in that first import waited for it, not
+    # read the half-made module (CI, session 22: AttributeError: partially
+    # initialized module 'paskdnn._spec' has no attribute 'forget')
+    proc = run_child("""
+        import importlib.abc, importlib.util, sys, threading, time
+        import paskdnn
+
+        class Slow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+            # paskdnn._spec, its module code held back 0.3 s once in sys.modules
+            def find_spec(self, name, path, target=None):
+                if name != "paskdnn._spec":
+                    return None
+                sys.meta_path.remove(self)
+                self.real = importlib.util.find_spec(name)
+                return importlib.util.spec_from_loader(name, self)
+            def create_module(self, spec):
+                return None
+            def exec_module(self, module):
+                started.set()
+                time.sleep(0.3)
+                module.__spec__ = self.real
+                self.real.loader.exec_module(module)
+
+        started = threading.Event()
+        sys.meta_path.insert(0, Slow())
+        ctx = paskdnn.Context("cpu", num_threads=1)
+        t = threading.Thread(target=lambda: paskdnn.functional)
+        t.start()
+        started.wait(10)
+        assert "paskdnn._spec" in sys.modules and not hasattr(sys.modules["paskdnn._spec"], "forget")
+        ctx.close()  # waits for the import, then drops the context's plans
+        t.join(10)
+        print(hasattr(sys.modules["paskdnn._spec"], "forget"), ctx._handle is None)
+    """)
+    assert_child_ok(proc)
+    assert proc.stdout.split() == ["True", "True"] and proc.stderr == ""
+
+
 RACE = """
     import random, threading, time, numpy as np, paskdnn, reference as ref
     rng = np.random.default_rng(7)
