@@ -10,6 +10,7 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from . import _lib
+from ._background import Background
 
 # numpy, the arrays and the call specs (_arrays, _spec) are imported where a
 # function needs them: a Context is made without numpy (paskdnn.load starts a
@@ -384,8 +385,6 @@ class PendingContext:
 
     def __init__(self, device: str, policy: Optional[str], options: Dict[str, Any],
                  then: Optional[Callable[["Context"], Any]] = None) -> None:
-        from ._background import Background
-
         self._ctx: Optional[Context] = None
         self.then_value: Any = None
 
