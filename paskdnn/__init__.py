@@ -83,7 +83,7 @@ def load(path, device="cpu", policy=None, batch=None, context=None, hints=True, 
     except BaseException:
         start.discard()
         raise
-    return finish_load(start, context, batch, hints)
+    return finish_load(start, batch, hints)
 
 
 try:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 class Background:
     """fn() on a daemon thread named name, started now. result() waits for it
     and returns its value, or raises what it raised (on the caller's thread);
-    done_value() waits and returns the value, or None where it raised."""
+    wait() only waits (after a failure elsewhere, whatever this one did)."""
 
     def __init__(self, name: str, fn: Callable[[], Any]) -> None:
         self._out: dict = {}
@@ -28,6 +28,5 @@ class Background:
             raise self._out["error"]
         return self._out.get("value")
 
-    def done_value(self) -> Any:
+    def wait(self) -> None:
         self._thread.join()
-        return self._out.get("value")

@@ -331,6 +331,7 @@ class LoadStart:
         if context is not None and (policy is not None or context_options):
             raise ValueError("policy and context options are for the context load() makes; "
                              "pass them to your Context instead (context= was given)")
+        self.given = context  # the caller's context, if any
         b = self.bundle = Bundle.open(path, verify=False)
         self.checks = Background("paskdnn-bundle-checks", b.verify)
         self.context: Optional[PendingContext] = None
@@ -342,7 +343,7 @@ class LoadStart:
 
     def discard(self) -> None:
         """After a failure: waits for the threads, closes the context made here."""
-        self.checks.done_value()
+        self.checks.wait()
         if self.context is not None:
             self.context.discard()
 

@@ -401,7 +401,7 @@ class PendingContext:
         return self._ctx
 
     def discard(self) -> None:
-        self._work.done_value()
+        self._work.wait()
         if self._ctx is not None:
             self._ctx.close()
 

@@ -227,14 +227,14 @@ def load(path: Any, device: str = "cpu", policy: Optional[str] = None, batch: Op
 
     Raises BundleError for a truncated, corrupted, foreign or wrong-version
     file; nothing of a failed load stays (a context made here is closed)."""
-    return finish_load(LoadStart(path, device, policy, context, context_options), context, batch, hints)
+    return finish_load(LoadStart(path, device, policy, context, context_options), batch, hints)
 
 
-def finish_load(start: LoadStart, context: Any, batch: Optional[int], hints: bool) -> BundleRunner:
+def finish_load(start: LoadStart, batch: Optional[int], hints: bool) -> BundleRunner:
     """load()'s second half, after LoadStart: the graph read, the sections'
     checks and the context (start's, or the caller's, then given the kernels)
     waited for, the runner made. A failure closes start's context."""
-    b, pending, ctx = start.bundle, start.context, context
+    b, pending, ctx = start.bundle, start.context, start.given
     try:
         start.checks.result()  # a damaged section is named as such, before its contents are read
         g = graph_of(b)
