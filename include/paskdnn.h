@@ -210,6 +210,11 @@ PASK_API pask_status_t pask_options_destroy(pask_options_t options);
  *   "loader_threads" background loader threads, 0..64 (default 2; 4 for GPU
  *                 contexts on hosts with 8 or more cores)
  *   "lookahead"   hint window: how many upcoming hints are loaded ahead (default 256)
+ *   "loader_yield_ms" 0..10000: the longest a loader thread holds back a new
+ *                 cuDNN plan's first run (the driver loads its kernels then,
+ *                 which can hold up calls made meanwhile) while the context's
+ *                 calls run; it runs in the first 0.5 ms without calls
+ *                 (default $PASKDNN_LOADER_YIELD_MS, else 50; 0 = never held back)
  *   "resident_capacity" kernels kept resident, LRU (default 256; 0 = none)
  *   "hints_file"  a JSON hints record to preload from (default $PASKDNN_HINTS)
  *   "trace"       1 (default) records the event log, 0 does not

@@ -75,6 +75,12 @@ class Context:
         loader_threads: background loader threads (default 2; 4 for GPU contexts
             on hosts with 8 or more cores; 0 = none).
         lookahead: how many upcoming hints the loader works on (default 256).
+        loader_yield_ms: GPU contexts: the longest a loader thread holds back
+            a freshly built cuDNN plan's first run (where the driver loads its
+            kernels, which can hold up calls made meanwhile) while this
+            context's calls are running; it runs in the first gap of 0.5 ms
+            without calls (default ``$PASKDNN_LOADER_YIELD_MS``, else 50;
+            0 = never held back).
         resident_capacity: kernels kept resident, LRU (default 256; 0 = none
             beyond the call).
         hints: a hints record saved by :meth:`save_record` to preload from
@@ -119,6 +125,7 @@ class Context:
         cpu_isa: Optional[str] = None,
         loader_threads: Optional[int] = None,
         lookahead: Optional[int] = None,
+        loader_yield_ms: Optional[int] = None,
         resident_capacity: Optional[int] = None,
         hints: Optional[str] = None,
         trace: Optional[bool] = None,
@@ -141,7 +148,8 @@ class Context:
         if cache_dir is not None:
             options["cache_dir"] = os.fspath(cache_dir)
         for key, value in (("num_threads", num_threads), ("loader_threads", loader_threads),
-                           ("lookahead", lookahead), ("resident_capacity", resident_capacity),
+                           ("lookahead", lookahead), ("loader_yield_ms", loader_yield_ms),
+                           ("resident_capacity", resident_capacity),
                            ("debug_load_delay_ms", debug_load_delay_ms)):
             if value is not None:
                 if isinstance(value, bool) or not isinstance(value, int):

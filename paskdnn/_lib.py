@@ -26,6 +26,7 @@ ENVIRONMENT = {
     "PASKDNN_HIP": "path of libamdhip64",
     "PASKDNN_HIPRTC": "path of libhiprtc",
     "PASKDNN_MIOPEN": "path of libMIOpen",
+    "PASKDNN_LOADER_YIELD_MS": "default of the context option loader_yield_ms",
     "PASKDNN_CAPTURE": "0 turns graph capture off in graph.Runner (default on for CUDA contexts)",
     "PASKDNN_T_SPAWN": "set by the coldstart runner for its child processes",
     "PASKDNN_SHA256": "portable: checksum code objects without the x86 SHA instructions (tests check both)",

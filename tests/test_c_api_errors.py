@@ -164,7 +164,8 @@ def test_unknown_options_and_devices_are_refused():
         assert "HIP" in message()
 
 
-@pytest.mark.parametrize("key, bad", [("explore", b"2"), ("cudnn", b"yes"), ("cudnn", b"-1")])
+@pytest.mark.parametrize("key, bad", [("explore", b"2"), ("cudnn", b"yes"), ("cudnn", b"-1"),
+                                      ("loader_yield_ms", b"-1"), ("loader_yield_ms", b"10001")])
 def test_gpu_provider_options_are_validated(key, bad):
     opts = ffi.new("pask_options_t *")
     assert lib.pask_options_create(opts) == SUCCESS
@@ -172,6 +173,17 @@ def test_gpu_provider_options_are_validated(key, bad):
     lib.pask_options_set(opts[0], key.encode(), bad)
     assert lib.pask_context_create(out, 0, 0, opts[0]) == INVALID and key in message()
     lib.pask_options_destroy(opts[0])
+
+
+def test_loader_yield_ms_defaults_from_the_environment_where_the_option_is_not_given(monkeypatch):
+    monkeypatch.setenv("PASKDNN_LOADER_YIELD_MS", "soon")
+    with pytest.raises(paskdnn.InvalidArgumentError, match=r"\$PASKDNN_LOADER_YIELD_MS.*'soon'"):
+        paskdnn.Context("cpu")
+    paskdnn.Context("cpu", loader_yield_ms=0).close()  # the option wins: the variable is not read
+    monkeypatch.setenv("PASKDNN_LOADER_YIELD_MS", "20")
+    paskdnn.Context("cpu").close()
+    with pytest.raises(TypeError):
+        paskdnn.Context("cpu", loader_yield_ms=1.5)
 
 
 def test_gpu_provider_options_are_accepted_on_a_cpu_context():

@@ -608,6 +608,64 @@ def test_a_prebuilt_best_loads_ahead_of_plans_hinted_before_it(double_path, tmp_
     assert out["conv"] == "conv2d.cudnn"
 
 
+@pytest.mark.parametrize("yield_ms", [2000, 0])
+def test_a_plans_first_run_waits_for_a_gap_in_the_calls(double_path, tmp_path, yield_ms):
+    """A freshly built plan's first run (on a GPU: where the driver loads its
+    kernels, which can hold up calls made meanwhile on other threads) waits while
+    a call of the context runs: the plans hinted before a call that stays in flight
+    for a second are built during it, but their first runs start after it ends,
+    each traced after a "cudnn yield". loader_yield_ms bounds the wait; with 0 the
+    first runs go on during the call (the test double's launches block the caller
+    for a second: knob launch_sleep_ms)."""
+    out, log = run(double_path, tmp_path, f"""
+        probe_prebuilt()
+        knob("finalize_ms", 20)
+        c = ctx(solvers=["conv2d.cudnn", "conv2d.cuda_igemm"], policy="pask", loader_threads=1,
+                loader_yield_ms={yield_ms})
+        w = dev((8, 8, 3, 3), c)
+        xs = [dev((1, 8, 10 + i, 10 + i), c) for i in range(3)]
+        # the prebuilt kernel, a blocking load: resident from here on (its own Problem's plan lands too)
+        paskdnn.conv2d(dev((1, 8, 9, 9), c), w, padding=1, context=c)
+        out["idle"] = c.wait_loads(60)  # cuDNN's set-up (its own first runs) done before the hints
+        for x in xs:
+            c.hint("conv2d", x, w, padding=1)
+        knob("launch_sleep_ms", 1000)
+        paskdnn.conv2d(xs[0], w, padding=1, context=c)  # in flight for a second (its launch blocks)
+        out["long"] = paskdnn.last_solver()
+        knob("launch_sleep_ms", 0)
+        out["idle_after"] = c.wait_loads(60)
+        paskdnn.conv2d(xs[1], w, padding=1, context=c)
+        out["after"] = paskdnn.last_solver()
+        out["stats"] = c.stats()
+        path = os.path.join(os.environ["CACHE"], "..", "trace.json")
+        c.export_trace(path)
+        ev = json.load(open(path))["traceEvents"]
+        long = [e for e in ev if e.get("cat") == "call"][-2]
+        t0, t1 = long["ts"], long["ts"] + long["dur"]
+        firsts = [e for e in ev if e.get("name") == "cudnn first run" and e["ts"] + e["dur"] > t0]
+        yields = [e for e in ev if e.get("name") == "cudnn yield" and e["ts"] + e["dur"] > t0]
+        out["long_ms"] = long["dur"] / 1e3
+        out["firsts"] = len(firsts)
+        out["firsts_during"] = sum(1 for f in firsts if f["ts"] < t1)
+        out["yields_ms"] = [e["dur"] / 1e3 for e in yields]
+    """)
+    if "skip" in out:
+        pytest.skip("no prebuilt CUDA kernels in this build: " + out["skip"][:200])
+    assert out["idle"] and out["idle_after"] and out["long_ms"] >= 1000, str(out)
+    assert out["long"] == "conv2d.cuda_igemm"  # the plans were not resident yet
+    assert out["after"] == "conv2d.cudnn"
+    st = out["stats"]
+    assert st["blocking_loads"] == 1 and st["inflight_waits"] == 0, st  # the first call's prebuilt kernel only
+    assert out["firsts"] == 3, str(out)  # the three hinted plans
+    if yield_ms:
+        assert out["firsts_during"] == 0, out
+        # one loader thread: the plan built during the call waits for its end, the next
+        # ones are built after it and wait only for the quiet gap
+        assert len(out["yields_ms"]) == 3 and max(out["yields_ms"]) > 500, str(out)
+    else:
+        assert out["firsts_during"] == 3 and out["yields_ms"] == [], str(out)
+
+
 @pytest.mark.parametrize("lookahead", [None, 64])
 def test_the_default_window_reaches_the_last_layer_of_a_model_of_a_hundred_layers(double_path, tmp_path, lookahead):
     """The default lookahead (256 hints) covers a whole run of the imported CNNs

@@ -1102,6 +1102,7 @@ pask_status_t pask_graph_launch(const_pask_graph_t graph, void *stream) {
             ~Release() { g.reset(); }
         } release{g};
         const int64_t t0 = ctx.trace.enabled() ? ctx.trace.now_us() : 0;
+        pask::CallActivity::Call running(ctx.callers);
         g->exec->launch(stream);
         const int64_t n = ++g->launches;
         if (ctx.trace.enabled())

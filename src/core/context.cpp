@@ -95,7 +95,10 @@ void pask_context::start_loader() {
                            (error.empty() ? std::string() : ",\"error\":" + pask::json::quote(error.substr(0, 2000))));
     };
     loader = std::make_unique<pask::Loader>(*backend, *store, options.loader_threads, std::move(hooks), options.debug_load_delay_ms);
-    for (auto &p : providers) loader->add_provider(p.get());
+    for (auto &p : providers) {
+        p->set_callers(&callers, int64_t(options.loader_yield_ms) * 1000);
+        loader->add_provider(p.get());
+    }
     ranker->set_loader(loader.get());
     // Library set-up (cuDNN's handle: a quarter of a second) runs on a loader
     // thread now, so that no call waits for it when its plans are prepared

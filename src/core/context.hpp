@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "call_activity.hpp"
 #include "call_gate.hpp"
 #include "capture.hpp"
 #include "dispatcher.hpp"
@@ -68,6 +69,7 @@ struct pask_context {
     pask_device_type_t device_type;
     int device_index;
     mutable pask::CallGate gate;  // calls in flight, close, fork
+    pask::CallActivity callers;   // calls running now: loader steps that would stall them wait for a gap
     pask::Captures captures;      // graph captures in progress, by thread
     pask::Options options;
     pask::Policy policy = pask::Policy::Pask;

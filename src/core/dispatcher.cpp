@@ -52,6 +52,7 @@ void Dispatcher::note_call(const Problem &p, size_t h) {
 }
 
 void Dispatcher::execute_hashed(const Problem &p, size_t h, const OpArgs &args, DecisionMemo *memo) {
+    CallActivity::Call running(ctx_.callers);  // loader steps that would stall this call wait for a gap
     ActiveCapture *cap = ctx_.captures.current();
     if (!cap) {
         execute_on(p, h, args, nullptr, memo);
@@ -195,6 +196,7 @@ bool Dispatcher::choose(const Problem &p, const std::vector<const Candidate *> &
     const auto w0 = std::chrono::steady_clock::now();
     bool waited = false;
     try {
+        CallActivity::Blocked blocked(ctx_.callers);  // nothing held back for this call: it waits anyway
         out.kernel = ctx_.loader->load_blocking(target.key(), bucket, &waited);
     } catch (const Error &e) {
         if (e.status() == PASK_ERROR_OUT_OF_MEMORY && live.size() > 1) attempt.skipped.push_back(&target);  // this call only

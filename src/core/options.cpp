@@ -114,6 +114,7 @@ const std::map<std::string, Setter> &setters() {
         {"lookahead", [](Options &o, auto &k, auto &v) { o.lookahead = parse_int(k, v, 1, 1000000); }},
         {"resident_capacity", [](Options &o, auto &k, auto &v) { o.resident_capacity = parse_int(k, v, 0, 1000000); }},
         {"trace", [](Options &o, auto &k, auto &v) { o.trace = parse_int(k, v, 0, 1) != 0; }},
+        {"loader_yield_ms", [](Options &o, auto &k, auto &v) { o.loader_yield_ms = parse_int(k, v, 0, 10000); }},
         {"debug_load_delay_ms", [](Options &o, auto &k, auto &v) { o.debug_load_delay_ms = parse_int(k, v, 0, 600000); }},
         {"kernel_dir", [](Options &o, auto &k, auto &v) { o.kernel_dir = non_empty(k, v); }},
         {"cache_dir", [](Options &o, auto &k, auto &v) { o.cache_dir = non_empty(k, v), o.cache_from = "option cache_dir"; }},
@@ -158,6 +159,9 @@ Options parse_options(pask_device_type_t type, const pask_options *options) {
                 fail(PASK_ERROR_INVALID_ARGUMENT, "unknown option '" + key + "' (known: " + known_keys() + ")");
             it->second(o, key, value);
         }
+    const char *y = std::getenv("PASKDNN_LOADER_YIELD_MS");  // where the option is not given
+    if (y && *y && !(options && options->values.count("loader_yield_ms")))
+        o.loader_yield_ms = parse_int("loader_yield_ms (from $PASKDNN_LOADER_YIELD_MS)", y, 0, 10000);
     o.cache_dir = absolute(o.cache_dir);
     require(o.cache_dir.size() <= kMaxPathBytes, PASK_ERROR_INVALID_ARGUMENT,
             "the cache folder (" + o.cache_from + ") is a path of " + std::to_string(o.cache_dir.size()) +

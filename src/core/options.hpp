@@ -1,6 +1,6 @@
 // Options: a context's settings, parsed and validated once from the C API's
 // key/value pairs and the environment ($PASKDNN_CACHE_DIR, $PASKDNN_HINTS,
-// $PASKDNN_CUDNN). Every key is one row of the table in options.cpp.
+// $PASKDNN_CUDNN, $PASKDNN_LOADER_YIELD_MS). Every key is one row of the table in options.cpp.
 #pragma once
 
 #include <map>
@@ -25,6 +25,7 @@ struct Options {
     int resident_capacity = 256;
     bool trace = true;
     int debug_load_delay_ms = 0;
+    int loader_yield_ms = 50;    // the longest a loader holds a plan's first run back while calls run
     bool explore = false;
     bool full_fp32 = false;      // float32_precision "highest": GPU float32 conv2d/gemm without TF32
     std::string kernel_dir;      // "" = the installed prebuilt folder

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "call_activity.hpp"
 #include "kernel.hpp"
 #include "problem.hpp"
 
@@ -34,6 +35,26 @@ public:
     // Builds the code object of key (cuDNN: heuristics query + plan
     // finalisation). Thread-safe. Throws pask::Error(PASK_ERROR_LOAD_FAILED).
     virtual std::shared_ptr<CodeObject> build(const KernelKey &key) = 0;
+
+    // The context's callers, and the longest a loader thread holds back a step
+    // of build() that would stall them (option loader_yield_ms); set by the
+    // context before any build.
+    void set_callers(const CallActivity *callers, int64_t yield_us) {
+        callers_ = callers;
+        yield_us_ = yield_us;
+    }
+
+protected:
+    // Before a step that may stall the callers (a plan's first run, where the
+    // driver loads its kernels): waits for a gap in their calls
+    // (CallActivity::yield). Returns the microseconds waited.
+    int64_t yield_to_callers() const {
+        return callers_ ? callers_->yield(CallActivity::kQuietUs, yield_us_) : 0;
+    }
+
+private:
+    const CallActivity *callers_ = nullptr;
+    int64_t yield_us_ = 0;
 };
 
 // A provider's KernelKey names the Problem it is built for in its constants:

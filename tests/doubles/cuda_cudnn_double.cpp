@@ -19,6 +19,7 @@
 //   create_fail   1: cudnnCreate fails
 //   finalize_ms   milliseconds each execution plan takes to finalise (default 0)
 //   launch_fail   1: cuLaunchKernel fails (else a launch computes nothing and takes time_native us)
+//   launch_sleep_ms milliseconds each cuLaunchKernel blocks its caller (a call that stays in flight)
 //   time_<id>     microseconds engine <id>'s plans take on the stream's clock (default 10)
 //   capturing     a stream (as %p prints it) that cuStreamIsCapturing reports as being captured
 //   digest        1: cuDNN executions and poolings write a digest of their inputs' first 8 bytes
@@ -435,6 +436,7 @@ EXPORT int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsign
         logf("cuLaunchKernel stream=%p failed", stream);
         return 801;  // CUDA_ERROR_NOT_SUPPORTED
     }
+    if (const int ms = knob_int("launch_sleep_ms", 0); ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     // No GPU code runs here: a launch only advances the stream's clock.
     const double us = std::atof(knob("time_native", "30").c_str());
     const std::string fn = function_name(f);

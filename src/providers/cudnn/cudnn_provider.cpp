@@ -484,6 +484,16 @@ void CudnnProvider::warm_up(const Plan &plan, const Problem &p, Handle h, bool o
     d.cuStreamDestroy(stream);
 }
 
+void CudnnProvider::first_run(const Plan &plan, const Problem &p, Handle h, const std::string &engine) {
+    const bool tracing = trace_ && trace_->enabled();
+    const int64_t y0 = tracing ? trace_->now_us() : 0;
+    const int64_t waited_us = yield_to_callers();
+    const int64_t w0 = tracing ? trace_->now_us() : 0;
+    if (tracing && waited_us > 0) trace_->complete("cudnn yield", "cudnn", y0, w0 - y0, "\"engine\":" + engine);
+    warm_up(plan, p, h, false);
+    if (tracing) trace_->complete("cudnn first run", "cudnn", w0, trace_->now_us() - w0, "\"engine\":" + engine);
+}
+
 bool CudnnProvider::prime_thread() {
     if (!available()) return false;
     std::shared_ptr<CodeObject> primer;
@@ -573,7 +583,7 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
         }
         auto plan = std::make_shared<PoolPlan>(*this, x, y, pd, key.str());
         plan->what = "cudnnPoolingForward";
-        warm_up(*plan, p, handle, false);
+        first_run(*plan, p, handle, "-1");
         return plan;
     }
 
@@ -718,9 +728,7 @@ std::shared_ptr<CodeObject> CudnnProvider::build(const KernelKey &key) {
             auto out = std::make_shared<GraphPlan>(*this, std::move(d), plan, ws, p.has_bias, p.has_residual, key.str());
             out->what = "engine " + std::to_string(index) + (is_rtc ? " (runtime-compiled)" : "") + ", workspace " +
                         std::to_string(ws) + " B";
-            const int64_t w0 = tracing ? trace_->now_us() : 0;
-            warm_up(*out, p, handle, false);
-            traced("cudnn first run", w0, "\"engine\":" + std::to_string(index));
+            first_run(*out, p, handle, std::to_string(index));
             return out;
         }
     }

@@ -89,6 +89,12 @@ private:
     // the run is queued. on_caller: on the calling thread's stream, for prime_thread() (cuDNN's first execution on a thread costs
     // about 0.15 ms of host time on an H100, whatever the plan).
     void warm_up(const Plan &plan, const Problem &p, Handle h, bool on_caller);
+    // A freshly built plan's warm-up in build(): it first waits for a gap in the
+    // context's calls (Provider::yield_to_callers), since the driver's loading
+    // of the plan's kernels can hold up calls made meanwhile. Traced as
+    // "cudnn yield" (when it waited) and "cudnn first run"; engine: the trace's
+    // engine number ("-1" for pooling).
+    void first_run(const Plan &plan, const Problem &p, Handle h, const std::string &engine);
 
     CudaBackend &backend_;
     std::string library_;
