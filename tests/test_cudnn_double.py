@@ -608,6 +608,36 @@ def test_a_prebuilt_best_loads_ahead_of_plans_hinted_before_it(double_path, tmp_
     assert out["conv"] == "conv2d.cudnn"
 
 
+def test_a_prebuilt_kernel_loads_on_the_quick_lane_while_every_worker_builds(double_path, tmp_path):
+    """GPU contexts have a quick lane: one loader thread more, for prebuilt loads
+    only. With the one worker busy on a plan build of 1.5 s, a layer hinted after
+    it whose kernel is prebuilt has it resident 0.3 s later: its call is a
+    resident hit, not a blocking load, while the build still runs."""
+    out, log = run(double_path, tmp_path, """
+        import time
+        probe_prebuilt()
+        c = ctx(solvers=["conv2d.cudnn", "pool2d.cuda_direct"], policy="pask", loader_threads=1)
+        out["idle"] = c.wait_loads(60)  # cuDNN's set-up, at full speed
+        knob("finalize_ms", 1500)
+        x, w = dev((1, 8, 10, 10), c), dev((8, 8, 3, 3), c)
+        c.hint("conv2d", x, w, padding=1)  # a plan: the worker builds it for 1.5 s
+        time.sleep(0.1)
+        c.hint("max_pool2d", x, 3, 2, 1)   # prebuilt, its only solver
+        time.sleep(0.2)
+        paskdnn.max_pool2d(x, 3, 2, 1, context=c)
+        out["pool"] = paskdnn.last_solver()
+        out["stats"] = c.stats()
+        out["busy"] = not c.wait_loads(0)
+        out["idle_after"] = c.wait_loads(60)
+    """)
+    if "skip" in out:
+        pytest.skip("no prebuilt CUDA kernels in this build: " + out["skip"][:200])
+    assert out["idle"] and out["idle_after"] and out["busy"], out
+    assert out["pool"] == "pool2d.cuda_direct"
+    st = out["stats"]
+    assert st["resident_hits"] == 1 and st["blocking_loads"] == 0 and st["inflight_waits"] == 0, st
+
+
 @pytest.mark.parametrize("yield_ms", [2000, 0])
 def test_a_plans_first_run_waits_for_a_gap_in_the_calls(double_path, tmp_path, yield_ms):
     """A freshly built plan's first run (on a GPU: where the driver loads its

@@ -259,12 +259,15 @@ def test_runner_captures_its_stand_ins_while_the_best_kernels_build_then_capture
         pytest.skip(out["skip"])
     during = out["during"]
     assert out["loading"], during  # the plans were still building through these runs
-    # the first run loads the stand-in (blocking), then eight eager runs on the stand-ins
+    # the first run finds the stand-in loaded by the quick lane (or, if the run came
+    # first, loads it or waits for the lane), then eight eager runs on the stand-ins
     # (settle_runs 2 x STAND_IN_SETTLE 4), then a capture of them, then replays
-    assert during[0][0] == 0 and "load" in during[0][1] and during[0][2] == ["conv2d.cuda_igemm"], during
-    assert all(d == [0, ["reuse"], ["conv2d.cuda_igemm"]] for d in during[1:9]), during
-    assert during[9] == [1, ["captured"], ["conv2d.cuda_igemm"]], during
-    assert during[10] == [1, ["replay"], ["conv2d.cuda_igemm"]], during
+    assert during[0][0] == 0 and set(during[0][1]) <= {"load", "waited", "reuse"}, during
+    assert during[0][2] == ["conv2d.cuda_igemm"], during
+    first = 0 if during[0][1] == ["reuse"] else 1  # the first run on the stand-in without a load
+    assert all(d == [0, ["reuse"], ["conv2d.cuda_igemm"]] for d in during[first:first + 8]), during
+    assert during[first + 8] == [1, ["captured"], ["conv2d.cuda_igemm"]], during
+    assert all(d == [1, ["replay"], ["conv2d.cuda_igemm"]] for d in during[first + 9:]), during
     after = out["after"]
     # the plans landed: dropped (an eager run), settled again (2 runs), captured on cuDNN
     assert after[0][:3] == [1, ["resident"], ["conv2d.cudnn"]] and "graph dropped" in after[0][3], after

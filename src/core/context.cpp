@@ -94,7 +94,11 @@ void pask_context::start_loader() {
                        "\"kernel\":" + pask::json::quote(key.str()) +
                            (error.empty() ? std::string() : ",\"error\":" + pask::json::quote(error.substr(0, 2000))));
     };
-    loader = std::make_unique<pask::Loader>(*backend, *store, options.loader_threads, std::move(hooks), options.debug_load_delay_ms);
+    // GPU contexts compile and build plans on their loader threads (50-500 ms
+    // each): a quick lane keeps prebuilt stand-ins from queuing behind them.
+    // On the CPU every load is a prebuilt one.
+    loader = std::make_unique<pask::Loader>(*backend, *store, options.loader_threads, std::move(hooks),
+                                            options.debug_load_delay_ms, device_type != PASK_DEVICE_CPU);
     for (auto &p : providers) {
         p->set_callers(&callers, int64_t(options.loader_yield_ms) * 1000);
         loader->add_provider(p.get());

@@ -51,8 +51,8 @@ public:
     // (a plan); memo: the plan's remembered decision (nullptr: none).
     void execute_hashed(const Problem &p, size_t hash, const OpArgs &args, DecisionMemo *memo = nullptr);
     // Packs constant weights (args.packed) for the kernel a call would run now
-    // when that kernel is resident: the best live candidate's, or else the first
-    // resident alternative's (the one the policy would reuse), and readies the
+    // when that kernel is resident: the best live candidate's, or else the
+    // fastest resident alternative's (the one the policy would reuse), and readies the
     // calling thread's scratch for it (Solver::reserve). Returns whether a
     // resident kernel was found; nothing runs, nothing is counted.
     bool pack_constant(const Problem &p, size_t hash, const OpArgs &args);

@@ -7,10 +7,13 @@
 
 namespace pask {
 
-Loader::Loader(Backend &backend, const KernelStore &store, int threads, Hooks hooks, int debug_delay_ms)
+Loader::Loader(Backend &backend, const KernelStore &store, int threads, Hooks hooks, int debug_delay_ms,
+               bool quick_lane)
     : backend_(backend), store_(store), hooks_(std::move(hooks)), debug_delay_ms_(debug_delay_ms) {
+    const int all = threads + (quick_lane && threads > 0 ? 1 : 0);
     try {
-        for (int i = 0; i < threads; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+        for (int i = 0; i < threads; ++i) workers_.emplace_back([this, i] { worker_main(i, false); });
+        if (all > threads) lane_ = std::thread([this, threads] { worker_main(threads, true); });
     } catch (const std::system_error &e) {  // no more threads: stop those started, report
         {
             std::lock_guard<std::mutex> lock(mu_);
@@ -22,7 +25,7 @@ Loader::Loader(Backend &backend, const KernelStore &store, int threads, Hooks ho
     }
     // Every worker has named itself (its trace row) before the context is handed out.
     std::unique_lock<std::mutex> lock(mu_);
-    idle_cv_.wait(lock, [&] { return started_ == threads; });
+    idle_cv_.wait(lock, [&] { return started_ == all; });
 }
 
 Loader::~Loader() {
@@ -32,6 +35,7 @@ Loader::~Loader() {
     }
     work_cv_.notify_all();
     for (auto &w : workers_) w.join();
+    if (lane_.joinable()) lane_.join();
     // Queued requests that never ran: resolve them so no waiter hangs.
     std::lock_guard<std::mutex> lock(mu_);
     for (auto &[id, job] : jobs_)
@@ -56,7 +60,7 @@ void Loader::run_first(std::function<void()> task) {
         std::lock_guard<std::mutex> lock(mu_);
         if (!stop_ && !workers_.empty()) {
             tasks_.push_back(std::move(task));
-            work_cv_.notify_one();
+            work_cv_.notify_all();  // the quick lane does not take tasks: wake a worker too
             return;
         }
     }
@@ -82,10 +86,11 @@ void Loader::request(const KernelKey &key, const Bucket &bucket, int64_t priorit
         job->buckets.push_back(bucket);
         job->priority = priority;
         job->order = order_++;
+        job->quick = lane_.joinable() && prebuilt(key);  // a lookup of a remembered folder listing
         job->future = job->promise.get_future().share();
         jobs_.emplace(id, std::move(job));
     }
-    work_cv_.notify_one();
+    work_cv_.notify_all();  // the quick lane may be the only thread that can take it
 }
 
 KernelPtr Loader::load_blocking(const KernelKey &key, const Bucket &bucket, bool *waited) {
@@ -146,7 +151,16 @@ bool Loader::wait_idle(int64_t timeout_ms) {
                              [&] { return jobs_.empty() && tasks_.empty() && tasks_running_ == 0; });
 }
 
-void Loader::worker_main(int index) {
+std::shared_ptr<Loader::Job> Loader::next_job(bool quick) const {
+    std::shared_ptr<Job> job;
+    for (auto &[id, j] : jobs_)
+        if (!j->running && (!quick || j->quick) &&
+            (!job || j->priority < job->priority || (j->priority == job->priority && j->order < job->order)))
+            job = j;
+    return job;
+}
+
+void Loader::worker_main(int index, bool quick) {
     if (hooks_.thread_started) hooks_.thread_started(index);
     {
         std::lock_guard<std::mutex> lock(mu_);
@@ -157,14 +171,9 @@ void Loader::worker_main(int index) {
         std::shared_ptr<Job> job;
         {
             std::unique_lock<std::mutex> lock(mu_);
-            work_cv_.wait(lock, [&] {
-                if (stop_ || !tasks_.empty()) return true;
-                for (auto &[id, j] : jobs_)
-                    if (!j->running) return true;
-                return false;
-            });
+            work_cv_.wait(lock, [&] { return stop_ || (!quick && !tasks_.empty()) || (job = next_job(quick)); });
             if (stop_) return;
-            if (!tasks_.empty()) {
+            if (!quick && !tasks_.empty()) {
                 auto task = std::move(tasks_.front());
                 tasks_.erase(tasks_.begin());
                 ++tasks_running_;
@@ -180,10 +189,6 @@ void Loader::worker_main(int index) {
                 if (jobs_.empty() && tasks_.empty() && tasks_running_ == 0) idle_cv_.notify_all();
                 continue;
             }
-            for (auto &[id, j] : jobs_)
-                if (!j->running && (!job || j->priority < job->priority ||
-                                    (j->priority == job->priority && j->order < job->order)))
-                    job = j;
             job->running = true;
             job->started = std::chrono::steady_clock::now();
         }

@@ -7,6 +7,13 @@
 // is still queued, takes it over and loads it on its own thread. Concurrent
 // requests for one key share one load (one shared future). Code objects load
 // once and are shared by every kernel inside them.
+//
+// With a quick lane, one more thread takes only prebuilt loads (a module
+// load, about a millisecond), so that a stand-in kernel never queues behind the
+// workers' compiles and plan builds (tens to hundreds of ms each):
+//
+//   workers 0..n-1: any job, most urgent first   (NVRTC compiles, cuDNN plans, prebuilt)
+//   quick lane:     prebuilt jobs only, most urgent first
 #pragma once
 
 #include <chrono>
@@ -45,7 +52,10 @@ public:
         std::function<void(const KernelKey &, bool hit, bool rejected)> cache_lookup;
     };
 
-    Loader(Backend &backend, const KernelStore &store, int threads, Hooks hooks, int debug_delay_ms);
+    // quick_lane: one more thread for prebuilt loads (when threads > 0); it is
+    // named by thread_started(threads).
+    Loader(Backend &backend, const KernelStore &store, int threads, Hooks hooks, int debug_delay_ms,
+           bool quick_lane = false);
     ~Loader();
     Loader(const Loader &) = delete;
     Loader &operator=(const Loader &) = delete;
@@ -85,12 +95,16 @@ private:
         int64_t priority;
         uint64_t order;
         bool running = false;
+        bool quick = false;  // prebuilt: the quick lane takes it too
         std::chrono::steady_clock::time_point started;
         std::promise<KernelPtr> promise;
         std::shared_future<KernelPtr> future;
     };
 
-    void worker_main(int index);
+    // quick: the quick lane's loop (prebuilt jobs only, no set-up tasks)
+    void worker_main(int index, bool quick);
+    // The most urgent queued job this thread may take (nullptr: none); under mu_.
+    std::shared_ptr<Job> next_job(bool quick) const;
     // Runs job (already marked running) on this thread and resolves it.
     void execute(const std::shared_ptr<Job> &job);
     KernelPtr load_now(const KernelKey &key);
@@ -109,10 +123,11 @@ private:
     std::unordered_map<std::string, std::shared_ptr<Job>> jobs_;  // queued or running
     std::unordered_map<std::string, std::weak_ptr<CodeObject>> objects_;
     std::vector<std::thread> workers_;
+    std::thread lane_;  // the quick lane (not joinable: none)
     std::vector<Provider *> providers_;
     std::vector<std::function<void()>> tasks_;  // run_first, before any job
     int tasks_running_ = 0;
-    int started_ = 0;  // workers that have run thread_started
+    int started_ = 0;  // workers that have run thread_started (the quick lane included)
 };
 
 }  // namespace pask

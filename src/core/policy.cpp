@@ -40,6 +40,20 @@ size_t soonest_result(const PolicyInput &in) {
     return pick;
 }
 
+// A candidate, not the best and not resident, that loads within
+// kStandInLoadMs and runs in under kStandInRatio of the reused one's time: the
+// fastest such (0: none).
+size_t better_stand_in(const PolicyInput &in, size_t reused) {
+    size_t pick = 0;
+    const double limit_us = kStandInRatio * in.candidates[reused].run_us;
+    for (size_t i = 1; i < in.candidates.size(); ++i) {
+        const auto &c = in.candidates[i];
+        if (c.resident || c.load_ms > kStandInLoadMs || !(c.run_us < limit_us)) continue;
+        if (pick == 0 || c.run_us < in.candidates[pick].run_us) pick = i;
+    }
+    return pick;
+}
+
 }  // namespace
 
 Decision decide(const PolicyInput &in) {
@@ -52,16 +66,20 @@ Decision decide(const PolicyInput &in) {
         d.action = Decision::Load;  // reactive and proactive block on the best
         return d;
     }
-    for (size_t i = 1; i < in.candidates.size(); ++i) {
-        if (!in.candidates[i].resident) continue;
-        const double gap_us = in.candidates[i].run_us - in.candidates[0].run_us;
+    size_t reuse = 0;  // the fastest resident alternative
+    for (size_t i = 1; i < in.candidates.size(); ++i)
+        if (in.candidates[i].resident && (reuse == 0 || in.candidates[i].run_us < in.candidates[reuse].run_us))
+            reuse = i;
+    if (reuse != 0) {
+        const double gap_us = in.candidates[reuse].run_us - in.candidates[0].run_us;
         if (in.policy == Policy::Pask && in.best_loading && best_remaining_us(in) < gap_us) {
             d.action = Decision::Load;  // wait for the best: it lands sooner than the gap
             return d;
         }
         d.action = Decision::Reuse;
-        d.index = i;
+        d.index = reuse;
         d.queue_best = true;
+        d.stand_in = better_stand_in(in, reuse);
         return d;
     }
     d.action = Decision::Load;

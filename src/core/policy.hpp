@@ -4,9 +4,11 @@
 //
 //   best resident ............................... run it
 //   reactive .................................... load the best (blocking)
-//   a resident alternative (reuse, pask) ........ reuse it and queue the best,
-//       unless pask and the best is loading and lands sooner than the run-cost
-//       gap: then wait for the best
+//   a resident alternative (reuse, pask) ........ reuse the fastest one and queue
+//       the best, unless pask and the best is loading and lands sooner than the
+//       run-cost gap: then wait for the best. A candidate that loads quickly (a
+//       prebuilt kernel) and runs in under half the reused one's time is
+//       queued too, as a better stand-in (stand_in)
 //   proactive ................................... load the best (blocking)
 //   nothing resident (reuse, pask) .............. load whichever candidate
 //       gives the soonest result (load time + run time), queue the best
@@ -37,7 +39,14 @@ struct Decision {
     enum Action { RunResident, Reuse, Load } action = Load;
     size_t index = 0;          // the candidate to run (RunResident: 0; Reuse: the alternative; Load: the one to load)
     bool queue_best = false;   // bring the best in on a loader thread meanwhile
+    size_t stand_in = 0;       // Reuse: a better stand-in to bring in too (0: none)
 };
+
+// A stand-in worth bringing in while the best loads: it loads within this
+// (a prebuilt kernel: about 1 ms; compiles and plan builds are estimated at 100)
+// and runs in under kStandInRatio of the reused alternative's time.
+constexpr double kStandInLoadMs = 10.0;
+constexpr double kStandInRatio = 0.5;
 
 // Whether a policy runs a resident alternative instead of blocking.
 inline bool policy_reuses(Policy p) { return p == Policy::Reuse || p == Policy::Pask; }

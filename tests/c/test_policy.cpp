@@ -20,6 +20,7 @@ struct Case {
     Decision::Action action;
     size_t index;
     bool queue_best;
+    size_t stand_in = 0;
 };
 
 const char *name(Decision::Action a) {
@@ -39,6 +40,21 @@ int main() {
          {{10, 1, false}, {20, 1, true}}, false, 0, Decision::Load, 0, false},
         {"reuse runs the first resident alternative and queues the best", Policy::Reuse,
          {{10, 1, false}, {20, 1, false}, {30, 1, true}, {40, 1, true}}, false, 0, Decision::Reuse, 2, true},
+        {"the fastest resident alternative is reused, wherever it ranks", Policy::Pask,
+         // a measured-fastest candidate goes first; the others keep their analytic order
+         {{10, 100, false}, {2090, 100, true}, {200, 1, true}}, false, 0, Decision::Reuse, 2, true},
+        {"a quick load that runs in under half the reused time is a stand-in to bring in", Policy::Pask,
+         // MobileNetV2 at batch 32, cold (session 22): a cuDNN plan of 2.09 ms stood in while the
+         // best compiled; the prebuilt generic implicit GEMM (1 ms to load) was not asked for
+         {{150, 100, false}, {2090, 100, true}, {250, 1, false}, {180, 100, false}}, true, 10, Decision::Reuse, 1,
+         true, 2},
+        {"the fastest of the quick stand-ins is the one brought in", Policy::Reuse,
+         {{150, 100, false}, {2000, 100, true}, {900, 1, false}, {300, 5, false}}, false, 0, Decision::Reuse, 1,
+         true, 3},
+        {"no stand-in when the quick candidate is not twice as fast", Policy::Pask,
+         {{150, 100, false}, {500, 100, true}, {260, 1, false}}, false, 0, Decision::Reuse, 1, true, 0},
+        {"no stand-in when the faster candidate must be compiled or built", Policy::Pask,
+         {{150, 100, false}, {2090, 100, true}, {250, 100, false}}, false, 0, Decision::Reuse, 1, true, 0},
         {"pask reuses when the best is not loading", Policy::Pask, {{10, 1, false}, {20, 1, true}}, false, 0,
          Decision::Reuse, 1, true},
         {"pask waits for a loading best that lands sooner than the run-cost gap", Policy::Pask,
@@ -70,9 +86,10 @@ int main() {
         in.best_loading = c.best_loading;
         in.best_loading_for_ms = c.best_loading_for_ms;
         const Decision d = pask::decide(in);
-        if (d.action != c.action || d.index != c.index || d.queue_best != c.queue_best) {
-            std::printf("FAIL %s: got %s %zu queue=%d, want %s %zu queue=%d\n", c.claim, name(d.action), d.index,
-                        d.queue_best, name(c.action), c.index, c.queue_best);
+        if (d.action != c.action || d.index != c.index || d.queue_best != c.queue_best || d.stand_in != c.stand_in) {
+            std::printf("FAIL %s: got %s %zu queue=%d stand_in=%zu, want %s %zu queue=%d stand_in=%zu\n", c.claim,
+                        name(d.action), d.index, d.queue_best, d.stand_in, name(c.action), c.index, c.queue_best,
+                        c.stand_in);
             ++failed;
         }
     }
