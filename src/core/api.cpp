@@ -383,6 +383,14 @@ void finish_plan(pask_plan &plan, pask_context *context) {
     plan.hash = plan.problem.hash();
 }
 
+// A prepared call's own parts (pask_plan_create_*; the eager entry points'
+// one-call plans have neither): the decision its executions reuse, and the
+// trace's text of its Problem made at set-up rather than in its first call.
+void finish_prepared(pask_plan &plan) {
+    plan.memo = std::make_unique<pask::DecisionMemo>();
+    plan.context->dispatcher->prepare_trace_text(plan.problem, plan.hash);
+}
+
 void prepare_conv(pask_plan &plan, pask_context *context, const pask_conv2d_params_t *params,
                   const pask_epilogue_t *epilogue, const pask_tensor_desc *x_desc, const pask_tensor_desc *w_desc,
                   const pask_tensor_desc *bias_desc, const pask_tensor_desc *residual_desc,
@@ -794,7 +802,7 @@ pask_status_t pask_plan_create_conv2d(pask_plan_t *plan, pask_context_t context,
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_conv(*made, context, params, epilogue, x_desc, w_desc, bias_desc, residual_desc, y_desc);
-        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
+        finish_prepared(*made);
         *plan = made.release();
     });
 }
@@ -808,7 +816,7 @@ pask_status_t pask_plan_create_gemm(pask_plan_t *plan, pask_context_t context, p
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_gemm(*made, context, raw(dtype), trans_a, trans_b, m, n, k, epilogue, lda, ldb, ldc, has_bias != 0);
-        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
+        finish_prepared(*made);
         *plan = made.release();
     });
 }
@@ -821,7 +829,7 @@ pask_status_t pask_plan_create_pool2d(pask_plan_t *plan, pask_context_t context,
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_pool(*made, context, params, x_desc, y_desc);
-        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
+        finish_prepared(*made);
         *plan = made.release();
     });
 }
@@ -835,7 +843,7 @@ pask_status_t pask_plan_create_eltwise(pask_plan_t *plan, pask_context_t context
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_eltwise(*made, context, params, x_desc, m_desc, a_desc, y_desc);
-        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
+        finish_prepared(*made);
         *plan = made.release();
     });
 }
@@ -848,7 +856,7 @@ pask_status_t pask_plan_create_cat(pask_plan_t *plan, pask_context_t context, in
         pask::CallGate::Use in_use(context->gate);
         auto made = std::make_unique<pask_plan>();
         prepare_cat(*made, context, count, x_descs, y_desc);
-        made->memo = std::make_unique<pask::DecisionMemo>();  // its executions reuse a decision
+        finish_prepared(*made);
         *plan = made.release();
     });
 }

@@ -297,20 +297,23 @@ Dispatcher::Ran Dispatcher::run(const Problem &p, size_t h, const OpArgs &args, 
     return Ran::ok;
 }
 
+std::string Dispatcher::trace_text(const Problem &p, size_t h) const {
+    std::lock_guard<std::mutex> lock(trace_mu_);
+    auto it = trace_text_.find(h);
+    if (it != trace_text_.end() && it->second.problem == p) return it->second.quoted;
+    std::string quoted = json::quote(p.str());
+    if (trace_text_.size() >= 4096) trace_text_.clear();  // bounded: a program of ever new shapes
+    trace_text_[h] = TraceText{p, quoted};
+    return quoted;
+}
+
+void Dispatcher::prepare_trace_text(const Problem &p, size_t h) const {
+    if (ctx_.trace.enabled()) trace_text(p, h);
+}
+
 void Dispatcher::trace_call(const Problem &p, size_t h, const Solver &chosen, const char *decision,
                             const Solver &best, int64_t t_call, double ms) const {
-    std::string problem;
-    {
-        std::lock_guard<std::mutex> lock(trace_mu_);
-        auto it = trace_text_.find(h);
-        if (it != trace_text_.end() && it->second.problem == p) {
-            problem = it->second.quoted;
-        } else {
-            problem = json::quote(p.str());
-            if (trace_text_.size() >= 4096) trace_text_.clear();  // bounded: a program of ever new shapes
-            trace_text_[h] = TraceText{p, problem};
-        }
-    }
+    const std::string problem = trace_text(p, h);
     ctx_.trace.complete(std::string(op_name(p.op)) + " " + chosen.name(), "call", t_call,
                         static_cast<int64_t>(ms * 1000),
                         "\"problem\":" + problem + ",\"solver\":" + json::quote(chosen.name()) +
