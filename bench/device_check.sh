@@ -4,8 +4,8 @@
 # benchmark, the eager host-overhead benchmark and the cold-start job, logs
 # under $OUT.   (device tool) carry [".whl"]: bash bench/device_check.sh
 # TESTS=... picks the test files; THEN=... the steps after them (default
-# "dispatch overhead coldstart"; also onnx, peeronnx, firsttrace, steady, fleet, loadprofile, doctor, driver,
-# nanprobe). An empty TESTS= or THEN= runs none (unset: the defaults).
+# "dispatch overhead coldstart"; also onnx, peeronnx, firsttrace, yieldab, steady, fleet, loadprofile, doctor,
+# driver, nanprobe). An empty TESTS= or THEN= runs none (unset: the defaults).
 set -uo pipefail
 REPO=$(pwd)
 OUT=${OUT:-/tmp/out}
@@ -52,6 +52,24 @@ for what in ${THEN-dispatch overhead coldstart}; do
              | tail -20 ;;
     peeronnx) PYTHONUNBUFFERED=1 timeout ${PEER_TIMEOUT:-480} python3 "$REPO/bench/peer_onnx.py" ${PEER_ARGS:-} --out "$OUT" \
                 2>&1 | grep -v -i warn | tail -30 ;;
+    yieldab)  # first inference with loader_yield_ms 0 and the default, alternating, REPEATS rounds (session 23)
+      mkdir -p /tmp/onnx
+      for m in ${TRACE_MODELS:-torchvision:mnasnet1_0 torchvision:googlenet torchvision:regnet_y_400mf torchvision:densenet121}; do
+        case $m in torchvision:*)
+          n=${m#torchvision:}
+          [ -f /tmp/onnx/$n.onnx ] || python3 -c "import sys; sys.path.insert(0, '$REPO/bench'); import peer_onnx; peer_onnx._export('$n', '/tmp/onnx')" \
+            > /dev/null 2>&1
+          m=/tmp/onnx/$n.onnx ;;
+        esac
+        for rep in $(seq ${REPEATS:-2}); do
+          for y in 0 50; do
+            f="$OUT/yield_$(basename "$m" .onnx)_y${y}_r$rep"
+            PASKDNN_LOADER_YIELD_MS=$y timeout 120 python3 "$REPO/bench/first_trace.py" --model "$m" --device cuda \
+              --json-out "$f.json" > "$f.log" 2>&1
+            echo "$(basename "$m") loader_yield_ms=$y round $rep: $(grep -m1 'first inference' "$f.log")"
+          done
+        done
+      done ;;
     firsttrace) for m in ${TRACE_MODELS:-resnet50}; do   # zoo names, FILE.onnx or torchvision:NAME
                   PYTHONUNBUFFERED=1 timeout 200 python3 "$REPO/bench/first_trace.py" --model $m --device cuda --after-loads ${TRACE_ARGS:-} \
                     --json-out "$OUT/first_trace_${m##*:}.json" 2>&1 | grep -v -i warn | tail -40

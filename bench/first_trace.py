@@ -43,6 +43,9 @@ def summarize(events: List[Dict[str, Any]], top: int, last_thread: bool = False)
     if last_thread and calls:
         calls = [e for e in calls if e["tid"] == calls[-1]["tid"]]
     side = [e for e in events if e.get("ph") == "X" and e.get("cat") not in ("call", None)]
+    # plans' first runs held back while calls ran (option loader_yield_ms): waits, not work
+    yields = [e for e in side if e["name"] == "cudnn yield"]
+    side = [e for e in side if e["name"] != "cudnn yield"]
     by_solver: Dict[str, float] = collections.defaultdict(float)
     for e in calls:
         by_solver[e["args"]["solver"]] += e["dur"] / 1e3
@@ -71,6 +74,7 @@ def summarize(events: List[Dict[str, Any]], top: int, last_thread: bool = False)
                 by_solver=dict(sorted(by_solver.items(), key=lambda kv: -kv[1])),
                 decisions=dict(collections.Counter(e["args"]["decision"] for e in calls)),
                 slowest=slowest, failed_loads=failed, loader_first_runs=first_runs,
+                first_runs_held_back=dict(n=len(yields), ms=sum(e["dur"] for e in yields) / 1e3),
                 loads=sum(1 for o in side if o.get("cat") == "load"))
 
 
@@ -83,6 +87,9 @@ def report(s: Dict[str, Any]) -> str:
         lines.append(f"  {c['ms']:7.2f} ms  {c['solver']:26s} {c['decision']:13s} {c['problem'][:100]}")
         for o in c["meanwhile"][:4]:
             lines.append(f"             meanwhile {o['cat']:6s} {o['ms']:7.2f} ms  {o['name'][:80]}")
+    held = s.get("first_runs_held_back", {})
+    if held.get("n"):
+        lines.append(f"plans' first runs held back for a gap in the calls: {held['n']}, {held['ms']:.2f} ms in all")
     runs = s.get("loader_first_runs", [])
     if runs:
         lines.append(f"cuDNN plans' first runs on the loader threads: {len(runs)}, "
