@@ -15,8 +15,13 @@ medians and minima. The outputs of every runner are checked against the first's.
 ``--clock thread`` times the calling thread's CPU time (with ``--threads 1``,
 less disturbed by other jobs on the other cores). Run it in both orders.
 """
-import argparse, collections, statistics, sys, time
+import argparse
+import collections
+import statistics
+import time
+
 import numpy as np
+
 import paskdnn
 from paskdnn import models
 from paskdnn.graph import Runner
