@@ -423,6 +423,14 @@ def _paskdnn_install() -> str:
     kind = "editable install (meson-python rebuild check at import)" if editable else "installed wheel"
     if editable and os.environ.get("PYTHONDONTWRITEBYTECODE"):  # a wheel's install compiled its bytecode
         kind += ", PYTHONDONTWRITEBYTECODE set"
+    import importlib.util
+
+    spec = importlib.util.find_spec("paskdnn")  # PYTHONPATH may put a tree ahead of the installed one
+    where = os.path.dirname(spec.origin) if spec and spec.origin else ""
+    if where and "site-packages" not in where and not editable:
+        kind = f"the Python tree {where}"
+    if os.environ.get("PASKDNN_LIBRARY"):
+        kind += f", library {os.environ['PASKDNN_LIBRARY']}"
     return kind
 
 
