@@ -54,8 +54,14 @@ def test_few_channels_declines_what_it_cannot_run(make_context):
         paskdnn.conv2d(x[:, :4], np.ones((4, 2, 3, 3), np.float32), groups=2, context=ctx)  # grouped
 
 
-def test_few_channels_is_chosen_for_the_stem():
-    x = np.zeros((1, 3, 224, 224), np.float32)
-    paskdnn.conv2d(x, np.zeros((64, 3, 7, 7), np.float32), None, 2, 3,
+def test_few_channels_is_chosen_for_the_stem_only_where_its_kernel_is_fast():
+    """With AVX-512 the solver is the NCHW stem's best; without, its 16-float
+    vectors lower badly (ResNet's 7x7 stem 63-113 ms against 14 ms on im2col +
+    GEMM on the 2-core AVX2 VM, session 23) and another solver runs it."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    paskdnn.conv2d(x, np.random.default_rng(1).standard_normal((64, 3, 7, 7)).astype(np.float32), None, 2, 3,
                    context=paskdnn.Context(policy="reactive", num_threads=1))
-    assert paskdnn.last_solver() == SOLVER
+    if "avx512" in ISAS:
+        assert paskdnn.last_solver() == SOLVER
+    else:
+        assert paskdnn.last_solver() != SOLVER

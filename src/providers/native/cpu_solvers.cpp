@@ -18,6 +18,13 @@ constexpr double kGemmFlopsPerUs = 140e3;
 constexpr double kDirectFlopsPerUs = 4e3;
 constexpr double kDepthwiseFlopsPerUs = 12e3;
 constexpr double kFewChannelsFlopsPerUs = 200e3;
+// Without AVX-512 the same kernel's 16-float vectors are lowered through the
+// stack (splats built by scalar stores, 64-bit moves; perf, session 23): on the
+// 2-core AVX2 VM (Zen 3) ResNet's 7x7 stem took 63-113 ms on it, about
+// 3 GFLOP/s, against 14 ms on im2col + GEMM in NCHW and 4 ms on the indirect
+// GEMM in NHWC. The rate of the processor's best variant (cpu_isa pinned
+// lower on an AVX-512 machine is not seen here).
+constexpr double kFewChannelsNarrowFlopsPerUs = 3e3;
 constexpr double kBytesPerUs = 8e3;
 
 pask_cpu_epilogue epilogue_of(const Problem &p, const OpArgs &a) {
@@ -186,9 +193,9 @@ public:
         // NHWC windows wider than a pixel (undilated along W): slower than
         // conv2d.indirect_gemm_nhwc's merged window rows on Zen 4 (ResNet's
         // stem 2.29 against 2.25 ms, MobileNetV2's 0.372 against 0.31)
-        const double rate = p.layout == PASK_LAYOUT_NHWC && p.kw > 1 && p.dilation[1] == 1
-                                ? kFewChannelsFlopsPerUs * 0.7
-                                : kFewChannelsFlopsPerUs;
+        static const bool wide = CpuBackend::isa_supported("avx512");
+        const double full = wide ? kFewChannelsFlopsPerUs : kFewChannelsNarrowFlopsPerUs;
+        const double rate = p.layout == PASK_LAYOUT_NHWC && p.kw > 1 && p.dilation[1] == 1 ? full * 0.7 : full;
         return p.flops() * vec / (rate * std::max(eff, 0.25)) + 3;
     }
 };
