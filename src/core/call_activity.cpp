@@ -18,25 +18,29 @@ int64_t us_since(Clock::time_point t0) {
 
 }  // namespace
 
-CallActivity::Call::Call(CallActivity &a) : a_(a) {
+CallActivity::Call::Call(CallActivity &a) : a_(a.enabled_.load(std::memory_order_acquire) ? &a : nullptr) {
+    if (!a_) return;
     ++t_calls;
-    a_.begun_.fetch_add(1, std::memory_order_acq_rel);
-    a_.running_.fetch_add(1, std::memory_order_acq_rel);
+    a_->begun_.fetch_add(1, std::memory_order_acq_rel);
+    a_->running_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 CallActivity::Call::~Call() {
-    a_.running_.fetch_sub(1, std::memory_order_acq_rel);
+    if (!a_) return;
+    a_->running_.fetch_sub(1, std::memory_order_acq_rel);
     --t_calls;
 }
 
-CallActivity::Blocked::Blocked(CallActivity &a) : a_(a) {
-    a_.blocked_.fetch_add(1, std::memory_order_acq_rel);
-    a_.running_.fetch_sub(1, std::memory_order_acq_rel);
+CallActivity::Blocked::Blocked(CallActivity &a) : a_(a.enabled_.load(std::memory_order_acquire) ? &a : nullptr) {
+    if (!a_) return;
+    a_->blocked_.fetch_add(1, std::memory_order_acq_rel);
+    a_->running_.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 CallActivity::Blocked::~Blocked() {
-    a_.running_.fetch_add(1, std::memory_order_acq_rel);
-    a_.blocked_.fetch_sub(1, std::memory_order_acq_rel);
+    if (!a_) return;
+    a_->running_.fetch_add(1, std::memory_order_acq_rel);
+    a_->blocked_.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 int64_t CallActivity::yield(int64_t quiet_us, int64_t max_us) const {

@@ -25,6 +25,11 @@ namespace pask {
 
 class CallActivity {
 public:
+    // Calls are counted once something may yield to them (a provider whose
+    // builds can stall them), set before the first call; until then Call and
+    // Blocked cost one load of a flag: CPU contexts' callers share no counter.
+    void enable() { enabled_.store(true, std::memory_order_release); }
+
     // Around a call that runs work (a kernel, a graph launch).
     class Call {
     public:
@@ -34,7 +39,7 @@ public:
         Call &operator=(const Call &) = delete;
 
     private:
-        CallActivity &a_;
+        CallActivity *a_;  // nullptr: not counted
     };
     // Inside a Call: the call is blocked on a load.
     class Blocked {
@@ -45,7 +50,7 @@ public:
         Blocked &operator=(const Blocked &) = delete;
 
     private:
-        CallActivity &a_;
+        CallActivity *a_;  // nullptr: not counted
     };
 
     // How long a loader thread waits for no call to have run before it goes on.
@@ -62,6 +67,7 @@ public:
     uint64_t begun() const { return begun_.load(std::memory_order_acquire); }
 
 private:
+    std::atomic<bool> enabled_{false};
     std::atomic<int64_t> running_{0};
     std::atomic<int64_t> blocked_{0};
     std::atomic<uint64_t> begun_{0};

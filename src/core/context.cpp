@@ -103,6 +103,7 @@ void pask_context::start_loader() {
         p->set_callers(&callers, int64_t(options.loader_yield_ms) * 1000);
         loader->add_provider(p.get());
     }
+    if (!providers.empty() && options.loader_yield_ms > 0) callers.enable();  // before any call
     ranker->set_loader(loader.get());
     // Library set-up (cuDNN's handle: a quarter of a second) runs on a loader
     // thread now, so that no call waits for it when its plans are prepared
