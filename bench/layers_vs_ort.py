@@ -39,6 +39,9 @@ def layer_class(node, shapes) -> str:
     s = s if isinstance(s, int) else s[0]
     if kh == 1:
         return f"1x1 s{s} @{hw}"
+    if node.params.get("groups", 1) > 1:
+        g = node.params["groups"]
+        return f"dw {kh}x{kw} s{s} @{hw}" if g == o and i == 1 else f"grouped {kh}x{kw} s{s} @{hw}"
     if i <= 4:
         return f"stem {kh}x{kw} c{i}"
     return f"{kh}x{kw} s{s} @{hw}"
@@ -120,7 +123,7 @@ def main() -> int:
     ort_by_layer = {}
     for nm, v in ok.items():
         base = nm[: -len("_nchwc")] if nm.endswith("_nchwc") else nm
-        for suffix in (".relu", ".add", ".conv", ".gemm"):
+        for suffix in (".relu6", ".relu", ".clip", ".add", ".conv", ".gemm"):
             if base.endswith(suffix):
                 base = base[: -len(suffix)]
         ort_by_layer.setdefault(base, []).append((nm, statistics.median(v[-n_keep:])))

@@ -1,9 +1,10 @@
 """The few-input-channel solver (conv2d.few_channels: groups 1, C <= 8, the
 stems of image models) against the float64 reference, on every CPU kernel
 variant this processor runs: output channels 64 at a time and then 48, 32 or
-16, the last vector partial; output pixels in blocks (on AVX-512 6, 8, 12 or
-16 by the channel block's width, then 4, 2 and 1; 2 on AVX2, 1 generic); every stride, padding, dilation, window, layout,
-weight layout and epilogue."""
+16, the last vector partial (32 and 16 without AVX-512); output pixels in blocks
+by the channel block's width (AVX-512: 6, 8, 12 or 16; AVX2: 3 or 6; generic: 1
+or 3), then 4, 2 and 1; every stride, padding, dilation, window, layout, weight
+layout and epilogue."""
 
 import numpy as np
 import pytest
@@ -54,10 +55,10 @@ def test_few_channels_declines_what_it_cannot_run(make_context):
         paskdnn.conv2d(x[:, :4], np.ones((4, 2, 3, 3), np.float32), groups=2, context=ctx)  # grouped
 
 
-def test_few_channels_is_chosen_for_the_stem_only_where_its_kernel_is_fast():
-    """With AVX-512 the solver is the NCHW stem's best; without, its 16-float
-    vectors lower badly (ResNet's 7x7 stem 63-113 ms against 14 ms on im2col +
-    GEMM on the 2-core AVX2 VM, session 23) and another solver runs it."""
+def test_few_channels_is_chosen_for_the_stem_where_it_leads():
+    """With AVX-512 the solver is the NCHW stem's best. Without, it runs level
+    with im2col + GEMM (ResNet's 7x7 stem 2.3-3.2 ms against 2.5-3.3 on the
+    2-core AVX2 VM, session 24) and the cost model gives the tie to the GEMM."""
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     paskdnn.conv2d(x, np.random.default_rng(1).standard_normal((64, 3, 7, 7)).astype(np.float32), None, 2, 3,
                    context=paskdnn.Context(policy="reactive", num_threads=1))

@@ -5,10 +5,11 @@
 // once per tap against a vector of output channels instead, with no buffer
 // larger than one output row.
 //
-// One task per output row (n, oh). Up to 4 vectors (64) of output channels
-// times several output pixels side by side (6 for 64 channels, 12 for 32 on
-// AVX-512: about 24 accumulators) are summed in registers over the taps
-// (r, s, ci):  acc[p][k] += x(ci, ih, iw_p) * W[r][s][ci][o0 + 16k ...].
+// One task per output row (n, oh). Up to KMAX vectors of 16 output channels
+// times several output pixels side by side (AVX-512: 6 for 64 channels, 12 for
+// 32, about 24 zmm of sums; AVX2: 3 for 32 channels, 12 ymm) are summed in
+// registers, in the build's native vectors, over the taps (r, s, ci):
+//   acc[p][k] += x(ci, ih, iw_p) * W[r][s][ci][o0 + 16k ...].
 // The weights are packed once per call as [KH][KW][C][O rounded up to 16],
 // zero-filled past O, so every weight load is a whole vector. NHWC output
 // takes the epilogue per pixel and channel vector; NCHW output goes through a
@@ -22,14 +23,14 @@ PASK_EXPORT uint32_t pask_cpu_abi_version(void) { return PASK_CPU_ABI_VERSION; }
 
 namespace {
 
-// Output pixels side by side: P x 4 accumulators plus 4 weight vectors fit the
-// 32 zmm of AVX-512; AVX2 (each vf two ymm of 16) and SSE take fewer.
+// Channel vectors (of 16) a block sums at most. The sums are kept in the
+// build's native vectors: 4 x 16 channels times 6 pixels in AVX-512's 32 zmm;
+// on AVX2 2 x 16 channels (4 ymm) times 3 pixels in 12 of the 16 ymm (a block
+// of 64 channels there spilled its sums: the ResNet stem ran 16x slower).
 #if defined(__AVX512F__)
-constexpr int P = 4;
-#elif defined(__AVX2__)
-constexpr int P = 2;
+constexpr int KMAX = 4;
 #else
-constexpr int P = 1;
+constexpr int KMAX = 2;
 #endif
 constexpr int64_t kMaxChannels = 8;
 
@@ -52,11 +53,12 @@ __attribute__((always_inline)) inline void block(const pask_cpu_conv2d_args &a, 
                                                  int64_t n, int64_t oh, int64_t ow0, int64_t o0, Store &&store) {
     static const float zero = 0.f;
     const int64_t cs = NHWC ? 1 : a.h * a.w;  // channel stride of the input
-    vf acc[NP][K];
+    constexpr int KN = K * kVfRegs;  // native vectors of the block's channels
+    vnat acc[NP][KN];
 #pragma GCC unroll 16
     for (int p = 0; p < NP; ++p)
-#pragma GCC unroll 4
-        for (int k = 0; k < K; ++k) acc[p][k] = vf{};
+#pragma GCC unroll 8
+        for (int k = 0; k < KN; ++k) acc[p][k] = vnat{};
     const int64_t iw0 = ow0 * a.stride_w - a.pad_left;  // pixel 0's first input column
     const bool interior = iw0 >= 0 && (NP - 1) * a.stride_w + iw0 + (a.kw - 1) * a.dil_w < a.w;
     const int64_t span = a.kw * a.c;
@@ -69,15 +71,15 @@ __attribute__((always_inline)) inline void block(const pask_cpu_conv2d_args &a, 
             for (int p = 0; p < NP; ++p) xp[p] = xrow + (iw0 + p * a.stride_w) * (NHWC ? a.c : 1);
             const float *wr = wt + r * span * g.op + o0;
             for (int64_t j = 0; j < span; ++j) {
-                vf w[K];
-#pragma GCC unroll 4
-                for (int k = 0; k < K; ++k) w[k] = loadu(wr + j * g.op + k * V);
+                vnat w[KN];
+#pragma GCC unroll 8
+                for (int k = 0; k < KN; ++k) w[k] = vload<vnat>(wr + j * g.op + k * VN);
                 const int64_t o = g.off[j];
 #pragma GCC unroll 16
                 for (int p = 0; p < NP; ++p) {
-                    const vf xv = splat(xp[p][o]);
-#pragma GCC unroll 4
-                    for (int k = 0; k < K; ++k) acc[p][k] += xv * w[k];
+                    const vnat xv = vsplat<vnat>(xp[p][o]);
+#pragma GCC unroll 8
+                    for (int k = 0; k < KN; ++k) acc[p][k] += xv * w[k];
                 }
             }
             continue;
@@ -93,18 +95,22 @@ __attribute__((always_inline)) inline void block(const pask_cpu_conv2d_args &a, 
             }
             const float *wrs = wt + ((r * a.kw + s) * a.c) * g.op + o0;
             for (int64_t ci = 0; ci < a.c; ++ci) {
-                vf w[K];
-                for (int k = 0; k < K; ++k) w[k] = loadu(wrs + ci * g.op + k * V);
+                vnat w[KN];
+                for (int k = 0; k < KN; ++k) w[k] = vload<vnat>(wrs + ci * g.op + k * VN);
                 for (int p = 0; p < NP; ++p) {
-                    const vf xv = splat(*xp[p]);
+                    const vnat xv = vsplat<vnat>(*xp[p]);
                     xp[p] += step[p];
-                    for (int k = 0; k < K; ++k) acc[p][k] += xv * w[k];
+                    for (int k = 0; k < KN; ++k) acc[p][k] += xv * w[k];
                 }
             }
         }
     }
     for (int p = 0; p < NP; ++p)
-        for (int k = 0; k < K; ++k) store(p, k, acc[p][k]);
+        for (int k = 0; k < K; ++k) {
+            vf_parts u;
+            for (int i = 0; i < kVfRegs; ++i) u.p[i] = acc[p][k * kVfRegs + i];
+            store(p, k, u.v);
+        }
 }
 
 // Pixels side by side for a block of K channel vectors: as many as keep about
@@ -116,7 +122,7 @@ constexpr int pixels_for() {
 #if defined(__AVX512F__)
     return K == 1 ? 16 : K == 2 ? 12 : K == 3 ? 8 : 6;
 #else
-    return P;
+    return 12 / (K * kVfRegs) > 1 ? 12 / (K * kVfRegs) : 1;  // 12 of the 16 registers for sums
 #endif
 }
 
@@ -143,7 +149,7 @@ void row_block(const pask_cpu_conv2d_args &a, const Geometry &g, const float *wt
 template <bool NHWC, typename Store>
 void row(const pask_cpu_conv2d_args &a, const Geometry &g, const float *wt, int64_t n, int64_t oh, Store &&store) {
     int64_t o0 = 0;
-    for (; o0 + 4 * V <= g.op; o0 += 4 * V) row_block<NHWC, 4>(a, g, wt, n, oh, o0, store);
+    for (; o0 + KMAX * V <= g.op; o0 += KMAX * V) row_block<NHWC, KMAX>(a, g, wt, n, oh, o0, store);
     const int64_t left = (g.op - o0) / V;
     if (left == 3)
         row_block<NHWC, 3>(a, g, wt, n, oh, o0, store);

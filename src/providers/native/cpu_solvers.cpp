@@ -18,13 +18,13 @@ constexpr double kGemmFlopsPerUs = 140e3;
 constexpr double kDirectFlopsPerUs = 4e3;
 constexpr double kDepthwiseFlopsPerUs = 12e3;
 constexpr double kFewChannelsFlopsPerUs = 200e3;
-// Without AVX-512 the same kernel's 16-float vectors are lowered through the
-// stack (splats built by scalar stores, 64-bit moves; perf, session 23): on the
-// 2-core AVX2 VM (Zen 3) ResNet's 7x7 stem took 63-113 ms on it, about
-// 3 GFLOP/s, against 14 ms on im2col + GEMM in NCHW and 4 ms on the indirect
-// GEMM in NHWC. The rate of the processor's best variant (cpu_isa pinned
-// lower on an AVX-512 machine is not seen here).
-constexpr double kFewChannelsNarrowFlopsPerUs = 3e3;
+// Without AVX-512 the kernel keeps 32 channels by 3 pixels in 12 ymm; on the
+// 2-core AVX2 VM (Zen 3, 2 threads) ResNet's NCHW 7x7 stem runs 2.3-3.2 ms
+// (75-100 GFLOP/s) on it, level with im2col + GEMM (2.5-3.3 ms), behind the
+// NHWC indirect GEMM (1.8 ms). Until session 24 its 64-channel blocks spilled
+// their sums there (43 ms; 3 GFLOP/s in this model). Rated a little below
+// im2col + GEMM so that ties go to the GEMM.
+constexpr double kFewChannelsNarrowFlopsPerUs = 60e3;
 constexpr double kBytesPerUs = 8e3;
 
 pask_cpu_epilogue epilogue_of(const Problem &p, const OpArgs &a) {
