@@ -297,11 +297,11 @@ Dispatcher::Ran Dispatcher::run(const Problem &p, size_t h, const OpArgs &args, 
     return Ran::ok;
 }
 
-std::string Dispatcher::trace_text(const Problem &p, size_t h) const {
+std::shared_ptr<const std::string> Dispatcher::trace_text(const Problem &p, size_t h) const {
     std::lock_guard<std::mutex> lock(trace_mu_);
     auto it = trace_text_.find(h);
     if (it != trace_text_.end() && it->second.problem == p) return it->second.quoted;
-    std::string quoted = json::quote(p.str());
+    auto quoted = std::make_shared<const std::string>(json::quote(p.str()));
     if (trace_text_.size() >= 4096) trace_text_.clear();  // bounded: a program of ever new shapes
     trace_text_[h] = TraceText{p, quoted};
     return quoted;
@@ -313,11 +313,12 @@ void Dispatcher::prepare_trace_text(const Problem &p, size_t h) const {
 
 void Dispatcher::trace_call(const Problem &p, size_t h, const Solver &chosen, const char *decision,
                             const Solver &best, int64_t t_call, double ms) const {
-    const std::string problem = trace_text(p, h);
-    ctx_.trace.complete(std::string(op_name(p.op)) + " " + chosen.name(), "call", t_call,
-                        static_cast<int64_t>(ms * 1000),
-                        "\"problem\":" + problem + ",\"solver\":" + json::quote(chosen.name()) +
-                            ",\"decision\":\"" + decision + "\",\"best\":" + json::quote(best.name()));
+    if (ctx_.trace.full()) {  // counted as dropped, nothing looked up
+        ctx_.trace.complete_call(t_call, 0, nullptr, nullptr, nullptr, nullptr, nullptr);
+        return;
+    }
+    ctx_.trace.complete_call(t_call, static_cast<int64_t>(ms * 1000), op_name(p.op), chosen.name(), decision,
+                             best.name(), trace_text(p, h));
 }
 
 void Dispatcher::fail_no_candidates(const Problem &p) const {

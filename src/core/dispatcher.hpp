@@ -106,7 +106,7 @@ private:
     void trace_call(const Problem &p, size_t h, const Solver &chosen, const char *decision, const Solver &best,
                     int64_t t_call, double ms) const;
     // The trace's quoted text of p (h its hash), made once and remembered.
-    std::string trace_text(const Problem &p, size_t h) const;
+    std::shared_ptr<const std::string> trace_text(const Problem &p, size_t h) const;
 
     pask_context &ctx_;
     // The trace's quoted text of each problem, by hash: formatting it cost
@@ -114,10 +114,11 @@ private:
     // it is made once, on a problem's first traced call or when a plan is
     // prepared (prepare_trace_text), and reused. Made in the first call, the
     // texts cost a fresh process's first MobileNetV2 inference about 0.15 ms
-    // (54 calls; 2-core EPYC, issue 19).
+    // (54 calls; 2-core EPYC, issue 19). The event holds it shared, with the
+    // static names, and is formatted at export (Trace::complete_call).
     struct TraceText {
         Problem problem;
-        std::string quoted;
+        std::shared_ptr<const std::string> quoted;
     };
     mutable std::mutex trace_mu_;
     mutable std::unordered_map<size_t, TraceText> trace_text_;

@@ -28,12 +28,44 @@ void Trace::complete(const std::string &name, const char *cat, int64_t start_us,
     if (!enabled_) return;
     const int tid = this_thread_tid();
     std::lock_guard<std::mutex> lock(mu_);
+    if (!admit(tid)) return;
+    Event e;
+    e.name = name;
+    e.cat = cat;
+    e.tid = tid;
+    e.ts = start_us;
+    e.dur = dur_us;
+    e.args = args;
+    events_.push_back(std::move(e));
+}
+
+void Trace::complete_call(int64_t start_us, int64_t dur_us, const char *op, const char *solver, const char *decision,
+                          const char *best, std::shared_ptr<const std::string> problem) {
+    if (!enabled_) return;
+    const int tid = this_thread_tid();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!admit(tid)) return;
+    Event e;
+    e.cat = "call";
+    e.tid = tid;
+    e.ts = start_us;
+    e.dur = dur_us;
+    e.op = op;
+    e.solver = solver;
+    e.decision = decision;
+    e.best = best;
+    e.problem = std::move(problem);
+    events_.push_back(std::move(e));
+}
+
+bool Trace::admit(int tid) {
     if (!thread_names_.count(tid)) thread_names_[tid] = "caller " + std::to_string(tid);
     if (events_.size() >= max_events_) {
+        full_.store(true, std::memory_order_relaxed);
         ++dropped_;
-        return;
+        return false;
     }
-    events_.push_back(Event{name, cat, tid, start_us, dur_us, args});
+    return true;
 }
 
 size_t Trace::size() const {
@@ -64,9 +96,15 @@ std::string Trace::to_json() const {
     }
     for (const auto &e : events_) {
         sep();
-        out += "{\"ph\":\"X\",\"pid\":1,\"tid\":" + std::to_string(e.tid) + ",\"name\":" + json::quote(e.name) +
+        const std::string name = e.op ? std::string(e.op) + " " + e.solver : e.name;
+        out += "{\"ph\":\"X\",\"pid\":1,\"tid\":" + std::to_string(e.tid) + ",\"name\":" + json::quote(name) +
                ",\"cat\":\"" + e.cat + "\",\"ts\":" + std::to_string(e.ts) + ",\"dur\":" + std::to_string(e.dur);
-        if (!e.args.empty()) out += ",\"args\":{" + e.args + "}";
+        if (e.op)
+            out += ",\"args\":{\"problem\":" + (e.problem ? *e.problem : std::string("null")) +
+                   ",\"solver\":" + json::quote(e.solver) + ",\"decision\":\"" + e.decision +
+                   "\",\"best\":" + json::quote(e.best) + "}";
+        else if (!e.args.empty())
+            out += ",\"args\":{" + e.args + "}";
         out += "}";
     }
     out += "\n]}\n";

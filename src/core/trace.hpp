@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -36,20 +37,34 @@ public:
     // A complete event on the calling thread's row. args is a JSON object body or "".
     void complete(const std::string &name, const char *cat, int64_t start_us, int64_t dur_us,
                   const std::string &args = "");
+    // A primitive call's event ("call" row: "<op> <solver>", args problem,
+    // solver, decision, best), kept as pointers and formatted at export: a
+    // call of a steady state allocates nothing for it. The strings are static
+    // (op and solver names, decision literals); problem is JSON text, shared.
+    void complete_call(int64_t start_us, int64_t dur_us, const char *op, const char *solver, const char *decision,
+                       const char *best, std::shared_ptr<const std::string> problem);
+    // Whether the log is full (later events are only counted as dropped).
+    bool full() const { return full_.load(std::memory_order_relaxed); }
     std::string to_json() const;
     size_t size() const;
 
 private:
     struct Event {
         std::string name;
-        const char *cat;
-        int tid;
-        int64_t ts, dur;
+        const char *cat = "";
+        int tid = 0;
+        int64_t ts = 0, dur = 0;
         std::string args;
+        // a call event (complete_call): name and args formatted at export
+        const char *op = nullptr, *solver = nullptr, *decision = nullptr, *best = nullptr;
+        std::shared_ptr<const std::string> problem;
     };
+    // mu_ held: the calling thread's row named, and whether there is room (else counted as dropped)
+    bool admit(int tid);
     std::chrono::steady_clock::time_point origin_;
     size_t max_events_;
     std::atomic<bool> enabled_{true};
+    std::atomic<bool> full_{false};
     mutable std::mutex mu_;
     std::vector<Event> events_;
     std::map<int, std::string> thread_names_;
