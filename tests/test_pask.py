@@ -202,6 +202,48 @@ def _broken_kernel_dir(tmp_path, obj):
     return dst
 
 
+def _slow_kernel_dir(tmp_path, obj, entry, pause_ms):
+    """A copy of the kernel folder whose code objects of obj forward entry to the
+    real ones after pause_ms (tests/doubles/slow_cpu_kernel.c)."""
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    from paskdnn import _lib
+    src = _lib.library_dir() / "kernels"
+    dst = tmp_path / "kernels"
+    shutil.copytree(src, dst)
+    helper = Path(__file__).parent / "doubles" / "slow_cpu_kernel.c"
+    wrapped = list(dst.glob(f"pask_cpu_{obj}.*.so"))
+    assert wrapped
+    for f in wrapped:
+        subprocess.run([cc, "-shared", "-fPIC", "-O1", f'-DREAL_OBJECT="{src / f.name}"', f"-DENTRY={entry}",
+                        f"-DPAUSE_NS={int(pause_ms * 1e6)}L", "-o", str(f), str(helper), "-ldl"], check=True)
+    return dst
+
+
+@pytest.mark.parametrize("pause_ms", [5, 0])
+def test_a_cpu_solver_far_slower_than_its_estimate_gets_a_trial_of_another(tmp_path, cache, pause_ms):
+    """When the fastest measured CPU candidate runs more than 3x its analytic
+    estimate and 50 us over it, the next candidate whose estimate is below that
+    time gets a timed trial, and the faster runs from then on (session 23: the
+    few-channels kernel ran an NCHW stem in 113 ms, estimated at 1.2, and no
+    other solver was ever timed). Here im2col + GEMM, the analytic best, pauses
+    5 ms a call: conv2d.direct is tried and kept. Unpaused, nothing is tried."""
+    kdir = _slow_kernel_dir(tmp_path, "conv_im2col", "pask_conv2d_im2col_f32", pause_ms)
+    ctx = paskdnn.Context(cache_dir=cache, kernel_dir=str(kdir), solvers=["conv2d.im2col_gemm", "conv2d.direct"],
+                          policy="reactive", num_threads=1)
+    seen = []
+    for _ in range(12):
+        y = run_conv3(ctx)
+        seen.append(paskdnn.last_solver())
+        ref.assert_within_bound(y, ref.conv2d_ref(X3, W3, padding=1), ref.conv2d_bound(X3, W3, padding=1))
+    assert seen[0] == "conv2d.im2col_gemm", seen
+    if pause_ms:
+        assert seen[-6:] == ["conv2d.direct"] * 6, seen
+    else:
+        assert seen == ["conv2d.im2col_gemm"] * 12, seen
+
+
 def test_failed_load_falls_back_to_another_solver(tmp_path, cache):
     kdir = _broken_kernel_dir(tmp_path, "conv_im2col")
     ctx = paskdnn.Context(cache_dir=cache, kernel_dir=str(kdir), solvers=["conv2d.im2col_gemm", "conv2d.direct"])

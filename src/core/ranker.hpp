@@ -5,7 +5,9 @@
 // (GPU, option "explore") tries an unmeasured candidate within 2x; a
 // cross-provider trial (GPU, reusing policies with loader threads) tries the
 // best-estimated untimed candidate of each other provider when the fastest
-// measured one runs several times over its estimate. Kernels
+// measured one runs several times over its estimate; on the CPU, a candidate
+// whose estimate is below the fastest measured time gets a trial when that
+// one runs 3x over its own estimate. Kernels
 // whose load failed in this context are remembered as bad.
 #pragma once
 
@@ -96,6 +98,10 @@ private:
     // The candidate (index into out) that gets a cross-provider trial, or
     // out.size() for none (see kTrialRatio in ranker.cpp).
     size_t trial(const std::vector<Candidate> &out, const std::vector<double> &measured, size_t fastest) const;
+    // CPU contexts: the candidate (index into out) that gets a trial when the
+    // fastest measured one runs far over its estimate (see kCpuTrialRatio in
+    // ranker.cpp), or out.size() for none.
+    size_t cpu_trial(const std::vector<Candidate> &out, const std::vector<double> &measured, size_t fastest) const;
     // mu_ held: whether this run of (solver, Problem) key is timed (and counts
     // it): not one of its untimed warm-ups, nor past kTimedRuns timed runs.
     bool take_timed_run(uint64_t key, size_t problem_hash, bool *done);
