@@ -29,12 +29,8 @@ void Trace::complete(const std::string &name, const char *cat, int64_t start_us,
     const int tid = this_thread_tid();
     std::lock_guard<std::mutex> lock(mu_);
     if (!admit(tid)) return;
-    Event e;
+    Event e(cat, tid, start_us, dur_us);
     e.name = name;
-    e.cat = cat;
-    e.tid = tid;
-    e.ts = start_us;
-    e.dur = dur_us;
     e.args = args;
     events_.push_back(std::move(e));
 }
@@ -45,11 +41,7 @@ void Trace::complete_call(int64_t start_us, int64_t dur_us, const char *op, cons
     const int tid = this_thread_tid();
     std::lock_guard<std::mutex> lock(mu_);
     if (!admit(tid)) return;
-    Event e;
-    e.cat = "call";
-    e.tid = tid;
-    e.ts = start_us;
-    e.dur = dur_us;
+    Event e("call", tid, start_us, dur_us);
     e.op = op;
     e.solver = solver;
     e.decision = decision;

@@ -50,10 +50,11 @@ public:
 
 private:
     struct Event {
+        Event(const char *c, int t, int64_t start, int64_t d) : cat(c), tid(t), ts(start), dur(d) {}
         std::string name;
-        const char *cat = "";
-        int tid = 0;
-        int64_t ts = 0, dur = 0;
+        const char *cat;
+        int tid;
+        int64_t ts, dur;
         std::string args;
         // a call event (complete_call): name and args formatted at export
         const char *op = nullptr, *solver = nullptr, *decision = nullptr, *best = nullptr;
