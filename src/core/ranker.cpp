@@ -233,7 +233,14 @@ void Ranker::record_run(const Solver &solver, size_t problem_hash, double us) {
     std::lock_guard<std::mutex> lock(mu_);
     bound_for_insert(run_us_, key);
     auto [it, fresh] = run_us_.emplace(key, us);
-    if (!fresh) it->second = 0.7 * it->second + 0.3 * us;
+    // GPU: device times, an average. CPU: wall-clock times, which other work on
+    // the machine can only lengthen: the shortest. An average let a few runs
+    // taken while another process's threads held a core (ONNX Runtime's
+    // spinning pool, in one process with a paskdnn runner) put a candidate 3x
+    // over its estimate, a trial moved the layer to another solver timed in a
+    // quiet moment, and it stayed there 1.5x slower (ResNet-50's first
+    // downsample, 0.97 ms against 0.74; session 24).
+    if (!fresh) it->second = type_ == PASK_DEVICE_CPU ? std::min(it->second, us) : 0.7 * it->second + 0.3 * us;
     epoch_.fetch_add(1, std::memory_order_acq_rel);
 }
 
