@@ -318,6 +318,41 @@ class _MappedNpz:
         return self._ok
 
 
+# The header np.save writes (format 1.0 and 2.0/3.0): read with a pattern
+# instead of numpy's ast.literal_eval, 0.1 ms an array (29 ms of MobileNetV2's
+# 314 arrays, an eighth of its process start to first result on a 2-core VM).
+# Any other header goes through numpy's reader.
+_NPY_HEADER = None
+
+
+def _npy_header(view: memoryview, start: int) -> Optional[Tuple[Tuple[int, ...], bool, np.dtype, int]]:
+    """(shape, fortran order, dtype, offset of the data) of the .npy at start,
+    for the headers np.save writes; None for any other."""
+    global _NPY_HEADER
+    if _NPY_HEADER is None:
+        import re
+
+        _NPY_HEADER = re.compile(rb"\{'descr': '([<>|=][a-z][0-9]{1,2})', 'fortran_order': (True|False), "
+                                 rb"'shape': \(((?:[0-9]+, )*(?:[0-9]+,?)?)\), \} *\n")
+    if bytes(view[start:start + 6]) != b"\x93NUMPY":
+        return None
+    major = view[start + 6]
+    width = 2 if major == 1 else 4 if major in (2, 3) else 0
+    if not width:
+        return None
+    at = start + 8 + width
+    size = int.from_bytes(view[start + 8:at], "little")
+    m = _NPY_HEADER.fullmatch(bytes(view[at:at + size]))
+    if m is None:
+        return None
+    try:
+        dtype = np.dtype(m.group(1).decode())
+    except TypeError:
+        return None
+    shape = tuple(int(d) for d in m.group(3).split(b",") if d.strip())
+    return shape, m.group(2) == b"True", dtype, at + size
+
+
 def _mapped_npz(path: Union[str, "os.PathLike[str]"]) -> Optional[_MappedNpz]:
     """The .npz mapped (see _MappedNpz), or None (the caller reads it with
     np.load) for anything but the uncompressed plain numeric arrays that
@@ -352,23 +387,28 @@ def _mapped_npz(path: Union[str, "os.PathLike[str]"]) -> Optional[_MappedNpz]:
         if end > len(view):
             return None
         checks.append((view[start:end], info.CRC))
-        head = io.BytesIO(view[start:min(end, start + 65536)])
-        try:
-            version = npy.read_magic(head)
-            if version == (1, 0):
-                shape, fortran, dtype = npy.read_array_header_1_0(head)
-            elif version == (2, 0):
-                shape, fortran, dtype = npy.read_array_header_2_0(head)
-            else:
+        fast = _npy_header(view, start) if end - start >= 10 else None
+        if fast is not None:
+            shape, fortran, dtype, data = fast
+        else:
+            head = io.BytesIO(view[start:min(end, start + 65536)])
+            try:
+                version = npy.read_magic(head)
+                if version == (1, 0):
+                    shape, fortran, dtype = npy.read_array_header_1_0(head)
+                elif version == (2, 0):
+                    shape, fortran, dtype = npy.read_array_header_2_0(head)
+                else:
+                    return None
+            except ValueError:
                 return None
-        except ValueError:
-            return None
+            data = start + head.tell()
         if dtype.hasobject:
             return None
         count = int(np.prod(shape, dtype=np.int64))
-        if start + head.tell() + count * dtype.itemsize != end:
+        if data + count * dtype.itemsize != end:
             return None
-        a = np.frombuffer(view, dtype=dtype, count=count, offset=start + head.tell())
+        a = np.frombuffer(view, dtype=dtype, count=count, offset=data)
         out[info.filename[:-len(".npy")]] = a.reshape(shape, order="F" if fortran else "C")
     return _MappedNpz(out, checks)
 

@@ -124,6 +124,46 @@ def test_compressed_npz_still_loads(tmp_path):
     assert all(np.array_equal(a.weights[k], b.weights[k]) for a, b in zip(g.nodes, ref.nodes) for k in a.weights)
 
 
+def test_mapped_npz_reads_every_header_np_save_writes_as_np_load_does(tmp_path):
+    """The .npz reader parses np.save's headers with a pattern (numpy's reader costs
+    0.1 ms an array: 29 ms of MobileNetV2's start), in formats 1.0 and 2.0; other
+    headers, such as a structured dtype's, go through numpy's. Either way the
+    arrays equal np.load's."""
+    rng = np.random.default_rng(5)
+    arrays = {
+        "f32_4d": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "f64_fortran": np.asfortranarray(rng.standard_normal((3, 5))),
+        "scalar": np.float32(2.5) * np.ones((), np.float32),
+        "empty": np.zeros((0, 7), np.float32),
+        "one_dim": rng.integers(-9, 9, 11).astype(np.int64),
+        "big_endian": np.arange(6, dtype=">i4").reshape(2, 3),
+        "bytes": np.arange(5, dtype=np.uint8),
+        "flags": np.array([True, False, True]),
+        "complex": (rng.standard_normal(3) + 1j).astype(np.complex64),
+        "structured": np.zeros(2, dtype=[("a", "<f4"), ("b", "<i2")]),
+        "forty_dims": np.zeros((1,) * 40, np.float32),
+    }
+    path = tmp_path / "w.npz"
+    np.savez(path, **arrays)
+    mapped = models._mapped_npz(path)
+    assert mapped is not None and mapped.intact()
+    with np.load(path) as ref:
+        assert sorted(mapped.arrays) == sorted(ref.files)
+        for k in ref.files:
+            got, want = mapped.arrays[k], ref[k]
+            assert got.dtype == want.dtype and got.shape == want.shape, k
+            assert np.array_equal(got, want), k
+            assert got.flags.f_contiguous == want.flags.f_contiguous, k
+    v2 = tmp_path / "v2.npy"
+    with open(v2, "wb") as f:
+        np.lib.format.write_array(f, arrays["f32_4d"], version=(2, 0))
+    with zipfile.ZipFile(tmp_path / "w2.npz", "w") as z:
+        z.write(v2, "v2.npy")
+    mapped = models._mapped_npz(tmp_path / "w2.npz")
+    assert mapped is not None and np.array_equal(mapped.arrays["v2"], arrays["f32_4d"])
+    assert models._npy_header(memoryview(b"\x93NUMPY\x01\x00\x10\x00{'descr': 'zz'} \n"), 0) is None
+
+
 def test_corrupted_npz_fails_as_np_load_does(tmp_path):
     sd = models.state_dict("resnet18", seed=2, num_classes=10)
     path = tmp_path / "w.npz"
