@@ -228,7 +228,9 @@ def test_a_cpu_solver_far_slower_than_its_estimate_gets_a_trial_of_another(tmp_p
     time gets a timed trial, and the faster runs from then on (session 23: the
     few-channels kernel ran an NCHW stem in 113 ms, estimated at 1.2, and no
     other solver was ever timed). Here im2col + GEMM, the analytic best, pauses
-    5 ms a call: conv2d.direct is tried and kept. Unpaused, nothing is tried."""
+    5 ms a call: conv2d.direct is tried and kept. Unpaused, im2col + GEMM stays
+    (tried against direct only where it runs far over its estimate, as under
+    the sanitizers, and faster either way)."""
     kdir = _slow_kernel_dir(tmp_path, "conv_im2col", "pask_conv2d_im2col_f32", pause_ms)
     ctx = paskdnn.Context(cache_dir=cache, kernel_dir=str(kdir), solvers=["conv2d.im2col_gemm", "conv2d.direct"],
                           policy="reactive", num_threads=1)
@@ -238,10 +240,8 @@ def test_a_cpu_solver_far_slower_than_its_estimate_gets_a_trial_of_another(tmp_p
         seen.append(paskdnn.last_solver())
         ref.assert_within_bound(y, ref.conv2d_ref(X3, W3, padding=1), ref.conv2d_bound(X3, W3, padding=1))
     assert seen[0] == "conv2d.im2col_gemm", seen
-    if pause_ms:
-        assert seen[-6:] == ["conv2d.direct"] * 6, seen
-    else:
-        assert seen == ["conv2d.im2col_gemm"] * 12, seen
+    kept = "conv2d.direct" if pause_ms else "conv2d.im2col_gemm"
+    assert seen[-6:] == [kept] * 6, seen
 
 
 def test_failed_load_falls_back_to_another_solver(tmp_path, cache):
