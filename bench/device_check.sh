@@ -63,13 +63,16 @@ for what in ${THEN-dispatch overhead coldstart}; do
         esac
         for rep in $(seq ${REPEATS:-2}); do
           for y in 0 50; do
-            f="$OUT/yield_$(basename "$m" .onnx)_y${y}_r$rep"
+            mkdir -p "$OUT/yield"
+            f="$OUT/yield/$(basename "$m" .onnx)_y${y}_r$rep"
             PASKDNN_LOADER_YIELD_MS=$y timeout 120 python3 "$REPO/bench/first_trace.py" --model "$m" --device cuda \
               --json-out "$f.json" > "$f.log" 2>&1
             echo "$(basename "$m") loader_yield_ms=$y round $rep: $(grep -m1 'first inference' "$f.log")"
           done
         done
-      done ;;
+      done
+      # one file back instead of four a run (the device tool returns a limited number of files)
+      tar czf "$OUT/yield.tgz" -C "$OUT" yield && rm -r "$OUT/yield" ;;
     firsttrace) for m in ${TRACE_MODELS:-resnet50}; do   # zoo names, FILE.onnx or torchvision:NAME
                   PYTHONUNBUFFERED=1 timeout 200 python3 "$REPO/bench/first_trace.py" --model $m --device cuda --after-loads ${TRACE_ARGS:-} \
                     --json-out "$OUT/first_trace_${m##*:}.json" 2>&1 | grep -v -i warn | tail -40
