@@ -313,10 +313,6 @@ void Dispatcher::prepare_trace_text(const Problem &p, size_t h) const {
 
 void Dispatcher::trace_call(const Problem &p, size_t h, const Solver &chosen, const char *decision,
                             const Solver &best, int64_t t_call, double ms) const {
-    if (ctx_.trace.full()) {  // counted as dropped, nothing looked up
-        ctx_.trace.complete_call(t_call, 0, nullptr, nullptr, nullptr, nullptr, nullptr);
-        return;
-    }
     ctx_.trace.complete_call(t_call, static_cast<int64_t>(ms * 1000), op_name(p.op), chosen.name(), decision,
                              best.name(), trace_text(p, h));
 }

@@ -53,7 +53,6 @@ void Trace::complete_call(int64_t start_us, int64_t dur_us, const char *op, cons
 bool Trace::admit(int tid) {
     if (!thread_names_.count(tid)) thread_names_[tid] = "caller " + std::to_string(tid);
     if (events_.size() >= max_events_) {
-        full_.store(true, std::memory_order_relaxed);
         ++dropped_;
         return false;
     }

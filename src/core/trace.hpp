@@ -43,8 +43,6 @@ public:
     // (op and solver names, decision literals); problem is JSON text, shared.
     void complete_call(int64_t start_us, int64_t dur_us, const char *op, const char *solver, const char *decision,
                        const char *best, std::shared_ptr<const std::string> problem);
-    // Whether the log is full (later events are only counted as dropped).
-    bool full() const { return full_.load(std::memory_order_relaxed); }
     std::string to_json() const;
     size_t size() const;
 
@@ -65,7 +63,6 @@ private:
     std::chrono::steady_clock::time_point origin_;
     size_t max_events_;
     std::atomic<bool> enabled_{true};
-    std::atomic<bool> full_{false};
     mutable std::mutex mu_;
     std::vector<Event> events_;
     std::map<int, std::string> thread_names_;
